@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dispatch/herald/broker"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+// A stage is one part of the pipeline that `herald run` starts: the
+// dispatcher, the delay stage, the sender, the sink, the API. Each lives in
+// its own stage_*.go file and registers itself in init.
+type stage struct {
+	name string
+	// order sorts the stages' start calls (lower first).
+	order int
+	// flags registers the stage's flags on the run command.
+	flags func(fs *flag.FlagSet)
+	// start prepares the stage; the returned loop runs until ctx ends and
+	// returns nil after a clean stop. start runs in order, the loops run
+	// concurrently.
+	start func(ctx context.Context, env *runEnv) (func(ctx context.Context) error, error)
+}
+
+var stages []stage
+
+func addStage(s stage) { stages = append(stages, s) }
+
+// runEnv is what the stages share.
+type runEnv struct {
+	Log         *slog.Logger
+	DataDir     string
+	Brokers     []string
+	Topology    topology.Config
+	DatabaseURL string
+	HTTPAddr    string
+	// Mux is served on HTTPAddr; stages mount their routes on it.
+	Mux *http.ServeMux
+	// Registry is Herald's Prometheus registry, served at /metrics.
+	Registry *prometheus.Registry
+
+	mu      sync.Mutex
+	ready   map[string]func() bool
+	closers []func()
+}
+
+// AddReady registers a readiness check for /readyz.
+func (e *runEnv) AddReady(name string, fn func() bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.ready[name] = fn
+}
+
+// OnClose registers a cleanup to run after every stage has stopped, in
+// reverse order.
+func (e *runEnv) OnClose(fn func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.closers = append(e.closers, fn)
+}
+
+// notReady lists the checks that fail.
+func (e *runEnv) notReady() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []string
+	for name, fn := range e.ready {
+		if !fn() {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// runFlags are the flags every pipeline command shares.
+type runFlags struct {
+	brokers, dataDir, databaseURL, httpAddr, brokerAddr string
+	logLevel, logFormat, stages                         string
+	partitions, replication                             int
+	retention                                           time.Duration
+}
+
+func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
+	stringFlag(fs, &f.brokers, "brokers", "", "Kafka bootstrap brokers, host:port,...; empty starts the embedded broker")
+	stringFlag(fs, &f.dataDir, "data-dir", "./data", "directory for the embedded broker's log, Goka's storage and the local Postgres")
+	stringFlag(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty starts a local Postgres in the data dir")
+	stringFlag(fs, &f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API, /metrics and /healthz")
+	stringFlag(fs, &f.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded broker, when --brokers is empty")
+	stringFlag(fs, &f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	stringFlag(fs, &f.logFormat, "log-format", "text", "log format: text or json")
+	stringFlag(fs, &f.stages, "stages", defaultStages, "stages to run, comma-separated, or all")
+	intFlag(fs, &f.partitions, "partitions", topology.DefaultPartitions, "partitions of every co-partitioned topic (fixed once the topics exist)")
+	intFlag(fs, &f.replication, "replication", topology.DefaultReplication, "replication factor of the topics Herald creates")
+	durationFlag(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text", "":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func init() {
+	register(command{name: "run", summary: "run the pipeline (starts the embedded broker and a local Postgres unless told otherwise)",
+		run: func(ctx context.Context, args []string) error { return runPipeline(ctx, "run", args, "all") }})
+}
+
+// runPipeline parses the flags of a pipeline command and runs the chosen
+// stages until ctx ends.
+func runPipeline(ctx context.Context, name string, args []string, defaultStages string) error {
+	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
+	var rf runFlags
+	rf.register(fs, defaultStages)
+	sort.SliceStable(stages, func(i, j int) bool { return stages[i].order < stages[j].order })
+	for _, s := range stages {
+		if s.flags != nil {
+			s.flags(fs)
+		}
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(rf.logLevel, rf.logFormat)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	chosen := map[string]bool{}
+	for _, s := range splitList(rf.stages) {
+		chosen[s] = true
+	}
+	var names []string
+	for _, s := range stages {
+		names = append(names, s.name)
+	}
+	for s := range chosen {
+		if s != "all" && !slices.Contains(names, s) {
+			return fmt.Errorf("--stages: unknown stage %q (have %s)", s, strings.Join(names, ", "))
+		}
+	}
+
+	dataDir, err := filepath.Abs(rf.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	env := &runEnv{
+		Log:         log,
+		DataDir:     dataDir,
+		DatabaseURL: rf.databaseURL,
+		HTTPAddr:    rf.httpAddr,
+		Mux:         http.NewServeMux(),
+		Registry:    prometheus.NewRegistry(),
+		ready:       map[string]func() bool{},
+	}
+	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	defer func() {
+		for i := len(env.closers) - 1; i >= 0; i-- {
+			env.closers[i]()
+		}
+	}()
+
+	env.Brokers = splitList(rf.brokers)
+	if len(env.Brokers) == 0 {
+		b, err := broker.Start(broker.Config{Addr: rf.brokerAddr, DataDir: filepath.Join(dataDir, "kafka"),
+			Partitions: rf.partitions, Log: log})
+		if err != nil {
+			return fmt.Errorf("embedded broker: %w (is another herald or a Kafka on %s? pass --brokers to use it)", err, rf.brokerAddr)
+		}
+		env.OnClose(b.Close)
+		env.Brokers = b.Addrs()
+		log.Info("embedded broker started", "addr", strings.Join(env.Brokers, ","), "data", filepath.Join(dataDir, "kafka"))
+	}
+	env.Topology = topology.Config{Brokers: env.Brokers, Partitions: rf.partitions, Replication: rf.replication,
+		Retention: rf.retention, ClientID: "herald"}.WithDefaults()
+
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = topology.WaitForBrokers(waitCtx, env.Brokers)
+	cancel()
+	if err != nil {
+		return err
+	}
+	if err := topology.EnsureTopics(ctx, env.Topology); err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range stages {
+		if !chosen["all"] && !chosen[s.name] {
+			continue
+		}
+		loop, err := s.start(gctx, env)
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", s.name, err)
+		}
+		if loop == nil {
+			continue
+		}
+		log.Info("stage started", "stage", s.name)
+		g.Go(func() error {
+			if err := loop(gctx); err != nil {
+				return fmt.Errorf("stage %s: %w", s.name, err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return serveHTTP(gctx, env) })
+	log.Info("herald running", "brokers", strings.Join(env.Brokers, ","), "http", env.HTTPAddr,
+		"partitions", env.Topology.Partitions, "data_dir", dataDir)
+	err = g.Wait()
+	log.Info("herald stopped")
+	return err
+}
+
+// serveHTTP serves the stages' routes plus /healthz, /readyz and /metrics
+// until ctx ends.
+func serveHTTP(ctx context.Context, env *runEnv) error {
+	if env.HTTPAddr == "" || env.HTTPAddr == "off" {
+		return nil
+	}
+	env.Mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	env.Mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if bad := env.notReady(); len(bad) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"not ready","waiting_for":["%s"]}`+"\n", strings.Join(bad, `","`))
+			return
+		}
+		fmt.Fprintln(w, `{"status":"ready"}`)
+	})
+	env.Mux.Handle("GET /metrics", promhttp.HandlerFor(env.Registry, promhttp.HandlerOpts{Registry: env.Registry}))
+	srv := &http.Server{
+		Handler:           env.Mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", env.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: listen on %s: %w", env.HTTPAddr, err)
+	}
+	env.Log.Info("http listening", "addr", ln.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http: shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,107 @@
+package contract
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// SendCommand asks the sender to make one provider attempt. It is published
+// to herald.send, keyed by the notification id, by the dispatcher only.
+type SendCommand struct {
+	ID       string  `json:"id"`
+	Campaign string  `json:"campaign"`
+	Channel  Channel `json:"channel"`
+	// Attempt numbers the provider attempts of one notification across all
+	// channels, from 1. A result names the attempt it answers.
+	Attempt int `json:"attempt"`
+	// Address is the recipient's address for Channel, and nothing else.
+	Address string          `json:"address"`
+	Content json.RawMessage `json:"content"`
+	// IdempotencyKey is the same for every attempt of one notification, so
+	// a provider that honours it never delivers twice.
+	IdempotencyKey string `json:"idempotency_key"`
+	// RequestedAt is when the dispatcher first saw the request; IssuedAt is
+	// when this command was made. Both are for latency metrics.
+	RequestedAt time.Time `json:"requested_at"`
+	IssuedAt    time.Time `json:"issued_at"`
+}
+
+// Outcome classifies a provider attempt.
+type Outcome string
+
+const (
+	// OutcomeSuccess: the provider accepted the notification.
+	OutcomeSuccess Outcome = "success"
+	// OutcomeTransient: worth retrying on the same channel (timeouts,
+	// connection errors, 408, 5xx).
+	OutcomeTransient Outcome = "transient"
+	// OutcomePermanent: retrying cannot help (an invalid address, another
+	// 4xx); the next channel takes over at once.
+	OutcomePermanent Outcome = "permanent"
+	// OutcomeThrottled: the provider asked us to slow down (429). It is
+	// retried after RetryAfter and does not use up an attempt.
+	OutcomeThrottled Outcome = "throttled"
+)
+
+// SendResult is the sender's answer to one SendCommand, published to
+// herald.results keyed by the notification id.
+type SendResult struct {
+	ID      string  `json:"id"`
+	Attempt int     `json:"attempt"`
+	Channel Channel `json:"channel"`
+	Outcome Outcome `json:"outcome"`
+	Error   string  `json:"error,omitempty"`
+	// Code is the provider's response code (an HTTP status or SMTP code),
+	// 0 when no response came.
+	Code       int      `json:"code,omitempty"`
+	RetryAfter Duration `json:"retry_after,omitempty"`
+	// At is when the provider answered.
+	At time.Time `json:"at"`
+	// Latency is how long the provider call took.
+	Latency Duration `json:"latency,omitempty"`
+}
+
+// WakeupKind says why a wake-up was scheduled.
+type WakeupKind string
+
+const (
+	// WakeupHold releases a scheduled, deferred or retrying notification.
+	WakeupHold WakeupKind = "hold"
+	// WakeupSendTimeout fires when a sending notification has had no result
+	// for the send timeout.
+	WakeupSendTimeout WakeupKind = "send_timeout"
+)
+
+// Wakeup is a message the dispatcher sends to itself through the delay
+// topics. It is only acted on if the state still matches it: a hold wake-up
+// whose Due differs from the state's next_attempt_at, or a send-timeout for
+// an attempt that already has its result, is stale and ignored.
+type Wakeup struct {
+	ID      string     `json:"id"`
+	Kind    WakeupKind `json:"kind"`
+	Due     time.Time  `json:"due"`
+	Attempt int        `json:"attempt,omitempty"`
+}
+
+// Cancel asks the dispatcher to cancel a notification that has not been
+// handed to a provider yet. Published to herald.control keyed by id.
+type Cancel struct {
+	ID          string    `json:"id"`
+	Reason      string    `json:"reason,omitempty"`
+	RequestedAt time.Time `json:"requested_at"`
+}
+
+// DeadLetter is what Herald publishes to herald.dlq for a record it cannot
+// use. It keeps the original key and value byte for byte (base64 in JSON),
+// and where the record came from, so it can be fixed and replayed.
+type DeadLetter struct {
+	Reason    string       `json:"reason"`
+	Error     string       `json:"error"`
+	Problems  []FieldError `json:"problems,omitempty"`
+	Topic     string       `json:"topic"`
+	Partition int32        `json:"partition"`
+	Offset    int64        `json:"offset"`
+	Key       []byte       `json:"key"`
+	Value     []byte       `json:"value"`
+	At        time.Time    `json:"at"`
+}

@@ -1,0 +1,425 @@
+// Package contract owns Herald's event contract, version 1: the JSON records
+// that producers publish to herald.requests, the records Herald passes between
+// its own stages (send commands, send results, wake-ups, cancellations), the
+// dispatcher's state as it is written to the group table's changelog, and the
+// dead-letter record. docs/events.md is the prose form of this package; the
+// two change together, and a change that breaks a producer is a new schema
+// version, never an edit of v1.
+//
+// Decoding is tolerant of unknown fields, so that producers can move ahead of
+// the dispatcher, and strict about everything the dispatcher relies on: every
+// problem is reported once, naming its field.
+package contract
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SchemaV1 is the schema name every v1 dispatch request carries.
+const SchemaV1 = "herald.dispatch.v1"
+
+// Channel names a delivery channel.
+type Channel string
+
+// The channels Herald knows. Each needs its own address in Recipient.
+const (
+	ChannelEmail Channel = "email"
+	ChannelSMS   Channel = "sms"
+	ChannelPush  Channel = "push"
+)
+
+// Channels lists the known channels in a stable order.
+var Channels = []Channel{ChannelEmail, ChannelSMS, ChannelPush}
+
+// Valid reports whether c is a known channel.
+func (c Channel) Valid() bool {
+	switch c {
+	case ChannelEmail, ChannelSMS, ChannelPush:
+		return true
+	}
+	return false
+}
+
+// Request is a DispatchRequest: one notification to deliver. Its Kafka key
+// must equal ID.
+type Request struct {
+	Schema    string          `json:"schema"`
+	ID        string          `json:"id"`
+	Campaign  string          `json:"campaign"`
+	Recipient Recipient       `json:"recipient"`
+	Channels  []Channel       `json:"channels"`
+	Content   json.RawMessage `json:"content"`
+	Policy    Policy          `json:"policy"`
+	Blackout  []Window        `json:"blackout,omitempty"`
+	NotBefore *time.Time      `json:"not_before,omitempty"`
+	ExpiresAt *time.Time      `json:"expires_at,omitempty"`
+}
+
+// Recipient holds the addresses of one person, and the time zone their
+// blackout windows are read in.
+type Recipient struct {
+	Email     string `json:"email,omitempty"`
+	Phone     string `json:"phone,omitempty"`
+	PushToken string `json:"push_token,omitempty"`
+	// TZ is an IANA zone name such as "Asia/Seoul". Empty means the
+	// dispatcher's configured default zone.
+	TZ string `json:"tz,omitempty"`
+}
+
+// Address returns the recipient's address for channel c, or "".
+func (r Recipient) Address(c Channel) string {
+	switch c {
+	case ChannelEmail:
+		return r.Email
+	case ChannelSMS:
+		return r.Phone
+	case ChannelPush:
+		return r.PushToken
+	}
+	return ""
+}
+
+// Policy is the retry policy carried in the event. Herald never looks a
+// policy up: what is here is what applies.
+type Policy struct {
+	ID      string `json:"id,omitempty"`
+	Version int    `json:"version,omitempty"`
+	// AttemptsPerChannel is how many provider attempts each channel gets
+	// before the next channel takes over. Default 3.
+	AttemptsPerChannel int     `json:"attempts_per_channel,omitempty"`
+	Backoff            Backoff `json:"backoff"`
+}
+
+// Backoff is an exponential backoff: the n-th retry on a channel waits
+// Initial * Multiplier^(n-1), capped at Max, with jitter.
+type Backoff struct {
+	Initial    Duration `json:"initial,omitempty"`
+	Multiplier float64  `json:"multiplier,omitempty"`
+	Max        Duration `json:"max,omitempty"`
+}
+
+// Policy defaults, applied by Decode to fields the producer left out.
+const (
+	DefaultAttemptsPerChannel = 3
+	DefaultBackoffInitial     = time.Second
+	DefaultBackoffMultiplier  = 2.0
+	DefaultBackoffMax         = 10 * time.Minute
+)
+
+// Duration is a time.Duration written as a Go duration string ("1s", "10m").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string such as "1.5s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"1s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Window is a blackout window in the recipient's local time, from From up to
+// (not including) To. A window whose To is earlier than its From crosses
+// midnight: {"from":"22:00","to":"06:00"}.
+type Window struct {
+	From Clock `json:"from"`
+	To   Clock `json:"to"`
+}
+
+// String returns the window as "HH:MM-HH:MM".
+func (w Window) String() string { return w.From.String() + "-" + w.To.String() }
+
+// ParseWindow reads "HH:MM-HH:MM".
+func ParseWindow(s string) (Window, error) {
+	from, to, ok := strings.Cut(s, "-")
+	if !ok {
+		return Window{}, fmt.Errorf("window %q: want HH:MM-HH:MM", s)
+	}
+	var w Window
+	var err error
+	if w.From, err = ParseClock(from); err != nil {
+		return Window{}, fmt.Errorf("window %q: %w", s, err)
+	}
+	if w.To, err = ParseClock(to); err != nil {
+		return Window{}, fmt.Errorf("window %q: %w", s, err)
+	}
+	if w.From == w.To {
+		return Window{}, fmt.Errorf("window %q: from and to are equal", s)
+	}
+	return w, nil
+}
+
+// Clock is a local wall-clock time of day, in minutes after midnight.
+type Clock int
+
+// ParseClock reads "HH:MM" (00:00 to 23:59; 24:00 is accepted as a window's
+// end and means midnight).
+func ParseClock(s string) (Clock, error) {
+	var h, m int
+	if len(s) != 5 || s[2] != ':' {
+		return 0, fmt.Errorf("time of day %q: want HH:MM", s)
+	}
+	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil {
+		return 0, fmt.Errorf("time of day %q: want HH:MM", s)
+	}
+	if h == 24 && m == 0 {
+		return 0, nil
+	}
+	if h < 0 || h > 23 || m < 0 || m > 59 {
+		return 0, fmt.Errorf("time of day %q: out of range", s)
+	}
+	return Clock(h*60 + m), nil
+}
+
+// Hour and Minute split the clock.
+func (c Clock) Hour() int   { return int(c) / 60 }
+func (c Clock) Minute() int { return int(c) % 60 }
+
+// String returns "HH:MM".
+func (c Clock) String() string { return fmt.Sprintf("%02d:%02d", c.Hour(), c.Minute()) }
+
+// MarshalJSON writes "HH:MM".
+func (c Clock) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// UnmarshalJSON reads "HH:MM".
+func (c *Clock) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a time of day such as \"22:00\"")
+	}
+	v, err := ParseClock(s)
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// FieldError is one problem with one field of a request.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+func (e FieldError) String() string { return e.Field + ": " + e.Message }
+
+// ValidationError lists every problem found in a request, one per field.
+type ValidationError struct {
+	Problems []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.String()
+	}
+	return "invalid request: " + strings.Join(parts, "; ")
+}
+
+// ErrMalformed wraps errors for records that are not a JSON object at all.
+var ErrMalformed = errors.New("malformed record")
+
+// ErrKeyMismatch is reported (inside a ValidationError) when the Kafka key
+// differs from the request's id.
+var ErrKeyMismatch = errors.New("key differs from id")
+
+// Reason codes used in dead letters and metrics.
+const (
+	ReasonMalformed   = "malformed"
+	ReasonInvalid     = "invalid"
+	ReasonKeyMismatch = "key_mismatch"
+)
+
+// Reason classifies a Decode error as a short code for the DLQ and metrics.
+func Reason(err error) string {
+	var ve *ValidationError
+	switch {
+	case errors.Is(err, ErrMalformed):
+		return ReasonMalformed
+	case errors.As(err, &ve):
+		for _, p := range ve.Problems {
+			if p.Field == "key" {
+				return ReasonKeyMismatch
+			}
+		}
+		return ReasonInvalid
+	}
+	return ReasonInvalid
+}
+
+// MaxIDLength bounds ids, which are Kafka keys and primary keys.
+const MaxIDLength = 256
+
+// Decode reads a dispatch request from a Kafka record's key and value,
+// applies the policy defaults and validates it. key may be nil when the
+// caller has no Kafka key (the HTTP API), in which case it is not compared.
+//
+// The error is either ErrMalformed (wrapped with the JSON error) or a
+// *ValidationError listing every problem.
+func Decode(key, value []byte) (*Request, error) {
+	var r Request
+	value = bytes.TrimSpace(value)
+	if len(value) == 0 || value[0] != '{' {
+		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	}
+	if err := json.Unmarshal(value, &r); err != nil {
+		var ute *json.UnmarshalTypeError
+		if errors.As(err, &ute) && ute.Field != "" {
+			return nil, &ValidationError{Problems: []FieldError{{Field: ute.Field, Message: "want " + ute.Type.String() + ", got " + ute.Value}}}
+		}
+		if fe := fieldOf(err); fe != nil {
+			return nil, &ValidationError{Problems: []FieldError{*fe}}
+		}
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	r.ApplyDefaults()
+	if err := r.Validate(key); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// fieldOf recognises the errors our own UnmarshalJSON methods return.
+// encoding/json does not say which field they came from, so they are
+// reported against the type they parse.
+func fieldOf(err error) *FieldError {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "duration"):
+		return &FieldError{Field: "policy.backoff", Message: msg}
+	case strings.Contains(msg, "time of day"):
+		return &FieldError{Field: "blackout", Message: msg}
+	case strings.Contains(msg, "parsing time"):
+		return &FieldError{Field: "not_before/expires_at", Message: "want an RFC 3339 time: " + msg}
+	}
+	return nil
+}
+
+// ApplyDefaults fills the policy fields the producer left out.
+func (r *Request) ApplyDefaults() {
+	if r.Policy.AttemptsPerChannel == 0 {
+		r.Policy.AttemptsPerChannel = DefaultAttemptsPerChannel
+	}
+	if r.Policy.Backoff.Initial == 0 {
+		r.Policy.Backoff.Initial = Duration(DefaultBackoffInitial)
+	}
+	if r.Policy.Backoff.Multiplier == 0 {
+		r.Policy.Backoff.Multiplier = DefaultBackoffMultiplier
+	}
+	if r.Policy.Backoff.Max == 0 {
+		r.Policy.Backoff.Max = Duration(DefaultBackoffMax)
+	}
+}
+
+// Validate checks r against contract v1 and returns a *ValidationError
+// naming every problem, or nil. When key is not nil it must equal r.ID.
+func (r *Request) Validate(key []byte) error {
+	var ps []FieldError
+	add := func(field, format string, args ...any) {
+		ps = append(ps, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	if r.Schema != SchemaV1 {
+		add("schema", "want %q, got %q", SchemaV1, r.Schema)
+	}
+	switch {
+	case r.ID == "":
+		add("id", "required")
+	case len(r.ID) > MaxIDLength:
+		add("id", "longer than %d bytes", MaxIDLength)
+	case key != nil && string(key) != r.ID:
+		add("key", "Kafka key %q differs from id %q", truncate(string(key), 64), truncate(r.ID, 64))
+	}
+	if r.Campaign == "" {
+		add("campaign", "required")
+	}
+	if len(r.Channels) == 0 {
+		add("channels", "must list at least one channel")
+	}
+	seen := map[Channel]bool{}
+	for i, c := range r.Channels {
+		field := fmt.Sprintf("channels[%d]", i)
+		switch {
+		case !c.Valid():
+			add(field, "unknown channel %q (want email, sms or push)", truncate(string(c), 32))
+		case seen[c]:
+			add(field, "channel %q listed twice", c)
+		case r.Recipient.Address(c) == "":
+			add("recipient."+addressField(c), "required by channel %q", c)
+		}
+		seen[c] = true
+	}
+	if r.Recipient.Email != "" && !strings.Contains(r.Recipient.Email, "@") {
+		add("recipient.email", "not an email address")
+	}
+	if r.Recipient.TZ != "" {
+		if _, err := LoadLocation(r.Recipient.TZ); err != nil {
+			add("recipient.tz", "unknown time zone %q", truncate(r.Recipient.TZ, 64))
+		}
+	}
+	if len(r.Content) == 0 || bytes.TrimSpace(r.Content)[0] != '{' {
+		add("content", "must be a JSON object")
+	}
+	p := r.Policy
+	if p.AttemptsPerChannel < 1 || p.AttemptsPerChannel > 100 {
+		add("policy.attempts_per_channel", "must be between 1 and 100, got %d", p.AttemptsPerChannel)
+	}
+	if p.Version < 0 {
+		add("policy.version", "must not be negative")
+	}
+	if p.Backoff.Initial.D() <= 0 {
+		add("policy.backoff.initial", "must be positive")
+	}
+	if p.Backoff.Multiplier < 1 || p.Backoff.Multiplier > 100 {
+		add("policy.backoff.multiplier", "must be between 1 and 100, got %g", p.Backoff.Multiplier)
+	}
+	if p.Backoff.Max.D() < p.Backoff.Initial.D() {
+		add("policy.backoff.max", "must not be less than initial")
+	}
+	for i, w := range r.Blackout {
+		if w.From == w.To {
+			add(fmt.Sprintf("blackout[%d]", i), "from and to are equal (%s)", w.From)
+		}
+	}
+	if r.NotBefore != nil && r.ExpiresAt != nil && !r.ExpiresAt.After(*r.NotBefore) {
+		add("expires_at", "must be after not_before")
+	}
+	if len(ps) > 0 {
+		return &ValidationError{Problems: ps}
+	}
+	return nil
+}
+
+func addressField(c Channel) string {
+	switch c {
+	case ChannelSMS:
+		return "phone"
+	case ChannelPush:
+		return "push_token"
+	}
+	return "email"
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,114 @@
+package contract
+
+import "time"
+
+// Status is where a notification stands.
+type Status string
+
+// Non-final statuses.
+const (
+	StatusScheduled Status = "scheduled" // waiting for not_before
+	StatusDeferred  Status = "deferred"  // waiting for a blackout window to end
+	StatusSending   Status = "sending"   // a send command is out, no result yet
+	StatusRetrying  Status = "retrying"  // waiting for the next attempt's backoff
+)
+
+// Final statuses. A notification in one of these never changes status again.
+const (
+	StatusSent     Status = "sent"
+	StatusFailed   Status = "failed"
+	StatusExpired  Status = "expired"
+	StatusRejected Status = "rejected"
+	StatusCanceled Status = "canceled"
+)
+
+// Statuses lists every status, non-final first.
+var Statuses = []Status{StatusScheduled, StatusDeferred, StatusSending, StatusRetrying,
+	StatusSent, StatusFailed, StatusExpired, StatusRejected, StatusCanceled}
+
+// Final reports whether s is a final status.
+func (s Status) Final() bool {
+	switch s {
+	case StatusSent, StatusFailed, StatusExpired, StatusRejected, StatusCanceled:
+		return true
+	}
+	return false
+}
+
+// Held reports whether s waits for a wake-up.
+func (s Status) Held() bool {
+	return s == StatusScheduled || s == StatusDeferred || s == StatusRetrying
+}
+
+// HoldReason says why a held notification waits.
+type HoldReason string
+
+const (
+	HoldSchedule  HoldReason = "schedule"   // not_before is in the future
+	HoldBlackout  HoldReason = "blackout"   // inside a blackout window
+	HoldBackoff   HoldReason = "backoff"    // retry backoff after a transient failure
+	HoldRateLimit HoldReason = "rate_limit" // the provider asked us to slow down
+)
+
+// State is the dispatcher's record of one notification: the value of the
+// herald-dispatcher group table, keyed by notification id. Every change
+// writes the whole state to the table's changelog with Version one higher,
+// so a reader (the sink, a view) can always keep the newest.
+type State struct {
+	ID       string `json:"id"`
+	Campaign string `json:"campaign"`
+	Status   Status `json:"status"`
+	// Channel is the channel in use (or the one that succeeded, once sent);
+	// ChannelIndex is its position in Request.Channels.
+	Channel      Channel `json:"channel"`
+	ChannelIndex int     `json:"channel_index"`
+	// Attempts counts the provider attempts made, on all channels. It is
+	// what was done, not the policy: the policy's version is
+	// Request.Policy.Version.
+	Attempts int `json:"attempts"`
+	// ChannelAttempts counts the attempts on the current channel that used
+	// up part of policy.attempts_per_channel (throttled ones do not).
+	ChannelAttempts int `json:"channel_attempts"`
+	// Duplicates counts requests that arrived again with this id.
+	Duplicates    int        `json:"duplicates"`
+	FirstSeen     time.Time  `json:"first_seen"`
+	UpdatedAt     time.Time  `json:"updated_at"`
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
+	HoldReason    HoldReason `json:"hold_reason,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	SentAt        *time.Time `json:"sent_at,omitempty"`
+	// Version grows by one with every change of this state.
+	Version uint64 `json:"version"`
+	// History has one entry per provider attempt that has a result.
+	History []Attempt `json:"history,omitempty"`
+	// Request is the accepted request, kept for later attempts.
+	Request *Request `json:"request,omitempty"`
+
+	// Applied records, per input topic, the partition and offset of the
+	// newest record applied to this state. A record at or below it is a
+	// replay after a crash, not a new event.
+	Applied map[string]Position `json:"applied,omitempty"`
+	// LastSource is the record that produced this version, and LastEmitted
+	// says whether that transition emitted anything. When the same record
+	// comes again (a crash between the changelog write and the emit), the
+	// dispatcher emits the same thing again instead of dropping it.
+	LastSource  Position `json:"last_source"`
+	LastEmitted bool     `json:"last_emitted,omitempty"`
+}
+
+// Position is a record's place in Kafka.
+type Position struct {
+	Topic     string `json:"topic,omitempty"`
+	Partition int32  `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// Attempt is one provider attempt and its result.
+type Attempt struct {
+	Attempt int       `json:"attempt"`
+	Channel Channel   `json:"channel"`
+	Outcome Outcome   `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
+	Code    int       `json:"code,omitempty"`
+	At      time.Time `json:"at"`
+}

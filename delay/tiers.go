@@ -1,0 +1,97 @@
+// Package delay is Herald's delayed delivery on plain Kafka topics. A record
+// that must wait is published to a tier topic; each tier holds every record
+// for one fixed time, so a tier's order is its due order and its consumer
+// only ever waits for the head of a partition. A record whose wait is longer
+// than a tier hops through several, largest first; when it is due it goes
+// to its target topic.
+//
+// Every delayed record carries two headers: HeaderDue, the instant it may
+// be released (Unix nanoseconds, decimal), and HeaderTarget, the topic it
+// goes to then. Its key and value pass through untouched, so the target
+// topic sees the record as it was published.
+package delay
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Record headers of a delayed record.
+const (
+	HeaderDue    = "herald-due"
+	HeaderTarget = "herald-target"
+)
+
+// TopicPrefix starts every tier topic's name.
+const TopicPrefix = "herald.delay."
+
+// Tiers are the fixed delays, ascending. The smallest bounds the lateness
+// of the last hop; the largest bounds the number of hops a long wait takes.
+var Tiers = []time.Duration{
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour,
+}
+
+// TierTopic names the topic of a tier.
+func TierTopic(d time.Duration) string {
+	return TopicPrefix + shortDuration(d)
+}
+
+// TierTopics lists every tier topic, in tier order.
+func TierTopics() []string {
+	ts := make([]string, len(Tiers))
+	for i, d := range Tiers {
+		ts[i] = TierTopic(d)
+	}
+	return ts
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%dh", int(d.Hours()))
+}
+
+// Tier picks the tier for a record with remaining wait d: the largest tier
+// not longer than d, or the smallest tier when d is shorter than all.
+func Tier(d time.Duration) time.Duration {
+	t := Tiers[0]
+	for _, tier := range Tiers {
+		if tier > d {
+			break
+		}
+		t = tier
+	}
+	return t
+}
+
+// Route returns the topic a record due at due should be published to at
+// now: the target itself when it is due, else a tier topic.
+func Route(due, now time.Time, target string) string {
+	rem := due.Sub(now)
+	if rem <= 0 {
+		return target
+	}
+	return TierTopic(Tier(rem))
+}
+
+// FormatDue encodes a due time for HeaderDue.
+func FormatDue(t time.Time) []byte { return strconv.AppendInt(nil, t.UnixNano(), 10) }
+
+// ParseDue decodes HeaderDue.
+func ParseDue(b []byte) (time.Time, error) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("delay: bad %s header %q: %w", HeaderDue, b, err)
+	}
+	return time.Unix(0, n), nil
+}

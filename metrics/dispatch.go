@@ -1,0 +1,72 @@
+// Package metrics owns Herald's Prometheus metrics: their names, labels and
+// the observers that the stages call. Every metric is registered on the
+// registry the caller passes, never on the global one, so tests and several
+// pipelines in one process do not collide.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/processors"
+)
+
+// Dispatch implements processors.DispatchObserver with Prometheus counters.
+type Dispatch struct {
+	events      *prometheus.CounterVec
+	requests    prometheus.Counter
+	duplicates  prometheus.Counter
+	transitions *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+}
+
+// NewDispatch registers the dispatcher's metrics on reg.
+func NewDispatch(reg prometheus.Registerer) *Dispatch {
+	d := &Dispatch{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_dispatcher_events_total",
+			Help: "Input records the dispatcher handled, by topic and verdict (applied, duplicate, replay, stale, unknown, early).",
+		}, []string{"topic", "verdict"}),
+		requests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_requests_accepted_total",
+			Help: "Valid dispatch requests for new ids: notifications accepted.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_duplicates_total",
+			Help: "Dispatch requests dropped because their id was already known.",
+		}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_transitions_total",
+			Help: "Status changes of notifications, by from and to status (from is \"new\" for a new notification).",
+		}, []string{"from", "to"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_dlq_records_total",
+			Help: "Records sent to herald.dlq, by source topic and reason.",
+		}, []string{"topic", "reason"}),
+	}
+	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters)
+	return d
+}
+
+// Event counts an input record.
+func (d *Dispatch) Event(topic string, v processors.Verdict) {
+	d.events.WithLabelValues(topic, string(v)).Inc()
+	if v == processors.VerdictDuplicate {
+		d.duplicates.Inc()
+	}
+}
+
+// Transition counts a status change.
+func (d *Dispatch) Transition(from, to contract.Status, _ *contract.State) {
+	f := string(from)
+	if from == "" {
+		f = "new"
+		d.requests.Inc()
+	}
+	d.transitions.WithLabelValues(f, string(to)).Inc()
+}
+
+// DeadLetter counts a DLQ record.
+func (d *Dispatch) DeadLetter(topic, reason string) {
+	d.deadLetters.WithLabelValues(topic, reason).Inc()
+}

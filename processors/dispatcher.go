@@ -1,0 +1,181 @@
+package processors
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/delay"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+// DispatchObserver is told what the dispatcher does, for metrics. All
+// methods must be cheap and safe for concurrent use.
+type DispatchObserver interface {
+	// Event is called once per input record with its verdict.
+	Event(topic string, verdict Verdict)
+	// Transition is called when a notification's status changes (from is
+	// "" for a new one).
+	Transition(from, to contract.Status, s *contract.State)
+	// DeadLetter is called for every record sent to the DLQ.
+	DeadLetter(topic, reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Event(string, Verdict)                                        {}
+func (nopObserver) Transition(contract.Status, contract.Status, *contract.State) {}
+func (nopObserver) DeadLetter(string, string)                                    {}
+
+// Dispatcher is the Goka callback of the herald-dispatcher group. It decodes
+// the input record, calls Dispatch, and writes the new state and the emits.
+//
+// Guarantees, as enforced here and by Goka:
+//   - The new state is written to the table (local storage, then the
+//     changelog) before the emits; the input offset is marked only when the
+//     changelog write and every emit are acknowledged (acks=all,
+//     idempotent producer). A crash before that replays the record, which
+//     Dispatch recognises and answers with the same emits.
+//   - A record that cannot be decoded or fails validation goes to
+//     herald.dlq with its original key and bytes and is otherwise skipped.
+//     A replay after a crash can publish its dead letter twice: the DLQ is
+//     at-least-once.
+type Dispatcher struct {
+	Config   DispatchConfig
+	Now      func() time.Time
+	Observer DispatchObserver
+	Log      *slog.Logger
+}
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Dispatcher) observer() DispatchObserver {
+	if d.Observer != nil {
+		return d.Observer
+	}
+	return nopObserver{}
+}
+
+// Graph returns the dispatcher's group graph bound to this callback.
+func (d *Dispatcher) Graph() *goka.GroupGraph { return topology.DispatcherGraph(d.Process) }
+
+// Process is the goka.ProcessCallback.
+func (d *Dispatcher) Process(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	src := contract.Position{Topic: string(ctx.Topic()), Partition: ctx.Partition(), Offset: ctx.Offset()}
+	now := d.now()
+	ev := Event{Source: src}
+	var err error
+	switch src.Topic {
+	case topology.TopicRequests:
+		ev.Request, err = contract.Decode([]byte(ctx.Key()), raw)
+	case topology.TopicResults:
+		ev.Result = new(contract.SendResult)
+		err = decodeInternal(raw, ev.Result, &ev.Result.ID, ctx.Key())
+	case topology.TopicWakeups:
+		ev.Wakeup = new(contract.Wakeup)
+		err = decodeInternal(raw, ev.Wakeup, &ev.Wakeup.ID, ctx.Key())
+	case topology.TopicControl:
+		ev.Cancel = new(contract.Cancel)
+		err = decodeInternal(raw, ev.Cancel, &ev.Cancel.ID, ctx.Key())
+	default:
+		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, src.Topic)
+	}
+	if err != nil {
+		d.deadLetter(ctx, src, raw, err, now)
+		return
+	}
+
+	var cur *contract.State
+	if v := ctx.Value(); v != nil {
+		cur = v.(*contract.State)
+	}
+	dec := Dispatch(cur, ev, now, d.Config)
+	obs := d.observer()
+	obs.Event(src.Topic, dec.Verdict)
+	if dec.State != nil {
+		ctx.SetValue(dec.State)
+		var from contract.Status
+		if cur != nil {
+			from = cur.Status
+		}
+		if from != dec.State.Status {
+			obs.Transition(from, dec.State.Status, dec.State)
+		}
+	}
+	d.emit(ctx, dec.Emits, now)
+}
+
+// decodeInternal reads a record of one of Herald's own topics and checks
+// that its id matches the key.
+func decodeInternal(raw []byte, v any, id *string, key string) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%w: %v", contract.ErrMalformed, err)
+	}
+	if *id != key {
+		return &contract.ValidationError{Problems: []contract.FieldError{{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, *id)}}}
+	}
+	return nil
+}
+
+func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
+	if e.Send != nil {
+		b, err := json.Marshal(e.Send)
+		if err != nil {
+			ctx.Fail(fmt.Errorf("dispatcher: encode send command: %w", err))
+		}
+		ctx.Emit(goka.Stream(topology.TopicSend), e.Send.ID, b)
+	}
+	for _, w := range e.Wakeups {
+		b, err := json.Marshal(w)
+		if err != nil {
+			ctx.Fail(fmt.Errorf("dispatcher: encode wakeup: %w", err))
+		}
+		topic := delay.Route(w.Due, now, topology.TopicWakeups)
+		ctx.Emit(goka.Stream(topic), w.ID, b, goka.WithCtxEmitHeaders(goka.Headers{
+			delay.HeaderDue:    delay.FormatDue(w.Due),
+			delay.HeaderTarget: []byte(topology.TopicWakeups),
+		}))
+	}
+}
+
+func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []byte, cause error, now time.Time) {
+	dl := NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
+	b, err := json.Marshal(dl)
+	if err != nil {
+		ctx.Fail(fmt.Errorf("dispatcher: encode dead letter: %w", err))
+	}
+	ctx.Emit(goka.Stream(topology.TopicDLQ), ctx.Key(), b)
+	d.observer().DeadLetter(src.Topic, dl.Reason)
+	if d.Log != nil {
+		d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,
+			"offset", src.Offset, "reason", dl.Reason, "error", dl.Error)
+	}
+}
+
+// NewDeadLetter builds the dead letter for a record that failed with cause.
+func NewDeadLetter(src contract.Position, key, value []byte, cause error, now time.Time) contract.DeadLetter {
+	dl := contract.DeadLetter{
+		Reason:    contract.Reason(cause),
+		Error:     cause.Error(),
+		Topic:     src.Topic,
+		Partition: src.Partition,
+		Offset:    src.Offset,
+		Key:       key,
+		Value:     value,
+		At:        now.UTC(),
+	}
+	if ve, ok := cause.(*contract.ValidationError); ok {
+		dl.Problems = ve.Problems
+	}
+	return dl
+}
