@@ -122,9 +122,12 @@ func applied(s *contract.State, p contract.Position) bool {
 	return ok && p.Topic != "" && a.Partition == p.Partition && p.Offset <= a.Offset
 }
 
-// clone copies s deeply enough for the transition to change it.
-func clone(s *contract.State) *contract.State {
+// clone copies s deeply enough for the transition to change it, and stamps
+// it with now: effects derive due times from UpdatedAt, so it must be set
+// before they are computed.
+func clone(s *contract.State, now time.Time) *contract.State {
 	n := *s
+	n.UpdatedAt = now
 	n.Applied = make(map[string]contract.Position, len(s.Applied)+1)
 	for k, v := range s.Applied {
 		n.Applied[k] = v
@@ -135,7 +138,7 @@ func clone(s *contract.State) *contract.State {
 
 func onRequest(cur *contract.State, r *contract.Request, now time.Time, cfg DispatchConfig) Decision {
 	if cur != nil {
-		n := clone(cur)
+		n := clone(cur, now)
 		n.Duplicates++
 		return Decision{State: n, Verdict: VerdictDuplicate}
 	}
@@ -144,6 +147,7 @@ func onRequest(cur *contract.State, r *contract.Request, now time.Time, cfg Disp
 		Campaign:  r.Campaign,
 		Channel:   r.Channels[0],
 		FirstSeen: now,
+		UpdatedAt: now,
 		Request:   r,
 	}
 	return Decision{State: s, Emits: advance(s, now, cfg), Verdict: VerdictApplied}
@@ -255,7 +259,7 @@ func onResult(cur *contract.State, res *contract.SendResult, now time.Time, cfg 
 	if cur.Status != contract.StatusSending || res.Attempt != cur.Attempts {
 		return Decision{Verdict: VerdictStale}
 	}
-	s := clone(cur)
+	s := clone(cur, now)
 	at := res.At
 	if at.IsZero() {
 		at = now
@@ -346,7 +350,7 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 		if cur.Status != contract.StatusSending || cur.Attempts != w.Attempt {
 			return Decision{Verdict: VerdictStale}
 		}
-		s := clone(cur)
+		s := clone(cur, now)
 		s.History = append(s.History, contract.Attempt{Attempt: cur.Attempts, Channel: cur.Channel,
 			Outcome: contract.OutcomeTransient, Error: "send timeout", At: now})
 		return transientFailure(s, fmt.Sprintf("%s attempt %d: no result within the send timeout", cur.Channel, cur.Attempts), 0, now, cfg)
@@ -358,7 +362,7 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 			// Early (a clock behind the delay stage's): hold on, unchanged.
 			return Decision{Emits: effects(cur, cfg), Verdict: VerdictEarly}
 		}
-		s := clone(cur)
+		s := clone(cur, now)
 		if s.Status != contract.StatusRetrying {
 			s.Status = contract.StatusScheduled
 		}
@@ -372,7 +376,7 @@ func onCancel(cur *contract.State, c *contract.Cancel, now time.Time) Decision {
 	if !cur.Status.Held() {
 		return Decision{Verdict: VerdictStale}
 	}
-	s := clone(cur)
+	s := clone(cur, now)
 	why := "canceled"
 	if c.Reason != "" {
 		why += ": " + c.Reason
