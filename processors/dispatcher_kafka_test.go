@@ -60,7 +60,7 @@ func badRecords(n int) (recs []*kgo.Record, reasons map[string]string) {
 
 // startDispatcher runs a supervised dispatcher until the returned stop is
 // called; stop waits for a clean shutdown.
-func startDispatcher(t *testing.T, c *kafkatest.Cluster, storage string) (stop func()) {
+func startDispatcher(t testing.TB, c *kafkatest.Cluster, storage string) (stop func()) {
 	t.Helper()
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -256,4 +256,51 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// BenchmarkDispatcherKafka measures the dispatcher's throughput on the
+// embedded broker: b.N requests are published first, then a dispatcher
+// starts and the clock runs until every send command is out. It reports
+// requests per second.
+func BenchmarkDispatcherKafka(b *testing.B) {
+	c := kafkatest.Start(b, kafkatest.Options{Partitions: 12})
+	cl := c.Client(b)
+	n := b.N
+	if n < 20000 {
+		n = 20000
+	}
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		id := fmt.Sprintf("bench-%07d", i)
+		recs[i] = &kgo.Record{Topic: topology.TopicRequests, Key: []byte(id), Value: requestJSON(id)}
+	}
+	c.Produce(b, cl, recs...)
+	b.ResetTimer()
+	start := time.Now()
+	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
+	log := slog.New(slog.DiscardHandler)
+	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
+		Options: processors.GokaOptions(c.Topology, b.TempDir(), log), Log: log}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sup.Run(ctx) }()
+	adm := kadm.NewClient(c.Client(b))
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topology.TopicSend)
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		ends.Each(func(o kadm.ListedOffset) { got += int(o.Offset) })
+		if got >= n {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	cancel()
+	<-done
+	b.ReportMetric(float64(n)/el.Seconds(), "requests/s")
+	b.ReportMetric(0, "ns/op")
 }
