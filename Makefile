@@ -1,0 +1,54 @@
+# Herald's Makefile. The two commands a new user needs are `make run` and
+# `make test`; both install what they need on a fresh Debian machine.
+
+GO       ?= go
+BIN      := bin/herald
+PKGS     := ./...
+# Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
+TESTFLAGS ?= -count=1 -timeout 20m
+
+.PHONY: all build run test test-short bench loadtest lint fuzz deps clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/herald
+
+## deps: install what the tests and the tour need (apt packages, the postgres user).
+deps:
+	@bash scripts/deps.sh
+
+## run: start the whole pipeline on the embedded broker and a local Postgres in ./data.
+run: deps build
+	./$(BIN) run
+
+## test: run every test (integration tests start their own broker and Postgres).
+test: deps
+	$(GO) vet $(PKGS)
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## bench: Go benchmarks of the hot paths and the heavier measured runs.
+BENCHTIME ?= 1s
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count=1 -timeout 60m $(PKGS) | tee bench.out
+	@echo "compare two runs with: go run golang.org/x/perf/cmd/benchstat@latest old.out bench.out"
+
+## loadtest: the end-to-end load test (100,000 notifications by default).
+loadtest: deps build
+	./$(BIN) loadtest $(LOADTEST_FLAGS)
+
+## lint: formatting and vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## fuzz: fuzz the request decoder for a minute.
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./contract
+
+clean:
+	rm -rf bin data bench.out
