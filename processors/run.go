@@ -16,7 +16,8 @@ import (
 )
 
 // GokaOptions returns the processor options every Herald Goka processor
-// uses: Herald's Sarama settings (acks=all, idempotent producer), a topic
+// uses: Herald's Sarama settings (acks=all, idempotent producer) with
+// promises finished in produce order (OrderedProducerBuilder), a topic
 // manager that only checks topics, LevelDB storage under storageDir, and
 // records with a nil value handed to the callback (so they reach the DLQ
 // instead of being dropped).
@@ -31,7 +32,7 @@ func GokaOptions(tc topology.Config, storageDir string, log *slog.Logger) []goka
 		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(topology.SaramaConfig(tc.ClientID), tc.TopicManagerConfig())),
 		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(topology.SaramaConfig(tc.ClientID))),
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(topology.SaramaConfig(tc.ClientID))),
-		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(topology.SaramaConfig(tc.ClientID))),
+		goka.WithProducerBuilder(OrderedProducerBuilder(goka.ProducerBuilderWithConfig(topology.SaramaConfig(tc.ClientID)))),
 		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(storageDir, "processor"))),
 		goka.WithHasher(topology.Hasher),
 		goka.WithNilHandling(goka.NilProcess),
