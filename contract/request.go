@@ -173,13 +173,11 @@ type Clock int
 // ParseClock reads "HH:MM" (00:00 to 23:59; 24:00 is accepted as a window's
 // end and means midnight).
 func ParseClock(s string) (Clock, error) {
-	var h, m int
-	if len(s) != 5 || s[2] != ':' {
+	if len(s) != 5 || s[2] != ':' || !digits(s[:2]) || !digits(s[3:]) {
 		return 0, fmt.Errorf("time of day %q: want HH:MM", s)
 	}
-	if _, err := fmt.Sscanf(s, "%02d:%02d", &h, &m); err != nil {
-		return 0, fmt.Errorf("time of day %q: want HH:MM", s)
-	}
+	h := int(s[0]-'0')*10 + int(s[1]-'0')
+	m := int(s[3]-'0')*10 + int(s[4]-'0')
 	if h == 24 && m == 0 {
 		return 0, nil
 	}
@@ -187,6 +185,15 @@ func ParseClock(s string) (Clock, error) {
 		return 0, fmt.Errorf("time of day %q: out of range", s)
 	}
 	return Clock(h*60 + m), nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // Hour and Minute split the clock.
@@ -213,6 +220,23 @@ func (c *Clock) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// UnmarshalJSON reads {"from":"HH:MM","to":"HH:MM"}; both are required, as
+// a missing end is a mistake, not midnight.
+func (w *Window) UnmarshalJSON(b []byte) error {
+	var v struct {
+		From *Clock `json:"from"`
+		To   *Clock `json:"to"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	if v.From == nil || v.To == nil {
+		return errors.New(`window: want both "from" and "to"`)
+	}
+	w.From, w.To = *v.From, *v.To
+	return nil
+}
+
 // FieldError is one problem with one field of a request.
 type FieldError struct {
 	Field   string `json:"field"`
@@ -234,6 +258,20 @@ func (e *ValidationError) Error() string {
 	return "invalid request: " + strings.Join(parts, "; ")
 }
 
+// Is makes errors.Is(err, ErrKeyMismatch) true when one of the problems is
+// the Kafka key differing from the id.
+func (e *ValidationError) Is(target error) bool {
+	if target != ErrKeyMismatch {
+		return false
+	}
+	for _, p := range e.Problems {
+		if p.Field == "key" {
+			return true
+		}
+	}
+	return false
+}
+
 // ErrMalformed wraps errors for records that are not a JSON object at all.
 var ErrMalformed = errors.New("malformed record")
 
@@ -250,17 +288,11 @@ const (
 
 // Reason classifies a Decode error as a short code for the DLQ and metrics.
 func Reason(err error) string {
-	var ve *ValidationError
 	switch {
 	case errors.Is(err, ErrMalformed):
 		return ReasonMalformed
-	case errors.As(err, &ve):
-		for _, p := range ve.Problems {
-			if p.Field == "key" {
-				return ReasonKeyMismatch
-			}
-		}
-		return ReasonInvalid
+	case errors.Is(err, ErrKeyMismatch):
+		return ReasonKeyMismatch
 	}
 	return ReasonInvalid
 }
@@ -275,42 +307,23 @@ const MaxIDLength = 256
 // The error is either ErrMalformed (wrapped with the JSON error) or a
 // *ValidationError listing every problem.
 func Decode(key, value []byte) (*Request, error) {
-	var r Request
 	value = bytes.TrimSpace(value)
 	if len(value) == 0 || value[0] != '{' {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 	}
-	if err := json.Unmarshal(value, &r); err != nil {
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Field != "" {
-			return nil, &ValidationError{Problems: []FieldError{{Field: ute.Field, Message: "want " + ute.Type.String() + ", got " + ute.Value}}}
+	// Fast path: a valid request, read in one pass. Anything wrong with it
+	// is read again field by field, which names every problem.
+	var r Request
+	if json.Unmarshal(value, &r) == nil {
+		r.ApplyDefaults()
+		if r.Validate(key) == nil {
+			if len(r.Blackout) == 0 {
+				r.Blackout = nil
+			}
+			return &r, nil
 		}
-		if fe := fieldOf(err); fe != nil {
-			return nil, &ValidationError{Problems: []FieldError{*fe}}
-		}
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	r.ApplyDefaults()
-	if err := r.Validate(key); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-// fieldOf recognises the errors our own UnmarshalJSON methods return.
-// encoding/json does not say which field they came from, so they are
-// reported against the type they parse.
-func fieldOf(err error) *FieldError {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "duration"):
-		return &FieldError{Field: "policy.backoff", Message: msg}
-	case strings.Contains(msg, "time of day"):
-		return &FieldError{Field: "blackout", Message: msg}
-	case strings.Contains(msg, "parsing time"):
-		return &FieldError{Field: "not_before/expires_at", Message: "want an RFC 3339 time: " + msg}
-	}
-	return nil
+	return decodeFields(key, value)
 }
 
 // ApplyDefaults fills the policy fields the producer left out.
@@ -336,8 +349,12 @@ func (r *Request) Validate(key []byte) error {
 	add := func(field, format string, args ...any) {
 		ps = append(ps, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 	}
-	if r.Schema != SchemaV1 {
-		add("schema", "want %q, got %q", SchemaV1, r.Schema)
+	switch r.Schema {
+	case SchemaV1:
+	case "":
+		add("schema", "required: %q", SchemaV1)
+	default:
+		add("schema", "want %q, got %q", SchemaV1, truncate(r.Schema, 64))
 	}
 	switch {
 	case r.ID == "":
@@ -369,13 +386,17 @@ func (r *Request) Validate(key []byte) error {
 	if r.Recipient.Email != "" && !strings.Contains(r.Recipient.Email, "@") {
 		add("recipient.email", "not an email address")
 	}
-	if r.Recipient.TZ != "" {
-		if _, err := LoadLocation(r.Recipient.TZ); err != nil {
-			add("recipient.tz", "unknown time zone %q", truncate(r.Recipient.TZ, 64))
+	if tz := r.Recipient.TZ; tz != "" {
+		// "Local" would be whatever zone the dispatcher's machine is in.
+		if _, err := LoadLocation(tz); err != nil || tz == "Local" {
+			add("recipient.tz", "unknown time zone %q (want an IANA name such as \"Asia/Seoul\")", truncate(tz, 64))
 		}
 	}
-	if len(r.Content) == 0 || bytes.TrimSpace(r.Content)[0] != '{' {
-		add("content", "must be a JSON object")
+	switch c := bytes.TrimSpace(r.Content); {
+	case len(c) == 0:
+		add("content", "required: a JSON object for the provider")
+	case c[0] != '{':
+		add("content", "must be a JSON object, got %s", describeJSON(c))
 	}
 	p := r.Policy
 	if p.AttemptsPerChannel < 1 || p.AttemptsPerChannel > 100 {
@@ -391,15 +412,15 @@ func (r *Request) Validate(key []byte) error {
 		add("policy.backoff.multiplier", "must be between 1 and 100, got %g", p.Backoff.Multiplier)
 	}
 	if p.Backoff.Max.D() < p.Backoff.Initial.D() {
-		add("policy.backoff.max", "must not be less than initial")
+		add("policy.backoff.max", "must not be less than initial (%s), got %s", p.Backoff.Initial.D(), p.Backoff.Max.D())
 	}
 	for i, w := range r.Blackout {
 		if w.From == w.To {
-			add(fmt.Sprintf("blackout[%d]", i), "from and to are equal (%s)", w.From)
+			add(fmt.Sprintf("blackout[%d]", i), "from and to are both %s: a window must be neither empty nor the whole day", w.From)
 		}
 	}
 	if r.NotBefore != nil && r.ExpiresAt != nil && !r.ExpiresAt.After(*r.NotBefore) {
-		add("expires_at", "must be after not_before")
+		add("expires_at", "must be after not_before (%s), got %s", r.NotBefore.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339))
 	}
 	if len(ps) > 0 {
 		return &ValidationError{Problems: ps}
@@ -417,9 +438,11 @@ func addressField(c Channel) string {
 	return "email"
 }
 
+// truncate shortens s to at most n bytes, on a rune boundary, marking the
+// cut with an ellipsis.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	return validUTF8Prefix(s, n) + "…"
 }
