@@ -1,0 +1,177 @@
+// Package provider owns Herald's delivery providers: the interface the
+// sender calls for one attempt, how a provider's answer is classified
+// (success, transient, permanent, throttled), and the implementations
+// chosen by URL scheme:
+//
+//   - http:// and https:// post a JSON webhook (webhook.go);
+//   - smtp:// and smtps:// send real email (smtp.go);
+//   - mock:// simulates a provider in-process (mock.go), and MockServer
+//     serves the same simulation over HTTP for load and fault tests
+//     (`herald mock-provider`).
+//
+// A provider never retries by itself: one Send is one attempt, and the
+// dispatcher decides what happens next from the Result. Every provider
+// hands the command's idempotency key to the other side where the protocol
+// allows it, so a re-sent attempt does not become a second delivery at a
+// provider that honours it.
+package provider
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// Provider delivers one attempt of a notification on one channel.
+type Provider interface {
+	// Send makes one attempt and classifies the answer. It returns when the
+	// provider has answered, the attempt timed out, or ctx ended. It is
+	// safe for concurrent use.
+	Send(ctx context.Context, cmd *contract.SendCommand) Result
+	// Close releases idle connections.
+	Close() error
+}
+
+// Result is a provider's classified answer to one attempt.
+type Result struct {
+	Outcome contract.Outcome
+	// Code is the provider's response code (HTTP status, SMTP reply code),
+	// 0 when no response came.
+	Code int
+	// Err describes a failure; nil on success.
+	Err error
+	// RetryAfter is how long the provider asked us to wait, 0 if it did not.
+	RetryAfter time.Duration
+}
+
+// Success is the result of an accepted attempt.
+func Success(code int) Result { return Result{Outcome: contract.OutcomeSuccess, Code: code} }
+
+// Transient is a failure worth retrying on the same channel.
+func Transient(code int, err error) Result {
+	return Result{Outcome: contract.OutcomeTransient, Code: code, Err: err}
+}
+
+// Permanent is a failure no retry on this channel can fix.
+func Permanent(code int, err error) Result {
+	return Result{Outcome: contract.OutcomePermanent, Code: code, Err: err}
+}
+
+// Options tune the providers Open builds.
+type Options struct {
+	// Concurrency is how many attempts may be in flight at once; providers
+	// size their connection pools by it.
+	Concurrency int
+	// Timeout bounds one attempt (request and response). Default 10 s.
+	Timeout time.Duration
+	Log     *slog.Logger
+}
+
+// DefaultTimeout is the default per-attempt timeout.
+const DefaultTimeout = 10 * time.Second
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = 100
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return o
+}
+
+// Open builds the provider a URL names, by its scheme.
+func Open(rawURL string, o Options) (Provider, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("provider: %w", err)
+	}
+	o = o.withDefaults()
+	switch u.Scheme {
+	case "http", "https":
+		return NewWebhook(u.String(), o)
+	case "smtp", "smtps":
+		return NewSMTP(u, o)
+	case "mock":
+		sim, err := ParseSimulation(u.Query())
+		if err != nil {
+			return nil, fmt.Errorf("provider %s: %w", Redact(rawURL), err)
+		}
+		return NewMock(sim), nil
+	}
+	return nil, fmt.Errorf("provider %s: unknown scheme %q (want http, https, smtp, smtps or mock)", Redact(rawURL), u.Scheme)
+}
+
+// ParseSpec reads a --provider value, CHANNEL=URL.
+func ParseSpec(spec string) (contract.Channel, string, error) {
+	ch, u, ok := strings.Cut(spec, "=")
+	ch, u = strings.TrimSpace(ch), strings.TrimSpace(u)
+	if !ok || ch == "" || u == "" {
+		return "", "", fmt.Errorf("provider %q: want CHANNEL=URL", Redact(spec))
+	}
+	c := contract.Channel(ch)
+	if !c.Valid() {
+		return "", "", fmt.Errorf("provider %q: unknown channel %q (have %v)", Redact(spec), ch, contract.Channels)
+	}
+	return c, u, nil
+}
+
+// Set is the provider of each channel.
+type Set map[contract.Channel]Provider
+
+// OpenSet opens the provider of every CHANNEL=URL spec. A channel named
+// twice is an error.
+func OpenSet(specs []string, o Options) (Set, error) {
+	s := Set{}
+	for _, spec := range specs {
+		ch, u, err := ParseSpec(spec)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		if _, dup := s[ch]; dup {
+			s.Close()
+			return nil, fmt.Errorf("provider: channel %s configured twice", ch)
+		}
+		p, err := Open(u, o)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("provider for %s: %w", ch, err)
+		}
+		s[ch] = p
+	}
+	return s, nil
+}
+
+// Close closes every provider.
+func (s Set) Close() error {
+	var first error
+	for _, p := range s {
+		if err := p.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// Redact hides the password of a provider URL (or a CHANNEL=URL spec) for
+// logs and errors.
+func Redact(s string) string {
+	prefix := ""
+	if ch, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(ch, ":") {
+		prefix, s = ch+"=", rest
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return prefix + s
+	}
+	return prefix + u.Redacted()
+}

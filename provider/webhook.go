@@ -1,0 +1,179 @@
+package provider
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// HeaderIdempotencyKey carries the command's idempotency key on every
+// webhook request. It is the same for every attempt of one notification.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// WebhookBody is the JSON a webhook receives.
+type WebhookBody struct {
+	ID       string           `json:"id"`
+	Campaign string           `json:"campaign"`
+	Channel  contract.Channel `json:"channel"`
+	Attempt  int              `json:"attempt"`
+	// Recipient is the address for Channel only.
+	Recipient string          `json:"recipient"`
+	Content   json.RawMessage `json:"content"`
+}
+
+// Webhook posts each attempt as JSON to a URL.
+//
+// Classification: 2xx is success; 429 is throttled (no attempt used up);
+// 408, 5xx, timeouts and connection errors are transient; any other status
+// (other 4xx, and 1xx/3xx, which a webhook must not answer: redirects are
+// not followed) is permanent. A Retry-After header, in seconds or as an
+// HTTP date, is passed on with the result.
+type Webhook struct {
+	url     string
+	client  *http.Client
+	timeout time.Duration
+	now     func() time.Time
+}
+
+// NewWebhook builds a webhook provider whose keep-alive pool holds one idle
+// connection per possible in-flight attempt, so that a steady load reuses
+// connections instead of opening new ones.
+func NewWebhook(url string, o Options) (*Webhook, error) {
+	o = o.withDefaults()
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout:   5 * time.Second,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          o.Concurrency,
+		MaxIdleConnsPerHost:   o.Concurrency,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: o.Timeout,
+	}
+	return &Webhook{
+		url: url,
+		client: &http.Client{
+			Transport: tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		timeout: o.Timeout,
+		now:     time.Now,
+	}, nil
+}
+
+// Send posts one attempt.
+func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
+	body, err := json.Marshal(WebhookBody{
+		ID: cmd.ID, Campaign: cmd.Campaign, Channel: cmd.Channel, Attempt: cmd.Attempt,
+		Recipient: cmd.Address, Content: cmd.Content,
+	})
+	if err != nil {
+		return Permanent(0, fmt.Errorf("webhook: encode body: %w", err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(0, fmt.Errorf("webhook: %w", err))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	key := cmd.IdempotencyKey
+	if key == "" {
+		key = cmd.ID
+	}
+	req.Header.Set(HeaderIdempotencyKey, key)
+	resp, err := w.client.Do(req)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			return Transient(0, fmt.Errorf("webhook: no answer within %s", w.timeout))
+		}
+		return Transient(0, fmt.Errorf("webhook: %w", unwrapURLError(err)))
+	}
+	defer func() {
+		// Drain (bounded) so the connection goes back to the pool.
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+	}()
+	r := Classify(resp.StatusCode)
+	r.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), w.now())
+	if r.Outcome != contract.OutcomeSuccess {
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+		msg := strings.TrimSpace(string(snippet))
+		if msg != "" {
+			r.Err = fmt.Errorf("webhook: HTTP %d: %s", resp.StatusCode, msg)
+		} else {
+			r.Err = fmt.Errorf("webhook: HTTP %d", resp.StatusCode)
+		}
+	}
+	return r
+}
+
+// Close closes idle connections.
+func (w *Webhook) Close() error {
+	w.client.CloseIdleConnections()
+	return nil
+}
+
+// Classify maps an HTTP status to an outcome (Err is left nil).
+func Classify(status int) Result {
+	switch {
+	case status >= 200 && status < 300:
+		return Success(status)
+	case status == http.StatusTooManyRequests:
+		return Result{Outcome: contract.OutcomeThrottled, Code: status}
+	case status == http.StatusRequestTimeout, status >= 500:
+		return Result{Outcome: contract.OutcomeTransient, Code: status}
+	}
+	return Result{Outcome: contract.OutcomePermanent, Code: status}
+}
+
+// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP
+// date. It returns 0 for an empty, malformed or past value.
+func ParseRetryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		const maxSeconds = int64(7 * 24 * 3600) // a week; beyond is nonsense
+		return time.Duration(min(n, maxSeconds)) * time.Second
+	}
+	t, err := http.ParseTime(h)
+	if err != nil {
+		return 0
+	}
+	if d := t.Sub(now); d > 0 {
+		return d
+	}
+	return 0
+}
+
+// unwrapURLError drops the "Post \"url\":" prefix net/http adds, which
+// would repeat the URL in every result.
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		return ue.Err
+	}
+	return err
+}

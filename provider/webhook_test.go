@@ -1,0 +1,253 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+func testCommand(id string, attempt int) *contract.SendCommand {
+	return &contract.SendCommand{
+		ID: id, Campaign: "c1", Channel: contract.ChannelEmail, Attempt: attempt,
+		Address: "jane@example.com", Content: json.RawMessage(`{"subject":"hi","text":"hello"}`),
+		IdempotencyKey: id,
+	}
+}
+
+func TestWebhookClassifiesEveryResponseClass(t *testing.T) {
+	cases := []struct {
+		status int
+		want   contract.Outcome
+	}{
+		{200, contract.OutcomeSuccess},
+		{201, contract.OutcomeSuccess},
+		{202, contract.OutcomeSuccess},
+		{204, contract.OutcomeSuccess},
+		{301, contract.OutcomePermanent}, // redirects are not followed
+		{302, contract.OutcomePermanent},
+		{400, contract.OutcomePermanent},
+		{401, contract.OutcomePermanent},
+		{403, contract.OutcomePermanent},
+		{404, contract.OutcomePermanent},
+		{408, contract.OutcomeTransient},
+		{409, contract.OutcomePermanent},
+		{422, contract.OutcomePermanent},
+		{429, contract.OutcomeThrottled},
+		{500, contract.OutcomeTransient},
+		{502, contract.OutcomeTransient},
+		{503, contract.OutcomeTransient},
+		{504, contract.OutcomeTransient},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var status int
+		json.NewDecoder(strings.NewReader(r.URL.Query().Get("s"))).Decode(&status)
+		if status >= 300 && status < 400 {
+			w.Header().Set("Location", "/elsewhere")
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, "why: "+http.StatusText(status))
+	}))
+	defer srv.Close()
+	for _, c := range cases {
+		wh, err := NewWebhook(srv.URL+"/?s="+itoa(c.status), Options{Concurrency: 4, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := wh.Send(context.Background(), testCommand("n1", 1))
+		if r.Outcome != c.want || r.Code != c.status {
+			t.Errorf("HTTP %d: got %s (code %d), want %s", c.status, r.Outcome, r.Code, c.want)
+		}
+		if (r.Err == nil) != (c.want == contract.OutcomeSuccess) {
+			t.Errorf("HTTP %d: err = %v", c.status, r.Err)
+		}
+		if r.Err != nil && !strings.Contains(r.Err.Error(), http.StatusText(c.status)) {
+			t.Errorf("HTTP %d: error %q does not quote the response body", c.status, r.Err)
+		}
+		wh.Close()
+	}
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+func TestWebhookTimeoutAndConnectionErrorsAreTransient(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(release)
+	wh, _ := NewWebhook(slow.URL, Options{Timeout: 100 * time.Millisecond})
+	start := time.Now()
+	r := wh.Send(context.Background(), testCommand("n1", 1))
+	if r.Outcome != contract.OutcomeTransient || r.Code != 0 {
+		t.Errorf("timeout: got %s code %d (%v), want transient 0", r.Outcome, r.Code, r.Err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Errorf("timeout took %s", el)
+	}
+
+	// A port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	wh2, _ := NewWebhook("http://"+addr+"/", Options{Timeout: time.Second})
+	r = wh2.Send(context.Background(), testCommand("n1", 1))
+	if r.Outcome != contract.OutcomeTransient || r.Code != 0 || r.Err == nil {
+		t.Errorf("refused: got %s code %d (%v), want transient 0", r.Outcome, r.Code, r.Err)
+	}
+}
+
+func TestWebhookRetryAfter(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	var header atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", header.Load().(string))
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	wh, _ := NewWebhook(srv.URL, Options{})
+	wh.now = func() time.Time { return now }
+	for _, c := range []struct {
+		h    string
+		want time.Duration
+	}{
+		{"7", 7 * time.Second},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0}, // in the past
+		{"soon", 0},
+		{"-3", 0},
+	} {
+		header.Store(c.h)
+		r := wh.Send(context.Background(), testCommand("n1", 1))
+		if r.Outcome != contract.OutcomeThrottled || r.RetryAfter != c.want {
+			t.Errorf("Retry-After %q: got %s %s, want throttled %s", c.h, r.Outcome, r.RetryAfter, c.want)
+		}
+	}
+}
+
+func TestParseRetryAfterOn503(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "120")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	wh, _ := NewWebhook(srv.URL, Options{})
+	r := wh.Send(context.Background(), testCommand("n1", 1))
+	if r.Outcome != contract.OutcomeTransient || r.RetryAfter != 2*time.Minute {
+		t.Errorf("got %s %s, want transient 2m", r.Outcome, r.RetryAfter)
+	}
+}
+
+func TestWebhookBodyAndIdempotencyKey(t *testing.T) {
+	type seen struct {
+		key  string
+		ct   string
+		body WebhookBody
+		raw  map[string]json.RawMessage
+	}
+	var mu sync.Mutex
+	var got []seen
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var s seen
+		s.key, s.ct = r.Header.Get(HeaderIdempotencyKey), r.Header.Get("Content-Type")
+		json.Unmarshal(b, &s.body)
+		json.Unmarshal(b, &s.raw)
+		mu.Lock()
+		got = append(got, s)
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	wh, _ := NewWebhook(srv.URL, Options{})
+	for attempt := 1; attempt <= 3; attempt++ {
+		cmd := testCommand("notif-42", attempt)
+		if attempt == 3 {
+			cmd.Channel, cmd.Address = contract.ChannelSMS, "+821012345678"
+		}
+		wh.Send(context.Background(), cmd)
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d requests", len(got))
+	}
+	for i, s := range got {
+		if s.key != "notif-42" {
+			t.Errorf("attempt %d: Idempotency-Key %q, want notif-42 on every attempt", i+1, s.key)
+		}
+		if s.ct != "application/json" {
+			t.Errorf("attempt %d: Content-Type %q", i+1, s.ct)
+		}
+		if s.body.ID != "notif-42" || s.body.Attempt != i+1 || s.body.Campaign != "c1" {
+			t.Errorf("attempt %d: body %+v", i+1, s.body)
+		}
+		for _, k := range []string{"id", "campaign", "channel", "attempt", "recipient", "content"} {
+			if _, ok := s.raw[k]; !ok {
+				t.Errorf("attempt %d: body lacks %q", i+1, k)
+			}
+		}
+		if len(s.raw) != 6 {
+			t.Errorf("attempt %d: body has extra fields: %v", i+1, s.raw)
+		}
+	}
+	if got[0].body.Recipient != "jane@example.com" || got[0].body.Channel != contract.ChannelEmail {
+		t.Errorf("email attempt: recipient %q channel %s", got[0].body.Recipient, got[0].body.Channel)
+	}
+	if got[2].body.Recipient != "+821012345678" || got[2].body.Channel != contract.ChannelSMS {
+		t.Errorf("sms attempt: recipient %q channel %s", got[2].body.Recipient, got[2].body.Channel)
+	}
+	if string(got[0].raw["content"]) != `{"subject":"hi","text":"hello"}` {
+		t.Errorf("content %s", got[0].raw["content"])
+	}
+}
+
+func TestWebhookReusesConnections(t *testing.T) {
+	var newConns atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(5 * time.Millisecond)
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			newConns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	const conc = 50
+	wh, _ := NewWebhook(srv.URL, Options{Concurrency: conc})
+	defer wh.Close()
+	for round := 0; round < 5; round++ {
+		var wg sync.WaitGroup
+		for i := 0; i < conc; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if r := wh.Send(context.Background(), testCommand("n", 1)); r.Outcome != contract.OutcomeSuccess {
+					t.Errorf("send: %s %v", r.Outcome, r.Err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	// 250 requests in rounds of 50 concurrent: the pool keeps up to 50 idle
+	// connections, so later rounds reuse the first round's.
+	if n := newConns.Load(); n > conc {
+		t.Errorf("%d connections opened for %d requests at concurrency %d; keep-alive pool too small", n, 5*conc, conc)
+	}
+}
