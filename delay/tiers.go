@@ -1,14 +1,3 @@
-// Package delay is Herald's delayed delivery on plain Kafka topics. A record
-// that must wait is published to a tier topic; each tier holds every record
-// for one fixed time, so a tier's order is its due order and its consumer
-// only ever waits for the head of a partition. A record whose wait is longer
-// than a tier hops through several, largest first; when it is due it goes
-// to its target topic.
-//
-// Every delayed record carries two headers: HeaderDue, the instant it may
-// be released (Unix nanoseconds, decimal), and HeaderTarget, the topic it
-// goes to then. Its key and value pass through untouched, so the target
-// topic sees the record as it was published.
 package delay
 
 import (
