@@ -101,10 +101,18 @@ func (rd *reader) read(field string, raw json.RawMessage, v any, want string) bo
 		return false
 	}
 	if err := json.Unmarshal(raw, v); err != nil {
-		rd.problems = append(rd.problems, FieldError{Field: field, Message: "want " + want + ", got " + describeJSON(raw)})
+		msg := "want " + want + ", got " + describeJSON(raw)
+		if isNumber(raw) && (want == wantInt || want == wantNumber) && !(want == wantInt && bytes.ContainsAny(raw, ".eE")) {
+			msg = "out of range: " + truncate(string(raw), 32)
+		}
+		rd.problems = append(rd.problems, FieldError{Field: field, Message: msg})
 		return false
 	}
 	return true
+}
+
+func isNumber(raw json.RawMessage) bool {
+	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
 }
 
 func absent(raw json.RawMessage) bool {

@@ -308,8 +308,11 @@ const MaxIDLength = 256
 // *ValidationError listing every problem.
 func Decode(key, value []byte) (*Request, error) {
 	value = bytes.TrimSpace(value)
-	if len(value) == 0 || value[0] != '{' {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrMalformed)
+	if len(value) == 0 {
+		return nil, fmt.Errorf("%w: empty, want a JSON object", ErrMalformed)
+	}
+	if value[0] != '{' {
+		return nil, fmt.Errorf("%w: not a JSON object: starts with %q", ErrMalformed, validUTF8Prefix(string(value), 16))
 	}
 	// Fast path: a valid request, read in one pass. Anything wrong with it
 	// is read again field by field, which names every problem.

@@ -269,6 +269,10 @@ func TestDecodeProblems(t *testing.T) {
 			[]problem{{"policy.backoff.multiplier", "want a number, got true"}}},
 		{"blackout an object", "", func(m map[string]any) { m["blackout"] = map[string]any{"from": "22:00", "to": "06:00"} },
 			[]problem{{"blackout", "want a list of windows"}}},
+		{"version out of range", "", func(m map[string]any) { sub(m, "policy")["version"] = json.Number("99999999999999999999") },
+			[]problem{{"policy.version", "out of range: 99999999999999999999"}}},
+		{"multiplier out of range", "", func(m map[string]any) { sub(sub(m, "policy"), "backoff")["multiplier"] = json.Number("1e400") },
+			[]problem{{"policy.backoff.multiplier", "out of range: 1e400"}}},
 		{"not_before a number", "", func(m map[string]any) { m["not_before"] = 1769850000 },
 			[]problem{{"not_before", "want an RFC 3339 time such as \"2026-01-31T09:00:00Z\", got the number 1769850000"}}},
 
@@ -371,12 +375,22 @@ func TestDecodeMalformed(t *testing.T) {
 		"\xff\xfe{", `{"id":"x"`, `<xml/>`,
 	} {
 		r, err := Decode([]byte("x"), []byte(in))
-		if r != nil || !errors.Is(err, ErrMalformed) {
+		if r != nil || !errors.Is(err, ErrMalformed) || !strings.HasPrefix(err.Error(), "malformed record: ") {
 			t.Errorf("Decode(%q) = %v, %v; want ErrMalformed", in, r, err)
 			continue
 		}
 		if Reason(err) != ReasonMalformed {
 			t.Errorf("Reason(%v) = %q", err, Reason(err))
+		}
+	}
+	for in, want := range map[string]string{
+		``:               "malformed record: empty, want a JSON object",
+		`[{"id":"x"}]`:   `malformed record: not a JSON object: starts with "[{\"id\":\"x\"}]"`,
+		"\xef\xbb\xbf{}": `malformed record: not a JSON object: starts with "\ufeff{}"`,
+		`{"id":"x",}`:    "malformed record: invalid character '}' looking for beginning of object key string",
+	} {
+		if _, err := Decode(nil, []byte(in)); err == nil || err.Error() != want {
+			t.Errorf("Decode(%q) = %v, want %s", in, err, want)
 		}
 	}
 	// JSON whitespace around the object is fine.
