@@ -1,0 +1,59 @@
+// Package sink owns the PostgreSQL status tables' only writer: it consumes
+// the dispatcher table's changelog (herald-dispatcher-table, whole
+// contract.State values keyed by notification id) and writes the newest
+// state of each notification to dispatch_status, and every provider attempt
+// in State.History to dispatch_attempts, in bulk. It also answers the
+// reporting queries (CampaignSummary) that `herald report` and the HTTP API
+// print.
+//
+// # How a batch is written
+//
+// The consumer (group "herald-sink", franz-go, manual commits, rebalances
+// held while a batch is in flight) collects records until it has
+// BatchSize of them or BatchInterval has passed since the first one.
+// Writer.Write then keeps only the newest version of each id in the batch
+// and, in ONE transaction, COPYs the rows into temporary tables (ON COMMIT
+// DROP) and runs one INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE ...
+// WHERE excluded.version > dispatch_status.version, and one INSERT of the
+// attempts ON CONFLICT (id, attempt, at) DO NOTHING.
+//
+// # Guarantees
+//
+//   - Nothing is lost: Kafka offsets are committed only after the
+//     PostgreSQL transaction has committed (and after any dead letters of
+//     the batch are acknowledged by the broker). A crash anywhere before the
+//     Kafka commit replays the batch from the last committed offsets; a
+//     crash before the PostgreSQL commit rolls the transaction back.
+//   - Replays and reordering are harmless: a row changes only when the
+//     incoming version is higher than the stored one, and attempts are
+//     keyed by (id, attempt). Writing the same changes twice, or an older
+//     version after a newer one, leaves the newest. dispatch_status is
+//     therefore eventually the newest state per id, never an older one.
+//   - PostgreSQL down or refusing a batch for a reason that is not the
+//     data (connection lost, shutdown, deadlock, disk full, schema missing):
+//     the sink backs off (RetryMin doubling to RetryMax) and retries the
+//     same batch for ever, without polling more. Lag grows on the
+//     changelog, nothing is lost, and the sink catches up when PostgreSQL
+//     is back. Ready() is false meanwhile.
+//   - A record that can never be written does not block its partition: an
+//     undecodable changelog value, a state that fails the sink's checks (no
+//     id, id and key differ, a count out of range), or a row PostgreSQL
+//     rejects for its data (SQLSTATE classes 22 data exception, 23
+//     integrity violation, 54 program limit: a NUL byte in a text, a key
+//     too large for the index). The writer bisects a rejected batch (each
+//     half in its own transaction) down to the rows at fault, sends each
+//     to herald.dlq as a contract.DeadLetter with the original key and
+//     value, the reason and the source offset, and writes the rest. Dead
+//     letters are at-least-once: a crash before the Kafka commit sends them
+//     again.
+//   - Tombstones (nil values) are skipped.
+//   - Superseded versions inside one batch are not written (only the newest
+//     per id is): if the newest version of an id is rejected, the older
+//     versions of that id in the same batch are dropped with it, and the
+//     row keeps whatever an earlier batch wrote.
+//
+// Several sink instances share the work by partitions (the group protocol).
+// During a rebalance two instances may briefly write the same ids; the
+// version guard keeps that harmless and rows are locked in id order so
+// they cannot deadlock each other (a deadlock would be retried anyway).
+package sink

@@ -1,0 +1,60 @@
+package sink
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the sink's Prometheus metrics.
+type Metrics struct {
+	records     prometheus.Counter
+	batchSize   prometheus.Histogram
+	batchTime   prometheus.Histogram
+	rows        *prometheus.CounterVec
+	stale       prometheus.Counter
+	retries     prometheus.Counter
+	deadLetters *prometheus.CounterVec
+	commitErrs  prometheus.Counter
+}
+
+// NewMetrics registers the sink's metrics on reg (nil: not registered,
+// for tests).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sink_records_total",
+			Help: "Changelog records the sink consumed and committed (tombstones and dead letters included).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_sink_batch_records",
+			Help:    "Records per sink batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 .. 65536
+		}),
+		batchTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_sink_batch_seconds",
+			Help:    "Time from a batch being complete to its Kafka offsets being committed, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 14), // 1ms .. ~150s
+		}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sink_rows_written_total",
+			Help: "Rows the sink inserted or updated, by table.",
+		}, []string{"table"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sink_stale_rows_total",
+			Help: "States not written because dispatch_status already held the same or a newer version (replays, reordering).",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sink_retries_total",
+			Help: "Batch writes (or dead-letter produces) that failed and were retried after a backoff.",
+		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sink_dead_letters_total",
+			Help: "Changelog records the sink sent to herald.dlq, by reason.",
+		}, []string{"reason"}),
+		commitErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_sink_commit_errors_total",
+			Help: "Kafka offset commits that failed after PostgreSQL committed (the batch is replayed, harmlessly).",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.records, m.batchSize, m.batchTime, m.rows, m.stale, m.retries, m.deadLetters, m.commitErrs)
+	}
+	return m
+}

@@ -1,0 +1,388 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// Change is one changelog record with its decoded state.
+type Change struct {
+	State *contract.State
+	// Source is where the record was read; Key and Value are its bytes,
+	// kept for the dead letter should the state be rejected.
+	Source contract.Position
+	Key    []byte
+	Value  []byte
+}
+
+// Dead-letter reasons of the sink.
+const (
+	// ReasonUndecodable: the changelog value is not a JSON contract.State.
+	ReasonUndecodable = "undecodable_state"
+	// ReasonInvalid: the state fails the sink's checks before PostgreSQL
+	// sees it (no id, id and key differ, a number out of range).
+	ReasonInvalid = "invalid_state"
+	// ReasonRejected: PostgreSQL refused the row for its data.
+	ReasonRejected = "rejected_by_postgres"
+)
+
+// Rejection is a change that can never be written, and why.
+type Rejection struct {
+	Change Change
+	Reason string
+	Err    error
+}
+
+// WriteResult says what Write did.
+type WriteResult struct {
+	// Rows is the number of distinct ids (the newest version of each) that
+	// were offered to dispatch_status.
+	Rows int
+	// Applied counts dispatch_status rows inserted or moved forward; Rows -
+	// Applied were older than (or as old as) what the table holds.
+	Applied int64
+	// Attempts counts dispatch_attempts rows inserted.
+	Attempts int64
+	// Rejected are the changes left out, each to be dead-lettered.
+	Rejected []Rejection
+	// Transactions committed (more than one when a batch was bisected).
+	Transactions int
+}
+
+// Writer writes batches of changes to dispatch_status and
+// dispatch_attempts. It is safe for concurrent use.
+type Writer struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+
+	mu     sync.Mutex
+	months map[int]bool // months (year*12+month) whose attempts partition exists
+
+	// hook, when set (tests only), is called at named points of the
+	// write; an error from it aborts the write there, as a crash would.
+	hook func(point string) error
+}
+
+// NewWriter returns a Writer on pool.
+func NewWriter(pool *pgxpool.Pool) *Writer {
+	return &Writer{pool: pool, now: time.Now, months: map[int]bool{}}
+}
+
+// item is the newest change of one id in a batch, with every attempt any
+// version of it carried.
+type item struct {
+	change   Change
+	attempts []contract.Attempt
+}
+
+// Write writes the newest version of every id in changes, and all their
+// attempts, in one transaction. Changes that can never be written are left
+// out and returned in WriteResult.Rejected (the rest is written); a batch
+// PostgreSQL refuses for its data is bisected to find them. An error means
+// nothing may be assumed written and the same changes should be written
+// again later (PostgreSQL unreachable, say).
+func (w *Writer) Write(ctx context.Context, changes []Change) (WriteResult, error) {
+	var res WriteResult
+	items, rejected := prepare(changes)
+	res.Rejected = rejected
+	res.Rows = len(items)
+	if len(items) == 0 {
+		return res, nil
+	}
+	if err := w.ensurePartitions(ctx, items); err != nil {
+		return res, err
+	}
+	if err := w.writeItems(ctx, items, &res); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// prepare keeps the newest version per id (a later record wins a tie),
+// checks each, and sorts them by id so that concurrent writers lock rows in
+// the same order.
+func prepare(changes []Change) ([]item, []Rejection) {
+	byID := make(map[string]int, len(changes))
+	items := make([]item, 0, len(changes))
+	var rejected []Rejection
+	for _, c := range changes {
+		if err := check(c); err != nil {
+			rejected = append(rejected, Rejection{Change: c, Reason: ReasonInvalid, Err: err})
+			continue
+		}
+		i, ok := byID[c.State.ID]
+		if !ok {
+			byID[c.State.ID] = len(items)
+			items = append(items, item{change: c, attempts: c.State.History})
+			continue
+		}
+		it := &items[i]
+		it.attempts = mergeAttempts(it.attempts, c.State.History)
+		if c.State.Version >= it.change.State.Version {
+			it.change = c
+		}
+	}
+	sort.Slice(items, func(a, b int) bool { return items[a].change.State.ID < items[b].change.State.ID })
+	return items, rejected
+}
+
+// mergeAttempts adds to a the attempts of b it lacks. History is
+// append-only, so the newest version's history usually holds all others.
+func mergeAttempts(a, b []contract.Attempt) []contract.Attempt {
+	if len(b) <= len(a) && (len(b) == 0 || a[len(b)-1].Attempt == b[len(b)-1].Attempt) {
+		return a
+	}
+	seen := make(map[int]bool, len(a)+len(b))
+	out := make([]contract.Attempt, 0, len(a)+len(b))
+	for _, at := range append(append([]contract.Attempt(nil), a...), b...) {
+		if !seen[at.Attempt] {
+			seen[at.Attempt] = true
+			out = append(out, at)
+		}
+	}
+	return out
+}
+
+// check refuses states that PostgreSQL could not take as they are or that
+// break the changelog's contract.
+func check(c Change) error {
+	s := c.State
+	switch {
+	case s == nil:
+		return errors.New("no state")
+	case s.ID == "":
+		return errors.New("state has no id")
+	case c.Key != nil && string(c.Key) != s.ID:
+		return fmt.Errorf("state id %q differs from its key %q", s.ID, c.Key)
+	case s.Version > math.MaxInt64:
+		return fmt.Errorf("version %d out of range", s.Version)
+	}
+	for name, n := range map[string]int{"attempts": s.Attempts, "duplicates": s.Duplicates, "policy.version": policyVersion(s)} {
+		if !fitsInt32(n) {
+			return fmt.Errorf("%s %d out of range", name, n)
+		}
+	}
+	for _, a := range s.History {
+		if !fitsInt32(a.Attempt) || !fitsInt32(a.Code) {
+			return fmt.Errorf("history: attempt %d code %d out of range", a.Attempt, a.Code)
+		}
+	}
+	return nil
+}
+
+func fitsInt32(n int) bool { return n >= math.MinInt32 && n <= math.MaxInt32 }
+
+func policyVersion(s *contract.State) int {
+	if s.Request == nil {
+		return 0
+	}
+	return s.Request.Policy.Version
+}
+
+func policyID(s *contract.State) string {
+	if s.Request == nil {
+		return ""
+	}
+	return s.Request.Policy.ID
+}
+
+// partitionWindow bounds the months whose attempts partition the writer
+// creates; attempts outside it (a clock gone wrong) land in the default
+// partition instead of creating odd partitions.
+const (
+	partitionPast   = 24 // months
+	partitionFuture = 2
+)
+
+func monthOf(t time.Time) int {
+	t = t.UTC()
+	return t.Year()*12 + int(t.Month()) - 1
+}
+
+// ensurePartitions creates the month partitions of dispatch_attempts the
+// batch's attempts need, before rows could land in the default partition.
+func (w *Writer) ensurePartitions(ctx context.Context, items []item) error {
+	now := monthOf(w.now())
+	need := map[int]time.Time{}
+	w.mu.Lock()
+	for _, it := range items {
+		for _, a := range it.attempts {
+			m := monthOf(a.At)
+			if m >= now-partitionPast && m <= now+partitionFuture && !w.months[m] {
+				need[m] = a.At
+			}
+		}
+	}
+	w.mu.Unlock()
+	for m, at := range need {
+		if _, err := w.pool.Exec(ctx, "SELECT herald_attempts_partition($1)", at); err != nil {
+			return fmt.Errorf("sink: attempts partition for %s: %w", at.UTC().Format("2006-01"), err)
+		}
+		w.mu.Lock()
+		w.months[m] = true
+		w.mu.Unlock()
+	}
+	return nil
+}
+
+// writeItems writes items in one transaction. When PostgreSQL rejects the
+// data, it writes each half on its own, down to single rows, which are
+// then rejected.
+func (w *Writer) writeItems(ctx context.Context, items []item, res *WriteResult) error {
+	applied, attempts, err := w.tx(ctx, items)
+	if err == nil {
+		res.Applied += applied
+		res.Attempts += attempts
+		res.Transactions++
+		return nil
+	}
+	if !isDataError(err) {
+		return err
+	}
+	if len(items) == 1 {
+		res.Rejected = append(res.Rejected, Rejection{Change: items[0].change, Reason: ReasonRejected, Err: err})
+		return nil
+	}
+	mid := len(items) / 2
+	if err := w.writeItems(ctx, items[:mid], res); err != nil {
+		return err
+	}
+	return w.writeItems(ctx, items[mid:], res)
+}
+
+// isDataError reports whether PostgreSQL refused the statement for the
+// data it was given (which no retry can fix), as opposed to being
+// unreachable, shutting down, out of resources or missing the schema.
+func isDataError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || len(pgErr.Code) < 2 {
+		return false
+	}
+	switch pgErr.Code[:2] {
+	case "22", // data exception: invalid encoding, NUL byte, value out of range
+		"23", // integrity constraint violation
+		"54": // program limit exceeded: a key too large for its index
+		return true
+	}
+	return false
+}
+
+const createTemp = `CREATE TEMP TABLE sink_status (
+	id text, campaign text, status text, channel text, attempts integer, duplicates integer,
+	policy_id text, policy_version integer, hold_reason text, last_error text,
+	created_at timestamptz, updated_at timestamptz, sent_at timestamptz, next_attempt_at timestamptz,
+	version bigint
+) ON COMMIT DROP`
+
+const createTempAttempts = `CREATE TEMP TABLE sink_attempts (
+	id text, attempt integer, campaign text, channel text, outcome text, error text, code integer, at timestamptz
+) ON COMMIT DROP`
+
+var statusColumns = []string{"id", "campaign", "status", "channel", "attempts", "duplicates",
+	"policy_id", "policy_version", "hold_reason", "last_error",
+	"created_at", "updated_at", "sent_at", "next_attempt_at", "version"}
+
+var attemptColumns = []string{"id", "attempt", "campaign", "channel", "outcome", "error", "code", "at"}
+
+// upsertStatus moves a row forward only: an older or equal version leaves
+// it as it is.
+const upsertStatus = `INSERT INTO dispatch_status AS d (
+	id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
+	created_at, updated_at, sent_at, next_attempt_at, version)
+SELECT id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
+	created_at, updated_at, sent_at, next_attempt_at, version
+FROM sink_status ORDER BY id
+ON CONFLICT (id) DO UPDATE SET
+	campaign = excluded.campaign, status = excluded.status, channel = excluded.channel,
+	attempts = excluded.attempts, duplicates = excluded.duplicates,
+	policy_id = excluded.policy_id, policy_version = excluded.policy_version,
+	hold_reason = excluded.hold_reason, last_error = excluded.last_error,
+	created_at = excluded.created_at, updated_at = excluded.updated_at, sent_at = excluded.sent_at,
+	next_attempt_at = excluded.next_attempt_at, version = excluded.version, synced_at = now()
+WHERE excluded.version > d.version`
+
+const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, channel, outcome, error, code, at)
+SELECT id, attempt, campaign, channel, outcome, error, code, at FROM sink_attempts ORDER BY id, attempt
+ON CONFLICT (id, attempt, at) DO NOTHING`
+
+// tx is one transaction: COPY into temporary tables, then the two
+// INSERT ... SELECTs.
+func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64, err error) {
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	nAttempts := 0
+	for _, it := range items {
+		nAttempts += len(it.attempts)
+	}
+	ddl := createTemp
+	if nAttempts > 0 {
+		ddl += ";\n" + createTempAttempts
+	}
+	if _, err := tx.Exec(ctx, ddl); err != nil {
+		return 0, 0, fmt.Errorf("sink: temp tables: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_status"}, statusColumns, pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
+		s := items[i].change.State
+		return []any{s.ID, s.Campaign, string(s.Status), string(s.Channel), int32(s.Attempts), int32(s.Duplicates),
+			policyID(s), int32(policyVersion(s)), string(s.HoldReason), s.LastError,
+			s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt, int64(s.Version)}, nil
+	})); err != nil {
+		return 0, 0, fmt.Errorf("sink: copy statuses: %w", err)
+	}
+	if nAttempts > 0 {
+		rows := make([][]any, 0, nAttempts)
+		for _, it := range items {
+			s := it.change.State
+			for _, a := range it.attempts {
+				rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), a.Error, int32(a.Code), a.At})
+			}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_attempts"}, attemptColumns, pgx.CopyFromRows(rows)); err != nil {
+			return 0, 0, fmt.Errorf("sink: copy attempts: %w", err)
+		}
+	}
+	if err := w.at("copied"); err != nil {
+		return 0, 0, err
+	}
+	tag, err := tx.Exec(ctx, upsertStatus)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink: upsert statuses: %w", err)
+	}
+	applied = tag.RowsAffected()
+	if nAttempts > 0 {
+		tag, err := tx.Exec(ctx, insertAttempts)
+		if err != nil {
+			return 0, 0, fmt.Errorf("sink: insert attempts: %w", err)
+		}
+		attempts = tag.RowsAffected()
+	}
+	if err := w.at("upserted"); err != nil {
+		return 0, 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, fmt.Errorf("sink: commit: %w", err)
+	}
+	return applied, attempts, nil
+}
+
+func (w *Writer) at(point string) error {
+	if w.hook == nil {
+		return nil
+	}
+	return w.hook(point)
+}
