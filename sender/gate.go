@@ -1,0 +1,101 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// gate paces the attempts of one channel in this process: a token bucket
+// for the configured rate (none: unlimited), and a pause that a provider's
+// 429 sets for its Retry-After, during which no attempt on the channel
+// starts. Waiting attempts hold their in-flight slot.
+type gate struct {
+	limiter     *rate.Limiter
+	pausedUntil atomic.Int64 // Unix nanoseconds
+	now         func() time.Time
+}
+
+func newGate(perSecond float64, now func() time.Time) *gate {
+	g := &gate{now: now}
+	if perSecond > 0 {
+		g.limiter = rate.NewLimiter(rate.Limit(perSecond), burstFor(perSecond))
+	}
+	return g
+}
+
+// burstFor is the bucket size for a rate: 10 ms worth of tokens, at least
+// one, so that any one second sees at most about 1.01 times the rate.
+func burstFor(perSecond float64) int {
+	return max(1, int(math.Ceil(perSecond/100)))
+}
+
+// wait blocks until an attempt may start or ctx ends.
+func (g *gate) wait(ctx context.Context) error {
+	for {
+		until := g.pausedUntil.Load()
+		d := time.Duration(until - g.now().UnixNano())
+		if until == 0 || d <= 0 {
+			break
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	if g.limiter == nil {
+		return ctx.Err()
+	}
+	return g.limiter.Wait(ctx)
+}
+
+// pause stops new attempts for d from now, unless a longer pause is on.
+// It reports whether the pause was extended.
+func (g *gate) pause(d time.Duration) bool {
+	until := g.now().Add(d).UnixNano()
+	for {
+		cur := g.pausedUntil.Load()
+		if cur >= until {
+			return false
+		}
+		if g.pausedUntil.CompareAndSwap(cur, until) {
+			return true
+		}
+	}
+}
+
+// ParseRate reads a --rate value, CHANNEL=N/s (also N/m, N/h, or a bare
+// N meaning per second). It returns the rate per second.
+func ParseRate(spec string) (contract.Channel, float64, error) {
+	ch, r, ok := strings.Cut(spec, "=")
+	c := contract.Channel(strings.TrimSpace(ch))
+	if !ok || !c.Valid() {
+		return "", 0, fmt.Errorf("rate %q: want CHANNEL=N/s with CHANNEL one of %v", spec, contract.Channels)
+	}
+	num, unit, _ := strings.Cut(strings.TrimSpace(r), "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return "", 0, fmt.Errorf("rate %q: want a positive number per second, such as %s=100/s", spec, c)
+	}
+	switch strings.TrimSpace(unit) {
+	case "", "s":
+	case "m":
+		n /= 60
+	case "h":
+		n /= 3600
+	default:
+		return "", 0, fmt.Errorf("rate %q: unit %q: want s, m or h", spec, unit)
+	}
+	return c, n, nil
+}
