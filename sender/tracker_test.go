@@ -22,7 +22,7 @@ func TestTrackerCommitsOnlyTheCompletedPrefix(t *testing.T) {
 	}{
 		{11, 0, false}, // 10 still in flight
 		{16, 0, false},
-		{10, 12, true}, // 10 and 11 done: commit up to the gap before 15
+		{10, 12, true},  // 10 and 11 done: commit up to the gap before 15
 		{10, 12, false}, // twice: no change
 		{99, 12, false}, // unknown offset
 		{20, 12, false},
