@@ -1,0 +1,82 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// Sender implements sender.Observer with Prometheus metrics.
+type Sender struct {
+	sends       *prometheus.CounterVec
+	latency     *prometheus.HistogramVec
+	endToEnd    *prometheus.HistogramVec
+	inFlight    prometheus.Gauge
+	skipped     *prometheus.CounterVec
+	pauses      *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+}
+
+// NewSender registers the sender's metrics on reg.
+func NewSender(reg prometheus.Registerer) *Sender {
+	s := &Sender{
+		sends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sends_total",
+			Help: "Provider attempts, by channel and outcome (success, transient, permanent, throttled).",
+		}, []string{"channel", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "herald_provider_latency_seconds",
+			Help:    "How long a provider took to answer one attempt, by channel.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 1.5, 2, 3, 5, 10, 30},
+		}, []string{"channel"}),
+		endToEnd: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "herald_delivery_latency_seconds",
+			Help: "From the dispatcher first seeing a request to a provider accepting it, by channel " +
+				"(includes holds for schedules, blackouts and retries).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600},
+		}, []string{"channel"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_sender_in_flight",
+			Help: "Send commands between poll and acknowledged result in this process.",
+		}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sender_skipped_stale_total",
+			Help: "Send commands not sent because the dispatcher's state had moved past their attempt, by channel.",
+		}, []string{"channel"}),
+		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sender_throttle_pauses_total",
+			Help: "Times a provider's 429 paused a channel, by channel.",
+		}, []string{"channel"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_sender_dlq_records_total",
+			Help: "Send commands the sender could not decode and sent to herald.dlq, by reason.",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters)
+	return s
+}
+
+// Attempt counts a provider answer and its latency.
+func (s *Sender) Attempt(ch contract.Channel, o contract.Outcome, latency time.Duration) {
+	s.sends.WithLabelValues(string(ch), string(o)).Inc()
+	s.latency.WithLabelValues(string(ch)).Observe(latency.Seconds())
+}
+
+// Delivered records the end-to-end latency of a success.
+func (s *Sender) Delivered(ch contract.Channel, endToEnd time.Duration) {
+	s.endToEnd.WithLabelValues(string(ch)).Observe(endToEnd.Seconds())
+}
+
+// Skipped counts a stale command.
+func (s *Sender) Skipped(ch contract.Channel) { s.skipped.WithLabelValues(string(ch)).Inc() }
+
+// InFlight moves the in-flight gauge.
+func (s *Sender) InFlight(delta int) { s.inFlight.Add(float64(delta)) }
+
+// Paused counts a throttle pause.
+func (s *Sender) Paused(ch contract.Channel, _ time.Duration) { s.pauses.WithLabelValues(string(ch)).Inc() }
+
+// DeadLetter counts a DLQ record.
+func (s *Sender) DeadLetter(reason string) { s.deadLetters.WithLabelValues(reason).Inc() }
