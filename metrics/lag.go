@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // DefaultLagGroups are the consumer groups of Herald's stages.
@@ -89,11 +90,14 @@ func (l *Lag) Refresh(ctx context.Context) error {
 	var groups []groupState
 	var errs []error
 	for _, g := range lags.Sorted() {
+		if errors.Is(g.DescribeErr, kerr.GroupIDNotFound) {
+			continue // Kafka says Dead, some brokers say not found: no such group
+		}
 		if g.DescribeErr != nil || g.FetchErr != nil {
 			errs = append(errs, g.Error())
 			continue
 		}
-		if g.State == "Dead" || (g.Lag.IsEmpty() && len(g.Members) == 0) {
+		if g.State == "Dead" || (len(g.Lag) == 0 && len(g.Members) == 0) {
 			continue // no such group: its stage does not run
 		}
 		groups = append(groups, groupState{group: g.Group, state: g.State, members: len(g.Members)})

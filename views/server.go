@@ -174,6 +174,10 @@ func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		// A shallow copy, so that the pattern read below is the one our
+		// mux matched, not that of a mux this handler is mounted on.
+		r = r.WithContext(r.Context())
+		r.Pattern = ""
 		next.ServeHTTP(sw, r)
 		if sw.code == 0 {
 			sw.code = http.StatusOK
