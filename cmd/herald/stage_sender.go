@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/metrics"
+	"github.com/herald-dispatch/herald/provider"
+	"github.com/herald-dispatch/herald/sender"
+	"github.com/herald-dispatch/herald/views"
+)
+
+// defaultProviders are the providers when no --provider is given: the
+// simulations `make run` demonstrates with. Naming any provider replaces
+// all of them, so a production config never sends one channel to a mock
+// by accident.
+var defaultProviders = []string{
+	"email=mock://?latency=1s&fail=0.01",
+	"sms=mock://?latency=50ms",
+}
+
+var senderFlags struct {
+	providers      listFlag
+	rates          listFlag
+	concurrency    int
+	timeout        time.Duration
+	drainTimeout   time.Duration
+	commitInterval time.Duration
+	staleCheck     bool
+}
+
+var _ sender.Observer = (*metrics.Sender)(nil)
+
+func init() {
+	addStage(stage{
+		name:  "sender",
+		order: 30,
+		flags: func(fs *flag.FlagSet) {
+			f := &senderFlags
+			listVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
+			listVar(fs, &f.rates, "rate", "attempts per second of a channel in this process, CHANNEL=N/s (default unlimited)")
+			intFlag(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process")
+			durationFlag(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
+			durationFlag(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
+			durationFlag(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
+			boolFlag(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
+		},
+		start: startSender,
+	})
+}
+
+func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	f := &senderFlags
+	log := env.Log.With("stage", "sender")
+	specs := f.providers.vals
+	if len(specs) == 0 {
+		specs = defaultProviders
+		log.Warn("no --provider given: using simulated providers", "providers", specs)
+	}
+	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	env.OnClose(func() { set.Close() })
+	for _, s := range specs {
+		log.Info("provider", "spec", provider.Redact(s))
+	}
+	rates := map[contract.Channel]float64{}
+	for _, s := range f.rates.vals {
+		ch, r, err := sender.ParseRate(s)
+		if err != nil {
+			return nil, fmt.Errorf("--rate: %w", err)
+		}
+		rates[ch] = r
+	}
+	cfg := sender.Config{
+		Topology:       env.Topology,
+		Providers:      set,
+		Rates:          rates,
+		Concurrency:    f.concurrency,
+		DrainTimeout:   f.drainTimeout,
+		CommitInterval: f.commitInterval,
+		Observer:       metrics.NewSender(env.Registry),
+		Log:            log,
+	}
+	var view *views.StateView
+	if f.staleCheck {
+		// Its own storage dir: LevelDB allows one user per directory, and
+		// the API stage keeps a view of its own.
+		view, err = views.NewStateView(env.Topology, filepath.Join(env.DataDir, "goka", "views", "sender"), log)
+		if err != nil {
+			return nil, err
+		}
+		cfg.State = view
+	}
+	sd, err := sender.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	env.AddReady("sender", sd.Ready)
+	return func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx)
+		if view != nil {
+			g.Go(func() error { return view.Run(gctx) })
+		}
+		g.Go(func() error { return sd.Run(gctx) })
+		return g.Wait()
+	}, nil
+}
