@@ -1,0 +1,70 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/delay"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+var delayFlags struct {
+	maxBuffer      int
+	maxBatch       int
+	fetchMaxWait   time.Duration
+	commitInterval time.Duration
+	shutdownGrace  time.Duration
+	targets        listFlag
+}
+
+func init() {
+	addStage(stage{
+		name:  "delay",
+		order: 20,
+		flags: func(fs *flag.FlagSet) {
+			f := &delayFlags
+			intFlag(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
+			intFlag(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
+			durationFlag(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
+			durationFlag(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
+			durationFlag(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
+			listVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+topology.TopicWakeups+"); others go to the DLQ")
+		},
+		start: startDelay,
+	})
+}
+
+func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	f := &delayFlags
+	if f.maxBuffer <= 0 || f.maxBatch <= 0 {
+		return nil, fmt.Errorf("--delay-max-buffer and --delay-max-batch must be positive")
+	}
+	targets := f.targets.vals
+	if len(targets) == 0 {
+		targets = []string{topology.TopicWakeups}
+	}
+	s, err := delay.New(delay.Config{
+		Brokers:        env.Brokers,
+		Group:          delay.DefaultGroup,
+		Partitioner:    topology.KgoPartitioner(),
+		ClientOpts:     append(topology.KgoProducerOpts(), kgo.ClientID(env.Topology.ClientID+"-delay")),
+		Targets:        targets,
+		DLQTopic:       topology.TopicDLQ,
+		MaxBuffer:      f.maxBuffer,
+		MaxBatch:       f.maxBatch,
+		FetchMaxWait:   f.fetchMaxWait,
+		CommitInterval: f.commitInterval,
+		ShutdownGrace:  f.shutdownGrace,
+		Log:            env.Log.With("stage", "delay"),
+		Registerer:     env.Registry,
+	})
+	if err != nil {
+		return nil, err
+	}
+	env.AddReady("delay", s.Ready)
+	return s.Run, nil
+}
