@@ -31,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/sink"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -54,16 +55,21 @@ type Config struct {
 	MaxCancelWait time.Duration
 }
 
-// Campaigns reads campaign summaries (the sink's Postgres tables).
+// Campaigns reads campaign summaries from the sink's tables. PGCampaigns
+// is the real one.
 type Campaigns interface {
-	// CampaignSummary returns a JSON-encodable summary, or
-	// ErrUnknownCampaign.
-	CampaignSummary(ctx context.Context, campaign string) (any, error)
+	// CampaignSummary returns the summary, or an error wrapping
+	// sink.ErrCampaignNotFound.
+	CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error)
 }
 
-// ErrUnknownCampaign is returned by Campaigns for a campaign with no
-// notifications.
-var ErrUnknownCampaign = errors.New("unknown campaign")
+// PGCampaigns reads summaries with sink.CampaignSummary.
+type PGCampaigns struct{ Q sink.Querier }
+
+// CampaignSummary implements Campaigns.
+func (c PGCampaigns) CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error) {
+	return sink.CampaignSummary(ctx, c.Q, campaign)
+}
 
 // Observer is told what the API does, for metrics.
 type Observer interface {
@@ -488,6 +494,10 @@ func (s *Server) cancelOutcome(o string) {
 }
 
 func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
+	reveal, ok := s.reveal(w, r)
+	if !ok {
+		return
+	}
 	if s.Campaigns == nil {
 		writeError(w, http.StatusServiceUnavailable, "campaign summaries need the Postgres sink's database (--database-url)", nil)
 		return
@@ -495,11 +505,18 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("campaign")
 	sum, err := s.Campaigns.CampaignSummary(r.Context(), name)
 	switch {
-	case errors.Is(err, ErrUnknownCampaign) || (err == nil && sum == nil):
-		writeError(w, http.StatusNotFound, "unknown campaign (the sink writes final statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
+	case errors.Is(err, sink.ErrCampaignNotFound):
+		writeError(w, http.StatusNotFound, "unknown campaign (the sink writes statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
 	case err != nil:
 		s.internal(w, "campaign", err)
 	default:
+		if !reveal {
+			// Provider errors quote addresses ("550 <jane@...>: no such
+			// user"); a summary has no recipient to match them against.
+			for i := range sum.Failures {
+				sum.Failures[i].Error = MaskText(sum.Failures[i].Error)
+			}
+		}
 		writeJSON(w, http.StatusOK, sum)
 	}
 }
