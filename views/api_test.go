@@ -366,6 +366,37 @@ func TestAPIWithoutToken(t *testing.T) {
 		}
 	})
 
+	t.Run("goka monitor", func(t *testing.T) {
+		get := func(path string) (int, string) {
+			resp, err := http.Get(s.srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			b.ReadFrom(resp.Body)
+			return resp.StatusCode, b.String()
+		}
+		if code, b := get("/goka/"); code != http.StatusOK || !strings.Contains(b, "herald-dispatcher") {
+			t.Errorf("index: %d %.300s", code, b)
+		}
+		if code, b := get("/goka/processor/0"); code != http.StatusOK || !strings.Contains(b, "herald-dispatcher") {
+			t.Errorf("processor page: %d %.300s", code, b)
+		}
+		var stats map[string]any
+		code, b := get("/goka/data/processor/0")
+		if err := json.Unmarshal([]byte(b), &stats); code != http.StatusOK || err != nil || stats["Group"] == nil {
+			t.Errorf("processor stats: %d %.300s", code, b)
+		}
+		code, b = get("/goka/data/view/0")
+		if err := json.Unmarshal([]byte(b), &stats); code != http.StatusOK || err != nil || stats["Partitions"] == nil {
+			t.Errorf("view stats: %d %.300s", code, b)
+		}
+		if code, _ := get("/goka/data/processor/1"); code != http.StatusNotFound {
+			t.Errorf("one past the end: %d", code)
+		}
+	})
+
 	t.Run("API metrics", func(t *testing.T) {
 		m := s.scrape()
 		if m[`herald_api_ingested_items_total{result="rejected"}`] < 5 || m[`herald_api_cancels_total{outcome="conflict"}`] < 3 ||

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -109,6 +110,10 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", s.api.Handler())
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle(views.MonitorPath+"/", &views.Monitor{
+		Processors: func() []*goka.Processor { return []*goka.Processor{sup.Processor()} },
+		Views:      []*goka.View{view.Goka()}, Log: log,
+	})
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
 	waitFor(t, 45*time.Second, "dispatcher and view ready", func() bool { return sup.Ready() && view.Recovered() })
