@@ -2,15 +2,20 @@
 // window lets a notification go, and how long a retry waits. Every function
 // here is pure; the caller passes the current time.
 //
-// Blackout windows are read in local wall-clock time. The DST rules are:
+// Blackout windows are written in local wall-clock time and each day's
+// window is the span of instants from its start to its end. The DST rules
+// are:
 //
-//   - A window that ends inside a spring-forward gap (02:30 on a day the
-//     clocks jump from 02:00 to 03:00) ends at the first instant after the
-//     gap (03:00 new time).
-//   - A window that ends inside an autumn overlap (01:30 on a day 01:00-02:00
-//     happens twice) ends at the later of the two instants.
-//   - Whether an instant is inside a window is decided by its local wall
-//     clock, so during an overlap both passes through the hour count.
+//   - A window that starts or ends inside a spring-forward gap (02:30 on a
+//     day the clocks jump from 02:00 to 03:00) starts or ends at the first
+//     instant after the gap (03:00 new time). A window wholly inside the
+//     gap does not happen that day.
+//   - A window that ends inside an autumn overlap (01:30 on a day
+//     01:00-02:00 happens twice) ends at the later of the two instants; one
+//     that starts inside it starts at the earlier. So a window covers both
+//     passes through the repeated hour, and an instant whose wall clock is
+//     past the end (01:45 the first time) but which comes before the later
+//     end is inside.
 package schedule
 
 import (
@@ -33,36 +38,86 @@ type Rule struct {
 var ErrAlwaysBlackout = errors.New("blackout windows cover the whole day")
 
 // Inside reports whether t falls inside one of the rule's windows, and if so
-// the instant that window ends.
+// the instant the latest of those windows ends. A rule without a zone reads
+// its windows in UTC.
 func (r Rule) Inside(t time.Time) (bool, time.Time) {
-	lt := t.In(r.Loc)
-	m := contract.Clock(lt.Hour()*60 + lt.Minute())
+	loc := r.Loc
+	if loc == nil {
+		loc = time.UTC
+	}
+	lt := t.In(loc)
+	if start, end := lt.ZoneBounds(); (start.IsZero() || t.Sub(start) > fixedSpan) && (end.IsZero() || end.Sub(t) > fixedSpan) {
+		return r.insideFixed(lt)
+	}
+	return r.insideWall(t, loc)
+}
+
+// fixedSpan is how far from t the windows that can hold t reach: they start
+// the day before t's date at the earliest and end the day after at the
+// latest. With no change of the zone's offset that near, wall clock and
+// instant differ by a constant and insideFixed does the maths in minutes.
+const fixedSpan = 50 * time.Hour
+
+// insideFixed is Inside for a zone whose offset does not change near lt. It
+// works in local seconds: window starts and ends are whole minutes, so t is
+// inside [start, end) exactly when its whole second is.
+func (r Rule) insideFixed(lt time.Time) (bool, time.Time) {
+	_, off := lt.Zone()
+	local := lt.Unix() + int64(off)
+	midnight := local - (local%86400+86400)%86400
+	var latest int64
+	inside := false
+	for _, w := range r.Windows {
+		if w.From == w.To {
+			continue
+		}
+		length := int64(w.To) - int64(w.From)
+		if length < 0 {
+			length += 24 * 60
+		}
+		for day := int64(-1); day <= 0; day++ {
+			start := midnight + day*86400 + int64(w.From)*60
+			end := start + length*60
+			if start <= local && local < end && (!inside || end > latest) {
+				latest, inside = end, true
+			}
+		}
+	}
+	if !inside {
+		return false, time.Time{}
+	}
+	return true, time.Unix(latest-int64(off), 0).In(lt.Location())
+}
+
+// insideWall is Inside near a change of the zone's offset: every window
+// that can hold t is placed by its wall-clock start and end, with the DST
+// rules of the package comment.
+func (r Rule) insideWall(t time.Time, loc *time.Location) (bool, time.Time) {
+	y, mo, d := t.In(loc).Date()
 	var latest time.Time
 	inside := false
 	for _, w := range r.Windows {
-		var in, endsTomorrow bool
-		switch {
-		case w.From < w.To:
-			in = m >= w.From && m < w.To
-		case w.From > w.To: // crosses midnight
-			in = m >= w.From || m < w.To
-			endsTomorrow = m >= w.From
+		if w.From == w.To {
+			continue // refused by validation; it would be empty or the whole day
 		}
-		if !in {
-			continue
+		fh, fm, th, tm := w.From.Hour(), w.From.Minute(), w.To.Hour(), w.To.Minute()
+		// The windows that can hold t start on the day before t's local
+		// date (crossing midnight), on it, or on the day after (where the
+		// clocks go back over midnight). Their starts ascend.
+		for day := d - 1; day <= d+1; day++ {
+			start := wallTime(y, mo, day, fh, fm, loc, false)
+			if start.After(t) {
+				break
+			}
+			endDay := day
+			if w.To < w.From { // crosses midnight; a 24:00 end is 00:00 here
+				endDay++
+			}
+			end := wallTime(y, mo, endDay, th, tm, loc, true)
+			if t.Before(end) && (!inside || end.After(latest)) {
+				latest, inside = end, true
+			}
 		}
-		y, mo, d := lt.Date()
-		if endsTomorrow {
-			d++
-		}
-		end := wallTime(y, mo, d, w.To.Hour(), w.To.Minute(), r.Loc)
-		if !end.After(t) { // cannot happen outside pathological zones; never go backwards
-			end = t.Add(time.Minute).Truncate(time.Minute)
-		}
-		if !inside || end.After(latest) {
-			latest = end
-		}
-		inside = true
 	}
 	return inside, latest
 }
@@ -70,13 +125,14 @@ func (r Rule) Inside(t time.Time) (bool, time.Time) {
 // wallTime returns the instant the clocks in loc show y-mo-d h:m. In a
 // spring-forward gap, where that wall time never happens, it is the first
 // instant after the gap; in an autumn overlap, where it happens twice, it is
-// the later one.
-func wallTime(y int, mo time.Month, d, h, m int, loc *time.Location) time.Time {
+// the later one when later is set, else the earlier.
+func wallTime(y int, mo time.Month, d, h, m int, loc *time.Location, later bool) time.Time {
 	c := time.Date(y, mo, d, h, m, 0, 0, loc)
-	if c.Hour() != h || c.Minute() != m {
-		// A gap: time.Date normalised the wall time to one side of it.
+	want := time.Date(y, mo, d, h, m, 0, 0, time.UTC) // d may be 0 or 32: normalised
+	if !sameWall(c, want) {
+		// A gap (of an hour, or of a whole day where a zone crossed the
+		// date line): time.Date normalised the wall time to one side of it.
 		start, end := c.ZoneBounds()
-		want := time.Date(y, mo, d, h, m, 0, 0, time.UTC)
 		got := time.Date(c.Year(), c.Month(), c.Day(), c.Hour(), c.Minute(), 0, 0, time.UTC)
 		if got.After(want) {
 			if !start.IsZero() {
@@ -87,17 +143,32 @@ func wallTime(y int, mo time.Month, d, h, m int, loc *time.Location) time.Time {
 		}
 		return c
 	}
-	// An overlap: the same wall time again after the zone's end.
+	// An overlap: the same wall time in the zone period after c's (when
+	// the clocks go back at its end) or before it (when they went back at
+	// its start). time.Date may have picked either.
 	_, off := c.Zone()
-	if _, end := c.ZoneBounds(); !end.IsZero() {
+	start, end := c.ZoneBounds()
+	var other time.Time
+	switch {
+	case later && !end.IsZero():
 		if _, offAfter := end.Zone(); offAfter < off {
-			later := c.Add(time.Duration(off-offAfter) * time.Second)
-			if later.Hour() == h && later.Minute() == m && later.Day() == c.Day() {
-				return later
-			}
+			other = c.Add(time.Duration(off-offAfter) * time.Second)
+		}
+	case !later && !start.IsZero():
+		if _, offBefore := start.Add(-time.Nanosecond).Zone(); offBefore > off {
+			other = c.Add(-time.Duration(offBefore-off) * time.Second)
 		}
 	}
+	if !other.IsZero() && sameWall(other, c) {
+		return other
+	}
 	return c
+}
+
+func sameWall(a, b time.Time) bool {
+	ay, am, ad := a.Date()
+	by, bm, bd := b.Date()
+	return ay == by && am == bm && ad == bd && a.Hour() == b.Hour() && a.Minute() == b.Minute()
 }
 
 // Release returns the earliest instant at or after t that lies in none of
@@ -133,16 +204,19 @@ func Backoff(b contract.Backoff, n int, key string) time.Duration {
 	if n < 1 {
 		n = 1
 	}
+	maxWait := float64(b.Max.D())
 	base := float64(b.Initial.D()) * math.Pow(b.Multiplier, float64(n-1))
-	if max := float64(b.Max.D()); base > max || math.IsInf(base, 0) || math.IsNaN(base) {
-		base = max
+	if base > maxWait || math.IsInf(base, 0) || math.IsNaN(base) {
+		base = maxWait
 	}
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s/%d", key, n)
 	u := float64(h.Sum64()%10001)/10000*2 - 1 // [-1, 1]
-	d := time.Duration(base * (1 + 0.1*u))
-	if d > b.Max.D() {
-		d = b.Max.D()
+	f := base * (1 + 0.1*u)
+	// Compare as floats: near the largest Duration, f may not fit in one.
+	d := b.Max.D()
+	if f < maxWait {
+		d = time.Duration(f)
 	}
 	if d < time.Millisecond {
 		d = time.Millisecond
