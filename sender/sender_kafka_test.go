@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,5 +337,144 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 	// concurrency.
 	if w := deliveredAbove + int(cutOff); w > 2*conc {
 		t.Errorf("uncommitted window %d is more than twice the concurrency %d", w, conc)
+	}
+}
+
+// TestSenderRebalanceDrainsBeforeRelease starts a second sender in the
+// group while the first has hundreds of attempts in flight. The first
+// finishes the attempts of the partitions it gives up and commits them
+// before releasing them, so the second starts exactly where the first
+// stopped: nothing is sent twice, nothing is skipped.
+func TestSenderRebalanceDrainsBeforeRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 6})
+	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 300 * time.Millisecond}})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	const n, conc = 3000, 200
+	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/"}, provider.Options{Concurrency: 2 * conc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		recs = append(recs, command(fmt.Sprintf("r-%04d", i), contract.ChannelEmail, 1))
+	}
+	c.Produce(t, c.Client(t), recs...)
+
+	first, second := &counting{Provider: set[contract.ChannelEmail]}, &counting{Provider: set[contract.ChannelEmail]}
+	cfg := sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: first}, Concurrency: conc,
+		Log: quietLog(), CommitInterval: 100 * time.Millisecond}
+	start := time.Now()
+	runSender(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for mock.Stats().Accepted < n/5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cfg.Providers = provider.Set{contract.ChannelEmail: second}
+	joined := time.Now()
+	runSender(t, cfg)
+	deadline = time.Now().Add(60 * time.Second)
+	for mock.Stats().UniqueIDs < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := mock.Stats()
+	t.Logf("requests %d, accepted %d, replays %d, abandoned %d; the second sender joined after %s and sent %d, the first %d; done after %s",
+		st.Requests, st.Accepted, st.Replays, st.Abandoned, joined.Sub(start).Round(time.Millisecond),
+		second.n.Load(), first.n.Load(), time.Since(start).Round(time.Millisecond))
+	if st.UniqueIDs != n || st.Duplicates != 0 {
+		t.Fatalf("%d of %d ids delivered, %d duplicates", st.UniqueIDs, n, st.Duplicates)
+	}
+	if st.Replays != 0 || st.Requests != n {
+		t.Errorf("%d requests with %d replays for %d commands: the rebalance re-sent attempts", st.Requests, st.Replays, n)
+	}
+	if first.n.Load() == 0 || second.n.Load() == 0 {
+		t.Errorf("the first sender sent %d, the second %d: no rebalance happened", first.n.Load(), second.n.Load())
+	}
+	got := results(t, c, n, 30*time.Second)
+	if len(got) != n {
+		t.Errorf("%d results, want %d", len(got), n)
+	}
+}
+
+// counting counts a provider's attempts.
+type counting struct {
+	provider.Provider
+	n atomic.Int64
+}
+
+func (c *counting) Send(ctx context.Context, cmd *contract.SendCommand) provider.Result {
+	c.n.Add(1)
+	return c.Provider.Send(ctx, cmd)
+}
+
+// TestSenderThrottlePausesTheChannel: a provider answers the first request
+// 429 with Retry-After: 1. The result says throttled with the wait, and no
+// other attempt on that channel starts within the second, while another
+// channel carries on.
+func TestSenderThrottlePausesTheChannel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	var mu sync.Mutex
+	var throttledAt time.Time
+	var after []time.Duration
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if throttledAt.IsZero() {
+			throttledAt = time.Now()
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		after = append(after, time.Since(throttledAt))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	sms := provider.NewMock(provider.Simulation{})
+	email, _ := provider.NewWebhook(srv.URL, provider.Options{})
+	// One email first, alone, so the 429 lands before the rest start.
+	c.Produce(t, c.Client(t), command("t-first", contract.ChannelEmail, 1))
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: email, contract.ChannelSMS: sms},
+		Concurrency: 50, Log: quietLog()})
+	defer stop()
+	first := results(t, c, 1, 20*time.Second)
+	var recs []*kgo.Record
+	for i := 0; i < 20; i++ {
+		recs = append(recs, command(fmt.Sprintf("t-%02d", i), contract.ChannelEmail, 1), command(fmt.Sprintf("s-%02d", i), contract.ChannelSMS, 1))
+	}
+	c.Produce(t, c.Client(t), recs...)
+	got := results(t, c, 41, 20*time.Second)
+	if len(first) != 1 || first[0].Outcome != contract.OutcomeThrottled || first[0].RetryAfter.D() != time.Second || first[0].Code != 429 {
+		t.Fatalf("first result %+v, want throttled 429 with retry after 1s", first)
+	}
+	var smsAt []time.Time
+	for _, r := range got[1:] {
+		if r.Outcome != contract.OutcomeSuccess {
+			t.Errorf("%s: %s", r.ID, r.Outcome)
+		}
+		if r.Channel == contract.ChannelSMS {
+			smsAt = append(smsAt, r.At)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range after {
+		if d < 950*time.Millisecond {
+			t.Errorf("an email attempt started %s after the 429, inside its Retry-After", d)
+		}
+	}
+	if len(after) != 20 || len(smsAt) != 20 {
+		t.Fatalf("%d email and %d sms attempts after the 429", len(after), len(smsAt))
+	}
+	for _, at := range smsAt {
+		if at.Sub(throttledAt) > 900*time.Millisecond {
+			t.Errorf("sms attempt answered %s after the email 429: the pause held up another channel", at.Sub(throttledAt))
+		}
 	}
 }
