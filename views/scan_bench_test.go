@@ -1,11 +1,19 @@
 package views_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/kafkatest"
+	"github.com/herald-dispatch/herald/topology"
 	"github.com/herald-dispatch/herald/views"
 )
 
@@ -112,4 +120,40 @@ func TestDecodeSummary(t *testing.T) {
 
 func metricsReasons() []contract.HoldReason {
 	return []contract.HoldReason{contract.HoldSchedule, contract.HoldBlackout, contract.HoldBackoff, contract.HoldRateLimit}
+}
+
+// BenchmarkScan scans a recovered view of 50,000 states (what the held
+// gauge does every --held-scan-interval), per state.
+func BenchmarkScan(b *testing.B) {
+	const n = 50000
+	c := kafkatest.Start(b, kafkatest.Options{Partitions: 4})
+	cl := c.Client(b)
+	raw := benchState()
+	recs := make([]*kgo.Record, 0, 5000)
+	for i := range n {
+		recs = append(recs, &kgo.Record{Topic: string(topology.TableDispatcher), Key: []byte(fmt.Sprint("bench-", i)), Value: raw})
+		if len(recs) == cap(recs) {
+			c.Produce(b, cl, recs...)
+			recs = recs[:0]
+		}
+	}
+	view, err := views.NewStateView(c.Topology, b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for !view.Recovered() {
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		count := 0
+		if err := view.Scan(ctx, func(views.Summary) { count++ }); err != nil || count != n {
+			b.Fatal(count, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/state")
 }

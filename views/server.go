@@ -347,7 +347,11 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			s.Observer.Items(result, n)
 		}
 	}
-	s.log().Info("api: requests ingested", "items", len(rs), "accepted", resp.Accepted,
+	level := slog.LevelDebug // one line per batch: herald send makes thousands
+	if resp.Rejected+resp.Failed > 0 {
+		level = slog.LevelInfo
+	}
+	s.log().Log(r.Context(), level, "api: requests ingested", "items", len(rs), "accepted", resp.Accepted,
 		"duplicates", resp.Duplicates, "rejected", resp.Rejected, "failed", resp.Failed, "remote", r.RemoteAddr)
 	code := http.StatusOK
 	switch {
