@@ -71,18 +71,32 @@ type Decision struct {
 
 // Dispatch is the dispatcher's state transition. It never mutates cur.
 //
+// The emits of a change are derived from the new state alone (see effects),
+// after its Version and UpdatedAt are set, so that they can be derived again.
+//
 // Replays: Goka writes the new state to the table (and its changelog) and
 // publishes the emits asynchronously, and commits the input offset only
 // when all of them are acknowledged. A crash in between hands the same
 // record over again after the restart, with the new state already stored.
 // The state remembers, per input topic, the newest position applied; a
-// record at or below it is a replay. If it is the very record that made the
-// current version, its emits are made again from the state (they may have
-// been lost); an older one is ignored. A replay is never counted as a
-// duplicate.
+// record at or below it is a replay, never a duplicate, and never changes
+// the state:
+//   - the very record that made the current version makes its emits again
+//     (they may have been lost);
+//   - an older record may have lost its emits too, but a later record has
+//     moved the state on since, so what it emitted cannot be made again.
+//     Only the wake-up the state waits for is emitted again (a hold wake-up,
+//     or the send timeout while sending): a wake-up is checked against the
+//     state when it comes, so a second copy is stale and harmless, and the
+//     notification cannot be left waiting for a wake-up that was lost. A
+//     send command is never made again this way; if it was lost, the send
+//     timeout retries it.
 func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) Decision {
 	if cur != nil && applied(cur, ev.Source) {
-		if cur.LastSource == ev.Source && cur.LastEmitted {
+		switch {
+		case cur.LastSource != ev.Source:
+			return Decision{Emits: Emits{Wakeups: effects(cur, cfg).Wakeups}, Verdict: VerdictReplay}
+		case cur.LastEmitted:
 			return Decision{Emits: effects(cur, cfg), Verdict: VerdictReplay}
 		}
 		return Decision{Verdict: VerdictReplay}
@@ -108,10 +122,15 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 	s := d.State
 	s.Version++
 	s.UpdatedAt = now
-	if s.Applied == nil {
-		s.Applied = map[string]contract.Position{}
+	if ev.Source.Topic != "" {
+		if s.Applied == nil {
+			s.Applied = map[string]contract.Position{}
+		}
+		s.Applied[ev.Source.Topic] = ev.Source
 	}
-	s.Applied[ev.Source.Topic] = ev.Source
+	if d.Verdict == VerdictApplied { // a duplicate changes a counter, and emits nothing
+		d.Emits = effects(s, cfg)
+	}
 	s.LastSource = ev.Source
 	s.LastEmitted = !d.Emits.Empty()
 	return d
@@ -122,12 +141,11 @@ func applied(s *contract.State, p contract.Position) bool {
 	return ok && p.Topic != "" && a.Partition == p.Partition && p.Offset <= a.Offset
 }
 
-// clone copies s deeply enough for the transition to change it, and stamps
-// it with now: effects derive due times from UpdatedAt, so it must be set
-// before they are computed.
-func clone(s *contract.State, now time.Time) *contract.State {
+// clone copies s deeply enough for the transition to change it. Pointer
+// fields (NextAttemptAt, SentAt, Request) are shared and must be replaced,
+// never written through.
+func clone(s *contract.State) *contract.State {
 	n := *s
-	n.UpdatedAt = now
 	n.Applied = make(map[string]contract.Position, len(s.Applied)+1)
 	for k, v := range s.Applied {
 		n.Applied[k] = v
@@ -138,29 +156,33 @@ func clone(s *contract.State, now time.Time) *contract.State {
 
 func onRequest(cur *contract.State, r *contract.Request, now time.Time, cfg DispatchConfig) Decision {
 	if cur != nil {
-		n := clone(cur, now)
+		n := clone(cur)
 		n.Duplicates++
 		return Decision{State: n, Verdict: VerdictDuplicate}
 	}
 	s := &contract.State{
 		ID:        r.ID,
 		Campaign:  r.Campaign,
-		Channel:   r.Channels[0],
 		FirstSeen: now,
-		UpdatedAt: now,
 		Request:   r,
 	}
-	return Decision{State: s, Emits: advance(s, now, cfg), Verdict: VerdictApplied}
+	if len(r.Channels) == 0 { // Decode refuses these; never index an empty list
+		finish(s, contract.StatusRejected, "no channels")
+		return Decision{State: s, Verdict: VerdictApplied}
+	}
+	s.Channel = r.Channels[0]
+	advance(s, now, cfg)
+	return Decision{State: s, Verdict: VerdictApplied}
 }
 
 // advance moves a notification that may be sent towards sending: it
 // expires it, holds it until not_before or a window's end, or makes it
-// sending with a new attempt. It returns the emits for the new state.
-func advance(s *contract.State, now time.Time, cfg DispatchConfig) Emits {
+// sending with a new attempt.
+func advance(s *contract.State, now time.Time, cfg DispatchConfig) {
 	r := s.Request
 	if r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
 		finish(s, contract.StatusExpired, "expired at "+r.ExpiresAt.UTC().Format(time.RFC3339))
-		return Emits{}
+		return
 	}
 	at, reason := now, contract.HoldReason("")
 	if r.NotBefore != nil && r.NotBefore.After(at) {
@@ -169,7 +191,7 @@ func advance(s *contract.State, now time.Time, cfg DispatchConfig) Emits {
 	rel, err := schedule.Release(at, rules(r, cfg)...)
 	if err != nil {
 		finish(s, contract.StatusRejected, err.Error())
-		return Emits{}
+		return
 	}
 	if rel.After(at) {
 		at, reason = rel, contract.HoldBlackout
@@ -180,14 +202,13 @@ func advance(s *contract.State, now time.Time, cfg DispatchConfig) Emits {
 			status = contract.StatusScheduled
 		}
 		hold(s, status, reason, at)
-		return effects(s, cfg)
+		return
 	}
 	s.Status = contract.StatusSending
 	s.HoldReason = ""
 	s.NextAttemptAt = nil
 	s.Attempts++
 	s.ChannelAttempts++
-	return effects(s, cfg)
 }
 
 // hold parks s until at. If the notification expires before then, the
@@ -212,7 +233,8 @@ func finish(s *contract.State, status contract.Status, why string) {
 
 // effects derives what the state s must publish: a send command and its
 // timeout while sending, a wake-up while held, nothing once final. Because
-// the emits follow from the state alone, a replay can make them again.
+// the emits follow from the state alone, a replay can make them again. A
+// sending state's UpdatedAt is when its attempt was issued.
 func effects(s *contract.State, cfg DispatchConfig) Emits {
 	switch {
 	case s.Status == contract.StatusSending:
@@ -259,7 +281,7 @@ func onResult(cur *contract.State, res *contract.SendResult, now time.Time, cfg 
 	if cur.Status != contract.StatusSending || res.Attempt != cur.Attempts {
 		return Decision{Verdict: VerdictStale}
 	}
-	s := clone(cur, now)
+	s := clone(cur)
 	at := res.At
 	if at.IsZero() {
 		at = now
@@ -325,7 +347,7 @@ func retryAt(s *contract.State, at time.Time, reason contract.HoldReason, now ti
 		at, reason = rel, contract.HoldBlackout
 	}
 	hold(s, contract.StatusRetrying, reason, at)
-	return Decision{State: s, Emits: effects(s, cfg), Verdict: VerdictApplied}
+	return Decision{State: s, Verdict: VerdictApplied}
 }
 
 // nextChannel moves to the next channel in the request's order at once, or
@@ -341,7 +363,8 @@ func nextChannel(s *contract.State, now time.Time, cfg DispatchConfig) Decision 
 	s.ChannelAttempts = 0
 	s.Status = contract.StatusScheduled // not held: advance decides
 	s.NextAttemptAt = nil
-	return Decision{State: s, Emits: advance(s, now, cfg), Verdict: VerdictApplied}
+	advance(s, now, cfg)
+	return Decision{State: s, Verdict: VerdictApplied}
 }
 
 func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg DispatchConfig) Decision {
@@ -350,7 +373,12 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 		if cur.Status != contract.StatusSending || cur.Attempts != w.Attempt {
 			return Decision{Verdict: VerdictStale}
 		}
-		s := clone(cur, now)
+		if now.Before(w.Due) {
+			// Early: the attempt still has time. Only the wake-up goes
+			// out again; the send command must not.
+			return Decision{Emits: Emits{Wakeups: []contract.Wakeup{*w}}, Verdict: VerdictEarly}
+		}
+		s := clone(cur)
 		s.History = append(s.History, contract.Attempt{Attempt: cur.Attempts, Channel: cur.Channel,
 			Outcome: contract.OutcomeTransient, Error: "send timeout", At: now})
 		return transientFailure(s, fmt.Sprintf("%s attempt %d: no result within the send timeout", cur.Channel, cur.Attempts), 0, now, cfg)
@@ -360,14 +388,15 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 		}
 		if now.Before(w.Due) {
 			// Early (a clock behind the delay stage's): hold on, unchanged.
-			return Decision{Emits: effects(cur, cfg), Verdict: VerdictEarly}
+			return Decision{Emits: Emits{Wakeups: []contract.Wakeup{*w}}, Verdict: VerdictEarly}
 		}
-		s := clone(cur, now)
+		s := clone(cur)
 		if s.Status != contract.StatusRetrying {
 			s.Status = contract.StatusScheduled
 		}
 		s.NextAttemptAt = nil
-		return Decision{State: s, Emits: advance(s, now, cfg), Verdict: VerdictApplied}
+		advance(s, now, cfg)
+		return Decision{State: s, Verdict: VerdictApplied}
 	}
 	return Decision{Verdict: VerdictStale}
 }
@@ -376,7 +405,7 @@ func onCancel(cur *contract.State, c *contract.Cancel, now time.Time) Decision {
 	if !cur.Status.Held() {
 		return Decision{Verdict: VerdictStale}
 	}
-	s := clone(cur, now)
+	s := clone(cur)
 	why := "canceled"
 	if c.Reason != "" {
 		why += ": " + c.Reason
