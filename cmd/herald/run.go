@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -57,9 +58,32 @@ type runEnv struct {
 	// Registry is Herald's Prometheus registry, served at /metrics.
 	Registry *prometheus.Registry
 
-	mu      sync.Mutex
-	ready   map[string]func() bool
-	closers []func()
+	mu         sync.Mutex
+	ready      map[string]func() bool
+	closers    []func()
+	processors []func() *goka.Processor
+}
+
+// AddProcessor registers a stage's Goka processor for Goka's monitor
+// (/goka/). get returns the processor running now, or nil (a supervisor
+// builds a new one after each failure).
+func (e *runEnv) AddProcessor(get func() *goka.Processor) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.processors = append(e.processors, get)
+}
+
+// Processors returns the Goka processors running now.
+func (e *runEnv) Processors() []*goka.Processor {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []*goka.Processor
+	for _, get := range e.processors {
+		if p := get(); p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // AddReady registers a readiness check for /readyz.

@@ -75,5 +75,6 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 		Log:     env.Log,
 	}
 	env.AddReady("dispatcher", sup.Ready)
+	env.AddProcessor(sup.Processor)
 	return sup.Run, nil
 }

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/kafkatest"
+)
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestAPIStage runs the dispatcher and the api stage as `herald run` does,
+// against a test broker, and checks what the HTTP server offers.
+func TestAPIStage(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	addr := freeAddr(t)
+	t.Setenv("HERALD_API_TOKEN", "stage-token")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runPipeline(ctx, "run", []string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2",
+			"--data-dir", t.TempDir(), "--http-addr", addr, "--stages", "dispatcher,api", "--log-level", "warn",
+			"--held-scan-interval", "100ms", "--lag-interval", "100ms"}, "all")
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	base := "http://" + addr
+	do := func(method, path, token, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	eventually("/readyz", func() bool { code, _ := do("GET", "/readyz", "", ""); return code == http.StatusOK })
+	if code, b := do("GET", "/healthz", "", ""); code != http.StatusOK {
+		t.Errorf("healthz: %d %s", code, b)
+	}
+
+	req := `{"schema":"herald.dispatch.v1","id":"stage-1","campaign":"c","recipient":{"email":"kim@example.com"},
+		"channels":["email"],"content":{"subject":"hi"},"not_before":"2099-01-01T00:00:00Z"}`
+	if code, b := do("POST", "/v1/messages", "", req); code != http.StatusUnauthorized {
+		t.Errorf("without the token: %d %s", code, b)
+	}
+	if code, b := do("POST", "/v1/messages", "stage-token", req); code != http.StatusAccepted {
+		t.Fatalf("post: %d %s", code, b)
+	}
+	eventually("the message in the view", func() bool {
+		code, b := do("GET", "/v1/messages/stage-1", "stage-token", "")
+		return code == http.StatusOK && strings.Contains(b, `"status":"scheduled"`) && strings.Contains(b, "k***@example.com")
+	})
+	eventually("the gauges", func() bool {
+		_, m := do("GET", "/metrics", "", "")
+		return strings.Contains(m, `herald_held_notifications{reason="schedule"} 1`) &&
+			strings.Contains(m, `herald_consumer_lag{group="herald-dispatcher",partition="0",topic="herald.requests"}`) &&
+			strings.Contains(m, `herald_api_requests_total{code="202",route="POST /v1/messages"} 1`) &&
+			strings.Contains(m, `herald_requests_accepted_total 1`)
+	})
+	if code, b := do("GET", "/goka/", "", ""); code != http.StatusOK || !strings.Contains(b, "herald-dispatcher") {
+		t.Errorf("goka monitor: %d %.200s", code, b)
+	}
+	if code, b := do("GET", "/v1/campaigns/c", "stage-token", ""); code != http.StatusServiceUnavailable {
+		t.Errorf("campaigns without a database: %d %s", code, b)
+	}
+}

@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/term"
+
+	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/views"
+)
+
+// `herald send --file requests.jsonl` publishes dispatch requests from a
+// JSONL file (one request a line), validating each line with the
+// dispatcher's own decoder first, and prints what happened to each line
+// that was not accepted.
+//
+// Two ways in:
+//   - --via api (the default): POSTs batches of lines to a running Herald's
+//     API (--api-url, with HERALD_API_TOKEN). It needs only HTTP access, and
+//     answers duplicates of ids the dispatcher already knows.
+//   - --via kafka: publishes straight to herald.requests (--brokers), with
+//     Herald's partitioner, for the large batch runs where an extra HTTP hop
+//     costs. Duplicates are not checked (except within one batch): the
+//     dispatcher drops them, which is what makes a re-run safe either way.
+//
+// A batch that fails as a whole (the API is restarting, the brokers are
+// away) is retried with a backoff; sending it again is safe, since what
+// already went through is then a duplicate.
+
+var sendFlags struct {
+	file, via, apiURL, token, brokers string
+	batch, batchBytes, retries        int
+	progress                          bool
+}
+
+func init() {
+	register(command{name: "send", summary: "publish dispatch requests from a JSONL file, through the API or straight to Kafka",
+		run: runSend})
+}
+
+func runSend(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("herald send", flag.ContinueOnError)
+	f := &sendFlags
+	stringFlag(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
+	stringFlag(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
+	stringFlag(fs, &f.apiURL, "api-url", "http://127.0.0.1:8080", "base URL of Herald's API, for --via api")
+	stringFlag(fs, &f.token, "api-token", "", "bearer token of the API, for --via api")
+	stringFlag(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, for --via kafka")
+	intFlag(fs, &f.batch, "send-batch", 500, "requests per batch (one POST, or one produce)")
+	intFlag(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
+	intFlag(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
+	boolFlag(fs, &f.progress, "progress", true, "show a progress bar when standard error is a terminal")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if f.file == "" {
+		return errors.New("--file is required (- for standard input)")
+	}
+	if f.batch <= 0 || f.batchBytes <= 0 || f.retries < 0 {
+		return errors.New("--send-batch and --send-batch-bytes must be positive, --send-retries not negative")
+	}
+	if f.via != "api" && f.via != "kafka" {
+		return fmt.Errorf("--via %q: want api or kafka", f.via)
+	}
+	in, total, err := openInput(f.file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+
+	var send batchFunc
+	switch f.via {
+	case "api":
+		send = apiBatch(strings.TrimRight(f.apiURL, "/"), f.token)
+	case "kafka":
+		opts := append([]kgo.Opt{kgo.SeedBrokers(splitList(f.brokers)...), kgo.ClientID("herald-send")}, topology.KgoProducerOpts()...)
+		cl, err := kgo.NewClient(opts...)
+		if err != nil {
+			return fmt.Errorf("kafka client: %w", err)
+		}
+		defer cl.Close()
+		in := &views.Ingester{Producer: cl}
+		send = in.Ingest
+	default:
+		return fmt.Errorf("--via %q: want api or kafka", f.via)
+	}
+
+	var bar *progressbar.ProgressBar
+	if f.progress && term.IsTerminal(int(os.Stderr.Fd())) {
+		bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetDescription("sending"),
+			progressbar.OptionSetWriter(os.Stderr),
+			progressbar.OptionShowCount(),
+			progressbar.OptionShowIts(),
+			progressbar.OptionSetItsString("req"),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionFullWidth(),
+			progressbar.OptionClearOnFinish(),
+		)
+	}
+	s := fileSender{batch: f.batch, batchBytes: f.batchBytes, retries: f.retries, send: send, out: os.Stderr}
+	if bar != nil {
+		s.progress = func(n int) { bar.Add(n) }
+		s.clear = func() { bar.Clear() }
+	}
+	start := time.Now()
+	st, err := s.run(ctx, in)
+	if bar != nil {
+		bar.Finish()
+	}
+	elapsed := time.Since(start)
+	fmt.Printf("%s: %d requests in %v (%.0f/s): %d accepted, %d duplicates, %d rejected, %d failed\n",
+		f.file, st.items, elapsed.Round(time.Millisecond), float64(st.items)/max(elapsed.Seconds(), 1e-3),
+		st.accepted, st.duplicates, st.rejected, st.failed)
+	if err != nil {
+		return err
+	}
+	if st.rejected+st.failed > 0 {
+		return fmt.Errorf("%d requests rejected, %d failed (listed above by line)", st.rejected, st.failed)
+	}
+	return nil
+}
+
+// openInput opens the file (or standard input) and counts its lines for
+// the progress bar (-1 when unknown).
+func openInput(name string) (io.ReadCloser, int64, error) {
+	if name == "-" {
+		return io.NopCloser(os.Stdin), -1, nil
+	}
+	fh, err := os.Open(name)
+	if err != nil {
+		return nil, 0, err
+	}
+	var n int64
+	last := byte('\n')
+	buf := make([]byte, 1<<20)
+	for {
+		k, err := fh.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		if k > 0 {
+			last = buf[k-1]
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			fh.Close()
+			return nil, 0, err
+		}
+	}
+	if _, err := fh.Seek(0, io.SeekStart); err != nil {
+		fh.Close()
+		return nil, 0, err
+	}
+	if last != '\n' {
+		n++ // a last line without a newline
+	}
+	return fh, n, nil
+}
+
+// batchFunc publishes one batch and answers each item.
+type batchFunc func(ctx context.Context, items []views.Item) ([]views.ItemResult, error)
+
+// errFatal marks a batch error that retrying cannot fix.
+var errFatal = errors.New("fatal")
+
+// apiBatch posts a batch as JSONL to the API.
+func apiBatch(base, token string) batchFunc {
+	client := &http.Client{Timeout: 2 * time.Minute}
+	return func(ctx context.Context, items []views.Item) ([]views.ItemResult, error) {
+		var body bytes.Buffer
+		for _, it := range items {
+			body.Write(it.Raw)
+			body.WriteByte('\n')
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/messages", &body)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", errFatal, err)
+		}
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		var ir views.IngestResponse
+		switch {
+		case resp.StatusCode == http.StatusOK:
+		case resp.StatusCode == http.StatusServiceUnavailable:
+			if json.Unmarshal(b, &ir) == nil && len(ir.Items) == len(items) {
+				break // some items failed to publish; the others are answered
+			}
+			return nil, fmt.Errorf("API: %s: %s", resp.Status, bytes.TrimSpace(b))
+		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+			return nil, fmt.Errorf("API: %s: %s", resp.Status, bytes.TrimSpace(b))
+		default: // 401, 413, 400: sending again will not help
+			return nil, fmt.Errorf("%w: API: %s: %s", errFatal, resp.Status, bytes.TrimSpace(b))
+		}
+		if ir.Items == nil {
+			if err := json.Unmarshal(b, &ir); err != nil {
+				return nil, fmt.Errorf("API: decode answer: %w", err)
+			}
+		}
+		if len(ir.Items) != len(items) {
+			return nil, fmt.Errorf("%w: API answered %d items for %d", errFatal, len(ir.Items), len(items))
+		}
+		for i := range ir.Items {
+			ir.Items[i].Index, ir.Items[i].Line = items[i].Index, items[i].Line
+		}
+		return ir.Items, nil
+	}
+}
+
+type sendStats struct {
+	items, accepted, duplicates, rejected, failed int
+}
+
+// fileSender reads lines, batches them and reports the results.
+type fileSender struct {
+	batch, batchBytes, retries int
+	send                       batchFunc
+	out                        io.Writer
+	progress                   func(n int)
+	clear                      func()
+	backoff                    time.Duration // first retry wait (default 500 ms)
+}
+
+func (s *fileSender) run(ctx context.Context, r io.Reader) (sendStats, error) {
+	var st sendStats
+	br := bufio.NewReaderSize(r, 1<<20)
+	var items []views.Item
+	size, line, shown := 0, 0, 0
+	flush := func() error {
+		if len(items) > 0 {
+			rs, err := s.sendBatch(ctx, items)
+			if err != nil {
+				return fmt.Errorf("lines %d-%d: %w", items[0].Line, items[len(items)-1].Line, err)
+			}
+			s.report(&st, rs)
+			items, size = items[:0], 0
+		}
+		if s.progress != nil && line > shown {
+			s.progress(line - shown) // lines, blank ones included
+			shown = line
+		}
+		return nil
+	}
+	for {
+		b, err := br.ReadBytes('\n')
+		if len(b) > 0 {
+			line++
+			if t := bytes.TrimSpace(b); len(t) > 0 {
+				items = append(items, views.Item{Index: len(items), Line: line, Raw: t})
+				size += len(t) + 1
+			}
+			if len(items) >= s.batch || size >= s.batchBytes {
+				if err := flush(); err != nil {
+					return st, err
+				}
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return st, fmt.Errorf("read line %d: %w", line+1, err)
+		}
+	}
+	return st, flush()
+}
+
+// sendBatch sends one batch, again after a failure of the whole batch.
+func (s *fileSender) sendBatch(ctx context.Context, items []views.Item) ([]views.ItemResult, error) {
+	wait := s.backoff
+	if wait <= 0 {
+		wait = 500 * time.Millisecond
+	}
+	for attempt := 0; ; attempt++ {
+		rs, err := s.send(ctx, items)
+		if err == nil {
+			return rs, nil
+		}
+		if errors.Is(err, errFatal) || attempt >= s.retries || ctx.Err() != nil {
+			return nil, err
+		}
+		s.say("batch failed, retrying in %v: %v\n", wait, err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (s *fileSender) report(st *sendStats, rs []views.ItemResult) {
+	for _, r := range rs {
+		st.items++
+		switch r.Result {
+		case views.ResultAccepted:
+			st.accepted++
+		case views.ResultDuplicate:
+			st.duplicates++
+		case views.ResultRejected:
+			st.rejected++
+			var ps []string
+			for _, p := range r.Errors {
+				ps = append(ps, p.String())
+			}
+			s.say("line %d%s: rejected: %s\n", r.Line, idSuffix(r.ID), strings.Join(ps, "; "))
+		default:
+			st.failed++
+			s.say("line %d%s: failed: %s\n", r.Line, idSuffix(r.ID), r.Error)
+		}
+	}
+}
+
+func (s *fileSender) say(format string, args ...any) {
+	if s.clear != nil {
+		s.clear()
+	}
+	fmt.Fprintf(s.out, format, args...)
+}
+
+func idSuffix(id string) string {
+	if id == "" {
+		return ""
+	}
+	return " (" + id + ")"
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/kafkatest"
+	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/views"
+)
+
+func sendRequest(id string) string {
+	b, _ := json.Marshal(map[string]any{
+		"schema": contract.SchemaV1, "id": id, "campaign": "send-test",
+		"recipient": map[string]any{"email": "kim@example.com"}, "channels": []string{"email"},
+		"content": map[string]any{"subject": "hi"},
+	})
+	return string(b)
+}
+
+// writeRequests writes a JSONL file: 7 valid requests (one repeated), a
+// blank line, an invalid one and a line that is not JSON; it returns the
+// valid ids.
+func writeRequests(t *testing.T) (string, []string) {
+	lines := []string{sendRequest("s-1"), sendRequest("s-2"), "", `{"schema":"herald.dispatch.v1","id":"s-bad"}`,
+		sendRequest("s-3"), sendRequest("s-4"), "not json", sendRequest("s-5"), sendRequest("s-2"), sendRequest("s-6"), sendRequest("s-7")}
+	path := filepath.Join(t.TempDir(), "requests.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, []string{"s-1", "s-2", "s-3", "s-4", "s-5", "s-6", "s-7"}
+}
+
+// published reads herald.requests and checks every record sits on the
+// partition Herald's partitioner gives its key.
+func published(t *testing.T, c *kafkatest.Cluster, want int) []string {
+	recs := c.Consume(t, topology.TopicRequests, 10*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= want })
+	var keys []string
+	for _, r := range recs {
+		if p := topology.Partition(string(r.Key), c.Topology.Partitions); r.Partition != p {
+			t.Errorf("%s on partition %d, want %d", r.Key, r.Partition, p)
+		}
+		var req contract.Request
+		if err := json.Unmarshal(r.Value, &req); err != nil || req.ID != string(r.Key) {
+			t.Errorf("record %s: %s", r.Key, r.Value)
+		}
+		keys = append(keys, string(r.Key))
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func TestSendKafka(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
+	path, ids := writeRequests(t)
+	err := runSend(context.Background(), []string{"--file", path, "--via", "kafka", "--brokers", strings.Join(c.Brokers, ","),
+		"--send-batch", "3", "--progress=false"})
+	if err == nil || !strings.Contains(err.Error(), "2 requests rejected, 0 failed") {
+		t.Fatalf("err = %v", err)
+	}
+	// s-2 comes twice, in different batches: straight to Kafka nothing
+	// checks across batches, the dispatcher drops the second.
+	got := published(t, c, 8)
+	want := append(slices.Clone(ids), "s-2")
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("published %v, want %v", got, want)
+	}
+}
+
+func TestSendAPI(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
+	view, err := views.NewStateView(c.Topology, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- view.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	for !view.Recovered() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	const token = "send-token"
+	api := &views.Server{Config: views.Config{Token: token}, Table: view, Producer: c.Client(t),
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var posts, fail atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		if fail.Add(-1) >= 0 { // the API restarting
+			http.Error(w, `{"error":"the view of the dispatcher table is still recovering"}`, http.StatusServiceUnavailable)
+			return
+		}
+		api.Handler().ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	path, ids := writeRequests(t)
+
+	// A wrong token is not retried.
+	err = runSend(ctx, []string{"--file", path, "--api-url", srv.URL, "--api-token", "wrong", "--progress=false"})
+	if err == nil || !strings.Contains(err.Error(), "401") || posts.Load() != 1 {
+		t.Fatalf("wrong token: %v after %d posts", err, posts.Load())
+	}
+
+	// Two 503s, then the batches go through; s-2's repeat is in the same
+	// batch, so the API answers it as a duplicate.
+	posts.Store(0)
+	fail.Store(2)
+	err = runSend(ctx, []string{"--file", path, "--api-url", srv.URL + "/", "--api-token", token, "--progress=false", "--send-batch", "20"})
+	if err == nil || !strings.Contains(err.Error(), "2 requests rejected, 0 failed") || posts.Load() != 3 {
+		t.Fatalf("err = %v after %d posts", err, posts.Load())
+	}
+	if got := published(t, c, 7); !slices.Equal(got, ids) {
+		t.Errorf("published %v, want %v", got, ids)
+	}
+}
+
+// TestSendReport checks what the sender prints for each line that was not
+// accepted, with the file's line numbers across batches.
+func TestSendReport(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	path, _ := writeRequests(t)
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out bytes.Buffer
+	var progressed int
+	s := fileSender{batch: 2, batchBytes: 1 << 20, send: (&views.Ingester{Producer: c.Client(t)}).Ingest, out: &out,
+		progress: func(n int) { progressed += n }}
+	st, err := s.run(context.Background(), fh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != (sendStats{items: 10, accepted: 8, rejected: 2}) || progressed != 11 {
+		t.Errorf("stats %+v, progress %d lines", st, progressed)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "line 4 (s-bad): rejected: campaign: required") ||
+		!strings.HasPrefix(lines[1], "line 7: rejected: json: ") {
+		t.Errorf("report:\n%s", out.String())
+	}
+	_, n, err := openInput(path)
+	if err != nil || n != 11 {
+		t.Errorf("counted %d lines, %v", n, err)
+	}
+}
+
+func TestSendFlags(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--file is required"},
+		{[]string{"--file", "x.jsonl", "--via", "carrier-pigeon"}, "want api or kafka"},
+		{[]string{"--file", "x.jsonl", "--send-batch", "0"}, "must be positive"},
+		{[]string{"--file", filepath.Join(t.TempDir(), "missing.jsonl")}, "no such file"},
+	} {
+		if err := runSend(context.Background(), c.args); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+}

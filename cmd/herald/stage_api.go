@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/herald-dispatch/herald/metrics"
+	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/views"
+)
+
+var apiFlags struct {
+	token        string
+	maxBody      int
+	viewDir      string
+	heldInterval time.Duration
+	lagInterval  time.Duration
+	lagGroups    listFlag
+}
+
+func init() {
+	addStage(stage{
+		name:  "api",
+		order: 90, // after the sink, which may start the local Postgres
+		flags: func(fs *flag.FlagSet) {
+			f := &apiFlags
+			stringFlag(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
+			intFlag(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
+			stringFlag(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/api (one process per dir)")
+			durationFlag(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
+			durationFlag(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
+			listVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
+		},
+		start: startAPI,
+	})
+}
+
+// startAPI serves the /v1 API, Goka's monitor and the view-based metrics.
+// It needs a view of the dispatcher table and a producer, and no processor,
+// so `herald api` can run it alone and scale it apart from the pipeline.
+func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	f := &apiFlags
+	log := env.Log.With("stage", "api")
+	if f.maxBody <= 0 {
+		return nil, fmt.Errorf("--api-max-body must be positive")
+	}
+	if env.HTTPAddr == "" || env.HTTPAddr == "off" {
+		return nil, fmt.Errorf("the api stage needs --http-addr")
+	}
+	dir := f.viewDir
+	if dir == "" {
+		dir = filepath.Join(env.DataDir, "goka", "views", "api")
+	}
+	view, err := views.NewStateView(env.Topology, dir, log)
+	if err != nil {
+		return nil, err
+	}
+	opts := append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...), kgo.ClientID(env.Topology.ClientID + "-api")}, topology.KgoProducerOpts()...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("api: kafka client: %w", err)
+	}
+	env.OnClose(cl.Close)
+
+	api := &views.Server{
+		Config:   views.Config{Token: f.token, MaxBody: int64(f.maxBody)},
+		Table:    view,
+		Producer: cl,
+		Observer: metrics.NewAPI(env.Registry),
+		Log:      log,
+	}
+	if env.DatabaseURL != "" {
+		pool, err := pgxpool.New(ctx, env.DatabaseURL)
+		if err != nil {
+			return nil, fmt.Errorf("api: database: %w", err)
+		}
+		env.OnClose(pool.Close)
+		api.Campaigns = views.PGCampaigns{Q: pool}
+	} else {
+		log.Warn("no database: GET /v1/campaigns answers 503 (set --database-url, or run the sink stage in this process)")
+	}
+	if f.token == "" {
+		log.Warn("HERALD_API_TOKEN is not set: the API needs no authentication and cannot reveal addresses", "addr", env.HTTPAddr)
+	}
+	env.Mux.Handle("/v1/", api.Handler())
+	env.Mux.Handle(views.MonitorPath+"/", &views.Monitor{Processors: env.Processors, Views: []*goka.View{view.Goka()}, Log: log})
+	env.AddReady("api-view", view.Recovered)
+
+	held := metrics.NewHeld(env.Registry, view)
+	lag := metrics.NewLag(env.Registry, kadm.NewClient(cl), f.lagGroups.vals)
+	return func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return view.Run(gctx) })
+		g.Go(func() error { return held.Run(gctx, f.heldInterval, view.Recovered, log) })
+		g.Go(func() error { return lag.Run(gctx, f.lagInterval, log) })
+		return g.Wait()
+	}, nil
+}
