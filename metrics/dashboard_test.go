@@ -1,0 +1,97 @@
+package metrics_test
+
+import (
+	"encoding/json"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/herald-dispatch/herald/delay"
+	"github.com/herald-dispatch/herald/metrics"
+	"github.com/herald-dispatch/herald/sink"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+// describing is a Registerer that keeps the names of what is registered.
+type describing struct{ names map[string]bool }
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (d *describing) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 64)
+	go func() { c.Describe(ch); close(ch) }()
+	for desc := range ch {
+		if m := fqName.FindStringSubmatch(desc.String()); m != nil {
+			d.names[m[1]] = true
+		}
+	}
+	return nil
+}
+
+func (d *describing) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		d.Register(c)
+	}
+}
+
+func (d *describing) Unregister(prometheus.Collector) bool { return true }
+
+// TestDashboardMetrics checks that every metric the Grafana dashboard
+// queries is one that a Herald stage registers.
+func TestDashboardMetrics(t *testing.T) {
+	reg := &describing{names: map[string]bool{}}
+	metrics.NewDispatch(reg)
+	metrics.NewAPI(reg)
+	metrics.NewSender(reg)
+	metrics.NewHeld(reg, nil)
+	metrics.NewLag(reg, (*kadm.Client)(nil), nil)
+	sink.NewMetrics(reg)
+	if _, err := delay.New(delay.Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: topology.KgoPartitioner(),
+		Targets: []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+
+	b, err := os.ReadFile("../deploy/grafana/herald.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	used := map[string]bool{}
+	word := regexp.MustCompile(`\bherald_[a-z_]+`)
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range word.FindAllString(tg.Expr, -1) {
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if base, ok := strings.CutSuffix(m, suffix); ok && reg.names[base] {
+						m = base
+					}
+				}
+				used[m] = true
+				if !reg.names[m] {
+					t.Errorf("panel %q queries %s, which no stage registers", p.Title, m)
+				}
+			}
+		}
+	}
+	var unused []string
+	for n := range reg.names {
+		if strings.HasPrefix(n, "herald_") && !used[n] {
+			unused = append(unused, n)
+		}
+	}
+	slices.Sort(unused)
+	t.Logf("%d metrics on the dashboard; not on it: %v", len(used), unused)
+}
