@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/herald-dispatch/herald/loadtest"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+func init() {
+	register(command{name: "loadtest", summary: "drive a generated billing run through the whole pipeline, check it, report and plan capacity", run: runLoadtest})
+}
+
+type loadtestFlags struct {
+	n, baselineN, partitions, instances, concurrency int
+	seed                                             int
+	rate, dupShare, blackoutShare, nbShare, badShare float64
+	headroom, instanceCores                          float64
+	blackoutFor, nbMin, nbMax                        time.Duration
+	timeout, rerunDelay, settle, quiet               time.Duration
+	emailSim, smsSim, target, reportDir, workDir     string
+	databaseURL, bin, baselineConc, logLevel         string
+	herald, baseline, keep, honourIdem, pgEphemeral  bool
+	sweep, runArgs                                   listFlag
+}
+
+func runLoadtest(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("herald loadtest", flag.ContinueOnError)
+	var f loadtestFlags
+	intFlag(fs, &f.n, "notifications", loadtest.DefaultN, "distinct records of the generated billing run (malformed ones included; duplicates come on top)")
+	ltFloatFlag(fs, &f.rate, "publish-rate", 0, "records per second the batch publishes; 0 publishes as fast as the broker takes them")
+	ltFloatFlag(fs, &f.dupShare, "duplicate-share", loadtest.DefaultDuplicates, "share re-published by a re-run of the batch")
+	ltFloatFlag(fs, &f.blackoutShare, "blackout-share", loadtest.DefaultBlackout, "share with a blackout window open at publication")
+	ltFloatFlag(fs, &f.nbShare, "not-before-share", loadtest.DefaultNotBefore, "share with not_before in the near future")
+	ltFloatFlag(fs, &f.badShare, "malformed-share", loadtest.DefaultMalformed, "share of malformed records (must reach herald.dlq)")
+	durationFlag(fs, &f.blackoutFor, "blackout-for", loadtest.DefaultBlackoutFor, "least hold of a blackout notification (its window ends at the next whole minute after this)")
+	durationFlag(fs, &f.nbMin, "not-before-min", loadtest.DefaultNotBeforeMin, "least not_before after publication")
+	durationFlag(fs, &f.nbMax, "not-before-max", loadtest.DefaultNotBeforeMax, "most not_before after publication")
+	intFlag(fs, &f.seed, "seed", 1, "seed of the generated run")
+	stringFlag(fs, &f.emailSim, "email-provider", "latency=1s&fail=0.01&permanent=0.001", "email simulation, as the mock provider's query (latency, jitter, fail, permanent, throttle)")
+	stringFlag(fs, &f.smsSim, "sms-provider", "latency=50ms", "SMS simulation, as the mock provider's query")
+	boolFlag(fs, &f.honourIdem, "provider-idempotency", false, "let the mock provider honour Idempotency-Key (off: every second delivery counts as a duplicate)")
+	intFlag(fs, &f.partitions, "partitions", topology.DefaultPartitions, "partitions of Herald's topics")
+	intFlag(fs, &f.instances, "instances", 1, "herald run processes")
+	intFlag(fs, &f.concurrency, "send-concurrency", 0, "sender in-flight limit per process; 0 keeps the sender's default")
+	listVar(fs, &f.sweep, "sweep", "capacity sweep dimension: partitions=4,12,24 or instances=1,2,3")
+	stringFlag(fs, &f.target, "target", "1000000/2h", "volume the capacity recommendation plans for, COUNT/DURATION")
+	ltFloatFlag(fs, &f.headroom, "headroom", 2, "the recommendation plans for this multiple of the target rate")
+	ltFloatFlag(fs, &f.instanceCores, "instance-cores", 1, "CPU cores each production instance gets, for the recommendation")
+	boolFlag(fs, &f.herald, "herald", true, "run Herald (false: only the baseline)")
+	boolFlag(fs, &f.baseline, "baseline", true, "also run the row-lock baseline on the same workload")
+	intFlag(fs, &f.baselineN, "baseline-notifications", loadtest.DefaultBaselineN, "distinct records of the baseline's runs")
+	stringFlag(fs, &f.baselineConc, "baseline-concurrency", "180,herald", "the baseline's concurrent sends, comma-separated; 'herald' is Herald's own (instances × sender concurrency)")
+	stringFlag(fs, &f.reportDir, "report-dir", "./loadtest-report", "where report.md, summary.json and the charts go")
+	stringFlag(fs, &f.workDir, "work-dir", "", "data of the broker, the processes and PostgreSQL (default: a temp dir, removed afterwards)")
+	boolFlag(fs, &f.keep, "keep", false, "keep the work dir (logs, data) after the run")
+	stringFlag(fs, &f.databaseURL, "database-url", "", "an existing PostgreSQL to use (a database per run is created on it); empty starts a local one in the work dir")
+	boolFlag(fs, &f.pgEphemeral, "pg-ephemeral", false, "run the local PostgreSQL without fsync (faster, not what production pays)")
+	stringFlag(fs, &f.bin, "herald-bin", "", "the herald binary to run (default: this one)")
+	listVar(fs, &f.runArgs, "run-arg", "extra flag for every `herald run`, e.g. --run-arg=--log-level=info")
+	durationFlag(fs, &f.timeout, "timeout", loadtest.DefaultTimeout, "give up on a run after this long")
+	durationFlag(fs, &f.rerunDelay, "rerun-delay", loadtest.DefaultRerunDelay, "pause between the batch and its re-run")
+	durationFlag(fs, &f.settle, "settle", 0, "pause between the processes being ready and the first record (0: 2 s, 8 s with several instances)")
+	durationFlag(fs, &f.quiet, "quiet", loadtest.DefaultQuiet, "watch this long for late provider calls after the last notification is final")
+	stringFlag(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log, err := newLogger(f.logLevel, "text")
+	if err != nil {
+		return err
+	}
+	email, err := loadtest.ParseProviderQuery(f.emailSim)
+	if err != nil {
+		return fmt.Errorf("--email-provider: %w", err)
+	}
+	sms, err := loadtest.ParseProviderQuery(f.smsSim)
+	if err != nil {
+		return fmt.Errorf("--sms-provider: %w", err)
+	}
+	spec := loadtest.ProviderSpec{Email: email, SMS: sms, HonourIdempotency: f.honourIdem}
+	sweep, err := loadtest.ParseSweep(f.sweep.vals, f.partitions, f.instances)
+	if err != nil {
+		return err
+	}
+	target, err := loadtest.ParseTarget(f.target)
+	if err != nil {
+		return err
+	}
+	wl := loadtest.Workload{N: f.n, Duplicates: f.dupShare, Blackout: f.blackoutShare, NotBefore: f.nbShare,
+		Malformed: f.badShare, BlackoutFor: f.blackoutFor, NotBeforeMin: f.nbMin, NotBeforeMax: f.nbMax,
+		Campaign: "bill-" + time.Now().UTC().Format("20060102-150405"), Seed: uint64(f.seed)}
+	if _, err := loadtest.NewPlan(wl); err != nil {
+		return err
+	}
+	bin := f.bin
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return fmt.Errorf("--herald-bin: %w", err)
+		}
+	}
+	workDir := f.workDir
+	if workDir == "" {
+		if workDir, err = os.MkdirTemp("", "herald-loadtest-"); err != nil {
+			return err
+		}
+		if !f.keep {
+			defer os.RemoveAll(workDir)
+		}
+	}
+	// PostgreSQL runs as the postgres user when we are root: it must be
+	// able to reach its data dir.
+	if err := os.Chmod(workDir, 0o755); err != nil {
+		return err
+	}
+	env, err := loadtest.NewEnv(ctx, loadtest.EnvConfig{Binary: bin, WorkDir: workDir, DatabaseURL: f.databaseURL,
+		PGEphemeral: f.pgEphemeral, Log: log, Progress: os.Stderr})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+
+	rep := &loadtest.Report{Command: "herald loadtest " + strings.Join(args, " "), Generated: time.Now(), Host: loadtest.ThisHost()}
+	var runErr error
+	points := sweep.Points()
+	if len(points) == 0 {
+		return errors.New("--sweep: no point has instances <= partitions")
+	}
+	for _, pt := range points {
+		if !f.herald {
+			break
+		}
+		res, err := env.Run(ctx, loadtest.RunConfig{Workload: wl, Rate: f.rate, Provider: spec,
+			Partitions: pt.Partitions, Instances: pt.Instances, Concurrency: f.concurrency,
+			RunArgs: f.runArgs.vals, Timeout: f.timeout, Settle: f.settle, RerunDelay: f.rerunDelay, Quiet: f.quiet})
+		if res != nil {
+			rep.Runs = append(rep.Runs, res)
+		}
+		if err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("run p%d-i%d: %w", pt.Partitions, pt.Instances, err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	if f.baseline && ctx.Err() == nil {
+		bw := wl
+		bw.N = f.baselineN
+		for _, c := range splitList(f.baselineConc) {
+			conc := 0
+			if c == "herald" {
+				conc = f.instances * env.SenderConcurrency(f.concurrency)
+				if len(points) > 1 {
+					conc = points[len(points)-1].Instances * env.SenderConcurrency(f.concurrency)
+				}
+			} else if conc, err = strconv.Atoi(c); err != nil || conc < 1 {
+				return fmt.Errorf("--baseline-concurrency: %q is neither a positive integer nor 'herald'", c)
+			}
+			if conc <= 0 {
+				runErr = errors.Join(runErr, errors.New("baseline: Herald's sender concurrency is unknown; pass --send-concurrency"))
+				continue
+			}
+			res, err := env.RunBaseline(ctx, loadtest.BaselineConfig{Name: fmt.Sprintf("baseline-c%d", conc), Workload: bw,
+				Rate: f.rate, Provider: spec, Concurrency: conc, Timeout: f.timeout, RerunDelay: f.rerunDelay, Quiet: f.quiet})
+			if res != nil {
+				rep.Baselines = append(rep.Baselines, res)
+			}
+			if err != nil {
+				runErr = errors.Join(runErr, fmt.Errorf("baseline c%d: %w", conc, err))
+			}
+		}
+	}
+	if len(points) > 1 || len(f.sweep.vals) > 0 {
+		rec := loadtest.RecommendFromRuns(target, spec, f.headroom, f.instanceCores, rep.Runs)
+		rep.Recommendation = &rec
+	}
+	if len(rep.Runs)+len(rep.Baselines) > 0 {
+		dir, _ := filepath.Abs(f.reportDir)
+		if err := rep.Write(dir); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+		fmt.Fprint(os.Stdout, rep.Summary())
+		fmt.Fprintf(os.Stdout, "Report: %s\n", filepath.Join(dir, "report.md"))
+		if f.keep {
+			fmt.Fprintf(os.Stdout, "Work dir (logs, data): %s\n", workDir)
+		}
+	}
+	if runErr != nil {
+		return runErr
+	}
+	if !rep.Passed() {
+		return errors.New("load test FAILED: see the failed checks above")
+	}
+	return nil
+}
+
+func ltFloatFlag(fs *flag.FlagSet, p *float64, name string, def float64, usage string) {
+	v := def
+	if s, ok := os.LookupEnv(envName(name)); ok {
+		if x, err := strconv.ParseFloat(s, 64); err == nil {
+			v = x
+		}
+	}
+	fs.Float64Var(p, name, v, usage+" ["+envName(name)+"]")
+}

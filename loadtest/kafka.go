@@ -1,0 +1,118 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+// lagReader reads every consumer group's lag.
+type lagReader struct {
+	cl  *kgo.Client
+	adm *kadm.Client
+}
+
+func newLagReader(brokers []string) (*lagReader, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("herald-loadtest-admin"))
+	if err != nil {
+		return nil, fmt.Errorf("lag: client: %w", err)
+	}
+	return &lagReader{cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+func (l *lagReader) Close() { l.cl.Close() }
+
+// Lag returns each group's total lag: the records between its committed
+// offsets and the ends of the partitions it consumes.
+func (l *lagReader) Lag(ctx context.Context) (map[string]int64, error) {
+	listed, err := l.adm.ListGroups(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("lag: list groups: %w", err)
+	}
+	groups := listed.Groups()
+	if len(groups) == 0 {
+		return map[string]int64{}, nil
+	}
+	lags, err := l.adm.Lag(ctx, groups...)
+	if err != nil {
+		return nil, fmt.Errorf("lag: %w", err)
+	}
+	out := make(map[string]int64, len(lags))
+	for _, g := range lags.Sorted() {
+		if g.Error() != nil {
+			continue
+		}
+		var n int64
+		for _, ps := range g.Lag {
+			for _, p := range ps {
+				if p.Err == nil && p.Lag > 0 {
+					n += p.Lag
+				}
+			}
+		}
+		out[g.Group] = n
+	}
+	return out, nil
+}
+
+// readTopic reads a topic from its start to the end offsets it had when
+// called.
+func readTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", topic, err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: end offsets: %w", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return out, fmt.Errorf("read %s: %w (%d partitions unfinished)", topic, err, len(want))
+		}
+		fs.EachError(func(t string, p int32, err error) {})
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out, nil
+}
+
+// readDLQ reads every dead letter.
+func readDLQ(ctx context.Context, brokers []string) ([]contract.DeadLetter, error) {
+	recs, err := readTopic(ctx, brokers, topology.TopicDLQ)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]contract.DeadLetter, 0, len(recs))
+	for _, r := range recs {
+		var d contract.DeadLetter
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			d = contract.DeadLetter{Reason: "undecodable dead letter", Error: err.Error(), Key: r.Key, Value: r.Value}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}

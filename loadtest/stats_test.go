@@ -1,0 +1,102 @@
+package loadtest
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+func TestSummarizePercentiles(t *testing.T) {
+	h := NewHistogram()
+	// 1..1000 ms, one each.
+	for i := 1; i <= 1000; i++ {
+		RecordDuration(h, time.Duration(i)*time.Millisecond)
+	}
+	l := Summarize(h)
+	near := func(name string, got, want time.Duration) {
+		t.Helper()
+		if math.Abs(float64(got-want)) > 0.002*float64(want) { // three significant digits
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	if l.Count != 1000 {
+		t.Errorf("count %d", l.Count)
+	}
+	near("p50", l.P50, 500*time.Millisecond)
+	near("p95", l.P95, 950*time.Millisecond)
+	near("p99", l.P99, 990*time.Millisecond)
+	near("max", l.Max, 1000*time.Millisecond)
+	near("mean", l.Mean, 500500*time.Microsecond)
+	if (Summarize(NewHistogram()) != Latency{}) {
+		t.Error("empty histogram has figures")
+	}
+}
+
+func TestMeasureSplitsHeldFromUnheld(t *testing.T) {
+	p, o := world(t)
+	l := Measure(p, o.FirstCall)
+	normal, held := p.Count(KindNormal), p.Count(KindBlackout)+p.Count(KindNotBefore)
+	if l.EndToEnd.TotalCount() != int64(normal) || l.Lateness.TotalCount() != int64(held) {
+		t.Fatalf("end-to-end %d (want %d), lateness %d (want %d)", l.EndToEnd.TotalCount(), normal, l.Lateness.TotalCount(), held)
+	}
+	// world calls unheld ones 20 ms after publication, held ones 5 ms late.
+	// (to the histogram's three significant digits).
+	if e := Summarize(l.EndToEnd); e.P50 < 20*time.Millisecond || e.Max > 20040*time.Microsecond {
+		t.Errorf("end-to-end %+v, want 20 ms", e)
+	}
+	if e := Summarize(l.Lateness); e.P99 < 5*time.Millisecond || e.P99 > 5010*time.Microsecond {
+		t.Errorf("lateness %+v, want 5 ms", e)
+	}
+	o.FirstCall[firstIndex(p, KindNotBefore)] = p.Release[firstIndex(p, KindNotBefore)] - 1
+	o.FirstCall[firstIndex(p, KindNormal)] = 0
+	l = Measure(p, o.FirstCall)
+	if l.Early != 1 || l.NeverCalled != 1 {
+		t.Errorf("early %d never called %d, want 1 and 1", l.Early, l.NeverCalled)
+	}
+}
+
+func samplesOf(vals ...int64) []Sample {
+	out := make([]Sample, len(vals))
+	for i, v := range vals {
+		out[i] = Sample{At: time.Duration(i) * time.Second, Completed: v}
+	}
+	return out
+}
+
+func TestRates(t *testing.T) {
+	get := func(s Sample) int64 { return s.Completed }
+	// Idle 2 s, then 100/s for 4 s, then a burst of 300, then flat.
+	ss := samplesOf(0, 0, 0, 100, 200, 300, 400, 700, 700, 700)
+	r := Rates(ss, get, 1)
+	if r.Peak != 300 {
+		t.Errorf("peak %g, want 300", r.Peak)
+	}
+	// From the last idle sample (t=2) to reaching 700 (t=7): 700/5.
+	if r.Mean != 140 {
+		t.Errorf("mean %g, want 140", r.Mean)
+	}
+	if r := Rates(ss, get, 2); r.Peak != 200 {
+		t.Errorf("2-sample peak %g, want 200", r.Peak)
+	}
+}
+
+func TestSteadyRate(t *testing.T) {
+	get := func(s Sample) int64 { return s.Completed }
+	// 1000 notifications: 100/s from t=1 to t=10, then a held tail of 100
+	// that only completes at t=60.
+	var vals []int64
+	for i := 0; i <= 10; i++ {
+		vals = append(vals, int64(max(0, i-1))*100)
+	}
+	for len(vals) < 60 {
+		vals = append(vals, 900)
+	}
+	vals = append(vals, 1000)
+	got := SteadyRate(samplesOf(vals...), get, 1000, 0.1, 0.9)
+	if math.Abs(got-100) > 1e-9 {
+		t.Fatalf("steady %g, want 100 (the tail excluded)", got)
+	}
+	if SteadyRate(samplesOf(0, 10), get, 1000, 0.1, 0.9) != 0 {
+		t.Fatal("unfinished run has a steady rate")
+	}
+}
