@@ -359,6 +359,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		// Sending the same body again is safe: what was published is a
 		// duplicate then.
 		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "1")
 	case batch:
 	case resp.Accepted == 1:
 		code = http.StatusAccepted
