@@ -19,12 +19,15 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup          = "herald-delay"
-	DefaultMaxBuffer      = 2000
-	DefaultMaxBatch       = 1000
-	DefaultFetchMaxWait   = 500 * time.Millisecond
-	DefaultCommitInterval = time.Second
-	DefaultShutdownGrace  = 5 * time.Second
+	DefaultGroup        = "herald-delay"
+	DefaultMaxBuffer    = 1000
+	DefaultMaxBatch     = 1000
+	DefaultFetchMaxWait = 100 * time.Millisecond
+	// DefaultFetchMaxPartitionBytes bounds one fetch of one partition
+	// (compressed bytes): with MaxBuffer, it bounds a partition's memory.
+	DefaultFetchMaxPartitionBytes = 128 << 10
+	DefaultCommitInterval         = time.Second
+	DefaultShutdownGrace          = 5 * time.Second
 )
 
 // Config configures the delay stage.
@@ -49,8 +52,12 @@ type Config struct {
 	DLQTopic string
 	// MaxBuffer is how many records one tier partition buffers in memory;
 	// at that many its fetching pauses, and it resumes at half. Everything
-	// beyond stays in Kafka.
+	// beyond stays in Kafka. A fetch already under way when a partition
+	// pauses still lands, so a partition holds at most MaxBuffer records
+	// plus one fetch (FetchMaxPartitionBytes, compressed).
 	MaxBuffer int
+	// FetchMaxPartitionBytes bounds one fetch of one partition.
+	FetchMaxPartitionBytes int32
 	// MaxBatch is how many records one partition releases in one produce.
 	MaxBatch int
 	// FetchMaxWait bounds a fetch's long poll, and so how soon a resumed
@@ -76,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBuffer <= 0 {
 		c.MaxBuffer = DefaultMaxBuffer
+	}
+	if c.FetchMaxPartitionBytes <= 0 {
+		c.FetchMaxPartitionBytes = DefaultFetchMaxPartitionBytes
 	}
 	if c.MaxBatch <= 0 {
 		c.MaxBatch = DefaultMaxBatch
@@ -193,6 +203,7 @@ func (s *Stage) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(s.cfg.FetchMaxWait),
+		kgo.FetchMaxPartitionBytes(s.cfg.FetchMaxPartitionBytes),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(s.cfg.CommitInterval),
