@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +16,7 @@ import (
 var delayFlags struct {
 	maxBuffer      int
 	maxBatch       int
+	fetchPartBytes int
 	fetchMaxWait   time.Duration
 	commitInterval time.Duration
 	shutdownGrace  time.Duration
@@ -28,6 +30,7 @@ func init() {
 		flags: func(fs *flag.FlagSet) {
 			f := &delayFlags
 			intFlag(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
+			intFlag(fs, &f.fetchPartBytes, "delay-fetch-partition-bytes", delay.DefaultFetchMaxPartitionBytes, "largest fetch of one tier partition, compressed bytes (a partition holds --delay-max-buffer records plus one fetch)")
 			intFlag(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
 			durationFlag(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
 			durationFlag(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
@@ -40,27 +43,28 @@ func init() {
 
 func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
 	f := &delayFlags
-	if f.maxBuffer <= 0 || f.maxBatch <= 0 {
-		return nil, fmt.Errorf("--delay-max-buffer and --delay-max-batch must be positive")
+	if f.maxBuffer <= 0 || f.maxBatch <= 0 || f.fetchPartBytes <= 0 || f.fetchPartBytes > math.MaxInt32 {
+		return nil, fmt.Errorf("--delay-max-buffer, --delay-max-batch and --delay-fetch-partition-bytes must be positive")
 	}
 	targets := f.targets.vals
 	if len(targets) == 0 {
 		targets = []string{topology.TopicWakeups}
 	}
 	s, err := delay.New(delay.Config{
-		Brokers:        env.Brokers,
-		Group:          delay.DefaultGroup,
-		Partitioner:    topology.KgoPartitioner(),
-		ClientOpts:     append(topology.KgoProducerOpts(), kgo.ClientID(env.Topology.ClientID+"-delay")),
-		Targets:        targets,
-		DLQTopic:       topology.TopicDLQ,
-		MaxBuffer:      f.maxBuffer,
-		MaxBatch:       f.maxBatch,
-		FetchMaxWait:   f.fetchMaxWait,
-		CommitInterval: f.commitInterval,
-		ShutdownGrace:  f.shutdownGrace,
-		Log:            env.Log.With("stage", "delay"),
-		Registerer:     env.Registry,
+		Brokers:                env.Brokers,
+		Group:                  delay.DefaultGroup,
+		Partitioner:            topology.KgoPartitioner(),
+		ClientOpts:             append(topology.KgoProducerOpts(), kgo.ClientID(env.Topology.ClientID+"-delay")),
+		Targets:                targets,
+		DLQTopic:               topology.TopicDLQ,
+		MaxBuffer:              f.maxBuffer,
+		MaxBatch:               f.maxBatch,
+		FetchMaxPartitionBytes: int32(f.fetchPartBytes),
+		FetchMaxWait:           f.fetchMaxWait,
+		CommitInterval:         f.commitInterval,
+		ShutdownGrace:          f.shutdownGrace,
+		Log:                    env.Log.With("stage", "delay"),
+		Registerer:             env.Registry,
 	})
 	if err != nil {
 		return nil, err
