@@ -351,6 +351,45 @@ func TestAPIWithoutToken(t *testing.T) {
 		}
 	})
 
+	t.Run("publish failures", func(t *testing.T) {
+		// A producer whose brokers are gone: the client gives up on each
+		// record after a second.
+		dead, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers("127.0.0.1:1"),
+			kgo.RecordDeliveryTimeout(time.Second)}, topology.KgoProducerOpts()...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer dead.Close()
+		broken := *s.api
+		broken.Producer = dead
+		srv := httpServer(t, broken.Handler())
+		body := []byte("[" + string(request("pf-1", nil)) + "," + string(request("open-1", nil)) + "]")
+		resp, err := http.Post(srv+"/v1/messages", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r views.IngestResponse
+		json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || r.Failed != 1 ||
+			r.Items[0].Result != views.ResultFailed || r.Items[0].Error == "" || r.Items[1].Result != views.ResultDuplicate {
+			t.Errorf("ingest: %d %+v", resp.StatusCode, r)
+		}
+		s.call("POST", "/v1/messages", "", "", request("pf-2", later(time.Hour)), nil)
+		s.state("pf-2", statusIs(contract.StatusScheduled))
+		resp, err = http.Post(srv+"/v1/messages/pf-2/cancel", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("cancel: %d", resp.StatusCode)
+		}
+		if st, _ := s.view.Get("pf-2"); st.Status != contract.StatusScheduled {
+			t.Errorf("pf-2 is %s", st.Status)
+		}
+	})
+
 	t.Run("campaigns without a database", func(t *testing.T) {
 		if code, b := s.call("GET", "/v1/campaigns/statements-2026-01", "", "", nil, nil); code != http.StatusServiceUnavailable {
 			t.Errorf("%d %s", code, b)
@@ -489,6 +528,18 @@ func TestAPIWithToken(t *testing.T) {
 		}
 		if code, b := s.call("GET", "/v1/messages/tok-1?reveal=0", token, "", nil, &m); code != http.StatusOK || !m.Masked {
 			t.Errorf("reveal=0: %d %s", code, b)
+		}
+	})
+
+	t.Run("logs never hold an address", func(t *testing.T) {
+		logs := s.logs.String()
+		if !strings.Contains(logs, "addresses revealed") || !strings.Contains(logs, "api request") {
+			t.Errorf("expected log lines missing:\n%s", logs)
+		}
+		for _, a := range []string{email, phone, "12.30"} {
+			if strings.Contains(logs, a) {
+				t.Errorf("the logs hold %q", a)
+			}
 		}
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ type stack struct {
 	srv      *httptest.Server
 	held     *metrics.Held
 	lag      *metrics.Lag
+	// logs holds everything the dispatcher, the view and the API logged,
+	// at debug level.
+	logs *logBuffer
 }
 
 type stackOptions struct {
@@ -55,6 +59,24 @@ func testLogger(t *testing.T) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// logBuffer collects log output for tests that check what is logged.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func startCluster(t *testing.T) *kafkatest.Cluster {
@@ -70,7 +92,12 @@ func httpServer(t *testing.T, h http.Handler) string {
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
 	start := time.Now()
-	log := testLogger(t)
+	logs := new(logBuffer)
+	var w io.Writer = logs
+	if os.Getenv("HERALD_TEST_LOG") != "" {
+		w = io.MultiWriter(logs, os.Stderr)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := startCluster(t)
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
@@ -97,7 +124,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		<-done
 		<-done
 	})
-	s := &stack{t: t, cluster: c, client: c.Client(t), view: view, sup: sup, registry: reg}
+	s := &stack{t: t, cluster: c, client: c.Client(t), view: view, sup: sup, registry: reg, logs: logs}
 	s.api = &views.Server{
 		Config:   views.Config{Token: o.token, MaxBody: o.maxBody},
 		Table:    view,
