@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-dispatch/herald/migrations"
+	"github.com/herald-dispatch/herald/sink"
+)
+
+var sinkFlags struct {
+	batchSize     int
+	batchInterval time.Duration
+	retryMax      time.Duration
+	pgPort        int
+}
+
+func init() {
+	addStage(stage{
+		name:  "sink",
+		order: 50, // before the api, which reads env.DatabaseURL
+		flags: func(fs *flag.FlagSet) {
+			f := &sinkFlags
+			intFlag(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the sink writes a batch when it has this many changelog records...")
+			durationFlag(fs, &f.batchInterval, "sink-batch-interval", sink.DefaultBatchInterval, "...or when this long has passed since the batch's first record")
+			durationFlag(fs, &f.retryMax, "sink-retry-max", sink.DefaultRetryMax, "longest wait between attempts at a batch PostgreSQL did not take")
+			pgPortFlag(fs, &f.pgPort)
+		},
+		start: startSink,
+	})
+}
+
+func pgPortFlag(fs *flag.FlagSet, p *int) {
+	intFlag(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
+}
+
+// startSink resolves the database (starting the local Postgres if needed),
+// migrates it, and returns the sink's consume loop.
+func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	f := &sinkFlags
+	if f.batchSize <= 0 || f.batchInterval <= 0 || f.retryMax <= 0 {
+		return nil, fmt.Errorf("--sink-batch-size, --sink-batch-interval and --sink-retry-max must be positive")
+	}
+	log := env.Log.With("stage", "sink")
+	pool, err := pipelinePool(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	s, err := sink.New(sink.Config{
+		Brokers:       env.Brokers,
+		Pool:          pool,
+		ClientID:      env.Topology.ClientID + "-sink",
+		BatchSize:     f.batchSize,
+		BatchInterval: f.batchInterval,
+		RetryMax:      f.retryMax,
+		Metrics:       sink.NewMetrics(env.Registry),
+		Log:           log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	env.AddReady("sink", s.Ready)
+	return s.Run, nil
+}
+
+// pipelineDB is the pipeline's PostgreSQL, resolved once per runEnv.
+var pipelineDB struct {
+	mu    sync.Mutex
+	pools map[*runEnv]*pgxpool.Pool
+}
+
+// pipelinePool returns the pipeline's PostgreSQL pool: --database-url, or
+// else the local Postgres in <data-dir>/postgres, started now and stopped
+// when herald stops. The database is migrated first, and env.DatabaseURL
+// is set so that the stages started after this one (the api) use it too.
+func pipelinePool(ctx context.Context, env *runEnv) (*pgxpool.Pool, error) {
+	pipelineDB.mu.Lock()
+	defer pipelineDB.mu.Unlock()
+	if p := pipelineDB.pools[env]; p != nil {
+		return p, nil
+	}
+	if env.DatabaseURL == "" {
+		url, stop, err := localDatabase(ctx, env.Log, env.DataDir, sinkFlags.pgPort, false)
+		if err != nil {
+			return nil, err
+		}
+		env.OnClose(stop)
+		env.DatabaseURL = url
+		env.Log.Info("local postgres ready", "url", url)
+	}
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	if _, err := migrations.Migrate(mctx, env.DatabaseURL, env.Log); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, env.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	env.OnClose(pool.Close)
+	if pipelineDB.pools == nil {
+		pipelineDB.pools = map[*runEnv]*pgxpool.Pool{}
+	}
+	pipelineDB.pools[env] = pool
+	return pool, nil
+}
