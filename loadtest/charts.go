@@ -23,6 +23,21 @@ const (
 
 const chartW, chartH = 9 * vg.Inch, 4 * vg.Inch
 
+// save writes the chart as SVG (what the report links) and as PNG beside
+// it (for viewers without SVG).
+func save(p *plot.Plot, dir, name string) error {
+	for _, ext := range []string{"", ".png"} {
+		path := filepath.Join(dir, name)
+		if ext != "" {
+			path = strings.TrimSuffix(path, ".svg") + ext
+		}
+		if err := p.Save(chartW, chartH, path); err != nil {
+			return fmt.Errorf("chart %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 type series struct {
 	name string
 	xys  plotter.XYs
@@ -76,8 +91,8 @@ func writeCharts(dir string, r *Result) error {
 	if err != nil {
 		return err
 	}
-	if err := p.Save(chartW, chartH, filepath.Join(dir, chartThroughput)); err != nil {
-		return fmt.Errorf("chart: %w", err)
+	if err := save(p, dir, chartThroughput); err != nil {
+		return err
 	}
 
 	groups := map[string]bool{}
@@ -100,8 +115,8 @@ func writeCharts(dir string, r *Result) error {
 	if p, err = linePlot("Consumer lag — "+r.Name, "seconds since the first record", "records behind", ss); err != nil {
 		return err
 	}
-	if err := p.Save(chartW, chartH, filepath.Join(dir, chartLag)); err != nil {
-		return fmt.Errorf("chart: %w", err)
+	if err := save(p, dir, chartLag); err != nil {
+		return err
 	}
 
 	procs := map[string]bool{}
@@ -117,8 +132,8 @@ func writeCharts(dir string, r *Result) error {
 	if p, err = linePlot("CPU — "+r.Name+" (100% = one core)", "seconds since the first record", "% of a core", ss); err != nil {
 		return err
 	}
-	if err := p.Save(chartW, chartH, filepath.Join(dir, chartCPU)); err != nil {
-		return fmt.Errorf("chart: %w", err)
+	if err := save(p, dir, chartCPU); err != nil {
+		return err
 	}
 
 	if p, err = percentilePlot("Latency distribution — "+r.Name, []namedHist{
@@ -127,8 +142,8 @@ func writeCharts(dir string, r *Result) error {
 	}); err != nil {
 		return err
 	}
-	if err := p.Save(chartW, chartH, filepath.Join(dir, chartLatency)); err != nil {
-		return fmt.Errorf("chart: %w", err)
+	if err := save(p, dir, chartLatency); err != nil {
+		return err
 	}
 	return nil
 }

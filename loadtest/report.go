@@ -140,8 +140,8 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	fmt.Fprintf(b, "  elapsed      %s to all final (publish took %s)%s\n", x.Elapsed.Round(100*time.Millisecond),
 		x.PublishTook.Round(100*time.Millisecond), map[bool]string{false: " — INCOMPLETE", true: ""}[x.Complete])
 	t := x.Throughput
-	fmt.Fprintf(b, "  throughput   in %.0f/s (peak %.0f)  out %.0f calls/s (peak %.0f)  completed %.0f/s (peak %.0f, steady 10–90%%: %.0f/s)\n",
-		t.In.Mean, t.In.Peak, t.Out.Mean, t.Out.Peak, t.Completed.Mean, t.Completed.Peak, t.Steady)
+	fmt.Fprintf(b, "  throughput   in %.0f records/s (peak %.0f)  out %.0f calls/s (peak %.0f)  completed %.0f/s (peak %.0f)  [10–90%% rates; peaks over 1 s]\n",
+		t.In.Mean, t.In.Peak, t.Out.Mean, t.Out.Peak, t.Steady, t.Completed.Peak)
 	e := x.EndToEnd
 	fmt.Fprintf(b, "  latency      publish→provider call, not held (%d): p50 %s  p95 %s  p99 %s  max %s\n",
 		e.Count, ms(e.P50), ms(e.P95), ms(e.P99), ms(e.Max))

@@ -375,35 +375,10 @@ func throughputOf(samples []Sample, valid int64) Throughput {
 		Out:       Rates(samples, func(s Sample) int64 { return s.Calls }, 1),
 		Completed: Rates(samples, func(s Sample) int64 { return s.Completed }, 1),
 	}
+	// Against the valid count, not the counter's last value: a run that
+	// did not finish has no steady rate to speak of.
 	t.Steady = SteadyRate(samples, func(s Sample) int64 { return s.Completed }, valid, 0.1, 0.9)
 	return t
-}
-
-// SteadyRate is the rate at which a cumulative counter went from lo to hi
-// of total (fractions), interpolating between samples.
-func SteadyRate(samples []Sample, get func(Sample) int64, total int64, lo, hi float64) float64 {
-	at := func(frac float64) (time.Duration, bool) {
-		target := float64(total) * frac
-		for i, s := range samples {
-			v := float64(get(s))
-			if v < target {
-				continue
-			}
-			if i == 0 {
-				return s.At, true
-			}
-			pv := float64(get(samples[i-1]))
-			f := (target - pv) / (v - pv)
-			return samples[i-1].At + time.Duration(f*float64(s.At-samples[i-1].At)), true
-		}
-		return 0, false
-	}
-	t0, ok0 := at(lo)
-	t1, ok1 := at(hi)
-	if !ok0 || !ok1 || t1 <= t0 {
-		return 0
-	}
-	return float64(total) * (hi - lo) / (t1 - t0).Seconds()
 }
 
 // cleanup stops everything the run started.

@@ -121,40 +121,21 @@ func (s Sample) TotalLag() int64 {
 	return n
 }
 
-// Rate is a per-second rate over a window of samples.
+// Rate is a counter's per-second rate.
 type Rate struct {
-	// Mean is over the active span (first to last change), Peak the
-	// highest over any window of the given width.
+	// Mean is the rate while the counter went from 10% to 90% of its
+	// final value (the steady part of the run: no start-up, no tail of
+	// held notifications); Peak is the highest over any window of the
+	// given width.
 	Mean, Peak float64
 }
 
-// Rates computes the mean and the peak rate of a cumulative counter. The
-// mean runs from the first sample where the counter moved to the first
-// where it reached its final value; the peak is the best window of width
-// samples.
+// Rates computes the steady and the peak rate of a cumulative counter.
 func Rates(samples []Sample, get func(Sample) int64, width int) Rate {
 	if len(samples) < 2 {
 		return Rate{}
 	}
-	final := get(samples[len(samples)-1])
-	start, end := -1, -1
-	for i, s := range samples {
-		v := get(s)
-		if start < 0 && v > get(samples[0]) {
-			start = max(i-1, 0)
-		}
-		if v == final {
-			end = i
-			break
-		}
-	}
-	var r Rate
-	if start >= 0 && end > start {
-		dt := (samples[end].At - samples[start].At).Seconds()
-		if dt > 0 {
-			r.Mean = float64(get(samples[end])-get(samples[start])) / dt
-		}
-	}
+	r := Rate{Mean: SteadyRate(samples, get, get(samples[len(samples)-1]), 0.1, 0.9)}
 	width = max(width, 1)
 	for i := width; i < len(samples); i++ {
 		dt := (samples[i].At - samples[i-width].At).Seconds()
@@ -164,4 +145,31 @@ func Rates(samples []Sample, get func(Sample) int64, width int) Rate {
 		r.Peak = math.Max(r.Peak, float64(get(samples[i])-get(samples[i-width]))/dt)
 	}
 	return r
+}
+
+// SteadyRate is the rate at which a cumulative counter went from lo to hi
+// of total (fractions), interpolating between samples.
+func SteadyRate(samples []Sample, get func(Sample) int64, total int64, lo, hi float64) float64 {
+	at := func(frac float64) (time.Duration, bool) {
+		target := float64(total) * frac
+		for i, s := range samples {
+			v := float64(get(s))
+			if v < target {
+				continue
+			}
+			if i == 0 {
+				return s.At, true
+			}
+			pv := float64(get(samples[i-1]))
+			f := (target - pv) / (v - pv)
+			return samples[i-1].At + time.Duration(f*float64(s.At-samples[i-1].At)), true
+		}
+		return 0, false
+	}
+	t0, ok0 := at(lo)
+	t1, ok1 := at(hi)
+	if !ok0 || !ok1 || t1 <= t0 {
+		return 0
+	}
+	return float64(total) * (hi - lo) / (t1 - t0).Seconds()
 }

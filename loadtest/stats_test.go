@@ -71,9 +71,9 @@ func TestRates(t *testing.T) {
 	if r.Peak != 300 {
 		t.Errorf("peak %g, want 300", r.Peak)
 	}
-	// From the last idle sample (t=2) to reaching 700 (t=7): 700/5.
-	if r.Mean != 140 {
-		t.Errorf("mean %g, want 140", r.Mean)
+	// 10% (70) at t=2.7, 90% (630) at t=6.77: 560 in 4.0667 s.
+	if math.Abs(r.Mean-560/(6+230.0/300-2.7)) > 1e-6 {
+		t.Errorf("mean %g, want %g", r.Mean, 560/(6+230.0/300-2.7))
 	}
 	if r := Rates(ss, get, 2); r.Peak != 200 {
 		t.Errorf("2-sample peak %g, want 200", r.Peak)
