@@ -210,5 +210,7 @@ func percentilePlot(title string, hs []namedHist) (*plot.Plot, error) {
 		ticks = append(ticks, plot.Tick{Value: x, Label: strings.TrimSuffix(fmt.Sprintf("%g", q), ".0") + "%"})
 	}
 	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	// The curves rise to the right: the legend goes top left.
+	p.Legend.Left = true
 	return p, nil
 }

@@ -155,8 +155,8 @@ func checkExactlyOnce(p *Plan, o *Observed) CheckResult {
 	return CheckResult{
 		Name: "exactly once at the provider",
 		Pass: lost == 0 && dup == 0 && malformed == 0 && o.UnknownCalls == 0,
-		Detail: fmt.Sprintf("%d valid ids: %d delivered once, %d lost, %d delivered more than once (%d extra deliveries), %d reported failed, %d malformed delivered, %d calls for unknown ids",
-			p.Valid(), p.Valid()-lost-dup-failed, lost, dup, dupDeliveries, failed, malformed, o.UnknownCalls),
+		Detail: fmt.Sprintf("%d valid ids: %d delivered once, %d lost, %d delivered more than once (%d extra deliveries), %d reported failed, %d malformed delivered, %d calls for unknown ids, %d calls answered from an earlier delivery by idempotency key",
+			p.Valid(), p.Valid()-lost-dup-failed, lost, dup, dupDeliveries, failed, malformed, o.UnknownCalls, o.Provider.Replays),
 		Examples: ex,
 	}
 }
