@@ -227,7 +227,9 @@ func (s *Stage) Run(ctx context.Context) error {
 			cl.AllowRebalance()
 			break
 		}
+		errs := 0
 		fs.EachError(func(topic string, p int32, err error) {
+			errs++
 			s.cfg.Log.Warn("delay: fetch error", "topic", topic, "partition", p, "err", err)
 		})
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -236,6 +238,13 @@ func (s *Stage) Run(ctx context.Context) error {
 			}
 		})
 		cl.AllowRebalance()
+		if errs > 0 && fs.NumRecords() == 0 {
+			// Only errors (brokers unreachable, say): do not spin.
+			select {
+			case <-ctx.Done():
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
 	}
 
 	// Shutdown: waiting partitions stop at once, a release in flight gets
