@@ -25,7 +25,8 @@ CREATE TABLE dispatch_attempts (
 
 CREATE TABLE dispatch_attempts_default PARTITION OF dispatch_attempts DEFAULT;
 
-CREATE INDEX dispatch_attempts_campaign ON dispatch_attempts (campaign, at);
+-- No other index: attempts are looked up by id (the primary key's prefix),
+-- and every index would be paid for by each of the sink's inserts.
 
 -- herald_attempts_partition creates the partition of the month holding ts
 -- (dispatch_attempts_YYYY_MM) unless it exists, and returns its name.
