@@ -193,4 +193,3 @@ func batchWrites(ctx context.Context, pool *pgxpool.Pool, changes []Change) erro
 	}
 	return nil
 }
-
