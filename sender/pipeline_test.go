@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +33,34 @@ type pipeline struct {
 	mock *provider.MockServer
 	view *views.StateView
 	send *sender.Sender
+	obs  *benchObserver
 	stop func()
+}
+
+// benchObserver keeps the sender's in-flight count and provider latency
+// sum, so that a slow run can tell a starved sender from a slow provider.
+type benchObserver struct {
+	inFlight, attempts, latencyNs atomic.Int64
+}
+
+func (o *benchObserver) Attempt(_ contract.Channel, _ contract.Outcome, d time.Duration) {
+	o.attempts.Add(1)
+	o.latencyNs.Add(int64(d))
+}
+func (o *benchObserver) Delivered(contract.Channel, time.Duration) {}
+func (o *benchObserver) Skipped(contract.Channel)                  {}
+func (o *benchObserver) InFlight(d int)                            { o.inFlight.Add(int64(d)) }
+func (o *benchObserver) Paused(contract.Channel, time.Duration)    {}
+func (o *benchObserver) DeadLetter(string)                         {}
+
+// meanLatency returns the mean provider latency since the last call.
+func (o *benchObserver) meanLatency(prevN, prevNs *int64) time.Duration {
+	n, ns := o.attempts.Load(), o.latencyNs.Load()
+	defer func() { *prevN, *prevNs = n, ns }()
+	if n == *prevN {
+		return 0
+	}
+	return time.Duration((ns - *prevNs) / (n - *prevN))
 }
 
 type pipelineOptions struct {
@@ -91,15 +119,16 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { set.Close() })
+	obs := &benchObserver{}
 	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: o.Concurrency,
-		State: view, Log: log})
+		State: sender.ViewReader{View: view.Goka()}, Log: log, Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	run("sender", s.Run)
 
 	var once sync.Once
-	p := &pipeline{c: c, mock: mock, view: view, send: s}
+	p := &pipeline{c: c, mock: mock, view: view, send: s, obs: obs}
 	p.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
 	t.Cleanup(p.stop)
 	return p

@@ -1,6 +1,11 @@
 package sender
 
-import "github.com/herald-dispatch/herald/contract"
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/herald-dispatch/herald/contract"
+)
 
 // StateReader reads the dispatcher's current state of a notification; nil
 // when the id is unknown. A Goka view of the dispatcher table
@@ -26,4 +31,48 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 		return true
 	}
 	return s.Attempts == cmd.Attempt && s.Status != contract.StatusSending
+}
+
+// TableView is the part of a Goka view of the dispatcher table (with
+// codec.Bytes values, as views.StateView.Goka() returns) that ViewReader
+// uses.
+type TableView interface {
+	Get(key string) (any, error)
+	Recovered() bool
+}
+
+// ViewReader is the StateReader the sender stage uses: it reads a Goka
+// view of the dispatcher table and decodes only the two fields Stale
+// looks at, not the whole state (request, content, history), which is
+// several times cheaper per command (BenchmarkViewReaderDecode).
+type ViewReader struct {
+	View TableView
+}
+
+// Get returns the status and attempt count of id's state, or nil.
+func (r ViewReader) Get(id string) (*contract.State, error) {
+	v, err := r.View.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
+	}
+	b, _ := v.([]byte)
+	if b == nil {
+		return nil, nil
+	}
+	return decodeProgress(id, b)
+}
+
+// Recovered reports whether the view has caught up once.
+func (r ViewReader) Recovered() bool { return r.View.Recovered() }
+
+// decodeProgress reads the status and attempt count of a state.
+func decodeProgress(id string, b []byte) (*contract.State, error) {
+	var p struct {
+		Status   contract.Status `json:"status"`
+		Attempts int             `json:"attempts"`
+	}
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
+	}
+	return &contract.State{ID: id, Status: p.Status, Attempts: p.Attempts}, nil
 }

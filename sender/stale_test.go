@@ -1,10 +1,13 @@
 package sender
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/topology"
 )
 
 func TestStale(t *testing.T) {
@@ -60,4 +63,79 @@ func TestDecodeCommand(t *testing.T) {
 			t.Errorf("%s: %T is not a ValidationError", c.val, err)
 		}
 	}
+}
+
+// fakeView is a TableView over encoded states.
+type fakeView map[string][]byte
+
+func (f fakeView) Get(key string) (any, error) {
+	if b, ok := f[key]; ok {
+		return b, nil
+	}
+	return nil, nil
+}
+func (f fakeView) Recovered() bool { return true }
+
+func typicalState(t testing.TB) []byte {
+	now := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	r, err := contract.Decode([]byte("2026-01:acct-000042:bill"), []byte(`{"schema":"herald.dispatch.v1","id":"2026-01:acct-000042:bill",
+		"campaign":"bill-2026-01","recipient":{"email":"user@example.com","phone":"+821012345678","tz":"Asia/Seoul"},
+		"channels":["email","sms"],"content":{"subject":"Your January bill","text":"Amount due: 42,000 KRW. Pay by the 25th.","html":"<p>Amount due: <b>42,000 KRW</b></p>"},
+		"policy":{"id":"billing","version":3,"attempts_per_channel":3},"blackout":[{"from":"22:00","to":"08:00"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &contract.State{ID: r.ID, Campaign: r.Campaign, Status: contract.StatusSending, Channel: contract.ChannelEmail,
+		Attempts: 2, ChannelAttempts: 2, FirstSeen: now, UpdatedAt: now, Version: 4, Request: r,
+		History: []contract.Attempt{{Attempt: 1, Channel: contract.ChannelEmail, Outcome: contract.OutcomeTransient, Code: 503, Error: "unavailable", At: now}},
+		Applied: map[string]contract.Position{"herald.requests": {Topic: "herald.requests", Offset: 9}}}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestViewReader(t *testing.T) {
+	b := typicalState(t)
+	r := ViewReader{View: fakeView{"a": b, "bad": []byte("{")}}
+	s, err := r.Get("a")
+	if err != nil || s.Attempts != 2 || s.Status != contract.StatusSending {
+		t.Fatalf("Get: %+v %v", s, err)
+	}
+	full, _ := topology.DecodeState(b)
+	for _, cmd := range []*contract.SendCommand{{ID: "a", Attempt: 1}, {ID: "a", Attempt: 2}, {ID: "a", Attempt: 3}} {
+		if Stale(s, cmd) != Stale(full, cmd) {
+			t.Errorf("attempt %d: the light decode disagrees with the full state", cmd.Attempt)
+		}
+	}
+	if s, err := r.Get("unknown"); s != nil || err != nil {
+		t.Errorf("unknown id: %+v %v", s, err)
+	}
+	if _, err := r.Get("bad"); err == nil {
+		t.Error("a broken state decoded")
+	}
+	if !r.Recovered() {
+		t.Error("Recovered")
+	}
+}
+
+// BenchmarkViewReaderDecode compares the sender's two-field decode of a
+// typical state with the full decode.
+func BenchmarkViewReaderDecode(b *testing.B) {
+	raw := typicalState(b)
+	b.Run("progress", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := decodeProgress("a", raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := topology.DecodeState(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

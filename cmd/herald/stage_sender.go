@@ -97,7 +97,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		if err != nil {
 			return nil, err
 		}
-		cfg.State = view
+		cfg.State = sender.ViewReader{View: view.Goka()}
 	}
 	sd, err := sender.New(cfg)
 	if err != nil {
