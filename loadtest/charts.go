@@ -101,7 +101,7 @@ func writeCharts(dir string, r *Result) error {
 			groups[g] = true
 		}
 	}
-	ss = []series{{name: "all groups"}}
+	ss = []series{{name: "total behind (delay groups excepted)"}}
 	for _, s := range r.Samples {
 		ss[0].xys = append(ss[0].xys, plotter.XY{X: s.At.Seconds(), Y: float64(s.TotalLag())})
 	}

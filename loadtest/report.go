@@ -149,7 +149,7 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	fmt.Fprintf(b, "  lateness     release→provider call, held (%d): p50 %s  p95 %s  p99 %s  max %s\n",
 		l.Count, ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max))
 	if x.Partitions > 0 {
-		fmt.Fprintf(b, "  peak lag     %d records (%s)\n", x.PeakLag, groupLags(x.PeakLagByGroup))
+		fmt.Fprintf(b, "  peak lag     %d records behind (each group's peak: %s; delay groups hold wake-ups until due)\n", x.PeakLag, groupLags(x.PeakLagByGroup))
 	}
 	for _, name := range sortedKeys(x.Procs) {
 		u := x.Procs[name]

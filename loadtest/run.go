@@ -128,7 +128,9 @@ type Result struct {
 	Throughput  Throughput    `json:"throughput"`
 	EndToEnd    Latency       `json:"end_to_end"`
 	Lateness    Latency       `json:"lateness"`
-	PeakLag     int64         `json:"peak_lag"`
+	// PeakLag is the highest total lag of the groups that do work (the
+	// delay stage's groups excepted, see Sample.TotalLag).
+	PeakLag int64 `json:"peak_lag"`
 	// PeakLagByGroup is each group's own peak.
 	PeakLagByGroup map[string]int64 `json:"peak_lag_by_group"`
 	// Procs is each process's CPU and memory, read when the run completed.

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"math"
+	"strings"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -112,14 +113,21 @@ type Sample struct {
 	RSS map[string]int64   `json:"rss,omitempty"`
 }
 
-// TotalLag sums the groups' lag.
+// TotalLag sums the groups' lag, the delay stage's groups excepted: their
+// "lag" is mostly wake-ups waiting for their due time in the delay tiers
+// (every send's timeout, every hold), not work behind.
 func (s Sample) TotalLag() int64 {
 	var n int64
-	for _, v := range s.Lag {
-		n += max(v, 0)
+	for g, v := range s.Lag {
+		if !IsDelayGroup(g) {
+			n += max(v, 0)
+		}
 	}
 	return n
 }
+
+// IsDelayGroup reports whether a consumer group is the delay stage's.
+func IsDelayGroup(g string) bool { return strings.Contains(g, "delay") }
 
 // Rate is a counter's per-second rate.
 type Rate struct {
