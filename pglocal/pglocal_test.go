@@ -12,15 +12,21 @@ import (
 
 func TestMain(m *testing.M) { Main(m) }
 
-func exec1(t *testing.T, dsn, sql string, args ...any) {
+func connect(t *testing.T, dsn string) (*pgx.Conn, context.Context) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
-	defer conn.Close(ctx)
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn, ctx
+}
+
+func exec1(t *testing.T, dsn, sql string, args ...any) {
+	t.Helper()
+	conn, ctx := connect(t, dsn)
 	if _, err := conn.Exec(ctx, sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -28,13 +34,7 @@ func exec1(t *testing.T, dsn, sql string, args ...any) {
 
 func count(t *testing.T, dsn, sql string) int {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
+	conn, ctx := connect(t, dsn)
 	var n int
 	if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", sql, err)
