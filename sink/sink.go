@@ -253,7 +253,13 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) er
 	c.Metrics.batchTime.Observe(time.Since(start).Seconds())
 	c.Metrics.rows.WithLabelValues("dispatch_status").Add(float64(res.Applied))
 	c.Metrics.rows.WithLabelValues("dispatch_attempts").Add(float64(res.Attempts))
-	c.Metrics.stale.Add(float64(int64(res.Rows-len(res.Rejected)) - res.Applied))
+	written := int64(res.Rows)
+	for _, r := range res.Rejected {
+		if r.Reason == ReasonRejected { // the others never counted in Rows
+			written--
+		}
+	}
+	c.Metrics.stale.Add(float64(written - res.Applied))
 	for _, d := range dead {
 		c.Metrics.deadLetters.WithLabelValues(d.Reason).Inc()
 	}

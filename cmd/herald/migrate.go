@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -21,7 +22,7 @@ import (
 
 func init() {
 	register(command{name: "migrate", summary: "apply Herald's PostgreSQL migrations (herald run does it too); --status lists them",
-		run: runMigrate})
+		run: func(ctx context.Context, args []string) error { return runMigrate(ctx, os.Stdout, args) }})
 }
 
 // dbFlags are the flags of the commands that only need PostgreSQL.
@@ -77,7 +78,7 @@ func localDatabase(ctx context.Context, log *slog.Logger, dataDir string, port i
 	}, nil
 }
 
-func runMigrate(ctx context.Context, args []string) error {
+func runMigrate(ctx context.Context, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("herald migrate", flag.ContinueOnError)
 	var f dbFlags
 	f.register(fs)
@@ -104,7 +105,7 @@ func runMigrate(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "VERSION\tMIGRATION\tSTATE\tAPPLIED AT")
 		for _, m := range st {
 			at := ""
@@ -120,8 +121,8 @@ func runMigrate(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, m := range res.Applied {
-		fmt.Println("applied", m)
+		fmt.Fprintln(out, "applied", m)
 	}
-	fmt.Printf("schema at version %d (%d migration(s) applied now)\n", res.Version, len(res.Applied))
+	fmt.Fprintf(out, "schema at version %d (%d migration(s) applied now)\n", res.Version, len(res.Applied))
 	return nil
 }

@@ -20,10 +20,10 @@ import (
 
 func init() {
 	register(command{name: "report", summary: "print a campaign's status counts, delivery-time spread and failures from PostgreSQL",
-		run: runReport})
+		run: func(ctx context.Context, args []string) error { return runReport(ctx, os.Stdout, args) }})
 }
 
-func runReport(ctx context.Context, args []string) error {
+func runReport(ctx context.Context, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("herald report", flag.ContinueOnError)
 	var f dbFlags
 	f.register(fs)
@@ -60,11 +60,11 @@ func runReport(ctx context.Context, args []string) error {
 		}
 	}
 	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
+		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		return enc.Encode(sum)
 	}
-	return printSummary(os.Stdout, sum)
+	return printSummary(out, sum)
 }
 
 // printSummary writes a campaign summary as tables.
