@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -58,17 +57,8 @@ func runMockProvider(ctx context.Context, args []string) error {
 	}
 	log.Info("mock provider listening", "addr", ln.Addr().String(), "latency", sim.Latency, "jitter", sim.Jitter,
 		"fail", sim.Fail, "permanent", sim.Permanent, "throttle", sim.Throttle, "honour_idempotency", !ignoreIdem)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	if err := serveUntil(ctx, srv, ln); err != nil {
 		return fmt.Errorf("mock provider: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("mock provider: shutdown: %w", err)
 	}
 	st, _ := json.Marshal(mock.Stats())
 	log.Info("mock provider stopped", "stats", string(st))

@@ -300,17 +300,26 @@ func serveHTTP(ctx context.Context, env *runEnv) error {
 		return fmt.Errorf("http: listen on %s: %w", env.HTTPAddr, err)
 	}
 	env.Log.Info("http listening", "addr", ln.Addr().String())
+	if err := serveUntil(ctx, srv, ln); err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	return nil
+}
+
+// serveUntil serves srv on ln until ctx ends, then shuts it down, giving
+// requests in progress up to 10 s.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http: %w", err)
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http: shutdown: %w", err)
+		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
 }
