@@ -28,12 +28,12 @@
 //   - A command for an attempt the state has already moved past is not
 //     sent (Stale, against a view of the dispatcher table); its offset
 //     completes without a result.
-//   - On a rebalance, the revoked partitions' attempts that have not
-//     reached a provider are abandoned, those in progress get up to
-//     Config.DrainTimeout to finish, and the completed prefix is committed
+//   - On a rebalance, the revoked partitions' attempts in flight get up to
+//     Config.DrainTimeout to finish (those waiting for their channel's
+//     gate are then abandoned), and the completed prefix is committed
 //     before the partitions are released. A clean shutdown does the same
-//     for every partition; attempts still running at its end are cut off
-//     and re-sent by the next owner.
+//     for every partition, and also cuts off provider calls still running
+//     at its end; the next owner sends what was cut off again.
 //   - A command that cannot be decoded goes to herald.dlq as a
 //     contract.DeadLetter (original key and bytes) and its offset
 //     completes once the dead letter is acknowledged.
@@ -520,6 +520,7 @@ func (ss *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	if len(ts) == 0 {
 		return
 	}
+	ss.s.log.Info("sender: partitions revoked; draining them", "partitions", revoked[topology.TopicSend])
 	deadline := time.Now().Add(ss.s.cfg.DrainTimeout)
 	for p, t := range ts {
 		if !t.stop(time.Until(deadline)) {
@@ -533,7 +534,12 @@ func (ss *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 // lost is the OnPartitionsLost callback: the partitions are gone, nothing
 // can be committed for them.
 func (ss *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	for _, t := range ss.take(lost[topology.TopicSend]) {
+	ts := ss.take(lost[topology.TopicSend])
+	if len(ts) > 0 {
+		ss.s.log.Warn("sender: partitions lost; their attempts in flight are sent again by the next owner",
+			"partitions", lost[topology.TopicSend])
+	}
+	for _, t := range ts {
 		t.stop(0)
 	}
 }
@@ -572,15 +578,15 @@ func (ss *session) commit(ctx context.Context, ts map[int32]*partitionTracker) {
 	}
 }
 
-// shutdown ends the session: abandon attempts not yet at a provider, give
-// those in progress up to DrainTimeout, cut off the rest, commit the
-// completed prefix of every partition and leave the group.
+// shutdown ends the session: give the attempts in flight up to
+// DrainTimeout, then cut off the rest (those waiting for their gate and
+// those still at a provider), commit the completed prefix of every
+// partition and leave the group.
 func (ss *session) shutdown() {
 	ss.mu.Lock()
 	all := make(map[int32]*partitionTracker, len(ss.parts))
 	for p, t := range ss.parts {
 		all[p] = t
-		t.cancel()
 	}
 	ss.mu.Unlock()
 	done := make(chan struct{})
@@ -592,6 +598,9 @@ func (ss *session) shutdown() {
 		ss.s.log.Warn("sender: attempts still running at shutdown are cut off; they are sent again after the restart")
 	}
 	timer.Stop()
+	for _, t := range all {
+		t.cancel()
+	}
 	ss.hardStop()
 	<-done
 	// The completed prefix is safe to commit even after a failed publish:

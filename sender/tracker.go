@@ -16,8 +16,8 @@ import (
 // Records are begun in offset order (the poll loop sees a partition's
 // records in order) and complete in any order.
 type partitionTracker struct {
-	// ctx ends when the partition is revoked or lost, or the session stops:
-	// attempts that have not reached the provider yet give up then.
+	// ctx ends when the partition is released (after the drain) or the
+	// session stops: attempts still waiting for their gate give up then.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -103,13 +103,20 @@ func (t *partitionTracker) inFlight() int {
 	return len(t.pending) - t.head
 }
 
-// stop cancels the attempts that have not reached a provider yet and
-// waits up to timeout for every begun record's goroutine to end. It
-// reports whether they all did. After stop, completions no longer report
+// stop waits up to timeout for every begun record's goroutine to end,
+// then cancels the attempts still waiting to start. It reports whether
+// they all ended in time. After stop, completions no longer report
 // movement: the partition is no longer ours to commit.
+//
+// Attempts are not canceled first: a canceled attempt with an earlier
+// offset than attempts that go on to complete holds the commit back, and
+// the next owner sends those completed ones again. Records start in offset
+// order, so letting everything run for the drain time and only then
+// cutting off the stragglers keeps the committed prefix as long as it can
+// be.
 func (t *partitionTracker) stop(timeout time.Duration) bool {
-	t.cancel()
 	ok := t.wait(timeout)
+	t.cancel()
 	t.mu.Lock()
 	t.released = true
 	t.mu.Unlock()

@@ -94,8 +94,11 @@ func TestTrackerStopWaitsForRunningAttempts(t *testing.T) {
 	tr := newPartitionTracker(context.Background())
 	tr.begin(1, 0)
 	tr.begin(2, 0)
+	canceledEarly := make(chan bool, 1)
 	go func() {
 		time.Sleep(30 * time.Millisecond)
+		// Attempts may still start during the drain: the context holds.
+		canceledEarly <- tr.ctx.Err() != nil
 		tr.complete(1)
 		tr.release()
 		tr.release() // 2 abandoned: released, never completed
@@ -106,6 +109,9 @@ func TestTrackerStopWaitsForRunningAttempts(t *testing.T) {
 	}
 	if el := time.Since(start); el < 25*time.Millisecond {
 		t.Errorf("stop returned after %s, before the attempts ended", el)
+	}
+	if <-canceledEarly {
+		t.Error("stop canceled waiting attempts before the drain ended")
 	}
 	if tr.ctx.Err() == nil {
 		t.Error("stop did not cancel the partition's context")
