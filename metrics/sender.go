@@ -76,7 +76,9 @@ func (s *Sender) Skipped(ch contract.Channel) { s.skipped.WithLabelValues(string
 func (s *Sender) InFlight(delta int) { s.inFlight.Add(float64(delta)) }
 
 // Paused counts a throttle pause.
-func (s *Sender) Paused(ch contract.Channel, _ time.Duration) { s.pauses.WithLabelValues(string(ch)).Inc() }
+func (s *Sender) Paused(ch contract.Channel, _ time.Duration) {
+	s.pauses.WithLabelValues(string(ch)).Inc()
+}
 
 // DeadLetter counts a DLQ record.
 func (s *Sender) DeadLetter(reason string) { s.deadLetters.WithLabelValues(reason).Inc() }
