@@ -24,6 +24,7 @@ import (
 
 	"github.com/herald-dispatch/herald/broker"
 	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/views"
 )
 
 // A stage is one part of the pipeline that `herald run` starts: the
@@ -62,6 +63,33 @@ type runEnv struct {
 	ready      map[string]func() bool
 	closers    []func()
 	processors []func() *goka.Processor
+	tableView  *views.StateView
+	loops      []func(context.Context) error
+}
+
+// TableView returns the process's one Goka view of the dispatcher table,
+// shared by every stage that reads it (the sender's stale check, the API):
+// a view is a full local copy of the table, so one per process is enough.
+// Its storage is --api-view-dir, or <data-dir>/goka/views/table; LevelDB
+// allows one process per directory. The view runs with the pipeline.
+func (e *runEnv) TableView() (*views.StateView, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.tableView != nil {
+		return e.tableView, nil
+	}
+	dir := apiFlags.viewDir
+	if dir == "" {
+		dir = filepath.Join(e.DataDir, "goka", "views", "table")
+	}
+	v, err := views.NewStateView(e.Topology, dir, e.Log.With("component", "table-view"))
+	if err != nil {
+		return nil, err
+	}
+	e.tableView = v
+	e.loops = append(e.loops, v.Run)
+	e.ready["table-view"] = v.Recovered
+	return v, nil
 }
 
 // AddProcessor registers a stage's Goka processor for Goka's monitor
@@ -258,6 +286,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 			}
 			return nil
 		})
+	}
+	for _, loop := range env.loops {
+		g.Go(func() error { return loop(gctx) })
 	}
 	g.Go(func() error { return serveHTTP(gctx, env) })
 	log.Info("herald running", "brokers", strings.Join(env.Brokers, ","), "http", env.HTTPAddr,

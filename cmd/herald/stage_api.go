@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -35,7 +34,7 @@ func init() {
 			f := &apiFlags
 			stringFlag(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
 			intFlag(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
-			stringFlag(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/api (one process per dir)")
+			stringFlag(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
 			durationFlag(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
 			durationFlag(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
 			listVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
@@ -56,11 +55,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	if env.HTTPAddr == "" || env.HTTPAddr == "off" {
 		return nil, fmt.Errorf("the api stage needs --http-addr")
 	}
-	dir := f.viewDir
-	if dir == "" {
-		dir = filepath.Join(env.DataDir, "goka", "views", "api")
-	}
-	view, err := views.NewStateView(env.Topology, dir, log)
+	view, err := env.TableView()
 	if err != nil {
 		return nil, err
 	}
@@ -93,13 +88,11 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 	env.Mux.Handle("/v1/", api.Handler())
 	env.Mux.Handle(views.MonitorPath+"/", &views.Monitor{Processors: env.Processors, Views: []*goka.View{view.Goka()}, Log: log})
-	env.AddReady("api-view", view.Recovered)
 
 	held := metrics.NewHeld(env.Registry, view)
 	lag := metrics.NewLag(env.Registry, kadm.NewClient(cl), f.lagGroups.vals)
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
-		g.Go(func() error { return view.Run(gctx) })
 		g.Go(func() error { return held.Run(gctx, f.heldInterval, view.Recovered, log) })
 		g.Go(func() error { return lag.Run(gctx, f.lagInterval, log) })
 		return g.Wait()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -91,9 +90,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 	}
 	var view *views.StateView
 	if f.staleCheck {
-		// Its own storage dir: LevelDB allows one user per directory, and
-		// the API stage keeps a view of its own.
-		view, err = views.NewStateView(env.Topology, filepath.Join(env.DataDir, "goka", "views", "sender"), log)
+		view, err = env.TableView()
 		if err != nil {
 			return nil, err
 		}
@@ -106,9 +103,6 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 	env.AddReady("sender", sd.Ready)
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
-		if view != nil {
-			g.Go(func() error { return view.Run(gctx) })
-		}
 		g.Go(func() error { return sd.Run(gctx) })
 		return g.Wait()
 	}, nil
