@@ -100,3 +100,25 @@ func TestSteadyRate(t *testing.T) {
 		t.Fatal("unfinished run has a steady rate")
 	}
 }
+
+func TestTotalLagLeavesOutDelayGroups(t *testing.T) {
+	s := Sample{Lag: map[string]int64{"herald-dispatcher": 10, "herald-sink": 5, "herald-delay": 1000, "herald-sender": -1}}
+	if got := s.TotalLag(); got != 15 {
+		t.Fatalf("total lag %d, want 15 (delay group and negative lag left out)", got)
+	}
+}
+
+func TestTo90IgnoresTheTailAndSinkBursts(t *testing.T) {
+	// 1000 notifications: nothing final for 9 s (the sink lagging), then
+	// 900 at once at t=10, the held tail at t=60.
+	vals := make([]int64, 61)
+	for i := 10; i < 60; i++ {
+		vals[i] = 900
+	}
+	vals[60] = 1000
+	th := throughputOf(samplesOf(vals...), 1000)
+	// 90% final after 10 s (interpolated between t=9 and t=10).
+	if math.Abs(th.To90-90) > 1e-9 {
+		t.Fatalf("to-90 rate %g, want 90", th.To90)
+	}
+}

@@ -125,9 +125,9 @@ func (m ProviderModel) CallsPerNotification() (calls float64, busy time.Duration
 // PointResult is what a sweep point measured, as the planner uses it.
 type PointResult struct {
 	Point
-	// Steady is the completion rate (notifications/s) while the bulk of
-	// the run completed.
-	Steady float64
+	// Rate is the completion rate (notifications/s) to 90% final
+	// (Throughput.To90).
+	Rate float64
 	// CPUPerNotification is the herald processes' CPU seconds per valid
 	// notification; PeakRSS the largest process's peak.
 	CPUPerNotification float64
@@ -229,8 +229,8 @@ func Recommend(in PlanInputs, pts []PointResult) Recommendation {
 	best := map[int]float64{}
 	for _, p := range pts {
 		if p.Passed {
-			best[p.Partitions] = math.Max(best[p.Partitions], p.Steady)
-			r.BestMeasured = math.Max(r.BestMeasured, p.Steady)
+			best[p.Partitions] = math.Max(best[p.Partitions], p.Rate)
+			r.BestMeasured = math.Max(r.BestMeasured, p.Rate)
 		}
 	}
 	var parts []int
@@ -293,7 +293,7 @@ func RecommendFromRuns(t Target, spec ProviderSpec, headroom, coresPerInstance f
 	var pts []PointResult
 	for _, r := range runs {
 		cpu, rss := r.HeraldCPU()
-		pts = append(pts, PointResult{Point: Point{r.Partitions, r.Instances}, Steady: r.Throughput.Steady,
+		pts = append(pts, PointResult{Point: Point{r.Partitions, r.Instances}, Rate: r.Throughput.To90,
 			CPUPerNotification: cpu / float64(max(r.Valid, 1)), PeakRSS: rss, P99: r.EndToEnd.P99,
 			PeakLag: r.PeakLag, Passed: r.Passed()})
 	}

@@ -75,10 +75,10 @@ func TestRecommendLittlesLaw(t *testing.T) {
 		MinInstances:     2,
 	}
 	pts := []PointResult{
-		{Point: Point{4, 1}, Steady: 200, CPUPerNotification: 0.002, Passed: true},
-		{Point: Point{12, 1}, Steady: 400, CPUPerNotification: 0.004, Passed: true},
-		{Point: Point{24, 1}, Steady: 900, CPUPerNotification: 0.003, Passed: true},
-		{Point: Point{48, 1}, Steady: 5000, CPUPerNotification: 0.5, Passed: false}, // failed: ignored
+		{Point: Point{4, 1}, Rate: 200, CPUPerNotification: 0.002, Passed: true},
+		{Point: Point{12, 1}, Rate: 400, CPUPerNotification: 0.004, Passed: true},
+		{Point: Point{24, 1}, Rate: 900, CPUPerNotification: 0.003, Passed: true},
+		{Point: Point{48, 1}, Rate: 5000, CPUPerNotification: 0.5, Passed: false}, // failed: ignored
 	}
 	r := Recommend(in, pts)
 	planned := 1_000_000.0 / 7200 * 2
