@@ -29,11 +29,24 @@ type BaselineConfig struct {
 	Timeout, RerunDelay, Quiet time.Duration
 }
 
-// DefaultBaselineN is the baseline's default run size. Its throughput is
-// steady from the first seconds, so a smaller run measures it: at the
-// reference's 180 concurrent sends and 1 s per email, 100,000 would take
-// over nine minutes on their own.
-const DefaultBaselineN = 20_000
+// DefaultBaselineBudget is how long a baseline run should take at most
+// when sized by BaselineN.
+const DefaultBaselineBudget = 2 * time.Minute
+
+// BaselineN sizes a baseline run: the same n as Herald's run, unless that
+// would take longer than budget at concurrency calls in flight of
+// latency each (concurrency/latency notifications per second at best);
+// then the most that fit. At the reference's 180 concurrent sends and 1 s
+// per email, 100,000 notifications alone would take over nine minutes,
+// and the design's rate is steady from its first seconds, so a smaller
+// run measures it as well.
+func BaselineN(n, concurrency int, latency, budget time.Duration) int {
+	if latency <= 0 || budget <= 0 {
+		return n
+	}
+	fit := int(float64(concurrency) * budget.Seconds() / latency.Seconds())
+	return max(1000, min(n, fit))
+}
 
 // ingestPage is how many records the baseline's batch inserts per
 // statement.

@@ -113,3 +113,18 @@ func TestRecommendLittlesLaw(t *testing.T) {
 		t.Fatalf("instances %d for %g cores, partitions %d", r.Instances, r.CoresNeeded, r.Partitions)
 	}
 }
+
+func TestBaselineN(t *testing.T) {
+	for _, tc := range []struct {
+		n, c int
+		want int
+	}{
+		{100_000, 180, 21_600},   // 180/s × 120 s
+		{100_000, 2000, 100_000}, // fits: the same run as Herald's
+		{500, 180, 500},
+	} {
+		if got := BaselineN(tc.n, tc.c, time.Second, 2*time.Minute); got != tc.want {
+			t.Errorf("BaselineN(%d, %d) = %d, want %d", tc.n, tc.c, got, tc.want)
+		}
+	}
+}

@@ -20,16 +20,16 @@ func init() {
 }
 
 type loadtestFlags struct {
-	n, baselineN, partitions, instances, concurrency int
-	seed                                             int
-	rate, dupShare, blackoutShare, nbShare, badShare float64
-	headroom, instanceCores                          float64
-	blackoutFor, nbMin, nbMax                        time.Duration
-	timeout, rerunDelay, settle, quiet               time.Duration
-	emailSim, smsSim, target, reportDir, workDir     string
-	databaseURL, bin, baselineConc, logLevel         string
-	herald, baseline, keep, honourIdem, pgEphemeral  bool
-	sweep, runArgs                                   listFlag
+	n, baselineN, partitions, instances, concurrency   int
+	seed                                               int
+	rate, dupShare, blackoutShare, nbShare, badShare   float64
+	headroom, instanceCores                            float64
+	blackoutFor, nbMin, nbMax                          time.Duration
+	timeout, rerunDelay, settle, quiet, baselineBudget time.Duration
+	emailSim, smsSim, target, reportDir, workDir       string
+	databaseURL, bin, baselineConc, logLevel           string
+	herald, baseline, keep, honourIdem, pgEphemeral    bool
+	sweep, runArgs                                     listFlag
 }
 
 func runLoadtest(ctx context.Context, args []string) error {
@@ -57,7 +57,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	ltFloatFlag(fs, &f.instanceCores, "instance-cores", 1, "CPU cores each production instance gets, for the recommendation")
 	boolFlag(fs, &f.herald, "herald", true, "run Herald (false: only the baseline)")
 	boolFlag(fs, &f.baseline, "baseline", true, "also run the row-lock baseline on the same workload")
-	intFlag(fs, &f.baselineN, "baseline-notifications", loadtest.DefaultBaselineN, "distinct records of the baseline's runs")
+	intFlag(fs, &f.baselineN, "baseline-notifications", 0, "distinct records of each baseline run; 0: the same as Herald's, or as many as fit in --baseline-budget at that concurrency")
+	durationFlag(fs, &f.baselineBudget, "baseline-budget", loadtest.DefaultBaselineBudget, "the longest a baseline run sized automatically should take")
 	stringFlag(fs, &f.baselineConc, "baseline-concurrency", "180,herald", "the baseline's concurrent sends, comma-separated; 'herald' is Herald's own (instances × sender concurrency)")
 	stringFlag(fs, &f.reportDir, "report-dir", "./loadtest-report", "where report.md, summary.json and the charts go")
 	stringFlag(fs, &f.workDir, "work-dir", "", "data of the broker, the processes and PostgreSQL (default: a temp dir, removed afterwards)")
@@ -152,8 +153,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 		}
 	}
 	if f.baseline && ctx.Err() == nil {
-		bw := wl
-		bw.N = f.baselineN
+		emailSim, _ := spec.EmailSimulation()
 		for _, c := range splitList(f.baselineConc) {
 			conc := 0
 			if c == "herald" {
@@ -167,6 +167,11 @@ func runLoadtest(ctx context.Context, args []string) error {
 			if conc <= 0 {
 				runErr = errors.Join(runErr, errors.New("baseline: Herald's sender concurrency is unknown; pass --send-concurrency"))
 				continue
+			}
+			bw := wl
+			bw.N = f.baselineN
+			if bw.N <= 0 {
+				bw.N = loadtest.BaselineN(wl.N, conc, emailSim.Latency, f.baselineBudget)
 			}
 			res, err := env.RunBaseline(ctx, loadtest.BaselineConfig{Name: fmt.Sprintf("baseline-c%d", conc), Workload: bw,
 				Rate: f.rate, Provider: spec, Concurrency: conc, Timeout: f.timeout, RerunDelay: f.rerunDelay, Quiet: f.quiet})
