@@ -45,7 +45,7 @@ func BaselineN(n, concurrency int, latency, budget time.Duration) int {
 		return n
 	}
 	fit := int(float64(concurrency) * budget.Seconds() / latency.Seconds())
-	return max(1000, min(n, fit))
+	return min(n, max(fit, 1000))
 }
 
 // ingestPage is how many records the baseline's batch inserts per
