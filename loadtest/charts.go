@@ -16,6 +16,7 @@ import (
 // Chart files a report links to.
 const (
 	chartThroughput = "throughput.svg"
+	chartProgress   = "progress.svg"
 	chartLag        = "lag.svg"
 	chartLatency    = "latency.svg"
 	chartCPU        = "cpu.svg"
@@ -43,15 +44,31 @@ type series struct {
 	xys  plotter.XYs
 }
 
-// rateSeries turns a cumulative counter into a per-second rate over time.
+// rateWindow is the width, in samples, of the rates the throughput chart
+// draws: wide enough to smooth the sink's batches and the adaptive
+// PostgreSQL polling, narrow enough to show the run's phases.
+const rateWindow = 5
+
+// rateSeries turns a cumulative counter into a per-second rate over time,
+// each point the rate over the last rateWindow samples.
 func rateSeries(samples []Sample, get func(Sample) int64) plotter.XYs {
 	var xys plotter.XYs
 	for i := 1; i < len(samples); i++ {
-		dt := (samples[i].At - samples[i-1].At).Seconds()
+		j := max(0, i-rateWindow)
+		dt := (samples[i].At - samples[j].At).Seconds()
 		if dt <= 0 {
 			continue
 		}
-		xys = append(xys, plotter.XY{X: samples[i].At.Seconds(), Y: float64(get(samples[i])-get(samples[i-1])) / dt})
+		xys = append(xys, plotter.XY{X: samples[i].At.Seconds(), Y: float64(get(samples[i])-get(samples[j])) / dt})
+	}
+	return xys
+}
+
+// countSeries is a cumulative counter over time.
+func countSeries(samples []Sample, get func(Sample) int64) plotter.XYs {
+	xys := make(plotter.XYs, len(samples))
+	for i, s := range samples {
+		xys[i] = plotter.XY{X: s.At.Seconds(), Y: float64(get(s))}
 	}
 	return xys
 }
@@ -87,11 +104,24 @@ func writeCharts(dir string, r *Result) error {
 		{"provider calls (/s)", rateSeries(r.Samples, func(s Sample) int64 { return s.Calls })},
 		{"final in PostgreSQL (/s)", rateSeries(r.Samples, func(s Sample) int64 { return s.Completed })},
 	}
-	p, err := linePlot("Throughput — "+r.Name, "seconds since the first record", "per second", ss)
+	p, err := linePlot("Throughput — "+r.Name+" (5 s windows)", "seconds since the first record", "per second", ss)
 	if err != nil {
 		return err
 	}
 	if err := save(p, dir, chartThroughput); err != nil {
+		return err
+	}
+	ss = []series{
+		{"published", countSeries(r.Samples, func(s Sample) int64 { return s.Published })},
+		{"provider calls", countSeries(r.Samples, func(s Sample) int64 { return s.Calls })},
+		{"delivered", countSeries(r.Samples, func(s Sample) int64 { return s.Delivered })},
+		{"final in PostgreSQL", countSeries(r.Samples, func(s Sample) int64 { return s.Completed })},
+	}
+	if p, err = linePlot("Progress — "+r.Name, "seconds since the first record", "notifications", ss); err != nil {
+		return err
+	}
+	p.Legend.Top = false // the counters rise: the bottom right is empty
+	if err := save(p, dir, chartProgress); err != nil {
 		return err
 	}
 

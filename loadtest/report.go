@@ -303,8 +303,8 @@ func writeRunMarkdown(b *strings.Builder, x *Result) {
 		fmt.Fprintf(b, "| %s | %s | %s |\n", c.Name, passMark(c.Pass), strings.ReplaceAll(detail, "|", "/"))
 	}
 	b.WriteString("\n")
-	fmt.Fprintf(b, "![throughput](%s/%s)\n\n![consumer lag](%s/%s)\n\n![latency](%s/%s)\n\n![cpu](%s/%s)\n\n",
-		x.Name, chartThroughput, x.Name, chartLag, x.Name, chartLatency, x.Name, chartCPU)
+	fmt.Fprintf(b, "![progress](%s/%s)\n\n![throughput](%s/%s)\n\n![consumer lag](%s/%s)\n\n![latency](%s/%s)\n\n![cpu](%s/%s)\n\n",
+		x.Name, chartProgress, x.Name, chartThroughput, x.Name, chartLag, x.Name, chartLatency, x.Name, chartCPU)
 }
 
 // to90Time is when 90% of the valid notifications were final.

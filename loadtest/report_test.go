@@ -46,7 +46,7 @@ func TestReportWrite(t *testing.T) {
 			t.Errorf("report.md lacks %q", want)
 		}
 	}
-	for _, f := range []string{"summary.json", "p12-i1/throughput.svg", "p12-i1/throughput.png", "p12-i1/lag.svg",
+	for _, f := range []string{"summary.json", "p12-i1/throughput.svg", "p12-i1/throughput.png", "p12-i1/progress.svg", "p12-i1/lag.svg",
 		"p12-i1/latency.svg", "p12-i1/cpu.svg", "baseline-c180/latency.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s missing or empty: %v", f, err)
