@@ -24,6 +24,11 @@ type SendCommand struct {
 	// when this command was made. Both are for latency metrics.
 	RequestedAt time.Time `json:"requested_at"`
 	IssuedAt    time.Time `json:"issued_at"`
+	// Deadline is when the dispatcher's send timeout for this attempt
+	// fires and it retries with a new attempt. A sender that picks the
+	// command up later does not call the provider: the attempt is already
+	// given up, and calling would deliver twice. Zero means no deadline.
+	Deadline time.Time `json:"deadline,omitzero"`
 }
 
 // Outcome classifies a provider attempt.

@@ -262,6 +262,7 @@ func effects(s *contract.State, cfg DispatchConfig) Emits {
 				IdempotencyKey: s.ID,
 				RequestedAt:    s.FirstSeen,
 				IssuedAt:       s.UpdatedAt,
+				Deadline:       s.UpdatedAt.Add(timeout),
 			},
 			Wakeups: []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupSendTimeout,
 				Due: s.UpdatedAt.Add(timeout), Attempt: s.Attempts}},

@@ -464,6 +464,10 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 	if err := g.wait(wait); err != nil {
 		return res, verdictAbandon
 	}
+	if Expired(cmd, s.now()) {
+		s.obs.Skipped(cmd.Channel)
+		return res, verdictSkip
+	}
 	if s.cfg.State != nil {
 		st, err := s.cfg.State.Get(cmd.ID)
 		if err != nil {

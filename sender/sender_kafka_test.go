@@ -148,8 +148,17 @@ func TestSenderPublishesResults(t *testing.T) {
 		case i%50 == 7:
 			ch = contract.ChannelPush // no provider configured
 		}
-		recs = append(recs, command(id, ch, 1))
+		rec := command(id, ch, 1)
+		if i%100 == 5 { // its send timeout has passed: never sent
+			var cmd contract.SendCommand
+			_ = json.Unmarshal(rec.Value, &cmd)
+			cmd.Deadline = time.Now().Add(-time.Second)
+			rec.Value, _ = json.Marshal(cmd)
+		}
+		recs = append(recs, rec)
 		switch {
+		case i%100 == 5:
+			// no result expected, and the state check does not skip it
 		case i%100 == 3:
 			stale[id] = true
 		case ch == contract.ChannelEmail:

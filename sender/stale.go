@@ -3,6 +3,7 @@ package sender
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/herald-dispatch/herald/contract"
 )
@@ -31,6 +32,13 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 		return true
 	}
 	return s.Attempts == cmd.Attempt && s.Status != contract.StatusSending
+}
+
+// Expired reports whether the command's deadline has passed at now: the
+// dispatcher has timed the attempt out (or is about to) and issues a new
+// one, so calling the provider now could only deliver twice.
+func Expired(cmd *contract.SendCommand, now time.Time) bool {
+	return !cmd.Deadline.IsZero() && !now.Before(cmd.Deadline)
 }
 
 // TableView is the part of a Goka view of the dispatcher table (with

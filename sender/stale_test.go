@@ -139,3 +139,21 @@ func BenchmarkViewReaderDecode(b *testing.B) {
 		}
 	})
 }
+
+func TestExpired(t *testing.T) {
+	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		deadline time.Time
+		want     bool
+	}{
+		{time.Time{}, false},          // no deadline
+		{now.Add(time.Second), false}, // still within the send timeout
+		{now, true},                   // the timeout fires now
+		{now.Add(-time.Minute), true}, // long given up
+	}
+	for _, c := range cases {
+		if got := Expired(&contract.SendCommand{Deadline: c.deadline}, now); got != c.want {
+			t.Errorf("Expired(deadline %v) = %v, want %v", c.deadline, got, c.want)
+		}
+	}
+}
