@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -256,41 +254,11 @@ func TestDispatcherHoldsAndReleases(t *testing.T) {
 	t.Logf("delay stage release lateness: %s", histogram(t, stage.Reg, "herald_delay_release_lateness_seconds"))
 
 	// Every notification ends sent, with the attempts it made.
-	v := startView(t, c)
+	v := c.TableView(t)
 	for id, e := range want {
-		s := viewGet(t, v, id)
+		s := v.State(id)
 		if s == nil || s.Status != contract.StatusSent || s.Attempts != e.attempts {
 			t.Errorf("%s: state %+v, want sent after %d attempts", id, s, e.attempts)
 		}
 	}
-}
-
-func startView(t *testing.T, c *kafkatest.Cluster) *goka.View {
-	t.Helper()
-	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(topology.StateCodec),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(topology.SaramaConfig("test-view"), c.Topology.TopicManagerConfig())),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(topology.SaramaConfig("test-view"))),
-		goka.WithViewHasher(topology.Hasher),
-		goka.WithViewStorageBuilder(storage.MemoryBuilder()))
-	if err != nil {
-		t.Fatalf("view: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = v.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	waitUntil(t, 60*time.Second, "view recovered", v.Recovered)
-	return v
-}
-
-func viewGet(t *testing.T, v *goka.View, id string) *contract.State {
-	t.Helper()
-	s, err := v.Get(id)
-	if err != nil {
-		t.Fatalf("view get %s: %v", id, err)
-	}
-	if s == nil {
-		return nil
-	}
-	return s.(*contract.State)
 }

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -197,11 +195,10 @@ func TestDispatcherFoundation(t *testing.T) {
 	}
 
 	// The table counts every duplicate exactly once, across the restart.
-	stopAll := startView(t, c)
-	defer stopAll()
+	view := c.TableView(t)
 	total := 0
 	for _, id := range ids {
-		s := viewGet(t, id)
+		s := view.State(id)
 		if s == nil {
 			t.Fatalf("no state for %s", id)
 		}
@@ -213,38 +210,6 @@ func TestDispatcherFoundation(t *testing.T) {
 	if total != dups {
 		t.Errorf("table counts %d duplicates, want %d", total, dups)
 	}
-}
-
-var testView *goka.View
-
-func startView(t *testing.T, c *kafkatest.Cluster) func() {
-	t.Helper()
-	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(topology.StateCodec),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(topology.SaramaConfig("test-view"), c.Topology.TopicManagerConfig())),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(topology.SaramaConfig("test-view"))),
-		goka.WithViewHasher(topology.Hasher),
-		goka.WithViewStorageBuilder(storage.MemoryBuilder()))
-	if err != nil {
-		t.Fatalf("view: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = v.Run(ctx) }()
-	waitFor(t, 60*time.Second, v.Recovered)
-	testView = v
-	return func() { cancel(); <-done }
-}
-
-func viewGet(t *testing.T, id string) *contract.State {
-	t.Helper()
-	v, err := testView.Get(id)
-	if err != nil {
-		t.Fatalf("view get %s: %v", id, err)
-	}
-	if v == nil {
-		return nil
-	}
-	return v.(*contract.State)
 }
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
