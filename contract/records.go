@@ -24,11 +24,28 @@ type SendCommand struct {
 	// when this command was made. Both are for latency metrics.
 	RequestedAt time.Time `json:"requested_at"`
 	IssuedAt    time.Time `json:"issued_at"`
-	// Deadline is when the dispatcher's send timeout for this attempt
-	// fires and it retries with a new attempt. A sender that picks the
-	// command up later does not call the provider: the attempt is already
-	// given up, and calling would deliver twice. Zero means no deadline.
+	// Deadline is IssuedAt plus the dispatcher's --send-timeout: the
+	// latest a provider call for this command may run. Zero means none.
 	Deadline time.Time `json:"deadline,omitzero"`
+	// Cutoff is the earliest of Deadline, the start of the next blackout
+	// window that applies to the recipient, and the request's expires_at.
+	// The sender never starts a provider call at or after Cutoff, and
+	// bounds a call it starts by it; a command that reaches it later is
+	// answered OutcomeNotAttempted. Zero means Deadline alone.
+	Cutoff time.Time `json:"cutoff,omitzero"`
+	// Issue numbers the commands of one attempt: 0 for the first, one more
+	// each time the same attempt is issued again (its outcome stayed
+	// unknown, or it was not attempted). A result echoes it.
+	Issue int `json:"issue,omitempty"`
+}
+
+// Until returns the instant no provider call for c may run past: Cutoff,
+// or Deadline when there is no Cutoff, or zero for neither.
+func (c *SendCommand) Until() time.Time {
+	if !c.Cutoff.IsZero() {
+		return c.Cutoff
+	}
+	return c.Deadline
 }
 
 // Outcome classifies a provider attempt.
@@ -46,13 +63,37 @@ const (
 	// OutcomeThrottled: the provider asked us to slow down (429). It is
 	// retried after RetryAfter and does not use up an attempt.
 	OutcomeThrottled Outcome = "throttled"
+	// OutcomeUnknown: the provider may or may not have delivered (a
+	// timeout or a connection cut after the request was written; in the
+	// history also a send timeout with no result). The same attempt is
+	// issued again with the same idempotency key, up to MaxReissues times,
+	// before it counts as a failed attempt; it never moves the
+	// notification to another channel unless the policy opts in
+	// (Policy.FallbackOnUnknown).
+	OutcomeUnknown Outcome = "unknown"
+	// OutcomeNotAttempted: the sender did not call the provider because
+	// the command's cut-off had passed (a blackout window began, the
+	// request expired, or the deadline passed while the command queued).
+	// No attempt is used up; the dispatcher decides again.
+	OutcomeNotAttempted Outcome = "not_attempted"
 )
+
+// MaxReissues bounds how often one attempt whose outcome is unknown is
+// issued again, with the same idempotency key, before it counts as a
+// failed attempt.
+const MaxReissues = 3
+
+// MaxErrorLength bounds the provider error text a result and the history
+// keep, so that a state always fits the changelog (see MaxRequestBytes).
+const MaxErrorLength = 512
 
 // SendResult is the sender's answer to one SendCommand, published to
 // herald.results keyed by the notification id.
 type SendResult struct {
-	ID      string  `json:"id"`
-	Attempt int     `json:"attempt"`
+	ID      string `json:"id"`
+	Attempt int    `json:"attempt"`
+	// Issue echoes the command's Issue.
+	Issue   int     `json:"issue,omitempty"`
 	Channel Channel `json:"channel"`
 	Outcome Outcome `json:"outcome"`
 	Error   string  `json:"error,omitempty"`
@@ -86,10 +127,15 @@ type Wakeup struct {
 	Kind    WakeupKind `json:"kind"`
 	Due     time.Time  `json:"due"`
 	Attempt int        `json:"attempt,omitempty"`
+	// Issue is the command issue a send timeout belongs to.
+	Issue int `json:"issue,omitempty"`
 }
 
-// Cancel asks the dispatcher to cancel a notification that has not been
-// handed to a provider yet. Published to herald.control keyed by id.
+// Cancel asks the dispatcher to cancel a notification whose provider call
+// has not started: a held one, or a sending one whose command still waits
+// in herald.send (the sender checks the state just before it calls). A
+// call already started cannot be taken back: if it delivers, the
+// notification ends sent. Published to herald.control keyed by id.
 type Cancel struct {
 	ID          string    `json:"id"`
 	Reason      string    `json:"reason,omitempty"`

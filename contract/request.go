@@ -93,6 +93,14 @@ type Policy struct {
 	// before the next channel takes over. Default 3.
 	AttemptsPerChannel int     `json:"attempts_per_channel,omitempty"`
 	Backoff            Backoff `json:"backoff"`
+	// FallbackOnUnknown lets an attempt whose outcome stayed unknown (after
+	// MaxReissues re-issues with the same idempotency key) count as a
+	// failure that can move the notification to the next channel. Off by
+	// default: Herald then never delivers on a second channel because of
+	// an attempt it cannot prove failed, and fails the notification
+	// instead. Turning it on trades a possible double delivery (on two
+	// channels) for a better chance of delivery.
+	FallbackOnUnknown bool `json:"fallback_on_unknown,omitempty"`
 }
 
 // Backoff is an exponential backoff: the n-th retry on a channel waits
@@ -279,16 +287,34 @@ var ErrMalformed = errors.New("malformed record")
 // differs from the request's id.
 var ErrKeyMismatch = errors.New("key differs from id")
 
+// ErrTooLarge is reported for a request larger than MaxRequestBytes.
+var ErrTooLarge = errors.New("request too large")
+
+// MaxRequestBytes is the largest request Herald accepts, in bytes of JSON.
+// The dispatcher keeps the request in its state, with at most MaxHistory
+// history entries of at most MaxErrorLength bytes of error each, so every
+// state stays well below the 1 MiB that Kafka's default
+// max.message.bytes, and Herald's producers, allow for the changelog. A
+// larger request is refused at intake (the DLQ, reason too_large) and by
+// the API (413), never retried.
+const MaxRequestBytes = 256 << 10
+
 // Reason codes used in dead letters and metrics.
 const (
 	ReasonMalformed   = "malformed"
 	ReasonInvalid     = "invalid"
 	ReasonKeyMismatch = "key_mismatch"
+	ReasonTooLarge    = "too_large"
+	// ReasonUnknownID: a result, wake-up or cancel for an id whose state
+	// did not arrive within the dispatcher's --park-for.
+	ReasonUnknownID = "unknown_id"
 )
 
 // Reason classifies a Decode error as a short code for the DLQ and metrics.
 func Reason(err error) string {
 	switch {
+	case errors.Is(err, ErrTooLarge):
+		return ReasonTooLarge
 	case errors.Is(err, ErrMalformed):
 		return ReasonMalformed
 	case errors.Is(err, ErrKeyMismatch):
@@ -307,6 +333,9 @@ const MaxIDLength = 256
 // The error is either ErrMalformed (wrapped with the JSON error) or a
 // *ValidationError listing every problem.
 func Decode(key, value []byte) (*Request, error) {
+	if len(value) > MaxRequestBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d (MaxRequestBytes)", ErrTooLarge, len(value), MaxRequestBytes)
+	}
 	value = bytes.TrimSpace(value)
 	if len(value) == 0 {
 		return nil, fmt.Errorf("%w: empty, want a JSON object", ErrMalformed)

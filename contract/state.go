@@ -1,6 +1,10 @@
 package contract
 
-import "time"
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
 
 // Status is where a notification stands.
 type Status string
@@ -13,7 +17,10 @@ const (
 	StatusRetrying  Status = "retrying"  // waiting for the next attempt's backoff
 )
 
-// Final statuses. A notification in one of these never changes status again.
+// Final statuses. A notification in one of these never changes status
+// again, with one exception: a provider's success is never thrown away, so
+// a success that arrives late (for an attempt the state had moved past, or
+// after a cancel or expiry while its call ran) makes the notification sent.
 const (
 	StatusSent     Status = "sent"
 	StatusFailed   Status = "failed"
@@ -77,9 +84,34 @@ type State struct {
 	HoldReason    HoldReason `json:"hold_reason,omitempty"`
 	LastError     string     `json:"last_error,omitempty"`
 	SentAt        *time.Time `json:"sent_at,omitempty"`
-	// Version grows by one with every change of this state.
+	// Version grows with every change of this state, and is unique across
+	// owners: its high 32 bits are at least the owner epoch (the consumer
+	// group generation that assigned the partition to the writer), so a
+	// state written by a later owner always has a higher version than any
+	// written by an earlier one, and a zombie writer that lost its
+	// partition cannot overwrite a newer owner's state (readers keep the
+	// higher version: processors.VersionedUpdate and the sink's upsert).
 	Version uint64 `json:"version"`
-	// History has one entry per provider attempt that has a result.
+	// IssuedAt, Cutoff and TimeoutAt describe the send command out while
+	// sending (nil otherwise): when it was issued, the instant no provider
+	// call for it may run past (SendCommand.Cutoff), and when its send
+	// timeout fires (Cutoff plus the provider timeout plus a margin, so it
+	// never overtakes a running call).
+	IssuedAt  *time.Time `json:"issued_at,omitempty"`
+	Cutoff    *time.Time `json:"cutoff,omitempty"`
+	TimeoutAt *time.Time `json:"timeout_at,omitempty"`
+	// Issue numbers the commands of the current attempt (SendCommand.Issue),
+	// and Unknowns counts how many of them ended with an unknown outcome
+	// (at most MaxReissues re-issues follow).
+	Issue    int `json:"issue,omitempty"`
+	Unknowns int `json:"unknowns,omitempty"`
+	// DoubleDeliveries counts successes beyond the first: a provider that
+	// delivered again for another attempt. Zero unless something went
+	// wrong; the history has the details.
+	DoubleDeliveries int `json:"double_deliveries,omitempty"`
+	// History has one entry per provider attempt that has a result, and
+	// one per send timeout. It keeps at most MaxHistory entries (the
+	// oldest go first).
 	History []Attempt `json:"history,omitempty"`
 	// Request is the accepted request, kept for later attempts.
 	Request *Request `json:"request,omitempty"`
@@ -96,6 +128,10 @@ type State struct {
 	LastEmitted bool     `json:"last_emitted,omitempty"`
 }
 
+// MaxHistory bounds State.History, so that a state always fits the
+// changelog's max.message.bytes (see MaxRequestBytes).
+const MaxHistory = 64
+
 // Position is a record's place in Kafka.
 type Position struct {
 	Topic     string `json:"topic,omitempty"`
@@ -111,4 +147,24 @@ type Attempt struct {
 	Error   string    `json:"error,omitempty"`
 	Code    int       `json:"code,omitempty"`
 	At      time.Time `json:"at"`
+	// Issue is the command issue the entry answers.
+	Issue int `json:"issue,omitempty"`
+	// Late marks a success for an attempt the state had moved past; Double
+	// marks one that delivered again after the notification was sent.
+	Late   bool `json:"late,omitempty"`
+	Double bool `json:"double,omitempty"`
+}
+
+// StateVersion reads only the version of an encoded State, for readers
+// that keep the newest state per id (the changelog's update callback, the
+// sink). It is part of the encoding's contract: the version field is
+// "version", a JSON number.
+func StateVersion(b []byte) (uint64, error) {
+	var v struct {
+		Version uint64 `json:"version"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return 0, fmt.Errorf("state version: %w", err)
+	}
+	return v.Version, nil
 }

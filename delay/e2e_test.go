@@ -33,8 +33,7 @@ func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.o
 func startDispatcher(t *testing.T, c *kafkatest.Cluster, dir string, clock func() time.Time) (sup *processors.Supervisor, stop func() time.Duration) {
 	t.Helper()
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}, Now: clock, Log: testLog()}
-	sup = &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-		Options: processors.GokaOptions(c.Topology, dir, testLog()), Log: testLog()}
+	sup = d.Supervisor(c.Topology, dir, testLog())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

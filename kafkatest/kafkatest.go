@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/broker"
@@ -105,4 +106,19 @@ func (c *Cluster) Consume(t testing.TB, topic string, timeout time.Duration, pre
 		fs.EachRecord(func(r *kgo.Record) { out = append(out, r) })
 	}
 	return out
+}
+
+// ReadAll reads every record topic holds now: from the start of each
+// partition to its end offset at the call.
+func (c *Cluster) ReadAll(t testing.TB, topic string) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(c.Client(t)).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("kafkatest: end offsets of %s: %v", topic, err)
+	}
+	want := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	return c.Consume(t, topic, 30*time.Second, func(rs []*kgo.Record) bool { return int64(len(rs)) >= want })
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/lovoo/goka/storage"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/processors"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -24,10 +25,7 @@ type View struct {
 func (c *Cluster) TableView(t testing.TB) *View {
 	t.Helper()
 	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(topology.StateCodec),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(topology.SaramaConfig("test-view"), c.Topology.TopicManagerConfig())),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(topology.SaramaConfig("test-view"))),
-		goka.WithViewHasher(topology.Hasher),
-		goka.WithViewStorageBuilder(storage.MemoryBuilder()))
+		append(processors.ViewOptions(c.Topology, "test-view", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
 	if err != nil {
 		t.Fatalf("kafkatest: view: %v", err)
 	}

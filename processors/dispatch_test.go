@@ -27,10 +27,17 @@ import (
 // t0 is the instant the stories start: Thursday 2026-01-15, 12:00 UTC.
 var t0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 
-const sendTimeout = 30 * time.Second
+const (
+	sendTimeout     = 30 * time.Second
+	providerTimeout = 10 * time.Second
+	margin          = 5 * time.Second
+	// timeoutAfter is when a command's send timeout fires after its issue,
+	// with no window or expiry to cut it off earlier.
+	timeoutAfter = sendTimeout + providerTimeout + margin
+)
 
 func testConfig() DispatchConfig {
-	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout}
+	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout, ProviderTimeout: providerTimeout, TimeoutMargin: margin}
 }
 
 // request decodes a valid request through the contract, as the dispatcher
@@ -85,7 +92,7 @@ func (s step) after(d time.Duration) step { s.at = d; return s }
 
 func result(at time.Duration, o contract.Outcome, opts ...func(*contract.SendResult)) step {
 	return step{at: at, ev: func(s *contract.State) Event {
-		res := &contract.SendResult{ID: s.ID, Attempt: s.Attempts, Channel: s.Channel, Outcome: o, At: t0.Add(at)}
+		res := &contract.SendResult{ID: s.ID, Attempt: s.Attempts, Issue: s.Issue, Channel: s.Channel, Outcome: o, At: t0.Add(at)}
 		switch o {
 		case contract.OutcomeTransient:
 			res.Code, res.Error = 503, "unavailable"
@@ -116,7 +123,7 @@ func wakeDue(at time.Duration) step {
 func sendTimedOut(at time.Duration) step {
 	return step{at: at, ev: func(s *contract.State) Event {
 		return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupSendTimeout,
-			Due: s.UpdatedAt.Add(sendTimeout), Attempt: s.Attempts}}
+			Due: *s.TimeoutAt, Attempt: s.Attempts, Issue: s.Issue}}
 	}}
 }
 
@@ -200,6 +207,9 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 		if d.Verdict == VerdictApplied || d.Verdict == VerdictDuplicate {
 			t.Fatalf("verdict %s without a new state", d.Verdict)
 		}
+		if d.Repair && (cur == nil || cur.LastSource != ev.Source) {
+			t.Errorf("repair asked for by a record that did not make the current state")
+		}
 		return d
 	}
 	s := d.State
@@ -209,9 +219,15 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 	var v0 uint64
 	if cur != nil {
 		v0 = cur.Version
+		if cur.Status.Final() && s.Status != cur.Status && !(s.Status == contract.StatusSent && (d.Verdict == VerdictLateSuccess || d.Verdict == VerdictDoubleDelivery)) {
+			t.Errorf("final %s changed to %s by %s: only a provider's success may move a final state (to sent)", cur.Status, s.Status, d.Verdict)
+		}
 	}
-	if s.Version != v0+1 {
-		t.Errorf("version %d -> %d, want +1", v0, s.Version)
+	if want := NextVersion(v0, ev.Epoch); s.Version != want || s.Version <= v0 {
+		t.Errorf("version %d -> %d, want %d (epoch %d)", v0, s.Version, want, ev.Epoch)
+	}
+	if len(s.History) > contract.MaxHistory {
+		t.Errorf("history of %d entries, the bound is %d", len(s.History), contract.MaxHistory)
 	}
 	if !s.UpdatedAt.Equal(now) || s.LastSource != ev.Source || s.LastEmitted == d.Emits.Empty() ||
 		(ev.Source.Topic != "" && s.Applied[ev.Source.Topic] != ev.Source) {
@@ -224,12 +240,13 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 	if err := json.Unmarshal([]byte(stateJSON(t, s)), &back); err != nil || stateJSON(t, &back) != stateJSON(t, s) {
 		t.Errorf("state does not survive its JSON (%v)", err)
 	}
-	// A crash after the changelog write replays the record: nothing
-	// changes and the same emits go out again.
+	// A crash after the local write replays the record (its changelog
+	// write may be lost): the same state is written again unchanged, and
+	// the same emits go out again.
 	r := Dispatch(s, ev, now.Add(time.Minute), cfg)
-	if r.State != nil || r.Verdict != VerdictReplay || !reflect.DeepEqual(r.Emits, d.Emits) {
-		t.Errorf("replay of the same record: verdict %s, state changed %v, emits %v, want replay with %v",
-			r.Verdict, r.State != nil, emitStrings(r.Emits), emitStrings(d.Emits))
+	if r.State != nil || !r.Repair || r.Verdict != VerdictReplay || !reflect.DeepEqual(r.Emits, d.Emits) {
+		t.Errorf("replay of the same record: verdict %s, state changed %v, repair %v, emits %v, want a repairing replay with %v",
+			r.Verdict, r.State != nil, r.Repair, emitStrings(r.Emits), emitStrings(d.Emits))
 	}
 	return d
 }
@@ -254,9 +271,11 @@ func checkEmitsFollowState(t *testing.T, d Decision, now time.Time, cfg Dispatch
 			!c.IssuedAt.Equal(now) || !c.RequestedAt.Equal(s.FirstSeen) || string(c.Content) != string(s.Request.Content) {
 			t.Errorf("sending state %s#%d with send command %+v", s.Channel, s.Attempts, c)
 		}
-		want := []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: now.Add(cfg.SendTimeout), Attempt: s.Attempts}}
-		if !reflect.DeepEqual(e.Wakeups, want) {
-			t.Errorf("sending state with wake-ups %v, want the send timeout at %s", e.Wakeups, want[0].Due)
+		checkCutoff(t, s, c, now, cfg)
+		want := []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: c.Cutoff.Add(cfg.ProviderTimeout + cfg.TimeoutMargin),
+			Attempt: s.Attempts, Issue: s.Issue}}
+		if !reflect.DeepEqual(e.Wakeups, want) || s.TimeoutAt == nil || !s.TimeoutAt.Equal(want[0].Due) {
+			t.Errorf("sending state with wake-ups %v, want the send timeout at %s (cut-off + provider timeout + margin)", e.Wakeups, want[0].Due)
 		}
 		if s.NextAttemptAt != nil || s.HoldReason != "" {
 			t.Errorf("sending state still held: %v %s", s.NextAttemptAt, s.HoldReason)
@@ -275,6 +294,31 @@ func checkEmitsFollowState(t *testing.T, d Decision, now time.Time, cfg Dispatch
 		}
 	default:
 		t.Errorf("unknown status %q", s.Status)
+	}
+}
+
+// checkCutoff: a send command's cut-off is the earliest of its deadline,
+// the next window start and the expiry, and no provider call could start
+// inside a window or after the expiry before it.
+func checkCutoff(t *testing.T, s *contract.State, c *contract.SendCommand, now time.Time, cfg DispatchConfig) {
+	t.Helper()
+	cfg = cfg.WithDefaults()
+	want := now.Add(cfg.SendTimeout)
+	if e := s.Request.ExpiresAt; e != nil && e.Before(want) {
+		want = *e
+	}
+	rs := rules(s.Request, cfg)
+	if start, ok := schedule.NextStart(now, want, rs...); ok {
+		want = start
+	}
+	if !c.Cutoff.Equal(want) || !c.Deadline.Equal(now.Add(cfg.SendTimeout)) || c.Issue != s.Issue {
+		t.Errorf("command cut-off %s deadline %s issue %d, want %s, %s, %d", c.Cutoff, c.Deadline, c.Issue, want, now.Add(cfg.SendTimeout), s.Issue)
+	}
+	if !c.Cutoff.After(now) {
+		t.Errorf("cut-off %s is not after the issue %s", c.Cutoff, now)
+	}
+	if rel, _ := schedule.Release(now, rs...); !rel.Equal(now) {
+		t.Errorf("a command issued inside a blackout window (released at %s)", rel)
 	}
 }
 
@@ -298,7 +342,7 @@ func send(c contract.Channel, attempt int) string { return fmt.Sprintf("send %s 
 
 // timeoutAt is the send-timeout wake-up of an attempt issued at t0+at.
 func timeoutAt(at time.Duration, attempt int) string {
-	return fmt.Sprintf("send_timeout %s #%d", t0.Add(at).Add(sendTimeout).Format(time.RFC3339Nano), attempt)
+	return fmt.Sprintf("send_timeout %s #%d", t0.Add(at).Add(timeoutAfter).Format(time.RFC3339Nano), attempt)
 }
 
 // holdUntil is a hold wake-up due at due.
@@ -567,7 +611,7 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {
 				return Event{Source: contract.Position{Topic: topology.TopicRequests, Partition: 3, Offset: 101}, Request: s.Request}
 			}},
-			want: want{verdict: VerdictReplay, emits: []string{timeoutAt(time.Second, 1)}}},
+			want: want{verdict: VerdictReplay, emits: []string{timeoutAt(0, 1)}}},
 		{rule: "a record from another partition of the topic is not a replay",
 			given: given(plain),
 			when: step{at: time.Second, ev: func(s *contract.State) Event {
@@ -738,16 +782,73 @@ func TestDispatchResults(t *testing.T) {
 			want: want{verdict: VerdictApplied, status: contract.StatusRetrying, hold: contract.HoldBackoff,
 				next: t0.Add(5*time.Second + b1), channel: "email", attempts: 3, onChan: 1,
 				emits: []string{holdUntil(t0.Add(5*time.Second + b1))}}},
-		{rule: "a result for another attempt is stale",
+		{rule: "a failure for another attempt is stale",
+			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1)),
+			when: fixed(5*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+				Outcome: contract.OutcomeTransient}}),
+			want: want{verdict: VerdictStale}},
+		{rule: "a failure while not sending is stale",
+			given: given(plain, result(time.Second, contract.OutcomeTransient)),
+			when: fixed(2*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+				Outcome: contract.OutcomePermanent}}),
+			want: want{verdict: VerdictStale}},
+		{rule: "a success for an earlier attempt is never thrown away: sent, though a later attempt is out",
 			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1)),
 			when: fixed(5*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
 				Outcome: contract.OutcomeSuccess}}),
-			want: want{verdict: VerdictStale}},
-		{rule: "a result while not sending is stale",
-			given: given(plain, result(time.Second, contract.OutcomeTransient)),
-			when: fixed(2*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+			want: want{verdict: VerdictLateSuccess, status: contract.StatusSent, channel: "email", attempts: 2, onChan: 2,
+				check: func(t *testing.T, s *contract.State) {
+					last := s.History[len(s.History)-1]
+					if !last.Late || last.Attempt != 1 || s.SentAt == nil || s.IssuedAt != nil {
+						t.Errorf("history %+v, sent at %v, command %v", s.History, s.SentAt, s.IssuedAt)
+					}
+				}}},
+		{rule: "a late success on the first channel after the fallback: sent on that channel",
+			given: given(plain, result(time.Second, contract.OutcomePermanent)),
+			when: fixed(5*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+				Outcome: contract.OutcomeSuccess}}),
+			want: want{verdict: VerdictLateSuccess, status: contract.StatusSent, channel: "email", attempts: 2, onChan: 1}},
+		{rule: "a success for another attempt of a sent notification is a double delivery, recorded",
+			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1),
+				result(3*time.Second, contract.OutcomeSuccess)),
+			when: fixed(5*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+				Outcome: contract.OutcomeSuccess}}),
+			want: want{verdict: VerdictDoubleDelivery, status: contract.StatusSent, channel: "email", attempts: 2, onChan: 2,
+				check: func(t *testing.T, s *contract.State) {
+					if s.DoubleDeliveries != 1 || !s.History[len(s.History)-1].Double {
+						t.Errorf("double deliveries %d, history %+v", s.DoubleDeliveries, s.History)
+					}
+				}}},
+		{rule: "the same late success twice is stale the second time",
+			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1),
+				fixed(5*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
+					Outcome: contract.OutcomeSuccess}})),
+			when: fixed(6*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email",
 				Outcome: contract.OutcomeSuccess}}),
 			want: want{verdict: VerdictStale}},
+		{rule: "not attempted (the cut-off passed in the queue): nothing used up, issued again at once",
+			given: given(plain),
+			when:  result(20*time.Second, contract.OutcomeNotAttempted),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1), timeoutAt(20*time.Second, 1)},
+				check: func(t *testing.T, s *contract.State) {
+					if s.Issue != 1 || s.Unknowns != 0 {
+						t.Errorf("issue %d unknowns %d", s.Issue, s.Unknowns)
+					}
+				}}},
+		{rule: "not attempted because a window began: held until it ends, nothing used up",
+			given: given(newRequest(t, func(m map[string]any) {
+				m["blackout"] = []any{map[string]any{"from": "12:00", "to": "14:00"}}
+				m["not_before"] = "2026-01-15T11:59:50Z"
+			}).after(-20*time.Second), wakeDue(-10*time.Second)),
+			when: result(5*time.Second, contract.OutcomeNotAttempted),
+			want: want{verdict: VerdictApplied, status: contract.StatusDeferred, hold: contract.HoldBlackout,
+				next: utc("2026-01-15T14:00:00Z"), channel: "email",
+				emits: []string{holdUntil(utc("2026-01-15T14:00:00Z"))}}},
+		{rule: "not attempted because the request expired: expired, nothing used up",
+			given: given(newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:00:20Z" })),
+			when:  result(25*time.Second, contract.OutcomeNotAttempted),
+			want:  want{verdict: VerdictApplied, status: contract.StatusExpired, channel: "email"}},
 		{rule: "a result after the notification is final is stale",
 			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
 			when:  result(2*time.Second, contract.OutcomeSuccess),
@@ -760,29 +861,80 @@ func TestDispatchWakeups(t *testing.T) {
 	b1 := backoff(t, 1)
 	scheduled := newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })
 	runRows(t, []row{
-		{rule: "send timeout: counts as a transient failure and retries",
+		{rule: "send timeout: the outcome is unknown, so the same attempt is issued again with the same key, using nothing up",
 			given: given(plain),
-			when:  sendTimedOut(sendTimeout),
-			want: want{verdict: VerdictApplied, status: contract.StatusRetrying, hold: contract.HoldBackoff,
-				next: t0.Add(sendTimeout + b1), channel: "email", attempts: 1, onChan: 1,
-				emits: []string{holdUntil(t0.Add(sendTimeout + b1))},
+			when:  sendTimedOut(timeoutAfter),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1), timeoutAt(timeoutAfter, 1)},
 				check: func(t *testing.T, s *contract.State) {
-					if len(s.History) != 1 || s.History[0].Error != "send timeout" || s.History[0].Outcome != contract.OutcomeTransient {
+					if s.Issue != 1 || s.Unknowns != 1 {
+						t.Errorf("issue %d unknowns %d, want 1 and 1", s.Issue, s.Unknowns)
+					}
+					if len(s.History) != 1 || s.History[0].Outcome != contract.OutcomeUnknown || s.History[0].Issue != 0 {
 						t.Errorf("history %+v", s.History)
 					}
 					if s.LastError != "email attempt 1: no result within the send timeout" {
 						t.Errorf("last error %q", s.LastError)
 					}
 				}}},
-		{rule: "send timeout on the last attempt of the channel: next channel",
-			given: given(plain, sendTimedOut(sendTimeout), wakeDue(sendTimeout+b1)),
-			when:  sendTimedOut(2*sendTimeout + b1),
+		{rule: "a success for the first issue after a re-issue still counts: sent",
+			given: given(plain, sendTimedOut(timeoutAfter)),
+			when: fixed(timeoutAfter+time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Issue: 0,
+				Channel: "email", Outcome: contract.OutcomeSuccess}}),
+			want: want{verdict: VerdictApplied, status: contract.StatusSent, channel: "email", attempts: 1, onChan: 1}},
+		{rule: "a failure for the first issue after a re-issue is stale (the new issue answers)",
+			given: given(plain, sendTimedOut(timeoutAfter)),
+			when: fixed(timeoutAfter+time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Issue: 0,
+				Channel: "email", Outcome: contract.OutcomeTransient}}),
+			want: want{verdict: VerdictStale}},
+		{rule: "the send timeout of an earlier issue is stale",
+			given: given(plain, sendTimedOut(timeoutAfter)),
+			when: fixed(3*timeoutAfter, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupSendTimeout,
+				Due: t0.Add(timeoutAfter), Attempt: 1}}),
+			want: want{verdict: VerdictStale}},
+		{rule: "after MaxReissues unknown outcomes the attempt counts as failed, and retries on the same channel",
+			given: given(plain, sendTimedOut(timeoutAfter), sendTimedOut(2*timeoutAfter), sendTimedOut(3*timeoutAfter)),
+			when:  sendTimedOut(4 * timeoutAfter),
+			want: want{verdict: VerdictApplied, status: contract.StatusRetrying, hold: contract.HoldBackoff,
+				next: t0.Add(4*timeoutAfter + b1), channel: "email", attempts: 1, onChan: 1,
+				emits: []string{holdUntil(t0.Add(4*timeoutAfter + b1))}}},
+		{rule: "unknown outcomes on the channel's last attempt fail the notification: no second channel for an outcome not known",
+			given: given(plain, sendTimedOut(timeoutAfter), sendTimedOut(2*timeoutAfter), sendTimedOut(3*timeoutAfter),
+				sendTimedOut(4*timeoutAfter), wakeDue(4*timeoutAfter+b1),
+				sendTimedOut(5*timeoutAfter+b1), sendTimedOut(6*timeoutAfter+b1), sendTimedOut(7*timeoutAfter+b1)),
+			when: sendTimedOut(8*timeoutAfter + b1),
+			want: want{verdict: VerdictApplied, status: contract.StatusFailed, channel: "email", attempts: 2, onChan: 2,
+				check: func(t *testing.T, s *contract.State) {
+					if !strings.Contains(s.LastError, "outcome unknown") {
+						t.Errorf("last error %q", s.LastError)
+					}
+				}}},
+		{rule: "with fallback_on_unknown the same history moves to the next channel",
+			given: given(newRequest(t, func(m map[string]any) { m["policy"].(map[string]any)["fallback_on_unknown"] = true }),
+				sendTimedOut(timeoutAfter), sendTimedOut(2*timeoutAfter), sendTimedOut(3*timeoutAfter),
+				sendTimedOut(4*timeoutAfter), wakeDue(4*timeoutAfter+b1),
+				sendTimedOut(5*timeoutAfter+b1), sendTimedOut(6*timeoutAfter+b1), sendTimedOut(7*timeoutAfter+b1)),
+			when: sendTimedOut(8*timeoutAfter + b1),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 3, onChan: 1,
-				emits: []string{send("sms", 3), timeoutAt(2*sendTimeout+b1, 3)}}},
+				emits: []string{send("sms", 3), timeoutAt(8*timeoutAfter+b1, 3)}}},
+		{rule: "an unknown result (a timeout after the request was written) is issued again like a send timeout",
+			given: given(plain),
+			when:  result(5*time.Second, contract.OutcomeUnknown),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1), timeoutAt(5*time.Second, 1)}}},
+		{rule: "a send timeout whose cut-off is a window's start fires after it, and holds until the window ends",
+			given: given(newRequest(t, func(m map[string]any) {
+				m["blackout"] = []any{map[string]any{"from": "12:00", "to": "14:00"}}
+				m["not_before"] = "2026-01-15T11:59:50Z"
+			}).after(-20*time.Second), wakeDue(-10*time.Second)),
+			when: sendTimedOut(providerTimeout + margin),
+			want: want{verdict: VerdictApplied, status: contract.StatusDeferred, hold: contract.HoldBlackout,
+				next: utc("2026-01-15T14:00:00Z"), channel: "email",
+				emits: []string{holdUntil(utc("2026-01-15T14:00:00Z"))}}},
 		{rule: "a send timeout for an attempt that has its result is stale",
 			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
-			when: fixed(sendTimeout, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupSendTimeout,
-				Due: t0.Add(sendTimeout), Attempt: 1}}),
+			when: fixed(timeoutAfter, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupSendTimeout,
+				Due: t0.Add(timeoutAfter), Attempt: 1}}),
 			want: want{verdict: VerdictStale}},
 		{rule: "a send timeout for an earlier attempt is stale",
 			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1)),
@@ -791,7 +943,7 @@ func TestDispatchWakeups(t *testing.T) {
 			want: want{verdict: VerdictStale}},
 		{rule: "an early send timeout is re-emitted, the attempt goes on",
 			given: given(plain),
-			when:  sendTimedOut(sendTimeout - time.Second),
+			when:  sendTimedOut(timeoutAfter - time.Second),
 			want:  want{verdict: VerdictEarly, emits: []string{timeoutAt(0, 1)}}},
 		{rule: "a scheduled notification's wake-up sends it",
 			given: given(scheduled),
@@ -870,9 +1022,22 @@ func TestDispatchCancel(t *testing.T) {
 			when:  cancel(2 * time.Second),
 			want: want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email", attempts: 1, onChan: 1,
 				check: canceled}},
-		{rule: "cancel while sending is stale: the provider may have it",
+		{rule: "cancel while the command waits in herald.send: canceled (the sender skips a canceled command)",
 			given: given(plain),
 			when:  cancel(time.Second),
+			want: want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email", attempts: 1, onChan: 1,
+				check: func(t *testing.T, s *contract.State) {
+					if !strings.Contains(s.LastError, "cannot be taken back") || s.IssuedAt != nil {
+						t.Errorf("last error %q, command %v", s.LastError, s.IssuedAt)
+					}
+				}}},
+		{rule: "a call that had started before the cancel delivers: the notification is sent after all",
+			given: given(plain, cancel(time.Second)),
+			when:  fixed(2*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess}}),
+			want:  want{verdict: VerdictLateSuccess, status: contract.StatusSent, channel: "email", attempts: 1, onChan: 1}},
+		{rule: "a failure of a call that had started before the cancel changes nothing",
+			given: given(plain, cancel(time.Second)),
+			when:  fixed(2*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email", Outcome: contract.OutcomeTransient}}),
 			want:  want{verdict: VerdictStale}},
 		{rule: "cancel after the notification is final is stale",
 			given: given(plain, result(time.Second, contract.OutcomeSuccess)),

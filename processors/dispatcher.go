@@ -2,6 +2,7 @@ package processors
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -34,12 +35,22 @@ func (nopObserver) DeadLetter(string, string)                                   
 // Dispatcher is the Goka callback of the herald-dispatcher group. It decodes
 // the input record, calls Dispatch, and writes the new state and the emits.
 //
-// Guarantees, as enforced here and by Goka:
+// Guarantees, as enforced here, by OrderedCommits and by Goka:
 //   - The new state is written to the table (local storage, then the
-//     changelog) before the emits; the input offset is marked only when the
-//     changelog write and every emit are acknowledged (acks=all,
+//     changelog) before the emits; the input offset is committed only when
+//     the changelog write and every emit of this record and of every
+//     earlier record of its topic-partition are acknowledged (acks=all,
 //     idempotent producer). A crash before that replays the record, which
-//     Dispatch recognises and answers with the same emits.
+//     Dispatch recognises: the record that made the current version
+//     writes it again (Decision.Repair) and makes its emits again.
+//   - Every state written carries the owner epoch of its partition
+//     (Fence) in its version, so a writer that lost its partition cannot
+//     overwrite a later owner's state (VersionedUpdate).
+//   - A result, wake-up or cancel for an id with no state is not dropped:
+//     its state may still arrive (a new owner replaying the request after
+//     it processed the result). It is parked: sent through the delay
+//     topics back to its own topic after ParkDelay, again and again, and
+//     to the DLQ (reason unknown_id) once it has been parked for ParkFor.
 //   - A record that cannot be decoded or fails validation goes to
 //     herald.dlq with its original key and bytes and is otherwise skipped.
 //     A replay after a crash can publish its dead letter twice: the DLQ is
@@ -49,7 +60,24 @@ type Dispatcher struct {
 	Now      func() time.Time
 	Observer DispatchObserver
 	Log      *slog.Logger
+	// Fence gives each partition's owner epoch; GokaOptions must get the
+	// same Fence. Nil disables fencing (Goka's tester).
+	Fence *Fence
+	// ParkFor bounds how long an event for an unknown id is parked before
+	// it goes to the DLQ (default DefaultParkFor); ParkDelay is the wait
+	// between two looks (default DefaultParkDelay).
+	ParkFor, ParkDelay time.Duration
 }
+
+// Defaults of Dispatcher.
+const (
+	DefaultParkFor   = 10 * time.Minute
+	DefaultParkDelay = 5 * time.Second
+)
+
+// HeaderParkedSince is the header of a parked record: when it was first
+// parked, in Unix nanoseconds.
+const HeaderParkedSince = "herald-parked-since"
 
 func (d *Dispatcher) now() time.Time {
 	if d.Now != nil {
@@ -99,9 +127,17 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	if v := ctx.Value(); v != nil {
 		cur = v.(*contract.State)
 	}
+	ev.Epoch = d.Fence.Epoch(src.Partition)
 	dec := Dispatch(cur, ev, now, d.Config)
 	obs := d.observer()
 	obs.Event(src.Topic, dec.Verdict)
+	switch {
+	case dec.Verdict == VerdictUnknown:
+		d.park(ctx, src, raw, now)
+		return
+	case dec.Repair:
+		ctx.SetValue(cur)
+	}
 	if dec.State != nil {
 		ctx.SetValue(dec.State)
 		var from contract.Status
@@ -148,6 +184,36 @@ func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
 	}
 }
 
+// park sends an event for an unknown id back to its own topic through the
+// delay topics, or to the DLQ once it has waited ParkFor.
+func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, now time.Time) {
+	parkFor, delayBy := d.ParkFor, d.ParkDelay
+	if parkFor <= 0 {
+		parkFor = DefaultParkFor
+	}
+	if delayBy <= 0 {
+		delayBy = DefaultParkDelay
+	}
+	since := now
+	if b, ok := ctx.Headers()[HeaderParkedSince]; ok {
+		if t, err := delay.ParseDue(b); err == nil {
+			since = t
+		}
+	}
+	if now.Sub(since) >= parkFor {
+		d.deadLetter(ctx, src, raw, fmt.Errorf("%w: no state for id %q after %s", errUnknownID, ctx.Key(), parkFor), now)
+		return
+	}
+	due := now.Add(delayBy)
+	ctx.Emit(goka.Stream(delay.Route(due, now, src.Topic)), ctx.Key(), raw, goka.WithCtxEmitHeaders(goka.Headers{
+		delay.HeaderDue:    delay.FormatDue(due),
+		delay.HeaderTarget: []byte(src.Topic),
+		HeaderParkedSince:  delay.FormatDue(since),
+	}))
+}
+
+var errUnknownID = errors.New("unknown id")
+
 func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []byte, cause error, now time.Time) {
 	dl := NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
 	b, err := json.Marshal(dl)
@@ -164,8 +230,12 @@ func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []b
 
 // NewDeadLetter builds the dead letter for a record that failed with cause.
 func NewDeadLetter(src contract.Position, key, value []byte, cause error, now time.Time) contract.DeadLetter {
+	reason := contract.Reason(cause)
+	if errors.Is(cause, errUnknownID) {
+		reason = contract.ReasonUnknownID
+	}
 	dl := contract.DeadLetter{
-		Reason:    contract.Reason(cause),
+		Reason:    reason,
 		Error:     cause.Error(),
 		Topic:     src.Topic,
 		Partition: src.Partition,
@@ -178,4 +248,18 @@ func NewDeadLetter(src contract.Position, key, value []byte, cause error, now ti
 		dl.Problems = ve.Problems
 	}
 	return dl
+}
+
+// Supervisor returns a Supervisor that runs this dispatcher on the cluster
+// of tc with GokaOptions (sharing d.Fence, made here if nil) and its
+// storage under storageDir: the one way every stage and test wires it.
+func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog.Logger) *Supervisor {
+	if d.Fence == nil {
+		d.Fence = new(Fence)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Supervisor{Name: string(topology.GroupDispatcher), Graph: d.Graph(), Brokers: tc.Brokers,
+		Options: GokaOptions(tc, storageDir, log, d.Fence), Log: log}
 }

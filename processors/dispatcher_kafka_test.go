@@ -62,8 +62,7 @@ func startDispatcher(t testing.TB, c *kafkatest.Cluster, storage string) (stop f
 	t.Helper()
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-		Options: processors.GokaOptions(c.Topology, storage, log), Log: log}
+	sup := d.Supervisor(c.Topology, storage, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -244,8 +243,7 @@ func BenchmarkDispatcherKafka(b *testing.B) {
 	start := time.Now()
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
 	log := slog.New(slog.DiscardHandler)
-	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-		Options: processors.GokaOptions(c.Topology, b.TempDir(), log), Log: log}
+	sup := d.Supervisor(c.Topology, b.TempDir(), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = sup.Run(ctx) }()

@@ -128,10 +128,13 @@ func TestDispatcherCallbackNewRequest(t *testing.T) {
 		t.Fatalf("send commands = %+v", cmds)
 	}
 	w := h.wakeups()
-	timeoutTier := delay.TierTopic(30 * time.Second)
+	// The send timeout fires after the cut-off (the 30 s deadline) plus the
+	// provider timeout plus the margin.
+	due := h.now.Add(30*time.Second + processors.DefaultProviderTimeout + processors.DefaultTimeoutMargin)
+	timeoutTier := delay.TierTopic(delay.Tier(due.Sub(h.now)))
 	if len(w[timeoutTier]) != 1 || w[timeoutTier][0].Kind != contract.WakeupSendTimeout ||
-		!w[timeoutTier][0].Due.Equal(h.now.Add(30*time.Second)) {
-		t.Fatalf("wakeups = %+v, want one send-timeout on %s due in 30s", w, timeoutTier)
+		!w[timeoutTier][0].Due.Equal(due) || !cmds[0].Cutoff.Equal(h.now.Add(30*time.Second)) {
+		t.Fatalf("wakeups = %+v, want one send-timeout on %s due at %s; command cut-off %s", w, timeoutTier, due, cmds[0].Cutoff)
 	}
 }
 

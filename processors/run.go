@@ -16,23 +16,26 @@ import (
 )
 
 // GokaOptions returns the processor options every Herald Goka processor
-// uses: Herald's Sarama settings (acks=all, idempotent producer) with
-// promises finished in produce order (OrderedProducerBuilder), a topic
-// manager that only checks topics, LevelDB storage under storageDir, and
-// records with a nil value handed to the callback (so they reach the DLQ
-// instead of being dropped).
+// uses: Herald's Sarama settings (acks=all, idempotent producer, the group
+// timings of tc), input offsets committed in record order with owner
+// epochs recorded in fence (OrderedCommits), the changelog read back with
+// VersionedUpdate, a topic manager that only checks topics and works
+// while any broker is up (TopicChecker), LevelDB storage under storageDir,
+// and records with a nil value handed to the callback (so they reach the
+// DLQ instead of being dropped).
 //
 // The LevelDB storage and the broker's log must live and die together
 // (goka issue 415): keep storageDir under the same data dir as an embedded
 // broker, and wipe both or neither.
-func GokaOptions(tc topology.Config, storageDir string, log *slog.Logger) []goka.ProcessorOption {
+func GokaOptions(tc topology.Config, storageDir string, log *slog.Logger, fence *Fence) []goka.ProcessorOption {
 	tc = tc.WithDefaults()
 	return []goka.ProcessorOption{
 		goka.WithClientID(tc.ClientID),
-		goka.WithTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(topology.SaramaConfig(tc.ClientID), tc.TopicManagerConfig())),
-		goka.WithConsumerGroupBuilder(goka.ConsumerGroupBuilderWithConfig(topology.SaramaConfig(tc.ClientID))),
-		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(topology.SaramaConfig(tc.ClientID))),
-		goka.WithProducerBuilder(OrderedProducerBuilder(goka.ProducerBuilderWithConfig(topology.SaramaConfig(tc.ClientID)))),
+		goka.WithTopicManagerBuilder(TopicChecker(tc, tc.ClientID+"-topics")),
+		goka.WithConsumerGroupBuilder(OrderedCommits(goka.ConsumerGroupBuilderWithConfig(tc.Sarama(tc.ClientID)), fence, log)),
+		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(tc.Sarama(tc.ClientID))),
+		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(tc.Sarama(tc.ClientID))),
+		goka.WithUpdateCallback(VersionedUpdate),
 		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(storageDir, "processor"))),
 		goka.WithHasher(topology.Hasher),
 		goka.WithNilHandling(goka.NilProcess),
@@ -135,3 +138,20 @@ type gokaLogger struct{ l *slog.Logger }
 func (g gokaLogger) Print(v ...any)                 { g.l.Debug(fmt.Sprint(v...)) }
 func (g gokaLogger) Println(v ...any)               { g.l.Debug(fmt.Sprint(v...)) }
 func (g gokaLogger) Printf(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
+
+// LocalTableOffset returns the changelog offset the dispatcher's local
+// store of partition p under storageDir (as GokaOptions lays it out) has
+// read up to: a restart recovers from the next one. The processor must be
+// stopped (LevelDB locks its files).
+func LocalTableOffset(storageDir string, p int32) (int64, error) {
+	st, err := storage.DefaultBuilder(filepath.Join(storageDir, "processor"))(string(topology.TableDispatcher), p)
+	if err != nil {
+		return 0, fmt.Errorf("open the local store: %w", err)
+	}
+	defer st.Close()
+	off, err := st.GetOffset(-1)
+	if err != nil {
+		return 0, fmt.Errorf("read the local store's offset: %w", err)
+	}
+	return off, nil
+}

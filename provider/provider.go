@@ -57,6 +57,14 @@ func Transient(code int, err error) Result {
 	return Result{Outcome: contract.OutcomeTransient, Code: code, Err: err}
 }
 
+// Unknown is an attempt that may or may not have been delivered: the
+// request reached the provider (or may have), and no answer came. The
+// dispatcher issues the same attempt again with the same idempotency key
+// rather than moving to another channel.
+func Unknown(err error) Result {
+	return Result{Outcome: contract.OutcomeUnknown, Err: err}
+}
+
 // Permanent is a failure no retry on this channel can fix.
 func Permanent(code int, err error) Result {
 	return Result{Outcome: contract.OutcomePermanent, Code: code, Err: err}

@@ -9,9 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -99,12 +101,25 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 		key = cmd.ID
 	}
 	req.Header.Set(HeaderIdempotencyKey, key)
+	// Whether the request was written decides what a failure means: before
+	// it, nothing reached the provider (transient); after it, the provider
+	// may have delivered (unknown: the same attempt is issued again with
+	// the same key, never moved to another channel).
+	var wrote atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	}))
 	resp, err := w.client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return Transient(0, fmt.Errorf("webhook: no answer within %s", w.timeout))
+			err = fmt.Errorf("no answer within %s", w.timeout)
+		} else {
+			err = unwrapURLError(err)
 		}
-		return Transient(0, fmt.Errorf("webhook: %w", unwrapURLError(err)))
+		if wrote.Load() {
+			return Unknown(fmt.Errorf("webhook: request sent, %w", err))
+		}
+		return Transient(0, fmt.Errorf("webhook: %w", err))
 	}
 	defer func() {
 		// Drain (bounded) so the connection goes back to the pool.

@@ -79,7 +79,10 @@ func TestWebhookClassifiesEveryResponseClass(t *testing.T) {
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-func TestWebhookTimeoutAndConnectionErrorsAreTransient(t *testing.T) {
+// A timeout after the request was written is an unknown outcome (the
+// provider may have delivered); a connection refused is transient (nothing
+// reached it).
+func TestWebhookTimeoutIsUnknownAndRefusedIsTransient(t *testing.T) {
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -92,8 +95,8 @@ func TestWebhookTimeoutAndConnectionErrorsAreTransient(t *testing.T) {
 	wh, _ := NewWebhook(slow.URL, Options{Timeout: 100 * time.Millisecond})
 	start := time.Now()
 	r := wh.Send(context.Background(), testCommand("n1", 1))
-	if r.Outcome != contract.OutcomeTransient || r.Code != 0 {
-		t.Errorf("timeout: got %s code %d (%v), want transient 0", r.Outcome, r.Code, r.Err)
+	if r.Outcome != contract.OutcomeUnknown || r.Code != 0 {
+		t.Errorf("timeout: got %s code %d (%v), want unknown 0", r.Outcome, r.Code, r.Err)
 	}
 	if el := time.Since(start); el > 3*time.Second {
 		t.Errorf("timeout took %s", el)

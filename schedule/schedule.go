@@ -195,6 +195,51 @@ func Release(t time.Time, rules ...Rule) (time.Time, error) {
 	}
 }
 
+// NextStart returns the earliest instant after t, and before limit, at
+// which one of the rules' windows begins, and whether there is one. Starts
+// follow the DST rules of the package comment: a start inside a
+// spring-forward gap is the first instant after the gap, one inside an
+// autumn overlap the earlier of its two instants, and a window wholly
+// inside a gap does not begin that day. The dispatcher uses it for a send
+// command's cut-off: no provider call may run into a blackout window.
+func NextStart(t, limit time.Time, rules ...Rule) (time.Time, bool) {
+	var best time.Time
+	found := false
+	for _, r := range rules {
+		loc := r.Loc
+		if loc == nil {
+			loc = time.UTC
+		}
+		y, mo, d := t.In(loc).Date()
+		days := int(limit.Sub(t)/(24*time.Hour)) + 2
+		for _, w := range r.Windows {
+			if w.From == w.To {
+				continue
+			}
+			fh, fm, th, tm := w.From.Hour(), w.From.Minute(), w.To.Hour(), w.To.Minute()
+			for day := d - 1; day <= d+days; day++ {
+				start := wallTime(y, mo, day, fh, fm, loc, false)
+				if !start.After(t) {
+					continue
+				}
+				if !start.Before(limit) || (found && !start.Before(best)) {
+					break
+				}
+				endDay := day
+				if w.To < w.From {
+					endDay++
+				}
+				if end := wallTime(y, mo, endDay, th, tm, loc, true); !end.After(start) {
+					continue // wholly inside a spring-forward gap: no window that day
+				}
+				best, found = start, true
+				break
+			}
+		}
+	}
+	return best, found
+}
+
 // Backoff returns how long the n-th retry on a channel waits (n from 1):
 // initial * multiplier^(n-1), capped at max, with up to ±10% jitter. The
 // jitter is derived from key and n, so the same inputs always give the same

@@ -427,3 +427,57 @@ func TestInsideFixedAgrees(t *testing.T) {
 		t.Errorf("only %d cases away from offset changes", fixed)
 	}
 }
+
+func TestNextStart(t *testing.T) {
+	seoul, _ := time.LoadLocation("Asia/Seoul")
+	ny, _ := time.LoadLocation("America/New_York")
+	night := []contract.Window{{From: 22 * 60, To: 6 * 60}}
+	tests := []struct {
+		name   string
+		t      time.Time
+		limit  time.Duration
+		rules  []Rule
+		want   time.Time
+		wantOK bool
+	}{
+		{"later today", time.Date(2026, 1, 15, 21, 50, 0, 0, seoul), time.Hour, []Rule{{Windows: night, Loc: seoul}},
+			time.Date(2026, 1, 15, 22, 0, 0, 0, seoul), true},
+		{"beyond the limit", time.Date(2026, 1, 15, 21, 50, 0, 0, seoul), 5 * time.Minute, []Rule{{Windows: night, Loc: seoul}},
+			time.Time{}, false},
+		{"inside a window: the next start is tomorrow's", time.Date(2026, 1, 15, 23, 0, 0, 0, seoul), 48 * time.Hour, []Rule{{Windows: night, Loc: seoul}},
+			time.Date(2026, 1, 16, 22, 0, 0, 0, seoul), true},
+		{"exactly at a start is not after it", time.Date(2026, 1, 15, 22, 0, 0, 0, seoul), 25 * time.Hour, []Rule{{Windows: night, Loc: seoul}},
+			time.Date(2026, 1, 16, 22, 0, 0, 0, seoul), true},
+		{"earliest of two rules", time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC), 24 * time.Hour,
+			[]Rule{{Windows: night, Loc: seoul}, {Windows: []contract.Window{{From: 12*60 + 30, To: 13 * 60}}, Loc: time.UTC}},
+			time.Date(2026, 1, 15, 12, 30, 0, 0, time.UTC), true},
+		// 2026-03-08: New York springs forward 02:00 -> 03:00.
+		{"start inside the gap moves to its end", time.Date(2026, 3, 8, 1, 0, 0, 0, ny), 3 * time.Hour,
+			[]Rule{{Windows: []contract.Window{{From: 2*60 + 30, To: 5 * 60}}, Loc: ny}},
+			time.Date(2026, 3, 8, 3, 0, 0, 0, ny), true},
+		{"window wholly inside the gap does not begin", time.Date(2026, 3, 8, 1, 0, 0, 0, ny), 3 * time.Hour,
+			[]Rule{{Windows: []contract.Window{{From: 2*60 + 10, To: 2*60 + 40}}, Loc: ny}},
+			time.Time{}, false},
+		// 2026-11-01: New York falls back 02:00 -> 01:00; 01:30 happens twice.
+		{"start inside the overlap is its earlier instant", time.Date(2026, 11, 1, 0, 30, 0, 0, ny), 3 * time.Hour,
+			[]Rule{{Windows: []contract.Window{{From: 90, To: 4 * 60}}, Loc: ny}},
+			time.Date(2026, 11, 1, 5, 30, 0, 0, time.UTC), true},
+	}
+	for _, tt := range tests {
+		got, ok := NextStart(tt.t, tt.t.Add(tt.limit), tt.rules...)
+		if ok != tt.wantOK || (ok && !got.Equal(tt.want)) {
+			t.Errorf("%s: NextStart = %s, %v; want %s, %v", tt.name, got, ok, tt.want, tt.wantOK)
+			continue
+		}
+		if ok {
+			// Just before the start is outside every window; the start is inside one.
+			for _, r := range tt.rules {
+				if in, _ := r.Inside(got); in {
+					goto inside
+				}
+			}
+			t.Errorf("%s: %s is not inside a window", tt.name, got)
+		inside:
+		}
+	}
+}

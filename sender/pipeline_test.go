@@ -93,8 +93,7 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	}
 
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: o.SendTimeout}, Log: log}
-	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-		Options: processors.GokaOptions(c.Topology, filepath.Join(dir, "goka"), log), Log: log}
+	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
 	run("dispatcher", sup.Run)
 
 	ds, err := delay.New(delay.Config{Brokers: c.Brokers, Partitioner: topology.KgoPartitioner(),

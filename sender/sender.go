@@ -25,9 +25,20 @@
 //     where Herald is at-least-once towards the provider, and the
 //     idempotency key (and the stale check) is what makes the second
 //     attempt harmless.
-//   - A command for an attempt the state has already moved past is not
-//     sent (Stale, against a view of the dispatcher table); its offset
-//     completes without a result.
+//   - A command for an attempt the state has already moved past, or for a
+//     notification canceled while the command waited, is not sent (Stale,
+//     against a view of the dispatcher table); its offset completes
+//     without a result.
+//   - No provider call starts at or after the command's cut-off (its
+//     deadline, the next blackout window's start, expires_at), and a call
+//     is bounded by it: a command that reaches the sender too late is
+//     answered not_attempted, and the dispatcher decides again without
+//     using up an attempt. So no call starts inside a blackout window or
+//     after expiry, however long the command queued.
+//   - At most one provider call per (id, attempt) runs at a time in this
+//     sender: a second copy of a command (a replay re-emitted it) that
+//     arrives while the first is being called completes without a call
+//     and without a result; the first one's result answers both.
 //   - On a rebalance, the revoked partitions' attempts in flight get up to
 //     Config.DrainTimeout to finish (those waiting for their channel's
 //     gate are then abandoned), and the completed prefix is committed
@@ -135,12 +146,13 @@ type Config struct {
 
 // Sender is the sender stage.
 type Sender struct {
-	cfg   Config
-	gates map[contract.Channel]*gate
-	sem   *semaphore.Weighted
-	obs   Observer
-	log   *slog.Logger
-	now   func() time.Time
+	cfg      Config
+	inFlight sync.Map // attemptKey -> struct{}: the calls running now
+	gates    map[contract.Channel]*gate
+	sem      *semaphore.Weighted
+	obs      Observer
+	log      *slog.Logger
+	now      func() time.Time
 
 	ready    atomic.Bool
 	restarts atomic.Int64
@@ -283,6 +295,7 @@ func (s *Sender) session(ctx context.Context) error {
 		kgo.OnPartitionsLost(ss.lost),
 	}
 	opts = append(opts, topology.KgoProducerOpts()...)
+	opts = append(opts, tc.KgoGroupOpts()...)
 	opts = append(opts, s.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -436,6 +449,12 @@ func (ss *session) mark(t *partitionTracker, r *kgo.Record) {
 	}
 }
 
+// attemptKey names one provider attempt of one notification.
+type attemptKey struct {
+	id      string
+	attempt int
+}
+
 type verdict int
 
 const (
@@ -448,7 +467,7 @@ const (
 // channel's gate (the partition was revoked or the session stops).
 func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (contract.SendResult, verdict) {
 	s := ss.s
-	res := contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Channel: cmd.Channel}
+	res := contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}
 	p := s.cfg.Providers[cmd.Channel]
 	if p == nil || cmd.Address == "" {
 		res.Outcome = contract.OutcomePermanent
@@ -464,9 +483,11 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 	if err := g.wait(wait); err != nil {
 		return res, verdictAbandon
 	}
-	if Expired(cmd, s.now()) {
-		s.obs.Skipped(cmd.Channel)
-		return res, verdictSkip
+	now := s.now()
+	if why := PastCutoff(cmd, now); why != "" {
+		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
+		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
+		return res, verdictPublish
 	}
 	if s.cfg.State != nil {
 		st, err := s.cfg.State.Get(cmd.ID)
@@ -477,8 +498,19 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 			return res, verdictSkip
 		}
 	}
+	key := attemptKey{cmd.ID, cmd.Attempt}
+	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {
+		s.obs.Skipped(cmd.Channel)
+		return res, verdictSkip
+	}
+	defer s.inFlight.Delete(key)
+	call, cancel := context.WithDeadline(ss.base, cmd.Until())
+	if cmd.Until().IsZero() {
+		call, cancel = context.WithCancel(ss.base)
+	}
 	start := s.now()
-	pr := p.Send(ss.base, cmd)
+	pr := p.Send(call, cmd)
+	cancel()
 	end := s.now()
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
 		return res, verdictAbandon // cut off at shutdown: the answer is unknown

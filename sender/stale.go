@@ -28,17 +28,24 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 	if s == nil {
 		return false
 	}
-	if s.Attempts > cmd.Attempt {
-		return true
+	if s.Status.Final() || s.Attempts > cmd.Attempt {
+		return true // a canceled notification is final: its queued command is skipped
 	}
-	return s.Attempts == cmd.Attempt && s.Status != contract.StatusSending
+	return s.Attempts == cmd.Attempt && (s.Status != contract.StatusSending || s.Issue > cmd.Issue)
 }
 
-// Expired reports whether the command's deadline has passed at now: the
-// dispatcher has timed the attempt out (or is about to) and issues a new
-// one, so calling the provider now could only deliver twice.
-func Expired(cmd *contract.SendCommand, now time.Time) bool {
-	return !cmd.Deadline.IsZero() && !now.Before(cmd.Deadline)
+// PastCutoff says why the provider may no longer be called for cmd at now,
+// or "" while it may: the command's cut-off (SendCommand.Until) has come.
+func PastCutoff(cmd *contract.SendCommand, now time.Time) string {
+	until := cmd.Until()
+	if until.IsZero() || now.Before(until) {
+		return ""
+	}
+	at := until.UTC().Format(time.RFC3339)
+	if !cmd.Cutoff.IsZero() && !cmd.Deadline.IsZero() && cmd.Cutoff.Before(cmd.Deadline) {
+		return "not attempted: the command's cut-off passed at " + at + " (a blackout window began or the request expired) while it queued"
+	}
+	return "not attempted: the command's deadline passed at " + at + " while it queued"
 }
 
 // TableView is the part of a Goka view of the dispatcher table (with
@@ -78,9 +85,10 @@ func decodeProgress(id string, b []byte) (*contract.State, error) {
 	var p struct {
 		Status   contract.Status `json:"status"`
 		Attempts int             `json:"attempts"`
+		Issue    int             `json:"issue"`
 	}
 	if err := json.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
 	}
-	return &contract.State{ID: id, Status: p.Status, Attempts: p.Attempts}, nil
+	return &contract.State{ID: id, Status: p.Status, Attempts: p.Attempts, Issue: p.Issue}, nil
 }

@@ -3,6 +3,7 @@ package sender
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,20 +141,24 @@ func BenchmarkViewReaderDecode(b *testing.B) {
 	})
 }
 
-func TestExpired(t *testing.T) {
+func TestPastCutoff(t *testing.T) {
 	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 	cases := []struct {
-		deadline time.Time
-		want     bool
+		deadline, cutoff time.Time
+		want             string // a word of the reason, or "" for "may call"
 	}{
-		{time.Time{}, false},          // no deadline
-		{now.Add(time.Second), false}, // still within the send timeout
-		{now, true},                   // the timeout fires now
-		{now.Add(-time.Minute), true}, // long given up
+		{time.Time{}, time.Time{}, ""},                         // neither
+		{now.Add(time.Second), time.Time{}, ""},                // within the deadline
+		{now, time.Time{}, "deadline"},                         // the deadline is now
+		{now.Add(time.Hour), now.Add(time.Second), ""},         // before the cut-off
+		{now.Add(time.Hour), now, "blackout window"},           // a window begins now
+		{now.Add(time.Hour), now.Add(-time.Minute), "expired"}, // long past
+		{now.Add(-time.Minute), now.Add(-time.Minute), "deadline"},
 	}
 	for _, c := range cases {
-		if got := Expired(&contract.SendCommand{Deadline: c.deadline}, now); got != c.want {
-			t.Errorf("Expired(deadline %v) = %v, want %v", c.deadline, got, c.want)
+		got := PastCutoff(&contract.SendCommand{Deadline: c.deadline, Cutoff: c.cutoff}, now)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("PastCutoff(deadline %v, cutoff %v) = %q, want one naming %q", c.deadline, c.cutoff, got, c.want)
 		}
 	}
 }

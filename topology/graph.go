@@ -12,6 +12,11 @@ import (
 // decode goes to the DLQ instead of stopping the processor.
 var DispatcherInputs = []string{TopicRequests, TopicResults, TopicWakeups, TopicControl}
 
+// DelayTargets are the topics the delay stage releases records to: the
+// dispatcher's wake-ups, and the results and cancels it parks while their
+// id has no state yet.
+var DelayTargets = []string{TopicWakeups, TopicResults, TopicControl}
+
 // DispatcherGraph is the dispatcher's Goka group graph: one callback for
 // all inputs, the group table, and an output edge for every topic it emits
 // to (send commands, the delay tiers, the DLQ).

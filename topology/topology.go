@@ -70,6 +70,15 @@ type Config struct {
 	DLQRetention time.Duration
 	// ClientID names Herald's clients to the brokers.
 	ClientID string
+	// SessionTimeout is the consumer group session timeout of every
+	// consumer Herald builds (Goka's Sarama groups and the franz-go
+	// stages): how long the coordinator waits for a silent member (a
+	// process killed or paused) before moving its partitions to the
+	// others. Default 10 s.
+	SessionTimeout time.Duration
+	// HeartbeatInterval is how often every consumer heartbeats; it must be
+	// well below SessionTimeout (at most a third). Default 1 s.
+	HeartbeatInterval time.Duration
 }
 
 // Defaults for Config.
@@ -78,6 +87,10 @@ const (
 	DefaultReplication  = 1
 	DefaultRetention    = 7 * 24 * time.Hour
 	DefaultDLQRetention = 30 * 24 * time.Hour
+	// DefaultSessionTimeout moves a dead instance's partitions in about
+	// 10 s (Kafka's and franz-go's default, 45 s, stalls them that long).
+	DefaultSessionTimeout    = 10 * time.Second
+	DefaultHeartbeatInterval = time.Second
 )
 
 // WithDefaults fills zero fields.
@@ -97,7 +110,44 @@ func (c Config) WithDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = "herald"
 	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
 	return c
+}
+
+// Validate refuses settings Kafka would refuse later, or that cannot work.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	if c.HeartbeatInterval*3 > c.SessionTimeout {
+		return fmt.Errorf("--heartbeat-interval (%s) must be at most a third of --session-timeout (%s)", c.HeartbeatInterval, c.SessionTimeout)
+	}
+	if c.SessionTimeout < 6*time.Second {
+		return fmt.Errorf("--session-timeout (%s) must be at least 6s, Kafka's group.min.session.timeout.ms", c.SessionTimeout)
+	}
+	return nil
+}
+
+// Sarama is SaramaConfig with the group timings of c.
+func (c Config) Sarama(clientID string) *sarama.Config {
+	c = c.WithDefaults()
+	cfg := SaramaConfig(clientID)
+	cfg.Consumer.Group.Session.Timeout = c.SessionTimeout
+	cfg.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	return cfg
+}
+
+// KgoGroupOpts are the consumer group options every franz-go consumer of
+// Herald uses: the group timings of c.
+func (c Config) KgoGroupOpts() []kgo.Opt {
+	c = c.WithDefaults()
+	return []kgo.Opt{
+		kgo.SessionTimeout(c.SessionTimeout),
+		kgo.HeartbeatInterval(c.HeartbeatInterval),
+	}
 }
 
 // TopicSpec is one topic Herald creates.

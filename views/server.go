@@ -87,7 +87,7 @@ type Observer interface {
 const (
 	CancelRequested = "requested" // published; the dispatcher will cancel unless the state moves on first
 	CancelDone      = "canceled"  // the view shows it canceled (with ?wait)
-	CancelConflict  = "conflict"  // sending or final: too late
+	CancelConflict  = "conflict"  // final: too late
 	CancelUnknown   = "unknown"   // no such id
 )
 
@@ -383,6 +383,9 @@ type CancelResponse struct {
 	Result string          `json:"result"`
 	Status contract.Status `json:"status"`
 	Error  string          `json:"error,omitempty"`
+	// Note explains what a cancel of a sending notification can and
+	// cannot stop.
+	Note string `json:"note,omitempty"`
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
@@ -421,7 +424,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "unknown notification", map[string]any{"id": id})
 		return
 	}
-	if !st.Status.Held() {
+	if st.Status.Final() {
 		s.conflict(w, st)
 		return
 	}
@@ -445,23 +448,27 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, http.StatusOK, CancelResponse{ID: id, Result: CancelDone, Status: cur.Status})
 				return
 			}
-			if !cur.Status.Held() {
+			if cur.Status.Final() {
 				s.conflict(w, cur)
 				return
 			}
 		}
 	}
 	s.cancelOutcome(CancelRequested)
-	writeJSON(w, http.StatusAccepted, CancelResponse{ID: id, Result: CancelRequested, Status: st.Status})
+	resp := CancelResponse{ID: id, Result: CancelRequested, Status: st.Status}
+	if st.Status == contract.StatusSending {
+		resp.Note = sendingCancelNote
+	}
+	writeJSON(w, http.StatusAccepted, resp)
 }
+
+// sendingCancelNote is what a cancel of a sending notification is told.
+const sendingCancelNote = "the notification is sending: its command is stopped before the provider call if that call has not started; a call already started cannot be taken back, and if it delivers the notification ends sent"
 
 // conflict answers 409 for a notification that can no longer be canceled.
 func (s *Server) conflict(w http.ResponseWriter, st *contract.State) {
 	s.cancelOutcome(CancelConflict)
-	why := "already handed to a provider; it can no longer be canceled"
-	if st.Status.Final() {
-		why = "already final"
-	}
+	why := "already final"
 	writeJSON(w, http.StatusConflict, CancelResponse{ID: st.ID, Result: CancelConflict, Status: st.Status, Error: why})
 }
 
@@ -486,7 +493,7 @@ func (s *Server) awaitChange(ctx context.Context, id string, version uint64, wai
 			continue
 		}
 		last = cur
-		if !cur.Status.Held() {
+		if cur.Status.Final() {
 			return cur
 		}
 	}

@@ -103,9 +103,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	dir := t.TempDir()
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
 		Observer: metrics.NewDispatch(reg), Log: log}
-	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-		Options: processors.GokaOptions(c.Topology, filepath.Join(dir, "goka"), log), Log: log,
-		MinBackoff: 100 * time.Millisecond}
+	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
+	sup.MinBackoff = 100 * time.Millisecond
 	view, err := views.NewStateView(c.Topology, filepath.Join(dir, "goka", "views"), log)
 	if err != nil {
 		t.Fatal(err)

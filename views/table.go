@@ -49,16 +49,12 @@ type StateView struct {
 // settings and its storage under storageDir. Run it with Run.
 func NewStateView(tc topology.Config, storageDir string, log *slog.Logger) (*StateView, error) {
 	tc = tc.WithDefaults()
-	sc := topology.SaramaConfig(tc.ClientID + "-view")
 	v, err := goka.NewView(tc.Brokers, topology.TableDispatcher, new(codec.Bytes),
-		goka.WithViewClientID(tc.ClientID+"-view"),
-		goka.WithViewTopicManagerBuilder(goka.TopicManagerBuilderWithConfig(sc, tc.TopicManagerConfig())),
-		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(sc)),
-		goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
-		goka.WithViewHasher(topology.Hasher),
-		goka.WithViewAutoReconnect(),
-		goka.WithViewLogger(processors.GokaLogger(log)),
-	)
+		append(processors.ViewOptions(tc, tc.ClientID+"-view", log),
+			goka.WithViewClientID(tc.ClientID+"-view"),
+			goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
+			goka.WithViewAutoReconnect(),
+		)...)
 	if err != nil {
 		return nil, fmt.Errorf("views: dispatcher table view: %w", err)
 	}

@@ -148,7 +148,7 @@ type runFlags struct {
 	brokers, dataDir, databaseURL, httpAddr, brokerAddr string
 	logLevel, logFormat, stages                         string
 	partitions, replication                             int
-	retention                                           time.Duration
+	retention, sessionTimeout, heartbeat                time.Duration
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
@@ -163,6 +163,8 @@ func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	intFlag(fs, &f.partitions, "partitions", topology.DefaultPartitions, "partitions of every co-partitioned topic (fixed once the topics exist)")
 	intFlag(fs, &f.replication, "replication", topology.DefaultReplication, "replication factor of the topics Herald creates")
 	durationFlag(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
+	durationFlag(fs, &f.sessionTimeout, "session-timeout", topology.DefaultSessionTimeout, "consumer group session timeout of every consumer: how soon a dead or paused instance's partitions move to the others")
+	durationFlag(fs, &f.heartbeat, "heartbeat-interval", topology.DefaultHeartbeatInterval, "heartbeat interval of every consumer (at most a third of --session-timeout)")
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -255,7 +257,10 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		log.Info("embedded broker started", "addr", strings.Join(env.Brokers, ","), "data", filepath.Join(dataDir, "kafka"))
 	}
 	env.Topology = topology.Config{Brokers: env.Brokers, Partitions: rf.partitions, Replication: rf.replication,
-		Retention: rf.retention, ClientID: "herald"}.WithDefaults()
+		Retention: rf.retention, ClientID: "herald", SessionTimeout: rf.sessionTimeout, HeartbeatInterval: rf.heartbeat}.WithDefaults()
+	if err := env.Topology.Validate(); err != nil {
+		return err
+	}
 
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = topology.WaitForBrokers(waitCtx, env.Brokers)

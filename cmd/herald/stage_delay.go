@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -35,7 +36,7 @@ func init() {
 			durationFlag(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
 			durationFlag(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
 			durationFlag(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
-			listVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+topology.TopicWakeups+"); others go to the DLQ")
+			listVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
 		},
 		start: startDelay,
 	})
@@ -48,13 +49,13 @@ func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, 
 	}
 	targets := f.targets.vals
 	if len(targets) == 0 {
-		targets = []string{topology.TopicWakeups}
+		targets = topology.DelayTargets
 	}
 	s, err := delay.New(delay.Config{
 		Brokers:                env.Brokers,
 		Group:                  delay.DefaultGroup,
 		Partitioner:            topology.KgoPartitioner(),
-		ClientOpts:             append(topology.KgoProducerOpts(), kgo.ClientID(env.Topology.ClientID+"-delay")),
+		ClientOpts:             append(append(topology.KgoProducerOpts(), env.Topology.KgoGroupOpts()...), kgo.ClientID(env.Topology.ClientID+"-delay")),
 		Targets:                targets,
 		DLQTopic:               topology.TopicDLQ,
 		MaxBuffer:              f.maxBuffer,

@@ -11,7 +11,6 @@ import (
 	"github.com/herald-dispatch/herald/metrics"
 	"github.com/herald-dispatch/herald/processors"
 	"github.com/herald-dispatch/herald/schedule"
-	"github.com/herald-dispatch/herald/topology"
 )
 
 var dispatcherFlags struct {
@@ -19,6 +18,8 @@ var dispatcherFlags struct {
 	blackout    listFlag
 	blackoutTZ  string
 	sendTimeout time.Duration
+	parkFor     time.Duration
+	margin      time.Duration
 }
 
 func init() {
@@ -30,7 +31,9 @@ func init() {
 			stringFlag(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
 			listVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
 			stringFlag(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
-			durationFlag(fs, &f.sendTimeout, "send-timeout", processors.DefaultSendTimeout, "a sending notification with no result after this is retried")
+			durationFlag(fs, &f.sendTimeout, "send-timeout", processors.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
+			durationFlag(fs, &f.margin, "send-timeout-margin", processors.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
+			durationFlag(fs, &f.parkFor, "park-for", processors.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 		},
 		start: startDispatcher,
 	})
@@ -55,10 +58,15 @@ func dispatchConfig() (processors.DispatchConfig, error) {
 		}
 		global.Windows = append(global.Windows, w)
 	}
-	if f.sendTimeout <= 0 {
-		return processors.DispatchConfig{}, fmt.Errorf("--send-timeout must be positive")
+	if f.sendTimeout <= 0 || f.margin <= 0 || f.parkFor <= 0 {
+		return processors.DispatchConfig{}, fmt.Errorf("--send-timeout, --send-timeout-margin and --park-for must be positive")
 	}
-	return processors.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout}, nil
+	cfg := processors.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout,
+		ProviderTimeout: senderFlags.timeout, TimeoutMargin: f.margin}
+	if err := cfg.Validate(); err != nil {
+		return processors.DispatchConfig{}, err
+	}
+	return cfg, nil
 }
 
 func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
@@ -66,14 +74,9 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
-	d := &processors.Dispatcher{Config: cfg, Observer: metrics.NewDispatch(env.Registry), Log: env.Log.With("stage", "dispatcher")}
-	sup := &processors.Supervisor{
-		Name:    string(topology.GroupDispatcher),
-		Graph:   d.Graph(),
-		Brokers: env.Brokers,
-		Options: processors.GokaOptions(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log),
-		Log:     env.Log,
-	}
+	d := &processors.Dispatcher{Config: cfg, Observer: metrics.NewDispatch(env.Registry), Log: env.Log.With("stage", "dispatcher"),
+		Fence: new(processors.Fence), ParkFor: dispatcherFlags.parkFor}
+	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
 	env.AddProcessor(sup.Processor)
 	return sup.Run, nil

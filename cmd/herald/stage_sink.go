@@ -53,6 +53,7 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 	}
 	s, err := sink.New(sink.Config{
 		Brokers:       env.Brokers,
+		KgoOpts:       env.Topology.KgoGroupOpts(),
 		Pool:          pool,
 		ClientID:      env.Topology.ClientID + "-sink",
 		BatchSize:     f.batchSize,
