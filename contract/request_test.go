@@ -499,3 +499,51 @@ func TestRequestJSONRoundTrip(t *testing.T) {
 		t.Errorf("request JSON fields = %v, want %s", keys, want)
 	}
 }
+
+// A request over MaxRequestBytes is refused as too large, whatever it
+// holds, so that its state always fits the changelog.
+func TestDecodeRefusesOversizedRequests(t *testing.T) {
+	m := map[string]any{"schema": SchemaV1, "id": "big", "campaign": "c", "recipient": map[string]any{"email": "a@example.com"},
+		"channels": []string{"email"}, "content": map[string]any{"text": strings.Repeat("x", MaxRequestBytes)}}
+	b, _ := json.Marshal(m)
+	_, err := Decode([]byte("big"), b)
+	if !errors.Is(err, ErrTooLarge) || Reason(err) != ReasonTooLarge {
+		t.Fatalf("Decode of %d bytes: %v (reason %q), want too large", len(b), err, Reason(err))
+	}
+	m["content"] = map[string]any{"text": strings.Repeat("x", MaxRequestBytes-1024)}
+	b, _ = json.Marshal(m)
+	if _, err := Decode([]byte("big"), b); err != nil {
+		t.Fatalf("a request just under the limit: %v", err)
+	}
+}
+
+// The largest state Herald can write (a request at the limit and a full
+// history of errors at their limit) fits Kafka's default 1 MiB message.
+func TestLargestStateFitsTheChangelog(t *testing.T) {
+	m := map[string]any{"schema": SchemaV1, "id": strings.Repeat("i", MaxIDLength), "campaign": "c",
+		"recipient": map[string]any{"email": "a@example.com"}, "channels": []string{"email"},
+		"content": map[string]any{"text": strings.Repeat("<", MaxRequestBytes-2048)}}
+	var in strings.Builder
+	ie := json.NewEncoder(&in)
+	ie.SetEscapeHTML(false)
+	if err := ie.Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Decode(nil, []byte(in.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := State{ID: r.ID, Request: r}
+	for i := 0; i < MaxHistory; i++ {
+		s.History = append(s.History, Attempt{Attempt: i, Channel: ChannelEmail, Outcome: OutcomeTransient, Error: strings.Repeat("e", MaxErrorLength+3)})
+	}
+	var buf strings.Builder
+	e := json.NewEncoder(&buf)
+	e.SetEscapeHTML(false) // as the changelog codec writes it (topology.StateCodec)
+	if err := e.Encode(&s); err != nil {
+		t.Fatal(err)
+	}
+	if enc := buf.String(); len(enc) >= 1<<20 {
+		t.Fatalf("largest state is %d bytes, over 1 MiB", len(enc))
+	}
+}

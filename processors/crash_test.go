@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"hash"
 	"log/slog"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -337,5 +341,115 @@ func TestRestartRecoversOnlyWhatIsNew(t *testing.T) {
 	}
 	if st != 2 {
 		t.Fatalf("local store offset %d after a clean stop, want 2 (the last changelog record): a restart would read it all again", st)
+	}
+}
+
+// A held state whose wake-up was lost (no delay stage runs here, so the
+// wake-up never comes back) is found by the sweep and woken.
+func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	due := rigT0.Add(time.Minute)
+	r.request("a", due)
+	r.request("b", rigT0.Add(time.Hour)) // not due yet: left alone
+	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, processors.VerdictApplied) == 2 })
+
+	v, err := goka.NewView(r.c.Brokers, topology.TableDispatcher, new(codec.Bytes),
+		append(processors.ViewOptions(r.c.Topology, "sweep-test", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = v.Run(ctx) }()
+	r.waitFor("the view", func() bool { return v.Recovered() })
+	r.waitFor("the states in the view", func() bool { x, _ := v.Get("b"); return x != nil })
+
+	sw := &processors.Sweeper{View: v, Fence: r.sup.Fence(), Partitions: 1, Publish: processors.PublishWakeups(r.cl),
+		Grace: time.Minute, Now: r.now}
+	// Not overdue yet: nothing.
+	r.setNow(due.Add(30 * time.Second))
+	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep before the grace: %d, %v", n, err)
+	}
+	r.setNow(due.Add(2 * time.Minute))
+	if n, err := sw.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d wake-ups, %v; want 1 (a's)", n, err)
+	}
+	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+	if len(r.commands("b")) != 0 {
+		t.Fatal("b was sent before its time")
+	}
+}
+
+// A zombie's write (an owner that lost its partition, whose retried
+// produce lands after the new owner's write) loses everywhere the
+// changelog is read: the new owner's epoch makes its version higher.
+func TestZombieWriteLosesToTheNewOwner(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	r.request("a", time.Time{})
+	r.waitFor("the request", func() bool { return r.obs.count(topology.TopicRequests, processors.VerdictApplied) == 1 })
+	v := r.c.TableView(t)
+	r.waitFor("a's state", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
+	old := *v.State("a")
+	// The first owner is gone (a zombie, say); a new one, with its own
+	// storage, takes the partition in a later generation.
+	r.stop()
+	r.storage = t.TempDir()
+	r.start()
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("the new owner's sent", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
+	sent := *v.State("a")
+	if sent.Version>>32 <= old.Version>>32 {
+		t.Fatalf("new owner's version %x has no higher epoch than the old owner's %x", sent.Version, old.Version)
+	}
+	// The zombie's late write: computed from the old state, one version on.
+	z := old
+	z.Status, z.LastError, z.Version = contract.StatusFailed, "zombie", old.Version+1
+	r.produce(string(topology.TableDispatcher), "a", &z)
+	// A marker after it, so we know the view has read past the zombie.
+	r.request("b", time.Time{})
+	r.waitFor("b", func() bool { return v.State("b") != nil })
+	if s := v.State("a"); s.Status != contract.StatusSent || s.Version != sent.Version {
+		t.Fatalf("view after the zombie write: %s v%x, want sent v%x", s.Status, s.Version, sent.Version)
+	}
+	// A third owner recovering the table from the changelog keeps it too.
+	r.stop()
+	r.storage = t.TempDir()
+	r.start()
+	r.produce(topology.TopicRequests, "a", map[string]any{"schema": contract.SchemaV1, "id": "a", "campaign": "c",
+		"recipient": map[string]any{"email": "a@example.com"}, "channels": []string{"email"}, "content": map[string]any{}})
+	r.waitFor("the duplicate", func() bool { return r.obs.count(topology.TopicRequests, processors.VerdictDuplicate) == 1 })
+	r.waitFor("the duplicate in the view", func() bool { return v.State("a").Duplicates == 1 })
+	if s := v.State("a"); s.Status != contract.StatusSent {
+		t.Fatalf("after a recovery: %s, want sent (the zombie's failed was kept)", s.Status)
+	}
+}
+
+// Goka's topic checks work while any listed broker is up: the first one
+// listed here is dead.
+func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	brokers := append([]string{dead}, c.Brokers...)
+	tm, err := processors.TopicChecker(c.Topology, "test")(brokers)
+	if err != nil {
+		t.Fatalf("topic checker with %v: %v", brokers, err)
+	}
+	defer tm.Close()
+	if err := tm.EnsureStreamExists(topology.TopicRequests, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.EnsureTableExists(string(topology.TableDispatcher), 3); err == nil {
+		t.Fatal("a wrong partition count passed")
+	}
+	if err := tm.EnsureStreamExists("no-such-topic", 2); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing topic: %v", err)
 	}
 }

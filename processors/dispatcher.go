@@ -261,5 +261,5 @@ func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog
 		log = slog.Default()
 	}
 	return &Supervisor{Name: string(topology.GroupDispatcher), Graph: d.Graph(), Brokers: tc.Brokers,
-		Options: GokaOptions(tc, storageDir, log, d.Fence), Log: log}
+		Options: GokaOptions(tc, storageDir, log, d.Fence), Log: log, fence: d.Fence}
 }

@@ -57,9 +57,14 @@ type Supervisor struct {
 	// MinBackoff and MaxBackoff bound the wait between restarts.
 	MinBackoff, MaxBackoff time.Duration
 
+	fence    *Fence
 	current  atomic.Pointer[goka.Processor]
 	restarts atomic.Int64
 }
+
+// Fence returns the Fence the supervised processor records its owner
+// epochs in (the one GokaOptions got), or nil.
+func (s *Supervisor) Fence() *Fence { return s.fence }
 
 // Processor returns the running processor, or nil.
 func (s *Supervisor) Processor() *goka.Processor { return s.current.Load() }

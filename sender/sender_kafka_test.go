@@ -487,3 +487,71 @@ func TestSenderThrottlePausesTheChannel(t *testing.T) {
 		}
 	}
 }
+
+// countingProvider records the calls it gets and answers success after a
+// delay.
+type countingProvider struct {
+	delay time.Duration
+	mu    sync.Mutex
+	calls map[string]int
+	until map[string]time.Time // each call's context deadline (zero: none)
+}
+
+func (p *countingProvider) Send(ctx context.Context, cmd *contract.SendCommand) provider.Result {
+	p.mu.Lock()
+	p.calls[fmt.Sprintf("%s#%d", cmd.ID, cmd.Attempt)]++
+	dl, _ := ctx.Deadline()
+	p.until[cmd.ID] = dl
+	p.mu.Unlock()
+	select {
+	case <-time.After(p.delay):
+		return provider.Success(200)
+	case <-ctx.Done():
+		return provider.Unknown(ctx.Err())
+	}
+}
+
+func (p *countingProvider) Close() error { return nil }
+
+// Two copies of one command (a replay re-emitted it while the first was
+// queued) reach the provider once: one call per (id, attempt) at a time.
+// A command whose cut-off has passed is answered not_attempted, never
+// called; and a call is bounded by the command's cut-off.
+func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 300 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	dup := command("dup", contract.ChannelEmail, 1)
+	late := command("late", contract.ChannelEmail, 1)
+	var lc contract.SendCommand
+	_ = json.Unmarshal(late.Value, &lc)
+	lc.Deadline = time.Now().Add(time.Hour)
+	lc.Cutoff = time.Now().Add(-time.Second) // a blackout window began while it queued
+	late.Value, _ = json.Marshal(lc)
+	bounded := command("bounded", contract.ChannelEmail, 1)
+	var bc contract.SendCommand
+	_ = json.Unmarshal(bounded.Value, &bc)
+	bc.Deadline = time.Now().Add(time.Hour)
+	bc.Cutoff = time.Now().Add(time.Minute)
+	bounded.Value, _ = json.Marshal(bc)
+	c.Produce(t, c.Client(t), dup, dup, late, bounded)
+
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	got := results(t, c, 3, 30*time.Second)
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["dup#1"] != 1 || p.calls["late#1"] != 0 || p.calls["bounded#1"] != 1 {
+		t.Fatalf("provider calls %v, want dup#1 once, late#1 never, bounded#1 once", p.calls)
+	}
+	outcomes := map[string]contract.Outcome{}
+	for _, r := range got {
+		outcomes[r.ID] = r.Outcome
+	}
+	if outcomes["dup"] != contract.OutcomeSuccess || outcomes["late"] != contract.OutcomeNotAttempted || len(got) != 3 {
+		t.Fatalf("results %+v", got)
+	}
+	if dl := p.until["bounded"]; !dl.Equal(bc.Cutoff) {
+		t.Fatalf("the call ran until %v, want it bounded by the command's cut-off %v", dl, bc.Cutoff)
+	}
+}

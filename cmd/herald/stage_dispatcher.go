@@ -7,10 +7,16 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/metrics"
 	"github.com/herald-dispatch/herald/processors"
 	"github.com/herald-dispatch/herald/schedule"
+	"github.com/herald-dispatch/herald/topology"
 )
 
 var dispatcherFlags struct {
@@ -20,6 +26,8 @@ var dispatcherFlags struct {
 	sendTimeout time.Duration
 	parkFor     time.Duration
 	margin      time.Duration
+	sweepEvery  time.Duration
+	sweepGrace  time.Duration
 }
 
 func init() {
@@ -33,6 +41,8 @@ func init() {
 			stringFlag(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
 			durationFlag(fs, &f.sendTimeout, "send-timeout", processors.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
 			durationFlag(fs, &f.margin, "send-timeout-margin", processors.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
+			durationFlag(fs, &f.sweepEvery, "sweep-interval", processors.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
+			durationFlag(fs, &f.sweepGrace, "sweep-grace", processors.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
 			durationFlag(fs, &f.parkFor, "park-for", processors.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 		},
 		start: startDispatcher,
@@ -79,5 +89,29 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
 	env.AddProcessor(sup.Processor)
-	return sup.Run, nil
+
+	if dispatcherFlags.sweepEvery <= 0 || dispatcherFlags.sweepGrace <= 0 {
+		return nil, fmt.Errorf("--sweep-interval and --sweep-grace must be positive")
+	}
+	view, err := env.TableView()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...), kgo.ClientID(env.Topology.ClientID + "-sweep")},
+		topology.KgoProducerOpts()...)...)
+	if err != nil {
+		return nil, fmt.Errorf("dispatcher sweep: client: %w", err)
+	}
+	env.OnClose(cl.Close)
+	rescued := promauto.With(env.Registry).NewCounter(prometheus.CounterOpts{Name: "herald_dispatcher_swept_wakeups_total",
+		Help: "Wake-ups the dispatcher's sweep made again for states whose wake-up was overdue (lost)."})
+	sw := &processors.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
+		Publish: processors.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
+		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: func(n int) { rescued.Add(float64(n)) }}
+	return func(ctx context.Context) error {
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return sup.Run(gctx) })
+		g.Go(func() error { return sw.Run(gctx) })
+		return g.Wait()
+	}, nil
 }
