@@ -267,3 +267,62 @@ func BenchmarkDispatcherKafka(b *testing.B) {
 	b.ReportMetric(float64(n)/el.Seconds(), "requests/s")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkRestartToReady measures how long a dispatcher takes from its
+// start to ready (every partition's table recovered) when its local store
+// already holds N states it wrote itself: HERALD_BENCH_STATES, default
+// 100,000. Goka stores the changelog offset of its own writes, so the
+// restart reads only what is new; a producer wrapper that dropped the
+// acknowledged message made every restart read all N again.
+func BenchmarkRestartToReady(b *testing.B) {
+	n := 100000
+	if v := os.Getenv("HERALD_BENCH_STATES"); v != "" {
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			b.Fatalf("HERALD_BENCH_STATES=%q: %v", v, err)
+		}
+	}
+	c := kafkatest.Start(b, kafkatest.Options{Partitions: 12})
+	cl := c.Client(b)
+	for start := 0; start < n; start += 10000 {
+		var recs []*kgo.Record
+		for i := start; i < min(n, start+10000); i++ {
+			id := fmt.Sprintf("bench-%07d", i)
+			recs = append(recs, &kgo.Record{Topic: topology.TopicRequests, Key: []byte(id), Value: requestJSON(id)})
+		}
+		c.Produce(b, cl, recs...)
+	}
+	dir := b.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	run := func(until func(*processors.Supervisor) bool) time.Duration {
+		d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
+		sup := d.Supervisor(c.Topology, dir, log)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		start := time.Now()
+		go func() { defer close(done); _ = sup.Run(ctx) }()
+		for !until(sup) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(start)
+		cancel()
+		<-done
+		return took
+	}
+	adm := kadm.NewClient(cl)
+	first := run(func(*processors.Supervisor) bool {
+		ends, err := adm.ListEndOffsets(context.Background(), string(topology.TableDispatcher))
+		if err != nil {
+			b.Fatal(err)
+		}
+		got := 0
+		ends.Each(func(o kadm.ListedOffset) { got += int(o.Offset) })
+		return got >= n
+	})
+	b.ResetTimer()
+	restart := run(func(s *processors.Supervisor) bool { return s.Ready() })
+	b.StopTimer()
+	b.ReportMetric(first.Seconds(), "dispatch-s")
+	b.ReportMetric(restart.Seconds(), "restart-to-ready-s")
+	b.ReportMetric(float64(n), "states")
+	b.ReportMetric(0, "ns/op")
+}
