@@ -142,6 +142,31 @@ type Cancel struct {
 	RequestedAt time.Time `json:"requested_at"`
 }
 
+// Retry asks the dispatcher to start a new attempt series for a failed
+// notification: an operator's explicit action (POST
+// /v1/campaigns/{c}/retry), published to herald.control keyed by id beside
+// Cancel, and told apart by Kind. Only a notification that is failed and
+// still has AfterAttempts attempts is retried: a Retry published twice for
+// the same failure, or one that comes after a new series has begun, is
+// stale. A sent notification is never retried.
+type Retry struct {
+	// Kind is always ControlRetry.
+	Kind string `json:"kind"`
+	ID   string `json:"id"`
+	// AfterAttempts is the state's Attempts the operator saw failed.
+	AfterAttempts int       `json:"after_attempts"`
+	Reason        string    `json:"reason,omitempty"`
+	RequestedAt   time.Time `json:"requested_at"`
+}
+
+// ControlRetry is the Kind of a Retry on herald.control. A control record
+// without a kind is a Cancel.
+const ControlRetry = "retry"
+
+// OutcomeRetry marks an operator's retry in a state's History: not a
+// provider attempt (its Attempt is 0), the line between two attempt series.
+const OutcomeRetry Outcome = "retry"
+
 // DeadLetter is what Herald publishes to herald.dlq for a record it cannot
 // use. It keeps the original key and value byte for byte (base64 in JSON),
 // and where the record came from, so it can be fixed and replayed.

@@ -96,6 +96,7 @@ type Event struct {
 	Result  *contract.SendResult
 	Wakeup  *contract.Wakeup
 	Cancel  *contract.Cancel
+	Retry   *contract.Retry
 }
 
 // Emits is what one transition publishes.
@@ -196,6 +197,8 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 		d = onWakeup(cur, ev.Wakeup, now, cfg)
 	case ev.Cancel != nil:
 		d = onCancel(cur, ev.Cancel, now)
+	case ev.Retry != nil:
+		d = onRetry(cur, ev.Retry, now, cfg)
 	default:
 		return Decision{Verdict: VerdictStale}
 	}
@@ -663,5 +666,29 @@ func onCancel(cur *contract.State, c *contract.Cancel, now time.Time) Decision {
 		why += fmt.Sprintf(" (while %s attempt %d was queued; a provider call already started cannot be taken back)", cur.Channel, cur.Attempts)
 	}
 	finish(s, contract.StatusCanceled, why)
+	return Decision{State: s, Verdict: VerdictApplied}
+}
+
+// onRetry starts a new attempt series for a failed notification, on an
+// operator's request: back to the first channel with the policy's full
+// allowance, as if the request had just come. Attempt numbers go on from
+// the last one, so results of the old series stay stale. The retry is
+// recorded in the history (OutcomeRetry, attempt 0). Anything but a failed
+// state, or a failure other than the one the operator saw, is stale: a sent
+// notification is never sent again.
+func onRetry(cur *contract.State, r *contract.Retry, now time.Time, cfg DispatchConfig) Decision {
+	if cur.Status != contract.StatusFailed || cur.Attempts != r.AfterAttempts || cur.Request == nil ||
+		len(cur.Request.Channels) == 0 {
+		return Decision{Verdict: VerdictStale}
+	}
+	s := clone(cur)
+	why := "retry requested"
+	if r.Reason != "" {
+		why += ": " + r.Reason
+	}
+	s.History = append(s.History, contract.Attempt{Channel: cur.Channel, Outcome: contract.OutcomeRetry, Error: why, At: now})
+	s.ChannelIndex, s.Channel, s.ChannelAttempts = 0, cur.Request.Channels[0], 0
+	s.Status = contract.StatusScheduled // not held: advance decides
+	advance(s, now, cfg)
 	return Decision{State: s, Verdict: VerdictApplied}
 }

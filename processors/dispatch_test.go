@@ -159,7 +159,7 @@ func topicOf(ev Event) string {
 		return topology.TopicResults
 	case ev.Wakeup != nil:
 		return topology.TopicWakeups
-	case ev.Cancel != nil:
+	case ev.Cancel != nil, ev.Retry != nil:
 		return topology.TopicControl
 	}
 	return "herald.other"
@@ -1048,6 +1048,73 @@ func TestDispatchCancel(t *testing.T) {
 			when: fixed(6*time.Hour, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupHold,
 				Due: utc("2026-01-15T18:00:00Z")}}),
 			want: want{verdict: VerdictStale}},
+	})
+}
+
+// retry is an operator's retry of the failure seen after `after` attempts.
+func retry(at time.Duration, after int) step {
+	return step{at: at, ev: func(s *contract.State) Event {
+		return Event{Retry: &contract.Retry{Kind: contract.ControlRetry, ID: s.ID, AfterAttempts: after,
+			Reason: "provider outage fixed", RequestedAt: t0.Add(at)}}
+	}}
+}
+
+func TestDispatchRetry(t *testing.T) {
+	plain := newRequest(t, nil)
+	// email #1 and sms #2 fail permanently: failed after 2 attempts.
+	failed := given(plain, result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent))
+	retried := func(t *testing.T, s *contract.State) {
+		last := s.History[len(s.History)-1]
+		if len(s.History) != 3 || last.Outcome != contract.OutcomeRetry || last.Attempt != 0 ||
+			last.Error != "retry requested: provider outage fixed" || !last.At.Equal(t0.Add(time.Minute)) {
+			t.Errorf("history %+v", s.History)
+		}
+	}
+	runRows(t, []row{
+		{rule: "retry of a failed notification: a new series on the first channel, recorded in the history",
+			given: failed,
+			when:  retry(time.Minute, 2),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 3, onChan: 1,
+				emits: []string{send("email", 3), timeoutAt(time.Minute, 3)}, check: retried}},
+		{rule: "retry inside a blackout window: held until it ends",
+			given: given(newRequest(t, func(m map[string]any) {
+				m["blackout"] = []any{map[string]any{"from": "12:30", "to": "13:00"}}
+			}), result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent)),
+			when: retry(31*time.Minute, 2),
+			want: want{verdict: VerdictApplied, status: contract.StatusDeferred, hold: contract.HoldBlackout,
+				next: utc("2026-01-15T13:00:00Z"), channel: "email", attempts: 2,
+				emits: []string{holdUntil(utc("2026-01-15T13:00:00Z"))}}},
+		{rule: "retry of a sent notification is stale: never sent twice",
+			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
+			when:  retry(time.Minute, 1),
+			want:  want{verdict: VerdictStale}},
+		{rule: "retry while sending is stale",
+			given: given(plain),
+			when:  retry(time.Minute, 1),
+			want:  want{verdict: VerdictStale}},
+		{rule: "the same retry twice: the second is stale",
+			given: append(failed, retry(time.Minute, 2)),
+			when:  retry(2*time.Minute, 2),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a retry of an older failure after the new series failed again is stale",
+			given: append(failed, retry(time.Minute, 2), result(61*time.Second, contract.OutcomePermanent),
+				result(62*time.Second, contract.OutcomePermanent)),
+			when: retry(2*time.Minute, 2),
+			want: want{verdict: VerdictStale}},
+		{rule: "a result of the old series after a retry is stale",
+			given: append(failed, retry(time.Minute, 2)),
+			when: fixed(61*time.Second, Event{Result: &contract.SendResult{ID: "n-1", Attempt: 2, Channel: "sms",
+				Outcome: contract.OutcomeSuccess, At: t0.Add(61 * time.Second)}}),
+			want: want{verdict: VerdictStale}},
+		{rule: "a retried series can be sent",
+			given: append(failed, retry(time.Minute, 2)),
+			when:  result(61*time.Second, contract.OutcomeSuccess),
+			want: want{verdict: VerdictApplied, status: contract.StatusSent, channel: "email", attempts: 3, onChan: 1,
+				check: func(t *testing.T, s *contract.State) {
+					if s.SentAt == nil || len(s.History) != 4 {
+						t.Errorf("sent at %v, history %+v", s.SentAt, s.History)
+					}
+				}}},
 	})
 }
 

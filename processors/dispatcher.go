@@ -113,8 +113,7 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 		ev.Wakeup = new(contract.Wakeup)
 		err = decodeInternal(raw, ev.Wakeup, &ev.Wakeup.ID, ctx.Key())
 	case topology.TopicControl:
-		ev.Cancel = new(contract.Cancel)
-		err = decodeInternal(raw, ev.Cancel, &ev.Cancel.ID, ctx.Key())
+		err = decodeControl(raw, &ev, ctx.Key())
 	default:
 		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, src.Topic)
 	}
@@ -161,6 +160,21 @@ func decodeInternal(raw []byte, v any, id *string, key string) error {
 		return &contract.ValidationError{Problems: []contract.FieldError{{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, *id)}}}
 	}
 	return nil
+}
+
+// decodeControl reads a herald.control record: a Retry when its kind says
+// so, a Cancel otherwise.
+func decodeControl(raw []byte, ev *Event, key string) error {
+	var k struct {
+		Kind string `json:"kind"`
+	}
+	_ = json.Unmarshal(raw, &k) // a malformed record fails below
+	if k.Kind == contract.ControlRetry {
+		ev.Retry = new(contract.Retry)
+		return decodeInternal(raw, ev.Retry, &ev.Retry.ID, key)
+	}
+	ev.Cancel = new(contract.Cancel)
+	return decodeInternal(raw, ev.Cancel, &ev.Cancel.ID, key)
 }
 
 func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
