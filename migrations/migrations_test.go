@@ -23,11 +23,11 @@ func TestMigrateAndPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Applied) != 3 || res.Version != 3 {
+	if len(res.Applied) != 4 || res.Version != 4 {
 		t.Fatalf("first run: %+v", res)
 	}
 	res, err = Migrate(ctx, dsn, nil)
-	if err != nil || len(res.Applied) != 0 || res.Version != 3 {
+	if err != nil || len(res.Applied) != 0 || res.Version != 4 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
 

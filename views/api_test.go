@@ -215,12 +215,17 @@ func TestAPIWithoutToken(t *testing.T) {
 	})
 
 	t.Run("ingest bad bodies", func(t *testing.T) {
-		for _, body := range []string{"", "   ", "hello", "[1, 2", `"a string"`, "42"} {
+		for _, body := range []string{"", "   ", "hello", `"a string"`, "42"} {
 			var e map[string]any
 			code, _ := s.call("POST", "/v1/messages", "", "application/json", []byte(body), &e)
-			if code != http.StatusBadRequest || e["error"] == nil {
+			if code != http.StatusBadRequest || e["error"] == nil || e["code"] != views.CodeBadRequest {
 				t.Errorf("%q: %d %v", body, code, e)
 			}
+		}
+		// An array is answered per item, even an unclosed one.
+		var ar views.IngestResponse
+		if code, b := s.call("POST", "/v1/messages", "", "", []byte("[1, 2"), &ar); code != http.StatusOK || ar.Rejected != 2 {
+			t.Errorf("[1, 2: %d %s", code, b)
 		}
 		// One line that is not one object is an item, rejected.
 		var r views.IngestResponse
@@ -274,15 +279,24 @@ func TestAPIWithoutToken(t *testing.T) {
 		if code != http.StatusOK || cr.Result != views.CancelDone || cr.Status != contract.StatusCanceled {
 			t.Errorf("with wait: %d %s", code, b)
 		}
-		// Final now: too late.
-		code, b = s.call("POST", "/v1/messages/can-1/cancel", "", "", nil, &cr)
-		if code != http.StatusConflict || cr.Status != contract.StatusCanceled {
-			t.Errorf("again: %d %s", code, b)
+		// Idempotent: a canceled one answers as the cancel that saw it.
+		_, withWait := s.call("POST", "/v1/messages/can-2/cancel", "", "", nil, nil)
+		code, again := s.call("POST", "/v1/messages/can-2/cancel", "", "", nil, &cr)
+		if code != http.StatusOK || string(again) != string(b) || string(withWait) != string(b) {
+			t.Errorf("again: %d %s, want 200 %s", code, again, b)
+		}
+		// Sending: too late.
+		s.call("POST", "/v1/messages", "", "", request("can-3", nil), nil)
+		s.state("can-3", statusIs(contract.StatusSending))
+		var e map[string]any
+		code, b = s.call("POST", "/v1/messages/can-3/cancel", "", "", nil, &e)
+		if code != http.StatusConflict || e["code"] != views.CodeConflict || e["status"] != "sending" || e["error"] == "" {
+			t.Errorf("sending: %d %s", code, b)
 		}
 		if code, b := s.call("POST", "/v1/messages/nope/cancel", "", "", nil, nil); code != http.StatusNotFound {
 			t.Errorf("unknown: %d %s", code, b)
 		}
-		for _, q := range []string{"?wait=soon", "?wait=-1s"} {
+		for _, q := range []string{"?wait=soon", "?wait=-1s", "?wait=60s"} {
 			if code, b := s.call("POST", "/v1/messages/can-1/cancel"+q, "", "", nil, nil); code != http.StatusBadRequest {
 				t.Errorf("%s: %d %s", q, code, b)
 			}
@@ -390,10 +404,32 @@ func TestAPIWithoutToken(t *testing.T) {
 	})
 
 	t.Run("unknown routes", func(t *testing.T) {
-		for _, r := range []struct{ method, path string }{{"GET", "/v1/nothing"}, {"DELETE", "/v1/messages/open-1"}, {"GET", "/v1/messages"}} {
-			var e map[string]any
-			if code, _ := s.call(r.method, r.path, "", "", nil, &e); code != http.StatusNotFound && code != http.StatusMethodNotAllowed || e["error"] == nil {
-				t.Errorf("%s %s: %d %v", r.method, r.path, code, e)
+		for _, r := range []struct {
+			method, path string
+			code         int
+			allow        string
+		}{
+			{"GET", "/v1/nothing", http.StatusNotFound, ""},
+			{"GET", "/v1", http.StatusNotFound, ""},
+			{"DELETE", "/v1/messages/open-1", http.StatusMethodNotAllowed, "GET, HEAD"},
+			{"PUT", "/v1/messages", http.StatusMethodNotAllowed, "GET, HEAD, POST"},
+			{"GET", "/v1/messages/open-1/cancel", http.StatusMethodNotAllowed, "POST"},
+		} {
+			req, _ := http.NewRequest(r.method, s.srv.URL+r.path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e views.ErrorBody
+			_ = json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			want := views.CodeNotFound
+			if r.code == http.StatusMethodNotAllowed {
+				want = views.CodeMethodNotAllowed
+			}
+			if resp.StatusCode != r.code || e.Code != want || e.Error == "" || resp.Header.Get("Allow") != r.allow ||
+				resp.Header.Get("Content-Type") != "application/json" {
+				t.Errorf("%s %s: %d %+v allow %q", r.method, r.path, resp.StatusCode, e, resp.Header.Get("Allow"))
 			}
 		}
 	})

@@ -52,7 +52,7 @@ func TestCampaigns(t *testing.T) {
 	}
 
 	const token = "tok"
-	api := &views.Server{Config: views.Config{Token: token}, Campaigns: views.PGCampaigns{Q: pool}, Log: testLogger(t)}
+	api := &views.Server{Config: views.Config{Token: token}, Store: views.PGStore{Q: pool}, Log: testLogger(t)}
 	srv := httpServer(t, api.Handler())
 	get := func(path string, out any) (int, string) {
 		req, _ := http.NewRequest("GET", srv+path, nil)

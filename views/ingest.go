@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -52,6 +53,15 @@ type ItemResult struct {
 	Errors []contract.FieldError `json:"errors,omitempty"`
 	// Error says why publishing failed.
 	Error string `json:"error,omitempty"`
+	// Warnings name what was ignored: fields v1 does not define.
+	Warnings []string `json:"warnings,omitempty"`
+	// PayloadDiffers is set on a duplicate whose request differs from the
+	// one Herald has under its id (or the first one in the batch): the
+	// new payload is not used. Reuse an id only for the same notification.
+	PayloadDiffers bool `json:"payload_differs,omitempty"`
+
+	// tooLarge: rejected for its size, which a single request answers 413.
+	tooLarge bool
 }
 
 // ErrBody is wrapped by SplitBody's errors: the body as a whole is not a
@@ -71,9 +81,9 @@ func IsJSONL(contentType string) bool {
 // SplitBody cuts a request body into items. It accepts one JSON object, a
 // JSON array of objects, or JSONL (one object a line; named by the
 // Content-Type or recognised by a second value after the first). batch is
-// false only for a single object. A JSONL line that is not JSON is an item
-// of its own (rejected later), so one bad line does not lose the others; an
-// array that does not parse is an error for the whole body.
+// false only for a single object. A JSONL line, or an array element, that
+// is not JSON is an item of its own (rejected later), so one bad item does
+// not lose the others.
 func SplitBody(body []byte, contentType string) (items []Item, batch bool, err error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
@@ -84,15 +94,7 @@ func SplitBody(body []byte, contentType string) (items []Item, batch bool, err e
 	}
 	switch trimmed[0] {
 	case '[':
-		var raws []json.RawMessage
-		if err := json.Unmarshal(trimmed, &raws); err != nil {
-			return nil, true, fmt.Errorf("%w: JSON array: %v", ErrBody, err)
-		}
-		items = make([]Item, len(raws))
-		for i, r := range raws {
-			items[i] = Item{Index: i, Raw: r}
-		}
-		return items, true, nil
+		return splitArray(trimmed), true, nil
 	case '{':
 		dec := json.NewDecoder(bytes.NewReader(trimmed))
 		var first json.RawMessage
@@ -107,6 +109,54 @@ func SplitBody(body []byte, contentType string) (items []Item, batch bool, err e
 		return splitLines(body), true, nil
 	}
 	return nil, false, fmt.Errorf("%w: want a JSON object, a JSON array of objects, or JSONL", ErrBody)
+}
+
+// splitArray cuts a JSON array into its elements without parsing them, so
+// that a malformed element is rejected on its own and the good ones are
+// kept. It follows strings and nesting; an element is what lies between
+// two commas at the top level. An unclosed array ends at the end of the
+// body (its last element is then most likely malformed, and rejected).
+func splitArray(b []byte) []Item {
+	var items []Item
+	add := func(raw []byte) {
+		items = append(items, Item{Index: len(items), Raw: bytes.TrimSpace(raw)})
+	}
+	depth, start, inString, escaped := 0, 1, false, false
+	for i := 1; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			depth++
+		case (c == '}' || c == ']') && depth > 0:
+			depth--
+		case c == ',' && depth == 0:
+			add(b[start:i])
+			start = i + 1
+		case c == ']' && depth == 0:
+			if last := bytes.TrimSpace(b[start:i]); len(last) > 0 || len(items) > 0 {
+				add(last)
+			}
+			if rest := bytes.TrimSpace(b[i+1:]); len(rest) > 0 {
+				add(rest) // trailing data: rejected as an item of its own
+			}
+			return items
+		}
+	}
+	if rest := bytes.TrimSpace(b[start:]); len(rest) > 0 {
+		add(rest)
+	}
+	return items
 }
 
 // splitLines returns the non-blank lines of a JSONL body.
@@ -133,10 +183,16 @@ func splitLines(body []byte) []Item {
 // by id, byte for byte as they came.
 //
 // Duplicates: an id the table already knows, or one repeated within the
-// batch, is answered "duplicate" and not published. That is an early
-// answer, not the guarantee: an id published a moment ago may not be in the
-// view yet and is published again, and the dispatcher (which owns the
-// state) drops it. Exactly-once is the dispatcher's, never the API's.
+// batch, is answered "duplicate" and not published, with payload_differs
+// when its request is not the one Herald has. That is an early answer, not
+// the guarantee: an id published a moment ago may not be in the view yet
+// and is published again, and the dispatcher (which owns the state) drops
+// it. Exactly-once is the dispatcher's, never the API's.
+//
+// Unknown fields are warnings (the dispatcher ignores them), or, with
+// Strict, the reason the request is rejected. A request larger than
+// contract.MaxRequestBytes is rejected, and so is one the broker refuses
+// for good (a record too large for it): sending it again cannot help.
 type Ingester struct {
 	// Table, when set, answers which ids are known. Without it nothing is
 	// reported as a duplicate of an earlier batch.
@@ -144,6 +200,8 @@ type Ingester struct {
 	Producer Producer
 	// Topic defaults to topology.TopicRequests.
 	Topic string
+	// Strict rejects requests with fields v1 does not define.
+	Strict bool
 }
 
 // Ingest answers every item, in order. The error is only for a failure to
@@ -154,22 +212,43 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 		topic = topology.TopicRequests
 	}
 	out := make([]ItemResult, len(items))
-	seen := make(map[string]bool, len(items))
+	first := make(map[string]*contract.Request, len(items))
 	var recs []*kgo.Record
 	var idx []int
 	for i, it := range items {
 		res := ItemResult{Index: it.Index, Line: it.Line}
+		if len(it.Raw) > contract.MaxRequestBytes {
+			res.Result, res.ID, res.tooLarge = ResultRejected, idOf(it.Raw), true
+			res.Errors = []contract.FieldError{{Field: "request", Message: fmt.Sprintf("%d bytes, more than the %d a request may have", len(it.Raw), contract.MaxRequestBytes)}}
+			out[i] = res
+			continue
+		}
 		req, err := contract.Decode(nil, it.Raw)
+		unknown := contract.UnknownFields(it.Raw)
+		if err == nil && in.Strict && len(unknown) > 0 {
+			ve := &contract.ValidationError{}
+			for _, f := range unknown {
+				ve.Problems = append(ve.Problems, contract.FieldError{Field: f, Message: "unknown field (strict=1 refuses it)"})
+			}
+			err = ve
+		}
+		for _, f := range unknown {
+			if !in.Strict {
+				res.Warnings = append(res.Warnings, "unknown field "+f+": ignored")
+			}
+		}
 		switch {
 		case err != nil:
 			res.Result = ResultRejected
 			res.ID = idOf(it.Raw)
 			res.Errors = problems(err)
-		case seen[req.ID]:
+			res.Warnings = nil
+		case first[req.ID] != nil:
 			res.ID, res.Result = req.ID, ResultDuplicate
+			res.PayloadDiffers = !samePayload(first[req.ID], req)
 		default:
 			res.ID = req.ID
-			seen[req.ID] = true
+			first[req.ID] = req
 			if in.Table != nil {
 				st, err := in.Table.Get(req.ID)
 				if err != nil {
@@ -177,6 +256,7 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 				}
 				if st != nil {
 					res.Result, res.Status = ResultDuplicate, st.Status
+					res.PayloadDiffers = st.Request != nil && !samePayload(st.Request, req)
 					break
 				}
 			}
@@ -194,12 +274,56 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 		pos[r] = idx[j]
 	}
 	for _, pr := range in.Producer.ProduceSync(ctx, recs...) {
-		if pr.Err != nil {
-			i := pos[pr.Record]
-			out[i].Result, out[i].Error = ResultFailed, pr.Err.Error()
+		if pr.Err == nil {
+			continue
 		}
+		i := pos[pr.Record]
+		if permanent(pr.Err) {
+			out[i].Result = ResultRejected
+			out[i].tooLarge = errors.Is(pr.Err, kerr.MessageTooLarge) || errors.Is(pr.Err, kerr.RecordListTooLarge)
+			out[i].Errors = []contract.FieldError{{Field: "request", Message: "the broker refuses it: " + pr.Err.Error()}}
+			continue
+		}
+		out[i].Result, out[i].Error = ResultFailed, pr.Err.Error()
 	}
 	return out, nil
+}
+
+// permanent reports whether the broker refuses a record for what it is,
+// so that publishing it again cannot succeed.
+func permanent(err error) bool {
+	for _, e := range []error{kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord, kerr.CorruptMessage,
+		kerr.InvalidTimestamp} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// samePayload reports whether two decoded requests are the same
+// notification: equal after decoding and defaults, whatever the spacing or
+// field order of their JSON.
+func samePayload(a, b *contract.Request) bool {
+	return bytes.Equal(canonical(a), canonical(b))
+}
+
+func canonical(r *contract.Request) []byte {
+	c := *r
+	var content bytes.Buffer
+	if json.Compact(&content, r.Content) == nil {
+		c.Content = content.Bytes()
+	}
+	if c.NotBefore != nil {
+		t := c.NotBefore.UTC()
+		c.NotBefore = &t
+	}
+	if c.ExpiresAt != nil {
+		t := c.ExpiresAt.UTC()
+		c.ExpiresAt = &t
+	}
+	b, _ := json.Marshal(c)
+	return b
 }
 
 // problems turns a Decode error into field errors.

@@ -1,7 +1,10 @@
-// Package views owns Herald's HTTP API: reads of the dispatcher's live
-// state through a Goka view of its group table, ingestion of dispatch
-// requests, cancellation, and campaign summaries read from the sink's
-// Postgres tables. It never changes a notification's state itself: every
+// Package views owns Herald's HTTP API and its console: reads of the
+// dispatcher's live state through a Goka view of its group table,
+// ingestion of dispatch requests, cancellation (one notification or a
+// campaign's), an operator's retry of a campaign's failures, lists and
+// campaign progress read from the sink's Postgres tables, the dead letters
+// of herald.dlq, the OpenAPI document (/v1/openapi.json) and the web
+// console under /ui (package views/ui). It never changes a notification's state itself: every
 // change is an event on a co-partitioned topic that the dispatcher applies
 // (a request on herald.requests, a Cancel on herald.control), so the
 // dispatcher stays the only writer of its table. docs/api.md is the prose
@@ -11,10 +14,17 @@
 // token is configured (compared in constant time). Recipients' addresses
 // are masked in answers and never logged; ?reveal=1 shows them, and only
 // to a token holder (without a token nobody can reveal). Bodies are
-// size-limited; the server's timeouts are the caller's (cmd/herald).
+// size-limited, and each dispatch request in them to
+// contract.MaxRequestBytes; the server's timeouts are the caller's
+// (cmd/herald).
+//
+// One face: every answer is JSON, every error has the shape of ErrorBody
+// with a stable code (errors.go), and every route and error answer is in
+// openapi.json, which TestOpenAPIConformance checks against the server.
 package views
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -31,7 +41,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/sink"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -53,22 +62,6 @@ type Config struct {
 	MaxLookup int
 	// MaxCancelWait bounds a cancel's ?wait= (DefaultMaxCancelWait).
 	MaxCancelWait time.Duration
-}
-
-// Campaigns reads campaign summaries from the sink's tables. PGCampaigns
-// is the real one.
-type Campaigns interface {
-	// CampaignSummary returns the summary, or an error wrapping
-	// sink.ErrCampaignNotFound.
-	CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error)
-}
-
-// PGCampaigns reads summaries with sink.CampaignSummary.
-type PGCampaigns struct{ Q sink.Querier }
-
-// CampaignSummary implements Campaigns.
-func (c PGCampaigns) CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error) {
-	return sink.CampaignSummary(ctx, c.Q, campaign)
 }
 
 // Observer is told what the API does, for metrics.
@@ -96,7 +89,8 @@ type Server struct {
 	Config
 	Table     Table
 	Producer  Producer
-	Campaigns Campaigns // nil: campaign summaries answer 503
+	Store     Store     // nil: lists and campaigns answer 503
+	DLQ       DLQ       // nil: /v1/dlq answers 503
 	Observer  Observer  // nil: not observed
 	Log       *slog.Logger
 	Now       func() time.Time
@@ -123,34 +117,67 @@ func (s *Server) maxBody() int64 {
 	return DefaultMaxBody
 }
 
-// Handler returns the /v1 routes, with authentication and metrics.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/messages/{id}", s.needView(s.getMessage))
-	mux.HandleFunc("POST /v1/messages/lookup", s.needView(s.lookup))
-	mux.HandleFunc("POST /v1/messages", s.needView(s.ingest))
-	mux.HandleFunc("POST /v1/messages/{id}/cancel", s.needView(s.cancel))
-	mux.HandleFunc("GET /v1/campaigns/{campaign}", s.campaign)
-	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path, nil)
-	})
-	return s.observe(s.authenticate(mux))
+type route struct {
+	pattern string
+	handler http.HandlerFunc
 }
 
-// authenticate checks the bearer token, when one is configured.
-func (s *Server) authenticate(next http.Handler) http.Handler {
+func (s *Server) routes() []route {
+	return []route{
+		{"GET /v1/openapi.json", serveOpenAPI},
+		{"GET /v1/messages", s.needStore(s.listMessages)},
+		{"GET /v1/messages/{id}", s.needView(s.getMessage)},
+		{"POST /v1/messages/lookup", s.needView(s.lookup)},
+		{"POST /v1/messages", s.needView(s.ingest)},
+		{"POST /v1/messages/{id}/cancel", s.needView(s.cancel)},
+		{"GET /v1/campaigns", s.needStore(s.listCampaigns)},
+		{"GET /v1/campaigns/{campaign}", s.needStore(s.campaign)},
+		{"POST /v1/campaigns/{campaign}/cancel", s.needStore(s.cancelCampaign)},
+		{"POST /v1/campaigns/{campaign}/retry", s.needStore(s.retryCampaign)},
+		{"GET /v1/held", s.needStore(s.held)},
+		{"GET /v1/dlq", s.dlq},
+	}
+}
+
+// Routes lists the patterns Handler serves ("GET /v1/messages/{id}").
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.routes() {
+		out = append(out, r.pattern)
+	}
+	return out
+}
+
+// Handler returns the /v1 routes, with authentication and metrics. A path
+// it has no route for answers 404, or 405 with Allow when the path has
+// routes with other methods, in the error shape.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range s.routes() {
+		mux.HandleFunc(r.pattern, r.handler)
+	}
+	mux.HandleFunc("/v1/", fallback(mux, "/v1/"))
+	mux.HandleFunc("/v1", fallback(mux, "/v1"))
+	return s.observe(s.Authenticate(mux))
+}
+
+// Authenticate checks the bearer token, when one is configured. The
+// scheme is matched case-insensitively (RFC 9110: "bearer" is "Bearer").
+// The console's pages are wrapped in it too, minus its static files.
+func (s *Server) Authenticate(next http.Handler) http.Handler {
 	if s.Token == "" {
 		return next
 	}
 	want := sha256.Sum256([]byte(s.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer")
 		// Hashing first makes the comparison constant-time in the token's
 		// length too.
 		g := sha256.Sum256([]byte(strings.TrimSpace(got)))
 		if !ok || subtle.ConstantTimeCompare(g[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token", nil)
+			writeError(w, http.StatusUnauthorized, CodeUnauthorized, "missing or wrong bearer token", nil)
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -203,7 +230,18 @@ func (s *Server) needView(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.Table.Recovered() {
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "the view of the dispatcher table is still recovering", nil)
+			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "the view of the dispatcher table is still recovering", nil)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// needStore answers 503 without the sink's database.
+func (s *Server) needStore(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.Store == nil {
+			writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "lists and campaigns need the Postgres sink's database (--database-url)", nil)
 			return
 		}
 		h(w, r)
@@ -219,11 +257,11 @@ func (s *Server) reveal(w http.ResponseWriter, r *http.Request) (reveal, ok bool
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "reveal: want 1 or 0", nil)
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "reveal: want 1 or 0", nil)
 		return false, false
 	}
 	if b && s.Token == "" {
-		writeError(w, http.StatusForbidden, "reveal needs an API token: set HERALD_API_TOKEN and send it as a bearer token", nil)
+		writeError(w, http.StatusForbidden, CodeForbidden, "reveal needs an API token: set HERALD_API_TOKEN and send it as a bearer token", nil)
 		return false, false
 	}
 	return b, true
@@ -241,7 +279,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if st == nil {
-		writeError(w, http.StatusNotFound, "unknown notification (one published a moment ago may not be in the view yet)", map[string]any{"id": id})
+		writeError(w, http.StatusNotFound, CodeUnknownID, msgUnknownID, map[string]any{"id": id})
 		return
 	}
 	if reveal {
@@ -273,7 +311,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 	}
 	var req LookupRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		writeError(w, http.StatusBadRequest, "want {\"ids\": [...]}: "+err.Error(), nil)
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "want {\"ids\": [...]}: "+err.Error(), nil)
 		return
 	}
 	max := s.MaxLookup
@@ -281,7 +319,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		max = DefaultMaxLookup
 	}
 	if len(req.IDs) == 0 || len(req.IDs) > max {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("want 1 to %d ids, got %d", max, len(req.IDs)), nil)
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("want 1 to %d ids, got %d", max, len(req.IDs)), nil)
 		return
 	}
 	resp := LookupResponse{Messages: []Message{}, Unknown: []string{}}
@@ -309,8 +347,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 }
 
 // IngestResponse answers POST /v1/messages: counts, and one result per item
-// in the order sent.
+// in the order sent. Code and Error are set when the answer is an error (a
+// single request rejected, or publishing failed), so that it has the error
+// shape too.
 type IngestResponse struct {
+	Code       string       `json:"code,omitempty"`
+	Error      string       `json:"error,omitempty"`
 	Accepted   int          `json:"accepted"`
 	Duplicates int          `json:"duplicates"`
 	Rejected   int          `json:"rejected"`
@@ -325,17 +367,35 @@ func NewIngestResponse(rs []ItemResult) IngestResponse {
 		Rejected: t[ResultRejected], Failed: t[ResultFailed], Items: rs}
 }
 
+// boolParam reads a 1/0 query parameter; it answers 400 itself.
+func boolParam(w http.ResponseWriter, r *http.Request, name string) (v, ok bool) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return false, true
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, name+": want 1 or 0", nil)
+		return false, false
+	}
+	return b, true
+}
+
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
+	strict, ok := boolParam(w, r, "strict")
+	if !ok {
+		return
+	}
 	body, ok := s.readBody(w, r)
 	if !ok {
 		return
 	}
 	items, batch, err := SplitBody(body, r.Header.Get("Content-Type"))
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
 		return
 	}
-	in := Ingester{Table: s.Table, Producer: s.Producer}
+	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict}
 	rs, err := in.Ingest(r.Context(), items)
 	if err != nil {
 		s.internal(w, "ingest", err)
@@ -359,12 +419,17 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		// Sending the same body again is safe: what was published is a
 		// duplicate then.
 		code = http.StatusServiceUnavailable
+		resp.Code, resp.Error = CodeUnavailable, fmt.Sprintf("%d requests could not be published; sending the same body again is safe", resp.Failed)
 		w.Header().Set("Retry-After", "1")
 	case batch:
 	case resp.Accepted == 1:
 		code = http.StatusAccepted
 	case resp.Rejected == 1:
 		code = http.StatusUnprocessableEntity
+		resp.Code, resp.Error = CodeInvalid, "the request is not valid: see items[0].errors"
+		if rs[0].tooLarge {
+			code, resp.Code, resp.Error = http.StatusRequestEntityTooLarge, CodeTooLarge, "the request is too large: see items[0].errors"
+		}
 	}
 	writeJSON(w, code, resp)
 }
@@ -374,45 +439,73 @@ type CancelRequest struct {
 	Reason string `json:"reason,omitempty"`
 }
 
-// CancelResponse answers a cancel.
+// CancelResponse answers a cancel. A 409 carries Code and Error, the error
+// shape's fields.
 type CancelResponse struct {
-	ID string `json:"id"`
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	ID    string `json:"id"`
 	// Result is requested (published; the dispatcher cancels it unless the
-	// state moves on first), canceled (seen in the view, with ?wait), or
-	// conflict.
+	// state moves on first), canceled (seen in the view: with ?wait, or
+	// because it already was), or conflict.
 	Result string          `json:"result"`
 	Status contract.Status `json:"status"`
-	Error  string          `json:"error,omitempty"`
 	// Note explains what a cancel of a sending notification can and
 	// cannot stop.
 	Note string `json:"note,omitempty"`
 }
 
+// waitParam reads ?wait=, at most max; it answers 400 itself.
+func waitParam(w http.ResponseWriter, r *http.Request, max time.Duration) (time.Duration, bool) {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return 0, true
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "wait: want a duration such as 5s", nil)
+		return 0, false
+	}
+	if d > max {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("wait: at most %v", max), nil)
+		return 0, false
+	}
+	return d, true
+}
+
+func (s *Server) maxWait() time.Duration {
+	if s.MaxCancelWait > 0 {
+		return s.MaxCancelWait
+	}
+	return DefaultMaxCancelWait
+}
+
+// decodeReason reads an optional {"reason": "..."} body; it answers 400
+// itself.
+func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, bool) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return "", false
+	}
+	var req CancelRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "want {\"reason\": \"...\"} or no body: "+err.Error(), nil)
+			return "", false
+		}
+	}
+	return req.Reason, true
+}
+
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	var wait time.Duration
-	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			writeError(w, http.StatusBadRequest, "wait: want a duration such as 5s", nil)
-			return
-		}
-		maxWait := s.MaxCancelWait
-		if maxWait <= 0 {
-			maxWait = DefaultMaxCancelWait
-		}
-		wait = min(d, maxWait)
-	}
-	body, ok := s.readBody(w, r)
+	wait, ok := waitParam(w, r, s.maxWait())
 	if !ok {
 		return
 	}
-	var req CancelRequest
-	if len(strings.TrimSpace(string(body))) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			writeError(w, http.StatusBadRequest, "want {\"reason\": \"...\"} or no body: "+err.Error(), nil)
-			return
-		}
+	reason, ok := s.decodeReason(w, r)
+	if !ok {
+		return
 	}
 	st, err := s.Table.Get(id)
 	if err != nil {
@@ -421,14 +514,20 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	}
 	if st == nil {
 		s.cancelOutcome(CancelUnknown)
-		writeError(w, http.StatusNotFound, "unknown notification", map[string]any{"id": id})
+		writeError(w, http.StatusNotFound, CodeUnknownID, msgUnknownID, map[string]any{"id": id})
+		return
+	}
+	if st.Status == contract.StatusCanceled {
+		// Idempotent: the answer a cancel that saw it happen gets.
+		s.cancelOutcome(CancelDone)
+		writeJSON(w, http.StatusOK, CancelResponse{ID: id, Result: CancelDone, Status: st.Status})
 		return
 	}
 	if st.Status.Final() {
 		s.conflict(w, st)
 		return
 	}
-	c := contract.Cancel{ID: id, Reason: req.Reason, RequestedAt: s.now().UTC()}
+	c := contract.Cancel{ID: id, Reason: reason, RequestedAt: s.now().UTC()}
 	b, err := json.Marshal(c)
 	if err != nil {
 		s.internal(w, "cancel", err)
@@ -437,7 +536,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	rec := &kgo.Record{Topic: topology.TopicControl, Key: []byte(id), Value: b}
 	if err := s.Producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, "publish the cancel: "+err.Error(), map[string]any{"id": id})
+		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "publish the cancel: "+err.Error(), map[string]any{"id": id})
 		return
 	}
 	s.log().Info("api: cancel requested", "id", id, "status", st.Status, "version", st.Version)
@@ -468,8 +567,7 @@ const sendingCancelNote = "the notification is sending: its command is stopped b
 // conflict answers 409 for a notification that can no longer be canceled.
 func (s *Server) conflict(w http.ResponseWriter, st *contract.State) {
 	s.cancelOutcome(CancelConflict)
-	why := "already final"
-	writeJSON(w, http.StatusConflict, CancelResponse{ID: st.ID, Result: CancelConflict, Status: st.Status, Error: why})
+	writeJSON(w, http.StatusConflict, CancelResponse{Code: CodeConflict, Error: "already final", ID: st.ID, Result: CancelConflict, Status: st.Status})
 }
 
 // awaitChange polls the view until id's state is newer than version and
@@ -505,40 +603,12 @@ func (s *Server) cancelOutcome(o string) {
 	}
 }
 
-func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
-	reveal, ok := s.reveal(w, r)
-	if !ok {
-		return
-	}
-	if s.Campaigns == nil {
-		writeError(w, http.StatusServiceUnavailable, "campaign summaries need the Postgres sink's database (--database-url)", nil)
-		return
-	}
-	name := r.PathValue("campaign")
-	sum, err := s.Campaigns.CampaignSummary(r.Context(), name)
-	switch {
-	case errors.Is(err, sink.ErrCampaignNotFound):
-		writeError(w, http.StatusNotFound, "unknown campaign (the sink writes statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
-	case err != nil:
-		s.internal(w, "campaign", err)
-	default:
-		if !reveal {
-			// Provider errors quote addresses ("550 <jane@...>: no such
-			// user"); a summary has no recipient to match them against.
-			for i := range sum.Failures {
-				sum.Failures[i].Error = MaskText(sum.Failures[i].Error)
-			}
-		}
-		writeJSON(w, http.StatusOK, sum)
-	}
-}
-
 // readBody reads a size-limited body, answering 413 itself when it is too
 // large.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	limit := s.maxBody()
 	tooLarge := func() ([]byte, bool) {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes (--api-max-body)", limit), nil)
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body larger than %d bytes (--api-max-body)", limit), nil)
 		return nil, false
 	}
 	if r.ContentLength > limit {
@@ -550,7 +620,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		if errors.As(err, &mbe) {
 			return tooLarge()
 		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error(), nil)
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "read body: "+err.Error(), nil)
 		return nil, false
 	}
 	return b, true
@@ -558,16 +628,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {
 	s.log().Error("api: "+what, "err", err)
-	writeError(w, http.StatusInternalServerError, what+": "+err.Error(), nil)
-}
-
-// writeError writes {"error": msg, ...extra}.
-func writeError(w http.ResponseWriter, code int, msg string, extra map[string]any) {
-	m := map[string]any{"error": msg}
-	for k, v := range extra {
-		m[k] = v
-	}
-	writeJSON(w, code, m)
+	writeError(w, http.StatusInternalServerError, CodeInternal, what+": "+err.Error(), nil)
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

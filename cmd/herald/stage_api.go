@@ -79,7 +79,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 			return nil, fmt.Errorf("api: database: %w", err)
 		}
 		env.OnClose(pool.Close)
-		api.Campaigns = views.PGCampaigns{Q: pool}
+		api.Store = views.PGStore{Q: pool}
 	} else {
 		log.Warn("no database: GET /v1/campaigns answers 503 (set --database-url, or run the sink stage in this process)")
 	}
