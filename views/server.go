@@ -87,13 +87,13 @@ const (
 // Server is the HTTP API. Mount Handler under /v1/.
 type Server struct {
 	Config
-	Table     Table
-	Producer  Producer
-	Store     Store     // nil: lists and campaigns answer 503
-	DLQ       DLQ       // nil: /v1/dlq answers 503
-	Observer  Observer  // nil: not observed
-	Log       *slog.Logger
-	Now       func() time.Time
+	Table    Table
+	Producer Producer
+	Store    Store    // nil: lists and campaigns answer 503
+	DLQ      DLQ      // nil: /v1/dlq answers 503
+	Observer Observer // nil: not observed
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 func (s *Server) now() time.Time {
