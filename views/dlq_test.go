@@ -1,0 +1,39 @@
+package views
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+func TestDLQReaderKeepsTheNewestAndCountsAll(t *testing.T) {
+	d := &DLQReader{Keep: 3}
+	for i := range 5 {
+		reason := contract.ReasonInvalid
+		if i%2 == 0 {
+			reason = contract.ReasonMalformed
+		}
+		b, _ := json.Marshal(contract.DeadLetter{Reason: reason, Error: "bad <jane@example.com>", Topic: "herald.requests",
+			Offset: int64(i), Key: []byte(fmt.Sprint("k", i)), Value: []byte(`{"recipient":{"email":"jane@example.com"}}`), At: time.Now()})
+		d.add(&kgo.Record{Topic: "herald.dlq", Value: b})
+	}
+	d.add(&kgo.Record{Topic: "herald.dlq", Value: []byte("not json")})
+	r := d.DeadLetters(10)
+	if r.Total != 6 || len(r.DeadLetters) != 3 || r.Reasons[0] != (ReasonCount{Reason: contract.ReasonMalformed, DeadLetters: 3}) {
+		t.Fatalf("%+v", r)
+	}
+	if r.DeadLetters[0].Reason != "undecodable" || r.DeadLetters[1].Key != "k4" || r.DeadLetters[2].Key != "k3" {
+		t.Errorf("newest first: %+v", r.DeadLetters)
+	}
+	if r.DeadLetters[1].Error != "bad <j***@example.com>" || r.DeadLetters[1].ValueBytes == 0 {
+		t.Errorf("masked error %q", r.DeadLetters[1].Error)
+	}
+	if r := d.DeadLetters(1); len(r.DeadLetters) != 1 {
+		t.Errorf("limit: %d", len(r.DeadLetters))
+	}
+}
