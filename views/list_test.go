@@ -59,7 +59,7 @@ func TestListMessages(t *testing.T) {
 
 	for q, want := range map[string][]string{
 		"status=failed":                {"billing-e", "billing-f"},
-		"status=failed,canceled":       {"welcome-b", "billing-e", "billing-f"},
+		"status=failed,canceled":       {"billing-e", "billing-f", "welcome-b"},
 		"hold_reason=blackout":         {"billing-g"},
 		"campaign=welcome&status=sent": {"welcome-a"},
 		"channel=sms&campaign=welcome": nil,
