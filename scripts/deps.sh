@@ -10,6 +10,8 @@ have_pg() {
 have_pg || need_apt+=(postgresql)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# The console's browser test (views/console_test.go) drives Debian's Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

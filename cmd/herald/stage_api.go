@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,6 +16,7 @@ import (
 	"github.com/herald-dispatch/herald/metrics"
 	"github.com/herald-dispatch/herald/topology"
 	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/views/ui"
 )
 
 var apiFlags struct {
@@ -43,7 +45,9 @@ func init() {
 	})
 }
 
-// startAPI serves the /v1 API, Goka's monitor and the view-based metrics.
+// startAPI serves the /v1 API, the console (/ui/), Goka's monitor and the
+// view-based metrics; any other path answers the API's error shape (401
+// without the token, else 404).
 // It needs a view of the dispatcher table and a producer, and no processor,
 // so `herald api` can run it alone and scale it apart from the pipeline.
 func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
@@ -86,7 +90,13 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	if f.token == "" {
 		log.Warn("HERALD_API_TOKEN is not set: the API needs no authentication and cannot reveal addresses", "addr", env.HTTPAddr)
 	}
+	dlq := &views.DLQReader{Brokers: env.Brokers, Log: log}
+	api.DLQ = dlq
 	env.Mux.Handle("/v1/", api.Handler())
+	env.Mux.Handle("/v1", api.Handler())
+	env.Mux.Handle(ui.Path, ui.Handler())
+	env.Mux.Handle("GET /{$}", http.RedirectHandler(ui.Path, http.StatusFound))
+	env.Mux.Handle("/", api.Authenticate(views.NotFound()))
 	env.Mux.Handle(views.MonitorPath+"/", &views.Monitor{Processors: env.Processors, Views: []*goka.View{view.Goka()}, Log: log})
 
 	held := metrics.NewHeld(env.Registry, view)
@@ -95,6 +105,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return held.Run(gctx, f.heldInterval, view.Recovered, log) })
 		g.Go(func() error { return lag.Run(gctx, f.lagInterval, log) })
+		g.Go(func() error { return dlq.Run(gctx) })
 		return g.Wait()
 	}, nil
 }

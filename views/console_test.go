@@ -1,0 +1,231 @@
+package views_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/views/ui"
+)
+
+// chromium finds Debian's Chromium (scripts/deps.sh installs it).
+func chromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestConsoleInBrowser loads each page of the console in headless
+// Chromium, checks what it shows against the API's answers, that no
+// address shows unmasked, and that nothing is fetched from anywhere but
+// Herald (every other host is made unresolvable, and every request is
+// checked), and takes a screenshot of each page: into
+// $HERALD_UI_SCREENSHOTS when set, else $TMPDIR/herald-ui-screenshots
+// (the paths are logged). docs/img holds two of them.
+func TestConsoleInBrowser(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("no chromium on PATH (scripts/deps.sh installs it)")
+	}
+	f := startFixture(t)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", f.api.Handler())
+	mux.Handle(ui.Path, ui.Handler())
+	mux.Handle("/", views.NotFound())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	shots := os.Getenv("HERALD_UI_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "herald-ui-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // root in CI containers
+		chromedp.WindowSize(1280, 800),
+		// No network: every host but the loopback fails to resolve.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelT()
+
+	var mu sync.Mutex
+	var foreign, problems []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if !strings.HasPrefix(e.Request.URL, srv.URL+"/") && !strings.HasPrefix(e.Request.URL, "data:") {
+				foreign = append(foreign, e.Request.URL)
+			}
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, "exception: "+e.ExceptionDetails.Error())
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.APITypeError {
+				problems = append(problems, fmt.Sprintf("console.error %v", e.Args))
+			}
+		}
+	})
+	if err := chromedp.Run(ctx, network.Enable(), runtime.Enable()); err != nil {
+		t.Fatal(err)
+	}
+
+	shoot := func(name string) {
+		t.Helper()
+		var png []byte
+		if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(shots, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+	text := func(sel string) string {
+		t.Helper()
+		var s string
+		if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery), chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
+			t.Fatalf("%s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	page := func(hash, ready string) string {
+		t.Helper()
+		var html string
+		if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/ui/"+hash), chromedp.WaitVisible(ready, chromedp.ByQuery),
+			chromedp.OuterHTML("html", &html, chromedp.ByQuery)); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("%s: %v (errors in the page: %v; requests elsewhere: %v)", hash, err, problems, foreign)
+		}
+		for _, secret := range []string{"jane.doe@example.com", "+821012345678", "Your statement"} {
+			if strings.Contains(html, secret) {
+				t.Errorf("%s shows %q unmasked", hash, secret)
+			}
+		}
+		return html
+	}
+
+	// Without the token, the console asks for it.
+	page("", `[data-testid="need-token"]`)
+	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", fixtureToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`tr[data-campaign="billing-2026-01"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("campaigns", func(t *testing.T) {
+		page("#/", `tr[data-campaign="billing-2026-01"] svg[data-testid="sparkline"]`)
+		var l views.CampaignList
+		getJSON(t, f.api.Handler(), "GET", "/v1/campaigns?limit=50", &l)
+		for _, c := range l.Campaigns {
+			row := fmt.Sprintf(`tr[data-campaign=%q] `, c.Campaign)
+			if got := text(row + `[data-field="total"]`); got != fmt.Sprint(c.Total) {
+				t.Errorf("%s total %s, API %d", c.Campaign, got, c.Total)
+			}
+			if got := text(row + `[data-field="failed"]`); got != fmt.Sprint(c.ByStatus["failed"]) {
+				t.Errorf("%s failed %s, API %d", c.Campaign, got, c.ByStatus["failed"])
+			}
+			if got, want := text(row+`[data-field="rate"]`), fmt.Sprintf("%.2f/s", c.Rate); got != want {
+				t.Errorf("%s rate %s, API %s", c.Campaign, got, want)
+			}
+		}
+		shoot("console-campaigns.png")
+	})
+
+	t.Run("campaign", func(t *testing.T) {
+		page("#/campaign/billing-2026-01", `[data-testid="failures"] tbody tr`)
+		var d views.CampaignDetail
+		getJSON(t, f.api.Handler(), "GET", "/v1/campaigns/billing-2026-01", &d)
+		for st, n := range d.ByStatus {
+			if got := text(fmt.Sprintf(`[data-count=%q]`, st)); got != fmt.Sprint(n) {
+				t.Errorf("%s: %s, API %d", st, got, n)
+			}
+		}
+		var rows int
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('[data-testid="failures"] tbody tr').length`, &rows)); err != nil || rows != len(d.Failures) {
+			t.Errorf("failure groups: %d, API %d (%v)", rows, len(d.Failures), err)
+		}
+		if got := text(`[data-testid="failures"] tbody tr td:nth-child(3)`); got != d.Failures[0].Error {
+			t.Errorf("failure %q, API %q", got, d.Failures[0].Error)
+		}
+	})
+
+	t.Run("message", func(t *testing.T) {
+		page("#/message/billing-e", `[data-testid="history"] tbody tr`)
+		var m views.Message
+		getJSON(t, f.api.Handler(), "GET", "/v1/messages/billing-e", &m)
+		if got := text(`[data-field="status"]`); got != string(m.Status) {
+			t.Errorf("status %s, API %s", got, m.Status)
+		}
+		if got := text(`[data-field="recipient"]`); got != m.Recipient.Email+", "+m.Recipient.Phone {
+			t.Errorf("recipient %q, API %+v", got, m.Recipient)
+		}
+		var rows int
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('[data-testid="history"] tbody tr').length`, &rows)); err != nil || rows != len(m.History) {
+			t.Errorf("history rows %d, API %d (%v)", rows, len(m.History), err)
+		}
+		shoot("console-message.png")
+		page("#/message/billing-g", `[data-field="hold_reason"]`)
+		if got := text(`[data-field="hold_reason"]`); got != "blackout" {
+			t.Errorf("hold reason %q", got)
+		}
+	})
+
+	t.Run("held", func(t *testing.T) {
+		page("#/held", `[data-testid="held"] tbody tr`)
+		var h views.HeldResponse
+		getJSON(t, f.api.Handler(), "GET", "/v1/held", &h)
+		for _, x := range h.Held {
+			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, x.Reason)); got != fmt.Sprint(x.Notifications) {
+				t.Errorf("%s: %s, API %d", x.Reason, got, x.Notifications)
+			}
+		}
+		shoot("console-held.png")
+	})
+
+	t.Run("dlq", func(t *testing.T) {
+		page("#/dlq", `[data-testid="dlq"] tbody tr`)
+		var d views.DLQResponse
+		getJSON(t, f.api.Handler(), "GET", "/v1/dlq", &d)
+		for _, r := range d.Reasons {
+			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, r.Reason)); got != fmt.Sprint(r.DeadLetters) {
+				t.Errorf("%s: %s, API %d", r.Reason, got, r.DeadLetters)
+			}
+		}
+		shoot("console-dlq.png")
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(foreign) > 0 {
+		t.Errorf("the console fetched from elsewhere: %v", foreign)
+	}
+	if len(problems) > 0 {
+		t.Errorf("the console had errors: %v", problems)
+	}
+}
