@@ -47,6 +47,10 @@ const (
 	TopicControl = "herald.control"
 	// TopicDLQ carries DeadLetters: every record Herald could not use.
 	TopicDLQ = "herald.dlq"
+	// TopicStatus is the public status stream: a statusfeed.Record per
+	// change of a notification's state, keyed by id, for producers to
+	// consume outcomes instead of polling.
+	TopicStatus = "herald.status"
 )
 
 // GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
@@ -177,6 +181,9 @@ func (c Config) Topics() []TopicSpec {
 			"cleanup.policy": "delete",
 			"retention.ms":   strconv.FormatInt(c.DLQRetention.Milliseconds(), 10),
 		}},
+		// Keyed by id like the rest, so a notification's changes keep
+		// their order; not co-partitioned (no processor joins it).
+		TopicSpec{Name: TopicStatus, Partitions: c.Partitions, Configs: stream},
 	)
 	return ts
 }

@@ -61,4 +61,7 @@ func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
 	if _, ok := specs[TopicDLQ]; !ok {
 		t.Error("no DLQ topic")
 	}
+	if s, ok := specs[TopicStatus]; !ok || s.Partitions != 6 || s.Configs["retention.ms"] != "604800000" {
+		t.Errorf("status stream %+v", s)
+	}
 }

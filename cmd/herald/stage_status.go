@@ -1,0 +1,41 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+
+	"github.com/herald-dispatch/herald/statusfeed"
+	"github.com/herald-dispatch/herald/views"
+)
+
+var statusFlags struct {
+	mode string
+}
+
+func init() {
+	addStage(stage{
+		name:  "status",
+		order: 60,
+		flags: func(fs *flag.FlagSet) {
+			stringFlag(fs, &statusFlags.mode, "status-feed", string(statusfeed.DefaultMode),
+				"what herald.status carries: all (every change of a notification's state) or final (final statuses only)")
+		},
+		start: startStatusFeed,
+	})
+}
+
+// startStatusFeed publishes herald.status from the dispatcher table's
+// changelog (package statusfeed).
+func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	mode, err := statusfeed.ParseMode(statusFlags.mode)
+	if err != nil {
+		return nil, fmt.Errorf("--status-feed: %w", err)
+	}
+	f, err := statusfeed.New(statusfeed.Config{Brokers: env.Brokers, Mode: mode, Mask: views.MaskText,
+		Log: env.Log.With("stage", "status")})
+	if err != nil {
+		return nil, err
+	}
+	return f.Run, nil
+}
