@@ -177,3 +177,44 @@ func TestSendFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestSendTellsTheTruth(t *testing.T) {
+	t.Run("no rate before a second", func(t *testing.T) {
+		if got := rateText(500, 5*time.Microsecond); got != "…" {
+			t.Errorf("first frame: %q", got)
+		}
+		if got := rateText(3000, 2*time.Second); got != "1500 req/s" {
+			t.Errorf("%q", got)
+		}
+	})
+	t.Run("an unreachable API is an error", func(t *testing.T) {
+		path, _ := writeRequests(t)
+		err := runSend(context.Background(), []string{"--file", path, "--api-url", "http://127.0.0.1:1", "--send-retries", "0", "--progress=false"})
+		if err == nil || !strings.Contains(err.Error(), "nothing sent") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("generate", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "requests.jsonl")
+		if err := runSend(context.Background(), []string{"--generate", "25", "--campaign", "tour-x", "--out", out}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		for i, l := range lines {
+			r, err := contract.Decode(nil, []byte(l))
+			if err != nil || r.Campaign != "tour-x" || len(contract.UnknownFields([]byte(l))) > 0 {
+				t.Fatalf("line %d: %v %s", i+1, err, l)
+			}
+		}
+		if len(lines) != 25 {
+			t.Errorf("%d lines", len(lines))
+		}
+		if err := runSend(context.Background(), []string{"--generate", "2", "--file", out}); err == nil {
+			t.Error("--generate with --file accepted")
+		}
+	})
+}
