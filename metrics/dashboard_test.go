@@ -95,3 +95,48 @@ func TestDashboardMetrics(t *testing.T) {
 	slices.Sort(unused)
 	t.Logf("%d metrics on the dashboard; not on it: %v", len(used), unused)
 }
+
+// TestDashboardInstanceAndLag: every query is scoped by the instance
+// variable, and the headline lag is the backlog of the stages that work
+// through records, without the delay group's held wake-ups.
+func TestDashboardInstanceAndLag(t *testing.T) {
+	b, err := os.ReadFile("../deploy/grafana/herald.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Templating struct {
+			List []struct{ Name string } `json:"list"`
+		} `json:"templating"`
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(d.Templating.List, func(v struct{ Name string }) bool { return v.Name == "instance" }) {
+		t.Error("no instance variable")
+	}
+	metric := regexp.MustCompile(`herald_[a-z_]+(\{[^}]*\})?`)
+	titles := map[string]string{}
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			for _, m := range metric.FindAllString(tg.Expr, -1) {
+				if !strings.Contains(m, `instance=~"$instance"`) {
+					t.Errorf("%s: %s is not scoped by $instance", p.Title, m)
+				}
+			}
+			titles[p.Title] = tg.Expr
+		}
+	}
+	if e := titles["Backlog (dispatcher, sender, sink)"]; e == "" || strings.Contains(e, "delay") {
+		t.Errorf("backlog: %q", e)
+	}
+	if e := titles["Held wake-ups (delay)"]; !strings.Contains(e, `group="herald-delay"`) {
+		t.Errorf("held wake-ups: %q", e)
+	}
+}
