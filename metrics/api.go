@@ -37,6 +37,14 @@ func NewAPI(reg prometheus.Registerer) *API {
 		}, []string{"outcome"}),
 	}
 	reg.MustRegister(a.requests, a.duration, a.items, a.cancels)
+	// Present at 0 from the start, so that a rate() or an alert sees the
+	// series before its first event.
+	for _, r := range []string{"accepted", "duplicate", "rejected", "failed"} {
+		a.items.WithLabelValues(r)
+	}
+	for _, o := range []string{"requested", "canceled", "conflict", "unknown"} {
+		a.cancels.WithLabelValues(o)
+	}
 	return a
 }
 

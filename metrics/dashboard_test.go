@@ -140,3 +140,42 @@ func TestDashboardInstanceAndLag(t *testing.T) {
 		t.Errorf("held wake-ups: %q", e)
 	}
 }
+
+// TestCountersPresentAtZero: the labelled counters the dashboard reads
+// exist before their first event.
+func TestCountersPresentAtZero(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	metrics.NewAPI(reg)
+	metrics.NewDispatch(reg)
+	metrics.NewSender(reg)
+	sink.NewMetrics(reg)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, l := range m.GetLabel() {
+				ls = append(ls, l.GetName()+"="+l.GetValue())
+			}
+			have[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = true
+		}
+	}
+	for _, want := range []string{
+		"herald_transitions_total{from=sending,to=sent}",
+		"herald_transitions_total{from=retrying,to=failed}",
+		"herald_transitions_total{from=new,to=rejected}",
+		"herald_dispatcher_events_total{topic=herald.control,verdict=stale}",
+		"herald_dlq_records_total{reason=malformed,topic=herald.requests}",
+		"herald_api_ingested_items_total{result=rejected}",
+		"herald_api_cancels_total{outcome=conflict}",
+		"herald_sends_total{channel=sms,outcome=throttled}",
+		"herald_sink_rows_written_total{table=dispatch_attempts}",
+	} {
+		if !have[want] {
+			t.Errorf("%s missing before its first event", want)
+		}
+	}
+}

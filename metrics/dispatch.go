@@ -9,6 +9,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/processors"
+	"github.com/herald-dispatch/herald/topology"
 )
 
 // Dispatch implements processors.DispatchObserver with Prometheus counters.
@@ -45,7 +46,34 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 		}, []string{"topic", "reason"}),
 	}
 	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters)
+	// Present at 0 from the start (a rate() or an alert sees the series
+	// before its first event): every transition the dashboard sums, every
+	// input topic's verdicts, every dead-letter reason.
+	for _, from := range append([]string{"new"}, nonFinal()...) {
+		for _, to := range contract.Statuses {
+			d.transitions.WithLabelValues(from, string(to))
+		}
+	}
+	for _, topic := range topology.DispatcherInputs {
+		for _, v := range []processors.Verdict{processors.VerdictApplied, processors.VerdictDuplicate, processors.VerdictReplay,
+			processors.VerdictStale, processors.VerdictUnknown, processors.VerdictEarly} {
+			d.events.WithLabelValues(topic, string(v))
+		}
+		for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {
+			d.deadLetters.WithLabelValues(topic, r)
+		}
+	}
 	return d
+}
+
+func nonFinal() []string {
+	var out []string
+	for _, s := range contract.Statuses {
+		if !s.Final() {
+			out = append(out, string(s))
+		}
+	}
+	return out
 }
 
 // Event counts an input record.

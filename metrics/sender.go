@@ -55,6 +55,14 @@ func NewSender(reg prometheus.Registerer) *Sender {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters)
+	// Present at 0 from the start, per channel and outcome.
+	for _, ch := range contract.Channels {
+		for _, o := range []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomePermanent, contract.OutcomeThrottled} {
+			s.sends.WithLabelValues(string(ch), string(o))
+		}
+		s.skipped.WithLabelValues(string(ch))
+		s.pauses.WithLabelValues(string(ch))
+	}
 	return s
 }
 

@@ -56,5 +56,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.records, m.batchSize, m.batchTime, m.rows, m.stale, m.retries, m.deadLetters, m.commitErrs)
 	}
+	for _, table := range []string{"dispatch_status", "dispatch_attempts"} {
+		m.rows.WithLabelValues(table) // present at 0 from the start
+	}
 	return m
 }
