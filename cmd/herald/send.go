@@ -43,7 +43,7 @@ import (
 var sendFlags struct {
 	file, via, apiURL, token, brokers string
 	batch, batchBytes, retries        int
-	progress                          bool
+	progress, strict                  bool
 	generate                          int
 	campaign, out                     string
 }
@@ -65,6 +65,7 @@ func runSend(ctx context.Context, args []string) error {
 	intFlag(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
 	intFlag(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
 	boolFlag(fs, &f.progress, "progress", true, "show a progress bar when standard error is a terminal")
+	boolFlag(fs, &f.strict, "strict", false, "refuse requests with fields v1 does not define (otherwise they are warnings)")
 	intFlag(fs, &f.generate, "generate", 0, "instead of --file, make this many sample requests (for the tour)")
 	stringFlag(fs, &f.campaign, "campaign", "tour", "campaign of the --generate requests")
 	stringFlag(fs, &f.out, "out", "", "with --generate, write the requests to this JSONL file instead of sending them")
@@ -107,7 +108,7 @@ func runSend(ctx context.Context, args []string) error {
 	var send batchFunc
 	switch f.via {
 	case "api":
-		send = apiBatch(strings.TrimRight(f.apiURL, "/"), f.token)
+		send = apiBatch(strings.TrimRight(f.apiURL, "/"), f.token, f.strict)
 	case "kafka":
 		opts := append([]kgo.Opt{kgo.SeedBrokers(splitList(f.brokers)...), kgo.ClientID("herald-send")}, topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
@@ -115,7 +116,7 @@ func runSend(ctx context.Context, args []string) error {
 			return fmt.Errorf("kafka client: %w", err)
 		}
 		defer cl.Close()
-		in := &views.Ingester{Producer: cl}
+		in := &views.Ingester{Producer: cl, Strict: f.strict}
 		send = in.Ingest
 	default:
 		return fmt.Errorf("--via %q: want api or kafka", f.via)
@@ -158,9 +159,9 @@ func runSend(ctx context.Context, args []string) error {
 	if f.via == "kafka" {
 		verb = "published" // nothing checked against the dispatcher's state
 	}
-	fmt.Printf("%s: %d requests in %v (%s): %d %s, %d duplicates, %d rejected, %d failed\n",
+	fmt.Printf("%s: %d requests in %v (%s): %d %s, %d duplicates (%d with a different payload), %d rejected, %d failed; %d with warnings\n",
 		f.file, st.items, elapsed.Round(time.Millisecond), rateText(st.items, elapsed),
-		st.accepted, verb, st.duplicates, st.rejected, st.failed)
+		st.accepted, verb, st.duplicates, st.differs, st.rejected, st.failed, st.warned)
 	if err != nil {
 		return fmt.Errorf("stopped after %d requests: %w", st.items, err)
 	}
@@ -262,7 +263,11 @@ type batchFunc func(ctx context.Context, items []views.Item) ([]views.ItemResult
 var errFatal = errors.New("fatal")
 
 // apiBatch posts a batch as JSONL to the API.
-func apiBatch(base, token string) batchFunc {
+func apiBatch(base, token string, strict bool) batchFunc {
+	path := "/v1/messages"
+	if strict {
+		path += "?strict=1"
+	}
 	client := &http.Client{Timeout: 2 * time.Minute}
 	return func(ctx context.Context, items []views.Item) ([]views.ItemResult, error) {
 		var body bytes.Buffer
@@ -270,7 +275,7 @@ func apiBatch(base, token string) batchFunc {
 			body.Write(it.Raw)
 			body.WriteByte('\n')
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/messages", &body)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, &body)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errFatal, err)
 		}
@@ -314,6 +319,9 @@ func apiBatch(base, token string) batchFunc {
 
 type sendStats struct {
 	items, accepted, duplicates, rejected, failed int
+	// differs counts duplicates whose payload differs; warned the
+	// requests with warnings (unknown fields).
+	differs, warned int
 }
 
 // fileSender reads lines, batches them and reports the results.
@@ -394,14 +402,29 @@ func (s *fileSender) sendBatch(ctx context.Context, items []views.Item) ([]views
 	}
 }
 
+// maxWarningLines bounds the warnings printed line by line (a file whose
+// every line has the same unknown field would flood the terminal); the
+// summary counts them all.
+const maxWarningLines = 20
+
 func (s *fileSender) report(st *sendStats, rs []views.ItemResult) {
 	for _, r := range rs {
 		st.items++
+		if len(r.Warnings) > 0 {
+			if st.warned++; st.warned <= maxWarningLines {
+				s.say("line %d%s: %s\n", r.Line, idSuffix(r.ID), strings.Join(r.Warnings, "; "))
+			}
+		}
 		switch r.Result {
 		case views.ResultAccepted:
 			st.accepted++
 		case views.ResultDuplicate:
 			st.duplicates++
+			if r.PayloadDiffers {
+				if st.differs++; st.differs <= maxWarningLines {
+					s.say("line %d%s: duplicate with a different payload: the first one stands\n", r.Line, idSuffix(r.ID))
+				}
+			}
 		case views.ResultRejected:
 			st.rejected++
 			var ps []string

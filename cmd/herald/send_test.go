@@ -68,10 +68,18 @@ func published(t *testing.T, c *kafkatest.Cluster, want int) []string {
 func TestSendKafka(t *testing.T) {
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
 	path, ids := writeRequests(t)
-	err := runSend(context.Background(), []string{"--file", path, "--via", "kafka", "--brokers", strings.Join(c.Brokers, ","),
-		"--send-batch", "3", "--progress=false"})
+	var err error
+	out := captureStdout(t, func() {
+		err = runSend(context.Background(), []string{"--file", path, "--via", "kafka", "--brokers", strings.Join(c.Brokers, ","),
+			"--send-batch", "3", "--progress=false"})
+	})
 	if err == nil || !strings.Contains(err.Error(), "2 requests rejected, 0 failed") {
 		t.Fatalf("err = %v", err)
+	}
+	// Straight to Kafka nothing is checked against the dispatcher's state:
+	// "published", never "accepted".
+	if !strings.Contains(out, "8 published") || strings.Contains(out, "accepted") {
+		t.Errorf("summary %q", out)
 	}
 	// s-2 comes twice, in different batches: straight to Kafka nothing
 	// checks across batches, the dispatcher drops the second.
@@ -217,4 +225,41 @@ func TestSendTellsTheTruth(t *testing.T) {
 			t.Error("--generate with --file accepted")
 		}
 	})
+}
+
+// captureStdout returns what fn prints to standard output.
+func captureStdout(t *testing.T, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	defer func() { os.Stdout = old }()
+	fn()
+	w.Close()
+	os.Stdout = old
+	return <-done
+}
+
+func TestSendReportsWarningsAndDifferingPayloads(t *testing.T) {
+	var out bytes.Buffer
+	s := fileSender{out: &out}
+	var st sendStats
+	s.report(&st, []views.ItemResult{
+		{Line: 1, ID: "a", Result: views.ResultAccepted, Warnings: []string{"unknown field sendAt: ignored"}},
+		{Line: 2, ID: "b", Result: views.ResultDuplicate, PayloadDiffers: true},
+		{Line: 3, ID: "c", Result: views.ResultDuplicate},
+	})
+	if st.warned != 1 || st.differs != 1 || st.duplicates != 2 ||
+		!strings.Contains(out.String(), "line 1 (a): unknown field sendAt: ignored") ||
+		!strings.Contains(out.String(), "line 2 (b): duplicate with a different payload") || strings.Contains(out.String(), "line 3") {
+		t.Errorf("%+v\n%s", st, out.String())
+	}
 }
