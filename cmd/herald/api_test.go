@@ -94,4 +94,29 @@ func TestAPIStage(t *testing.T) {
 	if code, b := do("GET", "/v1/campaigns/c", "stage-token", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("campaigns without a database: %d %s", code, b)
 	}
+
+	// The console, and the error shape outside /v1.
+	if code, b := do("GET", "/ui/", "", ""); code != http.StatusOK || !strings.Contains(b, `<script src="app.js">`) {
+		t.Errorf("console: %d %.200s", code, b)
+	}
+	for _, c := range []struct {
+		method, path, token string
+		code                int
+		errCode             string
+	}{
+		{"GET", "/nothing", "", http.StatusUnauthorized, `"code":"unauthorized"`},
+		{"GET", "/nothing", "stage-token", http.StatusNotFound, `"code":"not_found"`},
+		{"GET", "/v1", "stage-token", http.StatusNotFound, `"code":"not_found"`},
+		{"DELETE", "/v1/messages/stage-1", "stage-token", http.StatusMethodNotAllowed, `"code":"method_not_allowed"`},
+	} {
+		if code, b := do(c.method, c.path, c.token, ""); code != c.code || !strings.Contains(b, c.errCode) {
+			t.Errorf("%s %s: %d %s", c.method, c.path, code, b)
+		}
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if resp, err := client.Get(base + "/"); err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/" {
+		t.Errorf("/: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }
