@@ -19,7 +19,7 @@ func init() {
 		order: 60,
 		flags: func(fs *flag.FlagSet) {
 			stringFlag(fs, &statusFlags.mode, "status-feed", string(statusfeed.DefaultMode),
-				"what herald.status carries: all (every change of a notification's state) or final (final statuses only)")
+				"what herald.status carries: all (every change of a notification's state), final (final statuses only), or off (no status stream)")
 		},
 		start: startStatusFeed,
 	})
@@ -28,6 +28,9 @@ func init() {
 // startStatusFeed publishes herald.status from the dispatcher table's
 // changelog (package statusfeed).
 func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
+	if statusFlags.mode == "off" {
+		return nil, nil
+	}
 	mode, err := statusfeed.ParseMode(statusFlags.mode)
 	if err != nil {
 		return nil, fmt.Errorf("--status-feed: %w", err)
