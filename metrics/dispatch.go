@@ -49,7 +49,8 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 	// Present at 0 from the start (a rate() or an alert sees the series
 	// before its first event): every transition the dashboard sums, every
 	// input topic's verdicts, every dead-letter reason.
-	for _, from := range append([]string{"new"}, nonFinal()...) {
+	// (failed is a from too: an operator's retry leaves it.)
+	for _, from := range append([]string{"new", string(contract.StatusFailed)}, nonFinal()...) {
 		for _, to := range contract.Statuses {
 			d.transitions.WithLabelValues(from, string(to))
 		}
