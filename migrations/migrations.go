@@ -6,7 +6,9 @@
 // Tables: dispatch_status (one row per notification, written only by the
 // sink, version-guarded), dispatch_attempts (append-only, one row per
 // provider attempt, partitioned by month). Views: campaign_status_counts,
-// campaign_delivery_spread, campaign_failures. docs/sink.md describes them.
+// campaign_delivery_spread, campaign_failures. Indexes for the API's lists
+// (00004) hold only columns that never change, so status updates stay HOT.
+// docs/sink.md describes them.
 //
 // Several processes may migrate the same database at once: goose holds a
 // PostgreSQL advisory lock while it applies migrations, and each migration
