@@ -2,6 +2,7 @@ package views_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,9 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/sink"
 
 	"github.com/herald-dispatch/herald/views"
 	"github.com/herald-dispatch/herald/views/ui"
@@ -131,6 +135,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		return html
 	}
 
+	// countsShown checks the count the page shows per reason.
+	countsShown := func(want map[string]int64) {
+		t.Helper()
+		for reason, n := range want {
+			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, reason)); got != fmt.Sprint(n) {
+				t.Errorf("%s: %s, API %d", reason, got, n)
+			}
+		}
+	}
+	rows := func(sel string) int {
+		t.Helper()
+		var n int
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('`+sel+` tbody tr').length`, &n)); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
 	// Without the token, the console asks for it.
 	page("", `[data-testid="need-token"]`)
 	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", fixtureToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
@@ -155,6 +177,22 @@ func TestConsoleInBrowser(t *testing.T) {
 			}
 		}
 		shoot("console-campaigns.png")
+
+		// Live: a notification that becomes final shows within a refresh.
+		st := *f.table.states["billing-i"]
+		st.Status, st.Version, st.UpdatedAt, st.NextAttemptAt, st.HoldReason = contract.StatusSent, 4, time.Now().UTC(), nil, ""
+		b, _ := json.Marshal(&st)
+		if _, err := sink.NewWriter(f.pool).Write(context.Background(), []sink.Change{{State: &st, Key: []byte(st.ID), Value: b}}); err != nil {
+			t.Fatal(err)
+		}
+		final := `tr[data-campaign="billing-2026-01"] [data-field="final"]`
+		deadline := time.Now().Add(10 * time.Second)
+		for text(final) != "8" {
+			if time.Now().After(deadline) {
+				t.Fatalf("final still %s after the change", text(final))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	})
 
 	t.Run("campaign", func(t *testing.T) {
@@ -166,9 +204,8 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Errorf("%s: %s, API %d", st, got, n)
 			}
 		}
-		var rows int
-		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('[data-testid="failures"] tbody tr').length`, &rows)); err != nil || rows != len(d.Failures) {
-			t.Errorf("failure groups: %d, API %d (%v)", rows, len(d.Failures), err)
+		if n := rows(`[data-testid="failures"]`); n != len(d.Failures) {
+			t.Errorf("failure groups: %d, API %d", n, len(d.Failures))
 		}
 		if got := text(`[data-testid="failures"] tbody tr td:nth-child(3)`); got != d.Failures[0].Error {
 			t.Errorf("failure %q, API %q", got, d.Failures[0].Error)
@@ -185,9 +222,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got := text(`[data-field="recipient"]`); got != m.Recipient.Email+", "+m.Recipient.Phone {
 			t.Errorf("recipient %q, API %+v", got, m.Recipient)
 		}
-		var rows int
-		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('[data-testid="history"] tbody tr').length`, &rows)); err != nil || rows != len(m.History) {
-			t.Errorf("history rows %d, API %d (%v)", rows, len(m.History), err)
+		if n := rows(`[data-testid="history"]`); n != len(m.History) {
+			t.Errorf("history rows %d, API %d", n, len(m.History))
 		}
 		shoot("console-message.png")
 		page("#/message/billing-g", `[data-field="hold_reason"]`)
@@ -200,11 +236,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		page("#/held", `[data-testid="held"] tbody tr`)
 		var h views.HeldResponse
 		getJSON(t, f.api.Handler(), "GET", "/v1/held", &h)
+		want := map[string]int64{}
 		for _, x := range h.Held {
-			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, x.Reason)); got != fmt.Sprint(x.Notifications) {
-				t.Errorf("%s: %s, API %d", x.Reason, got, x.Notifications)
-			}
+			want[string(x.Reason)] = x.Notifications
 		}
+		countsShown(want)
 		shoot("console-held.png")
 	})
 
@@ -212,11 +248,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		page("#/dlq", `[data-testid="dlq"] tbody tr`)
 		var d views.DLQResponse
 		getJSON(t, f.api.Handler(), "GET", "/v1/dlq", &d)
+		want := map[string]int64{}
 		for _, r := range d.Reasons {
-			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, r.Reason)); got != fmt.Sprint(r.DeadLetters) {
-				t.Errorf("%s: %s, API %d", r.Reason, got, r.DeadLetters)
-			}
+			want[r.Reason] = r.DeadLetters
 		}
+		countsShown(want)
 		shoot("console-dlq.png")
 	})
 
