@@ -153,7 +153,9 @@ func (f *Feed) Run(ctx context.Context) error {
 			cl.AllowRebalance()
 			return nil
 		}
-		fs.EachError(func(t string, p int32, err error) { c.Log.Warn("status feed: fetch error", "topic", t, "partition", p, "err", err) })
+		fs.EachError(func(t string, p int32, err error) {
+			c.Log.Warn("status feed: fetch error", "topic", t, "partition", p, "err", err)
+		})
 		var out []*kgo.Record
 		var consumed []*kgo.Record
 		fs.EachRecord(func(r *kgo.Record) {

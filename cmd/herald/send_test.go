@@ -111,7 +111,7 @@ func TestSendAPI(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		posts.Add(1)
 		if fail.Add(-1) >= 0 { // the API restarting
-			http.Error(w, `{"error":"the view of the dispatcher table is still recovering"}`, http.StatusServiceUnavailable)
+			http.Error(w, `{"code":"unavailable","error":"the view of the dispatcher table is still recovering"}`, http.StatusServiceUnavailable)
 			return
 		}
 		api.Handler().ServeHTTP(w, r)
