@@ -20,7 +20,8 @@ const (
 // Final statuses. A notification in one of these never changes status
 // again, with one exception: a provider's success is never thrown away, so
 // a success that arrives late (for an attempt the state had moved past, or
-// after a cancel or expiry while its call ran) makes the notification sent.
+// after a cancel or expiry while its call ran) makes the notification sent;
+// and an operator's Retry (records.go) takes a failed one back to work.
 const (
 	StatusSent     Status = "sent"
 	StatusFailed   Status = "failed"

@@ -686,7 +686,7 @@ func onRetry(cur *contract.State, r *contract.Retry, now time.Time, cfg Dispatch
 	if r.Reason != "" {
 		why += ": " + r.Reason
 	}
-	s.History = append(s.History, contract.Attempt{Channel: cur.Channel, Outcome: contract.OutcomeRetry, Error: why, At: now})
+	s.History = append(s.History, contract.Attempt{Channel: cur.Channel, Outcome: contract.OutcomeRetry, Error: truncateError(why), At: now})
 	s.ChannelIndex, s.Channel, s.ChannelAttempts = 0, cur.Request.Channels[0], 0
 	s.Status = contract.StatusScheduled // not held: advance decides
 	advance(s, now, cfg)

@@ -79,7 +79,9 @@ func ParseMode(s string) (Mode, error) {
 // not published in mode: a duplicate request (it changes only a counter),
 // or, with ModeFinal, a status that is not final.
 func NewRecord(s *contract.State, mode Mode, mask func(string) string) (Record, bool) {
-	if s.LastSource.Topic == topology.TopicRequests && s.Version > 1 {
+	// A request after the first only counts a duplicate. (Versions carry
+	// the owner epoch in their high bits: the first is not always 1.)
+	if s.LastSource.Topic == topology.TopicRequests && s.Duplicates > 0 {
 		return Record{}, false
 	}
 	if mode == ModeFinal && !s.Status.Final() {

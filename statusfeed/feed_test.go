@@ -15,7 +15,11 @@ import (
 )
 
 func state(id string, v uint64, st contract.Status, from string) *contract.State {
-	return &contract.State{ID: id, Campaign: "c", Status: st, Version: v, Channel: contract.ChannelEmail, Attempts: 1,
+	dups := 0
+	if from == topology.TopicRequests && v > 1 {
+		dups = 1 // the tests' second request-made version is a duplicate
+	}
+	return &contract.State{Duplicates: dups, ID: id, Campaign: "c", Status: st, Version: v, Channel: contract.ChannelEmail, Attempts: 1,
 		UpdatedAt: time.Date(2026, 1, 15, 12, 0, int(v), 0, time.UTC), LastError: "550 <jane@example.com>",
 		LastSource: contract.Position{Topic: from}, Request: &contract.Request{Recipient: contract.Recipient{Email: "jane@example.com"}}}
 }

@@ -196,9 +196,12 @@ type ActionResponse struct {
 }
 
 // cancelCampaign publishes a Cancel for every notification of the campaign
-// the sink has seen held (scheduled, deferred or retrying). Idempotent:
-// again, it publishes cancels for what is still held, and the dispatcher
-// ignores a cancel of what is already canceled or has started.
+// the sink has seen not final: held (scheduled, deferred, retrying) or
+// sending, whose command is stopped if its provider call has not started
+// (a call already started cannot be taken back, and if it delivers the
+// notification ends sent). Idempotent: again, it publishes cancels for
+// what is still not final, and the dispatcher ignores a cancel of what is
+// final.
 func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request) {
 	reason, ok := s.decodeReason(w, r)
 	if !ok {
@@ -211,7 +214,7 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now().UTC()
 	s.campaignAction(w, r, name, "cancel", reason,
-		[]contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying},
+		[]contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying, contract.StatusSending},
 		func(t Target) any { return contract.Cancel{ID: t.ID, Reason: why, RequestedAt: now} })
 }
 
