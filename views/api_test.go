@@ -214,6 +214,16 @@ func TestAPIWithoutToken(t *testing.T) {
 		}
 	})
 
+	t.Run("ids are text", func(t *testing.T) {
+		var r views.IngestResponse
+		body := request("nul\x00id", func(m map[string]any) { m["campaign"] = "line\nbreak" })
+		code, b := s.call("POST", "/v1/messages", "", "application/json", body, &r)
+		if code != http.StatusUnprocessableEntity || r.Rejected != 1 || !hasField(r.Items[0].Errors, "id") ||
+			!hasField(r.Items[0].Errors, "campaign") || !bytes.Contains(b, []byte("must not contain control characters: U+0000")) {
+			t.Errorf("control characters: %d %s", code, b)
+		}
+	})
+
 	t.Run("ingest bad bodies", func(t *testing.T) {
 		for _, body := range []string{"", "   ", "hello", "[1, 2", `"a string"`, "42"} {
 			var e map[string]any
