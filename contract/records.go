@@ -141,18 +141,3 @@ type Cancel struct {
 	Reason      string    `json:"reason,omitempty"`
 	RequestedAt time.Time `json:"requested_at"`
 }
-
-// DeadLetter is what Herald publishes to herald.dlq for a record it cannot
-// use. It keeps the original key and value byte for byte (base64 in JSON),
-// and where the record came from, so it can be fixed and replayed.
-type DeadLetter struct {
-	Reason    string       `json:"reason"`
-	Error     string       `json:"error"`
-	Problems  []FieldError `json:"problems,omitempty"`
-	Topic     string       `json:"topic"`
-	Partition int32        `json:"partition"`
-	Offset    int64        `json:"offset"`
-	Key       []byte       `json:"key"`
-	Value     []byte       `json:"value"`
-	At        time.Time    `json:"at"`
-}

@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -108,8 +108,8 @@ func readDLQ(ctx context.Context, brokers []string) ([]contract.DeadLetter, erro
 	}
 	out := make([]contract.DeadLetter, 0, len(recs))
 	for _, r := range recs {
-		var d contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &d); err != nil {
+		d, err := dlq.Parse(r)
+		if err != nil {
 			d = contract.DeadLetter{Reason: "undecodable dead letter", Error: err.Error(), Key: r.Key, Value: r.Value}
 		}
 		out = append(out, d)

@@ -68,7 +68,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/processors"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/provider"
 	"github.com/herald-dispatch/herald/topology"
 )
@@ -396,13 +396,9 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	cmd, err := DecodeCommand(r.Key, r.Value)
 	if err != nil {
 		src := contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
-		dl := processors.NewDeadLetter(src, r.Key, r.Value, err, s.now())
-		b, merr := json.Marshal(dl)
-		if merr != nil {
-			ss.fail(fmt.Errorf("sender: encode dead letter: %w", merr))
-			return
-		}
-		if ss.publish(t, r, &kgo.Record{Topic: topology.TopicDLQ, Key: r.Key, Value: b}) {
+		dl := contract.NewDeadLetter(src, r.Key, r.Value, err, s.now())
+		dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
+		if ss.publish(t, r, dlq.Record(topology.TopicDLQ, dl)) {
 			s.obs.DeadLetter(dl.Reason)
 			s.log.Warn("send command sent to the DLQ", "partition", r.Partition, "offset", r.Offset,
 				"reason", dl.Reason, "error", dl.Error)

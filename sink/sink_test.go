@@ -3,12 +3,13 @@ package sink
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"testing"
 	"time"
+
+	heralddlq "github.com/herald-dispatch/herald/dlq"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -244,8 +245,8 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 	}
 	byKey := map[string]contract.DeadLetter{}
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		byKey[string(r.Key)] = dl
