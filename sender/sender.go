@@ -282,9 +282,8 @@ func (s *Sender) session(ctx context.Context) error {
 	ss.base, ss.hardStop = context.WithCancel(context.Background())
 	defer ss.hardStop()
 	tc := s.cfg.Topology
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(tc.Brokers...),
-		kgo.ClientID(tc.ClientID + "-sender"),
+	opts := append(tc.KgoOpts(),
+		kgo.ClientID(tc.ClientID+"-sender"),
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(topology.TopicSend),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -293,7 +292,7 @@ func (s *Sender) session(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(ss.revoked),
 		kgo.OnPartitionsLost(ss.lost),
-	}
+	)
 	opts = append(opts, topology.KgoProducerOpts()...)
 	opts = append(opts, tc.KgoGroupOpts()...)
 	opts = append(opts, s.cfg.ClientOpts...)

@@ -79,6 +79,8 @@ type Config struct {
 	// HeartbeatInterval is how often every consumer heartbeats; it must be
 	// well below SessionTimeout (at most a third). Default 1 s.
 	HeartbeatInterval time.Duration
+	// Security is how every client connects (TLS, SASL); nil: plaintext.
+	Security *Security
 }
 
 // Defaults for Config.
@@ -131,12 +133,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Sarama is SaramaConfig with the group timings of c.
+// Sarama is SaramaConfig with the group timings and the security of c:
+// the configuration of every Goka processor, view and topic checker.
 func (c Config) Sarama(clientID string) *sarama.Config {
 	c = c.WithDefaults()
 	cfg := SaramaConfig(clientID)
 	cfg.Consumer.Group.Session.Timeout = c.SessionTimeout
 	cfg.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	c.Security.ApplySarama(cfg)
 	return cfg
 }
 
@@ -190,7 +194,7 @@ var ErrPartitionMismatch = errors.New("topic partition count mismatch")
 // once.
 func EnsureTopics(ctx context.Context, c Config) error {
 	c = c.WithDefaults()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID+"-admin"))
+	cl, err := kgo.NewClient(append(c.KgoOpts(), kgo.ClientID(c.ClientID+"-admin"))...)
 	if err != nil {
 		return fmt.Errorf("topology: admin client: %w", err)
 	}
@@ -310,8 +314,9 @@ func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
 
 // WaitForBrokers retries a metadata request until a broker answers or ctx
 // ends. Useful right after starting an embedded broker or a compose stack.
-func WaitForBrokers(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// opts are extra client options, such as Security.KgoOpts.
+func WaitForBrokers(ctx context.Context, brokers []string, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: client: %w", err)
 	}

@@ -63,7 +63,13 @@ func runSend(ctx context.Context, args []string) error {
 	intFlag(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
 	intFlag(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
 	boolFlag(fs, &f.progress, "progress", true, "show a progress bar when standard error is a terminal")
+	var sec kafkaSecurityFlags
+	sec.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	security, err := sec.load()
+	if err != nil {
 		return err
 	}
 	if f.file == "" {
@@ -86,7 +92,8 @@ func runSend(ctx context.Context, args []string) error {
 	case "api":
 		send = apiBatch(strings.TrimRight(f.apiURL, "/"), f.token)
 	case "kafka":
-		opts := append([]kgo.Opt{kgo.SeedBrokers(splitList(f.brokers)...), kgo.ClientID("herald-send")}, topology.KgoProducerOpts()...)
+		tc := topology.Config{Brokers: splitList(f.brokers), Security: security}
+		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return fmt.Errorf("kafka client: %w", err)

@@ -59,7 +59,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...), kgo.ClientID(env.Topology.ClientID + "-api")}, topology.KgoProducerOpts()...)
+	opts := append(append(env.Topology.KgoOpts(), kgo.ClientID(env.Topology.ClientID+"-api")), topology.KgoProducerOpts()...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("api: kafka client: %w", err)
