@@ -47,6 +47,9 @@ const (
 	TopicControl = "herald.control"
 	// TopicDLQ carries DeadLetters: every record Herald could not use.
 	TopicDLQ = "herald.dlq"
+	// TopicDLQReplays records which dead letters `herald dlq replay` has
+	// published again (compacted, keyed by the dead letter's position).
+	TopicDLQReplays = "herald.dlq.replays"
 )
 
 // GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
@@ -181,8 +184,14 @@ func (c Config) Topics() []TopicSpec {
 			"cleanup.policy": "delete",
 			"retention.ms":   strconv.FormatInt(c.DLQRetention.Milliseconds(), 10),
 		}},
+		ReplaysTopic(),
 	)
 	return ts
+}
+
+// ReplaysTopic is the spec of TopicDLQReplays.
+func ReplaysTopic() TopicSpec {
+	return TopicSpec{Name: TopicDLQReplays, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}}
 }
 
 // ErrPartitionMismatch is returned when a co-partitioned topic exists with
@@ -193,6 +202,11 @@ var ErrPartitionMismatch = errors.New("topic partition count mismatch")
 // counts of those that exist. It is safe to call from several processes at
 // once.
 func EnsureTopics(ctx context.Context, c Config) error {
+	return EnsureSpecs(ctx, c, c.Topics()...)
+}
+
+// EnsureSpecs is EnsureTopics for the given topics only.
+func EnsureSpecs(ctx context.Context, c Config, specs ...TopicSpec) error {
 	c = c.WithDefaults()
 	cl, err := kgo.NewClient(append(c.KgoOpts(), kgo.ClientID(c.ClientID+"-admin"))...)
 	if err != nil {
@@ -201,7 +215,6 @@ func EnsureTopics(ctx context.Context, c Config) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	specs := c.Topics()
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
