@@ -532,6 +532,14 @@ func TestAPIWithToken(t *testing.T) {
 		if code, b := s.call("GET", "/v1/messages/tok-1?reveal=0", token, "", nil, &m); code != http.StatusOK || !m.Masked {
 			t.Errorf("reveal=0: %d %s", code, b)
 		}
+		// Every reveal is logged with the ids it exposed.
+		if code, b := s.call("POST", "/v1/messages/lookup?reveal=1", token, "", []byte(`{"ids":["tok-1","nope"]}`), nil); code != http.StatusOK {
+			t.Errorf("lookup reveal: %d %s", code, b)
+		}
+		if logs := s.logs.String(); !strings.Contains(logs, `msg="api: addresses revealed" ids=[tok-1]`) ||
+			!strings.Contains(logs, `msg="api: addresses revealed" id=tok-1`) {
+			t.Errorf("reveals not logged with their ids:\n%s", logs)
+		}
 	})
 
 	t.Run("logs never hold an address", func(t *testing.T) {

@@ -302,8 +302,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Messages = append(resp.Messages, NewMessage(st, reveal))
 	}
-	if reveal {
-		s.log().Info("api: addresses revealed", "ids", len(resp.Messages), "remote", r.RemoteAddr)
+	if reveal && len(resp.Messages) > 0 {
+		ids := make([]string, len(resp.Messages))
+		for i, m := range resp.Messages {
+			ids[i] = m.ID
+		}
+		s.log().Info("api: addresses revealed", "ids", ids, "remote", r.RemoteAddr)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -522,7 +526,9 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		s.internal(w, "campaign", err)
 	default:
-		if !reveal {
+		if reveal {
+			s.log().Info("api: provider errors revealed", "campaign", name, "remote", r.RemoteAddr)
+		} else {
 			// Provider errors quote addresses ("550 <jane@...>: no such
 			// user"); a summary has no recipient to match them against.
 			for i := range sum.Failures {
