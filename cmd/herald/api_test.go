@@ -27,6 +27,7 @@ func TestAPIStage(t *testing.T) {
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
 	addr := freeAddr(t)
 	t.Setenv("HERALD_API_TOKEN", "stage-token")
+	t.Setenv("HERALD_GOKA_MONITOR", "true")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -232,8 +232,8 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	if err := checkDataDir(dataDir); err != nil {
+		return err
 	}
 	env := &runEnv{
 		Log:         log,
@@ -365,4 +365,19 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// checkDataDir creates the data dir if needed and checks that this process
+// can write in it, so that a volume owned by another user stops herald at
+// once with one clear error (not a Goka storage error per partition later).
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("--data-dir %s is not writable by uid %d (a container volume must belong to Herald's user): %w", dir, os.Getuid(), err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -84,6 +84,9 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 		}
 	}
 	eventually("/readyz", func() bool { code, _ := do("GET", "/readyz", ""); return code == http.StatusOK })
+	if code, _ := do("GET", "/goka/", ""); code != http.StatusNotFound {
+		t.Errorf("Goka's monitor (CDN assets) is served without --goka-monitor: %d", code)
+	}
 	due := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
 	req := `{"schema":"herald.dispatch.v1","id":"secure-1","campaign":"secure","recipient":{"email":"kim@example.com"},
 		"channels":["email"],"content":{"subject":"hi"},"not_before":"` + due + `"}`
