@@ -97,6 +97,16 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 		code, b := do("GET", "/v1/messages/secure-1", "")
 		return code == http.StatusOK && strings.Contains(b, `"status":"sent"`)
 	})
+	// herald send --via kafka takes the same security settings.
+	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
+	os.WriteFile(jsonl, []byte(strings.ReplaceAll(strings.ReplaceAll(req, "secure-1", "secure-2"), "\n", "")+"\n"), 0o600)
+	if err := runSend(context.Background(), []string{"--via", "kafka", "--file", jsonl, "--brokers", strings.Join(c.Brokers, ","), "--progress=false"}); err != nil {
+		t.Fatalf("send --via kafka: %v", err)
+	}
+	eventually("the notification sent with herald send, in the view", func() bool {
+		code, b := do("GET", "/v1/messages/secure-2", "")
+		return code == http.StatusOK && strings.Contains(b, `"status":"sent"`)
+	})
 	eventually("the notification sent, in PostgreSQL", func() bool {
 		conn, err := pgx.Connect(context.Background(), dsn)
 		if err != nil {
