@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,15 +59,7 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 		}
 	}()
 	do := func(method, path, body string) (int, string) {
-		req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer secure-token")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return httpCall(addr, method, path, "secure-token", body)
 	}
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
