@@ -109,6 +109,11 @@ func ReadTopic(ctx context.Context, opts []kgo.Opt, topic string) ([]*kgo.Record
 		if fs.NumRecords() == 0 && pctx.Err() != nil {
 			break
 		}
+		for _, fe := range fs.Errors() {
+			if !errors.Is(fe.Err, context.DeadlineExceeded) && !errors.Is(fe.Err, context.Canceled) {
+				return out, fmt.Errorf("read %s: partition %d: %w", topic, fe.Partition, fe.Err)
+			}
+		}
 		fs.EachRecord(func(r *kgo.Record) {
 			if end, ok := want[r.Partition]; ok {
 				if r.Offset < end {
