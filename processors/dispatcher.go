@@ -220,7 +220,7 @@ func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []b
 	if errors.Is(cause, errUnknownID) {
 		dl.Reason = contract.ReasonUnknownID
 	}
-	dl.Timestamp = ctx.Timestamp()
+	dl.Timestamp, dl.Headers = ctx.Timestamp(), dlq.GokaToHeaders(ctx.Headers())
 	key, value, headers := dlq.Goka(dl)
 	ctx.Emit(goka.Stream(topology.TopicDLQ), key, value, goka.WithCtxEmitHeaders(headers))
 	d.observer().DeadLetter(src.Topic, dl.Reason)
