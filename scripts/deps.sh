@@ -10,6 +10,9 @@ have_pg() {
 have_pg || need_apt+=(postgresql)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
+# deploy/compose_test.go validates docker-compose.yml with `docker-compose
+# config`, which needs no Docker engine.
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -110,7 +110,7 @@ func TestSecureBroker(t *testing.T) {
 			}
 
 			// Without the security, or with a wrong password: refused.
-			wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			wctx, wcancel := context.WithTimeout(context.Background(), time.Second)
 			defer wcancel()
 			if err := topology.WaitForBrokers(wctx, c.Brokers); err == nil {
 				t.Errorf("a plaintext client without credentials connected")
@@ -118,13 +118,13 @@ func TestSecureBroker(t *testing.T) {
 			if tc.mech != "" {
 				o.SASLPassword = "wrong"
 				bad, _ := topology.LoadSecurity(o)
-				wctx, wcancel := context.WithTimeout(context.Background(), 2*time.Second)
+				wctx, wcancel := context.WithTimeout(context.Background(), time.Second)
 				defer wcancel()
 				if err := topology.WaitForBrokers(wctx, c.Brokers, bad.KgoOpts()...); err == nil {
 					t.Errorf("a wrong password connected")
 				}
 				cfg := (topology.Config{Security: bad}).Sarama("bad")
-				cfg.Net.DialTimeout, cfg.Metadata.Retry.Max = 2*time.Second, 0
+				cfg.Net.DialTimeout, cfg.Metadata.Retry.Max = time.Second, 0
 				if cl, err := sarama.NewClient(c.Brokers, cfg); err == nil {
 					cl.Close()
 					t.Errorf("sarama with a wrong password connected")

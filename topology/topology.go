@@ -1,7 +1,8 @@
 // Package topology owns Herald's Kafka layout: the topic names and their
 // configs, how topics are created, the client settings every Herald
-// producer and consumer uses (acks, idempotence, the key hash), the codecs,
-// and the dispatcher's Goka group graph.
+// producer and consumer uses (acks, idempotence, the key hash, and how it
+// connects: TLS and SASL, security.go), the codecs, and the dispatcher's
+// Goka group graph.
 //
 // Co-partitioning: herald.requests, herald.send, herald.results,
 // herald.wakeups, herald.control, the delay tiers and the dispatcher table
