@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	dlqpkg "github.com/herald-dispatch/herald/dlq"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -103,18 +105,26 @@ func TestDLQListShowReplay(t *testing.T) {
 		t.Errorf("show masks addresses:\n%s", out)
 	}
 
+	readAll := func(topic string) []*kgo.Record {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		recs, err := dlqpkg.ReadTopic(ctx, c.Topology.KgoOpts(), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return recs
+	}
 	sendsFor := func(id string) int {
 		n := 0
-		for _, r := range c.Consume(t, topology.TopicSend, 3*time.Second, func([]*kgo.Record) bool { return false }) {
+		for _, r := range readAll(topology.TopicSend) {
 			if string(r.Key) == id {
 				n++
 			}
 		}
 		return n
 	}
-	countRequests := func() int {
-		return len(c.Consume(t, topology.TopicRequests, 3*time.Second, func(rs []*kgo.Record) bool { return false }))
-	}
+	countRequests := func() int { return len(readAll(topology.TopicRequests)) }
 	before := countRequests()
 	if out := dlq("replay", "--dry-run", "--topic", topology.TopicRequests); !strings.Contains(out, "0 replayed, 0 would be replayed, 3 skipped") ||
 		!strings.Contains(out, "still not a valid request: malformed record") {
@@ -144,6 +154,17 @@ func TestDLQListShowReplay(t *testing.T) {
 		}
 	}
 	waitFor("fix-1 sent", func() bool { return sendsFor("fix-1") == 1 })
+	duplicates := func(id string, n int) func() bool {
+		return func() bool {
+			for _, r := range readAll(string(topology.TableDispatcher)) {
+				if st, err := topology.DecodeState(r.Value); err == nil && st.ID == id && st.Duplicates == n {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	waitFor("dup-1's replay counted as a duplicate", duplicates("dup-1", 1))
 	if n := sendsFor("dup-1"); n != 1 {
 		t.Errorf("dup-1 has %d send commands after its replay, want 1 (a duplicate)", n)
 	}
@@ -157,7 +178,7 @@ func TestDLQListShowReplay(t *testing.T) {
 	if out := dlq("replay", "--fix", fix, "--again", "--key", "fix-1"); !strings.Contains(out, "1 replayed") {
 		t.Errorf("--again:\n%s", out)
 	}
-	time.Sleep(time.Second)
+	waitFor("fix-1's second replay counted as a duplicate", duplicates("fix-1", 1))
 	if n := sendsFor("fix-1"); n != 1 {
 		t.Errorf("fix-1 has %d send commands after a second replay, want 1", n)
 	}
