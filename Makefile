@@ -11,8 +11,13 @@ TESTFLAGS ?= -count=1 -timeout 20m
 
 all: build
 
+# herald version prints these (empty outside a git checkout: then Go's own
+# build stamp is used).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/herald
+	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/herald
 
 ## deps: install what the tests and the tour need (apt packages, the postgres user).
 deps:

@@ -14,6 +14,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,6 +32,18 @@ type Config struct {
 	// Partitions is the partition count of topics created without one.
 	Partitions int
 	Log        *slog.Logger
+	// TLS, when set, makes the broker listen with TLS only (a ClientCAs
+	// pool with RequireAndVerifyClientCert makes it mutual TLS).
+	TLS *tls.Config
+	// SASL, when not empty, requires every client to authenticate as one
+	// of these users.
+	SASL []SASLUser
+}
+
+// SASLUser is a user of the broker's SASL.
+type SASLUser struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism, User, Password string
 }
 
 // Broker is a running embedded broker.
@@ -69,6 +82,15 @@ func Start(cfg Config) (*Broker, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, kfake.TLS(cfg.TLS))
+	}
+	if len(cfg.SASL) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range cfg.SASL {
+			opts = append(opts, kfake.Superuser(u.Mechanism, u.User, u.Password))
+		}
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {

@@ -166,18 +166,3 @@ const ControlRetry = "retry"
 // OutcomeRetry marks an operator's retry in a state's History: not a
 // provider attempt (its Attempt is 0), the line between two attempt series.
 const OutcomeRetry Outcome = "retry"
-
-// DeadLetter is what Herald publishes to herald.dlq for a record it cannot
-// use. It keeps the original key and value byte for byte (base64 in JSON),
-// and where the record came from, so it can be fixed and replayed.
-type DeadLetter struct {
-	Reason    string       `json:"reason"`
-	Error     string       `json:"error"`
-	Problems  []FieldError `json:"problems,omitempty"`
-	Topic     string       `json:"topic"`
-	Partition int32        `json:"partition"`
-	Offset    int64        `json:"offset"`
-	Key       []byte       `json:"key"`
-	Value     []byte       `json:"value"`
-	At        time.Time    `json:"at"`
-}

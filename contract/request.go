@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // SchemaV1 is the schema name every v1 dispatch request carries.
@@ -393,11 +395,19 @@ func (r *Request) Validate(key []byte) error {
 		add("id", "required")
 	case len(r.ID) > MaxIDLength:
 		add("id", "longer than %d bytes", MaxIDLength)
+	case ControlChar(r.ID) >= 0:
+		add("id", "%s", controlMessage(r.ID))
 	case key != nil && string(key) != r.ID:
 		add("key", "Kafka key %q differs from id %q", truncate(string(key), 64), truncate(r.ID, 64))
 	}
-	if r.Campaign == "" {
+	switch {
+	case r.Campaign == "":
 		add("campaign", "required")
+	case ControlChar(r.Campaign) >= 0:
+		add("campaign", "%s", controlMessage(r.Campaign))
+	}
+	if ControlChar(r.Policy.ID) >= 0 {
+		add("policy.id", "%s", controlMessage(r.Policy.ID))
 	}
 	if len(r.Channels) == 0 {
 		add("channels", "must list at least one channel")
@@ -458,6 +468,20 @@ func (r *Request) Validate(key []byte) error {
 		return &ValidationError{Problems: ps}
 	}
 	return nil
+}
+
+// ControlChar returns the byte index of the first control character (C0,
+// DEL or C1: NUL, tab, newline, escape...) in s, or -1. Ids, campaigns and
+// policy ids are text: they are Kafka keys, log fields, URL path segments
+// and PostgreSQL text, which cannot hold NUL at all.
+func ControlChar(s string) int {
+	return strings.IndexFunc(s, unicode.IsControl)
+}
+
+func controlMessage(s string) string {
+	i := ControlChar(s)
+	r, _ := utf8.DecodeRuneInString(s[i:])
+	return fmt.Sprintf("must not contain control characters: %U at byte %d", r, i)
 }
 
 func addressField(c Channel) string {

@@ -153,6 +153,21 @@ func TestDecodeProblems(t *testing.T) {
 			[]problem{{"key", `Kafka key "" differs`}}},
 		{"campaign missing", "", func(m map[string]any) { delete(m, "campaign") },
 			[]problem{{"campaign", "required"}}},
+		{"id with NUL", "-", func(m map[string]any) { m["id"] = "user-1\x00bill" },
+			[]problem{{"id", "must not contain control characters: U+0000 at byte 6"}}},
+		{"id with newline", "-", func(m map[string]any) { m["id"] = "user-1\nbill" },
+			[]problem{{"id", "must not contain control characters: U+000A at byte 6"}}},
+		{"id with C1 control", "-", func(m map[string]any) { m["id"] = "é\u0085" },
+			[]problem{{"id", "U+0085 at byte 2"}}},
+		{"id with NUL as key too", "same", func(m map[string]any) { m["id"] = "a\x00" },
+			[]problem{{"id", "U+0000 at byte 1"}}},
+		{"campaign with NUL", "", func(m map[string]any) { m["campaign"] = "billing\x00" },
+			[]problem{{"campaign", "must not contain control characters: U+0000 at byte 7"}}},
+		{"campaign with tab", "", func(m map[string]any) { m["campaign"] = "billing\t2026" },
+			[]problem{{"campaign", "U+0009 at byte 7"}}},
+		{"policy id with NUL", "", func(m map[string]any) { sub(m, "policy")["id"] = "\x00" },
+			[]problem{{"policy.id", "U+0000 at byte 0"}}},
+		{"id with unicode text", "-", func(m map[string]any) { m["id"] = "사용자-123:청구서" }, nil},
 		{"channels missing", "", func(m map[string]any) { delete(m, "channels") },
 			[]problem{{"channels", "must list at least one channel"}}},
 		{"channels empty", "", func(m map[string]any) { m["channels"] = []any{} },
@@ -332,6 +347,8 @@ func TestDecodeProblems(t *testing.T) {
 			case "-":
 			case "empty":
 				key = []byte{}
+			case "same":
+				key = []byte(m["id"].(string))
 			default:
 				key = []byte(tt.key)
 			}

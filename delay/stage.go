@@ -2,7 +2,6 @@ package delay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 )
 
 // Defaults of Config.
@@ -469,21 +469,11 @@ func (s *Stage) release(p *partition, recs []*kgo.Record, steps []Step, now time
 			// hop's timestamp and the stage's clock must agree.
 			out[i] = &kgo.Record{Topic: st.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: now}
 		case Reject:
-			dl := contract.DeadLetter{
-				Reason:    contract.ReasonMalformed,
-				Error:     st.Err.Error(),
-				Topic:     r.Topic,
-				Partition: r.Partition,
-				Offset:    r.Offset,
-				Key:       r.Key,
-				Value:     r.Value,
-				At:        now.UTC(),
-			}
-			b, err := json.Marshal(dl)
-			if err != nil {
-				return fmt.Errorf("delay: encode dead letter: %w", err)
-			}
-			out[i] = &kgo.Record{Topic: s.cfg.DLQTopic, Key: r.Key, Value: b, Timestamp: now}
+			dl := contract.NewDeadLetter(contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset},
+				r.Key, r.Value, st.Err, now)
+			dl.Reason = contract.ReasonMalformed
+			dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
+			out[i] = dlq.Record(s.cfg.DLQTopic, dl)
 		default:
 			return fmt.Errorf("delay: cannot release a record with action %s", st.Action)
 		}

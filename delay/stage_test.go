@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	heralddlq "github.com/herald-dispatch/herald/dlq"
+
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -244,11 +246,11 @@ func TestReleaseOnTime(t *testing.T) {
 		t.Fatalf("%d dead letters, want %d", len(dlq), len(bad))
 	}
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
 			t.Fatalf("dead letter: %v", err)
 		}
-		if dl.Reason != contract.ReasonMalformed || dl.Error == "" || string(dl.Value) != "x" ||
+		if dl.Reason != contract.ReasonMalformed || dl.Error == "" || string(r.Value) != "x" ||
 			!slices.Contains(delay.TierTopics(), dl.Topic) || string(r.Key) != string(dl.Key) {
 			t.Errorf("bad dead letter %+v", dl)
 		}

@@ -6,6 +6,7 @@ package kafkatest
 
 import (
 	"context"
+	"crypto/tls"
 	"path/filepath"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ type Options struct {
 	DataDir string
 	// Addr to listen on (default 127.0.0.1:0, a free port).
 	Addr string
+	// TLS and SASL secure the broker (see broker.Config); Security is how
+	// the cluster's clients connect to it then.
+	TLS      *tls.Config
+	SASL     []broker.SASLUser
+	Security *topology.Security
 }
 
 // Start starts a broker with Herald's topics and stops it when the test
@@ -49,16 +55,16 @@ func Start(t testing.TB, o Options) *Cluster {
 	if o.Addr == "" {
 		o.Addr = "127.0.0.1:0"
 	}
-	b, err := broker.Start(broker.Config{Addr: o.Addr, DataDir: o.DataDir, Partitions: o.Partitions})
+	b, err := broker.Start(broker.Config{Addr: o.Addr, DataDir: o.DataDir, Partitions: o.Partitions, TLS: o.TLS, SASL: o.SASL})
 	if err != nil {
 		t.Fatalf("kafkatest: %v", err)
 	}
 	c := &Cluster{Broker: b, Brokers: b.Addrs(), DataDir: o.DataDir}
 	t.Cleanup(func() { c.Broker.Close() })
-	c.Topology = topology.Config{Brokers: c.Brokers, Partitions: o.Partitions, ClientID: "herald-test"}.WithDefaults()
+	c.Topology = topology.Config{Brokers: c.Brokers, Partitions: o.Partitions, ClientID: "herald-test", Security: o.Security}.WithDefaults()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := topology.WaitForBrokers(ctx, c.Brokers); err != nil {
+	if err := topology.WaitForBrokers(ctx, c.Brokers, o.Security.KgoOpts()...); err != nil {
 		t.Fatalf("kafkatest: %v", err)
 	}
 	if err := topology.EnsureTopics(ctx, c.Topology); err != nil {
@@ -71,7 +77,7 @@ func Start(t testing.TB, o Options) *Cluster {
 // when the test ends. Extra options are appended.
 func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	all := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, topology.KgoProducerOpts()...)
+	all := append(c.Topology.KgoOpts(), topology.KgoProducerOpts()...)
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
 		t.Fatalf("kafkatest: client: %v", err)

@@ -2,7 +2,6 @@ package loadtest
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -65,39 +65,9 @@ func (l *lagReader) Lag(ctx context.Context) (map[string]int64, error) {
 // readTopic reads a topic from its start to the end offsets it had when
 // called.
 func readTopic(ctx context.Context, brokers []string, topic string) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", topic, err)
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: end offsets: %w", topic, err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	var out []*kgo.Record
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return out, fmt.Errorf("read %s: %w (%d partitions unfinished)", topic, err, len(want))
-		}
-		fs.EachError(func(t string, p int32, err error) {})
-		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return out, nil
+	return dlq.ReadTopic(ctx, []kgo.Opt{kgo.SeedBrokers(brokers...)}, topic)
 }
 
 // readDLQ reads every dead letter.
@@ -108,8 +78,8 @@ func readDLQ(ctx context.Context, brokers []string) ([]contract.DeadLetter, erro
 	}
 	out := make([]contract.DeadLetter, 0, len(recs))
 	for _, r := range recs {
-		var d contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &d); err != nil {
+		d, err := dlq.Parse(r)
+		if err != nil {
 			d = contract.DeadLetter{Reason: "undecodable dead letter", Error: err.Error(), Key: r.Key, Value: r.Value}
 		}
 		out = append(out, d)

@@ -92,6 +92,19 @@ func Status(ctx context.Context, db *sql.DB) ([]*goose.MigrationStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	// goose creates its version table to read it: on a database that was
+	// never migrated, say so without writing anything.
+	var migrated bool
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, goose.DefaultTablename).Scan(&migrated); err != nil {
+		return nil, fmt.Errorf("migrations: status: %w", err)
+	}
+	if !migrated {
+		var st []*goose.MigrationStatus
+		for _, src := range p.ListSources() {
+			st = append(st, &goose.MigrationStatus{Source: src, State: goose.StatePending})
+		}
+		return st, nil
+	}
 	st, err := p.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("migrations: status: %w", err)

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 
 	"github.com/herald-dispatch/herald/pglocal"
 )
@@ -19,6 +21,21 @@ func TestMigrateAndPartitions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	dsn := pglocal.Test(t)
+	// The status of a database never migrated changes nothing in it.
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	defer db.Close()
+	st, err := Status(ctx, db)
+	if err != nil || len(st) != 3 || st[0].State != goose.StatePending {
+		t.Fatalf("status before migrating: %v %v", st, err)
+	}
+	var tables int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("status created %d tables (%v)", tables, err)
+	}
 	res, err := Migrate(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)

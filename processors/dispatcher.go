@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/delay"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -229,39 +230,18 @@ func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, n
 var errUnknownID = errors.New("unknown id")
 
 func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []byte, cause error, now time.Time) {
-	dl := NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
-	b, err := json.Marshal(dl)
-	if err != nil {
-		ctx.Fail(fmt.Errorf("dispatcher: encode dead letter: %w", err))
+	dl := contract.NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
+	if errors.Is(cause, errUnknownID) {
+		dl.Reason = contract.ReasonUnknownID
 	}
-	ctx.Emit(goka.Stream(topology.TopicDLQ), ctx.Key(), b)
+	dl.Timestamp, dl.Headers = ctx.Timestamp(), dlq.GokaToHeaders(ctx.Headers())
+	key, value, headers := dlq.Goka(dl)
+	ctx.Emit(goka.Stream(topology.TopicDLQ), key, value, goka.WithCtxEmitHeaders(headers))
 	d.observer().DeadLetter(src.Topic, dl.Reason)
 	if d.Log != nil {
 		d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,
 			"offset", src.Offset, "reason", dl.Reason, "error", dl.Error)
 	}
-}
-
-// NewDeadLetter builds the dead letter for a record that failed with cause.
-func NewDeadLetter(src contract.Position, key, value []byte, cause error, now time.Time) contract.DeadLetter {
-	reason := contract.Reason(cause)
-	if errors.Is(cause, errUnknownID) {
-		reason = contract.ReasonUnknownID
-	}
-	dl := contract.DeadLetter{
-		Reason:    reason,
-		Error:     cause.Error(),
-		Topic:     src.Topic,
-		Partition: src.Partition,
-		Offset:    src.Offset,
-		Key:       key,
-		Value:     value,
-		At:        now.UTC(),
-	}
-	if ve, ok := cause.(*contract.ValidationError); ok {
-		dl.Problems = ve.Problems
-	}
-	return dl
 }
 
 // Supervisor returns a Supervisor that runs this dispatcher on the cluster

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	heralddlq "github.com/herald-dispatch/herald/dlq"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -181,8 +183,8 @@ func TestDispatcherFoundation(t *testing.T) {
 		t.Errorf("herald.dlq has %d records, want exactly %d", n, bad)
 	}
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
 			t.Fatalf("dead letter: %v", err)
 		}
 		if want := reasons[string(dl.Key)]; dl.Reason != want {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/dlq"
+
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/tester"
 
@@ -102,12 +104,12 @@ func (h *gokaHarness) wakeups() map[string][]contract.Wakeup {
 func (h *gokaHarness) deadLetters() []contract.DeadLetter {
 	var out []contract.DeadLetter
 	for {
-		_, v, ok := h.dlq.Next()
+		hs, k, v, ok := h.dlq.NextRawWithHeaders()
 		if !ok {
 			return out
 		}
-		var d contract.DeadLetter
-		if err := json.Unmarshal(v.([]byte), &d); err != nil {
+		d, err := contract.ParseDeadLetter([]byte(k), v, dlq.GokaToHeaders(hs))
+		if err != nil {
 			h.t.Fatalf("dead letter: %v", err)
 		}
 		out = append(out, d)

@@ -78,6 +78,11 @@ type Options struct {
 	// Timeout bounds one attempt (request and response). Default 10 s.
 	Timeout time.Duration
 	Log     *slog.Logger
+	// Webhooks are the webhook settings of each channel (headers, the
+	// signing secret); OpenSet hands each webhook its channel's.
+	Webhooks map[contract.Channel]WebhookOptions
+
+	webhook WebhookOptions
 }
 
 // DefaultTimeout is the default per-attempt timeout.
@@ -149,7 +154,9 @@ func OpenSet(specs []string, o Options) (Set, error) {
 			s.Close()
 			return nil, fmt.Errorf("provider: channel %s configured twice", ch)
 		}
-		p, err := Open(u, o)
+		wo := o
+		wo.webhook = o.Webhooks[ch]
+		p, err := Open(u, wo)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("provider for %s: %w", ch, err)
@@ -170,16 +177,34 @@ func (s Set) Close() error {
 	return first
 }
 
-// Redact hides the password of a provider URL (or a CHANNEL=URL spec) for
-// logs and errors.
+// Redact hides the secrets of a provider URL (or a CHANNEL=URL spec) for
+// logs and errors: the user and password, and every query value (API keys
+// often travel as ?api_key=). mock:// URLs hold no secrets and stay whole.
+// A URL that does not parse is hidden entirely.
 func Redact(s string) string {
 	prefix := ""
 	if ch, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(ch, ":") {
 		prefix, s = ch+"=", rest
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return prefix + "(unparsable URL, hidden)"
+	}
+	if u.Scheme == "mock" {
 		return prefix + s
 	}
-	return prefix + u.Redacted()
+	if u.User != nil {
+		u.User = url.User(redacted)
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{redacted}
+		}
+		u.RawQuery = q.Encode()
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return prefix + u.String()
 }
+
+const redacted = "xxxxx"

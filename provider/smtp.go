@@ -62,7 +62,7 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 	q := u.Query()
 	from := q.Get("from")
 	if from == "" {
-		return nil, fmt.Errorf("provider %s: from= is required", u.Redacted())
+		return nil, fmt.Errorf("provider %s: from= is required", Redact(u.String()))
 	}
 	domain := "herald.invalid"
 	if at := strings.LastIndexByte(from, '@'); at >= 0 {
@@ -77,7 +77,7 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 	if p := u.Port(); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil {
-			return nil, fmt.Errorf("provider %s: port: %w", u.Redacted(), err)
+			return nil, fmt.Errorf("provider %s: port: %w", Redact(u.String()), err)
 		}
 		port = n
 	}
@@ -91,7 +91,7 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 		case "none":
 			opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
 		default:
-			return nil, fmt.Errorf("provider %s: tls=%q: want opportunistic, mandatory or none", u.Redacted(), tls)
+			return nil, fmt.Errorf("provider %s: tls=%q: want opportunistic, mandatory or none", Redact(u.String()), tls)
 		}
 	}
 	if u.User != nil && u.User.Username() != "" {
@@ -99,7 +99,7 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 		auth := mail.SMTPAuthAutoDiscover
 		if a := q.Get("auth"); a != "" {
 			if err := auth.UnmarshalString(a); err != nil {
-				return nil, fmt.Errorf("provider %s: auth=%q: %w", u.Redacted(), a, err)
+				return nil, fmt.Errorf("provider %s: auth=%q: %w", Redact(u.String()), a, err)
 			}
 		}
 		opts = append(opts, mail.WithSMTPAuth(auth), mail.WithUsername(u.User.Username()), mail.WithPassword(pass))
@@ -111,13 +111,13 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 	if c := q.Get("conns"); c != "" {
 		n, err := strconv.Atoi(c)
 		if err != nil || n < 1 {
-			return nil, fmt.Errorf("provider %s: conns=%q: want a positive number", u.Redacted(), c)
+			return nil, fmt.Errorf("provider %s: conns=%q: want a positive number", Redact(u.String()), c)
 		}
 		conns = n
 	}
 	cl, err := mail.NewClient(u.Hostname(), opts...)
 	if err != nil {
-		return nil, fmt.Errorf("provider %s: %w", u.Redacted(), err)
+		return nil, fmt.Errorf("provider %s: %w", Redact(u.String()), err)
 	}
 	return &SMTP{client: cl, from: from, domain: domain, slots: make(chan struct{}, conns)}, nil
 }

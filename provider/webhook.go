@@ -43,6 +43,8 @@ type WebhookBody struct {
 // HTTP date, is passed on with the result.
 type Webhook struct {
 	url     string
+	headers http.Header
+	key     []byte // signing key; nil: unsigned
 	client  *http.Client
 	timeout time.Duration
 	now     func() time.Time
@@ -53,6 +55,13 @@ type Webhook struct {
 // connections instead of opening new ones.
 func NewWebhook(url string, o Options) (*Webhook, error) {
 	o = o.withDefaults()
+	var key []byte
+	if o.webhook.Secret != "" {
+		var err error
+		if key, err = ParseWebhookSecret(o.webhook.Secret); err != nil {
+			return nil, err
+		}
+	}
 	tr := &http.Transport{
 		Proxy: http.ProxyFromEnvironment,
 		DialContext: (&net.Dialer{
@@ -68,7 +77,9 @@ func NewWebhook(url string, o Options) (*Webhook, error) {
 		ResponseHeaderTimeout: o.Timeout,
 	}
 	return &Webhook{
-		url: url,
+		url:     url,
+		headers: o.webhook.Headers.Clone(),
+		key:     key,
 		client: &http.Client{
 			Transport: tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
@@ -95,12 +106,21 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: %w", err))
 	}
+	for name, vs := range w.headers {
+		req.Header[name] = vs
+	}
 	req.Header.Set("Content-Type", "application/json")
 	key := cmd.IdempotencyKey
 	if key == "" {
 		key = cmd.ID
 	}
 	req.Header.Set(HeaderIdempotencyKey, key)
+	if w.key != nil {
+		now := w.now()
+		req.Header.Set(HeaderWebhookID, key)
+		req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(HeaderWebhookSignature, SignWebhook(w.key, key, now, body))
+	}
 	// Whether the request was written decides what a failure means: before
 	// it, nothing reached the provider (transient); after it, the provider
 	// may have delivered (unknown: the same attempt is issued again with

@@ -12,6 +12,9 @@ command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
 # The console's browser test (views/console_test.go) drives Debian's Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# deploy/compose_test.go validates docker-compose.yml with `docker-compose
+# config`, which needs no Docker engine.
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then

@@ -68,7 +68,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/processors"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/provider"
 	"github.com/herald-dispatch/herald/topology"
 )
@@ -282,9 +282,8 @@ func (s *Sender) session(ctx context.Context) error {
 	ss.base, ss.hardStop = context.WithCancel(context.Background())
 	defer ss.hardStop()
 	tc := s.cfg.Topology
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(tc.Brokers...),
-		kgo.ClientID(tc.ClientID + "-sender"),
+	opts := append(tc.KgoOpts(),
+		kgo.ClientID(tc.ClientID+"-sender"),
 		kgo.ConsumerGroup(s.cfg.Group),
 		kgo.ConsumeTopics(topology.TopicSend),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -293,7 +292,7 @@ func (s *Sender) session(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(ss.revoked),
 		kgo.OnPartitionsLost(ss.lost),
-	}
+	)
 	opts = append(opts, topology.KgoProducerOpts()...)
 	opts = append(opts, tc.KgoGroupOpts()...)
 	opts = append(opts, s.cfg.ClientOpts...)
@@ -396,13 +395,9 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	cmd, err := DecodeCommand(r.Key, r.Value)
 	if err != nil {
 		src := contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
-		dl := processors.NewDeadLetter(src, r.Key, r.Value, err, s.now())
-		b, merr := json.Marshal(dl)
-		if merr != nil {
-			ss.fail(fmt.Errorf("sender: encode dead letter: %w", merr))
-			return
-		}
-		if ss.publish(t, r, &kgo.Record{Topic: topology.TopicDLQ, Key: r.Key, Value: b}) {
+		dl := contract.NewDeadLetter(src, r.Key, r.Value, err, s.now())
+		dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
+		if ss.publish(t, r, dlq.Record(topology.TopicDLQ, dl)) {
 			s.obs.DeadLetter(dl.Reason)
 			s.log.Warn("send command sent to the DLQ", "partition", r.Partition, "offset", r.Offset,
 				"reason", dl.Reason, "error", dl.Error)

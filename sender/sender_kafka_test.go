@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	heralddlq "github.com/herald-dispatch/herald/dlq"
+
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -214,8 +216,10 @@ func TestSenderPublishesResults(t *testing.T) {
 	}
 	reasons := map[string]string{}
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		json.Unmarshal(r.Value, &dl)
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
 		reasons[string(dl.Key)] = dl.Reason
 		if dl.Topic != topology.TopicSend || string(r.Key) != string(dl.Key) {
 			t.Errorf("dead letter %+v", dl)

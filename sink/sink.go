@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -347,21 +347,9 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, dead []Rejection)
 	now := s.cfg.Now().UTC()
 	recs := make([]*kgo.Record, 0, len(dead))
 	for _, d := range dead {
-		dl := contract.DeadLetter{
-			Reason:    d.Reason,
-			Error:     d.Err.Error(),
-			Topic:     d.Change.Source.Topic,
-			Partition: d.Change.Source.Partition,
-			Offset:    d.Change.Source.Offset,
-			Key:       d.Change.Key,
-			Value:     d.Change.Value,
-			At:        now,
-		}
-		b, err := json.Marshal(dl)
-		if err != nil {
-			return fmt.Errorf("sink: dead letter: %w", err)
-		}
-		recs = append(recs, &kgo.Record{Topic: topology.TopicDLQ, Key: d.Change.Key, Value: b})
+		dl := contract.NewDeadLetter(d.Change.Source, d.Change.Key, d.Change.Value, d.Err, now)
+		dl.Reason = d.Reason
+		recs = append(recs, dlq.Record(topology.TopicDLQ, dl))
 		s.cfg.Log.Warn("sink: record sent to the DLQ", "reason", d.Reason, "topic", dl.Topic, "partition", dl.Partition,
 			"offset", dl.Offset, "err", d.Err)
 	}

@@ -3,12 +3,13 @@ package sink
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"testing"
 	"time"
+
+	heralddlq "github.com/herald-dispatch/herald/dlq"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -229,7 +230,7 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 		recs = append(recs, stateRecord(state(id, "nov", 3)))
 	}
 	nul := state("poison-nul", "nov", 3)
-	nul.LastError = "provider said \x00"
+	nul.HoldReason = "held \x00" // PostgreSQL refuses NUL (a provider's error text would be mended)
 	recs = append(recs[:30], append([]*kgo.Record{stateRecord(nul),
 		{Topic: cfg.Topic, Key: []byte("poison-json"), Value: []byte("{not json")},
 		{Topic: cfg.Topic, Key: []byte("g-0001"), Value: nil}, // a tombstone
@@ -244,8 +245,8 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 	}
 	byKey := map[string]contract.DeadLetter{}
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		byKey[string(r.Key)] = dl

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,6 +182,15 @@ func check(c Change) error {
 	return nil
 }
 
+// pgText makes a provider's free text (an error quoting a response body)
+// fit PostgreSQL's text, which holds no NUL and only valid UTF-8: such
+// bytes become U+FFFD rather than making the whole state unwritable.
+// Ids, campaigns and policy ids need no such care: the contract refuses
+// control characters in them.
+func pgText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
 func fitsInt32(n int) bool { return n >= math.MinInt32 && n <= math.MaxInt32 }
 
 func policyVersion(s *contract.State) int {
@@ -339,7 +349,7 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_status"}, statusColumns, pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
 		s := items[i].change.State
 		return []any{s.ID, s.Campaign, string(s.Status), string(s.Channel), int32(s.Attempts), int32(s.Duplicates),
-			policyID(s), int32(policyVersion(s)), string(s.HoldReason), s.LastError,
+			policyID(s), int32(policyVersion(s)), string(s.HoldReason), pgText(s.LastError),
 			s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt, int64(s.Version)}, nil
 	})); err != nil {
 		return 0, 0, fmt.Errorf("sink: copy statuses: %w", err)
@@ -349,7 +359,7 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 		for _, it := range items {
 			s := it.change.State
 			for _, a := range it.attempts {
-				rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), a.Error, int32(a.Code), a.At})
+				rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At})
 			}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_attempts"}, attemptColumns, pgx.CopyFromRows(rows)); err != nil {

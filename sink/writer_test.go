@@ -73,7 +73,9 @@ func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
 	for _, id := range ids("n", 100) {
 		batch = append(batch, change(state(id, "c1", 3)))
 	}
-	batch[37].State.LastError = "bad \x00 byte"
+	batch[37].State.HoldReason = "bad \x00 byte"
+	// A provider's error text with a NUL or bad UTF-8 is written, mended.
+	batch[38].State.LastError = "550 \x00 \xff"
 	batch[80].State.Attempts = math.MaxInt32 + 1
 	noID := state("", "c1", 1)
 	batch = append(batch, Change{State: noID, Key: []byte("x")})
@@ -99,6 +101,10 @@ func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
 	}
 	if _, ok := got["n-0037"]; ok {
 		t.Fatal("poison row written")
+	}
+	var lastErr string
+	if err := pool.QueryRow(context.Background(), `SELECT last_error FROM dispatch_status WHERE id = 'n-0038'`).Scan(&lastErr); err != nil || lastErr != "550 \uFFFD \uFFFD" {
+		t.Errorf("mended provider error: %q %v", lastErr, err)
 	}
 	if res.Transactions < 2 || res.Transactions > 16 {
 		t.Fatalf("%d transactions for one poison row in 99", res.Transactions)

@@ -1,7 +1,8 @@
 // Package topology owns Herald's Kafka layout: the topic names and their
 // configs, how topics are created, the client settings every Herald
-// producer and consumer uses (acks, idempotence, the key hash), the codecs,
-// and the dispatcher's Goka group graph.
+// producer and consumer uses (acks, idempotence, the key hash, and how it
+// connects: TLS and SASL, security.go), the codecs, and the dispatcher's
+// Goka group graph.
 //
 // Co-partitioning: herald.requests, herald.send, herald.results,
 // herald.wakeups, herald.control, the delay tiers and the dispatcher table
@@ -51,6 +52,9 @@ const (
 	// change of a notification's state, keyed by id, for producers to
 	// consume outcomes instead of polling.
 	TopicStatus = "herald.status"
+	// TopicDLQReplays records which dead letters `herald dlq replay` has
+	// published again (compacted, keyed by the dead letter's position).
+	TopicDLQReplays = "herald.dlq.replays"
 )
 
 // GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
@@ -83,6 +87,8 @@ type Config struct {
 	// HeartbeatInterval is how often every consumer heartbeats; it must be
 	// well below SessionTimeout (at most a third). Default 1 s.
 	HeartbeatInterval time.Duration
+	// Security is how every client connects (TLS, SASL); nil: plaintext.
+	Security *Security
 }
 
 // Defaults for Config.
@@ -135,12 +141,14 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Sarama is SaramaConfig with the group timings of c.
+// Sarama is SaramaConfig with the group timings and the security of c:
+// the configuration of every Goka processor, view and topic checker.
 func (c Config) Sarama(clientID string) *sarama.Config {
 	c = c.WithDefaults()
 	cfg := SaramaConfig(clientID)
 	cfg.Consumer.Group.Session.Timeout = c.SessionTimeout
 	cfg.Consumer.Group.Heartbeat.Interval = c.HeartbeatInterval
+	c.Security.ApplySarama(cfg)
 	return cfg
 }
 
@@ -184,8 +192,14 @@ func (c Config) Topics() []TopicSpec {
 		// Keyed by id like the rest, so a notification's changes keep
 		// their order; not co-partitioned (no processor joins it).
 		TopicSpec{Name: TopicStatus, Partitions: c.Partitions, Configs: stream},
+		ReplaysTopic(),
 	)
 	return ts
+}
+
+// ReplaysTopic is the spec of TopicDLQReplays.
+func ReplaysTopic() TopicSpec {
+	return TopicSpec{Name: TopicDLQReplays, Partitions: 1, Configs: map[string]string{"cleanup.policy": "compact"}}
 }
 
 // ErrPartitionMismatch is returned when a co-partitioned topic exists with
@@ -196,15 +210,19 @@ var ErrPartitionMismatch = errors.New("topic partition count mismatch")
 // counts of those that exist. It is safe to call from several processes at
 // once.
 func EnsureTopics(ctx context.Context, c Config) error {
+	return EnsureSpecs(ctx, c, c.Topics()...)
+}
+
+// EnsureSpecs is EnsureTopics for the given topics only.
+func EnsureSpecs(ctx context.Context, c Config, specs ...TopicSpec) error {
 	c = c.WithDefaults()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID+"-admin"))
+	cl, err := kgo.NewClient(append(c.KgoOpts(), kgo.ClientID(c.ClientID+"-admin"))...)
 	if err != nil {
 		return fmt.Errorf("topology: admin client: %w", err)
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 
-	specs := c.Topics()
 	names := make([]string, len(specs))
 	for i, s := range specs {
 		names[i] = s.Name
@@ -317,8 +335,9 @@ func (c Config) TopicManagerConfig() *goka.TopicManagerConfig {
 
 // WaitForBrokers retries a metadata request until a broker answers or ctx
 // ends. Useful right after starting an embedded broker or a compose stack.
-func WaitForBrokers(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+// opts are extra client options, such as Security.KgoOpts.
+func WaitForBrokers(ctx context.Context, brokers []string, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("topology: client: %w", err)
 	}

@@ -214,6 +214,16 @@ func TestAPIWithoutToken(t *testing.T) {
 		}
 	})
 
+	t.Run("ids are text", func(t *testing.T) {
+		var r views.IngestResponse
+		body := request("nul\x00id", func(m map[string]any) { m["campaign"] = "line\nbreak" })
+		code, b := s.call("POST", "/v1/messages", "", "application/json", body, &r)
+		if code != http.StatusUnprocessableEntity || r.Rejected != 1 || !hasField(r.Items[0].Errors, "id") ||
+			!hasField(r.Items[0].Errors, "campaign") || !bytes.Contains(b, []byte("must not contain control characters: U+0000")) {
+			t.Errorf("control characters: %d %s", code, b)
+		}
+	})
+
 	t.Run("ingest bad bodies", func(t *testing.T) {
 		for _, body := range []string{"", "   ", "hello", `"a string"`, "42"} {
 			var e map[string]any
@@ -550,6 +560,14 @@ func TestAPIWithToken(t *testing.T) {
 		}
 		if code, b := s.call("GET", "/v1/messages/tok-1?reveal=0", token, "", nil, &m); code != http.StatusOK || !m.Masked {
 			t.Errorf("reveal=0: %d %s", code, b)
+		}
+		// Every reveal is logged with the ids it exposed.
+		if code, b := s.call("POST", "/v1/messages/lookup?reveal=1", token, "", []byte(`{"ids":["tok-1","nope"]}`), nil); code != http.StatusOK {
+			t.Errorf("lookup reveal: %d %s", code, b)
+		}
+		if logs := s.logs.String(); !strings.Contains(logs, `msg="api: addresses revealed" ids=[tok-1]`) ||
+			!strings.Contains(logs, `msg="api: addresses revealed" id=tok-1`) {
+			t.Errorf("reveals not logged with their ids:\n%s", logs)
 		}
 	})
 

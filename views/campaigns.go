@@ -159,7 +159,9 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "campaign", err)
 		return
 	}
-	if !reveal {
+	if reveal {
+		s.log().Info("api: provider errors revealed", "campaign", name, "remote", r.RemoteAddr)
+	} else {
 		// Provider errors quote addresses ("550 <jane@...>: no such
 		// user"); a summary has no recipient to match them against.
 		for i := range sum.Failures {

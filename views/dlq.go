@@ -2,7 +2,6 @@ package views
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -98,9 +98,8 @@ func (d *DLQReader) Run(ctx context.Context) error {
 }
 
 func (d *DLQReader) add(r *kgo.Record) {
-	var dl contract.DeadLetter
 	row := DeadLetterRow{Key: string(r.Key), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, At: r.Timestamp.UTC()}
-	if err := json.Unmarshal(r.Value, &dl); err != nil {
+	if dl, err := dlq.Parse(r); err != nil {
 		row.Reason, row.Error = "undecodable", "not a dead letter: "+err.Error()
 	} else {
 		row = DeadLetterRow{Key: string(dl.Key), Reason: dl.Reason, Error: MaskText(dl.Error), Problems: dl.Problems,

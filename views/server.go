@@ -340,8 +340,12 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.Messages = append(resp.Messages, NewMessage(st, reveal))
 	}
-	if reveal {
-		s.log().Info("api: addresses revealed", "ids", len(resp.Messages), "remote", r.RemoteAddr)
+	if reveal && len(resp.Messages) > 0 {
+		ids := make([]string, len(resp.Messages))
+		for i, m := range resp.Messages {
+			ids[i] = m.ID
+		}
+		s.log().Info("api: addresses revealed", "ids", ids, "remote", r.RemoteAddr)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -21,12 +21,29 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// httpCall makes one request to the herald at addr, with a bearer token
+// unless token is empty, and returns the status and the body.
+func httpCall(addr, method, path, token, body string) (int, string) {
+	req, _ := http.NewRequest(method, "http://"+addr+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 // TestAPIStage runs the dispatcher and the api stage as `herald run` does,
 // against a test broker, and checks what the HTTP server offers.
 func TestAPIStage(t *testing.T) {
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
 	addr := freeAddr(t)
 	t.Setenv("HERALD_API_TOKEN", "stage-token")
+	t.Setenv("HERALD_GOKA_MONITOR", "true")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -40,20 +57,7 @@ func TestAPIStage(t *testing.T) {
 			t.Errorf("run: %v", err)
 		}
 	}()
-	base := "http://" + addr
-	do := func(method, path, token, body string) (int, string) {
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	do := func(method, path, token, body string) (int, string) { return httpCall(addr, method, path, token, body) }
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
@@ -114,7 +118,7 @@ func TestAPIStage(t *testing.T) {
 		}
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	if resp, err := client.Get(base + "/"); err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/" {
+	if resp, err := client.Get("http://" + addr + "/"); err != nil || resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/ui/" {
 		t.Errorf("/: %v %v", resp, err)
 	} else {
 		resp.Body.Close()

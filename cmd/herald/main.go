@@ -3,7 +3,9 @@
 //
 // Every flag has an environment variable beside it (HERALD_ plus the flag
 // name in upper case with dashes as underscores; DATABASE_URL for
-// --database-url). A flag given on the command line wins over the variable.
+// --database-url), and --config names an optional file of flags. A flag
+// given on the command line wins over the variable, which wins over the
+// file; a value that does not parse is an error naming where it came from.
 package main
 
 import (
@@ -36,6 +38,10 @@ func main() {
 		if len(os.Args) < 2 {
 			os.Exit(2)
 		}
+		return
+	}
+	if os.Args[1] == "--version" || os.Args[1] == "-version" {
+		printVersion(os.Stdout)
 		return
 	}
 	c, ok := commands[os.Args[1]]

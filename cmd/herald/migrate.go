@@ -87,7 +87,7 @@ func runMigrate(ctx context.Context, out io.Writer, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	url, stop, log, err := f.open(ctx, false)
+	url, stop, log, err := f.open(ctx, status) // --status is read-only: it never creates a Postgres
 	if err != nil {
 		return err
 	}

@@ -38,7 +38,7 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 	if campaign == "" {
 		return errors.New("--campaign is required")
 	}
-	url, stop, _, err := f.open(ctx, true)
+	url, stop, log, err := f.open(ctx, true)
 	if err != nil {
 		return err
 	}
@@ -53,6 +53,9 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 	sum, err := sink.CampaignSummary(ctx, conn, campaign)
 	if err != nil {
 		return err
+	}
+	if reveal {
+		log.Warn("report: provider errors revealed", "campaign", campaign)
 	}
 	if !reveal {
 		for i := range sum.Failures {

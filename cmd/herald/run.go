@@ -149,6 +149,7 @@ type runFlags struct {
 	logLevel, logFormat, stages                         string
 	partitions, replication                             int
 	retention, sessionTimeout, heartbeat                time.Duration
+	security                                            kafkaSecurityFlags
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
@@ -165,6 +166,7 @@ func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	durationFlag(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
 	durationFlag(fs, &f.sessionTimeout, "session-timeout", topology.DefaultSessionTimeout, "consumer group session timeout of every consumer: how soon a dead or paused instance's partitions move to the others")
 	durationFlag(fs, &f.heartbeat, "heartbeat-interval", topology.DefaultHeartbeatInterval, "heartbeat interval of every consumer (at most a third of --session-timeout)")
+	f.security.register(fs)
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {
@@ -207,6 +209,10 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		return err
 	}
 	slog.SetDefault(log)
+	security, err := rf.security.load()
+	if err != nil {
+		return err
+	}
 
 	chosen := map[string]bool{}
 	for _, s := range splitList(rf.stages) {
@@ -226,8 +232,8 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	if err := checkDataDir(dataDir); err != nil {
+		return err
 	}
 	env := &runEnv{
 		Log:         log,
@@ -257,13 +263,14 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		log.Info("embedded broker started", "addr", strings.Join(env.Brokers, ","), "data", filepath.Join(dataDir, "kafka"))
 	}
 	env.Topology = topology.Config{Brokers: env.Brokers, Partitions: rf.partitions, Replication: rf.replication,
-		Retention: rf.retention, ClientID: "herald", SessionTimeout: rf.sessionTimeout, HeartbeatInterval: rf.heartbeat}.WithDefaults()
+		Retention: rf.retention, ClientID: "herald", SessionTimeout: rf.sessionTimeout, HeartbeatInterval: rf.heartbeat,
+		Security: security}.WithDefaults()
 	if err := env.Topology.Validate(); err != nil {
 		return err
 	}
 
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = topology.WaitForBrokers(waitCtx, env.Brokers)
+	err = topology.WaitForBrokers(waitCtx, env.Brokers, security.KgoOpts()...)
 	cancel()
 	if err != nil {
 		return err
@@ -296,7 +303,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		g.Go(func() error { return loop(gctx) })
 	}
 	g.Go(func() error { return serveHTTP(gctx, env) })
-	log.Info("herald running", "brokers", strings.Join(env.Brokers, ","), "http", env.HTTPAddr,
+	log.Info("herald running", "brokers", strings.Join(env.Brokers, ","), "kafka_security", security.String(), "http", env.HTTPAddr,
 		"partitions", env.Topology.Partitions, "data_dir", dataDir)
 	err = g.Wait()
 	log.Info("herald stopped")
@@ -358,4 +365,19 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// checkDataDir creates the data dir if needed and checks that this process
+// can write in it, so that a volume owned by another user stops herald at
+// once with one clear error (not a Goka storage error per partition later).
+func checkDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	f, err := os.CreateTemp(dir, ".write-check-*")
+	if err != nil {
+		return fmt.Errorf("--data-dir %s is not writable by uid %d (a container volume must belong to Herald's user): %w", dir, os.Getuid(), err)
+	}
+	f.Close()
+	return os.Remove(f.Name())
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ import (
 
 var sendFlags struct {
 	file, via, apiURL, token, brokers string
+	dataDir                           string
 	batch, batchBytes, retries        int
 	progress, strict                  bool
 	generate                          int
@@ -59,7 +61,8 @@ func runSend(ctx context.Context, args []string) error {
 	stringFlag(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
 	stringFlag(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
 	stringFlag(fs, &f.apiURL, "api-url", "http://127.0.0.1:8080", "base URL of Herald's API, for --via api")
-	stringFlag(fs, &f.token, "api-token", "", "bearer token of the API, for --via api")
+	stringFlag(fs, &f.token, "api-token", "", "bearer token of the API, for --via api; empty: the token herald run generated in <data-dir>/api-token, if any")
+	stringFlag(fs, &f.dataDir, "data-dir", "./data", "data dir of a local herald run, whose generated API token is used when --api-token is empty")
 	stringFlag(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, for --via kafka")
 	intFlag(fs, &f.batch, "send-batch", 500, "requests per batch (one POST, or one produce)")
 	intFlag(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
@@ -69,7 +72,13 @@ func runSend(ctx context.Context, args []string) error {
 	intFlag(fs, &f.generate, "generate", 0, "instead of --file, make this many sample requests (for the tour)")
 	stringFlag(fs, &f.campaign, "campaign", "tour", "campaign of the --generate requests")
 	stringFlag(fs, &f.out, "out", "", "with --generate, write the requests to this JSONL file instead of sending them")
+	var sec kafkaSecurityFlags
+	sec.register(fs)
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	security, err := sec.load()
+	if err != nil {
 		return err
 	}
 	if f.generate < 0 {
@@ -108,9 +117,16 @@ func runSend(ctx context.Context, args []string) error {
 	var send batchFunc
 	switch f.via {
 	case "api":
-		send = apiBatch(strings.TrimRight(f.apiURL, "/"), f.token, f.strict)
+		token := f.token
+		if token == "" {
+			if b, err := os.ReadFile(filepath.Join(f.dataDir, apiTokenFile)); err == nil {
+				token = strings.TrimSpace(string(b))
+			}
+		}
+		send = apiBatch(strings.TrimRight(f.apiURL, "/"), token, f.strict)
 	case "kafka":
-		opts := append([]kgo.Opt{kgo.SeedBrokers(splitList(f.brokers)...), kgo.ClientID("herald-send")}, topology.KgoProducerOpts()...)
+		tc := topology.Config{Brokers: splitList(f.brokers), Security: security}
+		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
 			return fmt.Errorf("kafka client: %w", err)

@@ -263,3 +263,24 @@ func TestSendReportsWarningsAndDifferingPayloads(t *testing.T) {
 		t.Errorf("%+v\n%s", st, out.String())
 	}
 }
+
+// Without --api-token, herald send uses the token herald run generated in
+// the data dir.
+func TestSendUsesGeneratedToken(t *testing.T) {
+	dir := t.TempDir()
+	tok, err := resolveAPIToken("", dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var auth atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+		http.Error(w, `{"error":"stop here"}`, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	path, _ := writeRequests(t)
+	runSend(context.Background(), []string{"--file", path, "--api-url", srv.URL, "--data-dir", dir, "--progress=false"})
+	if got, _ := auth.Load().(string); got != "Bearer "+tok {
+		t.Errorf("Authorization %q, want the generated token", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -26,6 +27,7 @@ var apiFlags struct {
 	heldInterval time.Duration
 	lagInterval  time.Duration
 	lagGroups    listFlag
+	gokaMonitor  bool
 }
 
 func init() {
@@ -34,7 +36,8 @@ func init() {
 		order: 90, // after the sink, which may start the local Postgres
 		flags: func(fs *flag.FlagSet) {
 			f := &apiFlags
-			stringFlag(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
+			stringFlag(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
+			boolFlag(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
 			intFlag(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
 			stringFlag(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
 			durationFlag(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
@@ -59,11 +62,15 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	if env.HTTPAddr == "" || env.HTTPAddr == "off" {
 		return nil, fmt.Errorf("the api stage needs --http-addr")
 	}
+	token, err := resolveAPIToken(f.token, env.DataDir, os.Stderr)
+	if err != nil {
+		return nil, err
+	}
 	view, err := env.TableView()
 	if err != nil {
 		return nil, err
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...), kgo.ClientID(env.Topology.ClientID + "-api")}, topology.KgoProducerOpts()...)
+	opts := append(append(env.Topology.KgoOpts(), kgo.ClientID(env.Topology.ClientID+"-api")), topology.KgoProducerOpts()...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("api: kafka client: %w", err)
@@ -71,7 +78,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	env.OnClose(cl.Close)
 
 	api := &views.Server{
-		Config:   views.Config{Token: f.token, MaxBody: int64(f.maxBody)},
+		Config:   views.Config{Token: token, MaxBody: int64(f.maxBody)},
 		Table:    view,
 		Producer: cl,
 		Observer: metrics.NewAPI(env.Registry),
@@ -87,17 +94,19 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	} else {
 		log.Warn("no database: GET /v1/campaigns answers 503 (set --database-url, or run the sink stage in this process)")
 	}
-	if f.token == "" {
-		log.Warn("HERALD_API_TOKEN is not set: the API needs no authentication and cannot reveal addresses", "addr", env.HTTPAddr)
+	if token == "" {
+		log.Warn("HERALD_API_TOKEN is off: the API needs no authentication and cannot reveal addresses", "addr", env.HTTPAddr)
 	}
-	dlq := &views.DLQReader{Brokers: env.Brokers, Log: log}
+	dlq := &views.DLQReader{Brokers: env.Brokers, KgoOpts: env.Topology.KgoOpts(), Log: log}
 	api.DLQ = dlq
 	env.Mux.Handle("/v1/", api.Handler())
 	env.Mux.Handle("/v1", api.Handler())
 	env.Mux.Handle(ui.Path, ui.Handler())
 	env.Mux.Handle("GET /{$}", http.RedirectHandler(ui.Path, http.StatusFound))
 	env.Mux.Handle("/", api.Authenticate(views.NotFound()))
-	env.Mux.Handle(views.MonitorPath+"/", &views.Monitor{Processors: env.Processors, Views: []*goka.View{view.Goka()}, Log: log})
+	if f.gokaMonitor {
+		env.Mux.Handle(views.MonitorPath+"/", &views.Monitor{Processors: env.Processors, Views: []*goka.View{view.Goka()}, Log: log})
+	}
 
 	held := metrics.NewHeld(env.Registry, view)
 	lag := metrics.NewLag(env.Registry, kadm.NewClient(cl), f.lagGroups.vals)

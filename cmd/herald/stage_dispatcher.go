@@ -97,7 +97,7 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...), kgo.ClientID(env.Topology.ClientID + "-sweep")},
+	cl, err := kgo.NewClient(append(append(env.Topology.KgoOpts(), kgo.ClientID(env.Topology.ClientID+"-sweep")),
 		topology.KgoProducerOpts()...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dispatcher sweep: client: %w", err)

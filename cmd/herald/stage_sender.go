@@ -49,6 +49,7 @@ func init() {
 			durationFlag(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
 			durationFlag(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
 			boolFlag(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
+			registerWebhookFlags(fs)
 		},
 		start: startSender,
 	})
@@ -62,7 +63,14 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		specs = defaultProviders
 		log.Warn("no --provider given: using simulated providers", "providers", specs)
 	}
-	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log})
+	wh, err := webhookOptions()
+	if err != nil {
+		return nil, err
+	}
+	if ch := unsignedWebhooks(specs, wh); len(ch) > 0 {
+		log.Warn("webhook bodies are not signed: receivers cannot tell Herald from anyone else (set --webhook-secret)", "channels", ch)
+	}
+	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log, Webhooks: wh})
 	if err != nil {
 		return nil, err
 	}

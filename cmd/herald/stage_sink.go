@@ -53,7 +53,7 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 	}
 	s, err := sink.New(sink.Config{
 		Brokers:       env.Brokers,
-		KgoOpts:       env.Topology.KgoGroupOpts(),
+		KgoOpts:       append(env.Topology.KgoGroupOpts(), env.Topology.Security.KgoOpts()...),
 		Pool:          pool,
 		ClientID:      env.Topology.ClientID + "-sink",
 		BatchSize:     f.batchSize,

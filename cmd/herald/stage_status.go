@@ -36,6 +36,7 @@ func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) er
 		return nil, fmt.Errorf("--status-feed: %w", err)
 	}
 	f, err := statusfeed.New(statusfeed.Config{Brokers: env.Brokers, Mode: mode, Mask: views.MaskText,
+		KgoOpts: append(env.Topology.Security.KgoOpts(), env.Topology.KgoGroupOpts()...),
 		Log: env.Log.With("stage", "status")})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testFlagSet() (*flag.FlagSet, *struct {
+	brokers, db string
+	parts       int
+	wait        time.Duration
+	dry         bool
+	providers   listFlag
+}) {
+	v := &struct {
+		brokers, db string
+		parts       int
+		wait        time.Duration
+		dry         bool
+		providers   listFlag
+	}{}
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(new(bytes.Buffer))
+	stringFlag(fs, &v.brokers, "brokers", "", "")
+	stringFlag(fs, &v.db, "database-url", "", "")
+	intFlag(fs, &v.parts, "partitions", 12, "")
+	durationFlag(fs, &v.wait, "wait", time.Second, "")
+	boolFlag(fs, &v.dry, "dry-run", false, "")
+	listVar(fs, &v.providers, "provider", "")
+	return fs, v
+}
+
+func TestFlagsPrecedence(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "herald.conf")
+	os.WriteFile(cfg, []byte("# a comment\npartitions 24\nbrokers file:9092\nwait 5s\nprovider email=mock://\nunknown-elsewhere 1\n"), 0o600)
+	t.Setenv("HERALD_CONFIG", cfg)
+	t.Setenv("HERALD_BROKERS", "env:9092")
+	t.Setenv("HERALD_DRY_RUN", "true")
+	t.Setenv("HERALD_PROVIDER", "email=mock://?latency=1s, sms=mock://")
+	t.Setenv("DATABASE_URL", "postgres://from-database-url")
+
+	fs, v := testFlagSet()
+	if err := parseFlags(fs, []string{"--wait", "7s"}); err != nil {
+		t.Fatal(err)
+	}
+	if v.wait != 7*time.Second || v.brokers != "env:9092" || v.parts != 24 || !v.dry || v.db != "postgres://from-database-url" {
+		t.Errorf("got wait %s brokers %q partitions %d dry %v db %q; want the command line, then the variables, then the file",
+			v.wait, v.brokers, v.parts, v.dry, v.db)
+	}
+	if got := strings.Join(v.providers.vals, " "); got != "email=mock://?latency=1s sms=mock://" {
+		t.Errorf("providers from the variable = %q, want the comma-separated list", got)
+	}
+
+	// Repeated flags on the command line are one value each (a comma in
+	// a URL stays), and win over the variable.
+	fs, v = testFlagSet()
+	t.Setenv("HERALD_DATABASE_URL", "postgres://herald-wins")
+	if err := parseFlags(fs, []string{"--provider", "email=https://x/?a=1,2", "--provider", "sms=mock://"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.providers.vals) != 2 || v.providers.vals[0] != "email=https://x/?a=1,2" {
+		t.Errorf("providers from the command line = %q", v.providers.vals)
+	}
+	if v.db != "postgres://herald-wins" {
+		t.Errorf("database url = %q, want HERALD_DATABASE_URL over DATABASE_URL", v.db)
+	}
+}
+
+func TestFlagsBadValuesNameTheirSource(t *testing.T) {
+	for _, tc := range []struct {
+		env, file, want string
+	}{
+		{env: "HERALD_PARTITIONS=abc", want: `environment variable "HERALD_PARTITIONS"`},
+		{env: "HERALD_WAIT=5", want: `environment variable "HERALD_WAIT"`},
+		{env: "HERALD_DRY_RUN=yes please", want: `environment variable "HERALD_DRY_RUN"`},
+		{file: "partitions twelve\n", want: `flag "partitions" from config file`},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			if tc.env != "" {
+				k, v, _ := strings.Cut(tc.env, "=")
+				t.Setenv(k, v)
+			}
+			if tc.file != "" {
+				p := filepath.Join(t.TempDir(), "c")
+				os.WriteFile(p, []byte(tc.file), 0o600)
+				t.Setenv("HERALD_CONFIG", p)
+			}
+			fs, _ := testFlagSet()
+			err := parseFlags(fs, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
+	t.Run("missing config file", func(t *testing.T) {
+		fs, _ := testFlagSet()
+		if err := parseFlags(fs, []string{"--config", filepath.Join(t.TempDir(), "nope")}); err == nil {
+			t.Fatal("a config file that does not exist was accepted")
+		}
+	})
+}
+
+func TestBadVariableStopsRun(t *testing.T) {
+	t.Setenv("HERALD_PARTITIONS", "abc")
+	dir := filepath.Join(t.TempDir(), "data")
+	err := runPipeline(context.Background(), "run", []string{"--data-dir", dir}, "all")
+	if err == nil || !strings.Contains(err.Error(), "HERALD_PARTITIONS") {
+		t.Fatalf("err = %v, want one naming HERALD_PARTITIONS", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the data dir was created before the configuration was read: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var b bytes.Buffer
+	printVersion(&b)
+	out := b.String()
+	for _, want := range []string{"herald ", "commit ", "go " + runtime.Version()} {
+		if !strings.Contains(out, want) {
+			t.Errorf("version output %q lacks %q", out, want)
+		}
+	}
+	version, commit = "v9.9.9", "abc123"
+	defer func() { version, commit = "", "" }()
+	b.Reset()
+	printVersion(&b)
+	if !strings.Contains(b.String(), "herald v9.9.9\ncommit abc123\n") {
+		t.Errorf("version with ldflags = %q", b.String())
+	}
+}
+
+// Read-only commands against a data dir with no local Postgres fail and
+// leave the directory as it was.
+func TestReadOnlyCommandsCreateNothing(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"migrate", "--status", "--data-dir", dir},
+		{"report", "--campaign", "c", "--data-dir", dir},
+	} {
+		err := commands[args[0]].run(context.Background(), args[1:])
+		if err == nil || !strings.Contains(err.Error(), "no local Postgres") {
+			t.Errorf("%v: err = %v, want no local Postgres", args, err)
+		}
+		ents, _ := os.ReadDir(dir)
+		if len(ents) != 0 {
+			t.Fatalf("%v created %v", args, ents)
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-dispatch/herald/broker"
+	"github.com/herald-dispatch/herald/kafkatest"
+	"github.com/herald-dispatch/herald/pglocal"
+	"github.com/herald-dispatch/herald/topology"
+)
+
+// TestRunOverTLSAndSASL runs every stage of `herald run` against a broker
+// that requires mutual TLS and SCRAM-SHA-512, configured the way an
+// operator would (variables, the password in a file), and follows a
+// scheduled notification through the API's producer, the dispatcher and
+// the API's view (Goka, Sarama), the delay stage, the sender and the sink
+// (franz-go) to PostgreSQL.
+func TestRunOverTLSAndSASL(t *testing.T) {
+	files := kafkatest.NewTLSFiles(t, true)
+	pwFile := filepath.Join(t.TempDir(), "kafka-password")
+	os.WriteFile(pwFile, []byte("pa55-w0rd\n"), 0o600)
+	opts := topology.SecurityOptions{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey,
+		SASLMechanism: topology.SASLScramSHA512, SASLUser: "herald", SASLPasswordFile: pwFile}
+	sec, err := topology.LoadSecurity(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2, TLS: files.Server, Security: sec,
+		SASL: []broker.SASLUser{{Mechanism: topology.SASLScramSHA512, User: "herald", Password: "pa55-w0rd"}}})
+	dsn := pglocal.Test(t)
+
+	t.Setenv("HERALD_KAFKA_TLS_CA", files.CA)
+	t.Setenv("HERALD_KAFKA_TLS_CERT", files.ClientCert)
+	t.Setenv("HERALD_KAFKA_TLS_KEY", files.ClientKey)
+	t.Setenv("HERALD_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+	t.Setenv("HERALD_KAFKA_SASL_USER", "herald")
+	t.Setenv("HERALD_KAFKA_SASL_PASSWORD_FILE", pwFile)
+	t.Setenv("HERALD_API_TOKEN", "secure-token")
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runPipeline(ctx, "run", []string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2",
+			"--data-dir", t.TempDir(), "--http-addr", addr, "--database-url", dsn, "--log-level", "warn",
+			"--provider", "email=mock://?latency=1ms", "--sink-batch-interval", "50ms"}, "all")
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	do := func(method, path, body string) (int, string) {
+		return httpCall(addr, method, path, "secure-token", body)
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+			select {
+			case err := <-done:
+				t.Fatalf("run stopped: %v", err)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+	eventually("/readyz", func() bool { code, _ := do("GET", "/readyz", ""); return code == http.StatusOK })
+	if code, _ := do("GET", "/goka/", ""); code != http.StatusNotFound {
+		t.Errorf("Goka's monitor (CDN assets) is served without --goka-monitor: %d", code)
+	}
+	due := time.Now().Add(2 * time.Second).UTC().Format(time.RFC3339Nano)
+	req := `{"schema":"herald.dispatch.v1","id":"secure-1","campaign":"secure","recipient":{"email":"kim@example.com"},
+		"channels":["email"],"content":{"subject":"hi"},"not_before":"` + due + `"}`
+	if code, b := do("POST", "/v1/messages", req); code != http.StatusAccepted {
+		t.Fatalf("post: %d %s", code, b)
+	}
+	eventually("the notification sent, in the view", func() bool {
+		code, b := do("GET", "/v1/messages/secure-1", "")
+		return code == http.StatusOK && strings.Contains(b, `"status":"sent"`)
+	})
+	// herald send --via kafka takes the same security settings.
+	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
+	os.WriteFile(jsonl, []byte(strings.ReplaceAll(strings.ReplaceAll(req, "secure-1", "secure-2"), "\n", "")+"\n"), 0o600)
+	if err := runSend(context.Background(), []string{"--via", "kafka", "--file", jsonl, "--brokers", strings.Join(c.Brokers, ","), "--progress=false"}); err != nil {
+		t.Fatalf("send --via kafka: %v", err)
+	}
+	eventually("the notification sent with herald send, in the view", func() bool {
+		code, b := do("GET", "/v1/messages/secure-2", "")
+		return code == http.StatusOK && strings.Contains(b, `"status":"sent"`)
+	})
+	eventually("the notification sent, in PostgreSQL", func() bool {
+		conn, err := pgx.Connect(context.Background(), dsn)
+		if err != nil {
+			return false
+		}
+		defer conn.Close(context.Background())
+		var status string
+		conn.QueryRow(context.Background(), `SELECT status FROM dispatch_status WHERE id = 'secure-1'`).Scan(&status)
+		return status == "sent"
+	})
+}

@@ -1,0 +1,66 @@
+package dlq
+
+import (
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+func TestFilter(t *testing.T) {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	e := Entry{Partition: 2, Offset: 7, Letter: contract.DeadLetter{Reason: "invalid", Topic: "herald.requests", Key: []byte("k"), At: at}}
+	for _, tc := range []struct {
+		f    Filter
+		want bool
+	}{
+		{Filter{}, true},
+		{Filter{Reason: "invalid", Topic: "herald.requests", Key: "k", Since: at, Until: at.Add(time.Second), At: []string{"1@1", "2@7"}}, true},
+		{Filter{Reason: "malformed"}, false},
+		{Filter{Topic: "herald.results"}, false},
+		{Filter{Key: "other"}, false},
+		{Filter{Since: at.Add(time.Second)}, false},
+		{Filter{Until: at}, false},
+		{Filter{At: []string{"2@8"}}, false},
+	} {
+		if got := tc.f.Match(e); got != tc.want {
+			t.Errorf("%+v: %v, want %v", tc.f, got, tc.want)
+		}
+	}
+	bad := Entry{Partition: 0, Offset: 1, Err: contract.ErrNotDeadLetter}
+	if !(Filter{}).Match(bad) || (Filter{Reason: "invalid"}).Match(bad) {
+		t.Error("a record that is no dead letter shows only without content filters")
+	}
+}
+
+func TestRecordRoundTrip(t *testing.T) {
+	d := contract.DeadLetter{Reason: "malformed", Error: "x", Topic: "herald.send", Partition: 1, Offset: 9,
+		At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Key: []byte("k"), Value: []byte("raw"),
+		Headers: []contract.Header{{Key: "h", Value: []byte("v")}}}
+	r := Record("herald.dlq", d)
+	if r.Topic != "herald.dlq" || string(r.Key) != "k" || string(r.Value) != "raw" || !r.Timestamp.Equal(d.At) {
+		t.Fatalf("record %+v", r)
+	}
+	back, err := Parse(&kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers})
+	if err != nil || back.Topic != d.Topic || back.Offset != 9 || len(back.Headers) != 1 {
+		t.Fatalf("parse: %+v %v", back, err)
+	}
+	k, v, hs := Goka(d)
+	if k != "k" || string(v) != "raw" || string(hs[contract.HeaderDLQReason]) != "malformed" || string(hs["h"]) != "v" {
+		t.Fatalf("goka: %q %q %v", k, v, hs)
+	}
+}
+
+func TestReadFixes(t *testing.T) {
+	fixes, err := ReadFixes([]byte("# comment\n\n{\"id\":\"a\",\"x\":1}\r\n  {\"id\":\"b\"}  \n"))
+	if err != nil || len(fixes) != 2 || string(fixes["a"]) != `{"id":"a","x":1}` || string(fixes["b"]) != `{"id":"b"}` {
+		t.Fatalf("%q %v", fixes, err)
+	}
+	for _, bad := range []string{`{"id":"a"}` + "\n" + `{"id":"a"}`, `{"no":"id"}`, `not json`} {
+		if _, err := ReadFixes([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
