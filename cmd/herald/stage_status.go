@@ -37,7 +37,7 @@ func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) er
 	}
 	f, err := statusfeed.New(statusfeed.Config{Brokers: env.Brokers, Mode: mode, Mask: views.MaskText,
 		KgoOpts: append(env.Topology.Security.KgoOpts(), env.Topology.KgoGroupOpts()...),
-		Log: env.Log.With("stage", "status")})
+		Log:     env.Log.With("stage", "status")})
 	if err != nil {
 		return nil, err
 	}
