@@ -29,7 +29,7 @@ func TestMigrateAndPartitions(t *testing.T) {
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	st, err := Status(ctx, db)
-	if err != nil || len(st) != 3 || st[0].State != goose.StatePending {
+	if err != nil || len(st) != 4 || st[0].State != goose.StatePending {
 		t.Fatalf("status before migrating: %v %v", st, err)
 	}
 	var tables int

@@ -110,13 +110,24 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		t.Logf("screenshot: %s", p)
 	}
+	// text reads an element's text in one evaluation: the console
+	// re-renders on its live refresh, so a node found in one step may be
+	// gone by the next (chromedp's "No node with given id").
 	text := func(sel string) string {
 		t.Helper()
-		var s string
-		if err := chromedp.Run(ctx, chromedp.WaitVisible(sel, chromedp.ByQuery), chromedp.Text(sel, &s, chromedp.ByQuery)); err != nil {
-			t.Fatalf("%s: %v", sel, err)
+		q, _ := json.Marshal(sel)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var s *string
+			err := chromedp.Run(ctx, chromedp.Evaluate(`(e => e ? e.innerText : null)(document.querySelector(`+string(q)+`))`, &s))
+			if err == nil && s != nil {
+				return strings.TrimSpace(*s)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not found (%v)", sel, err)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		return strings.TrimSpace(s)
 	}
 	page := func(hash, ready string) string {
 		t.Helper()

@@ -1,7 +1,6 @@
 package views
 
 import (
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 )
 
 func TestDLQReaderKeepsTheNewestAndCountsAll(t *testing.T) {
@@ -18,11 +18,10 @@ func TestDLQReaderKeepsTheNewestAndCountsAll(t *testing.T) {
 		if i%2 == 0 {
 			reason = contract.ReasonMalformed
 		}
-		b, _ := json.Marshal(contract.DeadLetter{Reason: reason, Error: "bad <jane@example.com>", Topic: "herald.requests",
-			Offset: int64(i), Key: []byte(fmt.Sprint("k", i)), Value: []byte(`{"recipient":{"email":"jane@example.com"}}`), At: time.Now()})
-		d.add(&kgo.Record{Topic: "herald.dlq", Value: b})
+		d.add(dlq.Record("herald.dlq", contract.DeadLetter{Reason: reason, Error: "bad <jane@example.com>", Topic: "herald.requests",
+			Offset: int64(i), Key: []byte(fmt.Sprint("k", i)), Value: []byte(`{"recipient":{"email":"jane@example.com"}}`), At: time.Now()}))
 	}
-	d.add(&kgo.Record{Topic: "herald.dlq", Value: []byte("not json")})
+	d.add(&kgo.Record{Topic: "herald.dlq", Value: []byte("not a dead letter: no headers")})
 	r := d.DeadLetters(10)
 	if r.Total != 6 || len(r.DeadLetters) != 3 || r.Reasons[0] != (ReasonCount{Reason: contract.ReasonMalformed, DeadLetters: 3}) {
 		t.Fatalf("%+v", r)
