@@ -33,6 +33,8 @@ func newGokaHarness(t *testing.T) *gokaHarness {
 	d := &processors.Dispatcher{
 		Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: 30 * time.Second},
 		Now:    func() time.Time { return h.now },
+		// Goka's tester has one partition.
+		Placement: processors.Placement{Partitions: 1},
 	}
 	// NilProcess as in processors.GokaOptions: tombstones reach the DLQ.
 	proc, err := goka.NewProcessor(nil, d.Graph(), goka.WithTester(h.tt), goka.WithNilHandling(goka.NilProcess),
