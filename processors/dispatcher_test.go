@@ -3,7 +3,9 @@ package processors_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +208,51 @@ func TestDispatcherCallbackResult(t *testing.T) {
 	h.tt.Consume(topology.TopicResults, "n-1", res)
 	if s2 := h.state("n-1"); s2.Version != s.Version {
 		t.Fatalf("a repeated result changed the state: version %d -> %d", s.Version, s2.Version)
+	}
+}
+
+// Records that come back from the repartition topic are dispatched under
+// their origin: its dead letters name it, and a second copy of one move is
+// no duplicate. (Goka's tester has one partition, so nothing is misplaced
+// here; the move itself is tested on the broker, placement_kafka_test.go.)
+func TestDispatcherCallbackMovedRecords(t *testing.T) {
+	h := newGokaHarness(t)
+	origin := func(topic string, part, off int) tester.EmitOption {
+		return tester.WithHeaders(goka.Headers{
+			processors.HeaderOriginTopic:     []byte(topic),
+			processors.HeaderOriginPartition: []byte(fmt.Sprint(part)),
+			processors.HeaderOriginOffset:    []byte(fmt.Sprint(off)),
+		})
+	}
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 5, 42))
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 5, 42))
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 2, 42))
+	s := h.state("n-1")
+	if s == nil || s.Status != contract.StatusSending || s.Duplicates != 1 || s.Moved[topology.TopicRequests+"/5"] != 42 {
+		t.Fatalf("state %+v, want sending with one duplicate (the copy from partition 2), origin 5/42 remembered", s)
+	}
+	if cmds := h.sends(); len(cmds) != 1 {
+		t.Fatalf("%d send commands, want 1", len(cmds))
+	}
+
+	h.tt.Consume(topology.TopicRepartition, "bad", []byte("not json"), origin(topology.TopicControl, 3, 7))
+	h.tt.Consume(topology.TopicRepartition, "bare", requestJSON("bare"))
+	h.tt.Consume(topology.TopicRepartition, "half", requestJSON("half"), tester.WithHeaders(goka.Headers{
+		processors.HeaderOriginTopic: []byte(topology.TopicRequests), processors.HeaderOriginPartition: []byte("x")}))
+	dls := h.deadLetters()
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters, want 3: %+v", len(dls), dls)
+	}
+	if d := dls[0]; d.Topic != topology.TopicControl || d.Partition != 3 || d.Offset != 7 || d.Reason != contract.ReasonMalformed ||
+		string(d.Value) != "not json" {
+		t.Errorf("dead letter of a moved record %+v, want its origin herald.control/3/7", d)
+	}
+	for _, d := range dls[1:] {
+		if d.Topic != topology.TopicRepartition || d.Reason != contract.ReasonMalformed || !strings.Contains(d.Error, "origin headers") {
+			t.Errorf("dead letter of a repartition record without origin %+v", d)
+		}
+		if h.state(string(d.Key)) != nil {
+			t.Errorf("a state was written for %s", d.Key)
+		}
 	}
 }
