@@ -13,6 +13,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -420,5 +422,113 @@ func settle(t *testing.T, timeout time.Duration, check func() error) {
 			t.Fatalf("not settled after %v: %v", timeout, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// BenchmarkPlacement measures what a producer with another partitioner
+// costs, in one run: for every request well placed and for every request
+// misplaced (moved through the repartition topic), on the embedded broker
+// with 12 partitions,
+//   - throughput: max(b.N, HERALD_BENCH_PLACEMENT_N or 100,000) requests are
+//     published first, then a dispatcher starts; the clock runs from the
+//     moment it has recovered its (empty) table and starts consuming to the
+//     last send command (so the processor's start is not in it);
+//   - latency: with the dispatcher idle, 300 requests are published one at a
+//     time, 10 ms apart, and each is timed from its publication to its send
+//     command reaching a consumer of herald.send.
+//
+// Run: go test ./processors/ -run '^$' -bench Placement -benchtime 1x
+func BenchmarkPlacement(b *testing.B) {
+	for _, misplace := range []bool{false, true} {
+		name := "placed"
+		if misplace {
+			name = "misplaced"
+		}
+		b.Run(name, func(b *testing.B) {
+			const parts = 12
+			c := kafkatest.Start(b, kafkatest.Options{Partitions: parts})
+			manual := c.Client(b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			record := func(id string) *kgo.Record {
+				p := topology.Partition(id, parts)
+				if misplace {
+					p = (p + 1) % parts
+				}
+				return &kgo.Record{Topic: topology.TopicRequests, Key: []byte(id), Value: requestJSON(id), Partition: p}
+			}
+			n := max(b.N, 100000)
+			if v := os.Getenv("HERALD_BENCH_PLACEMENT_N"); v != "" {
+				var err error
+				if n, err = strconv.Atoi(v); err != nil || n <= 0 {
+					b.Fatalf("HERALD_BENCH_PLACEMENT_N=%q", v)
+				}
+			}
+			recs := make([]*kgo.Record, n)
+			for i := range recs {
+				recs[i] = record(fmt.Sprintf("bench-%07d", i))
+			}
+			c.Produce(b, manual, recs...)
+
+			// Every send command that arrives, by id, with its arrival time.
+			arrived := sync.Map{}
+			var count atomic.Int64
+			cons := c.Client(b, kgo.ConsumeTopics(topology.TopicSend), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+				kgo.FetchMaxWait(10*time.Millisecond))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go func() {
+				for ctx.Err() == nil {
+					fs := cons.PollFetches(ctx)
+					now := time.Now()
+					fs.EachRecord(func(r *kgo.Record) {
+						arrived.Store(string(r.Key), now)
+						count.Add(1)
+					})
+				}
+			}()
+
+			b.ResetTimer()
+			d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
+				Placement: processors.Placement{Partitions: parts}}
+			log := slog.New(slog.DiscardHandler)
+			sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
+				Options: processors.GokaOptions(c.Topology, b.TempDir(), log), Log: log}
+			done := make(chan struct{})
+			go func() { defer close(done); _ = sup.Run(ctx) }()
+			for !sup.Ready() {
+				time.Sleep(time.Millisecond)
+			}
+			start := time.Now()
+			for count.Load() < int64(n) {
+				time.Sleep(time.Millisecond)
+			}
+			el := time.Since(start)
+			b.StopTimer()
+
+			const probes = 300
+			lat := make([]time.Duration, 0, probes)
+			for i := 0; i < probes; i++ {
+				id := fmt.Sprintf("probe-%04d", i)
+				sent := time.Now()
+				c.Produce(b, manual, record(id))
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					if v, ok := arrived.Load(id); ok {
+						lat = append(lat, v.(time.Time).Sub(sent))
+						break
+					}
+					if time.Now().After(deadline) {
+						b.Fatalf("no send command for %s", id)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+			<-done
+			slices.Sort(lat)
+			b.ReportMetric(float64(n)/el.Seconds(), "requests/s")
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+		})
 	}
 }

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"testing"
 
@@ -172,4 +173,23 @@ func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
 	if s, ok := specs[TopicStatus]; !ok || s.Partitions != 6 || s.Configs["retention.ms"] != "604800000" {
 		t.Errorf("status stream %+v", s)
 	}
+}
+
+// BenchmarkPartition is the cost of placing one key (a 21-byte id), the
+// price of the placement check every dispatcher input pays: murmur2 as
+// Herald computes it, and FNV-1a (Sarama's default) for comparison.
+func BenchmarkPartition(b *testing.B) {
+	key := "2026-01:user-123:bill"
+	b.Run("murmur2", func(b *testing.B) {
+		for b.Loop() {
+			Partition(key, 12)
+		}
+	})
+	b.Run("fnv1a", func(b *testing.B) {
+		for b.Loop() {
+			h := fnv.New32a()
+			h.Write([]byte(key))
+			_ = int32(h.Sum32()) % 12
+		}
+	})
 }
