@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -180,8 +181,10 @@ func TestAnyProducer(t *testing.T) {
 	// The dispatcher, crashing at its 40th move.
 	reg := prometheus.NewRegistry()
 	crash := &crashMidMove{crashAt: 40}
+	warnings := new(syncBuffer)
 	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
-		Observer: metrics.NewDispatch(reg), Log: log, Placement: processors.Placement{Partitions: parts}}
+		Observer: metrics.NewDispatch(reg), Log: slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Placement: processors.Placement{Partitions: parts}}
 	// The Supervisor logs the crash's errors, one per record: not here.
 	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers, Log: slog.New(slog.DiscardHandler),
 		MinBackoff: 100 * time.Millisecond,
@@ -222,10 +225,12 @@ func TestAnyProducer(t *testing.T) {
 	}
 	wants := map[string]want{}
 	misplaced := 0
+	misplacedFrom := map[string]int{} // "topic/partition" -> records
 	publish := func(p partitioner, topic, key string, value []byte) *kgo.Record {
 		r := &kgo.Record{Topic: topic, Key: []byte(key), Value: value, Partition: p.part([]byte(key), parts)}
 		if r.Partition != topology.Partition(key, parts) {
 			misplaced++
+			misplacedFrom[fmt.Sprintf("%s/%d", topic, r.Partition)]++
 		}
 		return r
 	}
@@ -369,8 +374,44 @@ func TestAnyProducer(t *testing.T) {
 		t.Errorf("%d records moved from %d origins; want every one of the %d misplaced records moved, some twice (the crash)",
 			len(loop), len(origins), misplaced)
 	}
-	if moved := sum(t, reg, "herald_repartitioned_total"); int(moved) < misplaced {
-		t.Errorf("herald_repartitioned_total %v, want at least the %d misplaced records", moved, misplaced)
+	// Counted by source partition (some twice: the crash), and logged once
+	// per topic (the log is rate-limited to a line a minute).
+	counted := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "herald_repartitioned_total" {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				counted[l["topic"]+"/"+l["partition"]] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if len(counted) != len(misplacedFrom) {
+		t.Errorf("herald_repartitioned_total has %d source partitions %v, want %d %v", len(counted), counted, len(misplacedFrom), misplacedFrom)
+	}
+	for src, n := range misplacedFrom {
+		if counted[src] < float64(n) {
+			t.Errorf("herald_repartitioned_total for %s: %v, want at least %d", src, counted[src], n)
+		}
+	}
+	perTopic := map[string]int{}
+	for _, line := range strings.Split(warnings.String(), "\n") {
+		if strings.Contains(line, "moved through the repartition topic") {
+			for _, topic := range []string{topology.TopicRequests, topology.TopicControl} {
+				if strings.Contains(line, " topic="+topic+" ") {
+					perTopic[topic]++
+				}
+			}
+		}
+	}
+	if perTopic[topology.TopicRequests] != 1 || perTopic[topology.TopicControl] != 1 || len(perTopic) != 2 {
+		t.Errorf("log lines about moved records by topic: %v, want one for each of requests and control:\n%s", perTopic, warnings)
 	}
 
 	// The malformed record's dead letter names where it was published.
@@ -531,4 +572,22 @@ func BenchmarkPlacement(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 		})
 	}
+}
+
+// syncBuffer is a log destination that several goroutines may write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
