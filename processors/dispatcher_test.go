@@ -255,4 +255,28 @@ func TestDispatcherCallbackMovedRecords(t *testing.T) {
 			t.Errorf("a state was written for %s", d.Key)
 		}
 	}
+
+	// A moved cancel for an id with no state yet is parked to the topic it
+	// was published to, not to the repartition topic: it comes back there
+	// well placed.
+	cancel, _ := json.Marshal(contract.Cancel{ID: "ghost"})
+	h.tt.Consume(topology.TopicRepartition, "ghost", cancel, origin(topology.TopicControl, 3, 9))
+	parked := 0
+	for _, qt := range h.tiers {
+		for {
+			hdr, key, _, ok := qt.NextWithHeaders()
+			if !ok {
+				break
+			}
+			if key == "ghost" {
+				parked++
+				if target := string(hdr[delay.HeaderTarget]); target != topology.TopicControl {
+					t.Errorf("the moved cancel was parked to %q, want %s", target, topology.TopicControl)
+				}
+			}
+		}
+	}
+	if parked != 1 {
+		t.Errorf("the moved cancel for an unknown id was parked %d times, want once", parked)
+	}
 }

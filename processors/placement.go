@@ -32,9 +32,9 @@ import (
 //   - No state is read or written for a misplaced record: the check is the
 //     first thing Process does, and only needs the key.
 //   - The move is exactly-once as far as dispatch is concerned. The origin
-//     offset is committed only after the moved copy is acknowledged (Goka
-//     marks an offset when that record's emits are acknowledged); a crash in
-//     between moves the record again. Every copy carries its origin, and the
+//     offset is committed only after the moved copy is acknowledged, in
+//     record order (OrderedCommits); a crash in between moves the record
+//     again. Every copy carries its origin, and the
 //     state remembers, per origin topic and partition, the newest origin
 //     offset it has applied (State.Moved): a copy at or below it is a replay
 //     of the move, never a duplicate. Copies of one origin partition arrive
@@ -44,7 +44,9 @@ import (
 //     producers' partitioners: both copies end on the same partition, and
 //     the second has another origin (or a newer offset of the same one).
 //   - A moved record that turns out malformed or invalid goes to the DLQ
-//     under its origin topic, partition and offset.
+//     under its origin topic, partition and offset. One for an id with no
+//     state yet (a cancel before its request) is parked to its origin
+//     topic, where it comes back well placed.
 
 // Headers of a record moved to topology.TopicRepartition: where it was
 // published. The record's own headers are kept beside them.

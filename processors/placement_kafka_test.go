@@ -84,14 +84,14 @@ type crashMidMove struct {
 }
 
 func (c *crashMidMove) builder(tc topology.Config) goka.ProducerBuilder {
-	inner := goka.ProducerBuilderWithConfig(topology.SaramaConfig(tc.ClientID))
-	return processors.OrderedProducerBuilder(func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+	inner := goka.ProducerBuilderWithConfig(tc.Sarama(tc.ClientID))
+	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		p, err := inner(brokers, clientID, hasher)
 		if err != nil {
 			return nil, err
 		}
 		return &crashingProducer{Producer: p, c: c, first: c.built.Add(1) == 1}, nil
-	})
+	}
 }
 
 type crashingProducer struct {
@@ -186,10 +186,9 @@ func TestAnyProducer(t *testing.T) {
 		Observer: metrics.NewDispatch(reg), Log: slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Placement: processors.Placement{Partitions: parts}}
 	// The Supervisor logs the crash's errors, one per record: not here.
-	sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers, Log: slog.New(slog.DiscardHandler),
-		MinBackoff: 100 * time.Millisecond,
-		Options: append(processors.GokaOptions(c.Topology, filepath.Join(t.TempDir(), "goka"), log),
-			goka.WithProducerBuilder(crash.builder(c.Topology)))}
+	sup := d.Supervisor(c.Topology, filepath.Join(t.TempDir(), "goka"), slog.New(slog.DiscardHandler))
+	sup.MinBackoff = 100 * time.Millisecond
+	sup.Options = append(sup.Options, goka.WithProducerBuilder(crash.builder(c.Topology)))
 	run("dispatcher", sup.Run)
 
 	// The sender, to a mock provider that honours idempotency keys, as
@@ -261,7 +260,8 @@ func TestAnyProducer(t *testing.T) {
 	c.Produce(t, manual, second...)
 
 	// Cancels, by a third partitioner, once the held notifications are
-	// known (a cancel before its request would find no state).
+	// known (a cancel before its request would be parked and come back
+	// through the delay stage, which this test does not run).
 	view := c.TableView(t)
 	settle(t, 60*time.Second, func() error {
 		for id, w := range wants {
@@ -531,8 +531,7 @@ func BenchmarkPlacement(b *testing.B) {
 			d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
 				Placement: processors.Placement{Partitions: parts}}
 			log := slog.New(slog.DiscardHandler)
-			sup := &processors.Supervisor{Name: "dispatcher", Graph: d.Graph(), Brokers: c.Brokers,
-				Options: processors.GokaOptions(c.Topology, b.TempDir(), log), Log: log}
+			sup := d.Supervisor(c.Topology, b.TempDir(), log)
 			done := make(chan struct{})
 			go func() { defer close(done); _ = sup.Run(ctx) }()
 			for !sup.Ready() {
