@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	heralddlq "github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/kafkatest"
 	"github.com/herald-dispatch/herald/metrics"
 	"github.com/herald-dispatch/herald/migrations"
@@ -418,8 +419,8 @@ func TestAnyProducer(t *testing.T) {
 	// The malformed record's dead letter names where it was published.
 	dlq := c.Consume(t, topology.TopicDLQ, 10*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= 1 })
 	for _, r := range dlq {
-		var dl contract.DeadLetter
-		if err := json.Unmarshal(r.Value, &dl); err != nil {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if dl.Topic != topology.TopicRequests || dl.Partition != broken.Partition || dl.Offset != broken.Offset ||
