@@ -127,6 +127,11 @@ type State struct {
 	// dispatcher emits the same thing again instead of dropping it.
 	LastSource  Position `json:"last_source"`
 	LastEmitted bool     `json:"last_emitted,omitempty"`
+	// Moved records, per origin topic and partition ("herald.requests/3"),
+	// the newest origin offset of a record that reached this state through
+	// the repartition topic. A moved record at or below it is a replay of
+	// the move, not a new event.
+	Moved map[string]int64 `json:"moved,omitempty"`
 }
 
 // MaxHistory bounds State.History, so that a state always fits the

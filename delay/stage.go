@@ -36,7 +36,7 @@ type Config struct {
 	// Group is the consumer group of the tier topics (DefaultGroup).
 	Group string
 	// Partitioner places forwarded and hopped records. Required; Herald
-	// passes topology.KgoPartitioner(), the Sarama-compatible key hash, so
+	// passes topology.KgoPartitioner(), Herald's key hash (murmur2), so
 	// a record stays on its notification's partition in every topic.
 	Partitioner kgo.Partitioner
 	// ClientOpts are further franz-go options (Herald passes

@@ -179,3 +179,27 @@ func TestCountersPresentAtZero(t *testing.T) {
 		}
 	}
 }
+
+// Grafana keys panels by id: two panels with one id break links and edits.
+func TestDashboardPanelIDsUnique(t *testing.T) {
+	b, err := os.ReadFile("../deploy/grafana/herald.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			ID    int    `json:"id"`
+			Title string `json:"title"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]string{}
+	for _, p := range d.Panels {
+		if other, dup := seen[p.ID]; dup {
+			t.Errorf("panels %q and %q share id %d", other, p.Title, p.ID)
+		}
+		seen[p.ID] = p.Title
+	}
+}

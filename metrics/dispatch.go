@@ -5,6 +5,8 @@
 package metrics
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -12,13 +14,15 @@ import (
 	"github.com/herald-dispatch/herald/topology"
 )
 
-// Dispatch implements processors.DispatchObserver with Prometheus counters.
+// Dispatch implements processors.DispatchObserver and
+// processors.PlacementObserver with Prometheus counters.
 type Dispatch struct {
 	events      *prometheus.CounterVec
 	requests    prometheus.Counter
 	duplicates  prometheus.Counter
 	transitions *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	moved       *prometheus.CounterVec
 }
 
 // NewDispatch registers the dispatcher's metrics on reg.
@@ -44,8 +48,12 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 			Name: "herald_dlq_records_total",
 			Help: "Records sent to herald.dlq, by source topic and reason.",
 		}, []string{"topic", "reason"}),
+		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_repartitioned_total",
+			Help: "Records that arrived on another partition than Herald's key hash (murmur2) gives their key, moved through the repartition topic, by source topic and partition. Non-zero means a producer places keys with another partitioner; each costs one extra produce and consume.",
+		}, []string{"topic", "partition"}),
 	}
-	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters)
+	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters, d.moved)
 	// Present at 0 from the start (a rate() or an alert sees the series
 	// before its first event): every transition the dashboard sums, every
 	// input topic's verdicts, every dead-letter reason.
@@ -98,4 +106,9 @@ func (d *Dispatch) Transition(from, to contract.Status, _ *contract.State) {
 // DeadLetter counts a DLQ record.
 func (d *Dispatch) DeadLetter(topic, reason string) {
 	d.deadLetters.WithLabelValues(topic, reason).Inc()
+}
+
+// Moved counts a record moved to the repartition topic.
+func (d *Dispatch) Moved(topic string, partition int32) {
+	d.moved.WithLabelValues(topic, strconv.Itoa(int(partition))).Inc()
 }

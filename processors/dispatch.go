@@ -86,8 +86,11 @@ const DefaultSendTimeout = 10 * time.Minute
 
 // Event is one input of the dispatcher. Exactly one of the pointers is set.
 type Event struct {
-	// Source is the Kafka record the event came from.
+	// Source is the Kafka record the event came from. Origin is where it
+	// was published: Source, or for a record moved through the repartition
+	// topic, the position it was moved from (zero means Source).
 	Source contract.Position
+	Origin contract.Position
 	// Epoch is the owner epoch of the partition the event is processed
 	// on: the consumer group generation that assigned it to this process
 	// (Fence). 0 means unknown (tests), and versions then only count.
@@ -185,6 +188,9 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 		}
 		return Decision{Emits: Emits{Wakeups: effects(cur, cfg).Wakeups}, Verdict: VerdictReplay}
 	}
+	if cur != nil && movedBefore(cur, ev) { // a replay of the move (placement.go)
+		return Decision{Verdict: VerdictReplay}
+	}
 	var d Decision
 	switch {
 	case ev.Request != nil:
@@ -221,6 +227,7 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 	if len(s.History) > contract.MaxHistory {
 		s.History = append([]contract.Attempt(nil), s.History[len(s.History)-contract.MaxHistory:]...)
 	}
+	noteMoved(s, ev)
 	if d.Verdict != VerdictDuplicate { // a duplicate changes a counter, and emits nothing
 		d.Emits = effects(s, cfg)
 	}

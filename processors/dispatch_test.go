@@ -22,7 +22,9 @@ import (
 // checkDispatch, which asserts what holds for every transition: cur is never
 // mutated, Version grows by exactly one per change, the emits follow from
 // the new state, the state survives the changelog's JSON, and the same
-// record replayed at once changes nothing and emits the same again.
+// record replayed at once changes nothing and emits the same again. A record
+// moved through the repartition topic also leaves its origin in the state,
+// and another copy of the same move changes nothing and emits nothing.
 
 // t0 is the instant the stories start: Thursday 2026-01-15, 12:00 UTC.
 var t0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
@@ -133,6 +135,17 @@ func cancel(at time.Duration) step {
 	}}
 }
 
+// movedFrom is p published on partition part of its topic at offset off,
+// by a producer with another partitioner, and moved through the
+// repartition topic.
+func movedFrom(p step, part int32, off int64) step {
+	return step{at: p.at, ev: func(s *contract.State) Event {
+		ev := p.ev(s)
+		ev.Origin = contract.Position{Topic: topicOf(ev), Partition: part, Offset: off}
+		return ev
+	}}
+}
+
 func fixed(at time.Duration, ev Event) step {
 	return step{at: at, ev: func(*contract.State) Event { return ev }}
 }
@@ -170,6 +183,9 @@ func (st *story) play(p step) Decision {
 	ev := p.ev(st.s)
 	if ev.Source == (contract.Position{}) {
 		topic := topicOf(ev)
+		if ev.Origin.Topic != "" {
+			topic = topology.TopicRepartition
+		}
 		st.offsets[topic]++
 		ev.Source = contract.Position{Topic: topic, Partition: 3, Offset: 100 + st.offsets[topic]}
 	}
@@ -252,6 +268,20 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 	if r.State != nil || !r.Repair || r.Verdict != VerdictReplay || !reflect.DeepEqual(r.Emits, d.Emits) {
 		t.Errorf("replay of the same record: verdict %s, state changed %v, repair %v, emits %v, want a repairing replay with %v",
 			r.Verdict, r.State != nil, r.Repair, emitStrings(r.Emits), emitStrings(d.Emits))
+	}
+	if wasMoved(ev) {
+		if got := s.Moved[movedKey(ev.Origin)]; got != ev.Origin.Offset {
+			t.Errorf("moved from %+v, but the state remembers offset %d (%v)", ev.Origin, got, s.Moved)
+		}
+		// A crash after the move and before the origin's commit moves the
+		// record again: the same origin at a later repartition offset.
+		again := ev
+		again.Source.Offset += 1000
+		r := Dispatch(s, again, now.Add(time.Minute), cfg)
+		if r.State != nil || r.Verdict != VerdictReplay || !r.Emits.Empty() {
+			t.Errorf("second copy of the move: verdict %s, state changed %v, emits %v, want a replay with nothing",
+				r.Verdict, r.State != nil, emitStrings(r.Emits))
+		}
 	}
 	return d
 }
@@ -637,6 +667,83 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 			given: given(plain),
 			when:  fixed(time.Second, Event{}),
 			want:  want{verdict: VerdictStale}},
+	})
+}
+
+// Records of producers with another partitioner come through the
+// repartition topic (placement.go), with the position they were published
+// at as their origin.
+func TestDispatchMoved(t *testing.T) {
+	plain := newRequest(t, nil)
+	scheduled := newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })
+	dupCount := func(n int) func(t *testing.T, s *contract.State) {
+		return func(t *testing.T, s *contract.State) {
+			if s.Duplicates != n {
+				t.Errorf("duplicates %d, want %d", s.Duplicates, n)
+			}
+		}
+	}
+	sending := want{verdict: VerdictDuplicate, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1, check: dupCount(1)}
+	runRows(t, []row{
+		{rule: "a moved request is dispatched like a well-placed one, and its origin remembered",
+			when: movedFrom(plain, 1, 7),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1), timeoutAt(0, 1)},
+				check: func(t *testing.T, s *contract.State) {
+					if len(s.Moved) != 1 || s.Moved[topology.TopicRequests+"/1"] != 7 || s.Duplicates != 0 {
+						t.Errorf("moved %v, duplicates %d", s.Moved, s.Duplicates)
+					}
+				}}},
+		{rule: "a second copy of the move (moved again after a crash) is a replay: not counted, nothing sent",
+			given: given(movedFrom(plain, 1, 7)),
+			when:  movedFrom(plain.after(time.Second), 1, 7),
+			want:  want{verdict: VerdictReplay}},
+		{rule: "an older copy from the same origin partition is a replay too",
+			given: given(movedFrom(plain, 1, 7), movedFrom(plain.after(time.Second), 1, 9)),
+			when:  movedFrom(plain.after(2*time.Second), 1, 7),
+			want:  want{verdict: VerdictReplay}},
+		{rule: "a re-publish moved from another partition is a duplicate",
+			given: given(movedFrom(plain, 1, 7)),
+			when:  movedFrom(plain.after(time.Second), 2, 7),
+			want:  sending},
+		{rule: "a re-publish from the same origin partition at a later offset is a duplicate",
+			given: given(movedFrom(plain, 1, 7)),
+			when:  movedFrom(plain.after(time.Second), 1, 8),
+			want:  sending},
+		{rule: "a well-placed re-publish of a moved request is a duplicate",
+			given: given(movedFrom(plain, 1, 7)),
+			when:  plain.after(time.Second),
+			want:  sending},
+		{rule: "a moved re-publish of a well-placed request is a duplicate",
+			given: given(plain),
+			when:  movedFrom(plain.after(time.Second), 0, 101),
+			want:  sending},
+		{rule: "the replay of the repartition record that made this version emits the same again",
+			given: given(movedFrom(plain, 1, 7)),
+			when: step{at: time.Minute, ev: func(s *contract.State) Event {
+				return Event{Source: s.LastSource, Origin: contract.Position{Topic: topology.TopicRequests, Partition: 1, Offset: 7},
+					Request: s.Request}
+			}},
+			want: want{verdict: VerdictReplay, emits: []string{send("email", 1), timeoutAt(0, 1)}}},
+		{rule: "a moved cancel cancels a held notification",
+			given: given(scheduled),
+			when:  movedFrom(cancel(time.Minute), 0, 4),
+			want: want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email",
+				check: func(t *testing.T, s *contract.State) {
+					if s.Moved[topology.TopicControl+"/0"] != 4 {
+						t.Errorf("moved %v", s.Moved)
+					}
+				}}},
+		{rule: "origins are remembered per topic and partition",
+			given: given(movedFrom(scheduled, 1, 7), movedFrom(plain.after(time.Second), 2, 3)),
+			when:  movedFrom(cancel(time.Minute), 1, 2),
+			want: want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email",
+				check: func(t *testing.T, s *contract.State) {
+					want := map[string]int64{topology.TopicRequests + "/1": 7, topology.TopicRequests + "/2": 3, topology.TopicControl + "/1": 2}
+					if !reflect.DeepEqual(s.Moved, want) || s.Duplicates != 1 {
+						t.Errorf("moved %v, duplicates %d; want %v and 1", s.Moved, s.Duplicates, want)
+					}
+				}}},
 	})
 }
 

@@ -68,6 +68,9 @@ type Dispatcher struct {
 	// it goes to the DLQ (default DefaultParkFor); ParkDelay is the wait
 	// between two looks (default DefaultParkDelay).
 	ParkFor, ParkDelay time.Duration
+	// Placement moves records that arrive on the wrong partition
+	// (placement.go).
+	Placement Placement
 }
 
 // Defaults of Dispatcher.
@@ -101,10 +104,14 @@ func (d *Dispatcher) Graph() *goka.GroupGraph { return topology.DispatcherGraph(
 func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	raw, _ := msg.([]byte)
 	src := contract.Position{Topic: string(ctx.Topic()), Partition: ctx.Partition(), Offset: ctx.Offset()}
+	origin, handled := d.place(ctx, src, raw)
+	if handled {
+		return
+	}
 	now := d.now()
-	ev := Event{Source: src}
+	ev := Event{Source: src, Origin: origin}
 	var err error
-	switch src.Topic {
+	switch origin.Topic {
 	case topology.TopicRequests:
 		ev.Request, err = contract.Decode([]byte(ctx.Key()), raw)
 	case topology.TopicResults:
@@ -116,10 +123,10 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	case topology.TopicControl:
 		err = decodeControl(raw, &ev, ctx.Key())
 	default:
-		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, src.Topic)
+		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, origin.Topic)
 	}
 	if err != nil {
-		d.deadLetter(ctx, src, raw, err, now)
+		d.deadLetter(ctx, origin, raw, err, now)
 		return
 	}
 
@@ -133,7 +140,7 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	obs.Event(src.Topic, dec.Verdict)
 	switch {
 	case dec.Verdict == VerdictUnknown:
-		d.park(ctx, src, raw, now)
+		d.park(ctx, origin, raw, now)
 		return
 	case dec.Repair:
 		ctx.SetValue(cur)
@@ -247,9 +254,13 @@ func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []b
 // Supervisor returns a Supervisor that runs this dispatcher on the cluster
 // of tc with GokaOptions (sharing d.Fence, made here if nil) and its
 // storage under storageDir: the one way every stage and test wires it.
+// The placement check gets tc's partition count unless it has one.
 func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog.Logger) *Supervisor {
 	if d.Fence == nil {
 		d.Fence = new(Fence)
+	}
+	if d.Placement.Partitions == 0 {
+		d.Placement.Partitions = tc.WithDefaults().Partitions
 	}
 	if log == nil {
 		log = slog.Default()

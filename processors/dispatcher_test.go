@@ -3,7 +3,9 @@ package processors_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,6 +35,8 @@ func newGokaHarness(t *testing.T) *gokaHarness {
 	d := &processors.Dispatcher{
 		Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: 30 * time.Second},
 		Now:    func() time.Time { return h.now },
+		// Goka's tester has one partition.
+		Placement: processors.Placement{Partitions: 1},
 	}
 	// NilProcess as in processors.GokaOptions: tombstones reach the DLQ.
 	proc, err := goka.NewProcessor(nil, d.Graph(), goka.WithTester(h.tt), goka.WithNilHandling(goka.NilProcess),
@@ -204,5 +208,75 @@ func TestDispatcherCallbackResult(t *testing.T) {
 	h.tt.Consume(topology.TopicResults, "n-1", res)
 	if s2 := h.state("n-1"); s2.Version != s.Version {
 		t.Fatalf("a repeated result changed the state: version %d -> %d", s.Version, s2.Version)
+	}
+}
+
+// Records that come back from the repartition topic are dispatched under
+// their origin: its dead letters name it, and a second copy of one move is
+// no duplicate. (Goka's tester has one partition, so nothing is misplaced
+// here; the move itself is tested on the broker, placement_kafka_test.go.)
+func TestDispatcherCallbackMovedRecords(t *testing.T) {
+	h := newGokaHarness(t)
+	origin := func(topic string, part, off int) tester.EmitOption {
+		return tester.WithHeaders(goka.Headers{
+			processors.HeaderOriginTopic:     []byte(topic),
+			processors.HeaderOriginPartition: []byte(fmt.Sprint(part)),
+			processors.HeaderOriginOffset:    []byte(fmt.Sprint(off)),
+		})
+	}
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 5, 42))
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 5, 42))
+	h.tt.Consume(topology.TopicRepartition, "n-1", requestJSON("n-1"), origin(topology.TopicRequests, 2, 42))
+	s := h.state("n-1")
+	if s == nil || s.Status != contract.StatusSending || s.Duplicates != 1 || s.Moved[topology.TopicRequests+"/5"] != 42 {
+		t.Fatalf("state %+v, want sending with one duplicate (the copy from partition 2), origin 5/42 remembered", s)
+	}
+	if cmds := h.sends(); len(cmds) != 1 {
+		t.Fatalf("%d send commands, want 1", len(cmds))
+	}
+
+	h.tt.Consume(topology.TopicRepartition, "bad", []byte("not json"), origin(topology.TopicControl, 3, 7))
+	h.tt.Consume(topology.TopicRepartition, "bare", requestJSON("bare"))
+	h.tt.Consume(topology.TopicRepartition, "half", requestJSON("half"), tester.WithHeaders(goka.Headers{
+		processors.HeaderOriginTopic: []byte(topology.TopicRequests), processors.HeaderOriginPartition: []byte("x")}))
+	dls := h.deadLetters()
+	if len(dls) != 3 {
+		t.Fatalf("%d dead letters, want 3: %+v", len(dls), dls)
+	}
+	if d := dls[0]; d.Topic != topology.TopicControl || d.Partition != 3 || d.Offset != 7 || d.Reason != contract.ReasonMalformed ||
+		string(d.Value) != "not json" {
+		t.Errorf("dead letter of a moved record %+v, want its origin herald.control/3/7", d)
+	}
+	for _, d := range dls[1:] {
+		if d.Topic != topology.TopicRepartition || d.Reason != contract.ReasonMalformed || !strings.Contains(d.Error, "origin headers") {
+			t.Errorf("dead letter of a repartition record without origin %+v", d)
+		}
+		if h.state(string(d.Key)) != nil {
+			t.Errorf("a state was written for %s", d.Key)
+		}
+	}
+
+	// A moved cancel for an id with no state yet is parked to the topic it
+	// was published to, not to the repartition topic: it comes back there
+	// well placed.
+	cancel, _ := json.Marshal(contract.Cancel{ID: "ghost"})
+	h.tt.Consume(topology.TopicRepartition, "ghost", cancel, origin(topology.TopicControl, 3, 9))
+	parked := 0
+	for _, qt := range h.tiers {
+		for {
+			hdr, key, _, ok := qt.NextWithHeaders()
+			if !ok {
+				break
+			}
+			if key == "ghost" {
+				parked++
+				if target := string(hdr[delay.HeaderTarget]); target != topology.TopicControl {
+					t.Errorf("the moved cancel was parked to %q, want %s", target, topology.TopicControl)
+				}
+			}
+		}
+	}
+	if parked != 1 {
+		t.Errorf("the moved cancel for an unknown id was parked %d times, want once", parked)
 	}
 }

@@ -18,14 +18,16 @@ var DispatcherInputs = []string{TopicRequests, TopicResults, TopicWakeups, Topic
 var DelayTargets = []string{TopicWakeups, TopicResults, TopicControl}
 
 // DispatcherGraph is the dispatcher's Goka group graph: one callback for
-// all inputs, the group table, and an output edge for every topic it emits
-// to (send commands, the delay tiers, the DLQ).
+// all inputs and for the loop stream (TopicRepartition, where misplaced
+// records are moved), the group table, and an output edge for every topic
+// it emits to (send commands, the delay tiers, the DLQ).
 func DispatcherGraph(cb goka.ProcessCallback) *goka.GroupGraph {
 	edges := []goka.Edge{}
 	for _, t := range DispatcherInputs {
 		edges = append(edges, goka.Input(goka.Stream(t), new(codec.Bytes), cb))
 	}
 	edges = append(edges,
+		goka.Loop(new(codec.Bytes), cb),
 		goka.Persist(new(StateCodec)),
 		goka.Output(goka.Stream(TopicSend), new(codec.Bytes)),
 		goka.Output(goka.Stream(TopicWakeups), new(codec.Bytes)),

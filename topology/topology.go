@@ -6,11 +6,13 @@
 //
 // Co-partitioning: herald.requests, herald.send, herald.results,
 // herald.wakeups, herald.control, the delay tiers and the dispatcher table
-// all have the same partition count, and every producer hashes keys the way
-// Sarama's default partitioner does (32-bit FNV-1a of the key, modulo the
-// partition count). A notification id therefore lives on the same partition
-// number in every topic, which is what lets one processor instance own all
-// of a notification's events without locks. Topics are created by Herald at
+// all have the same partition count, and every Herald producer places keys
+// the way the Java client's default partitioner does (murmur2, see hash.go).
+// A notification id therefore lives on the same partition number in every
+// topic, which is what lets one processor instance own all of a
+// notification's events without locks. Producers outside Herald may use any
+// partitioner: the dispatcher moves a record that arrived on another
+// partition through TopicRepartition first (processors/placement.go). Topics are created by Herald at
 // start (never by the broker's auto-creation, which would pick its own
 // partition count); a topic that exists with the wrong count stops Herald
 // with an error instead of silently splitting a notification's events.
@@ -20,8 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash"
-	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -55,6 +55,12 @@ const (
 	// TopicDLQReplays records which dead letters `herald dlq replay` has
 	// published again (compacted, keyed by the dead letter's position).
 	TopicDLQReplays = "herald.dlq.replays"
+	// TopicRepartition carries records that arrived on a partition other
+	// than the one Herald's key hash gives their key (a producer with
+	// another partitioner), moved there by the dispatcher with their origin
+	// in headers. It is the dispatcher group's Goka loop stream, so its
+	// name is Goka's: the group name plus "-loop".
+	TopicRepartition = string(GroupDispatcher) + "-loop"
 )
 
 // GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
@@ -179,7 +185,7 @@ func (c Config) Topics() []TopicSpec {
 		"retention.ms":   strconv.FormatInt(c.Retention.Milliseconds(), 10),
 	}
 	var ts []TopicSpec
-	for _, name := range append([]string{TopicRequests, TopicSend, TopicResults, TopicWakeups, TopicControl}, delay.TierTopics()...) {
+	for _, name := range append([]string{TopicRequests, TopicSend, TopicResults, TopicWakeups, TopicControl, TopicRepartition}, delay.TierTopics()...) {
 		ts = append(ts, TopicSpec{Name: name, Partitions: c.Partitions, Configs: stream, Copartitioned: true})
 	}
 	ts = append(ts,
@@ -254,35 +260,9 @@ func EnsureSpecs(ctx context.Context, c Config, specs ...TopicSpec) error {
 	return nil
 }
 
-// Hasher is the key hash every Herald producer uses: Sarama's default,
-// 32-bit FNV-1a.
-func Hasher() hash.Hash32 { return fnv.New32a() }
-
-// Partition returns the partition a key lives on, as every Herald producer
-// computes it.
-func Partition(key string, partitions int) int32 {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	p := int32(h.Sum32()) % int32(partitions)
-	if p < 0 {
-		p = -p
-	}
-	return p
-}
-
-// KgoPartitioner is the franz-go partitioner that places keys exactly as
-// Sarama (and so Goka) does. Every franz-go producer of Herald uses it.
-func KgoPartitioner() kgo.Partitioner {
-	return kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(func(b []byte) uint32 {
-		h := fnv.New32a()
-		h.Write(b)
-		return h.Sum32()
-	}))
-}
-
 // KgoProducerOpts are the franz-go options for Herald's producers: acks from
 // all in-sync replicas, idempotent writes (franz-go's default with acks=all),
-// Sarama-compatible partitioning and a short linger for low latency.
+// the Java client's key placement (murmur2) and a short linger for low latency.
 func KgoProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.RequiredAcks(kgo.AllISRAcks()),

@@ -17,7 +17,7 @@ import (
 
 // Producer publishes records. *kgo.Client built with
 // topology.KgoProducerOpts is the real one: its partitioner places a key
-// where Sarama (and so the dispatcher) expects it.
+// where the dispatcher keeps its state (murmur2, topology.Partition).
 type Producer interface {
 	ProduceSync(ctx context.Context, rs ...*kgo.Record) kgo.ProduceResults
 }

@@ -169,8 +169,8 @@ func TestMetricsAddUp(t *testing.T) {
 				total += v
 			}
 		}
-		// 4 input topics x 2 partitions
-		return n == 8 && total == 0 && m[`herald_consumer_group_members{group="herald-dispatcher",state="Stable"}`] == 1
+		// 5 input topics (with the repartition topic) x 2 partitions
+		return n == 10 && total == 0 && m[`herald_consumer_group_members{group="herald-dispatcher",state="Stable"}`] == 1
 	})
 }
 
