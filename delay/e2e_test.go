@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,14 +18,6 @@ import (
 	"github.com/herald-dispatch/herald/schedule"
 	"github.com/herald-dispatch/herald/topology"
 )
-
-// shiftedClock is a wall clock moved forward by an offset the test sets,
-// shared by the dispatcher and the delay stage: blackout windows have
-// minute resolution, so the test moves "now" to a few seconds before a
-// minute boundary instead of waiting for one.
-type shiftedClock struct{ off atomic.Int64 }
-
-func (c *shiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
 
 // startDispatcher runs a supervised dispatcher (the production wiring:
 // processors.Dispatcher, GokaOptions, Supervisor) until stop is called.
@@ -153,16 +144,14 @@ func TestDispatcherHoldsAndReleases(t *testing.T) {
 	}
 	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
 	dir := filepath.Join(t.TempDir(), "goka")
-	var clk shiftedClock
+	var clk kafkatest.ShiftedClock
 	sup, stopDispatcher := startDispatcher(t, c, dir, clk.Now)
 	stage := startStage(t, c, func(cfg *delay.Config) { cfg.Now = clk.Now })
 	waitUntil(t, 60*time.Second, "dispatcher and delay stage ready", func() bool { return sup.Ready() && stage.Ready() })
 
 	// Move the clock to 5 s before a minute boundary: the windows that
 	// cover the current minute end there.
-	real := time.Now()
-	boundary := real.Add(5 * time.Second).Truncate(time.Minute).Add(time.Minute)
-	clk.off.Store(int64(boundary.Add(-5 * time.Second).Sub(real)))
+	boundary := clk.BeforeMinute(5 * time.Second)
 	start := clk.Now()
 
 	type expect struct {

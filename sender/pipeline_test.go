@@ -69,6 +69,14 @@ type pipelineOptions struct {
 	// Email and SMS are the mock's query for each channel.
 	Email, SMS  string
 	SendTimeout time.Duration
+	// EmailURL and SMSURL, when set, are the channels' webhook URLs
+	// instead of the mock's.
+	EmailURL, SMSURL string
+	// ProviderTimeout bounds one provider call (default the provider's).
+	ProviderTimeout time.Duration
+	// Now is the clock of the dispatcher, the delay stage and the sender
+	// (default time.Now).
+	Now func() time.Time
 }
 
 func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
@@ -92,13 +100,14 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		}()
 	}
 
-	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: o.SendTimeout}, Log: log}
+	d := &processors.Dispatcher{Config: processors.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: o.SendTimeout,
+		ProviderTimeout: o.ProviderTimeout}, Now: o.Now, Log: log}
 	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
 	run("dispatcher", sup.Run)
 
 	ds, err := delay.New(delay.Config{Brokers: c.Brokers, Partitioner: topology.KgoPartitioner(),
 		ClientOpts: topology.KgoProducerOpts(), Targets: []string{topology.TopicWakeups},
-		DLQTopic: topology.TopicDLQ, Log: log})
+		DLQTopic: topology.TopicDLQ, Now: o.Now, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,17 +119,22 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	}
 	run("view", view.Run)
 
-	set, err := provider.OpenSet([]string{
-		"email=" + srv.URL + "/email?" + o.Email,
-		"sms=" + srv.URL + "/sms?" + o.SMS,
-	}, provider.Options{Concurrency: o.Concurrency})
+	emailURL, smsURL := srv.URL+"/email?"+o.Email, srv.URL+"/sms?"+o.SMS
+	if o.EmailURL != "" {
+		emailURL = o.EmailURL
+	}
+	if o.SMSURL != "" {
+		smsURL = o.SMSURL
+	}
+	set, err := provider.OpenSet([]string{"email=" + emailURL, "sms=" + smsURL},
+		provider.Options{Concurrency: o.Concurrency, Timeout: o.ProviderTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { set.Close() })
 	obs := &benchObserver{}
 	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: o.Concurrency,
-		State: sender.ViewReader{View: view.Goka()}, Log: log, Observer: obs})
+		State: sender.ViewReader{View: view.Goka()}, Log: log, Observer: obs, Now: o.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
