@@ -73,6 +73,10 @@ func (e *Env) RunBaseline(ctx context.Context, bc BaselineConfig) (*Result, erro
 	if bc.Name == "" {
 		bc.Name = fmt.Sprintf("baseline-c%d", bc.Concurrency)
 	}
+	// The baseline is measured for its throughput; it claims no send
+	// cut-offs and no unknown outcomes, so the shares that test those are
+	// Herald's alone.
+	bc.Workload.WindowQueued, bc.Workload.Expiring, bc.Workload.SlowProvider = 0, 0, 0
 	plan, err := NewPlan(bc.Workload)
 	if err != nil {
 		return nil, err
@@ -129,7 +133,7 @@ func (e *Env) RunBaseline(ctx context.Context, bc BaselineConfig) (*Result, erro
 
 	res := &Result{Name: bc.Name, Concurrency: bc.Concurrency, Rate: bc.Rate, N: plan.W.N, Records: plan.Records(),
 		Valid: plan.Valid(), Duplicates: len(plan.Rerun), Kinds: map[string]int{}, Provider: providerLabel(bc.Provider)}
-	for _, k := range []Kind{KindNormal, KindBlackout, KindNotBefore, KindMalformed} {
+	for _, k := range Kinds {
 		res.Kinds[k.String()] = plan.Count(k)
 	}
 

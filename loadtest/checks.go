@@ -19,8 +19,17 @@ type Observed struct {
 	// call (Unix ns; 0: never called).
 	FirstCall []int64
 	// Delivered is, per record index, how many deliveries the provider
-	// accepted (all channels).
-	Delivered []int32
+	// accepted (all channels); DeliveredOn the channels that delivered it
+	// (a bit per channel, channelBit).
+	Delivered   []int32
+	DeliveredOn []uint8
+	// Forbidden is, per record index, how many of its calls arrived inside
+	// a blackout window or at or after its expiry, and ForbiddenBy the
+	// furthest of them past the window's opening or the expiry.
+	Forbidden   []int32
+	ForbiddenBy []time.Duration
+	// SlowReplays counts the slow provider's answers by idempotency key.
+	SlowReplays int64
 	// UnknownCalls counts provider calls and deliveries for ids outside the
 	// plan.
 	UnknownCalls int64
@@ -63,13 +72,28 @@ type CheckResult struct {
 	Examples []string `json:"examples,omitempty"`
 }
 
-// ObservedFromDeliveries fills Delivered and UnknownCalls from the mock
-// server's accepted deliveries.
+// channelBit is a channel's bit in Observed.DeliveredOn.
+func channelBit(ch contract.Channel) uint8 {
+	switch ch {
+	case contract.ChannelEmail:
+		return 1
+	case contract.ChannelSMS:
+		return 2
+	case contract.ChannelPush:
+		return 4
+	}
+	return 8
+}
+
+// ObservedFromDeliveries fills Delivered, DeliveredOn and UnknownCalls
+// from the mock servers' accepted deliveries.
 func ObservedFromDeliveries(p *Plan, ds []provider.Delivery, o *Observed) {
 	o.Delivered = make([]int32, p.W.N)
+	o.DeliveredOn = make([]uint8, p.W.N)
 	for _, d := range ds {
 		if i, ok := p.Index(d.ID); ok {
 			o.Delivered[i]++
+			o.DeliveredOn[i] |= channelBit(d.Channel)
 		} else {
 			o.UnknownCalls++
 		}
@@ -95,6 +119,9 @@ func Check(p *Plan, o *Observed) []CheckResult {
 		checkNotBefore(p, o),
 		checkDatabase(p, o),
 		checkDLQ(p, o),
+		checkWindowsWhileQueued(p, o),
+		checkExpiry(p, o),
+		checkOneChannel(p, o),
 	}
 }
 
@@ -286,4 +313,122 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// inTransit reports whether a call that arrived by after a cut-off may
+// have started before it: the sender checks the cut-off as it starts the
+// call, and the request takes up to Workload.CutoffTransit to arrive.
+func inTransit(p *Plan, by time.Duration) bool { return by <= p.W.CutoffTransit }
+
+// checkWindowsWhileQueued: no provider call starts inside a blackout
+// window, the window_queued share's included, whose windows open while
+// their send commands may wait in herald.send.
+func checkWindowsWhileQueued(p *Plan, o *Observed) CheckResult {
+	var queued, before, after, never, inside, transit int
+	var ex examples
+	for i, k := range p.Kinds {
+		if (k != KindWindowQueued && k != KindBlackout) || p.Published[i].Load() == 0 {
+			continue
+		}
+		if o.Forbidden[i] > 0 {
+			if inTransit(p, o.ForbiddenBy[i]) {
+				transit++
+			} else {
+				inside++
+				ex.add(fmt.Sprintf("%s (%s): %d calls inside its window, the latest %s after it opened",
+					p.ID(i), k, o.Forbidden[i], o.ForbiddenBy[i].Round(time.Millisecond)))
+			}
+		}
+		if k != KindWindowQueued {
+			continue
+		}
+		queued++
+		switch t := o.FirstCall[i]; {
+		case t == 0:
+			never++
+		case t < p.Window[i]+int64(p.W.CutoffTransit):
+			before++
+		case t >= p.Release[i]:
+			after++
+		}
+	}
+	return CheckResult{Name: "no provider call starts inside a window that opens while queued", Pass: inside == 0,
+		Detail: fmt.Sprintf("%d notifications whose window opened at least %s after publication: %d first called before it opened, %d held and first called after it ended, %d never called; %d notifications (window_queued and blackout) called inside their window, %d whose call arrived within %s of the opening (started before it, in transit)",
+			queued, p.W.WindowAfter, before, after, never, inside, transit, p.W.CutoffTransit),
+		Examples: sortedExamples(ex)}
+}
+
+// checkExpiry: no provider call starts at or after expires_at, which
+// falls inside the backlog for the expiring share.
+func checkExpiry(p *Plan, o *Observed) CheckResult {
+	var n, sent, expired, other, after, transit int
+	var ex examples
+	for i, k := range p.Kinds {
+		if k != KindExpiring || p.Published[i].Load() == 0 {
+			continue
+		}
+		n++
+		switch st, notSent := o.DB.NotSent[p.ID(i)]; {
+		case !notSent:
+			sent++
+		case st == string(contract.StatusExpired):
+			expired++
+		default:
+			other++
+		}
+		if o.Forbidden[i] > 0 {
+			if inTransit(p, o.ForbiddenBy[i]) {
+				transit++
+			} else {
+				after++
+				ex.add(fmt.Sprintf("%s: %d calls after expires_at, the latest %s after it", p.ID(i), o.Forbidden[i], o.ForbiddenBy[i].Round(time.Millisecond)))
+			}
+		}
+	}
+	return CheckResult{Name: "no provider call starts after expires_at", Pass: after == 0,
+		Detail: fmt.Sprintf("%d notifications expiring %s after publication: %d sent, %d expired, %d otherwise final; %d called after expires_at, %d whose call arrived within %s of it (started before it, in transit)",
+			n, p.W.ExpireAfter, sent, expired, other, after, transit, p.W.CutoffTransit),
+		Examples: sortedExamples(ex)}
+}
+
+// checkOneChannel: no notification is delivered on two channels; in
+// particular the slow_provider share, whose email outcome is unknown when
+// the provider timeout cuts the call, is never delivered by SMS as well.
+func checkOneChannel(p *Plan, o *Observed) CheckResult {
+	var two, slow, slowSent, slowFailed, slowSMS int
+	var ex examples
+	for i, k := range p.Kinds {
+		on := o.DeliveredOn[i]
+		if on&(on-1) != 0 { // more than one bit
+			two++
+			ex.add(fmt.Sprintf("%s (%s) delivered on %s", p.ID(i), k, channelsOf(on)))
+		}
+		if k != KindSlowProvider || p.Published[i].Load() == 0 {
+			continue
+		}
+		slow++
+		if on&channelBit(contract.ChannelSMS) != 0 {
+			slowSMS++
+		}
+		switch st, notSent := o.DB.NotSent[p.ID(i)]; {
+		case !notSent:
+			slowSent++
+		case st == string(contract.StatusFailed):
+			slowFailed++
+		}
+	}
+	return CheckResult{Name: "no notification delivered on two channels", Pass: two == 0,
+		Detail: fmt.Sprintf("%d notifications delivered on two channels; slow_provider (email slower than the provider timeout, one attempt per channel): %d notifications, %d sent, %d failed, %d delivered by SMS, %d calls answered from the first delivery by Idempotency-Key",
+			two, slow, slowSent, slowFailed, slowSMS, o.SlowReplays),
+		Examples: sortedExamples(ex)}
+}
+
+func channelsOf(bits uint8) string {
+	var out []string
+	for _, ch := range recorderChannels {
+		if bits&channelBit(ch) != 0 {
+			out = append(out, string(ch))
+		}
+	}
+	return strings.Join(out, " and ")
 }

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,16 +11,20 @@ import (
 )
 
 // world is a run that went right: every record published, every valid
-// notification called once, after its release, delivered once by email,
-// reported sent, and every malformed record dead-lettered.
+// notification called once, after its release (window_queued and
+// expiring ones before their window opens or they expire), delivered
+// once by email, reported sent, and every malformed record
+// dead-lettered.
 func world(t *testing.T) (*Plan, *Observed) {
 	t.Helper()
-	p, err := NewPlan(Workload{N: 2000, Duplicates: 0.05, Blackout: 0.05, NotBefore: 0.05, Malformed: 0.01, Campaign: "w", Seed: 1})
+	p, err := NewPlan(Workload{N: 2000, Duplicates: 0.05, Blackout: 0.05, NotBefore: 0.05, Malformed: 0.01,
+		WindowQueued: 0.05, Expiring: 0.05, SlowProvider: 0.02, Campaign: "w", Seed: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	start := time.Date(2025, 11, 3, 12, 0, 0, 0, time.UTC)
-	o := &Observed{FirstCall: make([]int64, p.W.N), Delivered: make([]int32, p.W.N),
+	o := &Observed{FirstCall: make([]int64, p.W.N), Delivered: make([]int32, p.W.N), DeliveredOn: make([]uint8, p.W.N),
+		Forbidden: make([]int32, p.W.N), ForbiddenBy: make([]time.Duration, p.W.N),
 		DB:       DBCounts{ByStatus: map[string]int64{}, SentByChannel: map[string]int64{}, NotSent: map[string]string{}},
 		Provider: provider.Stats{Channels: map[contract.Channel]*provider.ChannelStats{}}}
 	var email provider.ChannelStats
@@ -36,6 +41,7 @@ func world(t *testing.T) (*Plan, *Observed) {
 		}
 		o.FirstCall[i] = call.UnixNano()
 		o.Delivered[i] = 1
+		o.DeliveredOn[i] = channelBit(contract.ChannelEmail)
 		email.Accepted++
 		email.UniqueIDs++
 		o.DB.Rows++
@@ -182,4 +188,96 @@ func TestObservedFromDeliveries(t *testing.T) {
 	if o.Delivered[1] != 2 || o.Delivered[2] != 1 || o.Delivered[0] != 0 || o.UnknownCalls != 1 {
 		t.Fatalf("delivered %v unknown %d", o.Delivered, o.UnknownCalls)
 	}
+}
+
+func TestCheckDetectsCallInsideAQueuedWindow(t *testing.T) {
+	const name = "no provider call starts inside a window that opens while queued"
+	p, o := world(t)
+	i := firstIndex(p, KindWindowQueued)
+	// Arrived 300 ms after the opening: started before it, in transit.
+	o.Forbidden[i], o.ForbiddenBy[i] = 1, 300*time.Millisecond
+	rs := Check(p, o)
+	if f := Failed(rs); len(f) > 0 {
+		t.Fatalf("a call in transit at the opening failed: %+v", f)
+	}
+	if d := checkNamed(t, rs, name).Detail; !strings.Contains(d, "1 whose call arrived within 1s") {
+		t.Fatalf("detail %q does not count the call in transit", d)
+	}
+	o.ForbiddenBy[i] = 5 * time.Second
+	wantOnlyFailure(t, Check(p, o), name, p.ID(i))
+
+	// A blackout notification's window counts too.
+	p, o = world(t)
+	j := firstIndex(p, KindBlackout)
+	o.Forbidden[j], o.ForbiddenBy[j] = 2, time.Hour
+	wantOnlyFailure(t, Check(p, o), name, p.ID(j))
+}
+
+func TestCheckCountsHeldAndExpired(t *testing.T) {
+	p, o := world(t)
+	i := firstIndex(p, KindWindowQueued)
+	o.FirstCall[i] = p.Release[i] // held to the window's end
+	k := firstIndex(p, KindExpiring)
+	o.FirstCall[k], o.Delivered[k], o.DeliveredOn[k] = 0, 0, 0 // expired unsent
+	o.DB.NotSent[p.ID(k)] = string(contract.StatusExpired)
+	o.DB.ByStatus["sent"]--
+	o.DB.ByStatus["expired"]++
+	o.DB.SentByChannel["email"]--
+	o.Provider.UniqueIDs--
+	o.Provider.Channels[contract.ChannelEmail].UniqueIDs--
+	rs := Check(p, o)
+	if f := Failed(rs); len(f) > 0 {
+		t.Fatalf("failed: %+v", f)
+	}
+	queued, expiring := p.Count(KindWindowQueued), p.Count(KindExpiring)
+	for _, want := range []string{
+		fmt.Sprintf("%d notifications whose window opened at least 15s after publication: %d first called before it opened, 1 held and first called after it ended, 0 never called; 0 notifications", queued, queued-1),
+		fmt.Sprintf("%d notifications expiring 20s after publication: %d sent, 1 expired, 0 otherwise final; 0 called after expires_at", expiring, expiring-1),
+	} {
+		found := false
+		for _, r := range rs {
+			found = found || strings.HasPrefix(r.Detail, want)
+		}
+		if !found {
+			t.Errorf("no check detail starts with %q", want)
+		}
+	}
+}
+
+func TestCheckDetectsCallAfterExpiry(t *testing.T) {
+	p, o := world(t)
+	i := firstIndex(p, KindExpiring)
+	o.Forbidden[i], o.ForbiddenBy[i] = 1, 2*time.Second
+	wantOnlyFailure(t, Check(p, o), "no provider call starts after expires_at", p.ID(i))
+	o.ForbiddenBy[i] = time.Second // at the transit allowance: in transit
+	if f := Failed(Check(p, o)); len(f) > 0 {
+		t.Fatalf("a call in transit at expires_at failed: %+v", f)
+	}
+}
+
+func TestCheckDetectsDeliveryOnTwoChannels(t *testing.T) {
+	p, o := world(t)
+	i := firstIndex(p, KindSlowProvider)
+	o.Delivered[i] = 2
+	o.DeliveredOn[i] |= channelBit(contract.ChannelSMS)
+	rs := Check(p, o)
+	if f := failedNames(rs); len(f) != 2 || f[0] != "exactly once at the provider" || f[1] != "no notification delivered on two channels" {
+		t.Fatalf("failed %v, want exactly once and two channels", f)
+	}
+	c := Failed(rs)[1]
+	if !strings.Contains(c.Detail, "1 notifications delivered on two channels") || !strings.Contains(c.Detail, "1 delivered by SMS") ||
+		!strings.Contains(strings.Join(c.Examples, "\n"), p.ID(i)+" (slow_provider) delivered on email and sms") {
+		t.Fatalf("check %+v", c)
+	}
+}
+
+func checkNamed(t *testing.T, rs []CheckResult, name string) CheckResult {
+	t.Helper()
+	for _, r := range rs {
+		if r.Name == name {
+			return r
+		}
+	}
+	t.Fatalf("no check %q", name)
+	return CheckResult{}
 }

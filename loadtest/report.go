@@ -129,8 +129,9 @@ func (r *Report) Summary() string {
 
 func writeRunSummary(b *strings.Builder, x *Result) {
 	fmt.Fprintf(b, "\n== %s: %s ==\n", x.Name, passMark(x.Passed()))
-	fmt.Fprintf(b, "  workload     %d records (%d valid: %d normal, %d blackout, %d not_before; %d malformed; %d re-published duplicates)\n",
-		x.Records, x.Valid, x.Kinds["normal"], x.Kinds["blackout"], x.Kinds["not_before"], x.Kinds["malformed"], x.Duplicates)
+	fmt.Fprintf(b, "  workload     %d records (%d valid: %d normal, %d blackout, %d not_before, %d window_queued, %d expiring, %d slow_provider; %d malformed; %d re-published duplicates)\n",
+		x.Records, x.Valid, x.Kinds["normal"], x.Kinds["blackout"], x.Kinds["not_before"], x.Kinds["window_queued"],
+		x.Kinds["expiring"], x.Kinds["slow_provider"], x.Kinds["malformed"], x.Duplicates)
 	if x.Partitions > 0 {
 		fmt.Fprintf(b, "  pipeline     %d partitions, %d herald process(es), sender concurrency %s\n", x.Partitions, x.Instances, concLabel(x.Concurrency))
 	} else {

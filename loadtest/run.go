@@ -36,6 +36,10 @@ type RunConfig struct {
 	// Concurrency is the sender's in-flight limit per process (0: the
 	// sender's default).
 	Concurrency int
+	// ProviderTimeout is every `herald run`'s --provider-timeout (0:
+	// provider.DefaultTimeout). The slow_provider share's email calls
+	// (Workload.SlowLatency) must take longer.
+	ProviderTimeout time.Duration
 	// Brokers is an existing Kafka; empty starts `herald broker` with a
 	// fresh data dir for the run. With an existing Kafka, the topics must
 	// not hold an earlier run's records.
@@ -90,7 +94,18 @@ func (rc RunConfig) withDefaults() RunConfig {
 	if rc.Provider.Email == nil {
 		rc.Provider = DefaultProviderSpec()
 	}
+	if rc.ProviderTimeout <= 0 {
+		rc.ProviderTimeout = provider.DefaultTimeout
+	}
 	return rc
+}
+
+// validate refuses a run whose slow provider would not be slow.
+func (rc RunConfig) validate() error {
+	if w := rc.Workload; w.SlowProvider > 0 && w.SlowLatency <= rc.ProviderTimeout {
+		return fmt.Errorf("slow provider latency %s must be longer than the provider timeout %s, or the slow_provider share tests nothing", w.SlowLatency, rc.ProviderTimeout)
+	}
+	return nil
 }
 
 // Throughput is a run's rates, per second.
@@ -185,6 +200,9 @@ type runState struct {
 // failed checks returns a Result whose Passed is false.
 func (e *Env) Run(ctx context.Context, rc RunConfig) (*Result, error) {
 	rc = rc.withDefaults()
+	if err := rc.validate(); err != nil {
+		return nil, err
+	}
 	plan, err := NewPlan(rc.Workload)
 	if err != nil {
 		return nil, err
@@ -213,7 +231,7 @@ func (e *Env) Run(ctx context.Context, rc RunConfig) (*Result, error) {
 	s.res = &Result{Name: rc.Name, Partitions: rc.Partitions, Instances: rc.Instances, Concurrency: rc.Concurrency,
 		Rate: rc.Rate, N: plan.W.N, Records: plan.Records(), Valid: plan.Valid(), Duplicates: len(plan.Rerun),
 		Kinds: map[string]int{}, Provider: providerLabel(rc.Provider)}
-	for _, k := range []Kind{KindNormal, KindBlackout, KindNotBefore, KindMalformed} {
+	for _, k := range Kinds {
 		s.res.Kinds[k.String()] = plan.Count(k)
 	}
 	if err := s.drive(ctx); err != nil {
@@ -287,6 +305,9 @@ func (s *runState) start(ctx context.Context) error {
 			"--database-url", s.dbURL, "--partitions", strconv.Itoa(rc.Partitions),
 			"--log-level", "warn",
 			"--provider", "email=" + emailURL, "--provider", "sms=" + smsURL}
+		if s.env.HasRunFlag("provider-timeout") {
+			args = append(args, "--provider-timeout", rc.ProviderTimeout.String())
+		}
 		if rc.Concurrency > 0 {
 			f := s.env.concurrencyFlag()
 			if f == "" {

@@ -56,10 +56,12 @@ func Summarize(h *hdrhistogram.Histogram) Latency {
 // Latencies are the two distributions a run measures.
 type Latencies struct {
 	// EndToEnd is publish to first provider call, for notifications that
-	// were not held (no blackout, no not_before).
+	// were not held (no blackout, no not_before, and window_queued ones
+	// called before their window opened).
 	EndToEnd *hdrhistogram.Histogram
 	// Lateness is release instant (window end or not_before) to first
-	// provider call, for held notifications.
+	// provider call, for held notifications (window_queued ones whose
+	// window opened before their first call included).
 	Lateness *hdrhistogram.Histogram
 	// Early counts held notifications called before their release
 	// (the checks fail on them); NeverCalled counts valid notifications
@@ -82,7 +84,7 @@ func Measure(p *Plan, firstCall []int64) Latencies {
 			continue
 		}
 		switch {
-		case k.Held():
+		case k.Held(), k == KindWindowQueued && t >= p.Window[i]+int64(p.W.CutoffTransit):
 			late := t - p.Release[i]
 			if late < 0 {
 				l.Early++

@@ -35,7 +35,8 @@ func TestSummarizePercentiles(t *testing.T) {
 func TestMeasureSplitsHeldFromUnheld(t *testing.T) {
 	p, o := world(t)
 	l := Measure(p, o.FirstCall)
-	normal, held := p.Count(KindNormal), p.Count(KindBlackout)+p.Count(KindNotBefore)
+	held := p.Count(KindBlackout) + p.Count(KindNotBefore)
+	normal := p.Valid() - held // window_queued ones are called before their window opens
 	if l.EndToEnd.TotalCount() != int64(normal) || l.Lateness.TotalCount() != int64(held) {
 		t.Fatalf("end-to-end %d (want %d), lateness %d (want %d)", l.EndToEnd.TotalCount(), normal, l.Lateness.TotalCount(), held)
 	}
@@ -52,6 +53,14 @@ func TestMeasureSplitsHeldFromUnheld(t *testing.T) {
 	l = Measure(p, o.FirstCall)
 	if l.Early != 1 || l.NeverCalled != 1 {
 		t.Errorf("early %d never called %d, want 1 and 1", l.Early, l.NeverCalled)
+	}
+	// A window_queued notification held to its window's end is late from
+	// the end, not from its publication.
+	i := firstIndex(p, KindWindowQueued)
+	o.FirstCall[i] = p.Release[i] + int64(7*time.Millisecond)
+	l = Measure(p, o.FirstCall)
+	if m := Summarize(l.Lateness).Max; l.Lateness.TotalCount() != int64(held)+1 || m < 7*time.Millisecond {
+		t.Errorf("lateness %d values up to %s, want %d with the window_queued one 7 ms late", l.Lateness.TotalCount(), m, held+1)
 	}
 }
 

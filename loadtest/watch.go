@@ -113,7 +113,7 @@ func watchRun(ctx context.Context, w watchSpec, res *Result) error {
 		}
 		procs := w.procs.Sample()
 		sm := Sample{At: now.Sub(start), Published: w.published(), Calls: w.rec.Calls(),
-			Delivered: w.rec.Mock.Stats().Accepted, Completed: final, Lag: lag,
+			Delivered: w.rec.Accepted(), Completed: final, Lag: lag,
 			CPU: map[string]float64{}, RSS: map[string]int64{}}
 		for name, u := range procs {
 			sm.CPU[name] = u.CPU
@@ -159,11 +159,14 @@ func observeAndCheck(ctx context.Context, w watchSpec, res *Result, start time.T
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
-	o := &Observed{FirstCall: make([]int64, plan.W.N), Provider: w.rec.Mock.Stats()}
+	o := &Observed{FirstCall: make([]int64, plan.W.N), Provider: w.rec.Stats(),
+		Forbidden: make([]int32, plan.W.N), ForbiddenBy: make([]time.Duration, plan.W.N), SlowReplays: w.rec.SlowReplays()}
 	for i := range o.FirstCall {
 		o.FirstCall[i] = w.rec.FirstCall(i)
+		n, by := w.rec.Forbidden(i)
+		o.Forbidden[i], o.ForbiddenBy[i] = int32(n), by
 	}
-	ObservedFromDeliveries(plan, w.rec.Mock.Deliveries(), o)
+	ObservedFromDeliveries(plan, w.rec.Deliveries(), o)
 	o.UnknownCalls += w.rec.Unknown()
 	res.Errors = append(res.Errors, w.observe(ctx, o)...)
 	res.ProviderStats = o.Provider

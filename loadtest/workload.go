@@ -27,7 +27,23 @@ const (
 	KindNotBefore
 	// KindMalformed is a record the dispatcher must dead-letter.
 	KindMalformed
+	// KindWindowQueued has a blackout window that opens a little after
+	// publication, while its send command may still wait in herald.send
+	// behind the backlog: no provider call may start inside it.
+	KindWindowQueued
+	// KindExpiring has expires_at a little after publication, inside the
+	// backlog: no provider call may start at or after it.
+	KindExpiring
+	// KindSlowProvider meets an email provider slower than the provider
+	// timeout, with one attempt per channel (email, then SMS) and no
+	// fallback_on_unknown: the email outcome is unknown, and it must never
+	// be delivered by SMS as well.
+	KindSlowProvider
+	numKinds
 )
+
+// Kinds lists every kind, in report order.
+var Kinds = []Kind{KindNormal, KindBlackout, KindNotBefore, KindMalformed, KindWindowQueued, KindExpiring, KindSlowProvider}
 
 func (k Kind) String() string {
 	switch k {
@@ -39,6 +55,12 @@ func (k Kind) String() string {
 		return "not_before"
 	case KindMalformed:
 		return "malformed"
+	case KindWindowQueued:
+		return "window_queued"
+	case KindExpiring:
+		return "expiring"
+	case KindSlowProvider:
+		return "slow_provider"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -53,9 +75,11 @@ type Workload struct {
 	// included. Duplicates come on top.
 	N int
 	// Shares of N. Duplicates are valid notifications published a second
-	// time by a re-run of the batch; Blackout, NotBefore and Malformed are
-	// disjoint shares of the first publication.
+	// time by a re-run of the batch; Blackout, NotBefore, Malformed,
+	// WindowQueued, Expiring and SlowProvider are disjoint shares of the
+	// first publication.
 	Duplicates, Blackout, NotBefore, Malformed float64
+	WindowQueued, Expiring, SlowProvider       float64
 	// BlackoutFor is the least time a blackout notification is held: its
 	// window ends at the first whole minute at least BlackoutFor after it
 	// is published (windows are HH:MM, so a minute is their grain).
@@ -65,6 +89,25 @@ type Workload struct {
 	BlackoutLength time.Duration
 	// NotBeforeMin and NotBeforeMax bound not_before after publication.
 	NotBeforeMin, NotBeforeMax time.Duration
+	// WindowAfter is the least time between a window_queued
+	// notification's publication and its window's opening (the first
+	// whole minute at least this late); WindowLength is how long the
+	// window stays open (whole minutes).
+	WindowAfter, WindowLength time.Duration
+	// ExpireAfter is expires_at of an expiring notification, after its
+	// publication.
+	ExpireAfter time.Duration
+	// SlowLatency is how long the email provider takes for a slow_provider
+	// notification: it must be longer than the sender's provider timeout.
+	// The provider delivers even though the caller has given up, and
+	// answers a call with the same Idempotency-Key from that delivery.
+	SlowLatency time.Duration
+	// CutoffTransit is, for the checks, how long after a cut-off (a
+	// window's opening, an expiry) a call may arrive at the provider and
+	// still count as started before it: the sender checks the cut-off as
+	// it starts the call, and the request then takes a moment to arrive.
+	// A call arriving later started after the cut-off.
+	CutoffTransit time.Duration
 	// Campaign names the run; ids are Campaign-NNNNNNN.
 	Campaign string
 	// Seed makes the run repeatable.
@@ -82,6 +125,14 @@ const (
 	DefaultBlackoutLength = 8 * time.Hour
 	DefaultNotBeforeMin   = 10 * time.Second
 	DefaultNotBeforeMax   = 60 * time.Second
+	DefaultWindowQueued   = 0.005
+	DefaultExpiring       = 0.005
+	DefaultSlowProvider   = 0.002
+	DefaultWindowAfter    = 15 * time.Second
+	DefaultWindowLength   = time.Minute
+	DefaultExpireAfter    = 20 * time.Second
+	DefaultSlowLatency    = 15 * time.Second
+	DefaultCutoffTransit  = time.Second
 )
 
 // WithDefaults fills zero durations and names.
@@ -101,6 +152,21 @@ func (w Workload) WithDefaults() Workload {
 	if w.NotBeforeMax < w.NotBeforeMin {
 		w.NotBeforeMax = max(w.NotBeforeMin, DefaultNotBeforeMax)
 	}
+	if w.WindowAfter <= 0 {
+		w.WindowAfter = DefaultWindowAfter
+	}
+	if w.WindowLength <= 0 {
+		w.WindowLength = DefaultWindowLength
+	}
+	if w.ExpireAfter <= 0 {
+		w.ExpireAfter = DefaultExpireAfter
+	}
+	if w.SlowLatency <= 0 {
+		w.SlowLatency = DefaultSlowLatency
+	}
+	if w.CutoffTransit <= 0 {
+		w.CutoffTransit = DefaultCutoffTransit
+	}
 	if w.Campaign == "" {
 		w.Campaign = "bill"
 	}
@@ -110,13 +176,17 @@ func (w Workload) WithDefaults() Workload {
 // Validate checks the shares.
 func (w Workload) Validate() error {
 	for name, s := range map[string]float64{"duplicates": w.Duplicates, "blackout": w.Blackout,
-		"not-before": w.NotBefore, "malformed": w.Malformed} {
+		"not-before": w.NotBefore, "malformed": w.Malformed, "window-queued": w.WindowQueued,
+		"expiring": w.Expiring, "slow-provider": w.SlowProvider} {
 		if s < 0 || s > 1 || math.IsNaN(s) {
 			return fmt.Errorf("share %s=%g: want a fraction from 0 to 1", name, s)
 		}
 	}
-	if w.Blackout+w.NotBefore+w.Malformed > 1 {
-		return fmt.Errorf("blackout + not-before + malformed shares exceed 1")
+	if w.Blackout+w.NotBefore+w.Malformed+w.WindowQueued+w.Expiring+w.SlowProvider > 1 {
+		return fmt.Errorf("blackout + not-before + malformed + window-queued + expiring + slow-provider shares exceed 1")
+	}
+	if w.WindowLength%time.Minute != 0 || w.WindowLength >= 24*time.Hour {
+		return fmt.Errorf("window length %s: want whole minutes, less than a day", w.WindowLength)
 	}
 	if strings.ContainsAny(w.Campaign, " \t\n") {
 		return fmt.Errorf("campaign %q: no spaces", w.Campaign)
@@ -148,11 +218,13 @@ type Plan struct {
 	Published []atomic.Int64
 	// Release is, for held kinds, the instant before which the
 	// notification must not be sent (the window's end, or not_before).
-	// Window is the blackout window's opening instant.
+	// Window is the blackout window's opening instant (blackout and
+	// window_queued). Expires is an expiring notification's expires_at.
 	Release []int64
 	Window  []int64
+	Expires []int64
 	locs    []*time.Location
-	counts  [4]int
+	counts  [numKinds]int
 }
 
 // NewPlan assigns kinds: exact shares, in an order shuffled by the seed.
@@ -162,20 +234,28 @@ func NewPlan(w Workload) (*Plan, error) {
 		return nil, err
 	}
 	p := &Plan{W: w, Kinds: make([]Kind, w.N), Published: make([]atomic.Int64, w.N),
-		Release: make([]int64, w.N), Window: make([]int64, w.N)}
+		Release: make([]int64, w.N), Window: make([]int64, w.N), Expires: make([]int64, w.N)}
 	rng := rand.New(rand.NewPCG(w.Seed, 0x6865726c64))
 	perm := rng.Perm(w.N)
 	nMal := int(math.Round(float64(w.N) * w.Malformed))
 	nBlack := int(math.Round(float64(w.N) * w.Blackout))
 	nNB := int(math.Round(float64(w.N) * w.NotBefore))
+	// The newer shares come after, so that adding them leaves the older
+	// kinds' ids where a given seed put them.
+	shares := []struct {
+		k Kind
+		n int
+	}{{KindMalformed, nMal}, {KindBlackout, nBlack}, {KindNotBefore, nNB},
+		{KindWindowQueued, int(math.Round(float64(w.N) * w.WindowQueued))},
+		{KindExpiring, int(math.Round(float64(w.N) * w.Expiring))},
+		{KindSlowProvider, int(math.Round(float64(w.N) * w.SlowProvider))}}
 	for j, i := range perm {
-		switch {
-		case j < nMal:
-			p.Kinds[i] = KindMalformed
-		case j < nMal+nBlack:
-			p.Kinds[i] = KindBlackout
-		case j < nMal+nBlack+nNB:
-			p.Kinds[i] = KindNotBefore
+		upto := 0
+		for _, sh := range shares {
+			if upto += sh.n; j < upto {
+				p.Kinds[i] = sh.k
+				break
+			}
 		}
 	}
 	for _, k := range p.Kinds {
@@ -267,9 +347,34 @@ func (p *Plan) First(i int, now time.Time) (key, value []byte) {
 		}
 		// JSON carries RFC 3339 with nanoseconds; keep what round-trips.
 		p.Release[i] = now.Add(d).UnixNano()
+	case KindWindowQueued:
+		open := now.Add(p.W.WindowAfter)
+		if t := open.Truncate(time.Minute); !t.Equal(open) {
+			open = t.Add(time.Minute)
+		}
+		p.Window[i] = open.UnixNano()
+		p.Release[i] = open.Add(p.W.WindowLength).UnixNano()
+	case KindExpiring:
+		p.Expires[i] = now.Add(p.W.ExpireAfter).UnixNano()
 	}
 	p.Published[i].Store(now.UnixNano())
 	return p.build(i, now)
+}
+
+// forbiddenFrom reports whether a provider call for index i arriving at
+// (Unix ns) is inside its blackout window or at or after its expiry, and
+// from when calls were forbidden (the window's opening, the expiry).
+func (p *Plan) forbiddenFrom(i int, at int64) (from int64, forbidden bool) {
+	if p.Published[i].Load() == 0 { // orders the reads below after First
+		return 0, false
+	}
+	switch p.Kinds[i] {
+	case KindBlackout, KindWindowQueued:
+		return p.Window[i], at >= p.Window[i] && at < p.Release[i]
+	case KindExpiring:
+		return p.Expires[i], at >= p.Expires[i]
+	}
+	return 0, false
 }
 
 // Again builds record i for a re-publication at now (a batch re-run): the
@@ -305,7 +410,7 @@ func (p *Plan) build(i int, now time.Time) (key, value []byte) {
 				Max: contract.Duration(time.Minute)}},
 	}
 	switch p.Kinds[i] {
-	case KindBlackout:
+	case KindBlackout, KindWindowQueued:
 		end := time.Unix(0, p.Release[i]).In(loc)
 		open := time.Unix(0, p.Window[i]).In(loc)
 		r.Blackout = []contract.Window{{
@@ -315,6 +420,11 @@ func (p *Plan) build(i int, now time.Time) (key, value []byte) {
 	case KindNotBefore:
 		nb := time.Unix(0, p.Release[i]).UTC()
 		r.NotBefore = &nb
+	case KindExpiring:
+		e := time.Unix(0, p.Expires[i]).UTC()
+		r.ExpiresAt = &e
+	case KindSlowProvider:
+		r.Policy.AttemptsPerChannel = 1
 	}
 	v, _ := json.Marshal(r)
 	return []byte(id), v

@@ -10,7 +10,8 @@ import (
 )
 
 func testWorkload(n int) Workload {
-	return Workload{N: n, Duplicates: 0.05, Blackout: 0.02, NotBefore: 0.03, Malformed: 0.001, Campaign: "bill-t", Seed: 7}
+	return Workload{N: n, Duplicates: 0.05, Blackout: 0.02, NotBefore: 0.03, Malformed: 0.001,
+		WindowQueued: 0.01, Expiring: 0.01, SlowProvider: 0.005, Campaign: "bill-t", Seed: 7}
 }
 
 func TestPlanShares(t *testing.T) {
@@ -18,7 +19,8 @@ func TestPlanShares(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k, want := range map[Kind]int{KindMalformed: 100, KindBlackout: 2000, KindNotBefore: 3000, KindNormal: 94_900} {
+	for k, want := range map[Kind]int{KindMalformed: 100, KindBlackout: 2000, KindNotBefore: 3000,
+		KindWindowQueued: 1000, KindExpiring: 1000, KindSlowProvider: 500, KindNormal: 92_400} {
 		if got := p.Count(k); got != want {
 			t.Errorf("%s: %d records, want %d", k, got, want)
 		}
@@ -78,6 +80,9 @@ func TestPlanValidate(t *testing.T) {
 		{N: 10, Blackout: 0.6, NotBefore: 0.6},
 		{N: 10, Duplicates: -0.1},
 		{N: 10, Malformed: 1.5},
+		{N: 10, WindowQueued: 0.5, Expiring: 0.3, SlowProvider: 0.3},
+		{N: 10, SlowProvider: -0.1},
+		{N: 10, WindowQueued: 0.1, WindowLength: 90 * time.Second},
 	} {
 		if _, err := NewPlan(w); err == nil {
 			t.Errorf("%+v: no error", w)
@@ -104,7 +109,7 @@ func TestIDIndex(t *testing.T) {
 func TestRecordsDecode(t *testing.T) {
 	p, _ := NewPlan(testWorkload(4000))
 	now := time.Date(2025, 11, 30, 23, 59, 30, 0, time.UTC) // windows cross midnight in some zones
-	var kinds [4]int
+	var kinds [numKinds]int
 	for i := range p.W.N {
 		key, value := p.First(i, now)
 		r, err := contract.Decode(key, value)
@@ -153,9 +158,33 @@ func TestRecordsDecode(t *testing.T) {
 			if d := r.NotBefore.Sub(now); d < p.W.NotBeforeMin || d > p.W.NotBeforeMax {
 				t.Fatalf("record %d: not_before in %s", i, d)
 			}
+		case KindWindowQueued:
+			// Free at publication; the window opens at the first whole
+			// minute at least WindowAfter later and holds until Release.
+			open, end := time.Unix(0, p.Window[i]), time.Unix(0, p.Release[i])
+			if d := open.Sub(now); d < p.W.WindowAfter || d >= p.W.WindowAfter+time.Minute || !open.Equal(open.Truncate(time.Minute)) {
+				t.Fatalf("record %d: window opens %s after publication at %s", i, d, open)
+			}
+			if end.Sub(open) != p.W.WindowLength {
+				t.Fatalf("record %d: window [%s, %s), want %s long", i, open, end, p.W.WindowLength)
+			}
+			inside, _ := schedule.Release(open, schedule.Rule{Windows: r.Blackout, Loc: loc})
+			before, _ := schedule.Release(open.Add(-time.Nanosecond), schedule.Rule{Windows: r.Blackout, Loc: loc})
+			if !rel.Equal(now) || !inside.Equal(end) || !before.Equal(open.Add(-time.Nanosecond)) {
+				t.Fatalf("record %d in %s: window %v releases %s at publication, %s at its opening %s, %s just before",
+					i, loc, r.Blackout, rel, inside, open, before)
+			}
+		case KindExpiring:
+			if r.ExpiresAt == nil || r.ExpiresAt.UnixNano() != p.Expires[i] || r.ExpiresAt.Sub(now) != p.W.ExpireAfter || !rel.Equal(now) {
+				t.Fatalf("record %d: expires_at %v, plan %d, want %s after publication", i, r.ExpiresAt, p.Expires[i], p.W.ExpireAfter)
+			}
+		case KindSlowProvider:
+			if r.Policy.AttemptsPerChannel != 1 || r.Policy.FallbackOnUnknown || len(r.Channels) != 2 || !rel.Equal(now) {
+				t.Fatalf("record %d: policy %+v channels %v, want one attempt per channel, email then SMS, no fallback on unknown", i, r.Policy, r.Channels)
+			}
 		default:
-			if !rel.Equal(now) || r.NotBefore != nil {
-				t.Fatalf("record %d: normal record is held", i)
+			if !rel.Equal(now) || r.NotBefore != nil || r.ExpiresAt != nil || r.Policy.AttemptsPerChannel != workloadAttemptsPerChannel {
+				t.Fatalf("record %d: normal record is held, expires or has another policy", i)
 			}
 		}
 		// A re-run publishes the same notification.
@@ -165,7 +194,8 @@ func TestRecordsDecode(t *testing.T) {
 			t.Fatalf("record %d: re-run differs: %v", i, err)
 		}
 	}
-	if kinds[KindMalformed] == 0 || kinds[KindBlackout] == 0 || kinds[KindNotBefore] == 0 {
+	if kinds[KindMalformed] == 0 || kinds[KindBlackout] == 0 || kinds[KindNotBefore] == 0 ||
+		kinds[KindWindowQueued] == 0 || kinds[KindExpiring] == 0 || kinds[KindSlowProvider] == 0 {
 		t.Fatalf("kinds %v", kinds)
 	}
 }

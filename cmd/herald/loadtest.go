@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/loadtest"
+	"github.com/herald-dispatch/herald/provider"
 	"github.com/herald-dispatch/herald/topology"
 )
 
@@ -30,6 +31,11 @@ type loadtestFlags struct {
 	databaseURL, bin, baselineConc, logLevel           string
 	herald, baseline, keep, honourIdem, pgEphemeral    bool
 	sweep, runArgs                                     listFlag
+	// Issue 12's shares: windows opening and expiries falling while the
+	// commands queue, and a provider slower than the provider timeout.
+	windowShare, expiringShare, slowShare                        float64
+	windowAfter, windowLength, expireAfter, slowLatency, transit time.Duration
+	providerTimeout                                              time.Duration
 }
 
 func runLoadtest(ctx context.Context, args []string) error {
@@ -44,6 +50,15 @@ func runLoadtest(ctx context.Context, args []string) error {
 	durationFlag(fs, &f.blackoutFor, "blackout-for", loadtest.DefaultBlackoutFor, "least hold of a blackout notification (its window ends at the next whole minute after this)")
 	durationFlag(fs, &f.nbMin, "not-before-min", loadtest.DefaultNotBeforeMin, "least not_before after publication")
 	durationFlag(fs, &f.nbMax, "not-before-max", loadtest.DefaultNotBeforeMax, "most not_before after publication")
+	ltFloatFlag(fs, &f.windowShare, "window-queued-share", loadtest.DefaultWindowQueued, "share whose blackout window opens shortly after publication, while the send commands may still queue")
+	ltFloatFlag(fs, &f.expiringShare, "expiring-share", loadtest.DefaultExpiring, "share whose expires_at falls shortly after publication, inside the backlog")
+	ltFloatFlag(fs, &f.slowShare, "slow-provider-share", loadtest.DefaultSlowProvider, "share whose email provider is slower than --provider-timeout (one attempt per channel, email then SMS)")
+	durationFlag(fs, &f.windowAfter, "window-after", loadtest.DefaultWindowAfter, "a window-queued notification's window opens at the first whole minute at least this long after publication")
+	durationFlag(fs, &f.windowLength, "window-length", loadtest.DefaultWindowLength, "how long a window-queued notification's window stays open (whole minutes)")
+	durationFlag(fs, &f.expireAfter, "expire-after", loadtest.DefaultExpireAfter, "expires_at of an expiring notification, after publication")
+	durationFlag(fs, &f.slowLatency, "slow-latency", loadtest.DefaultSlowLatency, "how long the slow email provider takes (must exceed --provider-timeout); it delivers even when the caller gave up")
+	durationFlag(fs, &f.transit, "cutoff-transit", loadtest.DefaultCutoffTransit, "a call arriving at the provider this soon after a window's opening or an expiry counts as started before it")
+	durationFlag(fs, &f.providerTimeout, "provider-timeout", provider.DefaultTimeout, "--provider-timeout of every herald run")
 	intFlag(fs, &f.seed, "seed", 1, "seed of the generated run")
 	stringFlag(fs, &f.emailSim, "email-provider", "latency=1s&fail=0.01&permanent=0.001", "email simulation, as the mock provider's query (latency, jitter, fail, permanent, throttle)")
 	stringFlag(fs, &f.smsSim, "sms-provider", "latency=50ms", "SMS simulation, as the mock provider's query")
@@ -98,6 +113,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	}
 	wl := loadtest.Workload{N: f.n, Duplicates: f.dupShare, Blackout: f.blackoutShare, NotBefore: f.nbShare,
 		Malformed: f.badShare, BlackoutFor: f.blackoutFor, NotBeforeMin: f.nbMin, NotBeforeMax: f.nbMax,
+		WindowQueued: f.windowShare, Expiring: f.expiringShare, SlowProvider: f.slowShare, WindowAfter: f.windowAfter,
+		WindowLength: f.windowLength, ExpireAfter: f.expireAfter, SlowLatency: f.slowLatency, CutoffTransit: f.transit,
 		Campaign: "bill-" + time.Now().UTC().Format("20060102-150405"), Seed: uint64(f.seed)}
 	if _, err := loadtest.NewPlan(wl); err != nil {
 		return err
@@ -140,7 +157,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 			break
 		}
 		res, err := env.Run(ctx, loadtest.RunConfig{Workload: wl, Rate: f.rate, Provider: spec,
-			Partitions: pt.Partitions, Instances: pt.Instances, Concurrency: f.concurrency,
+			Partitions: pt.Partitions, Instances: pt.Instances, Concurrency: f.concurrency, ProviderTimeout: f.providerTimeout,
 			RunArgs: f.runArgs.vals, Timeout: f.timeout, Settle: f.settle, RerunDelay: f.rerunDelay, Quiet: f.quiet})
 		if res != nil {
 			rep.Runs = append(rep.Runs, res)
