@@ -231,7 +231,7 @@ func TestCheckCountsHeldAndExpired(t *testing.T) {
 	}
 	queued, expiring := p.Count(KindWindowQueued), p.Count(KindExpiring)
 	for _, want := range []string{
-		fmt.Sprintf("%d notifications whose window opened at least 15s after publication: %d first called before it opened, 1 held and first called after it ended, 0 never called; 0 notifications", queued, queued-1),
+		fmt.Sprintf("%d notifications whose window opened at least %s after publication: %d first called before it opened, 1 held and first called after it ended, 0 never called; 0 notifications", queued, p.W.WindowAfter, queued-1),
 		fmt.Sprintf("%d notifications expiring 20s after publication: %d sent, 1 expired, 0 otherwise final; 0 called after expires_at", expiring, expiring-1),
 	} {
 		found := false

@@ -331,9 +331,14 @@ func (s *runState) start(ctx context.Context) error {
 			return err
 		}
 	}
-	s.logf("%d herald processes ready on %d partitions; settling %s", rc.Instances, rc.Partitions, rc.Settle)
+	settle := rc.Settle
+	if align := s.plan.PublishAlignment(time.Now().Add(settle)); align > 0 {
+		settle += align
+		s.logf("the window_queued share's windows are to open during the backlog: %s more before publishing", align)
+	}
+	s.logf("%d herald processes ready on %d partitions; settling %s", rc.Instances, rc.Partitions, settle)
 	select {
-	case <-time.After(rc.Settle):
+	case <-time.After(settle):
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -128,7 +128,7 @@ const (
 	DefaultWindowQueued   = 0.005
 	DefaultExpiring       = 0.005
 	DefaultSlowProvider   = 0.002
-	DefaultWindowAfter    = 15 * time.Second
+	DefaultWindowAfter    = 5 * time.Second
 	DefaultWindowLength   = time.Minute
 	DefaultExpireAfter    = 20 * time.Second
 	DefaultSlowLatency    = 15 * time.Second
@@ -359,6 +359,27 @@ func (p *Plan) First(i int, now time.Time) (key, value []byte) {
 	}
 	p.Published[i].Store(now.UnixNano())
 	return p.build(i, now)
+}
+
+// PublishAlignment is how long a batch that would start at start should
+// wait so that the first whole minute at least WindowAfter after the
+// records published in its first WindowAfter is 2 × WindowAfter after its
+// start: the window_queued notifications published in the batch's first
+// WindowAfter then have their windows open at that minute, while the
+// ones before them in herald.send may still be called (a backlog whose
+// wait exceeds WindowAfter there holds some of them). Without it the
+// minute would fall anywhere in the first minute of the run, possibly
+// after the backlog. At most a minute; 0 without a window_queued share.
+func (p *Plan) PublishAlignment(start time.Time) time.Duration {
+	if p.Count(KindWindowQueued) == 0 {
+		return 0
+	}
+	lead := 2 * p.W.WindowAfter
+	m := start.Add(lead).Truncate(time.Minute)
+	if m.Before(start.Add(lead)) {
+		m = m.Add(time.Minute)
+	}
+	return m.Sub(start.Add(lead))
 }
 
 // forbiddenFrom reports whether a provider call for index i arriving at

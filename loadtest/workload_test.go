@@ -219,3 +219,31 @@ func TestMalformedShapes(t *testing.T) {
 		}
 	}
 }
+
+// A batch with a window_queued share starts 2 × WindowAfter before a
+// whole minute: the notifications published in its first WindowAfter have
+// their windows open at that minute.
+func TestPublishAlignment(t *testing.T) {
+	p, _ := NewPlan(Workload{N: 100, WindowQueued: 0.5, WindowAfter: 5 * time.Second, Campaign: "a"})
+	for _, c := range []struct{ start, want string }{
+		{"10:00:00", "50s"}, {"10:00:49", "1s"}, {"10:00:50", "0s"}, {"10:00:51", "59s"}, {"10:00:50.5", "59.5s"},
+	} {
+		start, _ := time.Parse("2006-01-02 15:04:05", "2026-01-05 "+c.start)
+		got := p.PublishAlignment(start)
+		if got.String() != c.want {
+			t.Errorf("start %s: wait %s, want %s", c.start, got, c.want)
+		}
+		first := start.Add(got)
+		for _, pub := range []time.Duration{0, p.W.WindowAfter} {
+			i := firstIndex(p, KindWindowQueued)
+			p.First(i, first.Add(pub))
+			if open := time.Unix(0, p.Window[i]); !open.Equal(first.Add(2 * p.W.WindowAfter)) {
+				t.Errorf("start %s, published %s later: window opens %s, want %s", c.start, pub, open, first.Add(2*p.W.WindowAfter))
+			}
+		}
+	}
+	none, _ := NewPlan(Workload{N: 100, Campaign: "a"})
+	if got := none.PublishAlignment(time.Now()); got != 0 {
+		t.Errorf("no window_queued share: wait %s", got)
+	}
+}
