@@ -281,3 +281,21 @@ func checkNamed(t *testing.T, rs []CheckResult, name string) CheckResult {
 	t.Fatalf("no check %q", name)
 	return CheckResult{}
 }
+
+// A notification delivered as its call was cut off at expires_at is
+// reported expired with an unknown outcome: counted apart, not as a
+// mismatch. Without that marker an expired row the provider delivered is
+// a mismatch.
+func TestCheckDatabaseCountsUnknownAtCutoffApart(t *testing.T) {
+	p, o := world(t)
+	i := firstIndex(p, KindExpiring)
+	o.DB.ByStatus["sent"]--
+	o.DB.SentByChannel["email"]--
+	o.DB.ByStatus["expired"]++
+	o.DB.NotSent[p.ID(i)] = "expired"
+	wantOnlyFailure(t, Check(p, o), "Postgres counts equal the provider's", "")
+	o.DB.UnknownAtCutoff = map[string]bool{p.ID(i): true}
+	if f := Failed(Check(p, o)); len(f) > 0 {
+		t.Fatalf("an expired notification with an unknown outcome that the provider delivered: %+v", f)
+	}
+}

@@ -1,12 +1,14 @@
 package loadtest
 
 import (
+	"strings"
 	"context"
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/processors"
 )
 
 // finalStatuses are the final statuses as SQL literals' values.
@@ -58,17 +60,21 @@ func dbCounts(ctx context.Context, pool *pgxpool.Pool, campaign string) (DBCount
 	if err := rows.Err(); err != nil {
 		return c, fmt.Errorf("dispatch_status counts: %w", err)
 	}
-	rows, err = pool.Query(ctx, `SELECT id, status FROM dispatch_status WHERE campaign = $1 AND status <> 'sent' LIMIT 1000000`, campaign)
+	rows, err = pool.Query(ctx, `SELECT id, status, last_error FROM dispatch_status WHERE campaign = $1 AND status <> 'sent' LIMIT 1000000`, campaign)
 	if err != nil {
 		return c, fmt.Errorf("dispatch_status not sent: %w", err)
 	}
 	defer rows.Close()
+	c.UnknownAtCutoff = map[string]bool{}
 	for rows.Next() {
-		var id, status string
-		if err := rows.Scan(&id, &status); err != nil {
+		var id, status, lastError string
+		if err := rows.Scan(&id, &status, &lastError); err != nil {
 			return c, fmt.Errorf("dispatch_status not sent: %w", err)
 		}
 		c.NotSent[id] = status
+		if strings.HasSuffix(lastError, processors.UnknownAtCutoff) {
+			c.UnknownAtCutoff[id] = true
+		}
 	}
 	return c, rows.Err()
 }

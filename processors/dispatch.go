@@ -562,6 +562,11 @@ func retryBackoff(s *contract.State, retryAfter time.Duration, now time.Time, cf
 	return retryAt(s, now.Add(wait), contract.HoldBackoff, now, cfg)
 }
 
+// UnknownAtCutoff ends the last_error of a notification that expired while
+// its last attempt's outcome was unknown (typically a call cut off at
+// expires_at): Herald cannot tell whether the provider delivered it.
+const UnknownAtCutoff = "outcome unknown: the provider may have delivered it"
+
 // unknownOutcome handles an attempt whose outcome is unknown: a send
 // timeout with no result, or a result saying the provider may have
 // delivered. It is resolved on the same channel with the same idempotency
@@ -576,6 +581,9 @@ func unknownOutcome(s *contract.State, why string, now time.Time, cfg DispatchCo
 	if s.Unknowns < contract.MaxReissues {
 		s.Unknowns++
 		retake(s, now, cfg)
+		if s.Status.Final() { // expired while the outcome was unknown
+			s.LastError += "; " + why + ": " + UnknownAtCutoff
+		}
 		return Decision{State: s, Verdict: VerdictApplied}
 	}
 	p := s.Request.Policy

@@ -1029,6 +1029,15 @@ func TestDispatchWakeups(t *testing.T) {
 			when: sendTimedOut(8*timeoutAfter + b1),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 3, onChan: 1,
 				emits: []string{send("sms", 3), timeoutAt(8*timeoutAfter+b1, 3)}}},
+		{rule: "an unknown outcome when the call was cut off at expires_at: expired, saying the provider may have delivered",
+			given: given(newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:00:20Z" })),
+			when:  result(20*time.Second, contract.OutcomeUnknown),
+			want: want{verdict: VerdictApplied, status: contract.StatusExpired, channel: "email",
+				check: func(t *testing.T, s *contract.State) {
+					if !strings.HasSuffix(s.LastError, UnknownAtCutoff) || !strings.HasPrefix(s.LastError, "expired at") {
+						t.Errorf("last error %q", s.LastError)
+					}
+				}}},
 		{rule: "an unknown result (a timeout after the request was written) is issued again like a send timeout",
 			given: given(plain),
 			when:  result(5*time.Second, contract.OutcomeUnknown),

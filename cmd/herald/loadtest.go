@@ -224,12 +224,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 	return nil
 }
 
+// ltFloatFlag defines a float flag with its variable; parseFlags (ff)
+// reads the variable and refuses a value that does not parse.
 func ltFloatFlag(fs *flag.FlagSet, p *float64, name string, def float64, usage string) {
-	v := def
-	if s, ok := os.LookupEnv(envName(name)); ok {
-		if x, err := strconv.ParseFloat(s, 64); err == nil {
-			v = x
-		}
-	}
-	fs.Float64Var(p, name, v, usage+" ["+envName(name)+"]")
+	fs.Float64Var(p, name, def, usageWithEnv(name, usage))
 }
