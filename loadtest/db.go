@@ -1,9 +1,9 @@
 package loadtest
 
 import (
-	"strings"
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
