@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/migrations"
@@ -66,7 +69,44 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 		return nil, err
 	}
 	env.AddReady("sink", s.Ready)
-	return s.Run, nil
+	return func(ctx context.Context) error {
+		// The schema first: an unreachable PostgreSQL is waited for, not a
+		// reason to exit (a process that exits and is restarted joins and
+		// leaves the consumer groups again and again, and keeps them
+		// rebalancing); the other stages run meanwhile.
+		if err := migrateWhenReachable(ctx, env.DatabaseURL, log); err != nil {
+			return err
+		}
+		return s.Run(ctx)
+	}, nil
+}
+
+// migrateWhenReachable applies the migrations, waiting (with a backoff up
+// to 10 s, until ctx ends) while PostgreSQL cannot be reached. Any other
+// error stops it.
+func migrateWhenReachable(ctx context.Context, url string, log *slog.Logger) error {
+	wait := 500 * time.Millisecond
+	for {
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		_, err := migrations.Migrate(mctx, url, log)
+		cancel()
+		var connErr *pgconn.ConnectError
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return nil
+		case !errors.As(err, &connErr):
+			return err
+		}
+		log.Warn("PostgreSQL is not reachable; the sink waits for it (the other stages run)", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
 
 // pipelineDB is the pipeline's PostgreSQL, resolved once per runEnv.
@@ -77,8 +117,9 @@ var pipelineDB struct {
 
 // pipelinePool returns the pipeline's PostgreSQL pool: --database-url, or
 // else the local Postgres in <data-dir>/postgres, started now and stopped
-// when herald stops. The database is migrated first, and env.DatabaseURL
-// is set so that the stages started after this one (the api) use it too.
+// when herald stops. The pool connects lazily; the sink migrates the
+// database before it writes (migrateWhenReachable). env.DatabaseURL is set
+// so that the stages started after this one (the api) use it too.
 func pipelinePool(ctx context.Context, env *runEnv) (*pgxpool.Pool, error) {
 	pipelineDB.mu.Lock()
 	defer pipelineDB.mu.Unlock()
@@ -93,11 +134,6 @@ func pipelinePool(ctx context.Context, env *runEnv) (*pgxpool.Pool, error) {
 		env.OnClose(stop)
 		env.DatabaseURL = url
 		env.Log.Info("local postgres ready", "url", url)
-	}
-	mctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	if _, err := migrations.Migrate(mctx, env.DatabaseURL, env.Log); err != nil {
-		return nil, err
 	}
 	pool, err := pgxpool.New(ctx, env.DatabaseURL)
 	if err != nil {
