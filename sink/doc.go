@@ -8,8 +8,8 @@
 //
 // # How a batch is written
 //
-// The consumer (group "herald-sink", franz-go, manual commits, rebalances
-// held while a batch is in flight) collects records until it has
+// The consumer (group "herald-sink", franz-go, manual commits) collects
+// records until it has
 // BatchSize of them or BatchInterval has passed since the first one.
 // Writer.Write then keeps only the newest version of each id in the batch
 // and, in ONE transaction, COPYs the rows into temporary tables (ON COMMIT
@@ -53,7 +53,14 @@
 //     row keeps whatever an earlier batch wrote.
 //
 // Several sink instances share the work by partitions (the group protocol).
-// During a rebalance two instances may briefly write the same ids; the
-// version guard keeps that harmless and rows are locked in id order so
-// they cannot deadlock each other (a deadlock would be retried anyway).
+// A rebalance never waits for a batch in flight: a sink retrying a batch
+// for as long as PostgreSQL is down would otherwise hold every other
+// member of the group in the rebalance (the chaos suite saw the group
+// stuck for minutes). A batch whose partitions moved meanwhile is still
+// written when PostgreSQL is back (the version guard makes that harmless)
+// and its commit, if the member's generation is gone, fails and is left to
+// the new owner, which replays from the last commit: every offset
+// committed, by either, is below records already in PostgreSQL. Two
+// instances may briefly write the same ids; rows are locked in id order
+// so they cannot deadlock each other (a deadlock would be retried anyway).
 package sink

@@ -136,7 +136,6 @@ func (s *Sink) Run(ctx context.Context) error {
 		kgo.ConsumeTopics(c.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
 	}, topology.KgoProducerOpts()...) // for the dead letters
 	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
 	if err != nil {
@@ -144,7 +143,6 @@ func (s *Sink) Run(ctx context.Context) error {
 	}
 	defer func() {
 		s.ready.Store(false)
-		cl.AllowRebalance()
 		cl.Close()
 	}()
 	s.ready.Store(true)
@@ -157,7 +155,6 @@ func (s *Sink) Run(ctx context.Context) error {
 				return err
 			}
 		}
-		cl.AllowRebalance()
 		if closed || ctx.Err() != nil {
 			return nil
 		}
