@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -54,6 +55,40 @@ func (f Filter) Match(e Entry) bool {
 	return (f.Reason == "" || d.Reason == f.Reason) && (f.Topic == "" || d.Topic == f.Topic) &&
 		(f.Key == "" || string(d.Key) == f.Key) &&
 		(f.Since.IsZero() || !d.At.Before(f.Since)) && (f.Until.IsZero() || d.At.Before(f.Until)) && f.matchAt(e)
+}
+
+// Check reports a filter that cannot be meant: a position that is not
+// PARTITION@OFFSET, or a Since not before Until.
+func (f Filter) Check() error {
+	for _, a := range f.At {
+		p, o, ok := strings.Cut(a, "@")
+		if _, err := strconv.ParseInt(p, 10, 32); !ok || err != nil {
+			return fmt.Errorf("at %q: want PARTITION@OFFSET of the DLQ topic, such as 0@42", a)
+		}
+		if n, err := strconv.ParseInt(o, 10, 64); err != nil || n < 0 {
+			return fmt.Errorf("at %q: want PARTITION@OFFSET of the DLQ topic, such as 0@42", a)
+		}
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return fmt.Errorf("since %s is not before until %s", f.Since.Format(time.RFC3339), f.Until.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// ParseWhen reads a filter's time: RFC 3339, or a duration meaning that
+// long before now ("24h"). Empty is the zero time (no bound).
+func ParseWhen(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time or a duration such as 24h", s)
+	}
+	return t, nil
 }
 
 func (f Filter) matchAt(e Entry) bool {
@@ -189,10 +224,17 @@ func ReadReplays(ctx context.Context, opts []kgo.Opt, topic string) (map[string]
 	return out, nil
 }
 
+// Actions of an Outcome.
+const (
+	ActionReplayed    = "replayed"
+	ActionWouldReplay = "would replay" // a dry run's
+	ActionSkipped     = "skipped"
+)
+
 // Outcome is what Replayer.Replay did with one entry.
 type Outcome struct {
 	Entry Entry
-	// Action is "replayed", "would replay" (dry run) or "skipped".
+	// Action is ActionReplayed, ActionWouldReplay or ActionSkipped.
 	Action string
 	// Why says why an entry was skipped.
 	Why string
@@ -224,7 +266,7 @@ type Replayer struct {
 func (rp *Replayer) Replay(ctx context.Context, entries []Entry) ([]Outcome, error) {
 	out := make([]Outcome, 0, len(entries))
 	for _, e := range entries {
-		o := Outcome{Entry: e, Action: "skipped"}
+		o := Outcome{Entry: e, Action: ActionSkipped}
 		out = append(out, o)
 		d := e.Letter
 		switch {
@@ -257,7 +299,7 @@ func (rp *Replayer) Replay(ctx context.Context, entries []Entry) ([]Outcome, err
 		r := &Replay{DLQ: e.Pos(), ID: req.ID, Fixed: fixed, At: rp.Now().UTC(), Topic: rp.IntakeTopic}
 		out[len(out)-1].Replay = r
 		if rp.DryRun {
-			out[len(out)-1].Action = "would replay"
+			out[len(out)-1].Action = ActionWouldReplay
 			continue
 		}
 		res, err := rp.Client.ProduceSync(ctx, &kgo.Record{Topic: rp.IntakeTopic, Key: []byte(req.ID), Value: value}).First()
@@ -272,7 +314,7 @@ func (rp *Replayer) Replay(ctx context.Context, entries []Entry) ([]Outcome, err
 		if err := rp.Client.ProduceSync(ctx, &kgo.Record{Topic: rp.ReplaysTopic, Key: []byte(e.Pos()), Value: b}).FirstErr(); err != nil {
 			return out, fmt.Errorf("replay %s: published to %s@%d but not recorded: %w", e.Pos(), rp.IntakeTopic, res.Offset, err)
 		}
-		out[len(out)-1].Action = "replayed"
+		out[len(out)-1].Action = ActionReplayed
 	}
 	return out, nil
 }

@@ -64,3 +64,28 @@ func TestReadFixes(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterCheck(t *testing.T) {
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	if err := (Filter{At: []string{"0@0", "11@42"}, Since: at, Until: at.Add(time.Second)}).Check(); err != nil {
+		t.Errorf("good filter: %v", err)
+	}
+	for _, bad := range []Filter{{At: []string{"7"}}, {At: []string{"a@1"}}, {At: []string{"1@-1"}}, {At: []string{"1@x"}},
+		{Since: at, Until: at}} {
+		if err := bad.Check(); err == nil {
+			t.Errorf("%+v passes", bad)
+		}
+	}
+}
+
+func TestParseWhen(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{"": {}, "90m": now.Add(-90 * time.Minute), "2026-01-02T03:04:05Z": time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} {
+		if got, err := ParseWhen(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v, want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseWhen("yesterday", now); err == nil {
+		t.Error("yesterday parses")
+	}
+}

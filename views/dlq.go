@@ -27,6 +27,9 @@ type DLQ interface {
 // and why, without its value (the original record, which holds the
 // recipient's addresses), and with the error masked.
 type DeadLetterRow struct {
+	// DLQ is its PARTITION@OFFSET in herald.dlq (what a replay's ?at=
+	// takes).
+	DLQ       string                `json:"dlq"`
 	Key       string                `json:"key"`
 	Reason    string                `json:"reason"`
 	Error     string                `json:"error"`
@@ -98,11 +101,12 @@ func (d *DLQReader) Run(ctx context.Context) error {
 }
 
 func (d *DLQReader) add(r *kgo.Record) {
-	row := DeadLetterRow{Key: string(r.Key), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, At: r.Timestamp.UTC()}
+	pos := dlq.Entry{Partition: r.Partition, Offset: r.Offset}.Pos()
+	row := DeadLetterRow{DLQ: pos, Key: string(r.Key), Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, At: r.Timestamp.UTC()}
 	if dl, err := dlq.Parse(r); err != nil {
 		row.Reason, row.Error = "undecodable", "not a dead letter: "+err.Error()
 	} else {
-		row = DeadLetterRow{Key: string(dl.Key), Reason: dl.Reason, Error: MaskText(dl.Error), Problems: dl.Problems,
+		row = DeadLetterRow{DLQ: pos, Key: string(dl.Key), Reason: dl.Reason, Error: MaskText(dl.Error), Problems: dl.Problems,
 			Topic: dl.Topic, Partition: dl.Partition, Offset: dl.Offset, At: dl.At.UTC(), ValueBytes: len(dl.Value)}
 		for i := range row.Problems {
 			row.Problems[i].Message = MaskText(row.Problems[i].Message)

@@ -12,9 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
+	"github.com/herald-dispatch/herald/kafkatest"
 	"github.com/herald-dispatch/herald/migrations"
 	"github.com/herald-dispatch/herald/pglocal"
 	"github.com/herald-dispatch/herald/sink"
+	"github.com/herald-dispatch/herald/topology"
 	"github.com/herald-dispatch/herald/views"
 )
 
@@ -176,8 +179,56 @@ func startFixture(t *testing.T) *fixture {
 		Store: views.PGStore{Q: pool}, Log: testLogger(t), Now: func() time.Time { return now },
 		DLQ: fixedDLQ{views.DLQResponse{Total: 2, Reasons: []views.ReasonCount{{Reason: "invalid", DeadLetters: 1}, {Reason: "malformed", DeadLetters: 1}},
 			DeadLetters: []views.DeadLetterRow{
-				{Key: "oops", Reason: "malformed", Error: "malformed record: unexpected end of JSON input", Topic: "herald.requests", Offset: 7, At: now, ValueBytes: 42},
-				{Key: "bad-1", Reason: "invalid", Error: "invalid request: recipient.email: missing", Topic: "herald.requests", Offset: 3, At: now.Add(-time.Minute), ValueBytes: 120,
+				{DLQ: "0@0", Key: "oops", Reason: "malformed", Error: "malformed record: unexpected end of JSON input", Topic: "herald.requests", Offset: 7, At: now, ValueBytes: 42},
+				{DLQ: "0@1", Key: "bad-1", Reason: "invalid", Error: "invalid request: recipient.email: missing", Topic: "herald.requests", Offset: 3, At: now.Add(-time.Minute), ValueBytes: 120,
 					Problems: []contract.FieldError{{Field: "recipient.email", Message: "missing"}}}}}}}
 	return f
+}
+
+// dlqCluster is an embedded broker whose herald.dlq (one partition) holds
+// the dead letters of fixtureDeadLetters, in that order: 0@0 to 0@3.
+type dlqCluster struct {
+	*kafkatest.Cluster
+	client *kgo.Client
+}
+
+// fixtureDeadLetters: a malformed request and an invalid one (both need a
+// fix-up), a request dead-lettered for its key (valid: a replay publishes
+// it under its id), and a malformed result (never replayed).
+func fixtureDeadLetters(now time.Time) []contract.DeadLetter {
+	return []contract.DeadLetter{
+		{Reason: contract.ReasonMalformed, Error: "malformed record: unexpected end of JSON input", Topic: topology.TopicRequests, Offset: 7, At: now,
+			Key: []byte("oops"), Value: []byte(`{"schema":"herald.dispatch.v1","id":"oops"`)},
+		{Reason: contract.ReasonInvalid, Error: "invalid request: recipient.email: required by channel \"email\"", Topic: topology.TopicRequests, Offset: 3,
+			At: now.Add(-time.Minute), Key: []byte("bad-1"), Value: request("bad-1", func(m map[string]any) { m["recipient"] = map[string]any{} }),
+			Problems: []contract.FieldError{{Field: "recipient.email", Message: "required by channel \"email\""}}},
+		{Reason: contract.ReasonKeyMismatch, Error: "key km-x is not the id km-1", Topic: topology.TopicRequests, Offset: 4, At: now,
+			Key: []byte("km-x"), Value: request("km-1", nil)},
+		{Reason: contract.ReasonMalformed, Error: "malformed result", Topic: topology.TopicResults, Offset: 1, At: now, Key: []byte("billing-a"), Value: []byte("not json")},
+	}
+}
+
+// withDLQ starts a broker holding fixtureDeadLetters and gives f's API a
+// replayer over it.
+func (f *fixture) withDLQ(t *testing.T) *dlqCluster {
+	t.Helper()
+	c := &dlqCluster{Cluster: kafkatest.Start(t, kafkatest.Options{Partitions: 1})}
+	c.client = c.Client(t)
+	for _, d := range fixtureDeadLetters(f.now) {
+		c.Produce(t, c.client, dlq.Record(topology.TopicDLQ, d))
+	}
+	f.api.Replayer = &views.DLQReplayer{ReadOpts: c.Topology.KgoOpts(), Client: c.client}
+	return c
+}
+
+// requests returns the records on herald.requests.
+func (c *dlqCluster) requests(t *testing.T) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := dlq.ReadTopic(ctx, c.Topology.KgoOpts(), topology.TopicRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
 }

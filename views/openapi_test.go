@@ -42,6 +42,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	}
 
 	f := startFixture(t)
+	f.withDLQ(t)
 	var documented []string
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
@@ -58,7 +59,7 @@ func TestOpenAPIConformance(t *testing.T) {
 	// Servers in the states the errors need.
 	full := f.api.Handler()
 	noStore := *f.api
-	noStore.Store, noStore.DLQ = nil, nil
+	noStore.Store, noStore.DLQ, noStore.Replayer = nil, nil, nil
 	broken := *f.api
 	broken.Store = failingStore{}
 	broken.Table = &memTable{err: fmt.Errorf("leveldb: closed")}
@@ -160,6 +161,14 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"", "GET", "/v1/dlq?limit=x", "", false, 400},
 		{"", "GET", "/v1/dlq", "", true, 401},
 		{"nostore", "GET", "/v1/dlq", "", false, 503},
+		{"", "POST", "/v1/dlq/replay?dry_run=1&topic=herald.requests&since=24h&until=2100-01-01T00:00:00Z", "", false, 200},
+		{"", "POST", "/v1/dlq/replay?reason=malformed&again=0", string(request("oops", nil)) + "\n", false, 202},
+		{"", "POST", "/v1/dlq/replay?at=0@2&at=0@3", "", false, 202},
+		{"", "POST", "/v1/dlq/replay?since=yesterday", "", false, 400},
+		{"", "POST", "/v1/dlq/replay?dryrun=1", "", false, 400},
+		{"", "POST", "/v1/dlq/replay?dry_run=1", "", true, 401},
+		{"tiny", "POST", "/v1/dlq/replay?dry_run=1", string(request("oops", nil)), false, 413},
+		{"nostore", "POST", "/v1/dlq/replay?dry_run=1", "", false, 503},
 	}
 	met := map[string]bool{}
 	for _, c := range cases {

@@ -3,12 +3,13 @@
 // ingestion of dispatch requests, cancellation (one notification or a
 // campaign's), an operator's retry of a campaign's failures, lists and
 // campaign progress read from the sink's Postgres tables, the dead letters
-// of herald.dlq, the OpenAPI document (/v1/openapi.json) and the web
-// console under /ui (package views/ui). It never changes a notification's state itself: every
-// change is an event on a co-partitioned topic that the dispatcher applies
-// (a request on herald.requests, a Cancel on herald.control), so the
-// dispatcher stays the only writer of its table. docs/api.md is the prose
-// form of this package.
+// of herald.dlq and their replay (through package dlq's Replayer), the
+// OpenAPI document (/v1/openapi.json) and the web console under /ui
+// (package views/ui). It never changes a notification's state itself:
+// every change is an event on a co-partitioned topic that the dispatcher
+// applies (a request on herald.requests, a replayed one too, a Cancel on
+// herald.control), so the dispatcher stays the only writer of its table.
+// docs/api.md is the prose form of this package.
 //
 // Security: every /v1 route needs "Authorization: Bearer <token>" when a
 // token is configured (compared in constant time). Recipients' addresses
@@ -89,8 +90,10 @@ type Server struct {
 	Config
 	Table    Table
 	Producer Producer
-	Store    Store    // nil: lists and campaigns answer 503
-	DLQ      DLQ      // nil: /v1/dlq answers 503
+	Store    Store // nil: lists and campaigns answer 503
+	DLQ      DLQ   // nil: /v1/dlq answers 503
+	// Replayer replays dead letters; nil: /v1/dlq/replay answers 503.
+	Replayer *DLQReplayer
 	Observer Observer // nil: not observed
 	Log      *slog.Logger
 	Now      func() time.Time
@@ -136,6 +139,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/campaigns/{campaign}/retry", s.needStore(s.retryCampaign)},
 		{"GET /v1/held", s.needStore(s.held)},
 		{"GET /v1/dlq", s.dlq},
+		{"POST /v1/dlq/replay", s.replayDLQ},
 	}
 }
 

@@ -49,11 +49,14 @@ func (f *dlqFlags) register(fs *flag.FlagSet) {
 func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 	flt := dlq.Filter{Reason: f.reason, Topic: f.topic, Key: f.key, At: f.at.vals}
 	var err error
-	if flt.Since, err = parseWhen(f.since, now); err != nil {
+	if flt.Since, err = dlq.ParseWhen(f.since, now); err != nil {
 		return flt, fmt.Errorf("--since: %w", err)
 	}
-	if flt.Until, err = parseWhen(f.until, now); err != nil {
+	if flt.Until, err = dlq.ParseWhen(f.until, now); err != nil {
 		return flt, fmt.Errorf("--until: %w", err)
+	}
+	if err := flt.Check(); err != nil {
+		return flt, fmt.Errorf("--at, --since, --until: %w", err)
 	}
 	return flt, nil
 }
@@ -68,21 +71,6 @@ func (f *dlqFlags) config() (topology.Config, error) {
 		return topology.Config{}, errors.New("--brokers is required")
 	}
 	return topology.Config{Brokers: brokers, Security: sec, ClientID: "herald-dlq"}.WithDefaults(), nil
-}
-
-// parseWhen reads an RFC 3339 time, or a duration meaning that long ago.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want an RFC 3339 time or a duration such as 24h", s)
-	}
-	return t, nil
 }
 
 func runDLQ(ctx context.Context, out io.Writer, args []string) error {
@@ -172,7 +160,7 @@ func replayDLQ(ctx context.Context, out io.Writer, tc topology.Config, entries [
 		id, detail := string(o.Entry.Letter.Key), o.Why
 		if o.Replay != nil {
 			id = o.Replay.ID
-			if o.Action == "replayed" {
+			if o.Action == dlq.ActionReplayed {
 				detail = fmt.Sprintf("%s partition %d offset %d", o.Replay.Topic, o.Replay.Partition, o.Replay.Offset)
 			}
 			if o.Replay.Fixed {
@@ -187,7 +175,7 @@ func replayDLQ(ctx context.Context, out io.Writer, tc topology.Config, entries [
 	}
 	if !asJSON {
 		tw.Flush()
-		fmt.Fprintf(out, "%d replayed, %d would be replayed, %d skipped\n", counts["replayed"], counts["would replay"], counts["skipped"])
+		fmt.Fprintf(out, "%d replayed, %d would be replayed, %d skipped\n", counts[dlq.ActionReplayed], counts[dlq.ActionWouldReplay], counts[dlq.ActionSkipped])
 	}
 	return err
 }
