@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/herald-dispatch/herald/kafkatest"
+	"github.com/herald-dispatch/herald/topology"
 )
 
 func freeAddr(t *testing.T) string {
@@ -98,6 +101,21 @@ func TestAPIStage(t *testing.T) {
 	if code, b := do("GET", "/v1/campaigns/c", "stage-token", ""); code != http.StatusServiceUnavailable {
 		t.Errorf("campaigns without a database: %d %s", code, b)
 	}
+
+	// A dead letter, replayed with a fix-up through the API.
+	c.Produce(t, c.Client(t), &kgo.Record{Topic: topology.TopicRequests, Key: []byte("stage-dlq"), Value: []byte(`{"schema":"herald.dispatch.v1","id":"stage-dlq"`)})
+	eventually("the dead letter in a dry run", func() bool {
+		code, b := do("POST", "/v1/dlq/replay?dry_run=1&key=stage-dlq", "stage-token", "")
+		return code == http.StatusOK && strings.Contains(b, `"skipped":1`) && strings.Contains(b, "still not a valid request")
+	})
+	fix := strings.ReplaceAll(strings.ReplaceAll(req, "\n", ""), "stage-1", "stage-dlq")
+	if code, b := do("POST", "/v1/dlq/replay?key=stage-dlq", "stage-token", fix); code != http.StatusAccepted || !strings.Contains(b, `"replayed":1`) {
+		t.Fatalf("replay: %d %s", code, b)
+	}
+	eventually("the replayed request in the view", func() bool {
+		code, b := do("GET", "/v1/messages/stage-dlq", "stage-token", "")
+		return code == http.StatusOK && strings.Contains(b, `"status":"scheduled"`)
+	})
 
 	// The console, and the error shape outside /v1.
 	if code, b := do("GET", "/ui/", "", ""); code != http.StatusOK || !strings.Contains(b, `<script src="app.js">`) {

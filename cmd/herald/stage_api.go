@@ -99,6 +99,9 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 	dlq := &views.DLQReader{Brokers: env.Brokers, KgoOpts: env.Topology.KgoOpts(), Log: log}
 	api.DLQ = dlq
+	// Replays publish with the API's producer; herald.dlq.replays exists
+	// (runPipeline ensured every topic).
+	api.Replayer = &views.DLQReplayer{ReadOpts: append(env.Topology.KgoOpts(), kgo.ClientID(env.Topology.ClientID+"-dlq-replay")), Client: cl}
 	env.Mux.Handle("/v1/", api.Handler())
 	env.Mux.Handle("/v1", api.Handler())
 	env.Mux.Handle(ui.Path, ui.Handler())
