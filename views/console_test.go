@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/dlq"
 	"github.com/herald-dispatch/herald/sink"
 
 	"github.com/herald-dispatch/herald/views"
@@ -48,6 +49,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Skip("no chromium on PATH (scripts/deps.sh installs it)")
 	}
 	f := startFixture(t)
+	// The DLQ page reads a real herald.dlq, which its replay acts on.
+	kc := f.withDLQ(t)
+	reader := &views.DLQReader{Brokers: kc.Brokers, KgoOpts: kc.Topology.KgoOpts()}
+	rctx, stopReader := context.WithCancel(context.Background())
+	readerDone := make(chan error, 1)
+	go func() { readerDone <- reader.Run(rctx) }()
+	t.Cleanup(func() { stopReader(); <-readerDone })
+	for deadline := time.Now().Add(30 * time.Second); reader.DeadLetters(10).Total < int64(len(fixtureDeadLetters(f.now))); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the DLQ reader did not read the fixture's dead letters")
+		}
+	}
+	f.api.DLQ = reader
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", f.api.Handler())
 	mux.Handle(ui.Path, ui.Handler())
@@ -265,6 +279,79 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		countsShown(want)
 		shoot("console-dlq.png")
+	})
+
+	// The replay: a dry run shows what would be replayed, as the API's dry
+	// run says; the confirm replays exactly that, and the API then has it
+	// recorded.
+	t.Run("dlq replay", func(t *testing.T) {
+		page("#/dlq", `[data-testid="replay-open"]`)
+		fix := string(request("oops", func(m map[string]any) {
+			m["recipient"], m["channels"] = map[string]any{"email": "fixed@example.com"}, []string{"email"}
+		}))
+		if err := chromedp.Run(ctx,
+			chromedp.Click(`[data-testid="replay-open"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-form"]`, chromedp.ByQuery),
+			chromedp.SetValue(`select[name="reason"]`, "malformed", chromedp.ByQuery),
+			chromedp.SetValue(`textarea[name="fix"]`, fix, chromedp.ByQuery),
+			chromedp.Click(`[data-testid="replay-dry-run"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-plan"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		var plan views.ReplayResponse
+		if code := post(t, f.api.Handler(), "/v1/dlq/replay?dry_run=1&reason=malformed&topic=herald.requests", fix, &plan); code != http.StatusOK {
+			t.Fatalf("the API's dry run: %d %+v", code, plan)
+		}
+		if n := rows(`[data-testid="replay-plan"]`); n != len(plan.Items) || n == 0 {
+			t.Fatalf("plan rows %d, API %d", n, len(plan.Items))
+		}
+		for _, it := range plan.Items {
+			row := fmt.Sprintf(`[data-testid="replay-plan"] tr[data-dlq=%q] `, it.DLQ)
+			if got := text(row + `[data-field="action"]`); got != it.Action {
+				t.Errorf("%s: %s, API %s", it.DLQ, got, it.Action)
+			}
+			if got := text(row + `[data-field="why"]`); got != it.Why {
+				t.Errorf("%s: why %q, API %q", it.DLQ, got, it.Why)
+			}
+		}
+		if plan.WouldReplay != 1 || plan.Items[0].Action != dlq.ActionWouldReplay {
+			t.Fatalf("the API's plan: %+v", plan)
+		}
+		if n := len(kc.requests(t)); n != 0 {
+			t.Fatalf("the dry run published %d requests", n)
+		}
+		shoot("console-dlq-replay.png")
+
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="replay-confirm"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-result"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		// Only what the plan would replay: not the skipped result.
+		if n := rows(`[data-testid="replay-result"]`); n != 1 {
+			t.Errorf("result rows %d, want the 1 the plan would replay", n)
+		}
+		if got := text(`[data-testid="replay-result"] tr[data-dlq="0@0"] [data-field="action"]`); got != dlq.ActionReplayed {
+			t.Errorf("result: %s", got)
+		}
+		var after views.ReplayResponse
+		post(t, f.api.Handler(), "/v1/dlq/replay?dry_run=1&at=0@0", fix, &after)
+		if len(after.Items) != 1 || after.Items[0].Action != dlq.ActionSkipped || !strings.Contains(after.Items[0].Why, "replayed already") {
+			t.Errorf("the API after the console's replay: %+v", after)
+		}
+		if reqs := kc.requests(t); len(reqs) != 1 || string(reqs[0].Key) != "oops" || string(reqs[0].Value) != fix {
+			t.Errorf("herald.requests after the replay: %d records", len(reqs))
+		}
+
+		// A row's own replay button: a dry run of that dead letter.
+		page("#/held", `[data-testid="held"]`)
+		page("#/dlq", `tr[data-key="km-x"] button[data-action="replay"]`)
+		if err := chromedp.Run(ctx, chromedp.Click(`tr[data-key="km-x"] button[data-action="replay"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-plan"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		if got, id := text(`[data-testid="replay-plan"] tr[data-dlq="0@2"] [data-field="action"]`), text(`[data-testid="replay-plan"] [data-field="id"]`); got != dlq.ActionWouldReplay || id != "km-1" {
+			t.Errorf("the row's dry run: %s %s", got, id)
+		}
 	})
 
 	mu.Lock()

@@ -16,19 +16,21 @@ document.getElementById("token-form").addEventListener("submit", (ev) => {
   render();
 });
 
-async function api(method, path) {
+async function api(method, path, body) {
   const headers = {};
   if (token()) headers["Authorization"] = "Bearer " + token();
-  const resp = await fetch(path, { method, headers });
-  let body = null;
-  try { body = await resp.json(); } catch (e) { body = { code: "internal", error: "not JSON" }; }
+  if (body !== undefined) headers["Content-Type"] = "application/x-ndjson";
+  const resp = await fetch(path, { method, headers, body });
+  let answer = null;
+  try { answer = await resp.json(); } catch (e) { answer = { code: "internal", error: "not JSON" }; }
   if (!resp.ok) {
-    const err = new Error((body && body.error) || resp.statusText);
-    err.code = body && body.code;
+    const err = new Error((answer && answer.error) || resp.statusText);
+    err.code = answer && answer.code;
     err.status = resp.status;
+    err.body = answer;
     throw err;
   }
-  return body;
+  return answer;
 }
 
 // el builds an element: el("td", {class: "num"}, "42", child, ...).
@@ -179,11 +181,94 @@ async function dlqPage() {
   const d = await api("GET", "/v1/dlq?limit=100");
   const reasons = table(["reason", { name: "dead letters", num: 1 }],
     d.reasons.map((r) => el("tr", { "data-reason": r.reason }, el("td", {}, r.reason), el("td", { class: "num", "data-field": "count" }, r.dead_letters))), "dlq-reasons");
-  const letters = table(["key", "reason", "error", "from", "at"],
-    d.dead_letters.map((x) => el("tr", { "data-key": x.key }, el("td", {}, x.key), el("td", {}, x.reason), el("td", {}, x.error),
-      el("td", {}, `${x.topic}/${x.partition}@${x.offset}`), el("td", {}, when(x.at)))), "dlq");
-  return [el("h1", {}, "Dead letters"), el("p", { class: "muted" }, `${d.total} in herald.dlq`),
-    el("h2", {}, "By reason"), reasons, el("h2", {}, "Newest"), letters];
+  const letters = table(["dlq", "key", "reason", "error", "from", "at", ""],
+    d.dead_letters.map((x) => el("tr", { "data-key": x.key, "data-dlq": x.dlq }, el("td", {}, x.dlq), el("td", {}, x.key), el("td", {}, x.reason), el("td", {}, x.error),
+      el("td", {}, `${x.topic}/${x.partition}@${x.offset}`), el("td", {}, when(x.at)),
+      el("td", {}, el("button", { "data-action": "replay", onclick: () => openReplay(d, { at: x.dlq }, true) }, "Replay…")))), "dlq");
+  return [el("h1", {}, "Dead letters"), el("p", { class: "muted" }, `${d.total} in herald.dlq `,
+    replay ? null : el("button", { "data-testid": "replay-open", onclick: () => openReplay(d, { topic: "herald.requests" }, false) }, "Replay…")),
+  replay ? replay.panel : null,
+  el("h2", {}, "By reason"), reasons, el("h2", {}, "Newest"), letters];
+}
+
+// The replay panel of the DLQ page. While it is open the page's live
+// refresh pauses, so that the form and the plan stay as they are. A replay
+// is two steps: a dry run shows what would be replayed and what would be
+// skipped and why; the confirm button then replays exactly the dead
+// letters the dry run showed (by their positions).
+let replay = null;
+
+const REPLAY_FILTERS = ["reason", "topic", "key", "since", "until", "at"];
+
+function openReplay(d, preset, dryRunNow) {
+  const field = (name, input) => el("label", {}, name, " ", input);
+  const inputs = {};
+  for (const name of REPLAY_FILTERS) {
+    inputs[name] = name === "reason"
+      ? el("select", { name }, el("option", { value: "" }, "any"), ...d.reasons.map((r) => el("option", { value: r.reason }, r.reason)))
+      : el("input", { name, size: name === "at" ? 24 : 16,
+        placeholder: { since: "24h or RFC 3339", until: "RFC 3339", at: "PARTITION@OFFSET,…" }[name] || "" });
+    inputs[name].value = preset[name] || "";
+  }
+  const again = el("input", { type: "checkbox", name: "again" });
+  const fix = el("textarea", { name: "fix", rows: 4, cols: 100, placeholder: "optional fix-up: corrected requests, one JSON object a line; only the dead letters they fix (by id) are replayed" });
+  const out = el("div", { "data-testid": "replay-output" });
+  const form = el("form", { class: "replay", "data-testid": "replay-form" },
+    el("h2", {}, "Replay dead letters"),
+    el("p", {}, ...REPLAY_FILTERS.flatMap((n) => [field(n, inputs[n]), " "]), el("label", {}, again, " again (replayed ones too)")),
+    el("p", {}, fix),
+    el("p", {}, el("button", { type: "submit", "data-testid": "replay-dry-run" }, "Dry run"), " ",
+      el("button", { type: "button", onclick: closeReplay }, "Close")),
+    out);
+  const query = (at) => {
+    const q = new URLSearchParams();
+    for (const n of REPLAY_FILTERS) if (inputs[n].value.trim()) q.set(n, inputs[n].value.trim());
+    if (at) q.set("at", at.join(","));
+    if (again.checked) q.set("again", "1");
+    return q;
+  };
+  const send = async (q) => {
+    try {
+      return await api("POST", "/v1/dlq/replay?" + q.toString(), fix.value);
+    } catch (e) {
+      // A replay stopped midway still says what it did.
+      if (e.body && e.body.items) out.replaceChildren(replayTable(e.body, "replay-result"));
+      showError("replay: " + e.message);
+      return null;
+    }
+  };
+  const dryRun = async () => {
+    const q = query(null);
+    q.set("dry_run", "1");
+    const r = await send(q);
+    if (!r) return;
+    const ats = r.items.filter((it) => it.action === "would replay").map((it) => it.dlq);
+    const confirmBtn = el("button", { type: "button", "data-testid": "replay-confirm", onclick: async () => {
+      confirmBtn.disabled = true;
+      const done = await send(query(ats));
+      if (done) out.replaceChildren(el("p", { "data-testid": "replay-summary" }, `${done.replayed} replayed, ${done.skipped} skipped`),
+        replayTable(done, "replay-result"));
+    } }, `Replay ${ats.length} dead letter${ats.length === 1 ? "" : "s"}`);
+    if (!ats.length) confirmBtn.disabled = true;
+    out.replaceChildren(el("p", { "data-testid": "replay-summary" }, `${r.would_replay} would be replayed, ${r.skipped} skipped `, confirmBtn),
+      replayTable(r, "replay-plan"));
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); dryRun(); });
+  replay = { panel: form };
+  render().then(() => { if (dryRunNow) dryRun(); });
+}
+
+function closeReplay() {
+  replay = null;
+  render();
+}
+
+function replayTable(r, testid) {
+  return table(["dlq", "action", "key", "id", "reason", "from", "why", "published"],
+    r.items.map((it) => el("tr", { "data-dlq": it.dlq, "data-action": it.action },
+      el("td", {}, it.dlq), el("td", { "data-field": "action" }, it.action), el("td", {}, it.key), el("td", { "data-field": "id" }, it.id || ""),
+      el("td", {}, it.reason || ""), el("td", {}, it.topic || ""), el("td", { "data-field": "why" }, it.why || ""),
+      el("td", {}, it.published ? `${it.published.topic}/${it.published.partition}@${it.published.offset}` : ""))), testid);
 }
 
 function showError(msg) {
@@ -196,6 +281,7 @@ async function render() {
   const hash = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   const [page, ...rest] = hash.split("/");
   const arg = rest.join("/");
+  if (page !== "dlq") replay = null;
   for (const a of document.querySelectorAll("header nav a")) {
     a.classList.toggle("active", a.dataset.nav === (page || "campaigns"));
   }
@@ -208,8 +294,9 @@ async function render() {
     else content = await campaignsPage();
     main.replaceChildren(...content);
     main.dataset.page = page || "campaigns";
-    document.getElementById("live").textContent = "updated " + new Date().toLocaleTimeString();
+    document.getElementById("live").textContent = "updated " + new Date().toLocaleTimeString() + (replay ? " (paused while replaying)" : "");
     if (errorBox.textContent.startsWith("API")) showError("");
+    if (replay) return; // no refresh: see openReplay
   } catch (e) {
     if (e.status === 401) {
       main.replaceChildren(el("p", { "data-testid": "need-token" }, "This Herald needs its API token: type it above."));
