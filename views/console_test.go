@@ -42,7 +42,7 @@ func chromium() string {
 // Herald (every other host is made unresolvable, and every request is
 // checked), and takes a screenshot of each page: into
 // $HERALD_UI_SCREENSHOTS when set, else $TMPDIR/herald-ui-screenshots
-// (the paths are logged). docs/img holds two of them.
+// (the paths are logged). docs/img holds three of them.
 func TestConsoleInBrowser(t *testing.T) {
 	exe := chromium()
 	if exe == "" {

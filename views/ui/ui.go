@@ -6,7 +6,8 @@
 // addresses stay masked. The console shows campaigns with live progress
 // and a throughput sparkline, a message's attempt history and hold reason,
 // the held notifications by reason and the DLQ by reason; it can cancel a
-// campaign and retry its failures.
+// campaign, retry its failures, and replay dead letters (a dry run first,
+// then a confirm that replays what the dry run showed).
 package ui
 
 import (
