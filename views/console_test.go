@@ -341,6 +341,30 @@ func TestConsoleInBrowser(t *testing.T) {
 		if reqs := kc.requests(t); len(reqs) != 1 || string(reqs[0].Key) != "oops" || string(reqs[0].Value) != fix {
 			t.Errorf("herald.requests after the replay: %d records", len(reqs))
 		}
+		// Closed, the page refreshes again and shows the replay, as GET
+		// /v1/dlq does.
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="replay-form"] button[type="button"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-open"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		var d views.DLQResponse
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			getJSON(t, f.api.Handler(), "GET", "/v1/dlq", &d)
+			if d.DeadLetters[len(d.DeadLetters)-1].Replayed != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		rp := d.DeadLetters[len(d.DeadLetters)-1].Replayed
+		if rp == nil || rp.DLQ != "0@0" {
+			t.Fatalf("GET /v1/dlq after the replay: %+v", d.DeadLetters)
+		}
+		for want := rp.At.UTC().Format("2006-01-02 15:04:05Z") + " as oops (fixed)"; text(`tr[data-dlq="0@0"] [data-field="replayed"]`) != want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replayed %q, API %q", text(`tr[data-dlq="0@0"] [data-field="replayed"]`), want)
+			}
+		}
 
 		// A row's own replay button: a dry run of that dead letter.
 		page("#/held", `[data-testid="held"]`)

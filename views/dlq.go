@@ -2,6 +2,7 @@ package views
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,8 @@ type DeadLetterRow struct {
 	At        time.Time             `json:"at"`
 	// ValueBytes is the size of the original value.
 	ValueBytes int `json:"value_bytes"`
+	// Replayed is its last replay (herald.dlq.replays), if any.
+	Replayed *dlq.Replay `json:"replayed,omitempty"`
 }
 
 // ReasonCount is a number of dead letters with one reason.
@@ -62,7 +65,9 @@ const DefaultDLQKeep = 1000
 
 // DLQReader reads herald.dlq from its start with its own consumer (no
 // group: it commits nothing and takes nothing from anyone), counts the
-// dead letters by reason and keeps the newest Keep of them in memory.
+// dead letters by reason and keeps the newest Keep of them in memory. It
+// reads herald.dlq.replays beside it, and shows the replays of the dead
+// letters it keeps.
 type DLQReader struct {
 	Brokers []string
 	// Keep bounds the dead letters kept (DefaultDLQKeep).
@@ -76,11 +81,14 @@ type DLQReader struct {
 	reasons map[string]int64
 	recent  []DeadLetterRow // ring, oldest first once full
 	next    int
+	// replays by DLQ position; pruned to the positions in recent when it
+	// grows past twice Keep.
+	replays map[string]dlq.Replay
 }
 
 // Run reads until ctx ends.
 func (d *DLQReader) Run(ctx context.Context) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(d.Brokers...), kgo.ConsumeTopics(topology.TopicDLQ),
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(d.Brokers...), kgo.ConsumeTopics(topology.TopicDLQ, topology.TopicDLQReplays),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.ClientID("herald-dlq-reader")}, d.KgoOpts...)...)
 	if err != nil {
 		return fmt.Errorf("views: dlq reader: %w", err)
@@ -96,7 +104,44 @@ func (d *DLQReader) Run(ctx context.Context) error {
 				d.Log.Warn("dlq reader: fetch error", "topic", t, "partition", p, "err", err)
 			}
 		})
-		fs.EachRecord(d.add)
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Topic == topology.TopicDLQReplays {
+				d.addReplay(r)
+				return
+			}
+			d.add(r)
+		})
+	}
+}
+
+func (d *DLQReader) keep() int {
+	if d.Keep <= 0 {
+		return DefaultDLQKeep
+	}
+	return d.Keep
+}
+
+// addReplay records a replay; a record that is not one is ignored, as
+// dlq.ReadReplays does.
+func (d *DLQReader) addReplay(r *kgo.Record) {
+	var rp dlq.Replay
+	if r.Value == nil || json.Unmarshal(r.Value, &rp) != nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.replays == nil {
+		d.replays = map[string]dlq.Replay{}
+	}
+	d.replays[string(r.Key)] = rp
+	if len(d.replays) > 2*d.keep() {
+		kept := make(map[string]dlq.Replay, len(d.recent))
+		for _, row := range d.recent {
+			if rp, ok := d.replays[row.DLQ]; ok {
+				kept[row.DLQ] = rp
+			}
+		}
+		d.replays = kept
 	}
 }
 
@@ -112,10 +157,7 @@ func (d *DLQReader) add(r *kgo.Record) {
 			row.Problems[i].Message = MaskText(row.Problems[i].Message)
 		}
 	}
-	keep := d.Keep
-	if keep <= 0 {
-		keep = DefaultDLQKeep
-	}
+	keep := d.keep()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.reasons == nil {
@@ -146,7 +188,11 @@ func (d *DLQReader) DeadLetters(limit int) DLQResponse {
 	n := len(d.recent)
 	for i := 0; i < n && len(resp.DeadLetters) < limit; i++ {
 		// Newest first: the one before next, going back.
-		resp.DeadLetters = append(resp.DeadLetters, d.recent[((d.next-1-i)%n+n)%n])
+		row := d.recent[((d.next-1-i)%n+n)%n]
+		if rp, ok := d.replays[row.DLQ]; ok {
+			row.Replayed = &rp
+		}
+		resp.DeadLetters = append(resp.DeadLetters, row)
 	}
 	return resp
 }

@@ -1,6 +1,7 @@
 package views
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/dlq"
+	"github.com/herald-dispatch/herald/topology"
 )
 
 func TestDLQReaderKeepsTheNewestAndCountsAll(t *testing.T) {
@@ -34,5 +36,30 @@ func TestDLQReaderKeepsTheNewestAndCountsAll(t *testing.T) {
 	}
 	if r := d.DeadLetters(1); len(r.DeadLetters) != 1 {
 		t.Errorf("limit: %d", len(r.DeadLetters))
+	}
+}
+
+func TestDLQReaderShowsReplays(t *testing.T) {
+	d := &DLQReader{Keep: 2}
+	replay := func(pos, id string) *kgo.Record {
+		b, _ := json.Marshal(dlq.Replay{DLQ: pos, ID: id, At: time.Now()})
+		return &kgo.Record{Topic: topology.TopicDLQReplays, Key: []byte(pos), Value: b}
+	}
+	// A replay read before its dead letter still shows.
+	d.addReplay(replay("0@1", "b"))
+	d.addReplay(&kgo.Record{Topic: topology.TopicDLQReplays, Key: []byte("0@0"), Value: []byte("not json")})
+	for i := range 2 {
+		d.add(&kgo.Record{Topic: topology.TopicDLQ, Offset: int64(i), Value: []byte("x")})
+	}
+	r := d.DeadLetters(10)
+	if r.DeadLetters[0].DLQ != "0@1" || r.DeadLetters[0].Replayed == nil || r.DeadLetters[0].Replayed.ID != "b" || r.DeadLetters[1].Replayed != nil {
+		t.Fatalf("%+v", r.DeadLetters)
+	}
+	// Past twice Keep, only the replays of kept dead letters stay.
+	for i := range 5 {
+		d.addReplay(replay(fmt.Sprint("9@", i), "old"))
+	}
+	if len(d.replays) > 2*d.Keep || d.DeadLetters(10).DeadLetters[0].Replayed == nil {
+		t.Errorf("replays %d: %v", len(d.replays), d.replays)
 	}
 }

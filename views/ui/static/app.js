@@ -181,9 +181,10 @@ async function dlqPage() {
   const d = await api("GET", "/v1/dlq?limit=100");
   const reasons = table(["reason", { name: "dead letters", num: 1 }],
     d.reasons.map((r) => el("tr", { "data-reason": r.reason }, el("td", {}, r.reason), el("td", { class: "num", "data-field": "count" }, r.dead_letters))), "dlq-reasons");
-  const letters = table(["dlq", "key", "reason", "error", "from", "at", ""],
+  const letters = table(["dlq", "key", "reason", "error", "from", "at", "replayed", ""],
     d.dead_letters.map((x) => el("tr", { "data-key": x.key, "data-dlq": x.dlq }, el("td", {}, x.dlq), el("td", {}, x.key), el("td", {}, x.reason), el("td", {}, x.error),
       el("td", {}, `${x.topic}/${x.partition}@${x.offset}`), el("td", {}, when(x.at)),
+      el("td", { "data-field": "replayed" }, x.replayed ? `${when(x.replayed.at)} as ${x.replayed.id}${x.replayed.fixed ? " (fixed)" : ""}` : ""),
       el("td", {}, el("button", { "data-action": "replay", onclick: () => openReplay(d, { at: x.dlq }, true) }, "Replay…")))), "dlq");
   return [el("h1", {}, "Dead letters"), el("p", { class: "muted" }, `${d.total} in herald.dlq `,
     replay ? null : el("button", { "data-testid": "replay-open", onclick: () => openReplay(d, { topic: "herald.requests" }, false) }, "Replay…")),
