@@ -38,7 +38,10 @@
 //   - At most one provider call per (id, attempt) runs at a time in this
 //     sender: a second copy of a command (a replay re-emitted it) that
 //     arrives while the first is being called completes without a call
-//     and without a result; the first one's result answers both.
+//     and without a result; the first one's result answers both. A copy
+//     that arrives after the first was answered (its result acknowledged)
+//     is not called either, as long as the sender remembers it
+//     (Config.AnsweredMemory; see answered).
 //   - On a rebalance, the revoked partitions' attempts in flight get up to
 //     Config.DrainTimeout to finish (those waiting for their channel's
 //     gate are then abandoned), and the completed prefix is committed
@@ -79,6 +82,9 @@ const (
 	DefaultConcurrency    = 2000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultCommitInterval = time.Second
+	// DefaultAnsweredMemory is how many answered commands a sender
+	// remembers, so that one coming again is not sent again (answered).
+	DefaultAnsweredMemory = 200000
 	// DefaultThrottlePause is how long a channel pauses after a 429
 	// without a Retry-After.
 	DefaultThrottlePause = time.Second
@@ -135,6 +141,10 @@ type Config struct {
 	CommitInterval time.Duration
 	// State, if set, is checked just before each attempt (Stale).
 	State StateReader
+	// AnsweredMemory is how many answered commands the sender remembers
+	// and never calls the provider for again (default
+	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
+	AnsweredMemory int
 	// Group is the consumer group (default herald-sender).
 	Group    string
 	Observer Observer
@@ -148,6 +158,7 @@ type Config struct {
 type Sender struct {
 	cfg      Config
 	inFlight sync.Map // attemptKey -> struct{}: the calls running now
+	answered *answered
 	gates    map[contract.Channel]*gate
 	sem      *semaphore.Weighted
 	obs      Observer
@@ -175,12 +186,15 @@ func New(cfg Config) (*Sender, error) {
 	if cfg.Group == "" {
 		cfg.Group = DefaultGroup
 	}
+	if cfg.AnsweredMemory == 0 {
+		cfg.AnsweredMemory = DefaultAnsweredMemory
+	}
 	cfg.Topology = cfg.Topology.WithDefaults()
 	if len(cfg.Topology.Brokers) == 0 {
 		return nil, errors.New("sender: no brokers")
 	}
 	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
-		obs: cfg.Observer, log: cfg.Log, now: cfg.Now}
+		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory)}
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
@@ -417,7 +431,10 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		ss.fail(fmt.Errorf("sender: encode result: %w", err))
 		return
 	}
-	ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b})
+	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
+		res.Outcome != contract.OutcomeNotAttempted {
+		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue})
+	}
 }
 
 // publish writes out and, once it is acknowledged, completes r. It
@@ -492,6 +509,10 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 			s.obs.Skipped(cmd.Channel)
 			return res, verdictSkip
 		}
+	}
+	if s.answered.has(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}) {
+		s.obs.Skipped(cmd.Channel) // answered already: the result is on its way
+		return res, verdictSkip
 	}
 	key := attemptKey{cmd.ID, cmd.Attempt}
 	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {

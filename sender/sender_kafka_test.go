@@ -562,3 +562,27 @@ func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
 		t.Fatalf("the call ran until %v, want it bounded by the command's cut-off %v", dl, bc.Cutoff)
 	}
 }
+
+// A command consumed again after it was answered (a sender commit lost in
+// a rebalance, or a dispatcher replay), while the state view still shows
+// the attempt sending, is not sent again by the sender that answered it.
+func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	cmd := command("again", contract.ChannelEmail, 1)
+	c.Produce(t, c.Client(t), cmd)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond,
+		State: staleIDs{}}) // the view knows nothing newer: Stale cannot tell
+	results(t, c, 1, 30*time.Second)
+	c.Produce(t, c.Client(t), &kgo.Record{Topic: cmd.Topic, Key: cmd.Key, Value: cmd.Value}) // the same command again
+	other := command("other", contract.ChannelEmail, 1)
+	c.Produce(t, c.Client(t), other)
+	results(t, c, 2, 30*time.Second) // other's result: the second copy was handled before it
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["again#1"] != 1 || p.calls["other#1"] != 1 {
+		t.Fatalf("provider calls %v, want again#1 once", p.calls)
+	}
+}
