@@ -54,6 +54,11 @@
 //   - A failed publish (after franz-go's own retries) ends the session: the
 //     client is closed without committing past it, and a new session
 //     starts from the last commit.
+//   - A process paused for more than half the session timeout (SIGSTOP, a
+//     VM freeze) may have lost its partitions without knowing it yet: on
+//     waking it calls no provider for a command it polled before, and
+//     starts a new session (the pause watchdog, session.watch). Calls that
+//     were running when it was paused cannot be taken back.
 package sender
 
 import (
@@ -289,6 +294,42 @@ type session struct {
 
 	errMu sync.Mutex
 	err   error
+
+	// lastTick is when the pause watchdog last ran (Unix ns, real clock).
+	lastTick atomic.Int64
+	paused   atomic.Bool
+}
+
+// frozen reports whether the process was paused (SIGSTOP, a VM freeze)
+// for more than half the session timeout since the watchdog last ran, or
+// the watchdog found it so: its partitions may have moved meanwhile.
+func (ss *session) frozen() bool {
+	return ss.paused.Load() || time.Since(time.Unix(0, ss.lastTick.Load())) > ss.freezeLimit()
+}
+
+func (ss *session) freezeLimit() time.Duration { return ss.s.cfg.Topology.SessionTimeout / 2 }
+
+// watch is the pause watchdog: it ticks until ctx ends, and when a tick
+// comes more than freezeLimit after the one before (the process was
+// paused), it ends the session, so that no command polled before the
+// pause reaches a provider: the partition's new owner handles it.
+func (ss *session) watch(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if gap := now.Sub(time.Unix(0, ss.lastTick.Load())); gap > ss.freezeLimit() {
+			ss.paused.Store(true)
+			ss.fail(fmt.Errorf("sender: the process was paused for %s (over half the session timeout): its partitions may have moved, so a new session starts", gap.Round(time.Millisecond)))
+			return
+		}
+		ss.lastTick.Store(now.UnixNano())
+	}
 }
 
 func (s *Sender) session(ctx context.Context) error {
@@ -317,6 +358,8 @@ func (s *Sender) session(ctx context.Context) error {
 	ss.cl = cl
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	ss.stopPoll = stopPoll
+	ss.lastTick.Store(time.Now().UnixNano())
+	go ss.watch(pollCtx)
 	s.ready.Store(true)
 	ss.poll(pollCtx)
 	s.ready.Store(false)
@@ -495,6 +538,20 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 	if err := g.wait(wait); err != nil {
 		return res, verdictAbandon
 	}
+	// Another copy of this command, answered or being called here, answers
+	// for this one too: checked before the cut-off, so that a late copy is
+	// not answered not_attempted (which would have the dispatcher issue
+	// the attempt again) while its twin delivered.
+	if s.answered.has(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}) {
+		s.obs.Skipped(cmd.Channel) // answered already: the result is on its way
+		return res, verdictSkip
+	}
+	key := attemptKey{cmd.ID, cmd.Attempt}
+	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {
+		s.obs.Skipped(cmd.Channel)
+		return res, verdictSkip
+	}
+	defer s.inFlight.Delete(key)
 	now := s.now()
 	if why := PastCutoff(cmd, now); why != "" {
 		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
@@ -510,16 +567,12 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 			return res, verdictSkip
 		}
 	}
-	if s.answered.has(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}) {
-		s.obs.Skipped(cmd.Channel) // answered already: the result is on its way
-		return res, verdictSkip
+	if ss.frozen() {
+		// The process was paused (SIGSTOP, a VM freeze) long enough for its
+		// partitions to have moved: another owner may be calling for this
+		// command. The session restarts; nothing is called meanwhile.
+		return res, verdictAbandon
 	}
-	key := attemptKey{cmd.ID, cmd.Attempt}
-	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {
-		s.obs.Skipped(cmd.Channel)
-		return res, verdictSkip
-	}
-	defer s.inFlight.Delete(key)
 	call, cancel := context.WithDeadline(ss.base, cmd.Until())
 	if cmd.Until().IsZero() {
 		call, cancel = context.WithCancel(ss.base)

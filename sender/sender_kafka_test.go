@@ -586,3 +586,34 @@ func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 		t.Fatalf("provider calls %v, want again#1 once", p.calls)
 	}
 }
+
+// A late copy of an answered command, arriving after its cut-off, is
+// skipped, not answered not_attempted: that answer would have the
+// dispatcher issue the attempt again although its twin delivered.
+func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	rec := command("late-copy", contract.ChannelEmail, 1)
+	var cmd contract.SendCommand
+	_ = json.Unmarshal(rec.Value, &cmd)
+	cmd.Cutoff = time.Now().Add(time.Second)
+	cmd.Deadline = cmd.Cutoff
+	rec.Value, _ = json.Marshal(cmd)
+	c.Produce(t, c.Client(t), rec)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	results(t, c, 1, 30*time.Second)
+	time.Sleep(time.Until(cmd.Cutoff) + 100*time.Millisecond)
+	c.Produce(t, c.Client(t), &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value})
+	c.Produce(t, c.Client(t), command("marker", contract.ChannelEmail, 1))
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	for _, r := range got {
+		if r.ID == "late-copy" && r.Outcome != contract.OutcomeSuccess {
+			t.Fatalf("the late copy was answered %s: %+v", r.Outcome, got)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d results, want the first copy's and the marker's: %+v", len(got), got)
+	}
+}
