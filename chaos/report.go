@@ -44,6 +44,9 @@ func Summary(w io.Writer, results []*Result) {
 		for _, u := range r.Unexpected {
 			fmt.Fprintf(w, "- unexpected exit: %s\n", u)
 		}
+		if len(r.EndState) > 0 {
+			fmt.Fprintf(w, "\nWhen the run stopped waiting: %s.\n", strings.Join(r.EndState, "; "))
+		}
 		v := r.Verdict
 		fmt.Fprintf(w, "\n%d valid: %d delivered once, %d legitimately failed, %d lost, %d duplicated (%d of them with no call in flight at a kill), %d not final, %d differ.\n",
 			v.Valid, v.DeliveredOnce, v.Failed, len(v.Lost), len(v.Duplicated), len(v.UnexplainedDuplicates), len(v.NotFinal), len(v.Differs))

@@ -3,11 +3,14 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -188,7 +191,10 @@ type Result struct {
 	Elapsed        time.Duration `json:"elapsed"`
 	// Unexpected lists process exits nobody asked for.
 	Unexpected []string `json:"unexpected_exits,omitempty"`
-	Dir        string   `json:"dir"`
+	// EndState is what the run saw of the pipeline when it stopped
+	// waiting: each consumer group's lag and each instance's /readyz.
+	EndState []string `json:"end_state"`
+	Dir      string   `json:"dir"`
 }
 
 // Passed reports whether the run passed.
@@ -208,6 +214,7 @@ type run struct {
 	pause    time.Duration
 
 	stopSupervisors context.CancelFunc
+	readyz          []string
 
 	mu     sync.Mutex
 	events []FaultEvent
@@ -258,6 +265,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ToAllFinal = max(0, allFinalAt.Sub(lastFault))
 		time.Sleep(cfg.Quiet) // late calls show up as duplicates
 	}
+	res.EndState = r.endState(ctx)
 	rows, err := r.rows(ctx)
 	if err != nil {
 		return nil, err
@@ -326,6 +334,7 @@ func (r *run) startAll(ctx context.Context) error {
 		extra = append(extra, "--heartbeat-interval", max(cfg.SessionTimeout/10, 100*time.Millisecond).String())
 	}
 	readyz := make([]string, cfg.Instances)
+	r.readyz = readyz
 	for i := range cfg.Instances {
 		httpAddr, err := loadtest.FreeAddr()
 		if err != nil {
@@ -495,6 +504,44 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// endState reads each consumer group's lag and each instance's /readyz,
+// for the report: a run that did not finish says where work was waiting.
+func (r *run) endState(ctx context.Context) []string {
+	var out []string
+	lr, err := loadtest.NewLagReader(r.brokers)
+	if err == nil {
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		var lags map[string]int64
+		lags, err = lr.Lag(qctx)
+		cancel()
+		lr.Close()
+		groups := make([]string, 0, len(lags))
+		for g := range lags {
+			groups = append(groups, g)
+		}
+		sort.Strings(groups)
+		for _, g := range groups {
+			out = append(out, fmt.Sprintf("group %s: lag %d", g, lags[g]))
+		}
+	}
+	if err != nil {
+		out = append(out, "group lag: "+err.Error())
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	for i, u := range r.readyz {
+		status := "no answer"
+		if resp, err := client.Get(u); err != nil {
+			status = err.Error()
+		} else {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+			resp.Body.Close()
+			status = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+		}
+		out = append(out, fmt.Sprintf("herald-%d /readyz: %s", i+1, status))
+	}
+	return out
 }
 
 func (r *run) finalCount(ctx context.Context) (int, error) {
