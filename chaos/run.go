@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/loadtest"
@@ -506,32 +508,14 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 	}
 }
 
-// endState reads each consumer group's lag and each instance's /readyz,
-// for the report: a run that did not finish says where work was waiting.
+// endState describes each consumer group (state, members, lag by
+// partition) and each instance's /readyz, for the report: a run that did
+// not finish says where work was waiting.
 func (r *run) endState(ctx context.Context) []string {
-	var out []string
-	lr, err := loadtest.NewLagReader(r.brokers)
-	if err == nil {
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		var lags map[string]int64
-		lags, err = lr.Lag(qctx)
-		cancel()
-		lr.Close()
-		groups := make([]string, 0, len(lags))
-		for g := range lags {
-			groups = append(groups, g)
-		}
-		sort.Strings(groups)
-		for _, g := range groups {
-			out = append(out, fmt.Sprintf("group %s: lag %d", g, lags[g]))
-		}
-	}
-	if err != nil {
-		out = append(out, "group lag: "+err.Error())
-	}
+	out := r.groupStates(ctx)
 	client := &http.Client{Timeout: 3 * time.Second}
 	for i, u := range r.readyz {
-		status := "no answer"
+		var status string
 		if resp, err := client.Get(u); err != nil {
 			status = err.Error()
 		} else {
@@ -540,6 +524,45 @@ func (r *run) endState(ctx context.Context) []string {
 			status = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
 		}
 		out = append(out, fmt.Sprintf("herald-%d /readyz: %s", i+1, status))
+	}
+	return out
+}
+
+func (r *run) groupStates(ctx context.Context) []string {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ClientID("herald-chaos-admin"))
+	if err != nil {
+		return []string{"groups: " + err.Error()}
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	listed, err := adm.ListGroups(qctx)
+	if err != nil {
+		return []string{"groups: " + err.Error()}
+	}
+	lags, err := adm.Lag(qctx, listed.Groups()...)
+	if err != nil {
+		return []string{"groups: " + err.Error()}
+	}
+	var out []string
+	for _, g := range lags.Sorted() {
+		if err := g.Error(); err != nil {
+			out = append(out, fmt.Sprintf("group %s: %v", g.Group, err))
+			continue
+		}
+		var total int64
+		var parts []string
+		for _, l := range g.Lag.Sorted() {
+			if l.Lag > 0 {
+				total += l.Lag
+				parts = append(parts, fmt.Sprintf("%s/%d=%d", l.Topic, l.Partition, l.Lag))
+			}
+		}
+		if len(parts) > 8 {
+			parts = append(parts[:8], "...")
+		}
+		out = append(out, fmt.Sprintf("group %s: %s, %d members, lag %d %v", g.Group, g.State, len(g.Members), total, parts))
 	}
 	return out
 }

@@ -13,26 +13,25 @@ import (
 	"github.com/herald-dispatch/herald/topology"
 )
 
-// LagReader reads every consumer group's lag.
-type LagReader struct {
+// lagReader reads every consumer group's lag.
+type lagReader struct {
 	cl  *kgo.Client
 	adm *kadm.Client
 }
 
-// NewLagReader returns a LagReader on brokers; Close it.
-func NewLagReader(brokers []string) (*LagReader, error) {
+func newLagReader(brokers []string) (*lagReader, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ClientID("herald-loadtest-admin"))
 	if err != nil {
 		return nil, fmt.Errorf("lag: client: %w", err)
 	}
-	return &LagReader{cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &lagReader{cl: cl, adm: kadm.NewClient(cl)}, nil
 }
 
-func (l *LagReader) Close() { l.cl.Close() }
+func (l *lagReader) Close() { l.cl.Close() }
 
 // Lag returns each group's total lag: the records between its committed
 // offsets and the ends of the partitions it consumes.
-func (l *LagReader) Lag(ctx context.Context) (map[string]int64, error) {
+func (l *lagReader) Lag(ctx context.Context) (map[string]int64, error) {
 	listed, err := l.adm.ListGroups(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("lag: list groups: %w", err)

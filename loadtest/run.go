@@ -359,7 +359,7 @@ func (e *Env) concurrencyFlag() string {
 // gathers what happened and checks it.
 func (s *runState) drive(ctx context.Context) error {
 	pub := &Publisher{Plan: s.plan, Brokers: s.brokers, Rate: s.rc.Rate, RerunDelay: s.rc.RerunDelay}
-	lagR, err := NewLagReader(s.brokers)
+	lagR, err := newLagReader(s.brokers)
 	if err != nil {
 		return err
 	}
