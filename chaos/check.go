@@ -43,7 +43,7 @@ type Evidence struct {
 	Channels, AttemptsPerChannel int
 	// InFlightWindow: a provider call counts as in flight at a kill when it
 	// was open at the kill, or delivered less than this before it (its
-	// result may not have been committed yet).
+	// result may not have been committed yet); see inFlightAt.
 	InFlightWindow time.Duration
 	// T0 is the first publication; times are printed relative to it.
 	T0 time.Time
@@ -110,15 +110,13 @@ func Check(e *Evidence) *Verdict {
 		calls[c.ID] = append(calls[c.ID], c)
 	}
 	inFlight := map[string]bool{}
+	all := append(append([]Call(nil), e.Calls...), e.Open...)
 	for _, f := range e.Faults {
 		if !killFault(f.Kind) {
 			continue
 		}
-		for _, c := range append(append([]Call(nil), e.Calls...), e.Open...) {
-			open := !c.Start.After(f.Start) && (c.End.IsZero() || !c.End.Before(f.Start))
-			recent := !c.End.IsZero() && c.End.Before(f.Start) && !c.End.Before(f.Start.Add(-e.InFlightWindow)) &&
-				c.Outcome == OutcomeDelivered
-			if open || recent {
+		for _, c := range all {
+			if e.inFlightAt(f, c) {
 				v.InFlightAtKills++
 				inFlight[c.ID] = true
 			}
@@ -201,6 +199,31 @@ func Check(e *Evidence) *Verdict {
 		}
 	}
 	return v
+}
+
+// inFlightAt reports whether call c was in flight at fault f: open when f
+// began, or delivered less than InFlightWindow before, so that its result
+// may never have been recorded. A kill or pause of an instance concerns
+// only that instance's calls (Call.Caller), and then also those that
+// reached the provider while it was down or paused: a request sent just
+// before the signal can reach the provider's handler late on a busy
+// machine, and a dead or stopped process sends nothing new. A broker kill
+// concerns every instance's calls.
+func (e *Evidence) inFlightAt(f FaultEvent, c Call) bool {
+	until := f.Start
+	if f.Kind != KillBroker {
+		if c.Caller != f.Target() {
+			return false
+		}
+		until = f.End
+	}
+	if c.Start.After(until) {
+		return false
+	}
+	if c.End.IsZero() || !c.End.Before(f.Start) {
+		return true
+	}
+	return c.Outcome == OutcomeDelivered && !c.End.Before(f.Start.Add(-e.InFlightWindow))
 }
 
 // failedEverywhere reports whether the provider answered a failure for

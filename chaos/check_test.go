@@ -25,7 +25,7 @@ func evidence(t *testing.T, n int, honour bool) *Evidence {
 		id := p.ID(i)
 		p.Published[i].Store(t0.UnixNano())
 		at := t0.Add(time.Duration(i) * time.Second)
-		e.Calls = append(e.Calls, Call{ID: id, Channel: contract.ChannelEmail, Attempt: 1, Key: id,
+		e.Calls = append(e.Calls, Call{Caller: "herald-1", ID: id, Channel: contract.ChannelEmail, Attempt: 1, Key: id,
 			Start: at, End: at.Add(100 * time.Millisecond), Status: 200, Outcome: OutcomeDelivered})
 		e.Deliveries = append(e.Deliveries, provider.Delivery{ID: id, Channel: contract.ChannelEmail, Attempt: 1, Key: id, At: at})
 		e.Rows[id] = Row{Status: "sent", Channel: "email", Attempts: 1, Version: 3, UpdatedAt: at}
@@ -75,7 +75,7 @@ func TestCheckLegitimateFailure(t *testing.T) {
 				if i == 1 && ch == contract.ChannelSMS && a == 2 {
 					continue // the second id's last attempt never reached the provider
 				}
-				e.Calls = append(e.Calls, Call{ID: id, Channel: ch, Attempt: a, Outcome: OutcomeFailed, Status: 503})
+				e.Calls = append(e.Calls, Call{Caller: "herald-1", ID: id, Channel: ch, Attempt: a, Outcome: OutcomeFailed, Status: 503})
 			}
 		}
 	}
@@ -92,7 +92,8 @@ func TestCheckDuplicates(t *testing.T) {
 		dup.At = dup.At.Add(30 * time.Second)
 		e.Deliveries = append(e.Deliveries, dup)
 		// A kill while id 5's call was open: one call in flight.
-		e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: e.Calls[5].Start.Add(50 * time.Millisecond)}}
+		kill := e.Calls[5].Start.Add(50 * time.Millisecond)
+		e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: kill, End: kill.Add(100 * time.Millisecond)}}
 		v := Check(e)
 		if len(v.Duplicated) != 1 || v.Extra != 1 {
 			t.Fatalf("honour %v: %+v", honour, v)
@@ -112,15 +113,35 @@ func TestCheckDuplicates(t *testing.T) {
 		d := e.Deliveries[i]
 		e.Deliveries = append(e.Deliveries, d, d)
 	}
-	e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: e.Calls[7].Start.Add(50 * time.Millisecond)}}
+	kill := e.Calls[7].Start.Add(50 * time.Millisecond)
+	e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: kill, End: kill.Add(100 * time.Millisecond)}}
 	v := Check(e)
 	if v.Passed() || v.Extra != 4 || v.InFlightAtKills != 3 || len(v.UnexplainedDuplicates) != 1 {
 		t.Fatalf("%+v", v)
 	}
+	// A kill of another instance does not concern herald-1's calls; a
+	// broker kill concerns every instance's.
+	e.Faults[0].Instance = 1
+	if v := Check(e); v.InFlightAtKills != 0 {
+		t.Fatalf("herald-2's kill counted %d of herald-1's calls", v.InFlightAtKills)
+	}
+	e.Faults[0].Kind = KillBroker
+	if v := Check(e); v.InFlightAtKills != 3 {
+		t.Fatalf("broker kill: %d calls in flight, want 3", v.InFlightAtKills)
+	}
+	e.Faults[0].Kind, e.Faults[0].Instance = KillInstance, 0
 	// A failure answered before the kill cannot be delivered again.
 	e.Calls[6].Outcome = OutcomeFailed
 	if v := Check(e); v.InFlightAtKills != 2 {
 		t.Fatalf("a failed call counted in flight: %d", v.InFlightAtKills)
+	}
+	// A call that reached the provider while its instance was paused was
+	// sent before the pause; one after the pause ended was not.
+	e.Faults[0].Kind = PauseInstance
+	e.Faults[0].Start = e.Calls[5].Start.Add(50 * time.Millisecond)
+	e.Faults[0].End = e.Calls[9].Start.Add(-time.Millisecond)
+	if v := Check(e); v.InFlightAtKills != 6 {
+		t.Fatalf("pause: %d calls in flight, want 6 (3 and 4 delivered before, 5 open, 6 to 8 arrived during it)", v.InFlightAtKills)
 	}
 	// A provider outage is no kill: its calls do not count as in flight.
 	e.Faults[0].Kind = ProviderOutage

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,10 @@ const (
 
 // Call is one provider call as the provider saw it.
 type Call struct {
+	// Caller is the first segment of a path of two or more ("herald-2" of
+	// /herald-2/email): each instance gets its own provider URLs, so a
+	// call can be traced to the process that made it.
+	Caller  string           `json:"caller,omitempty"`
 	ID      string           `json:"id"`
 	Channel contract.Channel `json:"channel"`
 	Attempt int              `json:"attempt"`
@@ -122,7 +127,7 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var body provider.WebhookBody
 	_ = json.Unmarshal(raw, &body) // the mock rejects what does not decode
-	c := Call{ID: body.ID, Channel: body.Channel, Attempt: body.Attempt,
+	c := Call{Caller: caller(r.URL.Path), ID: body.ID, Channel: body.Channel, Attempt: body.Attempt,
 		Key: r.Header.Get(provider.HeaderIdempotencyKey)}
 
 	p.mu.Lock()
@@ -168,6 +173,15 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.Outcome = OutcomeFailed
 	}
 	p.calls = append(p.calls, c)
+}
+
+// caller is the first segment of a path with two or more.
+func caller(path string) string {
+	first, rest, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	if !ok || rest == "" {
+		return ""
+	}
+	return first
 }
 
 // answer remembers the status and body written through it.

@@ -121,3 +121,21 @@ func TestProviderInFlightAndAbandoned(t *testing.T) {
 		t.Fatalf("%d deliveries", n)
 	}
 }
+
+// Each instance's provider URLs name it, and every call records who made it.
+func TestProviderCaller(t *testing.T) {
+	p := NewProvider(true)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	post(t, p.URL+"/herald-2", "d", 1, contract.ChannelEmail)
+	post(t, p.URL, "e", 1, contract.ChannelEmail)
+	cs := p.Calls()
+	if len(cs) != 2 || cs[0].Caller != "herald-2" || cs[1].Caller != "" {
+		t.Fatalf("calls %+v", cs)
+	}
+	if ds := p.Mock.Deliveries(); len(ds) != 2 {
+		t.Fatalf("deliveries %+v", ds)
+	}
+}

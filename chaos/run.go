@@ -66,6 +66,14 @@ type FaultEvent struct {
 	Err       string `json:"error,omitempty"`
 }
 
+// Target is the process an instance fault hits ("herald-2"), or "".
+func (f Fault) Target() string {
+	if f.Kind == KillInstance || f.Kind == PauseInstance {
+		return fmt.Sprintf("herald-%d", f.Instance+1)
+	}
+	return ""
+}
+
 // String is a one-line description with times relative to t0.
 func (f FaultEvent) String(t0 time.Time) string {
 	what := string(f.Kind)
@@ -349,8 +357,8 @@ func (r *run) startAll(ctx context.Context) error {
 			"--database-url", r.pg.URL(),
 			"--http-addr", httpAddr,
 			"--partitions", strconv.Itoa(cfg.Partitions),
-			"--provider", "email=" + r.prov.URL + "/email?latency=100ms&jitter=50ms",
-			"--provider", "sms=" + r.prov.URL + "/sms?latency=30ms",
+			"--provider", fmt.Sprintf("email=%s/herald-%d/email?latency=100ms&jitter=50ms", r.prov.URL, i+1),
+			"--provider", fmt.Sprintf("sms=%s/herald-%d/sms?latency=30ms", r.prov.URL, i+1),
 			"--send-timeout", cfg.SendTimeout.String(),
 		}, extra...)
 		p := newProc(fmt.Sprintf("herald-%d", i+1), cfg.Binary, args, filepath.Join(cfg.Dir, fmt.Sprintf("herald-%d.log", i+1)), r.log)
@@ -438,7 +446,9 @@ func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
 	case KillInstance, KillBroker:
 		p := r.broker
 		if f.Kind == KillInstance {
-			p = r.heralds[f.Instance%len(r.heralds)]
+			if p, err = r.instance(f); err != nil {
+				break
+			}
 		}
 		if err = p.kill(); err == nil {
 			wait(down)
@@ -448,7 +458,10 @@ func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
 		if f.For <= 0 {
 			down = r.pause
 		}
-		p := r.heralds[f.Instance%len(r.heralds)]
+		var p *proc
+		if p, err = r.instance(f); err != nil {
+			break
+		}
 		if err = p.signal(syscall.SIGSTOP); err == nil {
 			wait(down)
 			err = p.signal(syscall.SIGCONT)
@@ -476,6 +489,14 @@ func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
 		ev.Err = err.Error()
 	}
 	return ev
+}
+
+// instance is the target of an instance fault.
+func (r *run) instance(f Fault) (*proc, error) {
+	if f.Instance < 0 || f.Instance >= len(r.heralds) {
+		return nil, fmt.Errorf("%s: no instance %d (have %d)", f.Kind, f.Instance+1, len(r.heralds))
+	}
+	return r.heralds[f.Instance], nil
 }
 
 // waitAllFinal polls PostgreSQL until every valid notification is final,
