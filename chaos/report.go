@@ -35,8 +35,8 @@ func Summary(w io.Writer, results []*Result) {
 	}
 	for _, r := range results {
 		fmt.Fprintf(w, "\n### %s\n\n", r.Name)
-		fmt.Fprintf(w, "Started %s, %d provider calls, session timeout %s, data and logs in %s.\n\n",
-			r.Started.UTC().Format(time.RFC3339), r.Calls, r.SessionTimeout, r.Dir)
+		fmt.Fprintf(w, "Started %s, %d provider calls (%d answered from an earlier delivery by key), session timeout %s, data and logs in %s.\n\n",
+			r.Started.UTC().Format(time.RFC3339), r.Calls, r.Replays, r.SessionTimeout, r.Dir)
 		fmt.Fprintln(w, "Faults (t+ is from the first publication):")
 		for _, f := range r.Faults {
 			fmt.Fprintf(w, "- %s, %d provider calls open\n", f.String(r.Started), f.OpenCalls)

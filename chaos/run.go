@@ -198,7 +198,10 @@ type Result struct {
 	// Pause the zombie's pause.
 	SessionTimeout time.Duration `json:"session_timeout"`
 	Calls          int           `json:"provider_calls"`
-	Elapsed        time.Duration `json:"elapsed"`
+	// Replays counts calls the honouring provider answered from an earlier
+	// delivery with the same key: duplicates it prevented.
+	Replays int64         `json:"replays"`
+	Elapsed time.Duration `json:"elapsed"`
 	// Unexpected lists process exits nobody asked for.
 	Unexpected []string `json:"unexpected_exits,omitempty"`
 	// EndState is what the run saw of the pipeline when it stopped
@@ -292,6 +295,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
 	}
 	res.Calls = len(ev.Calls)
+	res.Replays = r.prov.Mock.Stats().Replays
 	for _, p := range append([]*proc{r.broker}, r.heralds...) {
 		res.Unexpected = append(res.Unexpected, p.unexpectedExits()...)
 	}
