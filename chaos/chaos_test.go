@@ -18,7 +18,7 @@ import (
 // the small one `make test` runs (skipped with -short), TestChaos the full
 // suite `make chaos` runs (HERALD_CHAOS=1). Settings:
 //
-//	HERALD_CHAOS_BIN     a herald binary to use (default: built once into the test's temp dir)
+//	HERALD_CHAOS_BIN     a herald binary to use (default: built once into <HERALD_CHAOS_DIR>/bin)
 //	HERALD_CHAOS_DIR     where runs keep their data and logs (default <repo>/data/chaos)
 //	HERALD_CHAOS_N       notifications per full run (default 20000)
 //	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,i3-ignore" (default all four)
@@ -39,19 +39,14 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// heraldBinary builds bin/herald once per test binary.
+// heraldBinary builds herald once per test binary, into the runs' dir.
 func heraldBinary(t *testing.T) string {
 	t.Helper()
 	if b := os.Getenv("HERALD_CHAOS_BIN"); b != "" {
 		return b
 	}
 	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "herald-chaos-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "herald")
+		binPath = filepath.Join(runsDir(t), "bin", "herald") // replaced by every build, kept with the runs' logs
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/herald")
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
