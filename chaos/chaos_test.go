@@ -47,6 +47,9 @@ func heraldBinary(t *testing.T) string {
 	}
 	binOnce.Do(func() {
 		binPath = filepath.Join(runsDir(t), "bin", "herald") // replaced by every build, kept with the runs' logs
+		if binErr = os.MkdirAll(filepath.Dir(binPath), 0o755); binErr != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/herald")
 		cmd.Dir = repoRoot(t)
 		if out, err := cmd.CombinedOutput(); err != nil {
