@@ -271,7 +271,11 @@ func (e *Evidence) explain(id string, ds []provider.Delivery, cs []Call) string 
 		if c.End.IsZero() {
 			end = "still open"
 		}
-		fmt.Fprintf(&b, " [%s..%s %s attempt %d key %q: %s %d]", e.rel(c.Start), end, c.Channel, c.Attempt, c.Key, c.Outcome, c.Status)
+		from := c.Caller
+		if from == "" {
+			from = "?"
+		}
+		fmt.Fprintf(&b, " [%s..%s from %s: %s attempt %d key %q: %s %d]", e.rel(c.Start), end, from, c.Channel, c.Attempt, c.Key, c.Outcome, c.Status)
 		if c.Start.After(last) {
 			last = c.Start
 		}

@@ -54,7 +54,8 @@ func TestCheckLost(t *testing.T) {
 		t.Fatalf("differs: %v", v.Differs)
 	}
 	d := strings.Join(v.Details, "\n")
-	for _, want := range []string{"lost: " + lost, "deliveries (0)", "postgres: status sent", "kill -9 broker at t+2.0s"} {
+	for _, want := range []string{"lost: " + lost, "deliveries (0)", "postgres: status sent", "kill -9 broker at t+2.0s",
+		"from herald-1: email attempt 1"} {
 		if !strings.Contains(d, want) {
 			t.Fatalf("details lack %q:\n%s", want, d)
 		}
