@@ -22,6 +22,7 @@ import (
 //	HERALD_CHAOS_DIR     where runs keep their data and logs (default <repo>/data/chaos)
 //	HERALD_CHAOS_N       notifications per full run (default 20000)
 //	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,i3-ignore" (default all four)
+//	HERALD_CHAOS_STRICT  true: a duplicate without a call in flight at a kill fails the run
 
 var (
 	binOnce sync.Once
@@ -160,12 +161,16 @@ func TestChaos(t *testing.T) {
 			want[s] = true
 		}
 	}
+	strict, err := strconv.ParseBool(os.Getenv("HERALD_CHAOS_STRICT"))
+	if err != nil && os.Getenv("HERALD_CHAOS_STRICT") != "" {
+		t.Fatalf("HERALD_CHAOS_STRICT=%q: want a boolean", os.Getenv("HERALD_CHAOS_STRICT"))
+	}
 	bin := heraldBinary(t)
 	var results []*Result
 	for _, instances := range []int{2, 3} {
 		for _, honour := range []bool{true, false} {
 			cfg := Config{Binary: bin, Instances: instances, N: n, PublishFor: time.Minute, Duplicates: 0.02,
-				Honour: honour, Faults: FullFaults(instances), Log: testLog(t)}
+				Honour: honour, Faults: FullFaults(instances), Strict: strict, Log: testLog(t)}
 			cfg = cfg.withDefaults()
 			if len(want) > 0 && !want[cfg.Name] {
 				continue

@@ -47,6 +47,10 @@ type Evidence struct {
 	InFlightWindow time.Duration
 	// T0 is the first publication; times are printed relative to it.
 	T0 time.Time
+	// Strict fails a run for every duplicated notification without a
+	// provider call in flight at a kill, not only for more duplicates than
+	// such calls.
+	Strict bool
 }
 
 // Verdict is a run's outcome at the provider.
@@ -172,6 +176,9 @@ func Check(e *Evidence) *Verdict {
 	if n := len(v.Differs); n > 0 {
 		v.Failures = append(v.Failures, fmt.Sprintf("%d PostgreSQL statuses differ from the provider's record", n))
 	}
+	if e.Strict && len(v.UnexplainedDuplicates) > 0 {
+		v.Failures = append(v.Failures, fmt.Sprintf("%d duplicated notifications had no provider call in flight at any kill", len(v.UnexplainedDuplicates)))
+	}
 	if v.Unknown > 0 {
 		v.Failures = append(v.Failures, fmt.Sprintf("%d deliveries of ids the run never published", v.Unknown))
 	}
@@ -202,22 +209,19 @@ func Check(e *Evidence) *Verdict {
 }
 
 // inFlightAt reports whether call c was in flight at fault f: open when f
-// began, or delivered less than InFlightWindow before, so that its result
-// may never have been recorded. A kill or pause of an instance concerns
-// only that instance's calls (Call.Caller), and then also those that
-// reached the provider while it was down or paused: a request sent just
-// before the signal can reach the provider's handler late on a busy
-// machine, and a dead or stopped process sends nothing new. A broker kill
-// concerns every instance's calls.
+// began or reaching the provider before f ended, or delivered less than
+// InFlightWindow before f began, so that its result may never have been
+// recorded. A kill or pause of an instance concerns only that instance's
+// calls (Call.Caller); a request it sent just before the signal can reach
+// the provider's handler late on a busy machine, and a dead or stopped
+// process sends nothing new. A broker kill concerns every instance's
+// calls, and every call made while the broker was down (their results
+// could not be written).
 func (e *Evidence) inFlightAt(f FaultEvent, c Call) bool {
-	until := f.Start
-	if f.Kind != KillBroker {
-		if c.Caller != f.Target() {
-			return false
-		}
-		until = f.End
+	if f.Kind != KillBroker && c.Caller != f.Target() {
+		return false
 	}
-	if c.Start.After(until) {
+	if c.Start.After(f.End) {
 		return false
 	}
 	if c.End.IsZero() || !c.End.Before(f.Start) {

@@ -120,6 +120,12 @@ func TestCheckDuplicates(t *testing.T) {
 	if v.Passed() || v.Extra != 4 || v.InFlightAtKills != 3 || len(v.UnexplainedDuplicates) != 1 {
 		t.Fatalf("%+v", v)
 	}
+	// Strict, the duplicate without a call in flight at a kill fails too.
+	e.Strict = true
+	if v := Check(e); !strings.Contains(strings.Join(v.Failures, "\n"), "1 duplicated notifications had no provider call in flight") {
+		t.Fatalf("strict: %v", v.Failures)
+	}
+	e.Strict = false
 	// A kill of another instance does not concern herald-1's calls; a
 	// broker kill concerns every instance's.
 	e.Faults[0].Instance = 1

@@ -124,6 +124,8 @@ type Config struct {
 	AttemptsPerChannel int
 	// InFlightWindow, see Evidence (default 2 s).
 	InFlightWindow time.Duration
+	// Strict: see Evidence.Strict.
+	Strict bool
 	// Seed varies the ids' order.
 	Seed uint64
 	Log  *slog.Logger
@@ -289,7 +291,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	sort.Slice(res.Faults, func(i, j int) bool { return res.Faults[i].Start.Before(res.Faults[j].Start) })
 	ev := &Evidence{Plan: plan, Partitions: cfg.Partitions, Deliveries: r.prov.Mock.Deliveries(), Calls: r.prov.Calls(),
 		Open: r.prov.InFlight(), Rows: rows, Faults: res.Faults, Honour: cfg.Honour, Channels: channels,
-		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0}
+		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict}
 	res.Verdict = Check(ev)
 	if !res.AllFinal {
 		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
