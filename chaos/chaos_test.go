@@ -130,10 +130,9 @@ func FullFaults(instances int) []Fault {
 		{Kind: KillBroker, At: 18 * time.Second, For: 3 * time.Second},
 		{Kind: StopPostgres, At: 26 * time.Second, For: 30 * time.Second},
 		{Kind: PauseInstance, At: 34 * time.Second, Instance: 0},
-		// After PostgreSQL is back: `herald run` exits at start while its
-		// sink cannot reach PostgreSQL, so a restart during the outage would
-		// crash-loop until it returns.
-		{Kind: KillInstance, At: 58 * time.Second, Instance: last},
+		// During the PostgreSQL outage: the restarted instance must start
+		// without PostgreSQL (it crash-looped before c3ecc1d).
+		{Kind: KillInstance, At: 44 * time.Second, Instance: last},
 	}
 }
 
