@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench loadtest lint fuzz deps clean
+.PHONY: all build run test test-short bench loadtest chaos lint fuzz deps clean
 
 all: build
 
@@ -44,6 +44,13 @@ bench: deps
 ## loadtest: the end-to-end load test (100,000 notifications by default).
 loadtest: deps build
 	./$(BIN) loadtest $(LOADTEST_FLAGS)
+
+## chaos: the chaos suite: a broker, 2 and 3 `herald run` instances, PostgreSQL and a
+## recording provider, with kill -9s, a broker restart, a PostgreSQL stop, a provider outage
+## and a zombie; asserted at the provider (under 15 minutes). Data, logs and the report
+## (summary.md) go to data/chaos/. HERALD_CHAOS_N and HERALD_CHAOS_RUNS narrow it.
+chaos: deps build
+	HERALD_CHAOS=1 HERALD_CHAOS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./chaos/
 
 ## lint: formatting and vet.
 lint:

@@ -57,7 +57,7 @@ func NewEnv(ctx context.Context, cfg EnvConfig) (*Env, error) {
 	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("work dir: %w", err)
 	}
-	flags, err := flagDefaults(cfg.Binary, "run")
+	flags, err := FlagDefaults(cfg.Binary, "run")
 	if err != nil {
 		return nil, err
 	}

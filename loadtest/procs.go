@@ -33,7 +33,7 @@ func startChild(name, bin string, args []string, logPath string, env []string) (
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(cleanEnv(), env...)
+	cmd.Env = append(CleanEnv(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -48,10 +48,10 @@ func startChild(name, bin string, args []string, logPath string, env []string) (
 	return c, nil
 }
 
-// cleanEnv is the load test's environment without Herald's own variables,
+// CleanEnv is the load test's environment without Herald's own variables,
 // so that a HERALD_BROKERS or DATABASE_URL in the caller's shell cannot
 // redirect the children; the load test passes everything as flags.
-func cleanEnv() []string {
+func CleanEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, "HERALD_") || strings.HasPrefix(kv, "DATABASE_URL=") {
@@ -112,9 +112,9 @@ func (c *child) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// freeAddr returns a loopback address with a port that was free a moment
+// FreeAddr returns a loopback address with a port that was free a moment
 // ago.
-func freeAddr() (string, error) {
+func FreeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -125,12 +125,30 @@ func freeAddr() (string, error) {
 
 // waitReady polls url until it answers 200, the child exits or ctx ends.
 func waitReady(ctx context.Context, c *child, url string) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
+	err := WaitOK(ctx, url, func() error {
 		if done, err := c.exited(); done {
 			return fmt.Errorf("%s exited while starting (%v):\n%s", c.name, err, c.tail(20))
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		return nil
+	})
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("%s: %w\n%s", c.name, err, c.tail(20))
+	}
+	return err
+}
+
+// WaitOK polls url until it answers 200, alive returns an error (the
+// process behind it died) or ctx ends.
+func WaitOK(ctx context.Context, url string, alive func() error) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		if err := alive(); err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
 		if resp, err := client.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -139,17 +157,17 @@ func waitReady(ctx context.Context, c *child, url string) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %w\n%s", c.name, url, ctx.Err(), c.tail(20))
+			return fmt.Errorf("not ready at %s: %w", url, ctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
 
-// flagDefaults lists the flags a herald subcommand accepts, with their
+// FlagDefaults lists the flags a herald subcommand accepts, with their
 // defaults as -h prints them ("" when it prints none).
-func flagDefaults(bin, sub string) (map[string]string, error) {
+func FlagDefaults(bin, sub string) (map[string]string, error) {
 	cmd := exec.Command(bin, sub, "-h")
-	cmd.Env = cleanEnv()
+	cmd.Env = CleanEnv()
 	out, _ := cmd.CombinedOutput() // -h exits 0 or 2 depending on the flag package
 	flags := map[string]string{}
 	cur := ""

@@ -268,7 +268,8 @@ func (r *Recorder) CallCount(i int) int { return int(r.calls[i].Load()) }
 // Unknown counts calls for ids outside the plan.
 func (r *Recorder) Unknown() int64 { return r.unknown.Load() }
 
-// ProviderServer serves a Recorder on a loopback port.
+// ProviderServer serves a provider (a Recorder, or another handler) on a
+// loopback port.
 type ProviderServer struct {
 	Rec  *Recorder
 	URL  string
@@ -278,12 +279,22 @@ type ProviderServer struct {
 
 // StartProvider serves rec on 127.0.0.1 (a free port).
 func StartProvider(rec *Recorder) (*ProviderServer, error) {
+	s, err := ServeProvider(rec)
+	if err != nil {
+		return nil, err
+	}
+	s.Rec = rec
+	return s, nil
+}
+
+// ServeProvider serves h on 127.0.0.1 (a free port).
+func ServeProvider(h http.Handler) (*ProviderServer, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("provider: listen: %w", err)
 	}
-	s := &ProviderServer{Rec: rec, URL: "http://" + ln.Addr().String(), done: make(chan error, 1),
-		srv: &http.Server{Handler: rec, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}}
+	s := &ProviderServer{URL: "http://" + ln.Addr().String(), done: make(chan error, 1),
+		srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}}
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }

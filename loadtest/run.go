@@ -259,7 +259,7 @@ func (s *runState) start(ctx context.Context) error {
 	}
 	s.brokers = rc.Brokers
 	if len(s.brokers) == 0 {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			return err
 		}
@@ -295,7 +295,7 @@ func (s *runState) start(ctx context.Context) error {
 	smsURL := s.prov.ChannelURL("sms", rc.Provider.SMS)
 	readyURLs := make([]string, rc.Instances)
 	for i := range rc.Instances {
-		addr, err := freeAddr()
+		addr, err := FreeAddr()
 		if err != nil {
 			return err
 		}

@@ -112,6 +112,9 @@ type Workload struct {
 	Campaign string
 	// Seed makes the run repeatable.
 	Seed uint64
+	// AttemptsPerChannel is the requests' policy.attempts_per_channel
+	// (default 3).
+	AttemptsPerChannel int
 }
 
 // Workload defaults.
@@ -169,6 +172,9 @@ func (w Workload) WithDefaults() Workload {
 	}
 	if w.Campaign == "" {
 		w.Campaign = "bill"
+	}
+	if w.AttemptsPerChannel <= 0 {
+		w.AttemptsPerChannel = workloadAttemptsPerChannel
 	}
 	return w
 }
@@ -426,7 +432,7 @@ func (p *Plan) build(i int, now time.Time) (key, value []byte) {
 		},
 		Channels: []contract.Channel{contract.ChannelEmail, contract.ChannelSMS},
 		Content:  content,
-		Policy: contract.Policy{ID: "billing-statement", Version: 3, AttemptsPerChannel: workloadAttemptsPerChannel,
+		Policy: contract.Policy{ID: "billing-statement", Version: 3, AttemptsPerChannel: p.W.AttemptsPerChannel,
 			Backoff: contract.Backoff{Initial: contract.Duration(time.Second), Multiplier: 2,
 				Max: contract.Duration(time.Minute)}},
 	}

@@ -247,3 +247,24 @@ func TestPublishAlignment(t *testing.T) {
 		t.Errorf("no window_queued share: wait %s", got)
 	}
 }
+
+// The workload's attempts per channel is the requests' policy, 3 unless set.
+func TestWorkloadAttemptsPerChannel(t *testing.T) {
+	for _, tc := range []struct{ set, want int }{{0, 3}, {7, 7}} {
+		w := testWorkload(10)
+		w.Malformed, w.Blackout, w.NotBefore = 0, 0, 0
+		w.AttemptsPerChannel = tc.set
+		p, err := NewPlan(w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, value := p.First(0, time.Now())
+		r, err := contract.Decode(key, value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Policy.AttemptsPerChannel != tc.want {
+			t.Fatalf("attempts_per_channel %d set: request says %d, want %d", tc.set, r.Policy.AttemptsPerChannel, tc.want)
+		}
+	}
+}

@@ -1,0 +1,89 @@
+package chaos
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Summary renders the runs as a Markdown table, then each run's faults,
+// failed assertions and offending ids.
+func Summary(w io.Writer, results []*Result) {
+	fmt.Fprintln(w, "| run | instances | provider | notifications | faults | lost | duplicated (extra deliveries) | calls in flight at kills | PG not final / differs | all-final after last fault | verdict |")
+	fmt.Fprintln(w, "|-----|-----------|----------|---------------|--------|------|-------------------------------|--------------------------|------------------------|----------------------------|---------|")
+	for _, r := range results {
+		v := r.Verdict
+		mode := "honours key"
+		if !r.Honour {
+			mode = "ignores key"
+		}
+		final := "not reached (waited " + r.Waited.Round(time.Second).String() + ")"
+		if r.AllFinal {
+			final = r.ToAllFinal.Round(100 * time.Millisecond).String()
+		}
+		verdict := "PASS"
+		if !r.Passed() {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %d | %d | %d | %d (%d) | %d | %d / %d | %s | %s |\n",
+			r.Name, r.Instances, mode, v.Valid, len(r.Faults), len(v.Lost), len(v.Duplicated), v.Extra,
+			v.InFlightAtKills, len(v.NotFinal), len(v.Differs), final, verdict)
+	}
+	for _, r := range results {
+		fmt.Fprintf(w, "\n### %s\n\n", r.Name)
+		fmt.Fprintf(w, "Started %s, %d provider calls (%d answered from an earlier delivery by key), session timeout %s, data and logs in %s.\n\n",
+			r.Started.UTC().Format(time.RFC3339), r.Calls, r.Replays, r.SessionTimeout, r.Dir)
+		fmt.Fprintln(w, "Faults (t+ is from the first publication):")
+		for _, f := range r.Faults {
+			fmt.Fprintf(w, "- %s, %d provider calls open\n", f.String(r.Started), f.OpenCalls)
+		}
+		for _, u := range r.Unexpected {
+			fmt.Fprintf(w, "- unexpected exit: %s\n", u)
+		}
+		if len(r.EndState) > 0 {
+			fmt.Fprintf(w, "\nWhen the run stopped waiting: %s.\n", strings.Join(r.EndState, "; "))
+		}
+		v := r.Verdict
+		fmt.Fprintf(w, "\n%d valid: %d delivered once, %d legitimately failed, %d lost, %d duplicated (%d of them with no call in flight at a kill), %d not final, %d differ.\n",
+			v.Valid, v.DeliveredOnce, v.Failed, len(v.Lost), len(v.Duplicated), len(v.UnexplainedDuplicates), len(v.NotFinal), len(v.Differs))
+		if len(v.Failures) > 0 {
+			fmt.Fprintln(w, "\nFailed assertions:")
+			for _, f := range v.Failures {
+				fmt.Fprintf(w, "- %s\n", f)
+			}
+		}
+		if len(v.Details) > 0 {
+			fmt.Fprintln(w, "\nOffending ids:\n\n```")
+			for _, d := range v.Details {
+				fmt.Fprintln(w, d)
+			}
+			fmt.Fprintln(w, "```")
+		}
+	}
+}
+
+// WriteReport writes the summary to dir/summary.md and the results to
+// dir/results.json, and returns the summary's path.
+func WriteReport(dir string, results []*Result) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	var b strings.Builder
+	Summary(&b, results)
+	path := filepath.Join(dir, "summary.md")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	js, err := json.MarshalIndent(results, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), js, 0o644); err != nil {
+		return "", fmt.Errorf("report: %w", err)
+	}
+	return path, nil
+}
