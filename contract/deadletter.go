@@ -35,7 +35,19 @@ const (
 	HeaderDLQTimestamp = HeaderDLQPrefix + "timestamp"
 	// HeaderDLQAt is when the record was dead-lettered (RFC 3339).
 	HeaderDLQAt = HeaderDLQPrefix + "at"
+	// HeaderDLQTruncated is the original value's length (decimal) when
+	// the dead letter keeps only its first MaxDeadLetterValue bytes.
+	HeaderDLQTruncated = HeaderDLQPrefix + "truncated"
 )
+
+// MaxDeadLetterValue bounds the value a dead letter keeps. A record can be
+// as large as its topic allows, and its dead letter adds headers, so a
+// dead letter of a record at the limit would itself be refused, and the
+// stage writing it would fail on it for good. Anything larger than twice
+// MaxRequestBytes is refused for its size anyway; its first
+// MaxDeadLetterValue bytes are kept, with the original length in
+// HeaderDLQTruncated.
+const MaxDeadLetterValue = 2 * MaxRequestBytes
 
 // Header is one Kafka record header.
 type Header struct {
@@ -61,6 +73,9 @@ type DeadLetter struct {
 	Value []byte
 	// Headers are the original record's headers.
 	Headers []Header
+	// Truncated is the original value's length when Value keeps only its
+	// first MaxDeadLetterValue bytes; 0 when Value is whole.
+	Truncated int
 }
 
 // NewDeadLetter builds the dead letter of a record at src that failed with
@@ -80,6 +95,9 @@ func NewDeadLetter(src Position, key, value []byte, cause error, now time.Time) 
 	var ve *ValidationError
 	if errors.As(cause, &ve) {
 		dl.Problems = ve.Problems
+	}
+	if len(value) > MaxDeadLetterValue {
+		dl.Value, dl.Truncated = value[:MaxDeadLetterValue], len(value)
 	}
 	return dl
 }
@@ -110,6 +128,9 @@ func (d DeadLetter) Record() (key, value []byte, headers []Header) {
 		add(HeaderDLQTimestamp, d.Timestamp.UTC().Format(time.RFC3339Nano))
 	}
 	add(HeaderDLQAt, d.At.UTC().Format(time.RFC3339Nano))
+	if d.Truncated > 0 {
+		add(HeaderDLQTruncated, strconv.Itoa(d.Truncated))
+	}
 	return d.Key, d.Value, hs
 }
 
@@ -143,6 +164,8 @@ func ParseDeadLetter(key, value []byte, headers []Header) (DeadLetter, error) {
 			d.Timestamp, err = time.Parse(time.RFC3339Nano, v)
 		case HeaderDLQAt:
 			d.At, err = time.Parse(time.RFC3339Nano, v)
+		case HeaderDLQTruncated:
+			d.Truncated, err = strconv.Atoi(v)
 		default:
 			if !strings.HasPrefix(h.Key, HeaderDLQPrefix) {
 				d.Headers = append(d.Headers, h)

@@ -45,3 +45,23 @@ func TestDeadLetterRecordKeepsBytesAndRoundTrips(t *testing.T) {
 		t.Errorf("a bad offset header was accepted")
 	}
 }
+
+// A dead letter of a record too large for a dead letter keeps its first
+// MaxDeadLetterValue bytes and says how long the original was, so that
+// writing it can never fail for its size.
+func TestDeadLetterOfAHugeRecordIsTruncated(t *testing.T) {
+	value := make([]byte, MaxDeadLetterValue+10)
+	d := NewDeadLetter(Position{Topic: "herald.requests"}, []byte("k"), value, ErrTooLarge, time.Now())
+	if len(d.Value) != MaxDeadLetterValue || d.Truncated != len(value) {
+		t.Fatalf("value %d bytes, truncated %d", len(d.Value), d.Truncated)
+	}
+	k, v, hs := d.Record()
+	back, err := ParseDeadLetter(k, v, hs)
+	if err != nil || back.Truncated != len(value) || len(back.Value) != MaxDeadLetterValue {
+		t.Fatalf("round trip: %+v, %v", back.Truncated, err)
+	}
+	small := NewDeadLetter(Position{}, nil, []byte("{}"), ErrMalformed, time.Now())
+	if small.Truncated != 0 {
+		t.Fatal("a small value marked truncated")
+	}
+}

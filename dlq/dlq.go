@@ -282,6 +282,10 @@ func (rp *Replayer) Replay(ctx context.Context, entries []Entry) ([]Outcome, err
 			continue
 		}
 		value, fixed := d.Value, false
+		if d.Truncated > 0 && rp.Fixes == nil {
+			out[len(out)-1].Why = fmt.Sprintf("its value was %d bytes and only the first %d are kept: replay it with a fix", d.Truncated, len(d.Value))
+			continue
+		}
 		if rp.Fixes != nil {
 			v, ok := rp.Fixes[string(d.Key)]
 			if !ok {

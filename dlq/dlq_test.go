@@ -1,6 +1,8 @@
 package dlq
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +89,16 @@ func TestParseWhen(t *testing.T) {
 	}
 	if _, err := ParseWhen("yesterday", now); err == nil {
 		t.Error("yesterday parses")
+	}
+}
+
+// A truncated dead letter is replayed only with a fix: its value is no
+// longer the original.
+func TestReplaySkipsTruncatedWithoutAFix(t *testing.T) {
+	rp := &Replayer{IntakeTopic: "herald.requests", DryRun: true, Now: time.Now}
+	e := Entry{Letter: contract.DeadLetter{Topic: "herald.requests", Key: []byte("k"), Value: []byte(`{"id":`), Truncated: 900000}}
+	out, err := rp.Replay(context.Background(), []Entry{e})
+	if err != nil || len(out) != 1 || out[0].Action != ActionSkipped || !strings.Contains(out[0].Why, "900000 bytes") {
+		t.Fatalf("%+v %v", out, err)
 	}
 }
