@@ -100,6 +100,8 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: encode body: %w", err))
 	}
+	parent := ctx
+	start := w.now()
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
@@ -131,9 +133,13 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	}))
 	resp, err := w.client.Do(req)
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) && parent.Err() != nil:
+			// The sender's bound: the command's cut-off came.
+			err = fmt.Errorf("no answer before the command's cut-off (after %s)", w.now().Sub(start).Round(time.Millisecond))
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 			err = fmt.Errorf("no answer within %s", w.timeout)
-		} else {
+		default:
 			err = unwrapURLError(err)
 		}
 		if wrote.Load() {

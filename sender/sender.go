@@ -87,6 +87,8 @@ const (
 	DefaultConcurrency    = 2000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultCommitInterval = time.Second
+	// DefaultMinBudget is the default of Config.MinBudget.
+	DefaultMinBudget = time.Second
 	// DefaultAnsweredMemory is how many answered commands a sender
 	// remembers, so that one coming again is not sent again (answered).
 	DefaultAnsweredMemory = 200000
@@ -146,6 +148,11 @@ type Config struct {
 	CommitInterval time.Duration
 	// State, if set, is checked just before each attempt (Stale).
 	State StateReader
+	// MinBudget is the least time before a command's cut-off at which the
+	// sender still starts a provider call (default DefaultMinBudget): with
+	// less left, it answers not_attempted rather than start a call the
+	// cut-off would likely cut with an unknown outcome. Negative: none.
+	MinBudget time.Duration
 	// AnsweredMemory is how many answered commands the sender remembers
 	// and never calls the provider for again (default
 	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
@@ -193,6 +200,12 @@ func New(cfg Config) (*Sender, error) {
 	}
 	if cfg.AnsweredMemory == 0 {
 		cfg.AnsweredMemory = DefaultAnsweredMemory
+	}
+	if cfg.MinBudget == 0 {
+		cfg.MinBudget = DefaultMinBudget
+	}
+	if cfg.MinBudget < 0 {
+		cfg.MinBudget = 0
 	}
 	cfg.Topology = cfg.Topology.WithDefaults()
 	if len(cfg.Topology.Brokers) == 0 {
@@ -553,7 +566,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 	}
 	defer s.inFlight.Delete(key)
 	now := s.now()
-	if why := PastCutoff(cmd, now); why != "" {
+	if why := PastCutoff(cmd, now, s.cfg.MinBudget); why != "" {
 		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
 		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
 		return res, verdictPublish

@@ -596,7 +596,7 @@ func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
 	rec := command("late-copy", contract.ChannelEmail, 1)
 	var cmd contract.SendCommand
 	_ = json.Unmarshal(rec.Value, &cmd)
-	cmd.Cutoff = time.Now().Add(time.Second)
+	cmd.Cutoff = time.Now().Add(3 * time.Second) // more than the sender's minimum budget
 	cmd.Deadline = cmd.Cutoff
 	rec.Value, _ = json.Marshal(cmd)
 	c.Produce(t, c.Client(t), rec)

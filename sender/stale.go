@@ -35,17 +35,25 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 }
 
 // PastCutoff says why the provider may no longer be called for cmd at now,
-// or "" while it may: the command's cut-off (SendCommand.Until) has come.
-func PastCutoff(cmd *contract.SendCommand, now time.Time) string {
+// or "" while it may: the command's cut-off (SendCommand.Until) is less
+// than budget away. A call started closer to the cut-off than the budget
+// would likely be cut off by it with an unknown outcome (the provider may
+// have delivered as the call was cut), and an unknown outcome is issued
+// again; answering not_attempted instead is definite, and costs nothing.
+func PastCutoff(cmd *contract.SendCommand, now time.Time, budget time.Duration) string {
 	until := cmd.Until()
-	if until.IsZero() || now.Before(until) {
+	if until.IsZero() || until.Sub(now) >= budget && now.Before(until) {
 		return ""
 	}
-	at := until.UTC().Format(time.RFC3339)
-	if !cmd.Cutoff.IsZero() && !cmd.Deadline.IsZero() && cmd.Cutoff.Before(cmd.Deadline) {
-		return "not attempted: the command's cut-off passed at " + at + " (a blackout window began or the request expired) while it queued"
+	at := until.UTC().Format(time.RFC3339Nano)
+	left := ""
+	if now.Before(until) {
+		left = fmt.Sprintf(" (%s left, less than the --send-min-budget of %s)", until.Sub(now).Round(time.Millisecond), budget)
 	}
-	return "not attempted: the command's deadline passed at " + at + " while it queued"
+	if !cmd.Cutoff.IsZero() && !cmd.Deadline.IsZero() && cmd.Cutoff.Before(cmd.Deadline) {
+		return "not attempted: the command's cut-off is " + at + left + " (a blackout window begins or the request expires)"
+	}
+	return "not attempted: the command's deadline is " + at + left
 }
 
 // TableView is the part of a Goka view of the dispatcher table (with

@@ -141,6 +141,18 @@ func BenchmarkViewReaderDecode(b *testing.B) {
 	})
 }
 
+// With a budget, a call is not started that close to the cut-off.
+func TestPastCutoffBudget(t *testing.T) {
+	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	cmd := &contract.SendCommand{Deadline: now.Add(time.Hour), Cutoff: now.Add(500 * time.Millisecond)}
+	if why := PastCutoff(cmd, now, time.Second); !strings.Contains(why, "500ms left") {
+		t.Fatalf("500 ms before the cut-off with a 1 s budget: %q", why)
+	}
+	if why := PastCutoff(cmd, now, 100*time.Millisecond); why != "" {
+		t.Fatalf("500 ms before the cut-off with a 100 ms budget: %q", why)
+	}
+}
+
 func TestPastCutoff(t *testing.T) {
 	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 	cases := []struct {
@@ -152,11 +164,11 @@ func TestPastCutoff(t *testing.T) {
 		{now, time.Time{}, "deadline"},                         // the deadline is now
 		{now.Add(time.Hour), now.Add(time.Second), ""},         // before the cut-off
 		{now.Add(time.Hour), now, "blackout window"},           // a window begins now
-		{now.Add(time.Hour), now.Add(-time.Minute), "expired"}, // long past
+		{now.Add(time.Hour), now.Add(-time.Minute), "expires"}, // long past
 		{now.Add(-time.Minute), now.Add(-time.Minute), "deadline"},
 	}
 	for _, c := range cases {
-		got := PastCutoff(&contract.SendCommand{Deadline: c.deadline, Cutoff: c.cutoff}, now)
+		got := PastCutoff(&contract.SendCommand{Deadline: c.deadline, Cutoff: c.cutoff}, now, 0)
 		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
 			t.Errorf("PastCutoff(deadline %v, cutoff %v) = %q, want one naming %q", c.deadline, c.cutoff, got, c.want)
 		}

@@ -31,6 +31,7 @@ var senderFlags struct {
 	timeout        time.Duration
 	drainTimeout   time.Duration
 	answeredMemory int
+	minBudget      time.Duration
 	commitInterval time.Duration
 	staleCheck     bool
 }
@@ -48,6 +49,7 @@ func init() {
 			intFlag(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process")
 			durationFlag(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
 			durationFlag(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
+			durationFlag(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
 			intFlag(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
 			durationFlag(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
 			boolFlag(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
@@ -96,6 +98,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		DrainTimeout:   f.drainTimeout,
 		CommitInterval: f.commitInterval,
 		AnsweredMemory: f.answeredMemory,
+		MinBudget:      f.minBudget,
 		Observer:       metrics.NewSender(env.Registry),
 		Log:            log,
 	}
