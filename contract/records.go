@@ -33,9 +33,10 @@ type SendCommand struct {
 	// bounds a call it starts by it; a command that reaches it later is
 	// answered OutcomeNotAttempted. Zero means Deadline alone.
 	Cutoff time.Time `json:"cutoff,omitzero"`
-	// Issue numbers the commands of one attempt: 0 for the first, one more
-	// each time the same attempt is issued again (its outcome stayed
-	// unknown, or it was not attempted). A result echoes it.
+	// Issue numbers the commands of one notification: 0 for the first, one
+	// more for each command after it (a new attempt, or the same attempt
+	// issued again because its outcome stayed unknown or it was not
+	// attempted). A result echoes it.
 	Issue int `json:"issue,omitempty"`
 }
 

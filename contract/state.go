@@ -101,10 +101,14 @@ type State struct {
 	IssuedAt  *time.Time `json:"issued_at,omitempty"`
 	Cutoff    *time.Time `json:"cutoff,omitempty"`
 	TimeoutAt *time.Time `json:"timeout_at,omitempty"`
-	// Issue numbers the commands of the current attempt (SendCommand.Issue),
-	// and Unknowns counts how many of them ended with an unknown outcome
-	// (at most MaxReissues re-issues follow).
+	// Issue is the number of the current send command (SendCommand.Issue):
+	// Commands counts the commands issued for the notification, and each
+	// gets the next number, so no two commands of one notification share
+	// (attempt, issue), even when an attempt is issued again after a hold.
+	// Unknowns counts the current attempt's commands that ended with an
+	// unknown outcome (at most MaxReissues re-issues follow).
 	Issue    int `json:"issue,omitempty"`
+	Commands int `json:"commands,omitempty"`
 	Unknowns int `json:"unknowns,omitempty"`
 	// DoubleDeliveries counts successes beyond the first: a provider that
 	// delivered again for another attempt. Zero unless something went

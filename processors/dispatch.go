@@ -322,23 +322,20 @@ func advance(s *contract.State, now time.Time, cfg DispatchConfig) {
 	s.NextAttemptAt = nil
 	s.Attempts++
 	s.ChannelAttempts++
-	s.Issue, s.Unknowns = 0, 0
 	issue(s, now, cfg)
 }
 
 // retake gives back the current attempt, which used nothing up (it was
 // not attempted, or its outcome is unknown and it is issued again), and
 // advances: the same attempt number is issued again at once, or after a
-// hold, or the notification expires. The issue number only grows, so
-// results and timeouts of the earlier issue are told apart.
+// hold, or the notification expires. Every command gets a new issue
+// number (issue), so results and timeouts of an earlier command of the
+// same attempt, and the sender's memory of answered commands, tell them
+// apart, however many holds lie between.
 func retake(s *contract.State, now time.Time, cfg DispatchConfig) {
-	issueNo, unknowns := s.Issue, s.Unknowns
 	s.Attempts--
 	s.ChannelAttempts--
 	advance(s, now, cfg)
-	if s.Status == contract.StatusSending {
-		s.Issue, s.Unknowns = issueNo+1, unknowns
-	}
 }
 
 // issue records a new send command for the current attempt, issued at
@@ -356,6 +353,8 @@ func issue(s *contract.State, now time.Time, cfg DispatchConfig) {
 	timeout := cutoff.Add(cfg.ProviderTimeout + cfg.TimeoutMargin)
 	issued := now
 	s.IssuedAt, s.Cutoff, s.TimeoutAt = &issued, &cutoff, &timeout
+	s.Issue = s.Commands
+	s.Commands++
 }
 
 // clearCommand forgets the command of a state that stops sending.
@@ -449,6 +448,9 @@ func onResult(cur *contract.State, res *contract.SendResult, now time.Time, cfg 
 		at = now
 	}
 	s.History = append(s.History, historyEntry(res, at))
+	if res.Outcome != contract.OutcomeNotAttempted && res.Outcome != contract.OutcomeUnknown {
+		s.Unknowns = 0 // a definite answer: the next attempt starts afresh
+	}
 	switch res.Outcome {
 	case contract.OutcomeSuccess:
 		markSent(s, at)
@@ -587,6 +589,7 @@ func unknownOutcome(s *contract.State, why string, now time.Time, cfg DispatchCo
 		return Decision{State: s, Verdict: VerdictApplied}
 	}
 	p := s.Request.Policy
+	s.Unknowns = 0 // the attempt counts as failed; the next one starts afresh
 	switch {
 	case p.FallbackOnUnknown:
 		return transientFailure(s, why, 0, now, cfg)
@@ -702,7 +705,7 @@ func onRetry(cur *contract.State, r *contract.Retry, now time.Time, cfg Dispatch
 		why += ": " + r.Reason
 	}
 	s.History = append(s.History, contract.Attempt{Channel: cur.Channel, Outcome: contract.OutcomeRetry, Error: truncateError(why), At: now})
-	s.ChannelIndex, s.Channel, s.ChannelAttempts = 0, cur.Request.Channels[0], 0
+	s.ChannelIndex, s.Channel, s.ChannelAttempts, s.Unknowns = 0, cur.Request.Channels[0], 0, 0
 	s.Status = contract.StatusScheduled // not held: advance decides
 	advance(s, now, cfg)
 	return Decision{State: s, Verdict: VerdictApplied}

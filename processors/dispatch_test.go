@@ -1038,6 +1038,19 @@ func TestDispatchWakeups(t *testing.T) {
 						t.Errorf("last error %q", s.LastError)
 					}
 				}}},
+		{rule: "an attempt cut off at a window's start and held to its end is issued with a new issue number (no command repeats an earlier one)",
+			given: given(newRequest(t, func(m map[string]any) {
+				m["blackout"] = []any{map[string]any{"from": "12:00", "to": "14:00"}}
+				m["not_before"] = "2026-01-15T11:59:50Z"
+			}).after(-20*time.Second), wakeDue(-10*time.Second), result(time.Second, contract.OutcomeUnknown)),
+			when: wakeDue(2 * time.Hour),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1), timeoutAt(2*time.Hour, 1)},
+				check: func(t *testing.T, s *contract.State) {
+					if s.Issue != 1 || s.Commands != 2 || s.Unknowns != 1 {
+						t.Errorf("issue %d of %d commands, unknowns %d; want issue 1 of 2, 1 unknown", s.Issue, s.Commands, s.Unknowns)
+					}
+				}}},
 		{rule: "an unknown result (a timeout after the request was written) is issued again like a send timeout",
 			given: given(plain),
 			when:  result(5*time.Second, contract.OutcomeUnknown),
