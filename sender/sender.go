@@ -474,7 +474,13 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		}
 		return
 	}
-	res, verdict := ss.attempt(t.ctx, cmd)
+	var acquired bool // this goroutine holds cmd's in-flight slot
+	defer func() {
+		if acquired {
+			s.inFlight.Delete(attemptKey{cmd.ID, cmd.Attempt})
+		}
+	}()
+	res, verdict := ss.attempt(t.ctx, cmd, &acquired)
 	switch verdict {
 	case verdictAbandon:
 		return
@@ -533,7 +539,7 @@ const (
 
 // attempt makes the provider attempt of cmd. wait ends the wait for the
 // channel's gate (the partition was revoked or the session stops).
-func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (contract.SendResult, verdict) {
+func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acquired *bool) (contract.SendResult, verdict) {
 	s := ss.s
 	res := contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}
 	p := s.cfg.Providers[cmd.Channel]
@@ -564,7 +570,11 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand) (con
 		s.obs.Skipped(cmd.Channel)
 		return res, verdictSkip
 	}
-	defer s.inFlight.Delete(key)
+	// The slot is held until the result is published (handle releases
+	// it): a copy arriving between the provider's answer and the
+	// acknowledged result would find neither a call in flight nor an
+	// answered command, and call again.
+	*acquired = true
 	now := s.now()
 	if why := PastCutoff(cmd, now, s.cfg.MinBudget); why != "" {
 		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
