@@ -50,7 +50,7 @@ loadtest: deps build
 ## and a zombie; asserted at the provider (under 15 minutes). Data, logs and the report
 ## (summary.md) go to data/chaos/. HERALD_CHAOS_N and HERALD_CHAOS_RUNS narrow it.
 chaos: deps build
-	HERALD_CHAOS=1 HERALD_CHAOS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./chaos/
+	HERALD_CHAOS=1 HERALD_CHAOS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos/
 
 ## lint: formatting and vet.
 lint:

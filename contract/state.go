@@ -91,7 +91,7 @@ type State struct {
 	// state written by a later owner always has a higher version than any
 	// written by an earlier one, and a zombie writer that lost its
 	// partition cannot overwrite a newer owner's state (readers keep the
-	// higher version: processors.VersionedUpdate and the sink's upsert).
+	// higher version: gokax.VersionedUpdate and the sink's upsert).
 	Version uint64 `json:"version"`
 	// IssuedAt, Cutoff and TimeoutAt describe the send command out while
 	// sending (nil otherwise): when it was issued, the instant no provider

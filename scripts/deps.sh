@@ -10,7 +10,7 @@ have_pg() {
 have_pg || need_apt+=(postgresql)
 command -v kcat >/dev/null 2>&1 || need_apt+=(kcat)
 command -v runuser >/dev/null 2>&1 || need_apt+=(util-linux)
-# The console's browser test (views/console_test.go) drives Debian's Chromium.
+# The console's browser test (internal/views/console_test.go) drives Debian's Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # deploy/compose_test.go validates docker-compose.yml with `docker-compose
 # config`, which needs no Docker engine.

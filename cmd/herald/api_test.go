@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/herald-dispatch/herald/kafkatest"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func freeAddr(t *testing.T) string {

@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/herald-dispatch/herald/broker"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/broker"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func init() {

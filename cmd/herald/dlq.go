@@ -15,9 +15,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/herald-dispatch/herald/dlq"
-	"github.com/herald-dispatch/herald/topology"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/topology"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 func init() {

@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	dlqpkg "github.com/herald-dispatch/herald/dlq"
+	dlqpkg "github.com/herald-dispatch/herald/internal/dlq"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/kafkatest"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func dlqRequest(id string) string {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-dispatch/herald/kafkatest"
-	"github.com/herald-dispatch/herald/pglocal"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/pglocal"
 )
 
 // TestMain lets a test start this test binary as the herald binary

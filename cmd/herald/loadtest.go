@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-dispatch/herald/loadtest"
-	"github.com/herald-dispatch/herald/provider"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/loadtest"
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func init() {

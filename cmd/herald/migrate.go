@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/herald-dispatch/herald/migrations"
-	"github.com/herald-dispatch/herald/pglocal"
+	"github.com/herald-dispatch/herald/internal/migrations"
+	"github.com/herald-dispatch/herald/internal/pglocal"
 )
 
 func init() {

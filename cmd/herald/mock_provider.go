@@ -12,7 +12,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/herald-dispatch/herald/provider"
+	"github.com/herald-dispatch/herald/internal/provider"
 )
 
 func init() {

@@ -14,8 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/herald-dispatch/herald/sink"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/sink"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 func init() {

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/pglocal"
-	"github.com/herald-dispatch/herald/sink"
+	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/sink"
 )
 
 // herald migrate creates the schema, the sink writes, and herald report

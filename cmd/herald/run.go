@@ -22,9 +22,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/herald-dispatch/herald/broker"
-	"github.com/herald-dispatch/herald/topology"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/broker"
+	"github.com/herald-dispatch/herald/internal/topology"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // A stage is one part of the pipeline that `herald run` starts: the

@@ -11,10 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/herald-dispatch/herald/broker"
-	"github.com/herald-dispatch/herald/kafkatest"
-	"github.com/herald-dispatch/herald/pglocal"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/broker"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // TestRunOverTLSAndSASL runs every stage of `herald run` against a broker

@@ -4,7 +4,7 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // kafkaSecurityFlags are the TLS and SASL flags of every command that

@@ -19,8 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
-	"github.com/herald-dispatch/herald/topology"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/topology"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // `herald send --file requests.jsonl` publishes dispatch requests from a

@@ -19,9 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/kafkatest"
-	"github.com/herald-dispatch/herald/topology"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/topology"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 func sendRequest(id string) string {

@@ -14,10 +14,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/herald-dispatch/herald/metrics"
-	"github.com/herald-dispatch/herald/topology"
-	"github.com/herald-dispatch/herald/views"
-	"github.com/herald-dispatch/herald/views/ui"
+	"github.com/herald-dispatch/herald/internal/metrics"
+	"github.com/herald-dispatch/herald/internal/topology"
+	"github.com/herald-dispatch/herald/internal/views"
+	"github.com/herald-dispatch/herald/internal/views/ui"
 )
 
 var apiFlags struct {

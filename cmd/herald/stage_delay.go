@@ -10,8 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/herald-dispatch/herald/delay"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/delay"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 var delayFlags struct {

@@ -13,10 +13,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/metrics"
-	"github.com/herald-dispatch/herald/processors"
-	"github.com/herald-dispatch/herald/schedule"
-	"github.com/herald-dispatch/herald/topology"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/gokax"
+	"github.com/herald-dispatch/herald/internal/metrics"
+	"github.com/herald-dispatch/herald/internal/schedule"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 var dispatcherFlags struct {
@@ -39,42 +40,42 @@ func init() {
 			stringFlag(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
 			listVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
 			stringFlag(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
-			durationFlag(fs, &f.sendTimeout, "send-timeout", processors.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
-			durationFlag(fs, &f.margin, "send-timeout-margin", processors.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
-			durationFlag(fs, &f.sweepEvery, "sweep-interval", processors.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
-			durationFlag(fs, &f.sweepGrace, "sweep-grace", processors.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
-			durationFlag(fs, &f.parkFor, "park-for", processors.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
+			durationFlag(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
+			durationFlag(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
+			durationFlag(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
+			durationFlag(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
+			durationFlag(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 		},
 		start: startDispatcher,
 	})
 }
 
 // dispatchConfig builds the dispatcher's configuration from its flags.
-func dispatchConfig() (processors.DispatchConfig, error) {
+func dispatchConfig() (dispatcher.DispatchConfig, error) {
 	f := &dispatcherFlags
 	loc, err := contract.LoadLocation(f.defaultTZ)
 	if err != nil {
-		return processors.DispatchConfig{}, fmt.Errorf("--default-tz: %w", err)
+		return dispatcher.DispatchConfig{}, fmt.Errorf("--default-tz: %w", err)
 	}
 	bloc, err := contract.LoadLocation(f.blackoutTZ)
 	if err != nil {
-		return processors.DispatchConfig{}, fmt.Errorf("--blackout-tz: %w", err)
+		return dispatcher.DispatchConfig{}, fmt.Errorf("--blackout-tz: %w", err)
 	}
 	global := schedule.Rule{Loc: bloc}
 	for _, s := range f.blackout.vals {
 		w, err := contract.ParseWindow(s)
 		if err != nil {
-			return processors.DispatchConfig{}, fmt.Errorf("--blackout: %w", err)
+			return dispatcher.DispatchConfig{}, fmt.Errorf("--blackout: %w", err)
 		}
 		global.Windows = append(global.Windows, w)
 	}
 	if f.sendTimeout <= 0 || f.margin <= 0 || f.parkFor <= 0 {
-		return processors.DispatchConfig{}, fmt.Errorf("--send-timeout, --send-timeout-margin and --park-for must be positive")
+		return dispatcher.DispatchConfig{}, fmt.Errorf("--send-timeout, --send-timeout-margin and --park-for must be positive")
 	}
-	cfg := processors.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout,
+	cfg := dispatcher.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout,
 		ProviderTimeout: senderFlags.timeout, TimeoutMargin: f.margin}
 	if err := cfg.Validate(); err != nil {
-		return processors.DispatchConfig{}, err
+		return dispatcher.DispatchConfig{}, err
 	}
 	return cfg, nil
 }
@@ -84,8 +85,8 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
-	d := &processors.Dispatcher{Config: cfg, Observer: metrics.NewDispatch(env.Registry), Log: env.Log.With("stage", "dispatcher"),
-		Fence: new(processors.Fence), ParkFor: dispatcherFlags.parkFor}
+	d := &dispatcher.Dispatcher{Config: cfg, Observer: metrics.NewDispatch(env.Registry), Log: env.Log.With("stage", "dispatcher"),
+		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor}
 	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
 	env.AddProcessor(sup.Processor)
@@ -105,8 +106,8 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	env.OnClose(cl.Close)
 	rescued := promauto.With(env.Registry).NewCounter(prometheus.CounterOpts{Name: "herald_dispatcher_swept_wakeups_total",
 		Help: "Wake-ups the dispatcher's sweep made again for states whose wake-up was overdue (lost)."})
-	sw := &processors.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
-		Publish: processors.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
+	sw := &dispatcher.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
+		Publish: dispatcher.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
 		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: func(n int) { rescued.Add(float64(n)) }}
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)

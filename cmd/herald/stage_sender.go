@@ -9,10 +9,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/metrics"
-	"github.com/herald-dispatch/herald/provider"
-	"github.com/herald-dispatch/herald/sender"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/metrics"
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/sender"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // defaultProviders are the providers when no --provider is given: the

@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/herald-dispatch/herald/migrations"
-	"github.com/herald-dispatch/herald/sink"
+	"github.com/herald-dispatch/herald/internal/migrations"
+	"github.com/herald-dispatch/herald/internal/sink"
 )
 
 var sinkFlags struct {

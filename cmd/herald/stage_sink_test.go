@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-dispatch/herald/pglocal"
+	"github.com/herald-dispatch/herald/internal/pglocal"
 )
 
 // An unreachable PostgreSQL is waited for, not a reason to exit; it is

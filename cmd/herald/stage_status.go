@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/herald-dispatch/herald/statusfeed"
-	"github.com/herald-dispatch/herald/views"
+	"github.com/herald-dispatch/herald/internal/statusfeed"
+	"github.com/herald-dispatch/herald/internal/views"
 )
 
 var statusFlags struct {

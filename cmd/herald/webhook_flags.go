@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/provider"
+	"github.com/herald-dispatch/herald/internal/provider"
 )
 
 // webhookFlags give webhook providers their headers and signing secrets,

@@ -1,0 +1,197 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/loadtest"
+	"github.com/herald-dispatch/herald/internal/provider"
+)
+
+// evidence builds a run of n notifications, all published at t0 and all
+// delivered once by email and sent in PostgreSQL; tests then break it.
+func evidence(t *testing.T, n int, honour bool) *Evidence {
+	t.Helper()
+	p, err := loadtest.NewPlan(loadtest.Workload{N: n, Campaign: "chk", AttemptsPerChannel: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	e := &Evidence{Plan: p, Partitions: 6, Rows: map[string]Row{}, Honour: honour, Channels: 2,
+		AttemptsPerChannel: 2, InFlightWindow: 2 * time.Second, T0: t0}
+	for i := range n {
+		id := p.ID(i)
+		p.Published[i].Store(t0.UnixNano())
+		at := t0.Add(time.Duration(i) * time.Second)
+		e.Calls = append(e.Calls, Call{Caller: "herald-1", ID: id, Channel: contract.ChannelEmail, Attempt: 1, Key: id,
+			Start: at, End: at.Add(100 * time.Millisecond), Status: 200, Outcome: OutcomeDelivered})
+		e.Deliveries = append(e.Deliveries, provider.Delivery{ID: id, Channel: contract.ChannelEmail, Attempt: 1, Key: id, At: at})
+		e.Rows[id] = Row{Status: "sent", Channel: "email", Attempts: 1, Version: 3, UpdatedAt: at}
+	}
+	return e
+}
+
+func TestCheckCleanRunPasses(t *testing.T) {
+	v := Check(evidence(t, 10, true))
+	if !v.Passed() || v.DeliveredOnce != 10 || v.Valid != 10 || v.Published != 10 {
+		t.Fatalf("clean run: %+v", v)
+	}
+}
+
+func TestCheckLost(t *testing.T) {
+	e := evidence(t, 10, true)
+	lost := e.Plan.ID(3)
+	e.Deliveries = append(e.Deliveries[:3], e.Deliveries[4:]...)
+	e.Faults = []FaultEvent{{Fault: Fault{Kind: KillBroker}, Start: e.T0.Add(2 * time.Second), End: e.T0.Add(4 * time.Second)}}
+	v := Check(e)
+	if v.Passed() || len(v.Lost) != 1 || v.Lost[0] != lost {
+		t.Fatalf("lost: %+v", v)
+	}
+	// Postgres says sent, the provider has no delivery: it differs too.
+	if len(v.Differs) != 1 || v.Differs[0] != lost {
+		t.Fatalf("differs: %v", v.Differs)
+	}
+	d := strings.Join(v.Details, "\n")
+	for _, want := range []string{"lost: " + lost, "deliveries (0)", "postgres: status sent", "kill -9 broker at t+2.0s",
+		"from herald-1: email attempt 1"} {
+		if !strings.Contains(d, want) {
+			t.Fatalf("details lack %q:\n%s", want, d)
+		}
+	}
+}
+
+// A notification that failed at the provider on every attempt of every
+// channel is legitimately final; one with fewer failures is lost.
+func TestCheckLegitimateFailure(t *testing.T) {
+	e := evidence(t, 2, true)
+	e.Deliveries = nil
+	e.Calls = nil
+	for i := range 2 {
+		id := e.Plan.ID(i)
+		e.Rows[id] = Row{Status: "failed"}
+		for _, ch := range []contract.Channel{contract.ChannelEmail, contract.ChannelSMS} {
+			for a := 1; a <= 2; a++ {
+				if i == 1 && ch == contract.ChannelSMS && a == 2 {
+					continue // the second id's last attempt never reached the provider
+				}
+				e.Calls = append(e.Calls, Call{Caller: "herald-1", ID: id, Channel: ch, Attempt: a, Outcome: OutcomeFailed, Status: 503})
+			}
+		}
+	}
+	v := Check(e)
+	if v.Failed != 1 || len(v.Lost) != 1 || v.Lost[0] != e.Plan.ID(1) {
+		t.Fatalf("failed %d lost %v", v.Failed, v.Lost)
+	}
+}
+
+func TestCheckDuplicates(t *testing.T) {
+	for _, honour := range []bool{true, false} {
+		e := evidence(t, 10, honour)
+		dup := e.Deliveries[5]
+		dup.At = dup.At.Add(30 * time.Second)
+		e.Deliveries = append(e.Deliveries, dup)
+		// A kill while id 5's call was open: one call in flight.
+		kill := e.Calls[5].Start.Add(50 * time.Millisecond)
+		e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: kill, End: kill.Add(100 * time.Millisecond)}}
+		v := Check(e)
+		if len(v.Duplicated) != 1 || v.Extra != 1 {
+			t.Fatalf("honour %v: %+v", honour, v)
+		}
+		// Calls 3 and 4 (answered 1.95 s and 0.95 s before the kill) and 5
+		// (open) were in flight; call 2 was answered 2.95 s before.
+		if v.InFlightAtKills != 3 || len(v.UnexplainedDuplicates) != 0 {
+			t.Fatalf("honour %v: in flight %d, unexplained %v", honour, v.InFlightAtKills, v.UnexplainedDuplicates)
+		}
+		if v.Passed() == honour {
+			t.Fatalf("honour %v: passed %v, failures %v", honour, v.Passed(), v.Failures)
+		}
+	}
+	// Without idempotency, more extra deliveries than calls in flight fail.
+	e := evidence(t, 10, false)
+	for _, i := range []int{1, 7} {
+		d := e.Deliveries[i]
+		e.Deliveries = append(e.Deliveries, d, d)
+	}
+	kill := e.Calls[7].Start.Add(50 * time.Millisecond)
+	e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: kill, End: kill.Add(100 * time.Millisecond)}}
+	v := Check(e)
+	if v.Passed() || v.Extra != 4 || v.InFlightAtKills != 3 || len(v.UnexplainedDuplicates) != 1 {
+		t.Fatalf("%+v", v)
+	}
+	// Strict, the duplicate without a call in flight at a kill fails too.
+	e.Strict = true
+	if v := Check(e); !strings.Contains(strings.Join(v.Failures, "\n"), "1 duplicated notifications had no provider call in flight") {
+		t.Fatalf("strict: %v", v.Failures)
+	}
+	e.Strict = false
+	// A kill of another instance does not concern herald-1's calls; a
+	// broker kill concerns every instance's.
+	e.Faults[0].Instance = 1
+	if v := Check(e); v.InFlightAtKills != 0 {
+		t.Fatalf("herald-2's kill counted %d of herald-1's calls", v.InFlightAtKills)
+	}
+	e.Faults[0].Kind = KillBroker
+	if v := Check(e); v.InFlightAtKills != 3 {
+		t.Fatalf("broker kill: %d calls in flight, want 3", v.InFlightAtKills)
+	}
+	e.Faults[0].Kind, e.Faults[0].Instance = KillInstance, 0
+	// A failure answered before the kill cannot be delivered again.
+	e.Calls[6].Outcome = OutcomeFailed
+	if v := Check(e); v.InFlightAtKills != 2 {
+		t.Fatalf("a failed call counted in flight: %d", v.InFlightAtKills)
+	}
+	// A call that reached the provider while its instance was paused was
+	// sent before the pause; one after the pause ended was not.
+	e.Faults[0].Kind = PauseInstance
+	e.Faults[0].Start = e.Calls[5].Start.Add(50 * time.Millisecond)
+	e.Faults[0].End = e.Calls[9].Start.Add(-time.Millisecond)
+	if v := Check(e); v.InFlightAtKills != 6 {
+		t.Fatalf("pause: %d calls in flight, want 6 (3 and 4 delivered before, 5 open, 6 to 8 arrived during it)", v.InFlightAtKills)
+	}
+	// A provider outage is no kill: its calls do not count as in flight.
+	e.Faults[0].Kind = ProviderOutage
+	if v := Check(e); v.InFlightAtKills != 0 {
+		t.Fatalf("outage counted %d calls in flight", v.InFlightAtKills)
+	}
+}
+
+func TestCheckPostgres(t *testing.T) {
+	e := evidence(t, 10, true)
+	e.Rows[e.Plan.ID(1)] = Row{Status: "sending", Channel: "email"}
+	delete(e.Rows, e.Plan.ID(2))
+	e.Rows[e.Plan.ID(3)] = Row{Status: "sent", Channel: "sms"}
+	e.Rows[e.Plan.ID(4)] = Row{Status: "failed", Channel: "email"}
+	v := Check(e)
+	if len(v.NotFinal) != 2 || len(v.Differs) != 2 || len(v.Lost) != 0 || v.Passed() {
+		t.Fatalf("not final %v, differs %v, lost %v", v.NotFinal, v.Differs, v.Lost)
+	}
+	if !strings.Contains(strings.Join(v.Details, "\n"), "postgres: no row") {
+		t.Fatalf("details: %v", v.Details)
+	}
+}
+
+func TestCheckUnknownDelivery(t *testing.T) {
+	e := evidence(t, 3, true)
+	e.Deliveries = append(e.Deliveries, provider.Delivery{ID: "someone-else", Channel: contract.ChannelEmail, Attempt: 1})
+	if v := Check(e); v.Unknown != 1 || v.Passed() {
+		t.Fatalf("%+v", v)
+	}
+}
+
+func TestSummaryNamesFailures(t *testing.T) {
+	e := evidence(t, 4, true)
+	e.Deliveries = e.Deliveries[1:]
+	r := &Result{Name: "x", Instances: 2, Honour: true, Started: e.T0, Verdict: Check(e), Waited: time.Minute,
+		Faults: []FaultEvent{{Fault: Fault{Kind: PauseInstance, Instance: 0}, Start: e.T0.Add(time.Second), End: e.T0.Add(16 * time.Second)}}}
+	var b strings.Builder
+	Summary(&b, []*Result{r})
+	s := b.String()
+	for _, want := range []string{"| x | 2 | honours key | 4 | 1 | 1 | 0 (0) |", "not reached (waited 1m0s)", "FAIL",
+		"SIGSTOP instance (zombie) 1 at t+1.0s until t+16.0s", "lost: " + e.Plan.ID(0)} {
+		if !strings.Contains(s, want) {
+			t.Fatalf("summary lacks %q:\n%s", want, s)
+		}
+	}
+}

@@ -1,0 +1,456 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"hash"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
+	"github.com/lovoo/goka/storage"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/gokax"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// The crash windows of issue 11, each injected through a producer that
+// holds back or fails chosen produces, the way NOT_ENOUGH_REPLICAS or a
+// kill -9 before the acknowledgement does. Every test here fails on the
+// code before ordered commits and repairing replays.
+
+// faultyProducer wraps Goka's producer: produces that hold() picks wait
+// until release, produces that fail() picks fail at once.
+type faultyProducer struct {
+	inner goka.Producer
+	f     *faults
+}
+
+type faults struct {
+	mu   sync.Mutex
+	hold func(topic, key string) bool
+	fail func(topic, key string) bool
+	held []heldProduce
+}
+
+type heldProduce struct {
+	topic, key string
+	value      []byte
+	headers    goka.Headers
+	finish     goka.PromiseFinisher
+	inner      goka.Producer
+}
+
+func (f *faults) builder(inner goka.ProducerBuilder) goka.ProducerBuilder {
+	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
+		p, err := inner(brokers, clientID, hasher)
+		if err != nil {
+			return nil, err
+		}
+		return &faultyProducer{inner: p, f: f}, nil
+	}
+}
+
+func (p *faultyProducer) Emit(topic, key string, value []byte) *goka.Promise {
+	return p.EmitWithHeaders(topic, key, value, nil)
+}
+
+func (p *faultyProducer) EmitWithHeaders(topic, key string, value []byte, headers goka.Headers) *goka.Promise {
+	p.f.mu.Lock()
+	hold := p.f.hold != nil && p.f.hold(topic, key)
+	fail := p.f.fail != nil && p.f.fail(topic, key)
+	if hold {
+		prom, fin := goka.NewPromiseWithFinisher()
+		p.f.held = append(p.f.held, heldProduce{topic, key, value, headers, fin, p.inner})
+		p.f.mu.Unlock()
+		return prom
+	}
+	p.f.mu.Unlock()
+	if fail {
+		prom, fin := goka.NewPromiseWithFinisher()
+		go fin(nil, sarama.ErrNotEnoughReplicas)
+		return prom
+	}
+	return p.inner.EmitWithHeaders(topic, key, value, headers)
+}
+
+func (p *faultyProducer) Close() error { return p.inner.Close() }
+
+// release ends every held produce: failed with err, or produced for real.
+func (f *faults) release(err error) int {
+	f.mu.Lock()
+	held := f.held
+	f.held, f.hold = nil, nil
+	f.mu.Unlock()
+	for _, h := range held {
+		if err != nil {
+			h.finish(nil, err)
+			continue
+		}
+		fin := h.finish
+		h.inner.EmitWithHeaders(h.topic, h.key, h.value, h.headers).ThenWithMessage(func(m *sarama.ProducerMessage, e error) { fin(m, e) })
+	}
+	return len(held)
+}
+
+func (f *faults) heldCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.held)
+}
+
+// verdicts counts the dispatcher's verdicts per topic.
+type verdicts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (v *verdicts) Event(topic string, verdict dispatcher.Verdict) {
+	v.mu.Lock()
+	if v.n == nil {
+		v.n = map[string]int{}
+	}
+	v.n[topic+" "+string(verdict)]++
+	v.mu.Unlock()
+}
+func (v *verdicts) Transition(contract.Status, contract.Status, *contract.State) {}
+func (v *verdicts) DeadLetter(string, string)                                    {}
+func (v *verdicts) count(topic string, verdict dispatcher.Verdict) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.n[topic+" "+string(verdict)]
+}
+
+type crashRig struct {
+	t       *testing.T
+	c       *kafkatest.Cluster
+	cl      *kgo.Client
+	storage string
+	clock   atomic.Int64
+	obs     *verdicts
+	faults  *faults
+	stop    func()
+	sup     *gokax.Supervisor
+}
+
+var rigT0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
+
+func newCrashRig(t *testing.T) *crashRig {
+	r := &crashRig{t: t, c: kafkatest.Start(t, kafkatest.Options{Partitions: 1}), storage: t.TempDir(), obs: new(verdicts), faults: new(faults)}
+	r.cl = r.c.Client(t)
+	r.clock.Store(rigT0.UnixNano())
+	return r
+}
+
+func (r *crashRig) now() time.Time { return time.Unix(0, r.clock.Load()).UTC() }
+
+func (r *crashRig) setNow(t time.Time) { r.clock.Store(t.UnixNano()) }
+
+// start runs a dispatcher (production options plus the fault injector)
+// until r.stop.
+func (r *crashRig) start() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
+		Now: r.now, Observer: r.obs, Log: log}
+	sup := d.Supervisor(r.c.Topology, r.storage, log)
+	sup.MinBackoff = 50 * time.Millisecond
+	sup.Options = append(sup.Options, goka.WithProducerBuilder(r.faults.builder(goka.ProducerBuilderWithConfig(r.c.Topology.Sarama("test")))))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = sup.Run(ctx) }()
+	r.sup = sup
+	var once sync.Once
+	r.stop = func() { once.Do(func() { cancel(); <-done }) }
+	r.t.Cleanup(r.stop)
+}
+
+func (r *crashRig) produce(topic, key string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.c.Produce(r.t, r.cl, &kgo.Record{Topic: topic, Key: []byte(key), Value: b})
+}
+
+func (r *crashRig) request(id string, notBefore time.Time) {
+	m := map[string]any{"schema": contract.SchemaV1, "id": id, "campaign": "c",
+		"recipient": map[string]any{"email": id + "@example.com"}, "channels": []string{"email"},
+		"content": map[string]any{"subject": "hi"}}
+	if !notBefore.IsZero() {
+		m["not_before"] = notBefore.Format(time.RFC3339Nano)
+	}
+	r.produce(topology.TopicRequests, id, m)
+}
+
+func (r *crashRig) waitFor(what string, cond func() bool) {
+	r.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// committed is the dispatcher group's committed offset of topic/0 (-1 for none).
+func (r *crashRig) committed(topic string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	os, err := kadm.NewClient(r.cl).FetchOffsets(ctx, string(topology.GroupDispatcher))
+	if err != nil {
+		r.t.Fatalf("fetch offsets: %v", err)
+	}
+	if o, ok := os.Lookup(topic, 0); ok {
+		return o.At
+	}
+	return -1
+}
+
+// commands reads every send command for id in herald.send.
+func (r *crashRig) commands(id string) []contract.SendCommand {
+	var out []contract.SendCommand
+	for _, rec := range r.c.ReadAll(r.t, topology.TopicSend) {
+		var c contract.SendCommand
+		if string(rec.Key) == id && json.Unmarshal(rec.Value, &c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// A record that writes nothing (a stale wake-up) is not committed ahead of
+// an earlier record of its partition whose send command is still
+// unacknowledged; after a crash the earlier record is replayed and its
+// command made.
+func TestCrashZeroProduceRecordDoesNotCommitPastPendingWrites(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	due := rigT0.Add(time.Minute)
+	r.request("a", due)
+	r.waitFor("the request", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 1 })
+
+	// The wake-up sends "a": its command is held back, as if the send
+	// topic's leader never acknowledged it.
+	r.faults.mu.Lock()
+	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "a" }
+	r.faults.mu.Unlock()
+	r.setNow(due.Add(time.Second))
+	r.produce(topology.TopicWakeups, "a", contract.Wakeup{ID: "a", Kind: contract.WakeupHold, Due: due})
+	// A stale wake-up on the same partition writes nothing at all.
+	r.produce(topology.TopicWakeups, "a", contract.Wakeup{ID: "a", Kind: contract.WakeupHold, Due: due.Add(time.Hour)})
+	r.waitFor("the stale wake-up", func() bool { return r.obs.count(topology.TopicWakeups, dispatcher.VerdictStale) == 1 })
+	r.waitFor("the held command", func() bool { return r.faults.heldCount() == 1 })
+	time.Sleep(2500 * time.Millisecond) // two auto-commit intervals
+	if got := r.committed(topology.TopicWakeups); got > 0 {
+		t.Fatalf("committed herald.wakeups offset %d while offset 0's send command was unacknowledged", got)
+	}
+	// The crash: the held produce never lands.
+	r.faults.release(sarama.ErrOutOfBrokers)
+	r.stop()
+	r.start()
+	r.waitFor("the replayed command", func() bool { return len(r.commands("a")) == 1 })
+	if c := r.commands("a")[0]; c.Attempt != 1 {
+		t.Fatalf("replayed command %+v", c)
+	}
+}
+
+// Once a record's write fails, no later record of its partition is
+// committed, even though their own writes were acknowledged; the restart
+// resumes at the failed record.
+func TestCrashFailedProduceBlocksLaterCommits(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	due := rigT0.Add(time.Minute)
+	r.request("a", due)
+	r.request("b", due)
+	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 2 })
+
+	r.faults.mu.Lock()
+	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "a" }
+	r.faults.mu.Unlock()
+	r.setNow(due.Add(time.Second))
+	r.produce(topology.TopicWakeups, "a", contract.Wakeup{ID: "a", Kind: contract.WakeupHold, Due: due})
+	r.produce(topology.TopicWakeups, "b", contract.Wakeup{ID: "b", Kind: contract.WakeupHold, Due: due})
+	r.waitFor("b's command", func() bool { return len(r.commands("b")) == 1 })
+	// a's command fails now, after b's writes were acknowledged.
+	r.faults.release(sarama.ErrNotEnoughReplicas)
+	// The processor fails and the supervisor restarts it; a's wake-up is
+	// replayed (its state is in the local store: a repairing replay).
+	r.waitFor("a's command after the restart", func() bool { return len(r.commands("a")) >= 1 })
+	time.Sleep(1500 * time.Millisecond)
+	if got := r.committed(topology.TopicWakeups); got != 2 {
+		t.Fatalf("committed herald.wakeups offset %d, want 2 once both are done", got)
+	}
+}
+
+// A changelog write lost after the local store took it is repaired by the
+// replay: the record that made the state writes it again.
+func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
+	r := newCrashRig(t)
+	failed := atomic.Bool{}
+	r.faults.fail = func(topic, key string) bool {
+		return topic == string(topology.TableDispatcher) && key == "a" && failed.CompareAndSwap(false, true)
+	}
+	r.start()
+	r.request("a", time.Time{})
+	// The write failed; the processor restarts, finds the state in its
+	// local store, and writes it to the changelog again.
+	v := r.c.TableView(t)
+	r.waitFor("the state in the changelog", func() bool {
+		s := v.State("a")
+		return s != nil && s.Status == contract.StatusSending
+	})
+	if !failed.Load() || r.sup.Restarts() == 0 {
+		t.Fatalf("the fault did not fire (failed %v, restarts %d)", failed.Load(), r.sup.Restarts())
+	}
+	if n := r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay); n != 1 {
+		t.Fatalf("%d replays of the request, want 1 (the repair)", n)
+	}
+}
+
+// Goka learns the changelog offset of its own writes, so a restart
+// recovers only what is new: after a clean stop the local store is at the
+// changelog's end.
+func TestRestartRecoversOnlyWhatIsNew(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	for _, id := range []string{"a", "b", "c"} {
+		r.request(id, time.Time{})
+	}
+	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 3 })
+	r.waitFor("their changelog writes", func() bool { return len(r.c.ReadAll(t, string(topology.TableDispatcher))) == 3 })
+	p := r.sup.Processor()
+	r.waitFor("the processor", func() bool { p = r.sup.Processor(); return p != nil })
+	r.stop()
+	st, err := gokax.LocalTableOffset(r.storage, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st != 2 {
+		t.Fatalf("local store offset %d after a clean stop, want 2 (the last changelog record): a restart would read it all again", st)
+	}
+}
+
+// A held state whose wake-up was lost (no delay stage runs here, so the
+// wake-up never comes back) is found by the sweep and woken.
+func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	due := rigT0.Add(time.Minute)
+	r.request("a", due)
+	r.request("b", rigT0.Add(time.Hour)) // not due yet: left alone
+	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 2 })
+
+	v, err := goka.NewView(r.c.Brokers, topology.TableDispatcher, new(codec.Bytes),
+		append(gokax.ViewOptions(r.c.Topology, "sweep-test", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = v.Run(ctx) }()
+	r.waitFor("the view", func() bool { return v.Recovered() })
+	r.waitFor("the states in the view", func() bool { x, _ := v.Get("b"); return x != nil })
+
+	sw := &dispatcher.Sweeper{View: v, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
+		Grace: time.Minute, Now: r.now}
+	// Not overdue yet: nothing.
+	r.setNow(due.Add(30 * time.Second))
+	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep before the grace: %d, %v", n, err)
+	}
+	r.setNow(due.Add(2 * time.Minute))
+	if n, err := sw.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep: %d wake-ups, %v; want 1 (a's)", n, err)
+	}
+	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+	if len(r.commands("b")) != 0 {
+		t.Fatal("b was sent before its time")
+	}
+}
+
+// A zombie's write (an owner that lost its partition, whose retried
+// produce lands after the new owner's write) loses everywhere the
+// changelog is read: the new owner's epoch makes its version higher.
+func TestZombieWriteLosesToTheNewOwner(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	r.request("a", time.Time{})
+	r.waitFor("the request", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 1 })
+	v := r.c.TableView(t)
+	r.waitFor("a's state", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
+	old := *v.State("a")
+	// The first owner is gone (a zombie, say); a new one, with its own
+	// storage, takes the partition in a later generation.
+	r.stop()
+	r.storage = t.TempDir()
+	r.start()
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("the new owner's sent", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
+	sent := *v.State("a")
+	if sent.Version>>32 <= old.Version>>32 {
+		t.Fatalf("new owner's version %x has no higher epoch than the old owner's %x", sent.Version, old.Version)
+	}
+	// The zombie's late write: computed from the old state, one version on.
+	z := old
+	z.Status, z.LastError, z.Version = contract.StatusFailed, "zombie", old.Version+1
+	r.produce(string(topology.TableDispatcher), "a", &z)
+	// A marker after it, so we know the view has read past the zombie.
+	r.request("b", time.Time{})
+	r.waitFor("b", func() bool { return v.State("b") != nil })
+	if s := v.State("a"); s.Status != contract.StatusSent || s.Version != sent.Version {
+		t.Fatalf("view after the zombie write: %s v%x, want sent v%x", s.Status, s.Version, sent.Version)
+	}
+	// A third owner recovering the table from the changelog keeps it too.
+	r.stop()
+	r.storage = t.TempDir()
+	r.start()
+	r.produce(topology.TopicRequests, "a", map[string]any{"schema": contract.SchemaV1, "id": "a", "campaign": "c",
+		"recipient": map[string]any{"email": "a@example.com"}, "channels": []string{"email"}, "content": map[string]any{}})
+	r.waitFor("the duplicate", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictDuplicate) == 1 })
+	r.waitFor("the duplicate in the view", func() bool { return v.State("a").Duplicates == 1 })
+	if s := v.State("a"); s.Status != contract.StatusSent {
+		t.Fatalf("after a recovery: %s, want sent (the zombie's failed was kept)", s.Status)
+	}
+}
+
+// Goka's topic checks work while any listed broker is up: the first one
+// listed here is dead.
+func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	brokers := append([]string{dead}, c.Brokers...)
+	tm, err := gokax.TopicChecker(c.Topology, "test")(brokers)
+	if err != nil {
+		t.Fatalf("topic checker with %v: %v", brokers, err)
+	}
+	defer tm.Close()
+	if err := tm.EnsureStreamExists(topology.TopicRequests, 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := tm.EnsureTableExists(string(topology.TableDispatcher), 3); err == nil {
+		t.Fatal("a wrong partition count passed")
+	}
+	if err := tm.EnsureStreamExists("no-such-topic", 2); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing topic: %v", err)
+	}
+}

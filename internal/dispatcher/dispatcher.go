@@ -1,0 +1,267 @@
+package dispatcher
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/lovoo/goka"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/delay"
+	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/gokax"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// DispatchObserver is told what the dispatcher does, for metrics. All
+// methods must be cheap and safe for concurrent use.
+type DispatchObserver interface {
+	// Event is called once per input record with its verdict.
+	Event(topic string, verdict Verdict)
+	// Transition is called when a notification's status changes (from is
+	// "" for a new one).
+	Transition(from, to contract.Status, s *contract.State)
+	// DeadLetter is called for every record sent to the DLQ.
+	DeadLetter(topic, reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Event(string, Verdict)                                        {}
+func (nopObserver) Transition(contract.Status, contract.Status, *contract.State) {}
+func (nopObserver) DeadLetter(string, string)                                    {}
+
+// Dispatcher is the Goka callback of the herald-dispatcher group. It decodes
+// the input record, calls Dispatch, and writes the new state and the emits.
+//
+// Guarantees, as enforced here, by OrderedCommits and by Goka:
+//   - The new state is written to the table (local storage, then the
+//     changelog) before the emits; the input offset is committed only when
+//     the changelog write and every emit of this record and of every
+//     earlier record of its topic-partition are acknowledged (acks=all,
+//     idempotent producer). A crash before that replays the record, which
+//     Dispatch recognises: the record that made the current version
+//     writes it again (Decision.Repair) and makes its emits again.
+//   - Every state written carries the owner epoch of its partition
+//     (Fence) in its version, so a writer that lost its partition cannot
+//     overwrite a later owner's state (VersionedUpdate).
+//   - A result, wake-up or cancel for an id with no state is not dropped:
+//     its state may still arrive (a new owner replaying the request after
+//     it processed the result). It is parked: sent through the delay
+//     topics back to its own topic after ParkDelay, again and again, and
+//     to the DLQ (reason unknown_id) once it has been parked for ParkFor.
+//   - A record that cannot be decoded or fails validation goes to
+//     herald.dlq with its original key and bytes and is otherwise skipped.
+//     A replay after a crash can publish its dead letter twice: the DLQ is
+//     at-least-once.
+type Dispatcher struct {
+	Config   DispatchConfig
+	Now      func() time.Time
+	Observer DispatchObserver
+	Log      *slog.Logger
+	// Fence gives each partition's owner epoch; GokaOptions must get the
+	// same Fence. Nil disables fencing (Goka's tester).
+	Fence *gokax.Fence
+	// ParkFor bounds how long an event for an unknown id is parked before
+	// it goes to the DLQ (default DefaultParkFor); ParkDelay is the wait
+	// between two looks (default DefaultParkDelay).
+	ParkFor, ParkDelay time.Duration
+	// Placement moves records that arrive on the wrong partition
+	// (placement.go).
+	Placement Placement
+}
+
+// Defaults of Dispatcher.
+const (
+	DefaultParkFor   = 10 * time.Minute
+	DefaultParkDelay = 5 * time.Second
+)
+
+// HeaderParkedSince is the header of a parked record: when it was first
+// parked, in Unix nanoseconds.
+const HeaderParkedSince = "herald-parked-since"
+
+func (d *Dispatcher) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Dispatcher) observer() DispatchObserver {
+	if d.Observer != nil {
+		return d.Observer
+	}
+	return nopObserver{}
+}
+
+// Graph returns the dispatcher's group graph bound to this callback.
+func (d *Dispatcher) Graph() *goka.GroupGraph { return graph(d.Process) }
+
+// Process is the goka.ProcessCallback.
+func (d *Dispatcher) Process(ctx goka.Context, msg any) {
+	raw, _ := msg.([]byte)
+	src := contract.Position{Topic: string(ctx.Topic()), Partition: ctx.Partition(), Offset: ctx.Offset()}
+	origin, handled := d.place(ctx, src, raw)
+	if handled {
+		return
+	}
+	now := d.now()
+	ev := Event{Source: src, Origin: origin}
+	var err error
+	switch origin.Topic {
+	case topology.TopicRequests:
+		ev.Request, err = contract.Decode([]byte(ctx.Key()), raw)
+	case topology.TopicResults:
+		ev.Result = new(contract.SendResult)
+		err = decodeInternal(raw, ev.Result, &ev.Result.ID, ctx.Key())
+	case topology.TopicWakeups:
+		ev.Wakeup = new(contract.Wakeup)
+		err = decodeInternal(raw, ev.Wakeup, &ev.Wakeup.ID, ctx.Key())
+	case topology.TopicControl:
+		err = decodeControl(raw, &ev, ctx.Key())
+	default:
+		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, origin.Topic)
+	}
+	if err != nil {
+		d.deadLetter(ctx, origin, raw, err, now)
+		return
+	}
+
+	var cur *contract.State
+	if v := ctx.Value(); v != nil {
+		cur = v.(*contract.State)
+	}
+	ev.Epoch = d.Fence.Epoch(src.Partition)
+	dec := Dispatch(cur, ev, now, d.Config)
+	obs := d.observer()
+	obs.Event(src.Topic, dec.Verdict)
+	switch {
+	case dec.Verdict == VerdictUnknown:
+		d.park(ctx, origin, raw, now)
+		return
+	case dec.Repair:
+		ctx.SetValue(cur)
+	}
+	if dec.State != nil {
+		ctx.SetValue(dec.State)
+		var from contract.Status
+		if cur != nil {
+			from = cur.Status
+		}
+		if from != dec.State.Status {
+			obs.Transition(from, dec.State.Status, dec.State)
+		}
+	}
+	d.emit(ctx, dec.Emits, now)
+}
+
+// decodeInternal reads a record of one of Herald's own topics and checks
+// that its id matches the key.
+func decodeInternal(raw []byte, v any, id *string, key string) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%w: %v", contract.ErrMalformed, err)
+	}
+	if *id != key {
+		return &contract.ValidationError{Problems: []contract.FieldError{{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, *id)}}}
+	}
+	return nil
+}
+
+// decodeControl reads a herald.control record: a Retry when its kind says
+// so, a Cancel otherwise.
+func decodeControl(raw []byte, ev *Event, key string) error {
+	var k struct {
+		Kind string `json:"kind"`
+	}
+	_ = json.Unmarshal(raw, &k) // a malformed record fails below
+	if k.Kind == contract.ControlRetry {
+		ev.Retry = new(contract.Retry)
+		return decodeInternal(raw, ev.Retry, &ev.Retry.ID, key)
+	}
+	ev.Cancel = new(contract.Cancel)
+	return decodeInternal(raw, ev.Cancel, &ev.Cancel.ID, key)
+}
+
+func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
+	if e.Send != nil {
+		b, err := json.Marshal(e.Send)
+		if err != nil {
+			ctx.Fail(fmt.Errorf("dispatcher: encode send command: %w", err))
+		}
+		ctx.Emit(goka.Stream(topology.TopicSend), e.Send.ID, b)
+	}
+	for _, w := range e.Wakeups {
+		b, err := json.Marshal(w)
+		if err != nil {
+			ctx.Fail(fmt.Errorf("dispatcher: encode wakeup: %w", err))
+		}
+		topic := delay.Route(w.Due, now, topology.TopicWakeups)
+		ctx.Emit(goka.Stream(topic), w.ID, b, goka.WithCtxEmitHeaders(goka.Headers{
+			delay.HeaderDue:    delay.FormatDue(w.Due),
+			delay.HeaderTarget: []byte(topology.TopicWakeups),
+		}))
+	}
+}
+
+// park sends an event for an unknown id back to its own topic through the
+// delay topics, or to the DLQ once it has waited ParkFor.
+func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, now time.Time) {
+	parkFor, delayBy := d.ParkFor, d.ParkDelay
+	if parkFor <= 0 {
+		parkFor = DefaultParkFor
+	}
+	if delayBy <= 0 {
+		delayBy = DefaultParkDelay
+	}
+	since := now
+	if b, ok := ctx.Headers()[HeaderParkedSince]; ok {
+		if t, err := delay.ParseDue(b); err == nil {
+			since = t
+		}
+	}
+	if now.Sub(since) >= parkFor {
+		d.deadLetter(ctx, src, raw, fmt.Errorf("%w: no state for id %q after %s", errUnknownID, ctx.Key(), parkFor), now)
+		return
+	}
+	due := now.Add(delayBy)
+	ctx.Emit(goka.Stream(delay.Route(due, now, src.Topic)), ctx.Key(), raw, goka.WithCtxEmitHeaders(goka.Headers{
+		delay.HeaderDue:    delay.FormatDue(due),
+		delay.HeaderTarget: []byte(src.Topic),
+		HeaderParkedSince:  delay.FormatDue(since),
+	}))
+}
+
+var errUnknownID = errors.New("unknown id")
+
+func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []byte, cause error, now time.Time) {
+	dl := contract.NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
+	if errors.Is(cause, errUnknownID) {
+		dl.Reason = contract.ReasonUnknownID
+	}
+	dl.Timestamp, dl.Headers = ctx.Timestamp(), dlq.GokaToHeaders(ctx.Headers())
+	key, value, headers := dlq.Goka(dl)
+	ctx.Emit(goka.Stream(topology.TopicDLQ), key, value, goka.WithCtxEmitHeaders(headers))
+	d.observer().DeadLetter(src.Topic, dl.Reason)
+	if d.Log != nil {
+		d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,
+			"offset", src.Offset, "reason", dl.Reason, "error", dl.Error)
+	}
+}
+
+// Supervisor returns a Supervisor that runs this dispatcher on the cluster
+// of tc with GokaOptions (sharing d.Fence, made here if nil) and its
+// storage under storageDir: the one way every stage and test wires it.
+// The placement check gets tc's partition count unless it has one.
+func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog.Logger) *gokax.Supervisor {
+	if d.Fence == nil {
+		d.Fence = new(gokax.Fence)
+	}
+	if d.Placement.Partitions == 0 {
+		d.Placement.Partitions = tc.WithDefaults().Partitions
+	}
+	return gokax.NewSupervisor(d.Graph(), tc, storageDir, log, d.Fence)
+}

@@ -1,0 +1,188 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/lovoo/goka"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/gokax"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// Sweeper is the dispatcher's rescuer, after River's job rescuer: every
+// Interval it scans the dispatcher table for states of the partitions this
+// process owns that wait for a wake-up which is overdue by more than Grace
+// (a held state past its next_attempt_at, a sending one past its send
+// timeout), and publishes that wake-up again, straight to herald.wakeups.
+//
+// Guarantee: no non-final state is stuck for good. Every non-final state
+// waits for exactly one wake-up (effects), and whatever lost it (a delay
+// record past retention, an operator who deleted a topic, a bug) the sweep
+// makes it again. A second copy is harmless: a wake-up is checked against
+// the state when it comes, so the later of the two is stale.
+//
+// Cost: one pass over the table's local view per Interval; final states
+// are skipped after a look at their status, without decoding them.
+type Sweeper struct {
+	// View is a view of the dispatcher table with raw values (codec.Bytes).
+	View interface {
+		Iterator() (goka.Iterator, error)
+	}
+	// Fence says which partitions this process owns; only their states
+	// are swept.
+	Fence *gokax.Fence
+	// Partitions is the table's partition count.
+	Partitions int
+	// Publish writes the wake-ups (keyed by id, placed by Herald's hash).
+	Publish func(ctx context.Context, ws []contract.Wakeup) error
+	// Interval between sweeps (default DefaultSweepInterval) and Grace, how
+	// overdue a wake-up must be (default DefaultSweepGrace).
+	Interval, Grace time.Duration
+	Now             func() time.Time
+	Log             *slog.Logger
+	// Observe, if set, is told how many wake-ups each sweep made again.
+	Observe func(rescued int)
+}
+
+// Defaults of Sweeper.
+const (
+	DefaultSweepInterval = time.Minute
+	DefaultSweepGrace    = time.Minute
+)
+
+// Run sweeps every Interval until ctx ends.
+func (s *Sweeper) Run(ctx context.Context) error {
+	every := s.Interval
+	if every <= 0 {
+		every = DefaultSweepInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		n, err := s.Sweep(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log().Warn("sweep failed; trying again at the next interval", "err", err)
+		case n > 0:
+			s.log().Warn("sweep found states whose wake-up was overdue, and woke them", "count", n)
+		}
+	}
+}
+
+// Sweep makes one pass and returns how many wake-ups it published.
+func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
+	now := time.Now()
+	if s.Now != nil {
+		now = s.Now()
+	}
+	grace := s.Grace
+	if grace <= 0 {
+		grace = DefaultSweepGrace
+	}
+	it, err := s.View.Iterator()
+	if err != nil {
+		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
+	}
+	defer it.Release()
+	var due []contract.Wakeup
+	for it.Next() {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if !s.Fence.Owns(topology.Partition(it.Key(), s.Partitions)) {
+			continue
+		}
+		v, err := it.Value()
+		if err != nil {
+			continue
+		}
+		b, _ := v.([]byte)
+		if w, ok := overdue(b, now, grace); ok {
+			due = append(due, w)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
+	}
+	if len(due) > 0 {
+		if err := s.Publish(ctx, due); err != nil {
+			return 0, fmt.Errorf("sweep: publish %d wake-ups: %w", len(due), err)
+		}
+	}
+	if s.Observe != nil {
+		s.Observe(len(due))
+	}
+	return len(due), nil
+}
+
+func (s *Sweeper) log() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+var statusField = []byte(`"status":"`)
+
+// overdue returns the wake-up an encoded state waits for, if it is overdue
+// by more than grace at now. A final state is recognised by its status
+// alone and not decoded.
+func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
+	head := b[:min(len(b), 4096)]
+	i := bytes.Index(head, statusField)
+	if i < 0 {
+		return contract.Wakeup{}, false
+	}
+	rest := head[i+len(statusField):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 || contract.Status(rest[:j]).Final() {
+		return contract.Wakeup{}, false
+	}
+	var st struct {
+		ID            string          `json:"id"`
+		Status        contract.Status `json:"status"`
+		Attempts      int             `json:"attempts"`
+		Issue         int             `json:"issue"`
+		NextAttemptAt *time.Time      `json:"next_attempt_at"`
+		TimeoutAt     *time.Time      `json:"timeout_at"`
+	}
+	if json.Unmarshal(b, &st) != nil {
+		return contract.Wakeup{}, false
+	}
+	switch {
+	case st.Status == contract.StatusSending && st.TimeoutAt != nil && now.Sub(*st.TimeoutAt) > grace:
+		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupSendTimeout, Due: *st.TimeoutAt, Attempt: st.Attempts, Issue: st.Issue}, true
+	case st.Status.Held() && st.NextAttemptAt != nil && now.Sub(*st.NextAttemptAt) > grace:
+		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupHold, Due: *st.NextAttemptAt}, true
+	}
+	return contract.Wakeup{}, false
+}
+
+// PublishWakeups returns a Sweeper.Publish that writes wake-ups to
+// herald.wakeups through cl (built with topology.KgoProducerOpts, so keys
+// are placed by Herald's hash) and waits for every acknowledgement.
+func PublishWakeups(cl *kgo.Client) func(ctx context.Context, ws []contract.Wakeup) error {
+	return func(ctx context.Context, ws []contract.Wakeup) error {
+		recs := make([]*kgo.Record, len(ws))
+		for i, w := range ws {
+			b, err := json.Marshal(w)
+			if err != nil {
+				return fmt.Errorf("encode wake-up: %w", err)
+			}
+			recs[i] = &kgo.Record{Topic: topology.TopicWakeups, Key: []byte(w.ID), Value: b}
+		}
+		return cl.ProduceSync(ctx, recs...).FirstErr()
+	}
+}

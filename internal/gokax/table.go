@@ -1,0 +1,100 @@
+package gokax
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/storage"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// VersionedUpdate is the update callback of every reader of the dispatcher
+// table's changelog: the processor's own recovery and every view. It keeps,
+// per key, the state with the highest version, and drops a record whose
+// version is lower than the one stored. Versions carry the owner epoch
+// (Dispatch, NextVersion), so a zombie's write that lands after a newer
+// owner's is ignored by everyone who reads the changelog, whatever the
+// order in which the two arrive; the sink's upsert applies the same rule.
+// An equal version is a repair (the same state written again) and is
+// stored. A value that does not decode is stored as it is (the reader that
+// decodes it reports it), and a tombstone deletes.
+func VersionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) error {
+	if value == nil {
+		return goka.DefaultUpdate(ctx, s, key, value)
+	}
+	nv, err := contract.StateVersion(value)
+	if err == nil {
+		old, gerr := s.Get(key)
+		if gerr != nil {
+			return fmt.Errorf("dispatcher table: read %q: %w", key, gerr)
+		}
+		if old != nil {
+			if ov, oerr := contract.StateVersion(old); oerr == nil && nv < ov {
+				return nil
+			}
+		}
+	}
+	return goka.DefaultUpdate(ctx, s, key, value)
+}
+
+// TopicChecker is the topic manager of Herald's Goka processors and views.
+// Herald creates its topics itself (topology.EnsureTopics), so this one only
+// checks that they exist with the right partition count. It talks to the
+// cluster through a Sarama client seeded with every listed broker, so it
+// works while any of them is up (Goka's own topic manager checks only the
+// first broker the client lists).
+func TopicChecker(tc topology.Config, clientID string) goka.TopicManagerBuilder {
+	return func(brokers []string) (goka.TopicManager, error) {
+		cl, err := sarama.NewClient(brokers, tc.Sarama(clientID))
+		if err != nil {
+			return nil, fmt.Errorf("topic checker: connect to %d brokers: %w", len(brokers), err)
+		}
+		return &topicChecker{cl: cl}, nil
+	}
+}
+
+type topicChecker struct{ cl sarama.Client }
+
+func (t *topicChecker) check(topic string, npar int) error {
+	ps, err := t.cl.Partitions(topic)
+	if err != nil {
+		if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return fmt.Errorf("topic %s does not exist (Herald creates its topics at start: run `herald run`, or create them as docs/operations.md says): %w", topic, err)
+		}
+		return fmt.Errorf("topic %s: %w", topic, err)
+	}
+	if npar > 0 && len(ps) != npar {
+		return fmt.Errorf("topic %s has %d partitions, want %d (co-partitioned topics must match --partitions)", topic, len(ps), npar)
+	}
+	return nil
+}
+
+func (t *topicChecker) EnsureTableExists(topic string, npar int) error  { return t.check(topic, npar) }
+func (t *topicChecker) EnsureStreamExists(topic string, npar int) error { return t.check(topic, npar) }
+func (t *topicChecker) EnsureTopicExists(topic string, npar, _ int, _ map[string]string) error {
+	return t.check(topic, npar)
+}
+func (t *topicChecker) Partitions(topic string) ([]int32, error) { return t.cl.Partitions(topic) }
+func (t *topicChecker) GetOffset(topic string, partition int32, at int64) (int64, error) {
+	return t.cl.GetOffset(topic, partition, at)
+}
+func (t *topicChecker) Close() error { return t.cl.Close() }
+
+// ViewOptions are the options of every Goka view of the dispatcher table:
+// raw values (readers decode what they need), VersionedUpdate, Herald's
+// Sarama settings and TopicChecker.
+func ViewOptions(tc topology.Config, clientID string, log *slog.Logger) []goka.ViewOption {
+	tc = tc.WithDefaults()
+	return []goka.ViewOption{
+		goka.WithViewCallback(VersionedUpdate),
+		goka.WithViewTopicManagerBuilder(TopicChecker(tc, clientID+"-topics")),
+		goka.WithViewConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(tc.Sarama(clientID))),
+		goka.WithViewHasher(topology.Hasher),
+		goka.WithViewLogger(GokaLogger(log)),
+	}
+}

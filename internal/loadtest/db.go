@@ -1,0 +1,80 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
+)
+
+// finalStatuses are the final statuses as SQL literals' values.
+func finalStatuses() []string {
+	var out []string
+	for _, s := range contract.Statuses {
+		if s.Final() {
+			out = append(out, string(s))
+		}
+	}
+	return out
+}
+
+// dbProgress counts final rows and the duplicates column (cheap enough to
+// poll: one aggregate over the table).
+func dbProgress(ctx context.Context, pool *pgxpool.Pool, campaign string) (final, dups int64, err error) {
+	err = pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = ANY($2)), coalesce(sum(duplicates), 0)
+		FROM dispatch_status WHERE campaign = $1`, campaign, finalStatuses()).Scan(&final, &dups)
+	if err != nil {
+		return 0, 0, fmt.Errorf("dispatch_status progress: %w", err)
+	}
+	return final, dups, nil
+}
+
+// dbCounts reads what the checks compare: rows by status, sent rows by
+// channel, the duplicates sum, and every row not sent.
+func dbCounts(ctx context.Context, pool *pgxpool.Pool, campaign string) (DBCounts, error) {
+	c := DBCounts{ByStatus: map[string]int64{}, SentByChannel: map[string]int64{}, NotSent: map[string]string{}}
+	rows, err := pool.Query(ctx, `SELECT status, channel, count(*), coalesce(sum(duplicates), 0)
+		FROM dispatch_status WHERE campaign = $1 GROUP BY status, channel`, campaign)
+	if err != nil {
+		return c, fmt.Errorf("dispatch_status counts: %w", err)
+	}
+	for rows.Next() {
+		var status, channel string
+		var n, dups int64
+		if err := rows.Scan(&status, &channel, &n, &dups); err != nil {
+			rows.Close()
+			return c, fmt.Errorf("dispatch_status counts: %w", err)
+		}
+		c.Rows += n
+		c.Duplicates += dups
+		c.ByStatus[status] += n
+		if status == string(contract.StatusSent) {
+			c.SentByChannel[channel] += n
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return c, fmt.Errorf("dispatch_status counts: %w", err)
+	}
+	rows, err = pool.Query(ctx, `SELECT id, status, last_error FROM dispatch_status WHERE campaign = $1 AND status <> 'sent' LIMIT 1000000`, campaign)
+	if err != nil {
+		return c, fmt.Errorf("dispatch_status not sent: %w", err)
+	}
+	defer rows.Close()
+	c.UnknownAtCutoff = map[string]bool{}
+	for rows.Next() {
+		var id, status, lastError string
+		if err := rows.Scan(&id, &status, &lastError); err != nil {
+			return c, fmt.Errorf("dispatch_status not sent: %w", err)
+		}
+		c.NotSent[id] = status
+		if strings.HasSuffix(lastError, dispatcher.UnknownAtCutoff) {
+			c.UnknownAtCutoff[id] = true
+		}
+	}
+	return c, rows.Err()
+}

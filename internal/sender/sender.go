@@ -1,0 +1,764 @@
+// Package sender is Herald's sender stage. It consumes send commands from
+// herald.send, makes one provider attempt per command on the command's
+// channel, and publishes the classified answer (a contract.SendResult) to
+// herald.results, where the dispatcher moves the notification on.
+//
+// Concurrency: every command runs in its own goroutine from poll to
+// acknowledged result, and at most Config.Concurrency of them are in
+// flight in the process, whatever the partition count: a provider taking
+// one second per attempt still sees thousands of attempts a second. Each
+// channel's attempts are paced by a token bucket (Config.Rates) and paused
+// for the Retry-After of a 429.
+//
+// Guarantees, as enforced here:
+//   - An offset of herald.send is committed only when the command it holds
+//     and every earlier command of its partition are complete: their
+//     result is acknowledged by the brokers (acks=all, idempotent
+//     producer), or they needed none (stale, dead-lettered and
+//     acknowledged). Completion is tracked per partition in offset order
+//     (partitionTracker), never by marking single records out of order. A
+//     crash therefore re-sends at most the commands that were in flight,
+//     and never skips one. A re-sent command reaches the provider with the
+//     same idempotency key.
+//   - Between a provider's answer and the acknowledged result a crash loses
+//     the answer; the command is sent again after the restart. This is
+//     where Herald is at-least-once towards the provider, and the
+//     idempotency key (and the stale check) is what makes the second
+//     attempt harmless.
+//   - A command for an attempt the state has already moved past, or for a
+//     notification canceled while the command waited, is not sent (Stale,
+//     against a view of the dispatcher table); its offset completes
+//     without a result.
+//   - No provider call starts at or after the command's cut-off (its
+//     deadline, the next blackout window's start, expires_at), and a call
+//     is bounded by it: a command that reaches the sender too late is
+//     answered not_attempted, and the dispatcher decides again without
+//     using up an attempt. So no call starts inside a blackout window or
+//     after expiry, however long the command queued.
+//   - At most one provider call per (id, attempt) runs at a time in this
+//     sender: a second copy of a command (a replay re-emitted it) that
+//     arrives while the first is being called completes without a call
+//     and without a result; the first one's result answers both. A copy
+//     that arrives after the first was answered (its result acknowledged)
+//     is not called either, as long as the sender remembers it
+//     (Config.AnsweredMemory; see answered).
+//   - On a rebalance, the revoked partitions' attempts in flight get up to
+//     Config.DrainTimeout to finish (those waiting for their channel's
+//     gate are then abandoned), and the completed prefix is committed
+//     before the partitions are released. A clean shutdown does the same
+//     for every partition, and also cuts off provider calls still running
+//     at its end; the next owner sends what was cut off again.
+//   - A command that cannot be decoded goes to herald.dlq as a
+//     contract.DeadLetter (original key and bytes) and its offset
+//     completes once the dead letter is acknowledged.
+//   - A failed publish (after franz-go's own retries) ends the session: the
+//     client is closed without committing past it, and a new session
+//     starts from the last commit.
+//   - A process paused for more than half the session timeout (SIGSTOP, a
+//     VM freeze) may have lost its partitions without knowing it yet: on
+//     waking it calls no provider for a command it polled before, and
+//     starts a new session (the pause watchdog, session.watch). Calls that
+//     were running when it was paused cannot be taken back.
+package sender
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// Defaults of Config.
+const (
+	DefaultGroup          = "herald-sender"
+	DefaultConcurrency    = 2000
+	DefaultDrainTimeout   = 10 * time.Second
+	DefaultCommitInterval = time.Second
+	// DefaultMinBudget is the default of Config.MinBudget.
+	DefaultMinBudget = time.Second
+	// DefaultAnsweredMemory is how many answered commands a sender
+	// remembers, so that one coming again is not sent again (answered).
+	DefaultAnsweredMemory = 200000
+	// DefaultThrottlePause is how long a channel pauses after a 429
+	// without a Retry-After.
+	DefaultThrottlePause = time.Second
+)
+
+// maxPoll bounds the records one poll hands out.
+const maxPoll = 1000
+
+// Observer is told what the sender does, for metrics. Methods must be
+// cheap and safe for concurrent use.
+type Observer interface {
+	// Attempt is called for every provider answer, with the provider's
+	// latency.
+	Attempt(ch contract.Channel, o contract.Outcome, latency time.Duration)
+	// Delivered is called for every success, with the time from the
+	// notification's RequestedAt to the provider's acceptance.
+	Delivered(ch contract.Channel, endToEnd time.Duration)
+	// Skipped is called for a command the state has moved past.
+	Skipped(ch contract.Channel)
+	// InFlight moves the count of commands in flight by delta.
+	InFlight(delta int)
+	// Paused is called when a 429 pauses a channel.
+	Paused(ch contract.Channel, d time.Duration)
+	// DeadLetter is called for every command sent to the DLQ.
+	DeadLetter(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Attempt(contract.Channel, contract.Outcome, time.Duration) {}
+func (nopObserver) Delivered(contract.Channel, time.Duration)                 {}
+func (nopObserver) Skipped(contract.Channel)                                  {}
+func (nopObserver) InFlight(int)                                              {}
+func (nopObserver) Paused(contract.Channel, time.Duration)                    {}
+func (nopObserver) DeadLetter(string)                                         {}
+
+// Config configures a Sender.
+type Config struct {
+	// Topology names the brokers and the client id.
+	Topology topology.Config
+	// Providers is the provider of each channel. A command for a channel
+	// without one fails permanently (the next channel takes over).
+	Providers provider.Set
+	// Rates is the pace of each channel in attempts per second, in this
+	// process; absent or 0 means unlimited.
+	Rates map[contract.Channel]float64
+	// Concurrency bounds the commands in flight (default 2000).
+	Concurrency int
+	// DrainTimeout bounds the wait for in-flight attempts on a rebalance
+	// and at shutdown (default 10 s).
+	DrainTimeout time.Duration
+	// CommitInterval is how often completed offsets are committed
+	// (default 1 s); revocation and shutdown commit at once.
+	CommitInterval time.Duration
+	// State, if set, is checked just before each attempt (Stale).
+	State StateReader
+	// MinBudget is the least time before a command's cut-off at which the
+	// sender still starts a provider call (default DefaultMinBudget): with
+	// less left, it answers not_attempted rather than start a call the
+	// cut-off would likely cut with an unknown outcome. Negative: none.
+	MinBudget time.Duration
+	// AnsweredMemory is how many answered commands the sender remembers
+	// and never calls the provider for again (default
+	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
+	AnsweredMemory int
+	// Group is the consumer group (default herald-sender).
+	Group    string
+	Observer Observer
+	Log      *slog.Logger
+	Now      func() time.Time
+	// ClientOpts are appended to the franz-go client's options (tests).
+	ClientOpts []kgo.Opt
+}
+
+// Sender is the sender stage.
+type Sender struct {
+	cfg      Config
+	inFlight sync.Map // attemptKey -> struct{}: the calls running now
+	answered *answered
+	gates    map[contract.Channel]*gate
+	sem      *semaphore.Weighted
+	obs      Observer
+	log      *slog.Logger
+	now      func() time.Time
+
+	ready    atomic.Bool
+	restarts atomic.Int64
+}
+
+// New checks the configuration and builds a sender.
+func New(cfg Config) (*Sender, error) {
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Concurrency < 1 {
+		return nil, fmt.Errorf("sender: concurrency must be positive, got %d", cfg.Concurrency)
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.CommitInterval <= 0 {
+		cfg.CommitInterval = DefaultCommitInterval
+	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.AnsweredMemory == 0 {
+		cfg.AnsweredMemory = DefaultAnsweredMemory
+	}
+	if cfg.MinBudget == 0 {
+		cfg.MinBudget = DefaultMinBudget
+	}
+	if cfg.MinBudget < 0 {
+		cfg.MinBudget = 0
+	}
+	cfg.Topology = cfg.Topology.WithDefaults()
+	if len(cfg.Topology.Brokers) == 0 {
+		return nil, errors.New("sender: no brokers")
+	}
+	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
+		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory)}
+	if s.obs == nil {
+		s.obs = nopObserver{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for _, ch := range contract.Channels {
+		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
+	}
+	return s, nil
+}
+
+// Ready reports whether the sender consumes: its state view (if any) has
+// recovered and a session runs.
+func (s *Sender) Ready() bool { return s.ready.Load() }
+
+// Restarts counts sessions started again after a failure.
+func (s *Sender) Restarts() int64 { return s.restarts.Load() }
+
+// Run consumes until ctx ends, starting a new session after a failed one.
+// It returns nil after a clean stop.
+func (s *Sender) Run(ctx context.Context) error {
+	if err := s.waitForState(ctx); err != nil {
+		return nil
+	}
+	backoff := time.Second
+	for {
+		start := time.Now()
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > time.Minute {
+			backoff = time.Second
+		}
+		s.log.Error("sender session failed; starting again", "err", err, "in", backoff)
+		s.restarts.Add(1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// waitForState waits until the state reader, if it can tell, has
+// recovered: before that, a lagging view would let stale commands through
+// in bulk.
+func (s *Sender) waitForState(ctx context.Context) error {
+	r, ok := s.cfg.State.(interface{ Recovered() bool })
+	if !ok {
+		return nil
+	}
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	start := time.Now()
+	lastLog := start
+	for !r.Recovered() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-t.C:
+			if now.Sub(lastLog) >= 10*time.Second {
+				s.log.Info("sender waiting for the dispatcher table view to recover", "waited", now.Sub(start).Round(time.Second))
+				lastLog = now
+			}
+		}
+	}
+	return nil
+}
+
+// session is one consumer-group membership: a client, the partitions it
+// holds, and the commands in flight.
+type session struct {
+	s  *Sender
+	cl *kgo.Client
+
+	// base is canceled at the hard stop: provider calls and publishes in
+	// progress are cut off then.
+	base     context.Context
+	hardStop context.CancelFunc
+	// stopPoll ends the poll loop when an attempt fails fatally.
+	stopPoll context.CancelFunc
+
+	mu    sync.Mutex
+	parts map[int32]*partitionTracker
+	wg    sync.WaitGroup
+
+	errMu sync.Mutex
+	err   error
+
+	// lastTick is when the pause watchdog last ran (Unix ns, real clock).
+	lastTick atomic.Int64
+	paused   atomic.Bool
+}
+
+// frozen reports whether the process was paused (SIGSTOP, a VM freeze)
+// for more than half the session timeout since the watchdog last ran, or
+// the watchdog found it so: its partitions may have moved meanwhile.
+func (ss *session) frozen() bool {
+	return ss.paused.Load() || time.Since(time.Unix(0, ss.lastTick.Load())) > ss.freezeLimit()
+}
+
+func (ss *session) freezeLimit() time.Duration { return ss.s.cfg.Topology.SessionTimeout / 2 }
+
+// watch is the pause watchdog: it ticks until ctx ends, and when a tick
+// comes more than freezeLimit after the one before (the process was
+// paused), it ends the session, so that no command polled before the
+// pause reaches a provider: the partition's new owner handles it.
+func (ss *session) watch(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if gap := now.Sub(time.Unix(0, ss.lastTick.Load())); gap > ss.freezeLimit() {
+			ss.paused.Store(true)
+			ss.fail(fmt.Errorf("sender: the process was paused for %s (over half the session timeout): its partitions may have moved, so a new session starts", gap.Round(time.Millisecond)))
+			return
+		}
+		ss.lastTick.Store(now.UnixNano())
+	}
+}
+
+func (s *Sender) session(ctx context.Context) error {
+	ss := &session{s: s, parts: map[int32]*partitionTracker{}}
+	ss.base, ss.hardStop = context.WithCancel(context.Background())
+	defer ss.hardStop()
+	tc := s.cfg.Topology
+	opts := append(tc.KgoOpts(),
+		kgo.ClientID(tc.ClientID+"-sender"),
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(topology.TopicSend),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(s.cfg.CommitInterval),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(ss.revoked),
+		kgo.OnPartitionsLost(ss.lost),
+	)
+	opts = append(opts, topology.KgoProducerOpts()...)
+	opts = append(opts, tc.KgoGroupOpts()...)
+	opts = append(opts, s.cfg.ClientOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("sender: client: %w", err)
+	}
+	ss.cl = cl
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	ss.stopPoll = stopPoll
+	ss.lastTick.Store(time.Now().UnixNano())
+	go ss.watch(pollCtx)
+	s.ready.Store(true)
+	ss.poll(pollCtx)
+	s.ready.Store(false)
+	stopPoll()
+	ss.shutdown()
+	return ss.failure()
+}
+
+// fail ends the session with err (the first one wins).
+func (ss *session) fail(err error) {
+	ss.errMu.Lock()
+	if ss.err == nil {
+		ss.err = err
+	}
+	ss.errMu.Unlock()
+	ss.stopPoll()
+}
+
+func (ss *session) failure() error {
+	ss.errMu.Lock()
+	defer ss.errMu.Unlock()
+	return ss.err
+}
+
+// poll hands every polled command to its own goroutine, holding one
+// in-flight slot per command, until ctx ends.
+func (ss *session) poll(ctx context.Context) {
+	s := ss.s
+	for {
+		if err := s.sem.Acquire(ctx, 1); err != nil {
+			return
+		}
+		n := 1
+		for n < maxPoll && s.sem.TryAcquire(1) {
+			n++
+		}
+		fetches := ss.cl.PollRecords(ctx, n)
+		used := 0
+		fetches.EachError(func(topic string, p int32, err error) {
+			if ctx.Err() == nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("sender fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(func(r *kgo.Record) {
+			used++
+			ss.start(r)
+		})
+		ss.cl.AllowRebalance()
+		s.sem.Release(int64(n - used))
+		if fetches.IsClientClosed() {
+			ss.fail(errors.New("sender: client closed"))
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// tracker returns the tracker of an assigned partition, making it on the
+// partition's first record.
+func (ss *session) tracker(p int32) *partitionTracker {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	t := ss.parts[p]
+	if t == nil {
+		t = newPartitionTracker(ss.base)
+		ss.parts[p] = t
+	}
+	return t
+}
+
+func (ss *session) start(r *kgo.Record) {
+	t := ss.tracker(r.Partition)
+	t.begin(r.Offset, r.LeaderEpoch)
+	ss.s.obs.InFlight(1)
+	ss.wg.Add(1)
+	go ss.handle(t, r)
+}
+
+// handle runs one command from decode to acknowledged result.
+func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
+	s := ss.s
+	defer func() {
+		t.release()
+		s.sem.Release(1)
+		s.obs.InFlight(-1)
+		ss.wg.Done()
+	}()
+	cmd, err := DecodeCommand(r.Key, r.Value)
+	if err != nil {
+		src := contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
+		dl := contract.NewDeadLetter(src, r.Key, r.Value, err, s.now())
+		dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
+		if ss.publish(t, r, dlq.Record(topology.TopicDLQ, dl)) {
+			s.obs.DeadLetter(dl.Reason)
+			s.log.Warn("send command sent to the DLQ", "partition", r.Partition, "offset", r.Offset,
+				"reason", dl.Reason, "error", dl.Error)
+		}
+		return
+	}
+	var acquired bool // this goroutine holds cmd's in-flight slot
+	defer func() {
+		if acquired {
+			s.inFlight.Delete(attemptKey{cmd.ID, cmd.Attempt})
+		}
+	}()
+	res, verdict := ss.attempt(t.ctx, cmd, &acquired)
+	switch verdict {
+	case verdictAbandon:
+		return
+	case verdictSkip:
+		ss.mark(t, r)
+		return
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		ss.fail(fmt.Errorf("sender: encode result: %w", err))
+		return
+	}
+	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
+		res.Outcome != contract.OutcomeNotAttempted {
+		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue})
+	}
+}
+
+// publish writes out and, once it is acknowledged, completes r. It
+// reports whether out was acknowledged.
+func (ss *session) publish(t *partitionTracker, r *kgo.Record, out *kgo.Record) bool {
+	if err := ss.cl.ProduceSync(ss.base, out).FirstErr(); err != nil {
+		if ss.base.Err() == nil {
+			ss.fail(fmt.Errorf("sender: publish to %s: %w", out.Topic, err))
+		}
+		return false
+	}
+	ss.mark(t, r)
+	return true
+}
+
+// mark completes r and, if the partition's committable offset moved,
+// marks it for the next commit.
+func (ss *session) mark(t *partitionTracker, r *kgo.Record) {
+	next, epoch, moved := t.complete(r.Offset)
+	if moved {
+		ss.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{
+			r.Topic: {r.Partition: {Epoch: epoch, Offset: next}},
+		})
+	}
+}
+
+// attemptKey names one provider attempt of one notification.
+type attemptKey struct {
+	id      string
+	attempt int
+}
+
+type verdict int
+
+const (
+	verdictPublish verdict = iota
+	verdictSkip            // stale: complete without a result
+	verdictAbandon         // gave up before an answer: no result, no completion
+)
+
+// attempt makes the provider attempt of cmd. wait ends the wait for the
+// channel's gate (the partition was revoked or the session stops).
+func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acquired *bool) (contract.SendResult, verdict) {
+	s := ss.s
+	res := contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}
+	p := s.cfg.Providers[cmd.Channel]
+	if p == nil || cmd.Address == "" {
+		res.Outcome = contract.OutcomePermanent
+		res.Error = fmt.Sprintf("no provider configured for channel %s", cmd.Channel)
+		if p != nil {
+			res.Error = fmt.Sprintf("no %s address", cmd.Channel)
+		}
+		res.At = s.now()
+		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
+		return res, verdictPublish
+	}
+	g := s.gates[cmd.Channel]
+	if err := g.wait(wait); err != nil {
+		return res, verdictAbandon
+	}
+	// Another copy of this command, answered or being called here, answers
+	// for this one too: checked before the cut-off, so that a late copy is
+	// not answered not_attempted (which would have the dispatcher issue
+	// the attempt again) while its twin delivered.
+	if s.answered.has(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}) {
+		s.obs.Skipped(cmd.Channel) // answered already: the result is on its way
+		return res, verdictSkip
+	}
+	key := attemptKey{cmd.ID, cmd.Attempt}
+	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {
+		s.obs.Skipped(cmd.Channel)
+		return res, verdictSkip
+	}
+	// The slot is held until the result is published (handle releases
+	// it): a copy arriving between the provider's answer and the
+	// acknowledged result would find neither a call in flight nor an
+	// answered command, and call again.
+	*acquired = true
+	now := s.now()
+	if why := PastCutoff(cmd, now, s.cfg.MinBudget); why != "" {
+		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
+		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
+		return res, verdictPublish
+	}
+	if s.cfg.State != nil {
+		st, err := s.cfg.State.Get(cmd.ID)
+		if err != nil {
+			s.log.Debug("sender: state check failed; sending", "id", cmd.ID, "err", err)
+		} else if Stale(st, cmd) {
+			s.obs.Skipped(cmd.Channel)
+			return res, verdictSkip
+		}
+	}
+	if ss.frozen() {
+		// The process was paused (SIGSTOP, a VM freeze) long enough for its
+		// partitions to have moved: another owner may be calling for this
+		// command. The session restarts; nothing is called meanwhile.
+		return res, verdictAbandon
+	}
+	call, cancel := context.WithDeadline(ss.base, cmd.Until())
+	if cmd.Until().IsZero() {
+		call, cancel = context.WithCancel(ss.base)
+	}
+	start := s.now()
+	pr := p.Send(call, cmd)
+	cancel()
+	end := s.now()
+	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
+		return res, verdictAbandon // cut off at shutdown: the answer is unknown
+	}
+	res.Outcome, res.Code = pr.Outcome, pr.Code
+	res.RetryAfter = contract.Duration(pr.RetryAfter)
+	res.At, res.Latency = end, contract.Duration(end.Sub(start))
+	if pr.Err != nil {
+		res.Error = pr.Err.Error()
+		if cmd.Address != "" {
+			res.Error = strings.ReplaceAll(res.Error, cmd.Address, contract.MaskAddress(cmd.Address))
+		}
+	}
+	s.obs.Attempt(cmd.Channel, pr.Outcome, end.Sub(start))
+	switch pr.Outcome {
+	case contract.OutcomeSuccess:
+		if !cmd.RequestedAt.IsZero() {
+			s.obs.Delivered(cmd.Channel, end.Sub(cmd.RequestedAt))
+		}
+	case contract.OutcomeThrottled:
+		d := pr.RetryAfter
+		if d <= 0 {
+			d = DefaultThrottlePause
+		}
+		if g.pause(d) {
+			s.obs.Paused(cmd.Channel, d)
+			s.log.Info("provider throttled the channel; pausing it", "channel", cmd.Channel, "for", d)
+		}
+	case contract.OutcomePermanent:
+		s.log.Info("permanent failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
+			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
+	default:
+		s.log.Debug("transient failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
+			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
+	}
+	return res, verdictPublish
+}
+
+// revoked is the OnPartitionsRevoked callback: drain the revoked
+// partitions (bounded), commit their completed prefix, release them.
+func (ss *session) revoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
+	ts := ss.take(revoked[topology.TopicSend])
+	if len(ts) == 0 {
+		return
+	}
+	ss.s.log.Info("sender: partitions revoked; draining them", "partitions", revoked[topology.TopicSend])
+	deadline := time.Now().Add(ss.s.cfg.DrainTimeout)
+	for p, t := range ts {
+		if !t.stop(time.Until(deadline)) {
+			ss.s.log.Warn("sender: attempts still running on a revoked partition; the next owner sends them again",
+				"partition", p, "in_flight", t.inFlight())
+		}
+	}
+	ss.commit(ctx, ts)
+}
+
+// lost is the OnPartitionsLost callback: the partitions are gone, nothing
+// can be committed for them.
+func (ss *session) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	ts := ss.take(lost[topology.TopicSend])
+	if len(ts) > 0 {
+		ss.s.log.Warn("sender: partitions lost; their attempts in flight are sent again by the next owner",
+			"partitions", lost[topology.TopicSend])
+	}
+	for _, t := range ts {
+		t.stop(0)
+	}
+}
+
+// take removes the trackers of partitions from the session.
+func (ss *session) take(parts []int32) map[int32]*partitionTracker {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	out := map[int32]*partitionTracker{}
+	for _, p := range parts {
+		if t := ss.parts[p]; t != nil {
+			out[p] = t
+			delete(ss.parts, p)
+		}
+	}
+	return out
+}
+
+// commit marks the trackers' committable offsets and commits them
+// synchronously.
+func (ss *session) commit(ctx context.Context, ts map[int32]*partitionTracker) {
+	offsets := map[int32]kgo.EpochOffset{}
+	for p, t := range ts {
+		if next, epoch, ok := t.commitOffset(); ok {
+			offsets[p] = kgo.EpochOffset{Epoch: epoch, Offset: next}
+		}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	ss.cl.MarkCommitOffsets(map[string]map[int32]kgo.EpochOffset{topology.TopicSend: offsets})
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := ss.cl.CommitMarkedOffsets(cctx); err != nil {
+		ss.s.log.Warn("sender: commit failed; the next owner re-sends from the last commit", "err", err)
+	}
+}
+
+// shutdown ends the session: give the attempts in flight up to
+// DrainTimeout, then cut off the rest (those waiting for their gate and
+// those still at a provider), commit the completed prefix of every
+// partition and leave the group.
+func (ss *session) shutdown() {
+	ss.mu.Lock()
+	all := make(map[int32]*partitionTracker, len(ss.parts))
+	for p, t := range ss.parts {
+		all[p] = t
+	}
+	ss.mu.Unlock()
+	done := make(chan struct{})
+	go func() { ss.wg.Wait(); close(done) }()
+	timer := time.NewTimer(ss.s.cfg.DrainTimeout)
+	select {
+	case <-done:
+	case <-timer.C:
+		ss.s.log.Warn("sender: attempts still running at shutdown are cut off; they are sent again after the restart")
+	}
+	timer.Stop()
+	for _, t := range all {
+		t.cancel()
+	}
+	ss.hardStop()
+	<-done
+	// The completed prefix is safe to commit even after a failed publish:
+	// the failed command is not complete, so the prefix stops before it.
+	ss.commit(context.Background(), all)
+	ss.cl.CloseAllowingRebalance()
+}
+
+// DecodeCommand reads a send command and checks what the sender relies
+// on. Errors are contract.ErrMalformed or a *contract.ValidationError.
+func DecodeCommand(key, value []byte) (*contract.SendCommand, error) {
+	var c contract.SendCommand
+	if err := json.Unmarshal(value, &c); err != nil {
+		return nil, fmt.Errorf("%w: %v", contract.ErrMalformed, err)
+	}
+	var problems []contract.FieldError
+	switch {
+	case c.ID == "":
+		problems = append(problems, contract.FieldError{Field: "id", Message: "required"})
+	case c.ID != string(key):
+		problems = append(problems, contract.FieldError{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, c.ID)})
+	}
+	if !c.Channel.Valid() {
+		problems = append(problems, contract.FieldError{Field: "channel", Message: fmt.Sprintf("unknown channel %q", c.Channel)})
+	}
+	if c.Attempt < 1 {
+		problems = append(problems, contract.FieldError{Field: "attempt", Message: "must be 1 or more"})
+	}
+	if len(problems) > 0 {
+		return nil, &contract.ValidationError{Problems: problems}
+	}
+	return &c, nil
+}

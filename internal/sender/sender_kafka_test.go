@@ -1,0 +1,619 @@
+package sender_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	heralddlq "github.com/herald-dispatch/herald/internal/dlq"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/sender"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+func command(id string, ch contract.Channel, attempt int) *kgo.Record {
+	addr := map[contract.Channel]string{contract.ChannelEmail: "user@example.com",
+		contract.ChannelSMS: "+821012345678", contract.ChannelPush: "tok-0123456789abcdef"}[ch]
+	b, _ := json.Marshal(contract.SendCommand{ID: id, Campaign: "c", Channel: ch, Attempt: attempt, Address: addr,
+		Content: json.RawMessage(`{"subject":"s","text":"t"}`), IdempotencyKey: id,
+		RequestedAt: time.Now(), IssuedAt: time.Now()})
+	return &kgo.Record{Topic: topology.TopicSend, Key: []byte(id), Value: b}
+}
+
+// runSender runs a sender until the returned stop is called.
+func runSender(t *testing.T, cfg sender.Config) (s *sender.Sender, stop func()) {
+	t.Helper()
+	s, err := sender.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := s.Run(ctx); err != nil {
+			t.Errorf("sender: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return s, stop
+}
+
+// results reads herald.results until want records arrived (or timeout).
+func results(t *testing.T, c *kafkatest.Cluster, want int, timeout time.Duration) []contract.SendResult {
+	t.Helper()
+	recs := c.Consume(t, topology.TopicResults, timeout, func(rs []*kgo.Record) bool { return len(rs) >= want })
+	out := make([]contract.SendResult, 0, len(recs))
+	for _, r := range recs {
+		var res contract.SendResult
+		if err := json.Unmarshal(r.Value, &res); err != nil {
+			t.Fatalf("result: %v", err)
+		}
+		if string(r.Key) != res.ID {
+			t.Fatalf("result keyed %q for id %q", r.Key, res.ID)
+		}
+		if want := topology.Partition(res.ID, c.Topology.Partitions); r.Partition != want {
+			t.Fatalf("result for %s on partition %d, want %d (Sarama-compatible hashing)", res.ID, r.Partition, want)
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+// committed returns the sender group's committed offset and the end offset
+// of every herald.send partition.
+func committed(t *testing.T, c *kafkatest.Cluster) (commits, ends map[int32]int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(c.Client(t))
+	os, err := adm.FetchOffsets(ctx, sender.DefaultGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commits, ends = map[int32]int64{}, map[int32]int64{}
+	os.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == topology.TopicSend {
+			commits[o.Partition] = o.At
+		}
+	})
+	le, err := adm.ListEndOffsets(ctx, topology.TopicSend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	le.Each(func(o kadm.ListedOffset) { ends[o.Partition] = o.Offset })
+	return commits, ends
+}
+
+// staleIDs is a StateReader that shows some ids as moved past attempt 1.
+type staleIDs map[string]bool
+
+func (s staleIDs) Get(id string) (*contract.State, error) {
+	if s[id] {
+		return &contract.State{ID: id, Attempts: 2, Status: contract.StatusRetrying}, nil
+	}
+	return nil, nil
+}
+
+// TestSenderPublishesResults runs the sender alone against the embedded
+// broker: every valid command gets exactly one result with the provider's
+// classification, stale commands reach no provider, undecodable ones go to
+// the DLQ, and a clean stop commits every offset.
+func TestSenderPublishesResults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 20 * time.Millisecond}})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	emailSim := provider.Simulation{Latency: 20 * time.Millisecond, Fail: 0.05, Permanent: 0.05}
+	set, err := provider.OpenSet([]string{
+		"email=" + srv.URL + "/email?latency=20ms&fail=0.05&permanent=0.05",
+		"sms=mock://?latency=5ms",
+	}, provider.Options{Concurrency: 300})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+
+	const n = 3000
+	stale := staleIDs{}
+	var recs []*kgo.Record
+	want := map[string]contract.Outcome{}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("n-%05d", i)
+		ch := contract.ChannelEmail
+		switch {
+		case i%10 == 1:
+			ch = contract.ChannelSMS
+		case i%50 == 7:
+			ch = contract.ChannelPush // no provider configured
+		}
+		rec := command(id, ch, 1)
+		if i%100 == 5 { // its deadline passed while it queued: never sent, answered not_attempted
+			var cmd contract.SendCommand
+			_ = json.Unmarshal(rec.Value, &cmd)
+			cmd.Deadline = time.Now().Add(-time.Second)
+			rec.Value, _ = json.Marshal(cmd)
+		}
+		recs = append(recs, rec)
+		switch {
+		case i%100 == 5:
+			want[id] = contract.OutcomeNotAttempted
+		case i%100 == 3:
+			stale[id] = true
+		case ch == contract.ChannelEmail:
+			want[id] = emailSim.Decide(id, 1).Outcome
+		case ch == contract.ChannelSMS:
+			want[id] = contract.OutcomeSuccess
+		default:
+			want[id] = contract.OutcomePermanent
+		}
+	}
+	bad := []*kgo.Record{
+		{Topic: topology.TopicSend, Key: []byte("bad-1"), Value: []byte(`{"id":`)},
+		{Topic: topology.TopicSend, Key: []byte("bad-2"), Value: []byte(`{"id":"other","channel":"email","attempt":1}`)},
+		{Topic: topology.TopicSend, Key: []byte("bad-3"), Value: []byte(`{"id":"bad-3","channel":"fax","attempt":1}`)},
+	}
+	recs = append(recs[:n/2], append(bad, recs[n/2:]...)...)
+	cl := c.Client(t)
+	c.Produce(t, cl, recs...)
+
+	start := time.Now()
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: set, Concurrency: 300,
+		State: stale, Log: quietLog(), CommitInterval: 200 * time.Millisecond})
+	got := results(t, c, len(want), 60*time.Second)
+	t.Logf("%d results in %s", len(got), time.Since(start).Round(time.Millisecond))
+	dlq := c.Consume(t, topology.TopicDLQ, 20*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= len(bad) })
+	stop()
+
+	seen := map[string]int{}
+	for _, r := range got {
+		seen[r.ID]++
+		if r.Outcome != want[r.ID] {
+			t.Errorf("%s (%s): outcome %s, want %s (%s)", r.ID, r.Channel, r.Outcome, want[r.ID], r.Error)
+		}
+		if r.Attempt != 1 || r.At.IsZero() {
+			t.Errorf("%s: attempt %d at %s", r.ID, r.Attempt, r.At)
+		}
+		if r.Channel == contract.ChannelEmail && r.Outcome != contract.OutcomeSuccess && r.Outcome != contract.OutcomeNotAttempted && r.Code == 0 {
+			t.Errorf("%s: email failure without the HTTP code", r.ID)
+		}
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("%s: %d results, want 1", id, seen[id])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d results, want %d", len(got), len(want))
+	}
+	for id := range stale {
+		if seen[id] != 0 {
+			t.Errorf("stale %s was sent", id)
+		}
+	}
+	reasons := map[string]string{}
+	for _, r := range dlq {
+		dl, err := heralddlq.Parse(r)
+		if err != nil {
+			t.Fatalf("dead letter: %v", err)
+		}
+		reasons[string(dl.Key)] = dl.Reason
+		if dl.Topic != topology.TopicSend || string(r.Key) != string(dl.Key) {
+			t.Errorf("dead letter %+v", dl)
+		}
+	}
+	wantReasons := map[string]string{"bad-1": contract.ReasonMalformed, "bad-2": contract.ReasonKeyMismatch, "bad-3": contract.ReasonInvalid}
+	for k, r := range wantReasons {
+		if reasons[k] != r {
+			t.Errorf("dead letter %s: reason %q, want %q", k, reasons[k], r)
+		}
+	}
+	st := mock.Stats()
+	emailOK := 0
+	for id, o := range want {
+		if o == contract.OutcomeSuccess && id != "" && !stale[id] {
+			emailOK++
+		}
+	}
+	if st.Duplicates != 0 || st.Replays != 0 {
+		t.Errorf("mock provider: %d duplicates, %d replays", st.Duplicates, st.Replays)
+	}
+	if e := st.Channels[contract.ChannelEmail]; e == nil || int(e.Accepted) != countOutcome(got, contract.ChannelEmail, contract.OutcomeSuccess) {
+		t.Errorf("mock accepted %+v, results say %d", e, countOutcome(got, contract.ChannelEmail, contract.OutcomeSuccess))
+	}
+	commits, ends := committed(t, c)
+	for p, end := range ends {
+		if commits[p] != end {
+			t.Errorf("partition %d: committed %d, end %d", p, commits[p], end)
+		}
+	}
+}
+
+func countOutcome(rs []contract.SendResult, ch contract.Channel, o contract.Outcome) int {
+	n := 0
+	for _, r := range rs {
+		if r.Channel == ch && r.Outcome == o {
+			n++
+		}
+	}
+	return n
+}
+
+// TestSenderStopMidwayResendsOnlyTheUncommittedWindow stops a sender while
+// hundreds of slow attempts are in flight (cutting them off after a short
+// drain), and starts another. Nothing is skipped: every id is delivered.
+// What is sent twice lies entirely at or beyond the committed offsets, the
+// window the first sender had not finished, and the provider's idempotency
+// key turns those second sends into replays, not deliveries.
+func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 400 * time.Millisecond, Jitter: 100 * time.Millisecond}})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	const n, conc = 1000, 200
+	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/"}, provider.Options{Concurrency: conc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	var recs []*kgo.Record
+	offsetOf := map[string]int{}
+	for i := 0; i < n; i++ {
+		recs = append(recs, command(fmt.Sprintf("m-%04d", i), contract.ChannelEmail, 1))
+	}
+	cl := c.Client(t)
+	c.Produce(t, cl, recs...)
+	// Where each id landed, to tell the committed part from the window.
+	all := c.Consume(t, topology.TopicSend, 20*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= n })
+	part := map[string]int32{}
+	for _, r := range all {
+		offsetOf[string(r.Key)] = int(r.Offset)
+		part[string(r.Key)] = r.Partition
+	}
+
+	cfg := sender.Config{Topology: c.Topology, Providers: set, Concurrency: conc, Log: quietLog(),
+		DrainTimeout: 50 * time.Millisecond, CommitInterval: 100 * time.Millisecond}
+	_, stop := runSender(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for mock.Stats().Accepted < n/3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stop()
+	commits, _ := committed(t, c)
+	before := map[string]bool{}
+	for _, d := range mock.Deliveries() {
+		before[d.ID] = true
+	}
+	// The uncommitted window: ids the first sender delivered at or beyond
+	// the committed offset. Below it, everything must have been delivered.
+	deliveredAbove := 0
+	for id, off := range offsetOf {
+		switch {
+		case int64(off) >= commits[part[id]]:
+			if before[id] {
+				deliveredAbove++
+			}
+		case !before[id]:
+			t.Errorf("%s (partition %d offset %d) is below the commit %d but was never delivered: skipped",
+				id, part[id], off, commits[part[id]])
+		}
+	}
+	cutOff := mock.Stats().Abandoned
+
+	runSender(t, cfg)
+	deadline = time.Now().Add(40 * time.Second)
+	for mock.Stats().UniqueIDs < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := mock.Stats()
+	t.Logf("stopped with %d delivered and %d attempts cut off; %d delivered beyond the commit; after the restart %d replays",
+		len(before), cutOff, deliveredAbove, st.Replays)
+	if st.UniqueIDs != n || st.Duplicates != 0 {
+		t.Fatalf("after restart: %d of %d ids delivered, %d duplicates", st.UniqueIDs, n, st.Duplicates)
+	}
+	// Exactly the uncommitted deliveries are sent again (and answered from
+	// the idempotency key); nothing below the commit is.
+	if int(st.Replays) != deliveredAbove {
+		t.Errorf("%d replays after the restart, want %d (the deliveries beyond the committed offsets)", st.Replays, deliveredAbove)
+	}
+	if cutOff == 0 {
+		t.Error("the stop cut nothing off: the test did not stop mid-flight")
+	}
+	// The window is what was in flight at the stop plus what completed
+	// behind a slower command; with even latencies that is about the
+	// concurrency.
+	if w := deliveredAbove + int(cutOff); w > 2*conc {
+		t.Errorf("uncommitted window %d is more than twice the concurrency %d", w, conc)
+	}
+}
+
+// TestSenderRebalanceDrainsBeforeRelease starts a second sender in the
+// group while the first has hundreds of attempts in flight. The first
+// finishes the attempts of the partitions it gives up and commits them
+// before releasing them, so the second starts exactly where the first
+// stopped: nothing is sent twice, nothing is skipped.
+func TestSenderRebalanceDrainsBeforeRelease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 6})
+	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 300 * time.Millisecond}})
+	srv := httptest.NewServer(mock)
+	defer srv.Close()
+	const n, conc = 3000, 200
+	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/"}, provider.Options{Concurrency: 2 * conc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	var recs []*kgo.Record
+	for i := 0; i < n; i++ {
+		recs = append(recs, command(fmt.Sprintf("r-%04d", i), contract.ChannelEmail, 1))
+	}
+	c.Produce(t, c.Client(t), recs...)
+
+	first, second := &counting{Provider: set[contract.ChannelEmail]}, &counting{Provider: set[contract.ChannelEmail]}
+	cfg := sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: first}, Concurrency: conc,
+		Log: quietLog(), CommitInterval: 100 * time.Millisecond}
+	start := time.Now()
+	runSender(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for mock.Stats().Accepted < n/5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cfg.Providers = provider.Set{contract.ChannelEmail: second}
+	joined := time.Now()
+	runSender(t, cfg)
+	deadline = time.Now().Add(60 * time.Second)
+	for mock.Stats().UniqueIDs < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := mock.Stats()
+	t.Logf("requests %d, accepted %d, replays %d, abandoned %d; the second sender joined after %s and sent %d, the first %d; done after %s",
+		st.Requests, st.Accepted, st.Replays, st.Abandoned, joined.Sub(start).Round(time.Millisecond),
+		second.n.Load(), first.n.Load(), time.Since(start).Round(time.Millisecond))
+	if st.UniqueIDs != n || st.Duplicates != 0 {
+		t.Fatalf("%d of %d ids delivered, %d duplicates", st.UniqueIDs, n, st.Duplicates)
+	}
+	if st.Replays != 0 || st.Requests != n {
+		t.Errorf("%d requests with %d replays for %d commands: the rebalance re-sent attempts", st.Requests, st.Replays, n)
+	}
+	if first.n.Load() == 0 || second.n.Load() == 0 {
+		t.Errorf("the first sender sent %d, the second %d: no rebalance happened", first.n.Load(), second.n.Load())
+	}
+	got := results(t, c, n, 30*time.Second)
+	if len(got) != n {
+		t.Errorf("%d results, want %d", len(got), n)
+	}
+}
+
+// counting counts a provider's attempts.
+type counting struct {
+	provider.Provider
+	n atomic.Int64
+}
+
+func (c *counting) Send(ctx context.Context, cmd *contract.SendCommand) provider.Result {
+	c.n.Add(1)
+	return c.Provider.Send(ctx, cmd)
+}
+
+// TestSenderThrottlePausesTheChannel: a provider answers the first request
+// 429 with Retry-After: 1. The result says throttled with the wait, and no
+// other attempt on that channel starts within the second, while another
+// channel carries on.
+func TestSenderThrottlePausesTheChannel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	var mu sync.Mutex
+	var throttledAt time.Time
+	var after []time.Duration
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if throttledAt.IsZero() {
+			throttledAt = time.Now()
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		after = append(after, time.Since(throttledAt))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	sms := provider.NewMock(provider.Simulation{})
+	email, _ := provider.NewWebhook(srv.URL, provider.Options{})
+	// One email first, alone, so the 429 lands before the rest start.
+	c.Produce(t, c.Client(t), command("t-first", contract.ChannelEmail, 1))
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: email, contract.ChannelSMS: sms},
+		Concurrency: 50, Log: quietLog()})
+	defer stop()
+	first := results(t, c, 1, 20*time.Second)
+	var recs []*kgo.Record
+	for i := 0; i < 20; i++ {
+		recs = append(recs, command(fmt.Sprintf("t-%02d", i), contract.ChannelEmail, 1), command(fmt.Sprintf("s-%02d", i), contract.ChannelSMS, 1))
+	}
+	c.Produce(t, c.Client(t), recs...)
+	got := results(t, c, 41, 20*time.Second)
+	if len(first) != 1 || first[0].Outcome != contract.OutcomeThrottled || first[0].RetryAfter.D() != time.Second || first[0].Code != 429 {
+		t.Fatalf("first result %+v, want throttled 429 with retry after 1s", first)
+	}
+	var smsAt []time.Time
+	for _, r := range got {
+		if r.ID == "t-first" { // its throttled result; partitions are read in no set order
+			continue
+		}
+		if r.Outcome != contract.OutcomeSuccess {
+			t.Errorf("%s: %s", r.ID, r.Outcome)
+		}
+		if r.Channel == contract.ChannelSMS {
+			smsAt = append(smsAt, r.At)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, d := range after {
+		if d < 950*time.Millisecond {
+			t.Errorf("an email attempt started %s after the 429, inside its Retry-After", d)
+		}
+	}
+	if len(after) != 20 || len(smsAt) != 20 {
+		t.Fatalf("%d email and %d sms attempts after the 429", len(after), len(smsAt))
+	}
+	for _, at := range smsAt {
+		if at.Sub(throttledAt) > 900*time.Millisecond {
+			t.Errorf("sms attempt answered %s after the email 429: the pause held up another channel", at.Sub(throttledAt))
+		}
+	}
+}
+
+// countingProvider records the calls it gets and answers success after a
+// delay.
+type countingProvider struct {
+	delay time.Duration
+	mu    sync.Mutex
+	calls map[string]int
+	until map[string]time.Time // each call's context deadline (zero: none)
+}
+
+func (p *countingProvider) Send(ctx context.Context, cmd *contract.SendCommand) provider.Result {
+	p.mu.Lock()
+	p.calls[fmt.Sprintf("%s#%d", cmd.ID, cmd.Attempt)]++
+	dl, _ := ctx.Deadline()
+	p.until[cmd.ID] = dl
+	p.mu.Unlock()
+	select {
+	case <-time.After(p.delay):
+		return provider.Success(200)
+	case <-ctx.Done():
+		return provider.Unknown(ctx.Err())
+	}
+}
+
+func (p *countingProvider) Close() error { return nil }
+
+// Two copies of one command (a replay re-emitted it while the first was
+// queued) reach the provider once: one call per (id, attempt) at a time.
+// A command whose cut-off has passed is answered not_attempted, never
+// called; and a call is bounded by the command's cut-off.
+func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 300 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	dup := command("dup", contract.ChannelEmail, 1)
+	late := command("late", contract.ChannelEmail, 1)
+	var lc contract.SendCommand
+	_ = json.Unmarshal(late.Value, &lc)
+	lc.Deadline = time.Now().Add(time.Hour)
+	lc.Cutoff = time.Now().Add(-time.Second) // a blackout window began while it queued
+	late.Value, _ = json.Marshal(lc)
+	bounded := command("bounded", contract.ChannelEmail, 1)
+	var bc contract.SendCommand
+	_ = json.Unmarshal(bounded.Value, &bc)
+	bc.Deadline = time.Now().Add(time.Hour)
+	bc.Cutoff = time.Now().Add(time.Minute)
+	bounded.Value, _ = json.Marshal(bc)
+	c.Produce(t, c.Client(t), dup, dup, late, bounded)
+
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	got := results(t, c, 3, 30*time.Second)
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["dup#1"] != 1 || p.calls["late#1"] != 0 || p.calls["bounded#1"] != 1 {
+		t.Fatalf("provider calls %v, want dup#1 once, late#1 never, bounded#1 once", p.calls)
+	}
+	outcomes := map[string]contract.Outcome{}
+	for _, r := range got {
+		outcomes[r.ID] = r.Outcome
+	}
+	if outcomes["dup"] != contract.OutcomeSuccess || outcomes["late"] != contract.OutcomeNotAttempted || len(got) != 3 {
+		t.Fatalf("results %+v", got)
+	}
+	if dl := p.until["bounded"]; !dl.Equal(bc.Cutoff) {
+		t.Fatalf("the call ran until %v, want it bounded by the command's cut-off %v", dl, bc.Cutoff)
+	}
+}
+
+// A command consumed again after it was answered (a sender commit lost in
+// a rebalance, or a dispatcher replay), while the state view still shows
+// the attempt sending, is not sent again by the sender that answered it.
+func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	cmd := command("again", contract.ChannelEmail, 1)
+	c.Produce(t, c.Client(t), cmd)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond,
+		State: staleIDs{}}) // the view knows nothing newer: Stale cannot tell
+	results(t, c, 1, 30*time.Second)
+	c.Produce(t, c.Client(t), &kgo.Record{Topic: cmd.Topic, Key: cmd.Key, Value: cmd.Value}) // the same command again
+	other := command("other", contract.ChannelEmail, 1)
+	c.Produce(t, c.Client(t), other)
+	results(t, c, 2, 30*time.Second) // other's result: the second copy was handled before it
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["again#1"] != 1 || p.calls["other#1"] != 1 {
+		t.Fatalf("provider calls %v, want again#1 once", p.calls)
+	}
+}
+
+// A late copy of an answered command, arriving after its cut-off, is
+// skipped, not answered not_attempted: that answer would have the
+// dispatcher issue the attempt again although its twin delivered.
+func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
+	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	rec := command("late-copy", contract.ChannelEmail, 1)
+	var cmd contract.SendCommand
+	_ = json.Unmarshal(rec.Value, &cmd)
+	cmd.Cutoff = time.Now().Add(3 * time.Second) // more than the sender's minimum budget
+	cmd.Deadline = cmd.Cutoff
+	rec.Value, _ = json.Marshal(cmd)
+	c.Produce(t, c.Client(t), rec)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	results(t, c, 1, 30*time.Second)
+	time.Sleep(time.Until(cmd.Cutoff) + 100*time.Millisecond)
+	c.Produce(t, c.Client(t), &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value})
+	c.Produce(t, c.Client(t), command("marker", contract.ChannelEmail, 1))
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	for _, r := range got {
+		if r.ID == "late-copy" && r.Outcome != contract.OutcomeSuccess {
+			t.Fatalf("the late copy was answered %s: %+v", r.Outcome, got)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d results, want the first copy's and the marker's: %+v", len(got), got)
+	}
+}

@@ -1,0 +1,176 @@
+package sender
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+func TestStale(t *testing.T) {
+	cmd := &contract.SendCommand{ID: "a", Attempt: 3}
+	cases := []struct {
+		name  string
+		state *contract.State
+		want  bool
+	}{
+		{"unknown id (view behind)", nil, false},
+		{"view behind: fewer attempts", &contract.State{Attempts: 2, Status: contract.StatusRetrying}, false},
+		{"this attempt, sending", &contract.State{Attempts: 3, Status: contract.StatusSending}, false},
+		{"this attempt, result applied", &contract.State{Attempts: 3, Status: contract.StatusRetrying}, true},
+		{"this attempt, sent", &contract.State{Attempts: 3, Status: contract.StatusSent}, true},
+		{"this attempt, failed", &contract.State{Attempts: 3, Status: contract.StatusFailed}, true},
+		{"this attempt, canceled", &contract.State{Attempts: 3, Status: contract.StatusCanceled}, true},
+		{"a later attempt sending", &contract.State{Attempts: 4, Status: contract.StatusSending}, true},
+		{"a later attempt sent", &contract.State{Attempts: 5, Status: contract.StatusSent}, true},
+	}
+	for _, c := range cases {
+		if got := Stale(c.state, cmd); got != c.want {
+			t.Errorf("%s: Stale = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestDecodeCommand(t *testing.T) {
+	ok := `{"id":"a","channel":"email","attempt":1,"address":"x@y.z","content":{}}`
+	if c, err := DecodeCommand([]byte("a"), []byte(ok)); err != nil || c.ID != "a" || c.Channel != contract.ChannelEmail {
+		t.Fatalf("valid: %+v %v", c, err)
+	}
+	cases := []struct {
+		key, val, reason string
+	}{
+		{"a", `{"id":`, contract.ReasonMalformed},
+		{"a", `[1,2]`, contract.ReasonMalformed},
+		{"b", ok, contract.ReasonKeyMismatch},
+		{"a", `{"id":"a","channel":"fax","attempt":1}`, contract.ReasonInvalid},
+		{"a", `{"id":"a","channel":"sms","attempt":0}`, contract.ReasonInvalid},
+		{"", `{"channel":"sms","attempt":1}`, contract.ReasonInvalid},
+	}
+	for _, c := range cases {
+		_, err := DecodeCommand([]byte(c.key), []byte(c.val))
+		if err == nil {
+			t.Errorf("%s: no error", c.val)
+			continue
+		}
+		if got := contract.Reason(err); got != c.reason {
+			t.Errorf("%s: reason %s, want %s (%v)", c.val, got, c.reason, err)
+		}
+		var ve *contract.ValidationError
+		if c.reason != contract.ReasonMalformed && !errors.As(err, &ve) {
+			t.Errorf("%s: %T is not a ValidationError", c.val, err)
+		}
+	}
+}
+
+// fakeView is a TableView over encoded states.
+type fakeView map[string][]byte
+
+func (f fakeView) Get(key string) (any, error) {
+	if b, ok := f[key]; ok {
+		return b, nil
+	}
+	return nil, nil
+}
+func (f fakeView) Recovered() bool { return true }
+
+func typicalState(t testing.TB) []byte {
+	now := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
+	r, err := contract.Decode([]byte("2026-01:acct-000042:bill"), []byte(`{"schema":"herald.dispatch.v1","id":"2026-01:acct-000042:bill",
+		"campaign":"bill-2026-01","recipient":{"email":"user@example.com","phone":"+821012345678","tz":"Asia/Seoul"},
+		"channels":["email","sms"],"content":{"subject":"Your January bill","text":"Amount due: 42,000 KRW. Pay by the 25th.","html":"<p>Amount due: <b>42,000 KRW</b></p>"},
+		"policy":{"id":"billing","version":3,"attempts_per_channel":3},"blackout":[{"from":"22:00","to":"08:00"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &contract.State{ID: r.ID, Campaign: r.Campaign, Status: contract.StatusSending, Channel: contract.ChannelEmail,
+		Attempts: 2, ChannelAttempts: 2, FirstSeen: now, UpdatedAt: now, Version: 4, Request: r,
+		History: []contract.Attempt{{Attempt: 1, Channel: contract.ChannelEmail, Outcome: contract.OutcomeTransient, Code: 503, Error: "unavailable", At: now}},
+		Applied: map[string]contract.Position{"herald.requests": {Topic: "herald.requests", Offset: 9}}}
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestViewReader(t *testing.T) {
+	b := typicalState(t)
+	r := ViewReader{View: fakeView{"a": b, "bad": []byte("{")}}
+	s, err := r.Get("a")
+	if err != nil || s.Attempts != 2 || s.Status != contract.StatusSending {
+		t.Fatalf("Get: %+v %v", s, err)
+	}
+	full, _ := topology.DecodeState(b)
+	for _, cmd := range []*contract.SendCommand{{ID: "a", Attempt: 1}, {ID: "a", Attempt: 2}, {ID: "a", Attempt: 3}} {
+		if Stale(s, cmd) != Stale(full, cmd) {
+			t.Errorf("attempt %d: the light decode disagrees with the full state", cmd.Attempt)
+		}
+	}
+	if s, err := r.Get("unknown"); s != nil || err != nil {
+		t.Errorf("unknown id: %+v %v", s, err)
+	}
+	if _, err := r.Get("bad"); err == nil {
+		t.Error("a broken state decoded")
+	}
+	if !r.Recovered() {
+		t.Error("Recovered")
+	}
+}
+
+// BenchmarkViewReaderDecode compares the sender's two-field decode of a
+// typical state with the full decode.
+func BenchmarkViewReaderDecode(b *testing.B) {
+	raw := typicalState(b)
+	b.Run("progress", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := decodeProgress("a", raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("full", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			if _, err := topology.DecodeState(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// With a budget, a call is not started that close to the cut-off.
+func TestPastCutoffBudget(t *testing.T) {
+	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	cmd := &contract.SendCommand{Deadline: now.Add(time.Hour), Cutoff: now.Add(500 * time.Millisecond)}
+	if why := PastCutoff(cmd, now, time.Second); !strings.Contains(why, "500ms left") {
+		t.Fatalf("500 ms before the cut-off with a 1 s budget: %q", why)
+	}
+	if why := PastCutoff(cmd, now, 100*time.Millisecond); why != "" {
+		t.Fatalf("500 ms before the cut-off with a 100 ms budget: %q", why)
+	}
+}
+
+func TestPastCutoff(t *testing.T) {
+	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
+	cases := []struct {
+		deadline, cutoff time.Time
+		want             string // a word of the reason, or "" for "may call"
+	}{
+		{time.Time{}, time.Time{}, ""},                         // neither
+		{now.Add(time.Second), time.Time{}, ""},                // within the deadline
+		{now, time.Time{}, "deadline"},                         // the deadline is now
+		{now.Add(time.Hour), now.Add(time.Second), ""},         // before the cut-off
+		{now.Add(time.Hour), now, "blackout window"},           // a window begins now
+		{now.Add(time.Hour), now.Add(-time.Minute), "expires"}, // long past
+		{now.Add(-time.Minute), now.Add(-time.Minute), "deadline"},
+	}
+	for _, c := range cases {
+		got := PastCutoff(&contract.SendCommand{Deadline: c.deadline, Cutoff: c.cutoff}, now, 0)
+		if (c.want == "") != (got == "") || !strings.Contains(got, c.want) {
+			t.Errorf("PastCutoff(deadline %v, cutoff %v) = %q, want one naming %q", c.deadline, c.cutoff, got, c.want)
+		}
+	}
+}

@@ -1,0 +1,357 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+// Defaults of Config.
+const (
+	DefaultGroup         = "herald-sink"
+	DefaultBatchSize     = 5000
+	DefaultBatchInterval = 200 * time.Millisecond
+	DefaultRetryMin      = 100 * time.Millisecond
+	DefaultRetryMax      = 10 * time.Second
+	DefaultShutdownGrace = 10 * time.Second
+)
+
+// Config configures a Sink.
+type Config struct {
+	Brokers []string
+	// Pool is the PostgreSQL pool the sink writes through (migrated).
+	Pool *pgxpool.Pool
+	// Group is the consumer group (default DefaultGroup).
+	Group string
+	// Topic is the changelog read (default the dispatcher table).
+	Topic string
+	// ClientID names the Kafka client (default "herald-sink").
+	ClientID string
+	// BatchSize and BatchInterval close a batch: whichever comes first
+	// after its first record.
+	BatchSize     int
+	BatchInterval time.Duration
+	// RetryMin and RetryMax bound the backoff between attempts at a batch
+	// PostgreSQL did not take.
+	RetryMin, RetryMax time.Duration
+	// ShutdownGrace is how long a batch in flight when the context ends may
+	// still take to be written and committed; after it the batch is left
+	// to be replayed.
+	ShutdownGrace time.Duration
+	// Metrics (default: unregistered).
+	Metrics *Metrics
+	Log     *slog.Logger
+	// Now is the clock of dead letters (default time.Now).
+	Now func() time.Time
+	// KgoOpts are appended to the client's options.
+	KgoOpts []kgo.Opt
+}
+
+func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.Topic == "" {
+		c.Topic = string(topology.TableDispatcher)
+	}
+	if c.ClientID == "" {
+		c.ClientID = "herald-sink"
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.BatchInterval <= 0 {
+		c.BatchInterval = DefaultBatchInterval
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(DefaultRetryMax, c.RetryMin)
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(nil)
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c
+}
+
+// Sink consumes the dispatcher table's changelog into PostgreSQL.
+type Sink struct {
+	cfg    Config
+	writer *Writer
+	ready  atomic.Bool
+
+	// hook, when set (tests only), is called at named points; an error
+	// from it stops Run at once with that error, as a crash would (no
+	// further write, no commit).
+	hook func(point string) error
+}
+
+// New returns a Sink; Run starts it.
+func New(cfg Config) (*Sink, error) {
+	cfg = cfg.withDefaults()
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("sink: no brokers")
+	}
+	if cfg.Pool == nil {
+		return nil, errors.New("sink: no PostgreSQL pool")
+	}
+	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool)}, nil
+}
+
+// Ready reports whether the sink runs and its last write went through.
+func (s *Sink) Ready() bool { return s.ready.Load() }
+
+// Writer is the sink's batch writer.
+func (s *Sink) Writer() *Writer { return s.writer }
+
+// Run consumes until ctx ends, then writes the batch in flight (within
+// ShutdownGrace) and returns nil. It returns an error only when the Kafka
+// client cannot be made.
+func (s *Sink) Run(ctx context.Context) error {
+	c := s.cfg
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(c.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+	}, topology.KgoProducerOpts()...) // for the dead letters
+	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
+	if err != nil {
+		return fmt.Errorf("sink: kafka client: %w", err)
+	}
+	defer func() {
+		s.ready.Store(false)
+		cl.Close()
+	}()
+	s.ready.Store(true)
+	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batch_size", c.BatchSize, "batch_interval", c.BatchInterval)
+
+	for {
+		recs, closed := s.collect(ctx, cl)
+		if len(recs) > 0 {
+			if err := s.flush(ctx, cl, recs); err != nil {
+				return err
+			}
+		}
+		if closed || ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// collect polls until BatchSize records or BatchInterval after the first
+// one. closed reports that the client or ctx ended.
+func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record, closed bool) {
+	c := s.cfg
+	var deadline time.Time
+	for len(recs) < c.BatchSize {
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			pctx, cancel = context.WithTimeout(ctx, left)
+		}
+		fs := cl.PollRecords(pctx, c.BatchSize-len(recs))
+		cancel()
+		if fs.IsClientClosed() {
+			return recs, true
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				c.Log.Warn("sink: fetch error", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		n := len(recs)
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		if deadline.IsZero() && len(recs) > 0 {
+			deadline = time.Now().Add(c.BatchInterval)
+		}
+		if ctx.Err() != nil {
+			return recs, true
+		}
+		if len(recs) == n && deadline.IsZero() && len(fs.Errors()) > 0 {
+			// Only errors: do not spin on a broken fetch.
+			select {
+			case <-ctx.Done():
+				return recs, true
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return recs, false
+}
+
+// errCrash wraps a test hook's error.
+var errCrash = errors.New("sink: simulated crash")
+
+// flush writes a batch, dead-letters what cannot be written and commits
+// the offsets, retrying until it succeeds or the shutdown grace is over.
+func (s *Sink) flush(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	c := s.cfg
+	start := time.Now()
+	// After ctx ends the batch still gets ShutdownGrace to finish.
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancel) })
+	defer stop()
+
+	changes, dead := decode(recs)
+	var res WriteResult
+	if err := s.retry(fctx, "write batch", func() error {
+		var err error
+		res, err = s.writer.Write(fctx, changes)
+		return err
+	}); err != nil {
+		return s.abandon(err, len(recs))
+	}
+	dead = append(dead, res.Rejected...)
+	if err := s.at("pg-committed"); err != nil {
+		return err
+	}
+	if len(dead) > 0 {
+		if err := s.retry(fctx, "dead letters", func() error { return s.deadLetter(fctx, cl, dead) }); err != nil {
+			return s.abandon(err, len(recs))
+		}
+	}
+	if err := s.at("dlq-produced"); err != nil {
+		return err
+	}
+	if err := cl.CommitRecords(fctx, recs...); err != nil {
+		// PostgreSQL has the batch: a replay of it changes nothing.
+		c.Metrics.commitErrs.Inc()
+		c.Log.Warn("sink: offset commit failed; the batch will be replayed", "records", len(recs), "err", err)
+	}
+	c.Metrics.records.Add(float64(len(recs)))
+	c.Metrics.batchSize.Observe(float64(len(recs)))
+	c.Metrics.batchTime.Observe(time.Since(start).Seconds())
+	c.Metrics.rows.WithLabelValues("dispatch_status").Add(float64(res.Applied))
+	c.Metrics.rows.WithLabelValues("dispatch_attempts").Add(float64(res.Attempts))
+	written := int64(res.Rows)
+	for _, r := range res.Rejected {
+		if r.Reason == ReasonRejected { // the others never counted in Rows
+			written--
+		}
+	}
+	c.Metrics.stale.Add(float64(written - res.Applied))
+	for _, d := range dead {
+		c.Metrics.deadLetters.WithLabelValues(d.Reason).Inc()
+	}
+	c.Log.Debug("sink: batch written", "records", len(recs), "rows", res.Rows, "applied", res.Applied,
+		"attempts", res.Attempts, "dead_letters", len(dead), "took", time.Since(start))
+	return nil
+}
+
+// abandon ends a flush that could not finish: a simulated crash stops Run,
+// a shutdown leaves the batch uncommitted, to be replayed.
+func (s *Sink) abandon(err error, n int) error {
+	if errors.Is(err, errCrash) {
+		return err
+	}
+	s.cfg.Log.Warn("sink: stopping with a batch not written; it will be replayed", "records", n, "err", err)
+	return nil
+}
+
+// retry runs fn until it succeeds, backing off between failures. It gives
+// up only when ctx ends (or a test hook simulates a crash).
+func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
+	c := s.cfg
+	wait := c.RetryMin
+	for failures := 0; ; failures++ {
+		err := fn()
+		if err == nil {
+			if failures > 0 {
+				c.Log.Info("sink: "+what+" succeeded after retries", "failures", failures)
+			}
+			s.ready.Store(true)
+			return nil
+		}
+		if errors.Is(err, errCrash) {
+			return err
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		s.ready.Store(false)
+		c.Metrics.retries.Inc()
+		c.Log.Warn("sink: "+what+" failed, retrying", "failures", failures+1, "backoff", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, c.RetryMax)
+	}
+}
+
+func (s *Sink) at(point string) error {
+	if s.hook == nil {
+		return nil
+	}
+	if err := s.hook(point); err != nil {
+		return fmt.Errorf("%w at %s: %w", errCrash, point, err)
+	}
+	return nil
+}
+
+// decode turns records into changes; tombstones are skipped and values
+// that are not states become rejections.
+func decode(recs []*kgo.Record) ([]Change, []Rejection) {
+	changes := make([]Change, 0, len(recs))
+	var dead []Rejection
+	for _, r := range recs {
+		if r.Value == nil {
+			continue // a tombstone: the dispatcher deleted the state
+		}
+		c := Change{Source: contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, Key: r.Key, Value: r.Value}
+		st, err := topology.DecodeState(r.Value)
+		if err != nil {
+			dead = append(dead, Rejection{Change: c, Reason: ReasonUndecodable, Err: err})
+			continue
+		}
+		c.State = st
+		changes = append(changes, c)
+	}
+	return changes, dead
+}
+
+// deadLetter publishes the rejections to herald.dlq and waits for the
+// broker's acknowledgement.
+func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, dead []Rejection) error {
+	now := s.cfg.Now().UTC()
+	recs := make([]*kgo.Record, 0, len(dead))
+	for _, d := range dead {
+		dl := contract.NewDeadLetter(d.Change.Source, d.Change.Key, d.Change.Value, d.Err, now)
+		dl.Reason = d.Reason
+		recs = append(recs, dlq.Record(topology.TopicDLQ, dl))
+		s.cfg.Log.Warn("sink: record sent to the DLQ", "reason", d.Reason, "topic", dl.Topic, "partition", dl.Partition,
+			"offset", dl.Offset, "err", d.Err)
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("sink: produce dead letters: %w", err)
+	}
+	return nil
+}

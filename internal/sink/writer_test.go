@@ -1,0 +1,174 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/pglocal"
+)
+
+// Versions written in any order, in one batch or across batches, any
+// number of times, leave the newest; attempts are written once each.
+func TestWriterNewestWinsWhateverTheOrder(t *testing.T) {
+	pool := migratedPool(t, pglocal.Test(t))
+	w := NewWriter(pool)
+	ctx := context.Background()
+
+	// Batch 1: versions 3, 1, 2 of a, out of order, plus b at 4 twice.
+	var batch []Change
+	for _, v := range []uint64{3, 1, 2} {
+		batch = append(batch, change(state("a", "c1", v)))
+	}
+	batch = append(batch, change(state("b", "c1", 4)), change(state("b", "c1", 4)))
+	res, err := w.Write(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 2 || res.Applied != 2 || res.Attempts != 3 || res.Transactions != 1 || len(res.Rejected) != 0 {
+		t.Fatalf("batch 1: %+v", res)
+	}
+	// Batch 2: older versions of both, replayed: nothing moves back.
+	res, err = w.Write(ctx, []Change{change(state("b", "c1", 2)), change(state("a", "c1", 1)), change(state("b", "c1", 3))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Applied != 0 || res.Attempts != 0 {
+		t.Fatalf("replay applied %+v", res)
+	}
+	// Batch 3: a moves forward to 4, gaining its second attempt.
+	if res, err = w.Write(ctx, []Change{change(state("a", "c1", 4))}); err != nil || res.Applied != 1 || res.Attempts != 1 {
+		t.Fatalf("forward: %+v %v", res, err)
+	}
+	got := rows(t, pool)
+	want := map[string]row{
+		"a": {Status: "sent", Version: 4, Attempts: 2, Sent: true},
+		"b": {Status: "sent", Version: 4, Attempts: 2, Sent: true},
+	}
+	for id, r := range want {
+		if got[id] != r {
+			t.Errorf("%s: got %+v want %+v", id, got[id], r)
+		}
+	}
+	if n := countRows(t, pool, `SELECT count(*) FROM dispatch_attempts`); n != 4 {
+		t.Fatalf("%d attempts, want 4", n)
+	}
+	// The attempts went to their month's partition, not the default one.
+	if n := countRows(t, pool, `SELECT count(*) FROM dispatch_attempts_default`); n != 0 {
+		t.Fatalf("%d attempts in the default partition", n)
+	}
+}
+
+// A state PostgreSQL cannot take (a NUL byte) is found by bisection and
+// rejected; one the sink's checks refuse never reaches PostgreSQL; the
+// rest of the batch is written.
+func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
+	pool := migratedPool(t, pglocal.Test(t))
+	w := NewWriter(pool)
+	var batch []Change
+	for _, id := range ids("n", 100) {
+		batch = append(batch, change(state(id, "c1", 3)))
+	}
+	batch[37].State.HoldReason = "bad \x00 byte"
+	// A provider's error text with a NUL or bad UTF-8 is written, mended.
+	batch[38].State.LastError = "550 \x00 \xff"
+	batch[80].State.Attempts = math.MaxInt32 + 1
+	noID := state("", "c1", 1)
+	batch = append(batch, Change{State: noID, Key: []byte("x")})
+
+	res, err := w.Write(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, r := range res.Rejected {
+		reasons[string(r.Change.Key)] = r.Reason + ": " + r.Err.Error()
+	}
+	if len(res.Rejected) != 3 || !strings.HasPrefix(reasons["n-0037"], ReasonRejected) ||
+		!strings.HasPrefix(reasons["n-0080"], ReasonInvalid) || !strings.HasPrefix(reasons["x"], ReasonInvalid) {
+		t.Fatalf("rejected: %v", reasons)
+	}
+	if !strings.Contains(reasons["n-0037"], "22021") {
+		t.Errorf("NUL byte rejection does not carry PostgreSQL's code: %s", reasons["n-0037"])
+	}
+	got := rows(t, pool)
+	if len(got) != 98 {
+		t.Fatalf("%d rows written, want 98", len(got))
+	}
+	if _, ok := got["n-0037"]; ok {
+		t.Fatal("poison row written")
+	}
+	var lastErr string
+	if err := pool.QueryRow(context.Background(), `SELECT last_error FROM dispatch_status WHERE id = 'n-0038'`).Scan(&lastErr); err != nil || lastErr != "550 \uFFFD \uFFFD" {
+		t.Errorf("mended provider error: %q %v", lastErr, err)
+	}
+	if res.Transactions < 2 || res.Transactions > 16 {
+		t.Fatalf("%d transactions for one poison row in 99", res.Transactions)
+	}
+}
+
+// A write against a PostgreSQL that is gone is an error to retry, not a
+// rejection.
+func TestWriterUnreachableIsRetryable(t *testing.T) {
+	srv := pglocal.TestServer(t)
+	pool := migratedPool(t, srv.URL())
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := NewWriter(pool).Write(ctx, []Change{change(state("a", "c1", 1))})
+	if err == nil || len(res.Rejected) != 0 {
+		t.Fatalf("write to a stopped server: %+v %v", res, err)
+	}
+	if isDataError(err) {
+		t.Fatalf("connection error classified as data error: %v", err)
+	}
+}
+
+// The campaign summary counts per channel and status, spreads delivery
+// times and lists failure reasons.
+func TestCampaignSummary(t *testing.T) {
+	pool := migratedPool(t, pglocal.Test(t))
+	ctx := context.Background()
+	var batch []Change
+	for i, id := range ids("s", 10) { // sent after 4 s .. 13 s
+		s := state(id, "nov", 4)
+		sent := t0.Add(time.Duration(4+i) * time.Second)
+		s.SentAt = &sent
+		batch = append(batch, change(s))
+	}
+	for _, id := range ids("f", 3) {
+		s := state(id, "nov", 5)
+		s.Status, s.Channel, s.LastError, s.SentAt, s.History = contract.StatusFailed, contract.ChannelSMS, "sms: invalid number", nil, nil
+		batch = append(batch, change(s))
+	}
+	batch = append(batch, change(state("w-1", "nov", 3)), change(state("other", "dec", 4)))
+	if _, err := NewWriter(pool).Write(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := CampaignSummary(ctx, pool, "nov")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Total != 14 || sum.Final != 13 || sum.ByStatus["sent"] != 10 || sum.ByStatus["failed"] != 3 || sum.ByStatus["retrying"] != 1 {
+		t.Fatalf("counts: %+v", sum)
+	}
+	if len(sum.Counts) != 3 || sum.Counts[0] != (StatusCount{Channel: "email", Status: "retrying", Notifications: 1, Attempts: 1}) {
+		t.Fatalf("per channel/status: %+v", sum.Counts)
+	}
+	d := sum.Delivery
+	if d == nil || d.Sent != 10 || d.MinSeconds != 4 || d.MaxSeconds != 13 || d.P50Seconds != 8.5 || !d.LastSent.Equal(t0.Add(13*time.Second)) {
+		t.Fatalf("delivery: %+v", d)
+	}
+	if len(sum.Failures) != 1 || sum.Failures[0] != (FailureReason{Status: "failed", Channel: "sms", Error: "sms: invalid number", Notifications: 3}) {
+		t.Fatalf("failures: %+v", sum.Failures)
+	}
+	if _, err := CampaignSummary(ctx, pool, "nope"); !errors.Is(err, ErrCampaignNotFound) {
+		t.Fatalf("unknown campaign: %v", err)
+	}
+}

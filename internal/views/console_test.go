@@ -1,0 +1,389 @@
+package views_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/sink"
+
+	"github.com/herald-dispatch/herald/internal/views"
+	"github.com/herald-dispatch/herald/internal/views/ui"
+)
+
+// chromium finds Debian's Chromium (scripts/deps.sh installs it).
+func chromium() string {
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// TestConsoleInBrowser loads each page of the console in headless
+// Chromium, checks what it shows against the API's answers, that no
+// address shows unmasked, and that nothing is fetched from anywhere but
+// Herald (every other host is made unresolvable, and every request is
+// checked), and takes a screenshot of each page: into
+// $HERALD_UI_SCREENSHOTS when set, else $TMPDIR/herald-ui-screenshots
+// (the paths are logged). docs/img holds three of them.
+func TestConsoleInBrowser(t *testing.T) {
+	exe := chromium()
+	if exe == "" {
+		t.Skip("no chromium on PATH (scripts/deps.sh installs it)")
+	}
+	f := startFixture(t)
+	// The DLQ page reads a real herald.dlq, which its replay acts on.
+	kc := f.withDLQ(t)
+	reader := &views.DLQReader{Brokers: kc.Brokers, KgoOpts: kc.Topology.KgoOpts()}
+	rctx, stopReader := context.WithCancel(context.Background())
+	readerDone := make(chan error, 1)
+	go func() { readerDone <- reader.Run(rctx) }()
+	t.Cleanup(func() { stopReader(); <-readerDone })
+	for deadline := time.Now().Add(30 * time.Second); reader.DeadLetters(10).Total < int64(len(fixtureDeadLetters(f.now))); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the DLQ reader did not read the fixture's dead letters")
+		}
+	}
+	f.api.DLQ = reader
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", f.api.Handler())
+	mux.Handle(ui.Path, ui.Handler())
+	mux.Handle("/", views.NotFound())
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	shots := os.Getenv("HERALD_UI_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "herald-ui-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox, // root in CI containers
+		chromedp.WindowSize(1280, 800),
+		// No network: every host but the loopback fails to resolve.
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 60*time.Second)
+	defer cancelT()
+
+	var mu sync.Mutex
+	var foreign, problems []string
+	chromedp.ListenTarget(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if !strings.HasPrefix(e.Request.URL, srv.URL+"/") && !strings.HasPrefix(e.Request.URL, "data:") {
+				foreign = append(foreign, e.Request.URL)
+			}
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, "exception: "+e.ExceptionDetails.Error())
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.APITypeError {
+				problems = append(problems, fmt.Sprintf("console.error %v", e.Args))
+			}
+		}
+	})
+	if err := chromedp.Run(ctx, network.Enable(), runtime.Enable()); err != nil {
+		t.Fatal(err)
+	}
+
+	shoot := func(name string) {
+		t.Helper()
+		var png []byte
+		if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(shots, name)
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", p)
+	}
+	// text reads an element's text in one evaluation: the console
+	// re-renders on its live refresh, so a node found in one step may be
+	// gone by the next (chromedp's "No node with given id").
+	text := func(sel string) string {
+		t.Helper()
+		q, _ := json.Marshal(sel)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var s *string
+			err := chromedp.Run(ctx, chromedp.Evaluate(`(e => e ? e.innerText : null)(document.querySelector(`+string(q)+`))`, &s))
+			if err == nil && s != nil {
+				return strings.TrimSpace(*s)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not found (%v)", sel, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	page := func(hash, ready string) string {
+		t.Helper()
+		var html string
+		if err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/ui/"+hash), chromedp.WaitVisible(ready, chromedp.ByQuery),
+			chromedp.OuterHTML("html", &html, chromedp.ByQuery)); err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("%s: %v (errors in the page: %v; requests elsewhere: %v)", hash, err, problems, foreign)
+		}
+		for _, secret := range []string{"jane.doe@example.com", "+821012345678", "Your statement"} {
+			if strings.Contains(html, secret) {
+				t.Errorf("%s shows %q unmasked", hash, secret)
+			}
+		}
+		return html
+	}
+
+	// countsShown checks the count the page shows per reason.
+	countsShown := func(want map[string]int64) {
+		t.Helper()
+		for reason, n := range want {
+			if got := text(fmt.Sprintf(`tr[data-reason=%q] [data-field="count"]`, reason)); got != fmt.Sprint(n) {
+				t.Errorf("%s: %s, API %d", reason, got, n)
+			}
+		}
+	}
+	rows := func(sel string) int {
+		t.Helper()
+		var n int
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.querySelectorAll('`+sel+` tbody tr').length`, &n)); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Without the token, the console asks for it.
+	page("", `[data-testid="need-token"]`)
+	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", fixtureToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`tr[data-campaign="billing-2026-01"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("campaigns", func(t *testing.T) {
+		page("#/", `tr[data-campaign="billing-2026-01"] svg[data-testid="sparkline"]`)
+		var l views.CampaignList
+		getJSON(t, f.api.Handler(), "GET", "/v1/campaigns?limit=50", &l)
+		for _, c := range l.Campaigns {
+			row := fmt.Sprintf(`tr[data-campaign=%q] `, c.Campaign)
+			if got := text(row + `[data-field="total"]`); got != fmt.Sprint(c.Total) {
+				t.Errorf("%s total %s, API %d", c.Campaign, got, c.Total)
+			}
+			if got := text(row + `[data-field="failed"]`); got != fmt.Sprint(c.ByStatus["failed"]) {
+				t.Errorf("%s failed %s, API %d", c.Campaign, got, c.ByStatus["failed"])
+			}
+			if got, want := text(row+`[data-field="rate"]`), fmt.Sprintf("%.2f/s", c.Rate); got != want {
+				t.Errorf("%s rate %s, API %s", c.Campaign, got, want)
+			}
+		}
+		shoot("console-campaigns.png")
+
+		// Live: a notification that becomes final shows within a refresh.
+		st := *f.table.states["billing-i"]
+		st.Status, st.Version, st.UpdatedAt, st.NextAttemptAt, st.HoldReason = contract.StatusSent, 4, time.Now().UTC(), nil, ""
+		b, _ := json.Marshal(&st)
+		if _, err := sink.NewWriter(f.pool).Write(context.Background(), []sink.Change{{State: &st, Key: []byte(st.ID), Value: b}}); err != nil {
+			t.Fatal(err)
+		}
+		final := `tr[data-campaign="billing-2026-01"] [data-field="final"]`
+		deadline := time.Now().Add(10 * time.Second)
+		for text(final) != "8" {
+			if time.Now().After(deadline) {
+				t.Fatalf("final still %s after the change", text(final))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("campaign", func(t *testing.T) {
+		page("#/campaign/billing-2026-01", `[data-testid="failures"] tbody tr`)
+		var d views.CampaignDetail
+		getJSON(t, f.api.Handler(), "GET", "/v1/campaigns/billing-2026-01", &d)
+		for st, n := range d.ByStatus {
+			if got := text(fmt.Sprintf(`[data-count=%q]`, st)); got != fmt.Sprint(n) {
+				t.Errorf("%s: %s, API %d", st, got, n)
+			}
+		}
+		if n := rows(`[data-testid="failures"]`); n != len(d.Failures) {
+			t.Errorf("failure groups: %d, API %d", n, len(d.Failures))
+		}
+		if got := text(`[data-testid="failures"] tbody tr td:nth-child(3)`); got != d.Failures[0].Error {
+			t.Errorf("failure %q, API %q", got, d.Failures[0].Error)
+		}
+	})
+
+	t.Run("message", func(t *testing.T) {
+		page("#/message/billing-e", `[data-testid="history"] tbody tr`)
+		var m views.Message
+		getJSON(t, f.api.Handler(), "GET", "/v1/messages/billing-e", &m)
+		if got := text(`[data-field="status"]`); got != string(m.Status) {
+			t.Errorf("status %s, API %s", got, m.Status)
+		}
+		if got := text(`[data-field="recipient"]`); got != m.Recipient.Email+", "+m.Recipient.Phone {
+			t.Errorf("recipient %q, API %+v", got, m.Recipient)
+		}
+		if n := rows(`[data-testid="history"]`); n != len(m.History) {
+			t.Errorf("history rows %d, API %d", n, len(m.History))
+		}
+		shoot("console-message.png")
+		page("#/message/billing-g", `[data-field="hold_reason"]`)
+		if got := text(`[data-field="hold_reason"]`); got != "blackout" {
+			t.Errorf("hold reason %q", got)
+		}
+	})
+
+	t.Run("held", func(t *testing.T) {
+		page("#/held", `[data-testid="held"] tbody tr`)
+		var h views.HeldResponse
+		getJSON(t, f.api.Handler(), "GET", "/v1/held", &h)
+		want := map[string]int64{}
+		for _, x := range h.Held {
+			want[string(x.Reason)] = x.Notifications
+		}
+		countsShown(want)
+		shoot("console-held.png")
+	})
+
+	t.Run("dlq", func(t *testing.T) {
+		page("#/dlq", `[data-testid="dlq"] tbody tr`)
+		var d views.DLQResponse
+		getJSON(t, f.api.Handler(), "GET", "/v1/dlq", &d)
+		want := map[string]int64{}
+		for _, r := range d.Reasons {
+			want[r.Reason] = r.DeadLetters
+		}
+		countsShown(want)
+		shoot("console-dlq.png")
+	})
+
+	// The replay: a dry run shows what would be replayed, as the API's dry
+	// run says; the confirm replays exactly that, and the API then has it
+	// recorded.
+	t.Run("dlq replay", func(t *testing.T) {
+		page("#/dlq", `[data-testid="replay-open"]`)
+		fix := string(request("oops", func(m map[string]any) {
+			m["recipient"], m["channels"] = map[string]any{"email": "fixed@example.com"}, []string{"email"}
+		}))
+		if err := chromedp.Run(ctx,
+			chromedp.Click(`[data-testid="replay-open"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-form"]`, chromedp.ByQuery),
+			chromedp.SetValue(`select[name="reason"]`, "malformed", chromedp.ByQuery),
+			chromedp.SetValue(`textarea[name="fix"]`, fix, chromedp.ByQuery),
+			chromedp.Click(`[data-testid="replay-dry-run"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-plan"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		var plan views.ReplayResponse
+		if code := post(t, f.api.Handler(), "/v1/dlq/replay?dry_run=1&reason=malformed&topic=herald.requests", fix, &plan); code != http.StatusOK {
+			t.Fatalf("the API's dry run: %d %+v", code, plan)
+		}
+		if n := rows(`[data-testid="replay-plan"]`); n != len(plan.Items) || n == 0 {
+			t.Fatalf("plan rows %d, API %d", n, len(plan.Items))
+		}
+		for _, it := range plan.Items {
+			row := fmt.Sprintf(`[data-testid="replay-plan"] tr[data-dlq=%q] `, it.DLQ)
+			if got := text(row + `[data-field="action"]`); got != it.Action {
+				t.Errorf("%s: %s, API %s", it.DLQ, got, it.Action)
+			}
+			if got := text(row + `[data-field="why"]`); got != it.Why {
+				t.Errorf("%s: why %q, API %q", it.DLQ, got, it.Why)
+			}
+		}
+		if plan.WouldReplay != 1 || plan.Items[0].Action != dlq.ActionWouldReplay {
+			t.Fatalf("the API's plan: %+v", plan)
+		}
+		if n := len(kc.requests(t)); n != 0 {
+			t.Fatalf("the dry run published %d requests", n)
+		}
+		shoot("console-dlq-replay.png")
+
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="replay-confirm"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-result"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		// Only what the plan would replay: not the skipped result.
+		if n := rows(`[data-testid="replay-result"]`); n != 1 {
+			t.Errorf("result rows %d, want the 1 the plan would replay", n)
+		}
+		if got := text(`[data-testid="replay-result"] tr[data-dlq="0@0"] [data-field="action"]`); got != dlq.ActionReplayed {
+			t.Errorf("result: %s", got)
+		}
+		var after views.ReplayResponse
+		post(t, f.api.Handler(), "/v1/dlq/replay?dry_run=1&at=0@0", fix, &after)
+		if len(after.Items) != 1 || after.Items[0].Action != dlq.ActionSkipped || !strings.Contains(after.Items[0].Why, "replayed already") {
+			t.Errorf("the API after the console's replay: %+v", after)
+		}
+		if reqs := kc.requests(t); len(reqs) != 1 || string(reqs[0].Key) != "oops" || string(reqs[0].Value) != fix {
+			t.Errorf("herald.requests after the replay: %d records", len(reqs))
+		}
+		// Closed, the page refreshes again and shows the replay, as GET
+		// /v1/dlq does.
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="replay-form"] button[type="button"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-open"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		var d views.DLQResponse
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			getJSON(t, f.api.Handler(), "GET", "/v1/dlq", &d)
+			if d.DeadLetters[len(d.DeadLetters)-1].Replayed != nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		rp := d.DeadLetters[len(d.DeadLetters)-1].Replayed
+		if rp == nil || rp.DLQ != "0@0" {
+			t.Fatalf("GET /v1/dlq after the replay: %+v", d.DeadLetters)
+		}
+		for want := rp.At.UTC().Format("2006-01-02 15:04:05Z") + " as oops (fixed)"; text(`tr[data-dlq="0@0"] [data-field="replayed"]`) != want; time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replayed %q, API %q", text(`tr[data-dlq="0@0"] [data-field="replayed"]`), want)
+			}
+		}
+
+		// A row's own replay button: a dry run of that dead letter.
+		page("#/held", `[data-testid="held"]`)
+		page("#/dlq", `tr[data-key="km-x"] button[data-action="replay"]`)
+		if err := chromedp.Run(ctx, chromedp.Click(`tr[data-key="km-x"] button[data-action="replay"]`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="replay-plan"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		if got, id := text(`[data-testid="replay-plan"] tr[data-dlq="0@2"] [data-field="action"]`), text(`[data-testid="replay-plan"] [data-field="id"]`); got != dlq.ActionWouldReplay || id != "km-1" {
+			t.Errorf("the row's dry run: %s %s", got, id)
+		}
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(foreign) > 0 {
+		t.Errorf("the console fetched from elsewhere: %v", foreign)
+	}
+	if len(problems) > 0 {
+		t.Errorf("the console had errors: %v", problems)
+	}
+}
