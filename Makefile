@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build run test test-short bench loadtest chaos lint fuzz deps clean
+.PHONY: all build build-loadtest run test test-short bench loadtest chaos lint fuzz deps clean
 
 all: build
 
@@ -18,6 +18,10 @@ COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null)
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/herald
+
+# The load test is a command of its own: the product binary does not link it.
+build-loadtest: build
+	$(GO) build -o bin/herald-loadtest ./cmd/herald-loadtest
 
 ## deps: install what the tests and the tour need (apt packages, the postgres user).
 deps:
@@ -42,8 +46,8 @@ bench: deps
 	@echo "compare two runs with: go run golang.org/x/perf/cmd/benchstat@latest old.out bench.out"
 
 ## loadtest: the end-to-end load test (100,000 notifications by default).
-loadtest: deps build
-	./$(BIN) loadtest $(LOADTEST_FLAGS)
+loadtest: deps build-loadtest
+	./bin/herald-loadtest --herald-bin ./$(BIN) $(LOADTEST_FLAGS)
 
 ## chaos: the chaos suite: a broker, 2 and 3 `herald run` instances, PostgreSQL and a
 ## recording provider, with kill -9s, a broker restart, a PostgreSQL stop, a provider outage

@@ -11,7 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -43,7 +43,7 @@ func httpCall(addr, method, path, token, body string) (int, string) {
 // TestAPIStage runs the dispatcher and the api stage as `herald run` does,
 // against a test broker, and checks what the HTTP server offers.
 func TestAPIStage(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	addr := freeAddr(t)
 	t.Setenv("HERALD_API_TOKEN", "stage-token")
 	t.Setenv("HERALD_GOKA_MONITOR", "true")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/herald-dispatch/herald/internal/broker"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -19,14 +21,14 @@ func runBroker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("herald broker", flag.ContinueOnError)
 	var addr, dataDir, logLevel string
 	var partitions int
-	stringFlag(fs, &addr, "broker-addr", "127.0.0.1:9092", "address to listen on")
-	stringFlag(fs, &dataDir, "data-dir", "./data", "data dir; the broker's log goes to its kafka/ folder")
-	stringFlag(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	intFlag(fs, &partitions, "partitions", topology.DefaultPartitions, "partitions of Herald's topics, created at start")
-	if err := parseFlags(fs, args); err != nil {
+	cli.String(fs, &addr, "broker-addr", "127.0.0.1:9092", "address to listen on")
+	cli.String(fs, &dataDir, "data-dir", "./data", "data dir; the broker's log goes to its kafka/ folder")
+	cli.String(fs, &logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cli.Int(fs, &partitions, "partitions", topology.DefaultPartitions, "partitions of Herald's topics, created at start")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(logLevel, "text")
+	log, err := cli.NewLogger(logLevel, "text")
 	if err != nil {
 		return err
 	}

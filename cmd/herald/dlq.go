@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/internal/dlq"
@@ -28,26 +30,26 @@ func init() {
 // dlqFlags are the flags every dlq subcommand shares.
 type dlqFlags struct {
 	brokers, reason, topic, key, since, until, logLevel string
-	at                                                  listFlag
+	at                                                  cli.List
 	asJSON                                              bool
 	security                                            kafkaSecurityFlags
 }
 
 func (f *dlqFlags) register(fs *flag.FlagSet) {
-	stringFlag(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers")
-	stringFlag(fs, &f.reason, "reason", "", "only dead letters with this reason (malformed, invalid, key_mismatch, ...)")
-	stringFlag(fs, &f.topic, "topic", "", "only dead letters from this topic (herald.requests, herald.results, ...)")
-	stringFlag(fs, &f.key, "key", "", "only dead letters with this key (a request's id)")
-	stringFlag(fs, &f.since, "since", "", "only dead letters from this time on: RFC 3339, or a duration ago such as 24h")
-	stringFlag(fs, &f.until, "until", "", "only dead letters before this time: RFC 3339, or a duration ago")
-	listVar(fs, &f.at, "at", "only the dead letter at PARTITION@OFFSET of herald.dlq")
-	boolFlag(fs, &f.asJSON, "json", false, "print JSON Lines instead of a table")
-	stringFlag(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	cli.String(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers")
+	cli.String(fs, &f.reason, "reason", "", "only dead letters with this reason (malformed, invalid, key_mismatch, ...)")
+	cli.String(fs, &f.topic, "topic", "", "only dead letters from this topic (herald.requests, herald.results, ...)")
+	cli.String(fs, &f.key, "key", "", "only dead letters with this key (a request's id)")
+	cli.String(fs, &f.since, "since", "", "only dead letters from this time on: RFC 3339, or a duration ago such as 24h")
+	cli.String(fs, &f.until, "until", "", "only dead letters before this time: RFC 3339, or a duration ago")
+	cli.ListVar(fs, &f.at, "at", "only the dead letter at PARTITION@OFFSET of herald.dlq")
+	cli.Bool(fs, &f.asJSON, "json", false, "print JSON Lines instead of a table")
+	cli.String(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	f.security.register(fs)
 }
 
 func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
-	flt := dlq.Filter{Reason: f.reason, Topic: f.topic, Key: f.key, At: f.at.vals}
+	flt := dlq.Filter{Reason: f.reason, Topic: f.topic, Key: f.key, At: f.at.Vals}
 	var err error
 	if flt.Since, err = dlq.ParseWhen(f.since, now); err != nil {
 		return flt, fmt.Errorf("--since: %w", err)
@@ -66,7 +68,7 @@ func (f *dlqFlags) config() (topology.Config, error) {
 	if err != nil {
 		return topology.Config{}, err
 	}
-	brokers := splitList(f.brokers)
+	brokers := cli.SplitList(f.brokers)
 	if len(brokers) == 0 {
 		return topology.Config{}, errors.New("--brokers is required")
 	}
@@ -86,18 +88,18 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 	switch sub {
 	case "list":
 	case "show":
-		boolFlag(fs, &reveal, "reveal", false, "print values as they are (they hold recipients' addresses, masked by default); the reveal is logged")
+		cli.Bool(fs, &reveal, "reveal", false, "print values as they are (they hold recipients' addresses, masked by default); the reveal is logged")
 	case "replay":
-		boolFlag(fs, &dryRun, "dry-run", false, "say what would be replayed, publish nothing")
-		stringFlag(fs, &fixFile, "fix", "", "JSON Lines of corrected requests: each replaces the value of the dead letters whose key is its id; only those are replayed")
-		boolFlag(fs, &again, "again", false, "replay dead letters that were replayed before")
+		cli.Bool(fs, &dryRun, "dry-run", false, "say what would be replayed, publish nothing")
+		cli.String(fs, &fixFile, "fix", "", "JSON Lines of corrected requests: each replaces the value of the dead letters whose key is its id; only those are replayed")
+		cli.Bool(fs, &again, "again", false, "replay dead letters that were replayed before")
 	default:
 		return fmt.Errorf("unknown subcommand %q: want list, show or replay", sub)
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(f.logLevel, "text")
+	log, err := cli.NewLogger(f.logLevel, "text")
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -29,7 +29,7 @@ func dlqRequest(id string) string {
 // fix-up file, the replay record, and dedup of a replayed id that was
 // already dispatched.
 func TestDLQListShowReplay(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -186,7 +186,7 @@ func TestDLQListShowReplay(t *testing.T) {
 
 // Reading the DLQ of a cluster without it fails and creates nothing.
 func TestDLQListCreatesNothing(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	ctx := context.Background()
 	adm := kadm.NewClient(c.Client(t))
 	if _, err := adm.DeleteTopics(ctx, topology.TopicDLQ, topology.TopicDLQReplays); err != nil {

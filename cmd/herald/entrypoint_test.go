@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-dispatch/herald/internal/kafkatest"
-	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 )
 
 // TestMain lets a test start this test binary as the herald binary
@@ -72,8 +71,8 @@ func heraldCmd(ctx context.Context, bin string, env []string, args ...string) *e
 // at once with one clear error.
 func TestEntrypointUnprivileged(t *testing.T) {
 	bin := heraldBinary(t)
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
-	dsn := pglocal.Test(t)
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
+	dsn := heraldtest.Postgres(t)
 	root := filepath.Dir(bin)
 
 	t.Run("root-owned volume", func(t *testing.T) {

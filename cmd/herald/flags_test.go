@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-dispatch/herald/internal/cli"
 )
 
 func testFlagSet() (*flag.FlagSet, *struct {
@@ -18,23 +20,23 @@ func testFlagSet() (*flag.FlagSet, *struct {
 	parts       int
 	wait        time.Duration
 	dry         bool
-	providers   listFlag
+	providers   cli.List
 }) {
 	v := &struct {
 		brokers, db string
 		parts       int
 		wait        time.Duration
 		dry         bool
-		providers   listFlag
+		providers   cli.List
 	}{}
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
-	stringFlag(fs, &v.brokers, "brokers", "", "")
-	stringFlag(fs, &v.db, "database-url", "", "")
-	intFlag(fs, &v.parts, "partitions", 12, "")
-	durationFlag(fs, &v.wait, "wait", time.Second, "")
-	boolFlag(fs, &v.dry, "dry-run", false, "")
-	listVar(fs, &v.providers, "provider", "")
+	cli.String(fs, &v.brokers, "brokers", "", "")
+	cli.String(fs, &v.db, "database-url", "", "")
+	cli.Int(fs, &v.parts, "partitions", 12, "")
+	cli.Duration(fs, &v.wait, "wait", time.Second, "")
+	cli.Bool(fs, &v.dry, "dry-run", false, "")
+	cli.ListVar(fs, &v.providers, "provider", "")
 	return fs, v
 }
 
@@ -48,14 +50,14 @@ func TestFlagsPrecedence(t *testing.T) {
 	t.Setenv("DATABASE_URL", "postgres://from-database-url")
 
 	fs, v := testFlagSet()
-	if err := parseFlags(fs, []string{"--wait", "7s"}); err != nil {
+	if err := cli.Parse(fs, []string{"--wait", "7s"}); err != nil {
 		t.Fatal(err)
 	}
 	if v.wait != 7*time.Second || v.brokers != "env:9092" || v.parts != 24 || !v.dry || v.db != "postgres://from-database-url" {
 		t.Errorf("got wait %s brokers %q partitions %d dry %v db %q; want the command line, then the variables, then the file",
 			v.wait, v.brokers, v.parts, v.dry, v.db)
 	}
-	if got := strings.Join(v.providers.vals, " "); got != "email=mock://?latency=1s sms=mock://" {
+	if got := strings.Join(v.providers.Vals, " "); got != "email=mock://?latency=1s sms=mock://" {
 		t.Errorf("providers from the variable = %q, want the comma-separated list", got)
 	}
 
@@ -63,11 +65,11 @@ func TestFlagsPrecedence(t *testing.T) {
 	// a URL stays), and win over the variable.
 	fs, v = testFlagSet()
 	t.Setenv("HERALD_DATABASE_URL", "postgres://herald-wins")
-	if err := parseFlags(fs, []string{"--provider", "email=https://x/?a=1,2", "--provider", "sms=mock://"}); err != nil {
+	if err := cli.Parse(fs, []string{"--provider", "email=https://x/?a=1,2", "--provider", "sms=mock://"}); err != nil {
 		t.Fatal(err)
 	}
-	if len(v.providers.vals) != 2 || v.providers.vals[0] != "email=https://x/?a=1,2" {
-		t.Errorf("providers from the command line = %q", v.providers.vals)
+	if len(v.providers.Vals) != 2 || v.providers.Vals[0] != "email=https://x/?a=1,2" {
+		t.Errorf("providers from the command line = %q", v.providers.Vals)
 	}
 	if v.db != "postgres://herald-wins" {
 		t.Errorf("database url = %q, want HERALD_DATABASE_URL over DATABASE_URL", v.db)
@@ -94,7 +96,7 @@ func TestFlagsBadValuesNameTheirSource(t *testing.T) {
 				t.Setenv("HERALD_CONFIG", p)
 			}
 			fs, _ := testFlagSet()
-			err := parseFlags(fs, nil)
+			err := cli.Parse(fs, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one naming %s", err, tc.want)
 			}
@@ -102,7 +104,7 @@ func TestFlagsBadValuesNameTheirSource(t *testing.T) {
 	}
 	t.Run("missing config file", func(t *testing.T) {
 		fs, _ := testFlagSet()
-		if err := parseFlags(fs, []string{"--config", filepath.Join(t.TempDir(), "nope")}); err == nil {
+		if err := cli.Parse(fs, []string{"--config", filepath.Join(t.TempDir(), "nope")}); err == nil {
 			t.Fatal("a config file that does not exist was accepted")
 		}
 	})

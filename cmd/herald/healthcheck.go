@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/herald-dispatch/herald/internal/cli"
 )
 
 func init() {
@@ -23,9 +25,9 @@ func runHealthcheck(ctx context.Context, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("herald healthcheck", flag.ContinueOnError)
 	var addr string
 	var timeout time.Duration
-	stringFlag(fs, &addr, "http-addr", "127.0.0.1:8080", "address herald run serves HTTP on (a wildcard host is asked on loopback)")
-	durationFlag(fs, &timeout, "healthcheck-timeout", 3*time.Second, "how long to wait for the answer")
-	if err := parseFlags(fs, args); err != nil {
+	cli.String(fs, &addr, "http-addr", "127.0.0.1:8080", "address herald run serves HTTP on (a wildcard host is asked on loopback)")
+	cli.Duration(fs, &timeout, "healthcheck-timeout", 3*time.Second, "how long to wait for the answer")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(addr)

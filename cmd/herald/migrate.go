@@ -13,6 +13,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
@@ -32,16 +34,16 @@ type dbFlags struct {
 }
 
 func (f *dbFlags) register(fs *flag.FlagSet) {
-	stringFlag(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty uses the local Postgres in <data-dir>/postgres")
-	stringFlag(fs, &f.dataDir, "data-dir", "./data", "Herald's data dir (for the local Postgres)")
-	stringFlag(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	cli.String(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty uses the local Postgres in <data-dir>/postgres")
+	cli.String(fs, &f.dataDir, "data-dir", "./data", "Herald's data dir (for the local Postgres)")
+	cli.String(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 	pgPortFlag(fs, &f.pgPort)
 }
 
 // open returns the database URL, starting (or attaching to) the local
 // Postgres when no URL is given; stop stops what open started.
 func (f *dbFlags) open(ctx context.Context, mustExist bool) (string, func(), *slog.Logger, error) {
-	log, err := newLogger(f.logLevel, "text")
+	log, err := cli.NewLogger(f.logLevel, "text")
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -83,8 +85,8 @@ func runMigrate(ctx context.Context, out io.Writer, args []string) error {
 	var f dbFlags
 	f.register(fs)
 	var status bool
-	boolFlag(fs, &status, "status", false, "list the migrations and whether each is applied, change nothing")
-	if err := parseFlags(fs, args); err != nil {
+	cli.Bool(fs, &status, "status", false, "list the migrations and whether each is applied, change nothing")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	url, stop, log, err := f.open(ctx, status) // --status is read-only: it never creates a Postgres

@@ -12,6 +12,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/herald-dispatch/herald/internal/provider"
 )
 
@@ -29,16 +31,16 @@ func runMockProvider(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("herald mock-provider", flag.ContinueOnError)
 	var addr, latency, jitter, fail, permanent, throttle, retryAfter, seed string
 	var ignoreIdem bool
-	stringFlag(fs, &addr, "addr", "127.0.0.1:9090", "address to listen on")
-	stringFlag(fs, &latency, "latency", "0s", "time each attempt takes")
-	stringFlag(fs, &jitter, "jitter", "0s", "uniform jitter around --latency (+/-)")
-	stringFlag(fs, &fail, "fail", "0", "fraction of attempts answered 503 (transient)")
-	stringFlag(fs, &permanent, "permanent", "0", "fraction of ids answered 422 on every attempt (permanent)")
-	stringFlag(fs, &throttle, "throttle", "0", "fraction of attempts answered 429 (throttled)")
-	stringFlag(fs, &retryAfter, "retry-after", "1s", "Retry-After sent with a 429")
-	stringFlag(fs, &seed, "seed", "", "varies which ids and attempts fail; the same seed repeats a run")
-	boolFlag(fs, &ignoreIdem, "ignore-idempotency", false, "deliver every success, even with a known Idempotency-Key (shows duplicates)")
-	if err := parseFlags(fs, args); err != nil {
+	cli.String(fs, &addr, "addr", "127.0.0.1:9090", "address to listen on")
+	cli.String(fs, &latency, "latency", "0s", "time each attempt takes")
+	cli.String(fs, &jitter, "jitter", "0s", "uniform jitter around --latency (+/-)")
+	cli.String(fs, &fail, "fail", "0", "fraction of attempts answered 503 (transient)")
+	cli.String(fs, &permanent, "permanent", "0", "fraction of ids answered 422 on every attempt (permanent)")
+	cli.String(fs, &throttle, "throttle", "0", "fraction of attempts answered 429 (throttled)")
+	cli.String(fs, &retryAfter, "retry-after", "1s", "Retry-After sent with a 429")
+	cli.String(fs, &seed, "seed", "", "varies which ids and attempts fail; the same seed repeats a run")
+	cli.Bool(fs, &ignoreIdem, "ignore-idempotency", false, "deliver every success, even with a known Idempotency-Key (shows duplicates)")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	sim, err := provider.ParseSimulation(url.Values{

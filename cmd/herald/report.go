@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-dispatch/herald/internal/sink"
@@ -29,10 +31,10 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 	f.register(fs)
 	var campaign string
 	var asJSON, reveal bool
-	stringFlag(fs, &campaign, "campaign", "", "the campaign to report on (required)")
-	boolFlag(fs, &asJSON, "json", false, "print JSON instead of tables")
-	boolFlag(fs, &reveal, "reveal", false, "print provider errors as they are (they may quote recipients' addresses, masked by default)")
-	if err := parseFlags(fs, args); err != nil {
+	cli.String(fs, &campaign, "campaign", "", "the campaign to report on (required)")
+	cli.Bool(fs, &asJSON, "json", false, "print JSON instead of tables")
+	cli.Bool(fs, &reveal, "reveal", false, "print provider errors as they are (they may quote recipients' addresses, masked by default)")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if campaign == "" {

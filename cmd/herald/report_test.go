@@ -8,10 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/herald-dispatch/herald/internal/sink"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestMigrateAndReport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 	var out bytes.Buffer
 	if err := runMigrate(ctx, &out, []string{"--database-url", dsn}); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -153,35 +155,20 @@ type runFlags struct {
 }
 
 func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
-	stringFlag(fs, &f.brokers, "brokers", "", "Kafka bootstrap brokers, host:port,...; empty starts the embedded broker")
-	stringFlag(fs, &f.dataDir, "data-dir", "./data", "directory for the embedded broker's log, Goka's storage and the local Postgres")
-	stringFlag(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty starts a local Postgres in the data dir")
-	stringFlag(fs, &f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API, /metrics and /healthz")
-	stringFlag(fs, &f.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded broker, when --brokers is empty")
-	stringFlag(fs, &f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	stringFlag(fs, &f.logFormat, "log-format", "text", "log format: text or json")
-	stringFlag(fs, &f.stages, "stages", defaultStages, "stages to run, comma-separated, or all")
-	intFlag(fs, &f.partitions, "partitions", topology.DefaultPartitions, "partitions of every co-partitioned topic (fixed once the topics exist)")
-	intFlag(fs, &f.replication, "replication", topology.DefaultReplication, "replication factor of the topics Herald creates")
-	durationFlag(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
-	durationFlag(fs, &f.sessionTimeout, "session-timeout", topology.DefaultSessionTimeout, "consumer group session timeout of every consumer: how soon a dead or paused instance's partitions move to the others")
-	durationFlag(fs, &f.heartbeat, "heartbeat-interval", topology.DefaultHeartbeatInterval, "heartbeat interval of every consumer (at most a third of --session-timeout)")
+	cli.String(fs, &f.brokers, "brokers", "", "Kafka bootstrap brokers, host:port,...; empty starts the embedded broker")
+	cli.String(fs, &f.dataDir, "data-dir", "./data", "directory for the embedded broker's log, Goka's storage and the local Postgres")
+	cli.String(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty starts a local Postgres in the data dir")
+	cli.String(fs, &f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API, /metrics and /healthz")
+	cli.String(fs, &f.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded broker, when --brokers is empty")
+	cli.String(fs, &f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cli.String(fs, &f.logFormat, "log-format", "text", "log format: text or json")
+	cli.String(fs, &f.stages, "stages", defaultStages, "stages to run, comma-separated, or all")
+	cli.Int(fs, &f.partitions, "partitions", topology.DefaultPartitions, "partitions of every co-partitioned topic (fixed once the topics exist)")
+	cli.Int(fs, &f.replication, "replication", topology.DefaultReplication, "replication factor of the topics Herald creates")
+	cli.Duration(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
+	cli.Duration(fs, &f.sessionTimeout, "session-timeout", topology.DefaultSessionTimeout, "consumer group session timeout of every consumer: how soon a dead or paused instance's partitions move to the others")
+	cli.Duration(fs, &f.heartbeat, "heartbeat-interval", topology.DefaultHeartbeatInterval, "heartbeat interval of every consumer (at most a third of --session-timeout)")
 	f.security.register(fs)
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	case "text", "":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	}
-	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
 func init() {
@@ -201,10 +188,10 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 			s.flags(fs)
 		}
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := newLogger(rf.logLevel, rf.logFormat)
+	log, err := cli.NewLogger(rf.logLevel, rf.logFormat)
 	if err != nil {
 		return err
 	}
@@ -215,7 +202,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 	}
 
 	chosen := map[string]bool{}
-	for _, s := range splitList(rf.stages) {
+	for _, s := range cli.SplitList(rf.stages) {
 		chosen[s] = true
 	}
 	var names []string
@@ -251,7 +238,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		}
 	}()
 
-	env.Brokers = splitList(rf.brokers)
+	env.Brokers = cli.SplitList(rf.brokers)
 	if len(env.Brokers) == 0 {
 		b, err := broker.Start(broker.Config{Addr: rf.brokerAddr, DataDir: filepath.Join(dataDir, "kafka"),
 			Partitions: rf.partitions, Log: log})

@@ -12,8 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-dispatch/herald/internal/broker"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
-	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -24,7 +23,7 @@ import (
 // the API's view (Goka, Sarama), the delay stage, the sender and the sink
 // (franz-go) to PostgreSQL.
 func TestRunOverTLSAndSASL(t *testing.T) {
-	files := kafkatest.NewTLSFiles(t, true)
+	files := heraldtest.NewTLSFiles(t, true)
 	pwFile := filepath.Join(t.TempDir(), "kafka-password")
 	os.WriteFile(pwFile, []byte("pa55-w0rd\n"), 0o600)
 	opts := topology.SecurityOptions{CAFile: files.CA, CertFile: files.ClientCert, KeyFile: files.ClientKey,
@@ -33,9 +32,9 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2, TLS: files.Server, Security: sec,
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2, TLS: files.Server, Security: sec,
 		SASL: []broker.SASLUser{{Mechanism: topology.SASLScramSHA512, User: "herald", Password: "pa55-w0rd"}}})
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 
 	t.Setenv("HERALD_KAFKA_TLS_CA", files.CA)
 	t.Setenv("HERALD_KAFKA_TLS_CERT", files.ClientCert)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/schollz/progressbar/v3"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
@@ -58,23 +60,23 @@ func init() {
 func runSend(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("herald send", flag.ContinueOnError)
 	f := &sendFlags
-	stringFlag(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
-	stringFlag(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
-	stringFlag(fs, &f.apiURL, "api-url", "http://127.0.0.1:8080", "base URL of Herald's API, for --via api")
-	stringFlag(fs, &f.token, "api-token", "", "bearer token of the API, for --via api; empty: the token herald run generated in <data-dir>/api-token, if any")
-	stringFlag(fs, &f.dataDir, "data-dir", "./data", "data dir of a local herald run, whose generated API token is used when --api-token is empty")
-	stringFlag(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, for --via kafka")
-	intFlag(fs, &f.batch, "send-batch", 500, "requests per batch (one POST, or one produce)")
-	intFlag(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
-	intFlag(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
-	boolFlag(fs, &f.progress, "progress", true, "show a progress bar when standard error is a terminal")
-	boolFlag(fs, &f.strict, "strict", false, "refuse requests with fields v1 does not define (otherwise they are warnings)")
-	intFlag(fs, &f.generate, "generate", 0, "instead of --file, make this many sample requests (for the tour)")
-	stringFlag(fs, &f.campaign, "campaign", "tour", "campaign of the --generate requests")
-	stringFlag(fs, &f.out, "out", "", "with --generate, write the requests to this JSONL file instead of sending them")
+	cli.String(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
+	cli.String(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
+	cli.String(fs, &f.apiURL, "api-url", "http://127.0.0.1:8080", "base URL of Herald's API, for --via api")
+	cli.String(fs, &f.token, "api-token", "", "bearer token of the API, for --via api; empty: the token herald run generated in <data-dir>/api-token, if any")
+	cli.String(fs, &f.dataDir, "data-dir", "./data", "data dir of a local herald run, whose generated API token is used when --api-token is empty")
+	cli.String(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, for --via kafka")
+	cli.Int(fs, &f.batch, "send-batch", 500, "requests per batch (one POST, or one produce)")
+	cli.Int(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
+	cli.Int(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
+	cli.Bool(fs, &f.progress, "progress", true, "show a progress bar when standard error is a terminal")
+	cli.Bool(fs, &f.strict, "strict", false, "refuse requests with fields v1 does not define (otherwise they are warnings)")
+	cli.Int(fs, &f.generate, "generate", 0, "instead of --file, make this many sample requests (for the tour)")
+	cli.String(fs, &f.campaign, "campaign", "tour", "campaign of the --generate requests")
+	cli.String(fs, &f.out, "out", "", "with --generate, write the requests to this JSONL file instead of sending them")
 	var sec kafkaSecurityFlags
 	sec.register(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	security, err := sec.load()
@@ -125,7 +127,7 @@ func runSend(ctx context.Context, args []string) error {
 		}
 		send = apiBatch(strings.TrimRight(f.apiURL, "/"), token, f.strict)
 	case "kafka":
-		tc := topology.Config{Brokers: splitList(f.brokers), Security: security}
+		tc := topology.Config{Brokers: cli.SplitList(f.brokers), Security: security}
 		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -48,7 +48,7 @@ func writeRequests(t *testing.T) (string, []string) {
 
 // published reads herald.requests and checks every record sits on the
 // partition Herald's partitioner gives its key.
-func published(t *testing.T, c *kafkatest.Cluster, want int) []string {
+func published(t *testing.T, c *heraldtest.Cluster, want int) []string {
 	recs := c.Consume(t, topology.TopicRequests, 10*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= want })
 	var keys []string
 	for _, r := range recs {
@@ -66,7 +66,7 @@ func published(t *testing.T, c *kafkatest.Cluster, want int) []string {
 }
 
 func TestSendKafka(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	path, ids := writeRequests(t)
 	var err error
 	out := captureStdout(t, func() {
@@ -92,7 +92,7 @@ func TestSendKafka(t *testing.T) {
 }
 
 func TestSendAPI(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	view, err := views.NewStateView(c.Topology, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +141,7 @@ func TestSendAPI(t *testing.T) {
 // TestSendReport checks what the sender prints for each line that was not
 // accepted, with the file's line numbers across batches.
 func TestSendReport(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	path, _ := writeRequests(t)
 	fh, err := os.Open(path)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -26,7 +28,7 @@ var apiFlags struct {
 	viewDir      string
 	heldInterval time.Duration
 	lagInterval  time.Duration
-	lagGroups    listFlag
+	lagGroups    cli.List
 	gokaMonitor  bool
 }
 
@@ -36,13 +38,13 @@ func init() {
 		order: 90, // after the sink, which may start the local Postgres
 		flags: func(fs *flag.FlagSet) {
 			f := &apiFlags
-			stringFlag(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
-			boolFlag(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
-			intFlag(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
-			stringFlag(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
-			durationFlag(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
-			durationFlag(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
-			listVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
+			cli.String(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
+			cli.Bool(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
+			cli.Int(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
+			cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
+			cli.Duration(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
+			cli.Duration(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
+			cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
 		},
 		start: startAPI,
 	})
@@ -112,7 +114,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 
 	held := metrics.NewHeld(env.Registry, view)
-	lag := metrics.NewLag(env.Registry, kadm.NewClient(cl), f.lagGroups.vals)
+	lag := metrics.NewLag(env.Registry, kadm.NewClient(cl), f.lagGroups.Vals)
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return held.Run(gctx, f.heldInterval, view.Recovered, log) })

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/internal/delay"
@@ -21,7 +23,7 @@ var delayFlags struct {
 	fetchMaxWait   time.Duration
 	commitInterval time.Duration
 	shutdownGrace  time.Duration
-	targets        listFlag
+	targets        cli.List
 }
 
 func init() {
@@ -30,13 +32,13 @@ func init() {
 		order: 20,
 		flags: func(fs *flag.FlagSet) {
 			f := &delayFlags
-			intFlag(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
-			intFlag(fs, &f.fetchPartBytes, "delay-fetch-partition-bytes", delay.DefaultFetchMaxPartitionBytes, "largest fetch of one tier partition, compressed bytes (a partition holds --delay-max-buffer records plus one fetch)")
-			intFlag(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
-			durationFlag(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
-			durationFlag(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
-			durationFlag(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
-			listVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
+			cli.Int(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
+			cli.Int(fs, &f.fetchPartBytes, "delay-fetch-partition-bytes", delay.DefaultFetchMaxPartitionBytes, "largest fetch of one tier partition, compressed bytes (a partition holds --delay-max-buffer records plus one fetch)")
+			cli.Int(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
+			cli.Duration(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
+			cli.Duration(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
+			cli.Duration(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
+			cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
 		},
 		start: startDelay,
 	})
@@ -47,7 +49,7 @@ func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, 
 	if f.maxBuffer <= 0 || f.maxBatch <= 0 || f.fetchPartBytes <= 0 || f.fetchPartBytes > math.MaxInt32 {
 		return nil, fmt.Errorf("--delay-max-buffer, --delay-max-batch and --delay-fetch-partition-bytes must be positive")
 	}
-	targets := f.targets.vals
+	targets := f.targets.Vals
 	if len(targets) == 0 {
 		targets = topology.DelayTargets
 	}

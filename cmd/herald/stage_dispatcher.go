@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -22,7 +24,7 @@ import (
 
 var dispatcherFlags struct {
 	defaultTZ   string
-	blackout    listFlag
+	blackout    cli.List
 	blackoutTZ  string
 	sendTimeout time.Duration
 	parkFor     time.Duration
@@ -37,14 +39,14 @@ func init() {
 		order: 10,
 		flags: func(fs *flag.FlagSet) {
 			f := &dispatcherFlags
-			stringFlag(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
-			listVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
-			stringFlag(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
-			durationFlag(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
-			durationFlag(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
-			durationFlag(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
-			durationFlag(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
-			durationFlag(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
+			cli.String(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
+			cli.ListVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
+			cli.String(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
+			cli.Duration(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
+			cli.Duration(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
+			cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
+			cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
+			cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 		},
 		start: startDispatcher,
 	})
@@ -62,7 +64,7 @@ func dispatchConfig() (dispatcher.DispatchConfig, error) {
 		return dispatcher.DispatchConfig{}, fmt.Errorf("--blackout-tz: %w", err)
 	}
 	global := schedule.Rule{Loc: bloc}
-	for _, s := range f.blackout.vals {
+	for _, s := range f.blackout.Vals {
 		w, err := contract.ParseWindow(s)
 		if err != nil {
 			return dispatcher.DispatchConfig{}, fmt.Errorf("--blackout: %w", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -25,8 +27,8 @@ var defaultProviders = []string{
 }
 
 var senderFlags struct {
-	providers      listFlag
-	rates          listFlag
+	providers      cli.List
+	rates          cli.List
 	concurrency    int
 	timeout        time.Duration
 	drainTimeout   time.Duration
@@ -44,15 +46,15 @@ func init() {
 		order: 30,
 		flags: func(fs *flag.FlagSet) {
 			f := &senderFlags
-			listVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
-			listVar(fs, &f.rates, "rate", "attempts per second of a channel in this process, CHANNEL=N/s (default unlimited)")
-			intFlag(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process")
-			durationFlag(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
-			durationFlag(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
-			durationFlag(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
-			intFlag(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
-			durationFlag(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
-			boolFlag(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
+			cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
+			cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel in this process, CHANNEL=N/s (default unlimited)")
+			cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process")
+			cli.Duration(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
+			cli.Duration(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
+			cli.Duration(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
+			cli.Int(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
+			cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
+			cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
 			registerWebhookFlags(fs)
 		},
 		start: startSender,
@@ -62,7 +64,7 @@ func init() {
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
 	f := &senderFlags
 	log := env.Log.With("stage", "sender")
-	specs := f.providers.vals
+	specs := f.providers.Vals
 	if len(specs) == 0 {
 		specs = defaultProviders
 		log.Warn("no --provider given: using simulated providers", "providers", specs)
@@ -83,7 +85,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		log.Info("provider", "spec", provider.Redact(s))
 	}
 	rates := map[contract.Channel]float64{}
-	for _, s := range f.rates.vals {
+	for _, s := range f.rates.Vals {
 		ch, r, err := sender.ParseRate(s)
 		if err != nil {
 			return nil, fmt.Errorf("--rate: %w", err)

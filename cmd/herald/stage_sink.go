@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -29,9 +31,9 @@ func init() {
 		order: 50, // before the api, which reads env.DatabaseURL
 		flags: func(fs *flag.FlagSet) {
 			f := &sinkFlags
-			intFlag(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the sink writes a batch when it has this many changelog records...")
-			durationFlag(fs, &f.batchInterval, "sink-batch-interval", sink.DefaultBatchInterval, "...or when this long has passed since the batch's first record")
-			durationFlag(fs, &f.retryMax, "sink-retry-max", sink.DefaultRetryMax, "longest wait between attempts at a batch PostgreSQL did not take")
+			cli.Int(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the sink writes a batch when it has this many changelog records...")
+			cli.Duration(fs, &f.batchInterval, "sink-batch-interval", sink.DefaultBatchInterval, "...or when this long has passed since the batch's first record")
+			cli.Duration(fs, &f.retryMax, "sink-retry-max", sink.DefaultRetryMax, "longest wait between attempts at a batch PostgreSQL did not take")
 			pgPortFlag(fs, &f.pgPort)
 		},
 		start: startSink,
@@ -39,7 +41,7 @@ func init() {
 }
 
 func pgPortFlag(fs *flag.FlagSet, p *int) {
-	intFlag(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
+	cli.Int(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
 }
 
 // startSink resolves the database (starting the local Postgres if needed),

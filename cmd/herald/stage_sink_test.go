@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 )
 
 // An unreachable PostgreSQL is waited for, not a reason to exit; it is
@@ -26,7 +26,7 @@ func TestMigrateWhenReachable(t *testing.T) {
 	if err := migrateWhenReachable(context.Background(), "no-such-scheme://x", log); err == nil {
 		t.Fatal("a URL that cannot be parsed was waited for")
 	}
-	if err := migrateWhenReachable(context.Background(), pglocal.Test(t), log); err != nil {
+	if err := migrateWhenReachable(context.Background(), heraldtest.Postgres(t), log); err != nil {
 		t.Fatalf("reachable: %v", err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/herald-dispatch/herald/internal/statusfeed"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -18,7 +20,7 @@ func init() {
 		name:  "status",
 		order: 60,
 		flags: func(fs *flag.FlagSet) {
-			stringFlag(fs, &statusFlags.mode, "status-feed", string(statusfeed.DefaultMode),
+			cli.String(fs, &statusFlags.mode, "status-feed", string(statusfeed.DefaultMode),
 				"what herald.status carries: all (every change of a notification's state), final (final statuses only), or off (no status stream)")
 		},
 		start: startStatusFeed,

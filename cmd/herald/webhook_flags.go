@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/provider"
 )
@@ -16,15 +18,15 @@ import (
 // webhookFlags give webhook providers their headers and signing secrets,
 // per channel, from variables or files rather than URLs.
 var webhookFlags struct {
-	headers, headerFiles, secrets, secretFiles listFlag
+	headers, headerFiles, secrets, secretFiles cli.List
 }
 
 func registerWebhookFlags(fs *flag.FlagSet) {
 	f := &webhookFlags
-	listVar(fs, &f.headers, "webhook-header", "header of a channel's webhook requests, CHANNEL=Name: value (prefer the variable or a file for secrets)")
-	listVar(fs, &f.headerFiles, "webhook-header-file", "file of a channel's webhook headers, CHANNEL=PATH, one \"Name: value\" a line")
-	listVar(fs, &f.secrets, "webhook-secret", "Standard Webhooks signing secret of a channel, CHANNEL=whsec_... (prefer the variable or a file)")
-	listVar(fs, &f.secretFiles, "webhook-secret-file", "file holding a channel's signing secret, CHANNEL=PATH")
+	cli.ListVar(fs, &f.headers, "webhook-header", "header of a channel's webhook requests, CHANNEL=Name: value (prefer the variable or a file for secrets)")
+	cli.ListVar(fs, &f.headerFiles, "webhook-header-file", "file of a channel's webhook headers, CHANNEL=PATH, one \"Name: value\" a line")
+	cli.ListVar(fs, &f.secrets, "webhook-secret", "Standard Webhooks signing secret of a channel, CHANNEL=whsec_... (prefer the variable or a file)")
+	cli.ListVar(fs, &f.secretFiles, "webhook-secret-file", "file holding a channel's signing secret, CHANNEL=PATH")
 }
 
 // webhookOptions reads the webhook flags.
@@ -43,7 +45,7 @@ func webhookOptions() (map[contract.Channel]provider.WebhookOptions, error) {
 		}
 		return c, v, o, nil
 	}
-	for _, spec := range f.headers.vals {
+	for _, spec := range f.headers.Vals {
 		c, v, o, err := get("webhook-header", spec)
 		if err != nil {
 			return nil, err
@@ -55,7 +57,7 @@ func webhookOptions() (map[contract.Channel]provider.WebhookOptions, error) {
 		o.Headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
 		out[c] = o
 	}
-	for _, spec := range f.headerFiles.vals {
+	for _, spec := range f.headerFiles.Vals {
 		c, path, o, err := get("webhook-header-file", spec)
 		if err != nil {
 			return nil, err
@@ -88,7 +90,7 @@ func webhookOptions() (map[contract.Channel]provider.WebhookOptions, error) {
 		out[c] = o
 		return nil
 	}
-	for _, spec := range f.secrets.vals {
+	for _, spec := range f.secrets.Vals {
 		c, v, o, err := get("webhook-secret", spec)
 		if err != nil {
 			return nil, err
@@ -97,7 +99,7 @@ func webhookOptions() (map[contract.Channel]provider.WebhookOptions, error) {
 			return nil, err
 		}
 	}
-	for _, spec := range f.secretFiles.vals {
+	for _, spec := range f.secretFiles.Vals {
 		c, path, o, err := get("webhook-secret-file", spec)
 		if err != nil {
 			return nil, err

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/herald-dispatch/herald/internal/cli"
+
 	"github.com/herald-dispatch/herald/contract"
 )
 
@@ -19,11 +21,11 @@ func TestWebhookFlags(t *testing.T) {
 	os.WriteFile(sf, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), 0o600)
 	t.Setenv("HERALD_WEBHOOK_HEADER", "email=Authorization: Bearer sk-env")
 	parse := func(args ...string) error {
-		webhookFlags = struct{ headers, headerFiles, secrets, secretFiles listFlag }{}
+		webhookFlags = struct{ headers, headerFiles, secrets, secretFiles cli.List }{}
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(new(bytes.Buffer))
 		registerWebhookFlags(fs)
-		return parseFlags(fs, args)
+		return cli.Parse(fs, args)
 	}
 	if err := parse("--webhook-header-file", "sms="+hf, "--webhook-secret-file", "sms="+sf); err != nil {
 		t.Fatal(err)

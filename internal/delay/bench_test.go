@@ -26,7 +26,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -201,7 +201,7 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 
 // produceMany publishes n delayed wake-ups to topic, due at due(i), as fast
 // as franz-go will, and returns how long it took.
-func produceMany(b *testing.B, c *kafkatest.Cluster, n int, prefix, topic string, due func(i int) time.Time) time.Duration {
+func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic string, due func(i int) time.Time) time.Duration {
 	b.Helper()
 	cl := c.Client(b, kgo.ProducerLinger(20*time.Millisecond), kgo.MaxBufferedRecords(200_000), kgo.ProducerBatchMaxBytes(1<<20))
 	var failed atomic.Int64
@@ -257,7 +257,7 @@ func BenchmarkHoldMillion(b *testing.B) {
 		n = v
 	}
 	const partitions = 12
-	c := kafkatest.Start(b, kafkatest.Options{Partitions: partitions})
+	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: partitions})
 	ch := startChild(b, c.Brokers)
 	pid := ch.cmd.Process.Pid
 	rss0, _ := procStatus(b, pid)

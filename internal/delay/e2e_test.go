@@ -15,14 +15,14 @@ import (
 	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/schedule"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // startDispatcher runs a supervised dispatcher (the production wiring:
 // dispatcher.Dispatcher, GokaOptions, Supervisor) until stop is called.
-func startDispatcher(t *testing.T, c *kafkatest.Cluster, dir string, clock func() time.Time) (sup *gokax.Supervisor, stop func() time.Duration) {
+func startDispatcher(t *testing.T, c *heraldtest.Cluster, dir string, clock func() time.Time) (sup *gokax.Supervisor, stop func() time.Duration) {
 	t.Helper()
 	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}, Now: clock, Log: testLog()}
 	sup = d.Supervisor(c.Topology, dir, testLog())
@@ -60,7 +60,7 @@ type fakeSender struct {
 	transient map[string]bool
 }
 
-func runFakeSender(t *testing.T, c *kafkatest.Cluster, clock func() time.Time, transient map[string]bool) *fakeSender {
+func runFakeSender(t *testing.T, c *heraldtest.Cluster, clock func() time.Time, transient map[string]bool) *fakeSender {
 	t.Helper()
 	f := &fakeSender{commands: map[string][]command{}, answered: map[string][]time.Time{}, transient: transient}
 	in := c.Client(t, kgo.ConsumeTopics(topology.TopicSend), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -143,9 +143,9 @@ func TestDispatcherHoldsAndReleases(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	dir := filepath.Join(t.TempDir(), "goka")
-	var clk kafkatest.ShiftedClock
+	var clk heraldtest.ShiftedClock
 	sup, stopDispatcher := startDispatcher(t, c, dir, clk.Now)
 	stage := startStage(t, c, func(cfg *delay.Config) { cfg.Now = clk.Now })
 	waitUntil(t, 60*time.Second, "dispatcher and delay stage ready", func() bool { return sup.Ready() && stage.Ready() })

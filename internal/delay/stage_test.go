@@ -20,7 +20,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -39,7 +39,7 @@ type runningStage struct {
 
 // startStage runs a delay stage on c until the returned stop is called;
 // stop waits for Run to return and says how long that took.
-func startStage(t testing.TB, c *kafkatest.Cluster, tune func(*delay.Config)) *runningStage {
+func startStage(t testing.TB, c *heraldtest.Cluster, tune func(*delay.Config)) *runningStage {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := delay.Config{
@@ -101,7 +101,7 @@ type arrival struct {
 
 // watch consumes topic from the start in the background, stamping each
 // record with the time it was polled.
-func watch(t testing.TB, c *kafkatest.Cluster, topic string) (snapshot func() []arrival) {
+func watch(t testing.TB, c *heraldtest.Cluster, topic string) (snapshot func() []arrival) {
 	t.Helper()
 	cl := c.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(100*time.Millisecond))
@@ -141,7 +141,7 @@ func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() boo
 // checkReleases asserts that every id of due arrived exactly once at the
 // target, unchanged, on its own partition, never before its due time, and
 // returns the lateness of each (arrival at the test's consumer minus due).
-func checkReleases(t *testing.T, c *kafkatest.Cluster, due map[string]time.Time, got []arrival) []time.Duration {
+func checkReleases(t *testing.T, c *heraldtest.Cluster, due map[string]time.Time, got []arrival) []time.Duration {
 	t.Helper()
 	seen := map[string]int{}
 	var late []time.Duration
@@ -199,7 +199,7 @@ func TestReleaseOnTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	cl := c.Client(t)
 	rs := startStage(t, c, nil)
 	waitUntil(t, 30*time.Second, "delay stage ready", rs.Ready)
@@ -276,7 +276,7 @@ func TestRestartAndRebalanceMidHold(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	cl := c.Client(t)
 	got := watch(t, c, topology.TopicWakeups)
 

@@ -23,7 +23,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -136,7 +136,7 @@ func (v *verdicts) count(topic string, verdict dispatcher.Verdict) int {
 
 type crashRig struct {
 	t       *testing.T
-	c       *kafkatest.Cluster
+	c       *heraldtest.Cluster
 	cl      *kgo.Client
 	storage string
 	clock   atomic.Int64
@@ -149,7 +149,7 @@ type crashRig struct {
 var rigT0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 
 func newCrashRig(t *testing.T) *crashRig {
-	r := &crashRig{t: t, c: kafkatest.Start(t, kafkatest.Options{Partitions: 1}), storage: t.TempDir(), obs: new(verdicts), faults: new(faults)}
+	r := &crashRig{t: t, c: heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1}), storage: t.TempDir(), obs: new(verdicts), faults: new(faults)}
 	r.cl = r.c.Client(t)
 	r.clock.Store(rigT0.UnixNano())
 	return r
@@ -431,7 +431,7 @@ func TestZombieWriteLosesToTheNewOwner(t *testing.T) {
 // Goka's topic checks work while any listed broker is up: the first one
 // listed here is dead.
 func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -61,7 +61,7 @@ func badRecords(n int) (recs []*kgo.Record, reasons map[string]string) {
 
 // startDispatcher runs a supervised dispatcher until the returned stop is
 // called; stop waits for a clean shutdown.
-func startDispatcher(t testing.TB, c *kafkatest.Cluster, storage string) (stop func()) {
+func startDispatcher(t testing.TB, c *heraldtest.Cluster, storage string) (stop func()) {
 	t.Helper()
 	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -83,7 +83,7 @@ func startDispatcher(t testing.TB, c *kafkatest.Cluster, storage string) (stop f
 
 // countTopic counts the records of a topic: the sum of its partitions' end
 // offsets, since Herald's tests delete nothing and use no transactions.
-func countTopic(t *testing.T, c *kafkatest.Cluster, topic string) int {
+func countTopic(t *testing.T, c *heraldtest.Cluster, topic string) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -107,7 +107,7 @@ func TestDispatcherFoundation(t *testing.T) {
 		t.Skip("integration test")
 	}
 	const unique, dups, bad = 8000, 2000, 100
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	storage := filepath.Join(t.TempDir(), "goka")
 	cl := c.Client(t)
 
@@ -230,7 +230,7 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 // starts and the clock runs until every send command is out. It reports
 // requests per second.
 func BenchmarkDispatcherKafka(b *testing.B) {
-	c := kafkatest.Start(b, kafkatest.Options{Partitions: 12})
+	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: 12})
 	cl := c.Client(b)
 	n := b.N
 	if n < 20000 {
@@ -284,7 +284,7 @@ func BenchmarkRestartToReady(b *testing.B) {
 			b.Fatalf("HERALD_BENCH_STATES=%q: %v", v, err)
 		}
 	}
-	c := kafkatest.Start(b, kafkatest.Options{Partitions: 12})
+	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: 12})
 	cl := c.Client(b)
 	for start := 0; start < n; start += 10000 {
 		var recs []*kgo.Record

@@ -30,10 +30,9 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	heralddlq "github.com/herald-dispatch/herald/internal/dlq"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/migrations"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/sink"
@@ -149,13 +148,13 @@ func TestAnyProducer(t *testing.T) {
 		held      = 8  // scheduled notifications per partitioner, canceled
 	)
 	start := time.Now()
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: parts})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: parts})
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	rng := rand.New(rand.NewPCG(13, 13))
 	schemes := producers(rng)
 
 	// PostgreSQL, migrated, for the sink.
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 	pgCtx, pgCancel := context.WithTimeout(context.Background(), time.Minute)
 	defer pgCancel()
 	if _, err := migrations.Migrate(pgCtx, dsn, log); err != nil {
@@ -492,7 +491,7 @@ func BenchmarkPlacement(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			const parts = 12
-			c := kafkatest.Start(b, kafkatest.Options{Partitions: parts})
+			c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: parts})
 			manual := c.Client(b, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 			record := func(id string) *kgo.Record {
 				p := topology.Partition(id, parts)

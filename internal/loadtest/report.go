@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/procfs"
 )
 
-// Report is everything one `herald loadtest` invocation measured.
+// Report is everything one `herald-loadtest` invocation measured.
 type Report struct {
 	Command   string    `json:"command"`
 	Generated time.Time `json:"generated"`

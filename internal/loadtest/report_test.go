@@ -31,7 +31,7 @@ func TestReportWrite(t *testing.T) {
 	}
 	herald := mk("p12-i1", 0, 200)
 	herald.Partitions, herald.Instances = 12, 1
-	rep := &Report{Command: "herald loadtest", Generated: time.Now(), Host: ThisHost(),
+	rep := &Report{Command: "herald-loadtest", Generated: time.Now(), Host: ThisHost(),
 		Runs: []*Result{herald}, Baselines: []*Result{mk("baseline-c180", 180, 100)}}
 	dir := t.TempDir()
 	if err := rep.Write(dir); err != nil {

@@ -11,13 +11,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func TestLag(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 3})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	cl := c.Client(t)
 	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

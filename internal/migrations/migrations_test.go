@@ -5,14 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-
-	"github.com/herald-dispatch/herald/internal/pglocal"
 )
 
-func TestMain(m *testing.M) { pglocal.Main(m) }
+func TestMain(m *testing.M) { heraldtest.PostgresMain(m) }
 
 // The migrations apply on an empty database, a second run applies
 // nothing, and the month partitions of dispatch_attempts route rows,
@@ -20,7 +20,7 @@ func TestMain(m *testing.M) { pglocal.Main(m) }
 func TestMigrateAndPartitions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 	// The status of a database never migrated changes nothing in it.
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {

@@ -1,16 +1,19 @@
-package pglocal
+package pglocal_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/jackc/pgx/v5"
 )
 
-func TestMain(m *testing.M) { Main(m) }
+func TestMain(m *testing.M) { heraldtest.PostgresMain(m) }
 
 func connect(t *testing.T, dsn string) (*pgx.Conn, context.Context) {
 	t.Helper()
@@ -48,7 +51,7 @@ func count(t *testing.T, dsn, sql string) int {
 func TestStartStopReuseAttach(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "pg")
-	srv, err := Start(ctx, Config{Dir: dir, Ephemeral: true, Log: quietLog()})
+	srv, err := pglocal.Start(ctx, pglocal.Config{Dir: dir, Ephemeral: true, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +61,7 @@ func TestStartStopReuseAttach(t *testing.T) {
 	}
 	exec1(t, srv.URL(), "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1), (2)")
 
-	att, err := Start(ctx, Config{Dir: dir, Log: quietLog()})
+	att, err := pglocal.Start(ctx, pglocal.Config{Dir: dir, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
@@ -91,7 +94,7 @@ func TestStartStopReuseAttach(t *testing.T) {
 	srv.Stop()
 
 	// A new Start on the stopped dir (a second `herald run`) reuses the cluster.
-	again, err := Start(ctx, Config{Dir: dir, Ephemeral: true, Log: quietLog()})
+	again, err := pglocal.Start(ctx, pglocal.Config{Dir: dir, Ephemeral: true, Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +106,7 @@ func TestStartStopReuseAttach(t *testing.T) {
 
 // Test gives each test its own empty database.
 func TestTestDatabasesAreSeparate(t *testing.T) {
-	a, b := Test(t), Test(t)
+	a, b := heraldtest.Postgres(t), heraldtest.Postgres(t)
 	if a == b {
 		t.Fatalf("same database twice: %s", a)
 	}
@@ -114,9 +117,9 @@ func TestTestDatabasesAreSeparate(t *testing.T) {
 }
 
 func TestFixedPortBusy(t *testing.T) {
-	srv := TestServer(t)
-	_, err := Start(context.Background(), Config{Dir: filepath.Join(t.TempDir(), "pg2"), Port: srv.Port(), Ephemeral: true,
-		Log: quietLog(), StartTimeout: 30 * time.Second})
+	srv := heraldtest.PostgresServer(t)
+	_, err := pglocal.Start(context.Background(), pglocal.Config{Dir: filepath.Join(t.TempDir(), "pg2"), Port: srv.Port(), Ephemeral: true,
+		Log: slog.New(slog.DiscardHandler), StartTimeout: 30 * time.Second})
 	if err == nil {
 		t.Fatal("second server on a busy fixed port started")
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -40,7 +40,7 @@ func BenchmarkSender100kMock1s(b *testing.B) {
 
 func benchSender(b *testing.B, conc int) {
 	b.StopTimer()
-	c := kafkatest.Start(b, kafkatest.Options{Partitions: 12})
+	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: 12})
 	cl := c.Client(b)
 	recs := make([]*kgo.Record, 0, 10000)
 	for i := 0; i < benchN; i++ {
@@ -168,7 +168,7 @@ func runSenderB(b *testing.B, cfg sender.Config) (*sender.Sender, func()) {
 
 // countRecords counts a topic's records from the start until want arrived
 // or timeout passed.
-func countRecords(b *testing.B, c *kafkatest.Cluster, topic string, want int, timeout time.Duration) int {
+func countRecords(b *testing.B, c *heraldtest.Cluster, topic string, want int, timeout time.Duration) int {
 	cl := c.Client(b, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

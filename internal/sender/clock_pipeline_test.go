@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -156,7 +156,7 @@ func TestPipelineSendsRespectTheClock(t *testing.T) {
 		slowLatency     = 3 * time.Second
 		fast            = 20 * time.Millisecond
 	)
-	var clk kafkatest.ShiftedClock
+	var clk heraldtest.ShiftedClock
 	email, emailURL := newFakeProvider(t, clk.Now, func(id string) (time.Duration, bool) {
 		switch {
 		case strings.HasPrefix(id, "filler-"), id == "warmup":

@@ -18,7 +18,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -29,7 +29,7 @@ import (
 // (supervised Goka processor), the delay stage, a view of the dispatcher
 // table, the sender, and a mock provider served over HTTP.
 type pipeline struct {
-	c    *kafkatest.Cluster
+	c    *heraldtest.Cluster
 	mock *provider.MockServer
 	view *views.StateView
 	send *sender.Sender
@@ -81,7 +81,7 @@ type pipelineOptions struct {
 
 func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	t.Helper()
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: o.Partitions})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: o.Partitions})
 	log := quietLog()
 	dir := t.TempDir()
 	mock := provider.NewMockServer(provider.MockServerOptions{})

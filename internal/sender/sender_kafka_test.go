@@ -19,7 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -60,7 +60,7 @@ func runSender(t *testing.T, cfg sender.Config) (s *sender.Sender, stop func()) 
 }
 
 // results reads herald.results until want records arrived (or timeout).
-func results(t *testing.T, c *kafkatest.Cluster, want int, timeout time.Duration) []contract.SendResult {
+func results(t *testing.T, c *heraldtest.Cluster, want int, timeout time.Duration) []contract.SendResult {
 	t.Helper()
 	recs := c.Consume(t, topology.TopicResults, timeout, func(rs []*kgo.Record) bool { return len(rs) >= want })
 	out := make([]contract.SendResult, 0, len(recs))
@@ -82,7 +82,7 @@ func results(t *testing.T, c *kafkatest.Cluster, want int, timeout time.Duration
 
 // committed returns the sender group's committed offset and the end offset
 // of every herald.send partition.
-func committed(t *testing.T, c *kafkatest.Cluster) (commits, ends map[int32]int64) {
+func committed(t *testing.T, c *heraldtest.Cluster) (commits, ends map[int32]int64) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -123,7 +123,7 @@ func TestSenderPublishesResults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 20 * time.Millisecond}})
 	srv := httptest.NewServer(mock)
 	defer srv.Close()
@@ -272,7 +272,7 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 400 * time.Millisecond, Jitter: 100 * time.Millisecond}})
 	srv := httptest.NewServer(mock)
 	defer srv.Close()
@@ -362,7 +362,7 @@ func TestSenderRebalanceDrainsBeforeRelease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 6})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 6})
 	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 300 * time.Millisecond}})
 	srv := httptest.NewServer(mock)
 	defer srv.Close()
@@ -432,7 +432,7 @@ func TestSenderThrottlePausesTheChannel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	var mu sync.Mutex
 	var throttledAt time.Time
 	var after []time.Duration
@@ -525,7 +525,7 @@ func (p *countingProvider) Close() error { return nil }
 // A command whose cut-off has passed is answered not_attempted, never
 // called; and a call is bounded by the command's cut-off.
 func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := &countingProvider{delay: 300 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
 	dup := command("dup", contract.ChannelEmail, 1)
 	late := command("late", contract.ChannelEmail, 1)
@@ -567,7 +567,7 @@ func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
 // a rebalance, or a dispatcher replay), while the state view still shows
 // the attempt sending, is not sent again by the sender that answered it.
 func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
 	cmd := command("again", contract.ChannelEmail, 1)
 	c.Produce(t, c.Client(t), cmd)
@@ -591,7 +591,7 @@ func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 // skipped, not answered not_attempted: that answer would have the
 // dispatcher issue the attempt again although its twin delivered.
 func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 1})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
 	rec := command("late-copy", contract.ChannelEmail, 1)
 	var cmd contract.SendCommand

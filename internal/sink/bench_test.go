@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -81,7 +83,7 @@ func benchDatabase(b *testing.B) func(name string) string {
 	b.Helper()
 	ctx := context.Background()
 	if os.Getenv("DATABASE_URL") != "" {
-		return func(string) string { return pglocal.Test(b) }
+		return func(string) string { return heraldtest.Postgres(b) }
 	}
 	srv, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(b.TempDir(), "pg"), Log: testLog()})
 	if err != nil {

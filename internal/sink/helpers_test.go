@@ -14,13 +14,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/migrations"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-func TestMain(m *testing.M) { pglocal.Main(m) }
+func TestMain(m *testing.M) { heraldtest.PostgresMain(m) }
 
 // t0 is recent: the writer only makes attempt partitions near the present.
 var t0 = time.Now().UTC().Truncate(time.Hour)
@@ -206,7 +205,7 @@ func startSink(t testing.TB, cfg Config, setup func(*Sink)) *running {
 	return r
 }
 
-func admin(t testing.TB, c *kafkatest.Cluster) *kadm.Client {
+func admin(t testing.TB, c *heraldtest.Cluster) *kadm.Client {
 	return kadm.NewClient(c.Client(t))
 }
 

@@ -15,19 +15,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
-	"github.com/herald-dispatch/herald/internal/pglocal"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // setup starts a broker and a migrated database.
-func setup(t *testing.T, dsn string) (*kafkatest.Cluster, *kgo.Client, Config) {
+func setup(t *testing.T, dsn string) (*heraldtest.Cluster, *kgo.Client, Config) {
 	t.Helper()
 	if dsn == "" {
-		dsn = pglocal.Test(t)
+		dsn = heraldtest.Postgres(t)
 	}
 	pool := migratedPool(t, dsn)
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	cfg := Config{Brokers: c.Brokers, Pool: pool, Topic: string(topology.TableDispatcher), BatchSize: 100, BatchInterval: 50 * time.Millisecond,
 		RetryMin: 50 * time.Millisecond, RetryMax: time.Second, Metrics: NewMetrics(nil)}
 	return c, c.Client(t), cfg
@@ -35,7 +34,7 @@ func setup(t *testing.T, dsn string) (*kafkatest.Cluster, *kgo.Client, Config) {
 
 // produce publishes the given versions of every id, as the dispatcher
 // would: whole states to the table's changelog, keyed by id.
-func produce(t *testing.T, c *kafkatest.Cluster, cl *kgo.Client, idList []string, campaign string, versions ...uint64) {
+func produce(t *testing.T, c *heraldtest.Cluster, cl *kgo.Client, idList []string, campaign string, versions ...uint64) {
 	t.Helper()
 	var recs []*kgo.Record
 	for _, v := range versions {
@@ -184,7 +183,7 @@ func TestSinkSurvivesPostgresOutage(t *testing.T) {
 	if os.Getenv("DATABASE_URL") != "" {
 		t.Skip("DATABASE_URL set: this test stops its own server")
 	}
-	srv := pglocal.TestServer(t)
+	srv := heraldtest.PostgresServer(t)
 	c, cl, cfg := setup(t, srv.URL())
 	adm := admin(t, c)
 	before, during := ids("b", 100), ids("d", 200)

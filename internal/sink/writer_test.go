@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 )
 
 // Versions written in any order, in one batch or across batches, any
 // number of times, leave the newest; attempts are written once each.
 func TestWriterNewestWinsWhateverTheOrder(t *testing.T) {
-	pool := migratedPool(t, pglocal.Test(t))
+	pool := migratedPool(t, heraldtest.Postgres(t))
 	w := NewWriter(pool)
 	ctx := context.Background()
 
@@ -67,7 +68,7 @@ func TestWriterNewestWinsWhateverTheOrder(t *testing.T) {
 // rejected; one the sink's checks refuse never reaches PostgreSQL; the
 // rest of the batch is written.
 func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
-	pool := migratedPool(t, pglocal.Test(t))
+	pool := migratedPool(t, heraldtest.Postgres(t))
 	w := NewWriter(pool)
 	var batch []Change
 	for _, id := range ids("n", 100) {
@@ -114,7 +115,7 @@ func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
 // A write against a PostgreSQL that is gone is an error to retry, not a
 // rejection.
 func TestWriterUnreachableIsRetryable(t *testing.T) {
-	srv := pglocal.TestServer(t)
+	srv := heraldtest.PostgresServer(t)
 	pool := migratedPool(t, srv.URL())
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ func TestWriterUnreachableIsRetryable(t *testing.T) {
 // The campaign summary counts per channel and status, spreads delivery
 // times and lists failure reasons.
 func TestCampaignSummary(t *testing.T) {
-	pool := migratedPool(t, pglocal.Test(t))
+	pool := migratedPool(t, heraldtest.Postgres(t))
 	ctx := context.Background()
 	var batch []Change
 	for i, id := range ids("s", 10) { // sent after 4 s .. 13 s

@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -46,7 +46,7 @@ func TestNewRecord(t *testing.T) {
 }
 
 func TestFeedPublishesStatusChanges(t *testing.T) {
-	c := kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	cl := c.Client(t)
 	var recs []*kgo.Record
 	for _, s := range []*contract.State{

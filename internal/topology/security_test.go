@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/internal/broker"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -70,7 +70,7 @@ func TestSecureBroker(t *testing.T) {
 				bc.SASL = []broker.SASLUser{{Mechanism: tc.mech, User: "herald", Password: "pa55"}}
 			}
 			if tc.tls {
-				files := kafkatest.NewTLSFiles(t, tc.mutual)
+				files := heraldtest.NewTLSFiles(t, tc.mutual)
 				bc.TLS = files.Server
 				o.CAFile = files.CA
 				if tc.mutual {
@@ -83,7 +83,7 @@ func TestSecureBroker(t *testing.T) {
 			}
 			// Start waits for the broker and creates the topics through
 			// the admin client: both with sec.
-			c := kafkatest.Start(t, kafkatest.Options{Partitions: 2, TLS: bc.TLS, SASL: bc.SASL, Security: sec})
+			c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2, TLS: bc.TLS, SASL: bc.SASL, Security: sec})
 
 			// franz-go.
 			cl := c.Client(t)

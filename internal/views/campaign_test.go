@@ -8,18 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/migrations"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // TestCampaigns serves a summary the real sink wrote to a real Postgres.
 func TestCampaigns(t *testing.T) {
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	if _, err := migrations.Migrate(ctx, dsn, testLogger(t)); err != nil {

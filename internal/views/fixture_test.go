@@ -13,15 +13,14 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/migrations"
-	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
-func TestMain(m *testing.M) { pglocal.Main(m) }
+func TestMain(m *testing.M) { heraldtest.PostgresMain(m) }
 
 // memTable is a Table in memory.
 type memTable struct {
@@ -149,7 +148,7 @@ func startFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dsn := pglocal.Test(t)
+	dsn := heraldtest.Postgres(t)
 	if _, err := migrations.Migrate(ctx, dsn, testLogger(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +187,7 @@ func startFixture(t *testing.T) *fixture {
 // dlqCluster is an embedded broker whose herald.dlq (one partition) holds
 // the dead letters of fixtureDeadLetters, in that order: 0@0 to 0@3.
 type dlqCluster struct {
-	*kafkatest.Cluster
+	*heraldtest.Cluster
 	client *kgo.Client
 }
 
@@ -212,7 +211,7 @@ func fixtureDeadLetters(now time.Time) []contract.DeadLetter {
 // replayer over it.
 func (f *fixture) withDLQ(t *testing.T) *dlqCluster {
 	t.Helper()
-	c := &dlqCluster{Cluster: kafkatest.Start(t, kafkatest.Options{Partitions: 1})}
+	c := &dlqCluster{Cluster: heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})}
 	c.client = c.Client(t)
 	for _, d := range fixtureDeadLetters(f.now) {
 		c.Produce(t, c.client, dlq.Record(topology.TopicDLQ, d))

@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -126,7 +126,7 @@ func metricsReasons() []contract.HoldReason {
 // gauge does every --held-scan-interval), per state.
 func BenchmarkScan(b *testing.B) {
 	const n = 50000
-	c := kafkatest.Start(b, kafkatest.Options{Partitions: 4})
+	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: 4})
 	cl := c.Client(b)
 	raw := benchState()
 	recs := make([]*kgo.Record, 0, 5000)

@@ -25,7 +25,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
-	"github.com/herald-dispatch/herald/internal/kafkatest"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
@@ -36,7 +36,7 @@ import (
 // and the API on an httptest server.
 type stack struct {
 	t        *testing.T
-	cluster  *kafkatest.Cluster
+	cluster  *heraldtest.Cluster
 	client   *kgo.Client
 	view     *views.StateView
 	sup      *gokax.Supervisor
@@ -80,8 +80,8 @@ func (l *logBuffer) String() string {
 	return l.buf.String()
 }
 
-func startCluster(t *testing.T) *kafkatest.Cluster {
-	return kafkatest.Start(t, kafkatest.Options{Partitions: 2})
+func startCluster(t *testing.T) *heraldtest.Cluster {
+	return heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 }
 
 func httpServer(t *testing.T, h http.Handler) string {

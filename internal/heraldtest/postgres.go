@@ -1,4 +1,4 @@
-package pglocal
+package heraldtest
 
 import (
 	"context"
@@ -15,39 +15,40 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The Postgres half of Herald's test helpers.
 //
-// Test gives each test a fresh, empty database. Where the database comes
+// Postgres gives each test a fresh, empty database. Where the database comes
 // from:
 //   - DATABASE_URL set: a new database on that server (or, when the role may
 //     not create databases, a new schema in that database), dropped at
 //     cleanup;
-//   - the package's TestMain calls pglocal.Main: one throwaway cluster per
+//   - the package's TestMain calls PostgresMain: one throwaway cluster per
 //     test binary (started on first use, in a temp dir, stopped and removed
 //     when the tests end), one database per test;
 //   - otherwise: a throwaway cluster for this test alone, in t.TempDir().
 //
-// TestServer always starts a cluster of the test's own, which the test may
+// PostgresServer always starts a cluster of the test's own, which the test may
 // stop and start (to simulate an outage).
 
 // shared is the per-binary cluster of Main.
 var shared struct {
 	mu      sync.Mutex
 	enabled bool
-	srv     *Server
+	srv     *pglocal.Server
 	base    string
 	err     error
 }
 
-// Main runs the package's tests with one shared throwaway cluster and
+// PostgresMain runs the package's tests with one shared throwaway cluster and
 // removes it afterwards. Use it from TestMain:
 //
-//	func TestMain(m *testing.M) { pglocal.Main(m) }
-func Main(m *testing.M) {
+//	func TestMain(m *testing.M) { heraldtest.PostgresMain(m) }
+func PostgresMain(m *testing.M) {
 	shared.mu.Lock()
 	shared.enabled = true
 	shared.mu.Unlock()
@@ -65,7 +66,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-func sharedServer() (*Server, error) {
+func sharedServer() (*pglocal.Server, error) {
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if shared.srv != nil || shared.err != nil {
@@ -79,7 +80,7 @@ func sharedServer() (*Server, error) {
 	shared.base = base
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	shared.srv, shared.err = Start(ctx, Config{Dir: filepath.Join(base, "data"), Ephemeral: true, Database: "postgres", Log: quietLog()})
+	shared.srv, shared.err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(base, "data"), Ephemeral: true, Database: "postgres", Log: quietLog()})
 	return shared.srv, shared.err
 }
 
@@ -89,7 +90,7 @@ func quietLog() *slog.Logger {
 
 // Test returns the URL of a fresh, empty database for t, dropped when t
 // ends.
-func Test(t testing.TB) string {
+func Postgres(t testing.TB) string {
 	t.Helper()
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		return externalDatabase(t, u)
@@ -98,7 +99,7 @@ func Test(t testing.TB) string {
 	enabled := shared.enabled
 	shared.mu.Unlock()
 	if !enabled {
-		return TestServer(t).URL()
+		return PostgresServer(t).URL()
 	}
 	srv, err := sharedServer()
 	if err != nil {
@@ -114,13 +115,13 @@ func Test(t testing.TB) string {
 	return srv.DatabaseURL(db)
 }
 
-// TestServer starts a throwaway cluster for t alone in t.TempDir(),
+// PostgresServer starts a throwaway cluster for t alone in t.TempDir(),
 // stopped when t ends. Its database is DefaultDatabase.
-func TestServer(t testing.TB) *Server {
+func PostgresServer(t testing.TB) *pglocal.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := Start(ctx, Config{Dir: filepath.Join(t.TempDir(), "pg"), Ephemeral: true, Log: quietLog()})
+	srv, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(t.TempDir(), "pg"), Ephemeral: true, Log: quietLog()})
 	if err != nil {
 		t.Fatalf("pglocal: %v", err)
 	}
@@ -175,7 +176,7 @@ func externalDatabase(t testing.TB, base string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	name := testDBName(t)
-	err = CreateDatabase(ctx, base, name)
+	err = pglocal.CreateDatabase(ctx, base, name)
 	var pgErr *pgconn.PgError
 	if err == nil {
 		t.Cleanup(func() { dropDatabase(t, base, name) })

@@ -1,8 +1,11 @@
-// Package kafkatest starts Herald's embedded broker for tests, with every
-// Herald topic created, and offers small helpers to produce and consume
-// records with Herald's partitioning. It is the Kafka half of Herald's test
-// helpers (the Postgres half is pglocal).
-package kafkatest
+// Package heraldtest is Herald's one package of test helpers, in the manner
+// of River's rivertest: the embedded broker with every Herald topic created
+// and helpers to produce and consume with Herald's partitioning (kafka.go),
+// a view of the dispatcher's table (view.go), a fresh PostgreSQL database
+// per test (postgres.go), TLS files (tls.go), a clock that can be moved
+// (clock.go), and waiting for a condition (wait.go). Product code never
+// imports it.
+package heraldtest
 
 import (
 	"context"
@@ -27,7 +30,7 @@ type Cluster struct {
 	DataDir string
 }
 
-// Options tune Start.
+// Options tune StartKafka.
 type Options struct {
 	// Partitions of every co-partitioned topic (default 4).
 	Partitions int
@@ -42,9 +45,9 @@ type Options struct {
 	Security *topology.Security
 }
 
-// Start starts a broker with Herald's topics and stops it when the test
+// StartKafka starts a broker with Herald's topics and stops it when the test
 // ends.
-func Start(t testing.TB, o Options) *Cluster {
+func StartKafka(t testing.TB, o Options) *Cluster {
 	t.Helper()
 	if o.Partitions == 0 {
 		o.Partitions = 4
