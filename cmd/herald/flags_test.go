@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -156,5 +158,26 @@ func TestReadOnlyCommandsCreateNothing(t *testing.T) {
 		if len(ents) != 0 {
 			t.Fatalf("%v created %v", args, ents)
 		}
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	log := slog.New(slog.DiscardHandler)
+	for _, bad := range []string{"lots", "-1MiB", "0"} {
+		if err := applyMemoryLimit(bad, log); err == nil || !strings.Contains(err.Error(), "--memory-limit") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+	if err := applyMemoryLimit("384MiB", log); err != nil {
+		t.Fatal(err)
+	}
+	if got := debug.SetMemoryLimit(-1); got != 384<<20 {
+		t.Fatalf("limit %d, want %d", got, 384<<20)
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := runPipeline(context.Background(), "run", []string{"--data-dir", dir, "--memory-limit", "much"}, "all"); err == nil ||
+		!strings.Contains(err.Error(), "--memory-limit") {
+		t.Fatalf("run with a bad limit: %v", err)
 	}
 }

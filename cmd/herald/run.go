@@ -6,16 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/lovoo/goka"
@@ -56,6 +60,8 @@ type runEnv struct {
 	Topology    topology.Config
 	DatabaseURL string
 	HTTPAddr    string
+	// Pprof mounts net/http/pprof under /debug/pprof/ (--pprof).
+	Pprof bool
 	// Mux is served on HTTPAddr; stages mount their routes on it.
 	Mux *http.ServeMux
 	// Registry is Herald's Prometheus registry, served at /metrics.
@@ -149,6 +155,8 @@ func (e *runEnv) notReady() []string {
 type runFlags struct {
 	brokers, dataDir, databaseURL, httpAddr, brokerAddr string
 	logLevel, logFormat, stages                         string
+	memoryLimit                                         string
+	pprof                                               bool
 	partitions, replication                             int
 	retention, sessionTimeout, heartbeat                time.Duration
 	security                                            kafkaSecurityFlags
@@ -168,7 +176,23 @@ func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	cli.Duration(fs, &f.retention, "retention", topology.DefaultRetention, "retention of Herald's stream topics")
 	cli.Duration(fs, &f.sessionTimeout, "session-timeout", topology.DefaultSessionTimeout, "consumer group session timeout of every consumer: how soon a dead or paused instance's partitions move to the others")
 	cli.Duration(fs, &f.heartbeat, "heartbeat-interval", topology.DefaultHeartbeatInterval, "heartbeat interval of every consumer (at most a third of --session-timeout)")
+	cli.String(fs, &f.memoryLimit, "memory-limit", "", "soft memory limit of the Go runtime (debug.SetMemoryLimit), e.g. 400MiB or 1GB; empty keeps GOMEMLIMIT, or no limit. Set it below the container's limit: the garbage collector then works harder instead of the process being killed")
+	cli.Bool(fs, &f.pprof, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on --http-addr; off by default, they expose the process's internals")
 	f.security.register(fs)
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit from --memory-limit.
+func applyMemoryLimit(v string, log *slog.Logger) error {
+	if v == "" {
+		return nil
+	}
+	n, err := humanize.ParseBytes(v)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return fmt.Errorf("--memory-limit %q: want a size such as 400MiB or 1GB", v)
+	}
+	debug.SetMemoryLimit(int64(n))
+	log.Info("memory limit set", "limit", humanize.IBytes(n))
+	return nil
 }
 
 func init() {
@@ -215,6 +239,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		}
 	}
 
+	if err := applyMemoryLimit(rf.memoryLimit, log); err != nil {
+		return err
+	}
 	dataDir, err := filepath.Abs(rf.dataDir)
 	if err != nil {
 		return fmt.Errorf("--data-dir: %w", err)
@@ -227,6 +254,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		DataDir:     dataDir,
 		DatabaseURL: rf.databaseURL,
 		HTTPAddr:    rf.httpAddr,
+		Pprof:       rf.pprof,
 		Mux:         http.NewServeMux(),
 		Registry:    prometheus.NewRegistry(),
 		ready:       map[string]func() bool{},
@@ -317,6 +345,13 @@ func serveHTTP(ctx context.Context, env *runEnv) error {
 		fmt.Fprintln(w, `{"status":"ready"}`)
 	})
 	env.Mux.Handle("GET /metrics", promhttp.HandlerFor(env.Registry, promhttp.HandlerOpts{Registry: env.Registry}))
+	if env.Pprof {
+		env.Mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		env.Mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		env.Mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		env.Mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		env.Mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{
 		Handler:           env.Mux,
 		ReadHeaderTimeout: 5 * time.Second,

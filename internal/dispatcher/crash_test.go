@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
@@ -380,6 +381,50 @@ func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
 	if len(r.commands("b")) != 0 {
 		t.Fatal("b was sent before its time")
+	}
+}
+
+// No timer is set per send: a command nobody answers (no sender runs
+// here) is timed out by the sweep once its state is past TimeoutAt, and
+// the dispatcher issues it again.
+func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	r.request("c", time.Time{})
+	r.waitFor("c's command", func() bool { return len(r.commands("c")) == 1 })
+	v := r.c.TableView(t)
+	r.waitFor("c sending", func() bool { s := v.State("c"); return s != nil && s.Status == contract.StatusSending })
+	timeoutAt := *v.State("c").TimeoutAt
+	if n := len(r.c.ReadAll(t, topology.TierTopic(delay.Tier(timeoutAt.Sub(r.now()))))); n != 0 {
+		t.Fatalf("%d records on the timeout's tier: a send must not set a timer", n)
+	}
+
+	gv, err := goka.NewView(r.c.Brokers, topology.TableDispatcher, new(codec.Bytes),
+		append(gokax.ViewOptions(r.c.Topology, "sweep-timeout-test", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = gv.Run(ctx) }()
+	r.waitFor("the view", func() bool { x, _ := gv.Get("c"); return gv.Recovered() && x != nil })
+
+	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
+		Grace: time.Hour, Now: r.now}
+	r.setNow(timeoutAt.Add(-time.Second))
+	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("sweep before the timeout: %d, %v", n, err)
+	}
+	// Past TimeoutAt the send times out at once (the grace is for held
+	// states, whose wake-up may still be on its way).
+	r.setNow(timeoutAt)
+	if n, err := sw.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("sweep at the timeout: %d wake-ups, %v; want 1", n, err)
+	}
+	r.waitFor("c's command issued again", func() bool { return len(r.commands("c")) == 2 })
+	cmds := r.commands("c")
+	if cmds[1].Attempt != cmds[0].Attempt || cmds[1].Issue == cmds[0].Issue {
+		t.Fatalf("commands %+v: want the same attempt issued again under a new issue number", cmds)
 	}
 }
 

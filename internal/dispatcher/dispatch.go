@@ -181,9 +181,10 @@ type Decision struct {
 //     another, and either its writes were acknowledged (they carry the
 //     whole state) or its offset was not committed either, so it is
 //     replayed and repairs. Only the wake-up the state waits for is
-//     emitted again (a wake-up is checked against the state when it comes,
-//     so a second copy is stale and harmless). A send command is never
-//     made again this way: if it was lost, the send timeout re-issues it.
+//     emitted again, while held (a wake-up is checked against the state
+//     when it comes, so a second copy is stale and harmless). A send
+//     command is never made again this way: if it was lost, the sweep's
+//     send timeout re-issues it.
 func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) Decision {
 	cfg = cfg.WithDefaults()
 	if cur != nil && applied(cur, ev.Source) {
@@ -392,16 +393,24 @@ func finish(s *contract.State, status contract.Status, why string) {
 	}
 }
 
-// effects derives what the state s must publish: a send command and its
-// timeout while sending, a wake-up while held, nothing once final. Because
-// the emits follow from the state alone, a replay can make them again.
+// effects derives what the state s must publish: a send command while
+// sending, a wake-up while held, nothing once final. Because the emits
+// follow from the state alone, a replay can make them again.
+//
+// A sending state emits no timeout wake-up: the sender answers every
+// command it takes (a result, not_attempted past the cut-off, unknown when
+// its call timed out), so a per-send timer would come back stale almost
+// every time and cost a tier record and a dispatcher pass per send. The
+// rare command nobody answers (its record lost, a sender that never comes
+// back) is timed out by the Sweeper, which publishes the send-timeout
+// wake-up for a sending state past its TimeoutAt (sweep.go).
 func effects(s *contract.State, cfg DispatchConfig) Emits {
 	switch {
 	case s.Status == contract.StatusSending:
 		r := s.Request
-		issued, cutoff, timeout := s.UpdatedAt, s.UpdatedAt.Add(cfg.SendTimeout), s.UpdatedAt.Add(cfg.SendTimeout)
-		if s.IssuedAt != nil && s.Cutoff != nil && s.TimeoutAt != nil {
-			issued, cutoff, timeout = *s.IssuedAt, *s.Cutoff, *s.TimeoutAt
+		issued, cutoff := s.UpdatedAt, s.UpdatedAt.Add(cfg.SendTimeout)
+		if s.IssuedAt != nil && s.Cutoff != nil {
+			issued, cutoff = *s.IssuedAt, *s.Cutoff
 		}
 		return Emits{
 			Send: &contract.SendCommand{
@@ -418,8 +427,6 @@ func effects(s *contract.State, cfg DispatchConfig) Emits {
 				Deadline:       issued.Add(cfg.SendTimeout),
 				Cutoff:         cutoff,
 			},
-			Wakeups: []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupSendTimeout,
-				Due: timeout, Attempt: s.Attempts, Issue: s.Issue}},
 		}
 	case s.Status.Held() && s.NextAttemptAt != nil:
 		return Emits{Wakeups: []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupHold, Due: *s.NextAttemptAt}}}

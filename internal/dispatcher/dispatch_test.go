@@ -287,7 +287,7 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 }
 
 // checkEmitsFollowState: a change emits exactly what its new state needs,
-// a send command and its timeout while sending, the hold wake-up while held,
+// a send command while sending (its timeout is the sweep's), the hold wake-up while held,
 // nothing once final; a duplicate emits nothing.
 func checkEmitsFollowState(t *testing.T, d Decision, now time.Time, cfg DispatchConfig) {
 	t.Helper()
@@ -307,10 +307,11 @@ func checkEmitsFollowState(t *testing.T, d Decision, now time.Time, cfg Dispatch
 			t.Errorf("sending state %s#%d with send command %+v", s.Channel, s.Attempts, c)
 		}
 		checkCutoff(t, s, c, now, cfg)
-		want := []contract.Wakeup{{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: c.Cutoff.Add(cfg.ProviderTimeout + cfg.TimeoutMargin),
-			Attempt: s.Attempts, Issue: s.Issue}}
-		if !reflect.DeepEqual(e.Wakeups, want) || s.TimeoutAt == nil || !s.TimeoutAt.Equal(want[0].Due) {
-			t.Errorf("sending state with wake-ups %v, want the send timeout at %s (cut-off + provider timeout + margin)", e.Wakeups, want[0].Due)
+		// No timeout wake-up per send (the sweep times out a command
+		// nobody answered, at TimeoutAt): only the time is recorded.
+		timeout := c.Cutoff.Add(cfg.ProviderTimeout + cfg.TimeoutMargin)
+		if len(e.Wakeups) != 0 || s.TimeoutAt == nil || !s.TimeoutAt.Equal(timeout) {
+			t.Errorf("sending state with wake-ups %v and timeout_at %v, want none and %s (cut-off + provider timeout + margin)", e.Wakeups, s.TimeoutAt, timeout)
 		}
 		if s.NextAttemptAt != nil || s.HoldReason != "" {
 			t.Errorf("sending state still held: %v %s", s.NextAttemptAt, s.HoldReason)
@@ -485,7 +486,7 @@ func TestDispatchRequests(t *testing.T) {
 		{rule: "a new request is sent at once: send command and its timeout",
 			when: plain,
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(0, 1)},
+				emits: []string{send("email", 1)},
 				check: func(t *testing.T, s *contract.State) {
 					if !s.FirstSeen.Equal(t0) || s.Version != 1 || s.Campaign != "billing-2026-01" || s.Request == nil {
 						t.Errorf("new state: %+v", s)
@@ -499,7 +500,7 @@ func TestDispatchRequests(t *testing.T) {
 		{rule: "not_before in the past: sent at once",
 			when: newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T11:00:00Z" }),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(0, 1)}}},
+				emits: []string{send("email", 1)}}},
 		{rule: "inside a blackout window: deferred until the window ends",
 			when: newRequest(t, window("11:00", "13:30")),
 			want: want{verdict: VerdictApplied, status: contract.StatusDeferred, hold: contract.HoldBlackout,
@@ -614,7 +615,7 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {
 				return Event{Source: s.LastSource, Request: s.Request}
 			}},
-			want: want{verdict: VerdictReplay, emits: []string{send("email", 1), timeoutAt(0, 1)}}},
+			want: want{verdict: VerdictReplay, emits: []string{send("email", 1)}}},
 		{rule: "the replay of a held notification's last record re-emits its wake-up",
 			given: given(plain, result(time.Second, contract.OutcomeTransient)),
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {
@@ -641,12 +642,12 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 					Channel: "email", Outcome: contract.OutcomeTransient}}
 			}},
 			want: want{verdict: VerdictReplay, emits: []string{holdUntil(t0.Add(time.Second + backoff(t, 1)))}}},
-		{rule: "an older replay while sending re-emits the send timeout, never the send command",
+		{rule: "an older replay while sending emits nothing: never the send command, and no timer (the sweep times a lost command out)",
 			given: given(plain, plain.after(time.Second)),
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {
 				return Event{Source: contract.Position{Topic: topology.TopicRequests, Partition: 3, Offset: 101}, Request: s.Request}
 			}},
-			want: want{verdict: VerdictReplay, emits: []string{timeoutAt(0, 1)}}},
+			want: want{verdict: VerdictReplay}},
 		{rule: "a record from another partition of the topic is not a replay",
 			given: given(plain),
 			when: step{at: time.Second, ev: func(s *contract.State) Event {
@@ -688,7 +689,7 @@ func TestDispatchMoved(t *testing.T) {
 		{rule: "a moved request is dispatched like a well-placed one, and its origin remembered",
 			when: movedFrom(plain, 1, 7),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(0, 1)},
+				emits: []string{send("email", 1)},
 				check: func(t *testing.T, s *contract.State) {
 					if len(s.Moved) != 1 || s.Moved[topology.TopicRequests+"/1"] != 7 || s.Duplicates != 0 {
 						t.Errorf("moved %v, duplicates %d", s.Moved, s.Duplicates)
@@ -724,7 +725,7 @@ func TestDispatchMoved(t *testing.T) {
 				return Event{Source: s.LastSource, Origin: contract.Position{Topic: topology.TopicRequests, Partition: 1, Offset: 7},
 					Request: s.Request}
 			}},
-			want: want{verdict: VerdictReplay, emits: []string{send("email", 1), timeoutAt(0, 1)}}},
+			want: want{verdict: VerdictReplay, emits: []string{send("email", 1)}}},
 		{rule: "a moved cancel cancels a held notification",
 			given: given(scheduled),
 			when:  movedFrom(cancel(time.Minute), 0, 4),
@@ -810,7 +811,7 @@ func TestDispatchResults(t *testing.T) {
 			given: given(plain, result(time.Second, contract.OutcomeTransient)),
 			when:  wakeDue(time.Second + b1),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 2, onChan: 2,
-				emits: []string{send("email", 2), timeoutAt(time.Second+b1, 2)}}},
+				emits: []string{send("email", 2)}}},
 		{rule: "the second retry waits initial*multiplier",
 			given: given(newRequest(t, func(m map[string]any) { m["policy"].(map[string]any)["attempts_per_channel"] = 3 }),
 				result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1)),
@@ -830,7 +831,7 @@ func TestDispatchResults(t *testing.T) {
 			given: given(plain, result(time.Second, contract.OutcomeTransient), wakeDue(time.Second+b1)),
 			when:  result(5*time.Second, contract.OutcomeTransient),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 3, onChan: 1,
-				emits: []string{send("sms", 3), timeoutAt(5*time.Second, 3)},
+				emits: []string{send("sms", 3)},
 				check: func(t *testing.T, s *contract.State) {
 					history(contract.OutcomeTransient, contract.OutcomeTransient)(t, s)
 					if s.ChannelIndex != 1 {
@@ -841,7 +842,7 @@ func TestDispatchResults(t *testing.T) {
 			given: given(plain),
 			when:  result(time.Second, contract.OutcomePermanent),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 2, onChan: 1,
-				emits: []string{send("sms", 2), timeoutAt(time.Second, 2)},
+				emits: []string{send("sms", 2)},
 				check: func(t *testing.T, s *contract.State) {
 					if s.LastError != "email attempt 1: permanent (400): invalid address" {
 						t.Errorf("last error %q", s.LastError)
@@ -851,7 +852,7 @@ func TestDispatchResults(t *testing.T) {
 			given: given(plain),
 			when:  result(time.Second, contract.Outcome("bounced")),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 2, onChan: 1,
-				emits: []string{send("sms", 2), timeoutAt(time.Second, 2)}}},
+				emits: []string{send("sms", 2)}}},
 		{rule: "the next channel still waits for a blackout window",
 			given: given(newRequest(t, func(m map[string]any) {
 				m["blackout"] = []any{map[string]any{"from": "12:00", "to": "13:00"}}
@@ -942,7 +943,7 @@ func TestDispatchResults(t *testing.T) {
 			given: given(plain),
 			when:  result(20*time.Second, contract.OutcomeNotAttempted),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(20*time.Second, 1)},
+				emits: []string{send("email", 1)},
 				check: func(t *testing.T, s *contract.State) {
 					if s.Issue != 1 || s.Unknowns != 0 {
 						t.Errorf("issue %d unknowns %d", s.Issue, s.Unknowns)
@@ -977,7 +978,7 @@ func TestDispatchWakeups(t *testing.T) {
 			given: given(plain),
 			when:  sendTimedOut(timeoutAfter),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(timeoutAfter, 1)},
+				emits: []string{send("email", 1)},
 				check: func(t *testing.T, s *contract.State) {
 					if s.Issue != 1 || s.Unknowns != 1 {
 						t.Errorf("issue %d unknowns %d, want 1 and 1", s.Issue, s.Unknowns)
@@ -1028,7 +1029,7 @@ func TestDispatchWakeups(t *testing.T) {
 				sendTimedOut(5*timeoutAfter+b1), sendTimedOut(6*timeoutAfter+b1), sendTimedOut(7*timeoutAfter+b1)),
 			when: sendTimedOut(8*timeoutAfter + b1),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "sms", attempts: 3, onChan: 1,
-				emits: []string{send("sms", 3), timeoutAt(8*timeoutAfter+b1, 3)}}},
+				emits: []string{send("sms", 3)}}},
 		{rule: "an unknown outcome when the call was cut off at expires_at: expired, saying the provider may have delivered",
 			given: given(newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:00:20Z" })),
 			when:  result(20*time.Second, contract.OutcomeUnknown),
@@ -1045,7 +1046,7 @@ func TestDispatchWakeups(t *testing.T) {
 			}).after(-20*time.Second), wakeDue(-10*time.Second), result(time.Second, contract.OutcomeUnknown)),
 			when: wakeDue(2 * time.Hour),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(2*time.Hour, 1)},
+				emits: []string{send("email", 1)},
 				check: func(t *testing.T, s *contract.State) {
 					if s.Issue != 1 || s.Commands != 2 || s.Unknowns != 1 {
 						t.Errorf("issue %d of %d commands, unknowns %d; want issue 1 of 2, 1 unknown", s.Issue, s.Commands, s.Unknowns)
@@ -1055,7 +1056,7 @@ func TestDispatchWakeups(t *testing.T) {
 			given: given(plain),
 			when:  result(5*time.Second, contract.OutcomeUnknown),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(5*time.Second, 1)}}},
+				emits: []string{send("email", 1)}}},
 		{rule: "a send timeout whose cut-off is a window's start fires after it, and holds until the window ends",
 			given: given(newRequest(t, func(m map[string]any) {
 				m["blackout"] = []any{map[string]any{"from": "12:00", "to": "14:00"}}
@@ -1083,19 +1084,19 @@ func TestDispatchWakeups(t *testing.T) {
 			given: given(scheduled),
 			when:  wakeDue(6 * time.Hour),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(6*time.Hour, 1)}}},
+				emits: []string{send("email", 1)}}},
 		{rule: "a wake-up that comes late still sends",
 			given: given(scheduled),
 			when:  wakeDue(6*time.Hour + 3*time.Second),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(6*time.Hour+3*time.Second, 1)}}},
+				emits: []string{send("email", 1)}}},
 		{rule: "a deferred notification's wake-up at the window end sends it",
 			given: given(newRequest(t, func(m map[string]any) {
 				m["blackout"] = []any{map[string]any{"from": "11:00", "to": "13:30"}}
 			})),
 			when: wakeDue(90 * time.Minute),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
-				emits: []string{send("email", 1), timeoutAt(90*time.Minute, 1)}}},
+				emits: []string{send("email", 1)}}},
 		{rule: "a wake-up with another due time is stale",
 			given: given(scheduled),
 			when: fixed(7*time.Hour, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupHold,
@@ -1209,7 +1210,7 @@ func TestDispatchRetry(t *testing.T) {
 			given: failed,
 			when:  retry(time.Minute, 2),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 3, onChan: 1,
-				emits: []string{send("email", 3), timeoutAt(time.Minute, 3)}, check: retried}},
+				emits: []string{send("email", 3)}, check: retried}},
 		{rule: "retry inside a blackout window: held until it ends",
 			given: given(newRequest(t, func(m map[string]any) {
 				m["blackout"] = []any{map[string]any{"from": "12:30", "to": "13:00"}}

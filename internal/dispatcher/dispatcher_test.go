@@ -134,14 +134,12 @@ func TestDispatcherCallbackNewRequest(t *testing.T) {
 		cmds[0].Address != "user@example.com" || cmds[0].IdempotencyKey != "n-1" || !cmds[0].IssuedAt.Equal(h.now) {
 		t.Fatalf("send commands = %+v", cmds)
 	}
-	w := h.wakeups()
-	// The send timeout fires after the cut-off (the 30 s deadline) plus the
-	// provider timeout plus the margin.
+	// No timer per send: the state records when the send times out (the
+	// cut-off, the 30 s deadline, plus the provider timeout plus the
+	// margin), and only the sweep acts on it, if no result comes.
 	due := h.now.Add(30*time.Second + dispatcher.DefaultProviderTimeout + dispatcher.DefaultTimeoutMargin)
-	timeoutTier := topology.TierTopic(delay.Tier(due.Sub(h.now)))
-	if len(w[timeoutTier]) != 1 || w[timeoutTier][0].Kind != contract.WakeupSendTimeout ||
-		!w[timeoutTier][0].Due.Equal(due) || !cmds[0].Cutoff.Equal(h.now.Add(30*time.Second)) {
-		t.Fatalf("wakeups = %+v, want one send-timeout on %s due at %s; command cut-off %s", w, timeoutTier, due, cmds[0].Cutoff)
+	if w := h.wakeups(); len(w) != 0 || s.TimeoutAt == nil || !s.TimeoutAt.Equal(due) || !cmds[0].Cutoff.Equal(h.now.Add(30*time.Second)) {
+		t.Fatalf("wakeups = %+v, timeout_at %v, want none and %s; command cut-off %s", w, s.TimeoutAt, due, cmds[0].Cutoff)
 	}
 }
 

@@ -18,15 +18,24 @@ import (
 
 // Sweeper is the dispatcher's rescuer, after River's job rescuer: every
 // Interval it scans the dispatcher table for states of the partitions this
-// process owns that wait for a wake-up which is overdue by more than Grace
-// (a held state past its next_attempt_at, a sending one past its send
-// timeout), and publishes that wake-up again, straight to herald.wakeups.
+// process owns that are overdue, and publishes their wake-up straight to
+// herald.wakeups:
+//   - a held state whose hold wake-up is overdue by more than Grace (past
+//     its next_attempt_at: the delay tiers lost or have not yet released
+//     it), the wake-up again;
+//   - a sending state past its TimeoutAt (cut-off + provider timeout +
+//     margin), its send timeout. This is the only source of send timeouts:
+//     the dispatcher sets no timer per send, because the sender answers
+//     every command it takes (effects, dispatch.go). The sweep times out
+//     only what nobody answered: a command record lost, a sender that
+//     never came back.
 //
-// Guarantee: no non-final state is stuck for good. Every non-final state
-// waits for exactly one wake-up (effects), and whatever lost it (a delay
-// record past retention, an operator who deleted a topic, a bug) the sweep
-// makes it again. A second copy is harmless: a wake-up is checked against
-// the state when it comes, so the later of the two is stale.
+// Guarantee: no non-final state is stuck for good. A held state waits for
+// its wake-up, and whatever lost it (a delay record past retention, an
+// operator who deleted a topic, a bug) the sweep makes it again; a sending
+// state waits for its result, and at most Interval after its TimeoutAt the
+// sweep times it out. A second copy is harmless: a wake-up is checked
+// against the state when it comes, so the later of the two is stale.
 //
 // Cost: one pass over the table's local view per Interval; final states
 // are skipped after a look at their status, without decoding them.
@@ -136,8 +145,9 @@ func (s *Sweeper) log() *slog.Logger {
 
 var statusField = []byte(`"status":"`)
 
-// overdue returns the wake-up an encoded state waits for, if it is overdue
-// by more than grace at now. A final state is recognised by its status
+// overdue returns the wake-up an encoded state needs at now: its send
+// timeout once past TimeoutAt, its hold wake-up once overdue by more than
+// grace. A final state is recognised by its status
 // alone and not decoded.
 func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
 	head := b[:min(len(b), 4096)]
@@ -162,7 +172,7 @@ func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, boo
 		return contract.Wakeup{}, false
 	}
 	switch {
-	case st.Status == contract.StatusSending && st.TimeoutAt != nil && now.Sub(*st.TimeoutAt) > grace:
+	case st.Status == contract.StatusSending && st.TimeoutAt != nil && !now.Before(*st.TimeoutAt):
 		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupSendTimeout, Due: *st.TimeoutAt, Attempt: st.Attempts, Issue: st.Issue}, true
 	case st.Status.Held() && st.NextAttemptAt != nil && now.Sub(*st.NextAttemptAt) > grace:
 		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupHold, Due: *st.NextAttemptAt}, true
