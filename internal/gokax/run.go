@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/storage"
 
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -36,7 +35,7 @@ func GokaOptions(tc topology.Config, storageDir string, log *slog.Logger, fence 
 		goka.WithConsumerSaramaBuilder(goka.SaramaConsumerBuilderWithConfig(tc.Sarama(tc.ClientID))),
 		goka.WithProducerBuilder(goka.ProducerBuilderWithConfig(tc.Sarama(tc.ClientID))),
 		goka.WithUpdateCallback(VersionedUpdate),
-		goka.WithStorageBuilder(storage.DefaultBuilder(filepath.Join(storageDir, "processor"))),
+		goka.WithStorageBuilder(Storage(filepath.Join(storageDir, "processor"))),
 		goka.WithHasher(topology.Hasher),
 		goka.WithNilHandling(goka.NilProcess),
 		goka.WithLogger(GokaLogger(log)),
@@ -160,7 +159,7 @@ func (g gokaLogger) Printf(format string, v ...any) { g.l.Debug(fmt.Sprintf(form
 // read up to: a restart recovers from the next one. The processor must be
 // stopped (LevelDB locks its files).
 func LocalTableOffset(storageDir string, p int32) (int64, error) {
-	st, err := storage.DefaultBuilder(filepath.Join(storageDir, "processor"))(string(topology.TableDispatcher), p)
+	st, err := Storage(filepath.Join(storageDir, "processor"))(string(topology.TableDispatcher), p)
 	if err != nil {
 		return 0, fmt.Errorf("open the local store: %w", err)
 	}

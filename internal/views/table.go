@@ -10,7 +10,6 @@ import (
 
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
-	"github.com/lovoo/goka/storage"
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/gokax"
@@ -52,7 +51,7 @@ func NewStateView(tc topology.Config, storageDir string, log *slog.Logger) (*Sta
 	v, err := goka.NewView(tc.Brokers, topology.TableDispatcher, new(codec.Bytes),
 		append(gokax.ViewOptions(tc, tc.ClientID+"-view", log),
 			goka.WithViewClientID(tc.ClientID+"-view"),
-			goka.WithViewStorageBuilder(storage.DefaultBuilder(filepath.Clean(storageDir))),
+			goka.WithViewStorageBuilder(gokax.Storage(filepath.Clean(storageDir))),
 			goka.WithViewAutoReconnect(),
 		)...)
 	if err != nil {
