@@ -11,6 +11,12 @@
 // for the Retry-After of a 429.
 //
 // Guarantees, as enforced here:
+//   - Every command the sender takes is answered with a result (success,
+//     transient, permanent, throttled; unknown when the call timed out or
+//     was cut; not_attempted past the cut-off), or needs no answer (stale,
+//     a copy whose first is answered, dead-lettered). The dispatcher sets
+//     no timer per send and relies on this; its sweep times out only a
+//     command nobody took (internal/dispatcher/sweep.go).
 //   - An offset of herald.send is committed only when the command it holds
 //     and every earlier command of its partition are complete: their
 //     result is acknowledged by the brokers (acks=all, idempotent
