@@ -175,7 +175,7 @@ type Config struct {
 // Sender is the sender stage.
 type Sender struct {
 	cfg      Config
-	inFlight sync.Map // attemptKey -> struct{}: the calls running now
+	inFlight sync.Map // attemptKey -> *flight: the calls running now
 	answered *answered
 	gates    map[contract.Channel]*gate
 	sem      *semaphore.Weighted
@@ -483,7 +483,9 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	var acquired bool // this goroutine holds cmd's in-flight slot
 	defer func() {
 		if acquired {
-			s.inFlight.Delete(attemptKey{cmd.ID, cmd.Attempt})
+			if f, ok := s.inFlight.LoadAndDelete(attemptKey{cmd.ID, cmd.Attempt}); ok {
+				close(f.(*flight).done)
+			}
 		}
 	}()
 	res, verdict := ss.attempt(t.ctx, cmd, &acquired)
@@ -529,6 +531,13 @@ func (ss *session) mark(t *partitionTracker, r *kgo.Record) {
 	}
 }
 
+// flight is the in-flight slot of an attempt: the issue of the command
+// holding it, and done, closed when its result is published.
+type flight struct {
+	issue int
+	done  chan struct{}
+}
+
 // attemptKey names one provider attempt of one notification.
 type attemptKey struct {
 	id      string
@@ -572,9 +581,26 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 		return res, verdictSkip
 	}
 	key := attemptKey{cmd.ID, cmd.Attempt}
-	if _, busy := s.inFlight.LoadOrStore(key, struct{}{}); busy {
-		s.obs.Skipped(cmd.Channel)
-		return res, verdictSkip
+	for {
+		held, busy := s.inFlight.LoadOrStore(key, &flight{issue: cmd.Issue, done: make(chan struct{})})
+		if !busy {
+			break
+		}
+		f := held.(*flight)
+		if f.issue == cmd.Issue {
+			// A copy of the command being called: its result answers both.
+			s.obs.Skipped(cmd.Channel)
+			return res, verdictSkip
+		}
+		// Another command of the same attempt (the dispatcher issued it
+		// again after the first one's outcome) while the first one's
+		// result is still being published: wait for that slot, never skip
+		// it, or nobody would answer this command.
+		select {
+		case <-f.done:
+		case <-wait.Done():
+			return res, verdictAbandon
+		}
 	}
 	// The slot is held until the result is published (handle releases
 	// it): a copy arriving between the provider's answer and the

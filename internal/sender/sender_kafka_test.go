@@ -563,6 +563,36 @@ func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
 	}
 }
 
+// A command issued again for the same attempt (the dispatcher's answer to
+// an unknown outcome) that reaches the sender while the first command's
+// call or result is still in flight waits for that slot and is called and
+// answered: skipping it, as a copy of the first, would leave it with no
+// answer at all (the dispatcher sets no timer per send).
+func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	p := &countingProvider{delay: 500 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	first := command("reissued", contract.ChannelEmail, 1)
+	var cmd contract.SendCommand
+	_ = json.Unmarshal(first.Value, &cmd)
+	cmd.Issue = 1
+	second := &kgo.Record{Topic: first.Topic, Key: first.Key}
+	second.Value, _ = json.Marshal(cmd)
+	c.Produce(t, c.Client(t), first, second)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	issues := map[int]bool{}
+	for _, r := range got {
+		issues[r.Issue] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(got) != 2 || !issues[0] || !issues[1] || p.calls["reissued#1"] != 2 {
+		t.Fatalf("results %+v and calls %v: want both issues called and answered, one after the other", got, p.calls)
+	}
+}
+
 // A command consumed again after it was answered (a sender commit lost in
 // a rebalance, or a dispatcher replay), while the state view still shows
 // the attempt sending, is not sent again by the sender that answered it.
