@@ -17,6 +17,10 @@ type Sender struct {
 	skipped     *prometheus.CounterVec
 	pauses      *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
+	limit       *prometheus.GaugeVec
+	calls       *prometheus.GaugeVec
+	rateShare   *prometheus.GaugeVec
+	members     prometheus.Gauge
 }
 
 // NewSender registers the sender's metrics on reg.
@@ -53,8 +57,25 @@ func NewSender(reg prometheus.Registerer) *Sender {
 			Name: "herald_sender_dlq_records_total",
 			Help: "Send commands the sender could not decode and sent to herald.dlq, by reason.",
 		}, []string{"reason"}),
+		limit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_sender_concurrency_limit",
+			Help: "Provider calls a channel may have in flight in this process: its adaptive concurrency limit, by channel.",
+		}, []string{"channel"}),
+		calls: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_sender_provider_in_flight",
+			Help: "Provider calls holding a slot under their channel's concurrency limit in this process, by channel.",
+		}, []string{"channel"}),
+		rateShare: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_sender_rate_share",
+			Help: "Attempts per second a channel may make in this process: its --rate divided by the sender group's members (0: unlimited), by channel.",
+		}, []string{"channel"}),
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_sender_group_members",
+			Help: "Members of the sender's consumer group that the rates are divided by.",
+		}),
 	}
-	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters)
+	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters,
+		s.limit, s.calls, s.rateShare, s.members)
 	// Present at 0 from the start, per channel and outcome.
 	for _, ch := range contract.Channels {
 		for _, o := range []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomePermanent, contract.OutcomeThrottled} {
@@ -62,6 +83,7 @@ func NewSender(reg prometheus.Registerer) *Sender {
 		}
 		s.skipped.WithLabelValues(string(ch))
 		s.pauses.WithLabelValues(string(ch))
+		s.calls.WithLabelValues(string(ch))
 	}
 	return s
 }
@@ -90,3 +112,19 @@ func (s *Sender) Paused(ch contract.Channel, _ time.Duration) {
 
 // DeadLetter counts a DLQ record.
 func (s *Sender) DeadLetter(reason string) { s.deadLetters.WithLabelValues(reason).Inc() }
+
+// ConcurrencyLimit sets a channel's concurrency limit.
+func (s *Sender) ConcurrencyLimit(ch contract.Channel, limit int) {
+	s.limit.WithLabelValues(string(ch)).Set(float64(limit))
+}
+
+// ProviderInFlight moves a channel's calls in flight.
+func (s *Sender) ProviderInFlight(ch contract.Channel, delta int) {
+	s.calls.WithLabelValues(string(ch)).Add(float64(delta))
+}
+
+// RateShare sets a channel's rate in this process and the group's members.
+func (s *Sender) RateShare(ch contract.Channel, perSecond float64, members int) {
+	s.rateShare.WithLabelValues(string(ch)).Set(perSecond)
+	s.members.Set(float64(members))
+}

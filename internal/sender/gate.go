@@ -15,21 +15,36 @@ import (
 )
 
 // gate paces the attempts of one channel in this process: a token bucket
-// for the configured rate (none: unlimited), and a pause that a provider's
-// 429 sets for its Retry-After, during which no attempt on the channel
-// starts. Waiting attempts hold their in-flight slot.
+// for this process's share of the configured rate (none: unlimited), and
+// a pause that a provider's 429 sets for its Retry-After, during which no
+// attempt on the channel starts. Waiting attempts hold their in-flight
+// slot.
 type gate struct {
+	perSecond   float64 // the rate of the whole sender group
 	limiter     *rate.Limiter
 	pausedUntil atomic.Int64 // Unix nanoseconds
 	now         func() time.Time
 }
 
 func newGate(perSecond float64, now func() time.Time) *gate {
-	g := &gate{now: now}
+	g := &gate{perSecond: perSecond, now: now}
 	if perSecond > 0 {
 		g.limiter = rate.NewLimiter(rate.Limit(perSecond), burstFor(perSecond))
 	}
 	return g
+}
+
+// share sets this process's share of the rate: the rate divided by the
+// members of the sender group (at least 1). It returns the share (0:
+// unlimited).
+func (g *gate) share(members int) float64 {
+	if g.limiter == nil {
+		return 0
+	}
+	r := g.perSecond / float64(max(members, 1))
+	g.limiter.SetBurst(burstFor(r))
+	g.limiter.SetLimit(rate.Limit(r))
+	return r
 }
 
 // burstFor is the bucket size for a rate: 10 ms worth of tokens, at least

@@ -3,6 +3,7 @@ package sender_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -38,9 +39,14 @@ type pipeline struct {
 }
 
 // benchObserver keeps the sender's in-flight count and provider latency
-// sum, so that a slow run can tell a starved sender from a slow provider.
+// sum, so that a slow run can tell a starved sender from a slow provider,
+// and the email channel's concurrency limit, calls in flight and rate
+// share.
 type benchObserver struct {
 	inFlight, attempts, latencyNs atomic.Int64
+	emailLimit, emailCalls        atomic.Int64
+	emailRate                     atomic.Uint64 // math.Float64bits
+	members                       atomic.Int64
 }
 
 func (o *benchObserver) Attempt(_ contract.Channel, _ contract.Outcome, d time.Duration) {
@@ -52,6 +58,22 @@ func (o *benchObserver) Skipped(contract.Channel)                  {}
 func (o *benchObserver) InFlight(d int)                            { o.inFlight.Add(int64(d)) }
 func (o *benchObserver) Paused(contract.Channel, time.Duration)    {}
 func (o *benchObserver) DeadLetter(string)                         {}
+func (o *benchObserver) ConcurrencyLimit(ch contract.Channel, n int) {
+	if ch == contract.ChannelEmail {
+		o.emailLimit.Store(int64(n))
+	}
+}
+func (o *benchObserver) ProviderInFlight(ch contract.Channel, d int) {
+	if ch == contract.ChannelEmail {
+		o.emailCalls.Add(int64(d))
+	}
+}
+func (o *benchObserver) RateShare(ch contract.Channel, perSecond float64, members int) {
+	if ch == contract.ChannelEmail {
+		o.emailRate.Store(math.Float64bits(perSecond))
+		o.members.Store(int64(members))
+	}
+}
 
 // meanLatency returns the mean provider latency since the last call.
 func (o *benchObserver) meanLatency(prevN, prevNs *int64) time.Duration {

@@ -78,6 +78,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/semaphore"
 
@@ -123,6 +124,16 @@ type Observer interface {
 	Paused(ch contract.Channel, d time.Duration)
 	// DeadLetter is called for every command sent to the DLQ.
 	DeadLetter(reason string)
+	// ConcurrencyLimit is called with a channel's concurrency limit when
+	// it changes (and once at the start).
+	ConcurrencyLimit(ch contract.Channel, limit int)
+	// ProviderInFlight moves the count of a channel's calls holding a
+	// slot under its limit by delta.
+	ProviderInFlight(ch contract.Channel, delta int)
+	// RateShare is called with a channel's rate in this process (0:
+	// unlimited) and the sender group's members it was divided by,
+	// whenever the share changes (and once at the start).
+	RateShare(ch contract.Channel, perSecond float64, members int)
 }
 
 type nopObserver struct{}
@@ -133,6 +144,9 @@ func (nopObserver) Skipped(contract.Channel)                                  {}
 func (nopObserver) InFlight(int)                                              {}
 func (nopObserver) Paused(contract.Channel, time.Duration)                    {}
 func (nopObserver) DeadLetter(string)                                         {}
+func (nopObserver) ConcurrencyLimit(contract.Channel, int)                    {}
+func (nopObserver) ProviderInFlight(contract.Channel, int)                    {}
+func (nopObserver) RateShare(contract.Channel, float64, int)                  {}
 
 // Config configures a Sender.
 type Config struct {
@@ -141,11 +155,17 @@ type Config struct {
 	// Providers is the provider of each channel. A command for a channel
 	// without one fails permanently (the next channel takes over).
 	Providers provider.Set
-	// Rates is the pace of each channel in attempts per second, in this
-	// process; absent or 0 means unlimited.
+	// Rates is the pace of each channel in attempts per second, for the
+	// whole sender group: each process takes its share, the rate divided
+	// by the group's members, divided again on every rebalance. Absent or
+	// 0 means unlimited.
 	Rates map[contract.Channel]float64
-	// Concurrency bounds the commands in flight (default 2000).
+	// Concurrency bounds the commands in flight (default 2000), and is
+	// the ceiling of each channel's adaptive concurrency limit.
 	Concurrency int
+	// Limit tunes each channel's adaptive concurrency limit (its Max is
+	// Concurrency).
+	Limit LimitConfig
 	// DrainTimeout bounds the wait for in-flight attempts on a rebalance
 	// and at shutdown (default 10 s).
 	DrainTimeout time.Duration
@@ -178,6 +198,8 @@ type Sender struct {
 	inFlight sync.Map // attemptKey -> *flight: the calls running now
 	answered *answered
 	gates    map[contract.Channel]*gate
+	limits   map[contract.Channel]*channelLimit
+	members  atomic.Int32 // the sender group's members the rates are divided by
 	sem      *semaphore.Weighted
 	obs      Observer
 	log      *slog.Logger
@@ -217,7 +239,13 @@ func New(cfg Config) (*Sender, error) {
 	if len(cfg.Topology.Brokers) == 0 {
 		return nil, errors.New("sender: no brokers")
 	}
-	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
+	cfg.Limit.Max = cfg.Concurrency
+	cfg.Limit = cfg.Limit.withDefaults()
+	if err := cfg.Limit.validate(); err != nil {
+		return nil, err
+	}
+	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, limits: map[contract.Channel]*channelLimit{},
+		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory)}
 	if s.obs == nil {
 		s.obs = nopObserver{}
@@ -230,7 +258,10 @@ func New(cfg Config) (*Sender, error) {
 	}
 	for _, ch := range contract.Channels {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
+		s.obs.RateShare(ch, cfg.Rates[ch], 1)
+		s.limits[ch] = newChannelLimit(ch, cfg.Limit, s.now, s.obs)
 	}
+	s.members.Store(1)
 	return s, nil
 }
 
@@ -240,6 +271,41 @@ func (s *Sender) Ready() bool { return s.ready.Load() }
 
 // Restarts counts sessions started again after a failure.
 func (s *Sender) Restarts() int64 { return s.restarts.Load() }
+
+// Members is the number of sender group members the rates are divided
+// by (1 until the group is first read).
+func (s *Sender) Members() int { return int(s.members.Load()) }
+
+// ConcurrencyLimit returns a channel's concurrency limit and its calls in
+// flight.
+func (s *Sender) ConcurrencyLimit(ch contract.Channel) (limit, inFlight int) {
+	return s.limits[ch].state()
+}
+
+// rated reports whether any channel has a rate.
+func (s *Sender) rated() bool {
+	for _, r := range s.cfg.Rates {
+		if r > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// divide gives every rated channel its share for the group's members.
+func (s *Sender) divide(members int) {
+	if int(s.members.Swap(int32(members))) == members {
+		return
+	}
+	shares := map[contract.Channel]float64{}
+	for _, ch := range contract.Channels {
+		if s.cfg.Rates[ch] > 0 {
+			shares[ch] = s.gates[ch].share(members)
+			s.obs.RateShare(ch, shares[ch], members)
+		}
+	}
+	s.log.Info("sender: rates divided among the sender group's members", "members", members, "per_second", shares)
+}
 
 // Run consumes until ctx ends, starting a new session after a failed one.
 // It returns nil after a clean stop.
@@ -351,6 +417,67 @@ func (ss *session) watch(ctx context.Context) {
 	}
 }
 
+// groupPoll is how often followGroup looks for a new generation, and
+// groupRetry how long it waits after failing to read the group.
+const (
+	groupPoll  = 100 * time.Millisecond
+	groupRetry = time.Second
+)
+
+// followGroup divides the channels' rates among the sender group's
+// members after every rebalance, until ctx ends. Every rebalance gives
+// each member a new generation; once this member has one, it reads the
+// group's members from the coordinator (DescribeGroups).
+func (ss *session) followGroup(ctx context.Context) {
+	adm := kadm.NewClient(ss.cl)
+	done := int32(-1)
+	t := time.NewTicker(groupPoll)
+	defer t.Stop()
+	var retryAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		_, gen := ss.cl.GroupMetadata()
+		if gen < 0 || gen == done || time.Now().Before(retryAt) {
+			continue
+		}
+		n, err := ss.groupMembers(ctx, adm)
+		if err != nil {
+			if ctx.Err() == nil {
+				ss.s.log.Warn("sender: cannot read the sender group's members; the rates stay divided as they were", "generation", gen, "err", err)
+			}
+			retryAt = time.Now().Add(groupRetry)
+			continue
+		}
+		ss.s.divide(n)
+		done = gen
+	}
+}
+
+// groupMembers reads the number of members of the sender group.
+func (ss *session) groupMembers(ctx context.Context, adm *kadm.Client) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	group := ss.s.cfg.Group
+	gs, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		return 0, fmt.Errorf("describe group %s: %w", group, err)
+	}
+	g, ok := gs[group]
+	switch {
+	case !ok:
+		return 0, fmt.Errorf("describe group %s: not in the answer", group)
+	case g.Err != nil:
+		return 0, fmt.Errorf("describe group %s: %w", group, g.Err)
+	case g.State != "Stable" && g.State != "CompletingRebalance", len(g.Members) == 0:
+		return 0, fmt.Errorf("group %s is %s with %d members: rebalancing", group, g.State, len(g.Members))
+	}
+	return len(g.Members), nil
+}
+
 func (s *Sender) session(ctx context.Context) error {
 	ss := &session{s: s, parts: map[int32]*partitionTracker{}}
 	ss.base, ss.hardStop = context.WithCancel(context.Background())
@@ -379,6 +506,9 @@ func (s *Sender) session(ctx context.Context) error {
 	ss.stopPoll = stopPoll
 	ss.lastTick.Store(time.Now().UnixNano())
 	go ss.watch(pollCtx)
+	if s.rated() {
+		go ss.followGroup(pollCtx)
+	}
 	s.ready.Store(true)
 	ss.poll(pollCtx)
 	s.ready.Store(false)
@@ -568,9 +698,18 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
 		return res, verdictPublish
 	}
-	g := s.gates[cmd.Channel]
-	if err := g.wait(wait); err != nil {
+	g, lim := s.gates[cmd.Channel], s.limits[cmd.Channel]
+	sl, held, err := ss.await(wait, cmd, lim, g)
+	if err != nil {
 		return res, verdictAbandon
+	}
+	// The answer, if a call is made: it moves the channel's limit.
+	var (
+		answered, throttled bool
+		latency             time.Duration
+	)
+	if held {
+		defer func() { lim.release(sl, latency, answered, throttled) }()
 	}
 	// Another copy of this command, answered or being called here, answers
 	// for this one too: checked before the cut-off, so that a late copy is
@@ -608,7 +747,12 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	// answered command, and call again.
 	*acquired = true
 	now := s.now()
-	if why := PastCutoff(cmd, now, s.cfg.MinBudget); why != "" {
+	why := PastCutoff(cmd, now, s.cfg.MinBudget)
+	if why == "" && !held {
+		why = fmt.Sprintf("not attempted: no call slot or rate token on %s came before %s, the command's cut-off less the --send-min-budget of %s",
+			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
+	}
+	if why != "" {
 		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
 		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
 		return res, verdictPublish
@@ -639,6 +783,8 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
 		return res, verdictAbandon // cut off at shutdown: the answer is unknown
 	}
+	latency, throttled = end.Sub(start), pr.Outcome == contract.OutcomeThrottled
+	answered = pr.Outcome != contract.OutcomeNotAttempted
 	res.Outcome, res.Code = pr.Outcome, pr.Code
 	res.RetryAfter = contract.Duration(pr.RetryAfter)
 	res.At, res.Latency = end, contract.Duration(end.Sub(start))
@@ -671,6 +817,33 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
 	}
 	return res, verdictPublish
+}
+
+// await waits for a slot under the channel's concurrency limit, then for
+// the channel's gate (rate and 429 pause), holding the slot meanwhile: a
+// token is taken only when a call can start at once, so calls never
+// bunch up beyond the rate. It waits until wait ends (err: the command
+// is abandoned) or until the command's cut-off less the minimum budget,
+// since no call may start after that: then held is false and the command
+// is answered not_attempted, not held past its cut-off.
+func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, held bool, err error) {
+	ctx := wait
+	if until := cmd.Until(); !until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(wait, until.Sub(ss.s.now())-ss.s.cfg.MinBudget)
+		defer cancel()
+	}
+	sl, err = lim.acquire(ctx)
+	if err == nil {
+		if err = g.wait(ctx); err == nil {
+			return sl, true, nil
+		}
+		lim.release(sl, 0, false, false)
+	}
+	if wait.Err() != nil {
+		return slot{}, false, err
+	}
+	return slot{}, false, nil // the cut-off came first
 }
 
 // revoked is the OnPartitionsRevoked callback: drain the revoked

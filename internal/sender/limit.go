@@ -1,0 +1,284 @@
+package sender
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// Defaults of LimitConfig.
+const (
+	// DefaultLimitMin is the floor of a channel's concurrency limit, and
+	// where it starts.
+	DefaultLimitMin = 50
+	// DefaultLatencyTolerance is how many times its base latency a
+	// provider may take before its limit stops growing and shrinks.
+	DefaultLatencyTolerance = 1.5
+	// DefaultLatencyFloor is the least base latency: below it, a
+	// provider's latency is scheduling noise, not queueing.
+	DefaultLatencyFloor = 50 * time.Millisecond
+	// DefaultLatencyMemory is how long a provider's base latency is
+	// remembered.
+	DefaultLatencyMemory = 30 * time.Second
+)
+
+// throttleBackoff is what a window with a 429 multiplies the limit by,
+// and maxShrink the most one window of high latency takes off it.
+const (
+	throttleBackoff = 0.9
+	maxShrink       = 0.5
+)
+
+// LimitConfig tunes the adaptive concurrency limit of each channel
+// (adaptiveLimit).
+type LimitConfig struct {
+	// Min is the limit's floor and its start (default DefaultLimitMin);
+	// Max its ceiling (Config.Concurrency). Min = Max fixes the limit.
+	Min, Max int
+	// Tolerance is the latency, as a multiple of the base latency, at
+	// which the limit stops growing; above it the limit shrinks (default
+	// DefaultLatencyTolerance; more than 1).
+	Tolerance float64
+	// Floor is the least base latency (default DefaultLatencyFloor).
+	Floor time.Duration
+	// Memory is how long a window's latency can serve as the base
+	// (default DefaultLatencyMemory).
+	Memory time.Duration
+}
+
+func (c LimitConfig) withDefaults() LimitConfig {
+	if c.Min == 0 {
+		c.Min = DefaultLimitMin
+	}
+	c.Min = min(c.Min, c.Max)
+	if c.Tolerance == 0 {
+		c.Tolerance = DefaultLatencyTolerance
+	}
+	if c.Floor == 0 {
+		c.Floor = DefaultLatencyFloor
+	}
+	if c.Memory == 0 {
+		c.Memory = DefaultLatencyMemory
+	}
+	return c
+}
+
+func (c LimitConfig) validate() error {
+	switch {
+	case c.Min < 1:
+		return fmt.Errorf("sender: the concurrency floor must be positive, got %d", c.Min)
+	case !(c.Tolerance > 1):
+		return fmt.Errorf("sender: the latency tolerance must be more than 1, got %v", c.Tolerance)
+	case c.Floor < 0:
+		return fmt.Errorf("sender: the latency floor must not be negative, got %s", c.Floor)
+	case c.Memory <= 0:
+		return fmt.Errorf("sender: the latency memory must be positive, got %s", c.Memory)
+	}
+	return nil
+}
+
+// adaptiveLimit is the concurrency limit of one channel, adapted to the
+// latency its provider shows, in the manner of TCP Vegas and Netflix's
+// concurrency-limits (gradient): while the provider answers about as fast
+// as it does unloaded, more calls at once cost nothing and the limit
+// grows; once its answers slow down, calls queue at the provider and the
+// limit shrinks.
+//
+// Answers are taken in windows of one base latency (at least Floor):
+//   - the window's latency is the median of its answers, so a few
+//     outliers (the odd timeout) do not move the limit, and a majority of
+//     slow answers (a provider timing out) does;
+//   - the base latency is the least window latency of the last Memory, at
+//     least Floor: the provider's unloaded latency, forgotten after Memory
+//     so that a provider that is slower for good is not held to its old
+//     speed;
+//   - with r = window latency / base: a window with a 429 multiplies the
+//     limit by 0.9; r above Tolerance multiplies it by Tolerance/r (at
+//     least 0.5); r at or below Tolerance adds limit × (Tolerance-r) /
+//     (Tolerance-1), at most doubling it (r near 1, TCP's slow start) and
+//     at least 1, unless fewer than half the limit were in flight during
+//     the window (the limit was not what held the calls back).
+//
+// The limit stays within [Min, Max] and starts at Min. It is not safe for
+// concurrent use (channelLimit serialises it) and reads time only from
+// now.
+type adaptiveLimit struct {
+	cfg   LimitConfig
+	now   func() time.Time
+	limit float64
+
+	// The current window: its start, its answers' latencies, whether one
+	// was a 429, and the most calls in flight when one of them started.
+	start     time.Time
+	window    []time.Duration
+	throttled bool
+	peak      int
+
+	// bases are the window latencies of the last Memory that may still
+	// become the base: increasing in latency and time, so bases[0] is the
+	// least (a monotonic queue).
+	bases []timedLatency
+}
+
+type timedLatency struct {
+	at      time.Time
+	latency time.Duration
+}
+
+func newAdaptiveLimit(cfg LimitConfig, now func() time.Time) *adaptiveLimit {
+	return &adaptiveLimit{cfg: cfg, now: now, limit: float64(cfg.Min)}
+}
+
+// Limit is the number of calls that may be in flight.
+func (a *adaptiveLimit) Limit() int { return int(a.limit) }
+
+// Base is the provider's base latency (0 before the first window ends).
+func (a *adaptiveLimit) Base() time.Duration {
+	if len(a.bases) == 0 {
+		return 0
+	}
+	return max(a.bases[0].latency, a.cfg.Floor)
+}
+
+// Sample records one provider answer: its latency, whether it was a 429,
+// and the calls in flight when it started (itself included). It reports
+// whether the limit changed.
+func (a *adaptiveLimit) Sample(latency time.Duration, throttled bool, inFlight int) bool {
+	now := a.now()
+	if len(a.window) == 0 {
+		a.start = now
+	}
+	a.window = append(a.window, latency)
+	a.throttled = a.throttled || throttled
+	a.peak = max(a.peak, inFlight)
+	if now.Sub(a.start) < max(a.Base(), a.cfg.Floor) {
+		return false
+	}
+	return a.update(now)
+}
+
+// update ends the window at now and moves the limit.
+func (a *adaptiveLimit) update(now time.Time) bool {
+	slices.Sort(a.window)
+	latency := a.window[len(a.window)/2]
+	for len(a.bases) > 0 && a.bases[len(a.bases)-1].latency >= latency {
+		a.bases = a.bases[:len(a.bases)-1]
+	}
+	a.bases = append(a.bases, timedLatency{now, latency})
+	for now.Sub(a.bases[0].at) > a.cfg.Memory {
+		a.bases = a.bases[1:]
+	}
+	r := float64(latency) / float64(max(a.Base(), 1))
+	old, tol := a.Limit(), a.cfg.Tolerance
+	switch {
+	case a.throttled:
+		a.limit *= throttleBackoff
+	case r > tol:
+		a.limit *= max(maxShrink, tol/r)
+	case float64(a.peak) < a.limit/2:
+		// Too few calls to tell whether more would queue.
+	default:
+		a.limit += max(1, a.limit*min(1, (tol-r)/(tol-1)))
+	}
+	a.limit = min(max(a.limit, float64(a.cfg.Min)), float64(a.cfg.Max))
+	a.window, a.throttled, a.peak = a.window[:0], false, 0
+	return a.Limit() != old
+}
+
+// channelLimit holds a channel's provider calls to its adaptiveLimit:
+// a call takes a slot before it waits for the channel's gate and gives it
+// back with its answer. Calls waiting for a slot get one first come,
+// first served, so commands still start in the order they were polled.
+type channelLimit struct {
+	ch  contract.Channel
+	obs Observer
+
+	mu       sync.Mutex
+	limit    *adaptiveLimit
+	inFlight int
+	waiting  list.List // of *slotWaiter, oldest first
+}
+
+// slot is one call's place under the limit.
+type slot struct {
+	// inFlight is the calls in flight when it was given, itself included.
+	inFlight int
+}
+
+type slotWaiter struct {
+	ready   chan struct{}
+	granted slot
+	ok      bool
+}
+
+var errNoSlot = errors.New("sender: no slot")
+
+func newChannelLimit(ch contract.Channel, cfg LimitConfig, now func() time.Time, obs Observer) *channelLimit {
+	c := &channelLimit{ch: ch, obs: obs, limit: newAdaptiveLimit(cfg, now)}
+	obs.ConcurrencyLimit(ch, c.limit.Limit())
+	return c
+}
+
+// acquire waits for a slot until ctx ends.
+func (c *channelLimit) acquire(ctx context.Context) (slot, error) {
+	c.mu.Lock()
+	if c.inFlight < c.limit.Limit() && c.waiting.Len() == 0 {
+		s := c.give()
+		c.mu.Unlock()
+		return s, nil
+	}
+	w := &slotWaiter{ready: make(chan struct{})}
+	e := c.waiting.PushBack(w)
+	c.mu.Unlock()
+	select {
+	case <-w.ready:
+		return w.granted, nil
+	case <-ctx.Done():
+	}
+	c.mu.Lock()
+	if w.ok { // given as ctx ended: hand it on
+		c.mu.Unlock()
+		c.release(w.granted, 0, false, false)
+	} else {
+		c.waiting.Remove(e)
+		c.mu.Unlock()
+	}
+	return slot{}, fmt.Errorf("%w: %w", errNoSlot, ctx.Err())
+}
+
+// give takes a slot; c.mu is held.
+func (c *channelLimit) give() slot {
+	c.inFlight++
+	c.obs.ProviderInFlight(c.ch, 1)
+	return slot{inFlight: c.inFlight}
+}
+
+// release gives s back. answered says a provider answered the call, in
+// latency, with a 429 if throttled: the answer then moves the limit.
+func (c *channelLimit) release(s slot, latency time.Duration, answered, throttled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inFlight--
+	c.obs.ProviderInFlight(c.ch, -1)
+	if answered && c.limit.Sample(latency, throttled, s.inFlight) {
+		c.obs.ConcurrencyLimit(c.ch, c.limit.Limit())
+	}
+	for c.inFlight < c.limit.Limit() && c.waiting.Len() > 0 {
+		w := c.waiting.Remove(c.waiting.Front()).(*slotWaiter)
+		w.granted, w.ok = c.give(), true
+		close(w.ready)
+	}
+}
+
+// state returns the limit and the calls in flight.
+func (c *channelLimit) state() (limit, inFlight int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.limit.Limit(), c.inFlight
+}

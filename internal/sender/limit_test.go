@@ -1,0 +1,346 @@
+package sender
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+)
+
+// fakeClock is a clock that moves only when told.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// phase is a run of windows in which a provider answers in latency: the
+// calls in flight are inFlight(limit) (nil: the whole limit), and every
+// sample of a window is a 429 if throttled. A window of outliers ends
+// with that many answers of 20 s among its eleven.
+type phase struct {
+	windows  int
+	latency  time.Duration
+	inFlight func(limit int) int
+	throttle bool
+	outliers int
+}
+
+// feedWindow gives a one window of answers: eleven, a tenth of the
+// window apart, the last of which ends it. It returns the limit after.
+func feedWindow(t *testing.T, a *adaptiveLimit, clk *fakeClock, p phase) int {
+	t.Helper()
+	step := max(a.Base(), a.cfg.Floor) / 10
+	inFlight := a.Limit()
+	if p.inFlight != nil {
+		inFlight = p.inFlight(a.Limit())
+	}
+	for i := 0; i <= 10; i++ {
+		lat := p.latency
+		if i >= 11-p.outliers {
+			lat = 20 * time.Second
+		}
+		a.Sample(lat, p.throttle, inFlight)
+		if len(a.window) == 0 {
+			if i != 10 {
+				t.Fatalf("the window ended after %d answers, want 11", i+1)
+			}
+			return a.Limit()
+		}
+		clk.advance(step)
+	}
+	t.Fatal("the window did not end after 11 answers a tenth of it apart")
+	return 0
+}
+
+func TestAdaptiveLimit(t *testing.T) {
+	const ms = time.Millisecond
+	base := LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 10 * ms, Memory: 30 * time.Second}
+	grown := phase{windows: 8, latency: 100 * ms} // 10 doubled 7 times passes 1000
+	quarter := func(l int) int { return l / 4 }
+	cases := []struct {
+		name   string
+		cfg    LimitConfig
+		phases []phase
+		// want checks the limit after each window of the last phase;
+		// prev is the limit before it.
+		want func(t *testing.T, prev int, limits []int)
+	}{
+		{
+			name:   "at its base latency the limit doubles each window up to the ceiling",
+			cfg:    base,
+			phases: []phase{grown},
+			want: func(t *testing.T, prev int, limits []int) {
+				for i, l := range limits {
+					if w := min(2*prev, 1000); l != w {
+						t.Errorf("window %d: limit %d, want %d", i, l, w)
+					}
+					prev = l
+				}
+			},
+		},
+		{
+			name:   "latency far above the base halves the limit each window down to the floor",
+			cfg:    base,
+			phases: []phase{grown, {windows: 8, latency: 400 * ms}},
+			want: func(t *testing.T, prev int, limits []int) {
+				for i, l := range limits {
+					if w := max(prev/2, 10); l != w {
+						t.Errorf("window %d: limit %d, want %d", i, l, w)
+					}
+					prev = l
+				}
+			},
+		},
+		{
+			name:   "latency just above the tolerance shrinks the limit in proportion",
+			cfg:    base,
+			phases: []phase{grown, {windows: 1, latency: 180 * ms}}, // r 1.8: × 1.5/1.8
+			want:   wantLimits(833),
+		},
+		{
+			name:   "latency within the tolerance grows the limit less the nearer it is",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 1, latency: 140 * ms}}, // 80, r 1.4: + 80 × 0.2
+			want:   wantLimits(96),
+		},
+		{
+			name:   "at the tolerance the limit creeps up by one",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 2, latency: 150 * ms}},
+			want:   wantLimits(81, 82),
+		},
+		{
+			name:   "a 429 takes a tenth off even at the base latency",
+			cfg:    base,
+			phases: []phase{grown, {windows: 3, latency: 100 * ms, throttle: true}},
+			want:   wantLimits(900, 810, 729),
+		},
+		{
+			name:   "with fewer than half the limit in flight the limit does not grow",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 3, latency: 100 * ms, inFlight: quarter}},
+			want:   wantLimits(80, 80, 80),
+		},
+		{
+			name:   "with fewer than half the limit in flight queueing still shrinks it",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 1, latency: 300 * ms, inFlight: quarter}},
+			want:   wantLimits(40),
+		},
+		{
+			name:   "a few timeouts among the answers do not shrink it",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 1, latency: 100 * ms, outliers: 5}},
+			want:   wantLimits(160),
+		},
+		{
+			name:   "most answers timing out shrink it",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 1, latency: 100 * ms, outliers: 6}},
+			want:   wantLimits(40),
+		},
+		{
+			name: "latencies below the floor are noise, not queueing",
+			cfg:  LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 50 * ms, Memory: 30 * time.Second},
+			// 1 ms unloaded, then 40 ms: 40 times the least latency but under the floor.
+			phases: []phase{{windows: 2, latency: ms}, {windows: 2, latency: 40 * ms}},
+			want:   wantLimits(80, 160),
+		},
+		{
+			name: "a provider slower for good gets its limit back once its old speed is forgotten",
+			cfg:  LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 10 * ms, Memory: time.Second},
+			// 80 at 100 ms; then 400 ms halves it to the floor until the
+			// 100 ms windows are a second old, and the limit doubles again.
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 25, latency: 400 * ms}},
+			want: func(t *testing.T, prev int, limits []int) {
+				if limits[2] != 10 {
+					t.Errorf("limit %v: not down to the floor after three slow windows", limits)
+				}
+				if last := limits[len(limits)-1]; last != 1000 {
+					t.Errorf("limit %v: not back at the ceiling once 400 ms became the base", limits)
+				}
+			},
+		},
+		{
+			name:   "min equal to max fixes the limit",
+			cfg:    LimitConfig{Min: 64, Max: 64, Tolerance: 1.5, Floor: 10 * ms, Memory: 30 * time.Second},
+			phases: []phase{{windows: 2, latency: 100 * ms}, {windows: 2, latency: 900 * ms, throttle: true}},
+			want:   wantLimits(64, 64),
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+			a := newAdaptiveLimit(c.cfg, clk.now)
+			if a.Limit() != c.cfg.Min {
+				t.Fatalf("starts at %d, want the floor %d", a.Limit(), c.cfg.Min)
+			}
+			var prev int
+			var limits []int
+			for i, p := range c.phases {
+				prev, limits = a.Limit(), nil
+				for range p.windows {
+					l := feedWindow(t, a, clk, p)
+					if l < c.cfg.Min || l > c.cfg.Max {
+						t.Fatalf("phase %d: limit %d outside [%d, %d]", i, l, c.cfg.Min, c.cfg.Max)
+					}
+					limits = append(limits, l)
+				}
+			}
+			c.want(t, prev, limits)
+		})
+	}
+}
+
+func wantLimits(want ...int) func(t *testing.T, prev int, limits []int) {
+	return func(t *testing.T, _ int, limits []int) {
+		t.Helper()
+		if len(limits) != len(want) {
+			t.Fatalf("limits %v, want %v", limits, want)
+		}
+		for i := range want {
+			if limits[i] != want[i] {
+				t.Fatalf("limits %v, want %v", limits, want)
+			}
+		}
+	}
+}
+
+// TestAdaptiveLimitWindow: answers within one base latency of the
+// window's first do not move the limit; the first one after does.
+func TestAdaptiveLimitWindow(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	a := newAdaptiveLimit(LimitConfig{Min: 10, Max: 100, Tolerance: 1.5, Floor: 200 * time.Millisecond, Memory: time.Minute}, clk.now)
+	for range 50 {
+		if a.Sample(time.Millisecond, false, 10) {
+			t.Fatal("the limit moved within the window")
+		}
+		clk.advance(3 * time.Millisecond)
+	}
+	clk.advance(50 * time.Millisecond)
+	if !a.Sample(time.Millisecond, false, 10) || a.Limit() != 20 {
+		t.Fatalf("limit %d after the window, want 20", a.Limit())
+	}
+}
+
+func TestLimitConfigValidate(t *testing.T) {
+	ok := LimitConfig{Max: 100}.withDefaults()
+	if err := ok.validate(); err != nil || ok.Min != DefaultLimitMin || ok.Tolerance != DefaultLatencyTolerance {
+		t.Fatalf("defaults %+v: %v", ok, err)
+	}
+	if c := (LimitConfig{Max: 8}).withDefaults(); c.Min != 8 {
+		t.Errorf("a floor above the ceiling is not lowered to it: %+v", c)
+	}
+	for _, bad := range []LimitConfig{
+		{Min: -1, Max: 10},
+		{Max: 10, Tolerance: 1},
+		{Max: 10, Tolerance: 0.5},
+		{Max: 10, Floor: -time.Millisecond},
+		{Max: 10, Memory: -time.Second},
+	} {
+		if err := bad.withDefaults().validate(); err == nil {
+			t.Errorf("%+v: no error", bad)
+		}
+	}
+}
+
+// countingObserver keeps the last limit and the calls in flight of the
+// email channel.
+type countingObserver struct {
+	nopObserver
+	limit, calls int
+}
+
+func (o *countingObserver) ConcurrencyLimit(_ contract.Channel, n int) { o.limit = n }
+func (o *countingObserver) ProviderInFlight(_ contract.Channel, d int) { o.calls += d }
+
+// TestChannelLimitSlots: slots are given up to the limit, then first come
+// first served as calls end; a waiter whose context ends leaves the
+// queue; answers move the limit and the observer sees it.
+func TestChannelLimitSlots(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	obs := &countingObserver{}
+	c := newChannelLimit(contract.ChannelEmail, LimitConfig{Min: 2, Max: 4, Tolerance: 1.5, Floor: 10 * time.Millisecond, Memory: time.Minute}, clk.now, obs)
+	ctx := context.Background()
+	a, _ := c.acquire(ctx)
+	b, _ := c.acquire(ctx)
+	if obs.limit != 2 || obs.calls != 2 || a.inFlight != 1 || b.inFlight != 2 {
+		t.Fatalf("observer %+v, slots %+v %+v", obs, a, b)
+	}
+	type given struct {
+		i int
+		s slot
+	}
+	gave := make(chan given, 3)
+	for i := range 3 {
+		go func() {
+			s, err := c.acquire(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			gave <- given{i, s}
+		}()
+		waitFor(t, func() bool { return queued(c) == i+1 })
+	}
+	gone, cancel := context.WithCancel(ctx)
+	errc := make(chan error)
+	go func() { _, err := c.acquire(gone); errc <- err }()
+	waitFor(t, func() bool { return queued(c) == 4 })
+	cancel()
+	if err := <-errc; !errors.Is(err, errNoSlot) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("a canceled wait: %v", err)
+	}
+	if _, calls := c.state(); calls != 2 || queued(c) != 3 {
+		t.Fatalf("%d in flight, %d waiting after a canceled wait, want 2, 3", calls, queued(c))
+	}
+	// One answer at the base ends no window: the first waiter moves up.
+	c.release(a, 5*time.Millisecond, true, false)
+	if g := <-gave; g.i != 0 || g.s.inFlight != 2 {
+		t.Fatalf("first served: %+v, want waiter 0 as the second in flight", g)
+	}
+	// One more, after the window: the limit doubles to its ceiling of 4
+	// and the two other waiters move up, in order.
+	clk.advance(20 * time.Millisecond)
+	c.release(b, 5*time.Millisecond, true, false)
+	got := map[int]int{}
+	for range 2 {
+		g := <-gave
+		got[g.i] = g.s.inFlight
+	}
+	if got[1] != 2 || got[2] != 3 {
+		t.Fatalf("waiters 1 and 2 were given slots %d and %d in flight, want 2 and 3", got[1], got[2])
+	}
+	if l, calls := c.state(); l != 4 || calls != 3 {
+		t.Fatalf("limit %d, in flight %d, want 4, 3", l, calls)
+	}
+	c.mu.Lock()
+	if obs.limit != 4 || obs.calls != 3 {
+		t.Errorf("observer %+v, want limit 4, 3 in flight", obs)
+	}
+	c.mu.Unlock()
+	c.release(slot{}, 0, false, false)
+	c.release(slot{}, 0, false, false)
+	c.release(slot{}, 0, false, false)
+	if l, calls := c.state(); l != 4 || calls != 0 {
+		t.Fatalf("limit %d, in flight %d after unanswered releases", l, calls)
+	}
+}
+
+func queued(c *channelLimit) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waiting.Len()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
