@@ -38,25 +38,25 @@ const (
 // LimitConfig tunes the adaptive concurrency limit of each channel
 // (adaptiveLimit).
 type LimitConfig struct {
-	// Min is the limit's floor and its start (default DefaultLimitMin);
-	// Max its ceiling (Config.Concurrency). Min = Max fixes the limit.
+	// Min is the limit's floor and its start (0: DefaultLimitMin, or Max
+	// if lower); Max its ceiling (Config.Concurrency). Min = Max fixes
+	// the limit.
 	Min, Max int
 	// Tolerance is the latency, as a multiple of the base latency, at
-	// which the limit stops growing; above it the limit shrinks (default
-	// DefaultLatencyTolerance; more than 1).
+	// which the limit stops growing; above it the limit shrinks (0:
+	// DefaultLatencyTolerance; else more than 1).
 	Tolerance float64
-	// Floor is the least base latency (default DefaultLatencyFloor).
+	// Floor is the least base latency (0: DefaultLatencyFloor).
 	Floor time.Duration
-	// Memory is how long a window's latency can serve as the base
-	// (default DefaultLatencyMemory).
+	// Memory is how long a window's latency can serve as the base (0:
+	// DefaultLatencyMemory).
 	Memory time.Duration
 }
 
 func (c LimitConfig) withDefaults() LimitConfig {
 	if c.Min == 0 {
-		c.Min = DefaultLimitMin
+		c.Min = min(DefaultLimitMin, c.Max)
 	}
-	c.Min = min(c.Min, c.Max)
 	if c.Tolerance == 0 {
 		c.Tolerance = DefaultLatencyTolerance
 	}
@@ -73,6 +73,8 @@ func (c LimitConfig) validate() error {
 	switch {
 	case c.Min < 1:
 		return fmt.Errorf("sender: the concurrency floor must be positive, got %d", c.Min)
+	case c.Min > c.Max:
+		return fmt.Errorf("sender: the concurrency floor (%d) is above the ceiling, the concurrency (%d)", c.Min, c.Max)
 	case !(c.Tolerance > 1):
 		return fmt.Errorf("sender: the latency tolerance must be more than 1, got %v", c.Tolerance)
 	case c.Floor < 0:
@@ -194,7 +196,8 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 // channelLimit holds a channel's provider calls to its adaptiveLimit:
 // a call takes a slot before it waits for the channel's gate and gives it
 // back with its answer. Calls waiting for a slot get one first come,
-// first served, so commands still start in the order they were polled.
+// first served, so that commands start about in the order they were
+// polled, as the partition trackers prefer.
 type channelLimit struct {
 	ch  contract.Channel
 	obs Observer

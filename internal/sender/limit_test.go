@@ -230,11 +230,12 @@ func TestLimitConfigValidate(t *testing.T) {
 	if err := ok.validate(); err != nil || ok.Min != DefaultLimitMin || ok.Tolerance != DefaultLatencyTolerance {
 		t.Fatalf("defaults %+v: %v", ok, err)
 	}
-	if c := (LimitConfig{Max: 8}).withDefaults(); c.Min != 8 {
-		t.Errorf("a floor above the ceiling is not lowered to it: %+v", c)
+	if c := (LimitConfig{Max: 8}).withDefaults(); c.Min != 8 || c.validate() != nil {
+		t.Errorf("the default floor above the ceiling is not lowered to it: %+v", c)
 	}
 	for _, bad := range []LimitConfig{
 		{Min: -1, Max: 10},
+		{Min: 11, Max: 10},
 		{Max: 10, Tolerance: 1},
 		{Max: 10, Tolerance: 0.5},
 		{Max: 10, Floor: -time.Millisecond},

@@ -5,10 +5,14 @@
 //
 // Concurrency: every command runs in its own goroutine from poll to
 // acknowledged result, and at most Config.Concurrency of them are in
-// flight in the process, whatever the partition count: a provider taking
-// one second per attempt still sees thousands of attempts a second. Each
-// channel's attempts are paced by a token bucket (Config.Rates) and paused
-// for the Retry-After of a 429.
+// flight in the process, whatever the partition count. Each channel's
+// provider calls are held to a concurrency limit that adapts to the
+// latency the provider shows (adaptiveLimit, within Config.Concurrency):
+// a provider taking one second per attempt still sees thousands of
+// attempts a second, and one that slows down under load gets fewer. Each
+// channel's attempts are paced by a token bucket at this process's share
+// of the channel's rate (Config.Rates, divided among the sender group's
+// members on every rebalance) and paused for the Retry-After of a 429.
 //
 // Guarantees, as enforced here:
 //   - Every command the sender takes is answered with a result (success,
@@ -40,7 +44,10 @@
 //     is bounded by it: a command that reaches the sender too late is
 //     answered not_attempted, and the dispatcher decides again without
 //     using up an attempt. So no call starts inside a blackout window or
-//     after expiry, however long the command queued.
+//     after expiry, however long the command queued. A command waiting
+//     for a slot under its channel's concurrency limit or for its rate
+//     token waits at most until its cut-off less Config.MinBudget, and is
+//     answered not_attempted then (session.await).
 //   - At most one provider call per (id, attempt) runs at a time in this
 //     sender: a second copy of a command (a replay re-emitted it) that
 //     arrives while the first is being called completes without a call
@@ -445,6 +452,9 @@ func (ss *session) followGroup(ctx context.Context) {
 			continue
 		}
 		n, err := ss.groupMembers(ctx, adm)
+		if errors.Is(err, errRebalancing) {
+			continue // the members are not settled yet: read again
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				ss.s.log.Warn("sender: cannot read the sender group's members; the rates stay divided as they were", "generation", gen, "err", err)
@@ -456,6 +466,8 @@ func (ss *session) followGroup(ctx context.Context) {
 		done = gen
 	}
 }
+
+var errRebalancing = errors.New("sender: the group is rebalancing")
 
 // groupMembers reads the number of members of the sender group.
 func (ss *session) groupMembers(ctx context.Context, adm *kadm.Client) (int, error) {
@@ -473,7 +485,7 @@ func (ss *session) groupMembers(ctx context.Context, adm *kadm.Client) (int, err
 	case g.Err != nil:
 		return 0, fmt.Errorf("describe group %s: %w", group, g.Err)
 	case g.State != "Stable" && g.State != "CompletingRebalance", len(g.Members) == 0:
-		return 0, fmt.Errorf("group %s is %s with %d members: rebalancing", group, g.State, len(g.Members))
+		return 0, fmt.Errorf("%w: group %s is %s with %d members", errRebalancing, group, g.State, len(g.Members))
 	}
 	return len(g.Members), nil
 }

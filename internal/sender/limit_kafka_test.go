@@ -1,0 +1,261 @@
+package sender_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/sender"
+)
+
+// latencyProvider answers success after its current latency (± 10 %), and counts
+// the calls it has in flight (their peak since the last reset) and when
+// each call arrived.
+type latencyProvider struct {
+	latency  atomic.Int64 // nanoseconds
+	inFlight atomic.Int64
+	peak     atomic.Int64
+
+	mu  sync.Mutex
+	arr []time.Time
+}
+
+func newLatencyProvider(d time.Duration) *latencyProvider {
+	p := &latencyProvider{}
+	p.latency.Store(int64(d))
+	return p
+}
+
+func (p *latencyProvider) Send(ctx context.Context, _ *contract.SendCommand) provider.Result {
+	n := p.inFlight.Add(1)
+	defer p.inFlight.Add(-1)
+	for old := p.peak.Load(); n > old && !p.peak.CompareAndSwap(old, n); old = p.peak.Load() {
+	}
+	p.mu.Lock()
+	p.arr = append(p.arr, time.Now())
+	p.mu.Unlock()
+	d := time.Duration(p.latency.Load())
+	d += time.Duration(rand.Int64N(int64(d)/5+1)) - d/10 // ± 10 %
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return provider.Success(200)
+	case <-ctx.Done():
+		return provider.Unknown(ctx.Err())
+	}
+}
+
+func (p *latencyProvider) Close() error { return nil }
+
+// resetPeak starts a new peak from the calls in flight now and returns
+// the old one.
+func (p *latencyProvider) resetPeak() int64 { return p.peak.Swap(p.inFlight.Load()) }
+
+// arrivals counts the calls that arrived in [from, to).
+func (p *latencyProvider) arrivals(from, to time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, at := range p.arr {
+		if !at.Before(from) && at.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
+func produceEmails(t *testing.T, c *heraldtest.Cluster, prefix string, n int) {
+	t.Helper()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = command(fmt.Sprintf("%s-%05d", prefix, i), contract.ChannelEmail, 1)
+	}
+	c.Produce(t, c.Client(t), recs...)
+}
+
+// A provider that is slow but healthy, one second an answer however many
+// calls it has, gets as many calls at once as the ceiling allows: the
+// limit starts at its floor and doubles each second.
+func TestSenderConcurrencyGrowsToTheCeilingForASlowProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const floor, ceiling = 50, 200
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
+	p := newLatencyProvider(time.Second)
+	produceEmails(t, c, "slow", 1000)
+	obs := &benchObserver{}
+	s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: ceiling, Limit: sender.LimitConfig{Min: floor}, DrainTimeout: 200 * time.Millisecond,
+		Observer: obs, Log: quietLog()})
+	start := time.Now()
+	var peaks []int64
+	for time.Since(start) < 8*time.Second {
+		time.Sleep(500 * time.Millisecond)
+		peaks = append(peaks, p.resetPeak())
+		if l, _ := s.ConcurrencyLimit(contract.ChannelEmail); l == ceiling && p.inFlight.Load() >= ceiling*9/10 {
+			break
+		}
+	}
+	limit, inFlight := s.ConcurrencyLimit(contract.ChannelEmail)
+	t.Logf("after %s: limit %d, %d calls in flight; peaks every 500 ms %v", time.Since(start).Round(time.Millisecond), limit, inFlight, peaks)
+	if peaks[0] > floor {
+		t.Errorf("%d calls in flight at first, above the floor of %d", peaks[0], floor)
+	}
+	if limit != ceiling || obs.emailLimit.Load() != ceiling {
+		t.Fatalf("limit %d (observer %d), want the ceiling %d", limit, obs.emailLimit.Load(), ceiling)
+	}
+	if n := p.inFlight.Load(); n < ceiling*9/10 {
+		t.Errorf("%d calls in flight at the provider, want about the ceiling of %d", n, ceiling)
+	}
+	if got := obs.emailCalls.Load(); got > ceiling || got < ceiling*9/10 {
+		t.Errorf("observer: %d calls in flight", got)
+	}
+}
+
+// A provider that slows down tenfold (100 ms, then 1 s an answer) gets
+// fewer calls at once: from the ceiling down to the floor.
+func TestSenderConcurrencyShrinksWhenTheProviderSlowsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const floor, ceiling = 10, 100
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
+	p := newLatencyProvider(100 * time.Millisecond)
+	produceEmails(t, c, "slowing", 4000)
+	s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: ceiling, Limit: sender.LimitConfig{Min: floor, Floor: 10 * time.Millisecond},
+		DrainTimeout: 200 * time.Millisecond, Log: quietLog()})
+	waitUntil(t, 10*time.Second, "the limit at the ceiling", func() bool {
+		l, _ := s.ConcurrencyLimit(contract.ChannelEmail)
+		return l == ceiling
+	})
+	time.Sleep(300 * time.Millisecond)
+	fast := p.resetPeak()
+	p.latency.Store(int64(time.Second))
+	slowAt := time.Now()
+	waitUntil(t, 10*time.Second, "the limit at the floor", func() bool {
+		l, _ := s.ConcurrencyLimit(contract.ChannelEmail)
+		return l == floor
+	})
+	// The calls begun before the limit came down end within a second.
+	time.Sleep(time.Until(slowAt.Add(2500 * time.Millisecond)))
+	p.resetPeak()
+	time.Sleep(time.Second)
+	slow := p.resetPeak()
+	t.Logf("peak calls in flight: %d at 100 ms, %d at 1 s; the limit reached the floor %s after the slow-down",
+		fast, slow, time.Since(slowAt).Round(time.Millisecond))
+	if fast < ceiling*8/10 {
+		t.Errorf("%d calls in flight at 100 ms, want about the ceiling of %d", fast, ceiling)
+	}
+	if slow > floor {
+		t.Errorf("%d calls in flight at 1 s, want at most the floor of %d", slow, floor)
+	}
+}
+
+// A command waiting for a slot is not held past its cut-off: it is
+// answered not_attempted before it, while the call holding the only slot
+// still runs.
+func TestSenderSlotWaitEndsAtTheCutoff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	p := newLatencyProvider(4 * time.Second)
+	const budget = 100 * time.Millisecond
+	runSender(t, sender.Config{Topology: c.Topology, Concurrency: 10, Limit: sender.LimitConfig{Min: 1},
+		Providers: provider.Set{contract.ChannelEmail: p, contract.ChannelSMS: provider.NewMock(provider.Simulation{})},
+		MinBudget: budget, DrainTimeout: 100 * time.Millisecond, Log: quietLog()})
+	c.Produce(t, c.Client(t), command("warm-up", contract.ChannelSMS, 1))
+	results(t, c, 1, 20*time.Second)
+
+	late := command("waits", contract.ChannelEmail, 1)
+	var cmd contract.SendCommand
+	_ = json.Unmarshal(late.Value, &cmd)
+	cmd.Deadline = time.Now().Add(1500 * time.Millisecond)
+	late.Value, _ = json.Marshal(cmd)
+	c.Produce(t, c.Client(t), command("holds", contract.ChannelEmail, 1))
+	waitUntil(t, 10*time.Second, "the first call", func() bool { return p.inFlight.Load() == 1 })
+	c.Produce(t, c.Client(t), late)
+	got := results(t, c, 2, 20*time.Second)
+	if len(got) != 2 || got[1].ID != "waits" {
+		t.Fatalf("results %+v: want the warm-up's, then the waiting command's while the other call runs", got)
+	}
+	r := got[1]
+	if r.Outcome != contract.OutcomeNotAttempted || !r.At.Before(cmd.Deadline) {
+		t.Errorf("waiting command answered %s at %s, want not_attempted before its cut-off %s (%s)",
+			r.Outcome, r.At.Format(time.StampMilli), cmd.Deadline.Format(time.StampMilli), r.Error)
+	}
+	if n := p.arrivals(time.Time{}, time.Now()); n != 1 {
+		t.Errorf("%d provider calls, want 1", n)
+	}
+}
+
+// A channel's rate holds for the whole sender group: 1, 2 or 3 senders
+// together call the provider at the configured rate, each at its share.
+func TestSenderRateHoldsAcrossInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const rate = 150.0
+	const window = 3 * time.Second
+	for k := 1; k <= 3; k++ {
+		t.Run(fmt.Sprintf("%d instances", k), func(t *testing.T) {
+			c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 6})
+			c.Topology.HeartbeatInterval = 100 * time.Millisecond
+			p := newLatencyProvider(0)
+			produceEmails(t, c, "rated", 3000)
+			var senders []*sender.Sender
+			begin := time.Now()
+			for range k {
+				s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+					Rates: map[contract.Channel]float64{contract.ChannelEmail: rate}, Concurrency: 50,
+					DrainTimeout: 200 * time.Millisecond, Log: quietLog()})
+				senders = append(senders, s)
+			}
+			waitUntil(t, 30*time.Second, "the first call", func() bool { return p.arrivals(begin, time.Now()) > 0 })
+			waitUntil(t, 30*time.Second, fmt.Sprintf("every sender dividing by %d members", k), func() bool {
+				for _, s := range senders {
+					if s.Members() != k {
+						return false
+					}
+				}
+				return true
+			})
+			t.Logf("every sender divides by %d members %s after the start", k, time.Since(begin).Round(time.Millisecond))
+			from := time.Now()
+			time.Sleep(window)
+			calls := p.arrivals(from, from.Add(window))
+			perSecond := float64(calls) / window.Seconds()
+			t.Logf("%d senders: %d calls in %s, %.0f/s against a rate of %.0f/s", k, calls, window, perSecond, rate)
+			if limit := rate*window.Seconds()*1.1 + float64(k); float64(calls) > limit {
+				t.Errorf("%d calls in %s: over the rate of %.0f/s (at most %.0f)", calls, window, rate, limit)
+			}
+			if least := 0.6 * rate * window.Seconds(); float64(calls) < least {
+				t.Errorf("%d calls in %s: want at least %.0f at a rate of %.0f/s with a backlog", calls, window, least, rate)
+			}
+		})
+	}
+}
+
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
