@@ -149,6 +149,9 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	l := x.Lateness
 	fmt.Fprintf(b, "  lateness     release→provider call, held (%d): p50 %s  p95 %s  p99 %s  max %s\n",
 		l.Count, ms(l.P50), ms(l.P95), ms(l.P99), ms(l.Max))
+	if line := sendLimitLine(x.Samples); line != "" {
+		fmt.Fprintf(b, "  send limit   %s (adaptive concurrency, all processes)\n", line)
+	}
 	if x.Partitions > 0 {
 		fmt.Fprintf(b, "  peak lag     %d records behind (each group's peak: %s; delay groups hold wake-ups until due)\n", x.PeakLag, groupLags(x.PeakLagByGroup))
 	}

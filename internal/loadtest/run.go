@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -188,6 +189,8 @@ type runState struct {
 	prov    *ProviderServer
 	broker  *child
 	heralds []*child
+	// metrics are the herald processes' /metrics URLs.
+	metrics []string
 	brokers []string
 	dbURL   string
 	pool    *pgxpool.Pool
@@ -323,6 +326,7 @@ func (s *runState) start(ctx context.Context) error {
 		s.heralds = append(s.heralds, c)
 		s.watch.Watch(name, c.pid(), false)
 		readyURLs[i] = "http://" + addr + "/readyz"
+		s.metrics = append(s.metrics, "http://"+addr+"/metrics")
 	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -373,7 +377,8 @@ func (s *runState) drive(ctx context.Context) error {
 		progress: func(ctx context.Context) (int64, int64, error) {
 			return dbProgress(ctx, s.pool, s.plan.W.Campaign)
 		},
-		lag: lagR.Lag,
+		lag:     lagR.Lag,
+		senders: senderGauges{urls: s.metrics, client: &http.Client{Timeout: 2 * time.Second}}.read,
 		alive: func() error {
 			for _, c := range append([]*child{s.broker}, s.heralds...) {
 				if c == nil {

@@ -113,6 +113,11 @@ type Sample struct {
 	// CPU is each process's CPU seconds so far, RSS its resident set.
 	CPU map[string]float64 `json:"cpu,omitempty"`
 	RSS map[string]int64   `json:"rss,omitempty"`
+	// SendLimit is each channel's adaptive concurrency limit in the
+	// sender, SendCalls its provider calls in flight, summed over the
+	// herald processes.
+	SendLimit map[string]int64 `json:"send_limit,omitempty"`
+	SendCalls map[string]int64 `json:"send_calls,omitempty"`
 }
 
 // TotalLag sums the groups' lag, the delay stage's groups excepted: their

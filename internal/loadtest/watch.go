@@ -29,6 +29,9 @@ type watchSpec struct {
 	progress func(ctx context.Context) (final, dups int64, err error)
 	// lag reads consumer lag per group (nil: none).
 	lag func(ctx context.Context) (map[string]int64, error)
+	// senders reads the senders' concurrency limits and provider calls in
+	// flight per channel (nil: none).
+	senders func(ctx context.Context) (limit, calls map[string]int64, err error)
 	// alive fails when a process of the system has died (nil: never).
 	alive func() error
 	// observe reads the system's own records for the checks.
@@ -58,6 +61,8 @@ func watchRun(ctx context.Context, w watchSpec, res *Result) error {
 		lastCalls   int64
 		quietSince  time.Time
 		lag         = map[string]int64{}
+		sendLimit   map[string]int64
+		sendCalls   map[string]int64
 		prog        = newProgress(w.out, res.Name)
 		tick        = time.NewTicker(time.Second)
 	)
@@ -111,10 +116,17 @@ func watchRun(ctx context.Context, w watchSpec, res *Result) error {
 			}
 			lcancel()
 		}
+		if w.senders != nil {
+			sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+			if l, c, err := w.senders(sctx); err == nil {
+				sendLimit, sendCalls = l, c
+			}
+			scancel()
+		}
 		procs := w.procs.Sample()
 		sm := Sample{At: now.Sub(start), Published: w.published(), Calls: w.rec.Calls(),
 			Delivered: w.rec.Accepted(), Completed: final, Lag: lag,
-			CPU: map[string]float64{}, RSS: map[string]int64{}}
+			CPU: map[string]float64{}, RSS: map[string]int64{}, SendLimit: sendLimit, SendCalls: sendCalls}
 		for name, u := range procs {
 			sm.CPU[name] = u.CPU
 			sm.RSS[name] = u.RSS
