@@ -137,7 +137,7 @@ func TestSenderConcurrencyShrinksWhenTheProviderSlowsDown(t *testing.T) {
 	s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
 		Concurrency: ceiling, Limit: sender.LimitConfig{Min: floor, Floor: 10 * time.Millisecond},
 		DrainTimeout: 200 * time.Millisecond, Log: quietLog()})
-	waitUntil(t, 10*time.Second, "the limit at the ceiling", func() bool {
+	heraldtest.WaitFor(t, 10*time.Second, "the limit at the ceiling", func() bool {
 		l, _ := s.ConcurrencyLimit(contract.ChannelEmail)
 		return l == ceiling
 	})
@@ -145,7 +145,7 @@ func TestSenderConcurrencyShrinksWhenTheProviderSlowsDown(t *testing.T) {
 	fast := p.resetPeak()
 	p.latency.Store(int64(time.Second))
 	slowAt := time.Now()
-	waitUntil(t, 10*time.Second, "the limit at the floor", func() bool {
+	heraldtest.WaitFor(t, 10*time.Second, "the limit at the floor", func() bool {
 		l, _ := s.ConcurrencyLimit(contract.ChannelEmail)
 		return l == floor
 	})
@@ -186,7 +186,7 @@ func TestSenderSlotWaitEndsAtTheCutoff(t *testing.T) {
 	cmd.Deadline = time.Now().Add(1500 * time.Millisecond)
 	late.Value, _ = json.Marshal(cmd)
 	c.Produce(t, c.Client(t), command("holds", contract.ChannelEmail, 1))
-	waitUntil(t, 10*time.Second, "the first call", func() bool { return p.inFlight.Load() == 1 })
+	heraldtest.WaitFor(t, 10*time.Second, "the first call", func() bool { return p.inFlight.Load() == 1 })
 	c.Produce(t, c.Client(t), late)
 	got := results(t, c, 2, 20*time.Second)
 	if len(got) != 2 || got[1].ID != "waits" {
@@ -224,8 +224,8 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 					DrainTimeout: 200 * time.Millisecond, Log: quietLog()})
 				senders = append(senders, s)
 			}
-			waitUntil(t, 30*time.Second, "the first call", func() bool { return p.arrivals(begin, time.Now()) > 0 })
-			waitUntil(t, 30*time.Second, fmt.Sprintf("every sender dividing by %d members", k), func() bool {
+			heraldtest.WaitFor(t, 30*time.Second, "the first call", func() bool { return p.arrivals(begin, time.Now()) > 0 })
+			heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("every sender dividing by %d members", k), func() bool {
 				for _, s := range senders {
 					if s.Members() != k {
 						return false
@@ -246,16 +246,5 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 				t.Errorf("%d calls in %s: want at least %.0f at a rate of %.0f/s with a backlog", calls, window, least, rate)
 			}
 		})
-	}
-}
-
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 )
 
 // fakeClock is a clock that moves only when told.
@@ -283,12 +284,12 @@ func TestChannelLimitSlots(t *testing.T) {
 			}
 			gave <- given{i, s}
 		}()
-		waitFor(t, func() bool { return queued(c) == i+1 })
+		heraldtest.WaitFor(t, 5*time.Second, "a waiter in the queue", func() bool { return queued(c) == i+1 })
 	}
 	gone, cancel := context.WithCancel(ctx)
 	errc := make(chan error)
 	go func() { _, err := c.acquire(gone); errc <- err }()
-	waitFor(t, func() bool { return queued(c) == 4 })
+	heraldtest.WaitFor(t, 5*time.Second, "the fourth waiter", func() bool { return queued(c) == 4 })
 	cancel()
 	if err := <-errc; !errors.Is(err, errNoSlot) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("a canceled wait: %v", err)
@@ -333,15 +334,4 @@ func queued(c *channelLimit) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.waiting.Len()
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }

@@ -441,6 +441,7 @@ func (ss *session) followGroup(ctx context.Context) {
 	t := time.NewTicker(groupPoll)
 	defer t.Stop()
 	var retryAt time.Time
+	warned := int32(-1) // the generation whose failed read was logged
 	for {
 		select {
 		case <-ctx.Done():
@@ -456,8 +457,10 @@ func (ss *session) followGroup(ctx context.Context) {
 			continue // the members are not settled yet: read again
 		}
 		if err != nil {
-			if ctx.Err() == nil {
-				ss.s.log.Warn("sender: cannot read the sender group's members; the rates stay divided as they were", "generation", gen, "err", err)
+			if ctx.Err() == nil && warned != gen {
+				ss.s.log.Warn("sender: cannot read the sender group's members; the rates stay divided as they were, and the read is tried again every second",
+					"generation", gen, "err", err)
+				warned = gen
 			}
 			retryAt = time.Now().Add(groupRetry)
 			continue
