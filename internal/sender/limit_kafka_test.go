@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -217,12 +218,18 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 			p := newLatencyProvider(0)
 			produceEmails(t, c, "rated", 3000)
 			var senders []*sender.Sender
+			var stops []func()
+			var first *benchObserver
 			begin := time.Now()
-			for range k {
-				s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+			for i := range k {
+				obs := &benchObserver{}
+				if i == 0 {
+					first = obs
+				}
+				s, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
 					Rates: map[contract.Channel]float64{contract.ChannelEmail: rate}, Concurrency: 50,
-					DrainTimeout: 200 * time.Millisecond, Log: quietLog()})
-				senders = append(senders, s)
+					DrainTimeout: 200 * time.Millisecond, Observer: obs, Log: quietLog()})
+				senders, stops = append(senders, s), append(stops, stop)
 			}
 			heraldtest.WaitFor(t, 30*time.Second, "the first call", func() bool { return p.arrivals(begin, time.Now()) > 0 })
 			heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("every sender dividing by %d members", k), func() bool {
@@ -234,6 +241,9 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 				return true
 			})
 			t.Logf("every sender divides by %d members %s after the start", k, time.Since(begin).Round(time.Millisecond))
+			if share := math.Float64frombits(first.emailRate.Load()); share != rate/float64(k) || first.members.Load() != int64(k) {
+				t.Errorf("the first sender's observer: %v/s among %d members, want %v/s among %d", share, first.members.Load(), rate/float64(k), k)
+			}
 			from := time.Now()
 			time.Sleep(window)
 			calls := p.arrivals(from, from.Add(window))
@@ -244,6 +254,17 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 			}
 			if least := 0.6 * rate * window.Seconds(); float64(calls) < least {
 				t.Errorf("%d calls in %s: want at least %.0f at a rate of %.0f/s with a backlog", calls, window, least, rate)
+			}
+			if k == 1 {
+				return
+			}
+			// One leaves: the others divide again, by one member less.
+			stops[k-1]()
+			heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("the first sender dividing by %d members", k-1), func() bool {
+				return senders[0].Members() == k-1
+			})
+			if share := math.Float64frombits(first.emailRate.Load()); share != rate/float64(k-1) {
+				t.Errorf("the first sender's share after one left: %v/s, want %v/s", share, rate/float64(k-1))
 			}
 		})
 	}
