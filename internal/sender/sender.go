@@ -764,7 +764,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	now := s.now()
 	why := PastCutoff(cmd, now, s.cfg.MinBudget)
 	if why == "" && !held {
-		why = fmt.Sprintf("not attempted: no call slot or rate token on %s came before %s, the command's cut-off less the --send-min-budget of %s",
+		why = fmt.Sprintf("not attempted: no %s call slot or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
 			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
 	}
 	if why != "" {
