@@ -126,9 +126,9 @@ func benchPipeline(b *testing.B, conc int) {
 			time.Sleep(50 * time.Millisecond)
 			if time.Since(lastLog) >= 10*time.Second {
 				lastLog = time.Now()
-				b.Logf("%4.0fs: %6d commands, %6d results, %6d accepted, %4d in flight, provider latency %s",
+				b.Logf("%4.0fs: %6d commands, %6d results, %6d accepted, %4d in flight (email limit %d, %d calls), provider latency %s",
 					time.Since(start).Seconds(), topicCount(b, adm, topology.TopicSend), topicCount(b, adm, topology.TopicResults), acc,
-					p.obs.inFlight.Load(), p.obs.meanLatency(&prevN, &prevNs).Round(time.Millisecond))
+					p.obs.inFlight.Load(), p.obs.emailLimit.Load(), p.obs.emailCalls.Load(), p.obs.meanLatency(&prevN, &prevNs).Round(time.Millisecond))
 			}
 		}
 		el := time.Since(start)
