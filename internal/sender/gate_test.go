@@ -91,3 +91,21 @@ func TestGateUnlimitedAndPause(t *testing.T) {
 		t.Error("wait during a long pause did not end with its context")
 	}
 }
+
+// A gate's share is the group's rate divided by the members, with the
+// bucket sized for the share; an unlimited gate stays unlimited.
+func TestGateShare(t *testing.T) {
+	g := newGate(600, time.Now)
+	for _, c := range []struct {
+		members int
+		want    float64
+		burst   int
+	}{{3, 200, 2}, {1, 600, 6}, {0, 600, 6}, {1000, 0.6, 1}} {
+		if got := g.share(c.members); got != c.want || float64(g.limiter.Limit()) != c.want || g.limiter.Burst() != c.burst {
+			t.Errorf("share(%d) = %v (limiter %v, burst %d), want %v, burst %d", c.members, got, g.limiter.Limit(), g.limiter.Burst(), c.want, c.burst)
+		}
+	}
+	if u := newGate(0, time.Now); u.share(3) != 0 || u.limiter != nil {
+		t.Error("an unlimited gate got a limit")
+	}
+}
