@@ -209,6 +209,25 @@ func wantLimits(want ...int) func(t *testing.T, prev int, limits []int) {
 	}
 }
 
+// A provider that serves 200 calls at once in 100 ms and queues the rest
+// (latency grows with the calls beyond 200): the limit settles where the
+// latency is the tolerance times the base, 300 calls, and stays there.
+func TestAdaptiveLimitSettlesAtAQueueingProvider(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	a := newAdaptiveLimit(LimitConfig{Min: 50, Max: 5000, Tolerance: 1.5, Floor: 10 * time.Millisecond, Memory: time.Minute}, clk.now)
+	var limits []int
+	for range 40 {
+		lat := 100 * time.Millisecond * time.Duration(max(a.Limit(), 200)) / 200
+		limits = append(limits, feedWindow(t, a, clk, phase{latency: lat}))
+	}
+	t.Logf("limits: %v", limits)
+	for i, l := range limits[10:] {
+		if l < 280 || l > 320 {
+			t.Fatalf("window %d: limit %d, want it settled at about 300; all: %v", i+10, l, limits)
+		}
+	}
+}
+
 // TestAdaptiveLimitWindow: answers within one base latency of the
 // window's first do not move the limit; the first one after does.
 func TestAdaptiveLimitWindow(t *testing.T) {
