@@ -112,7 +112,13 @@ func (c LimitConfig) validate() error {
 //
 // The limit stays within [Min, Max] and starts at Min. It is not safe for
 // concurrent use (channelLimit serialises it) and reads time only from
-// now.
+// now, so tests drive it with a fake clock.
+//
+// It is written here rather than taken from the Go port of Netflix's
+// library (github.com/platinummonkey/go-concurrency-limits): that port
+// moves its limit on every answer and probes with a global random
+// source, so it cannot be tested deterministically, and the part Herald
+// needs is the sixty lines below.
 type adaptiveLimit struct {
 	cfg   LimitConfig
 	now   func() time.Time
