@@ -714,7 +714,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 		return res, verdictPublish
 	}
 	g, lim := s.gates[cmd.Channel], s.limits[cmd.Channel]
-	sl, held, err := ss.await(wait, cmd, lim, g)
+	sl, ready, err := ss.await(wait, cmd, lim, g)
 	if err != nil {
 		return res, verdictAbandon
 	}
@@ -723,7 +723,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 		answered, throttled bool
 		latency             time.Duration
 	)
-	if held {
+	if ready {
 		defer func() { lim.release(sl, latency, answered, throttled) }()
 	}
 	// Another copy of this command, answered or being called here, answers
@@ -763,7 +763,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	*acquired = true
 	now := s.now()
 	why := PastCutoff(cmd, now, s.cfg.MinBudget)
-	if why == "" && !held {
+	if why == "" && !ready {
 		why = fmt.Sprintf("not attempted: no %s call slot or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
 			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
 	}
@@ -839,9 +839,9 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 // token is taken only when a call can start at once, so calls never
 // bunch up beyond the rate. It waits until wait ends (err: the command
 // is abandoned) or until the command's cut-off less the minimum budget,
-// since no call may start after that: then held is false and the command
+// since no call may start after that: then ready is false and the command
 // is answered not_attempted, not held past its cut-off.
-func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, held bool, err error) {
+func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, ready bool, err error) {
 	ctx := wait
 	if until := cmd.Until(); !until.IsZero() {
 		var cancel context.CancelFunc
