@@ -98,7 +98,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultGroup          = "herald-sender"
-	DefaultConcurrency    = 2000
+	DefaultConcurrency    = 4000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultCommitInterval = time.Second
 	// DefaultMinBudget is the default of Config.MinBudget.
@@ -167,7 +167,7 @@ type Config struct {
 	// by the group's members, divided again on every rebalance. Absent or
 	// 0 means unlimited.
 	Rates map[contract.Channel]float64
-	// Concurrency bounds the commands in flight (default 2000), and is
+	// Concurrency bounds the commands in flight (default DefaultConcurrency, 4000), and is
 	// the ceiling of each channel's adaptive concurrency limit.
 	Concurrency int
 	// Limit tunes each channel's adaptive concurrency limit (its Max is
