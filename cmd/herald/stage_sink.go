@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/internal/migrations"
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/sink"
 )
 
@@ -87,7 +88,7 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 // to 10 s, until ctx ends) while PostgreSQL cannot be reached. Any other
 // error stops it.
 func migrateWhenReachable(ctx context.Context, url string, log *slog.Logger) error {
-	wait := 500 * time.Millisecond
+	backoff := service.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		mctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		_, err := migrations.Migrate(mctx, url, log)
@@ -101,13 +102,11 @@ func migrateWhenReachable(ctx context.Context, url string, log *slog.Logger) err
 		case !errors.As(err, &connErr):
 			return err
 		}
+		wait := backoff.Next()
 		log.Warn("PostgreSQL is not reachable; the sink waits for it (the other stages run)", "err", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		if !service.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -128,6 +129,9 @@ type Stage struct {
 
 	mu    sync.Mutex
 	parts map[topicPartition]*partition
+
+	// svc runs the sessions.
+	svc service.Service
 }
 
 type topicPartition struct {
@@ -164,6 +168,7 @@ func New(cfg Config) (*Stage, error) {
 		return nil, err
 	}
 	s.m = m
+	s.svc = service.Service{Name: "delay", Log: cfg.Log}
 	return s, nil
 }
 
@@ -191,7 +196,12 @@ func (s *Stage) Run(ctx context.Context) error {
 	})
 	defer stopGrace()
 	s.produceCtx = produceCtx
+	return s.svc.Run(ctx, s.session)
+}
 
+// session is one membership of the group: a client, its partitions'
+// workers, and the final commit when it ends.
+func (s *Stage) session(ctx context.Context) error {
 	topics := make([]string, 0, len(s.tiers))
 	for _, d := range topology.Tiers {
 		topics = append(topics, topology.TierTopic(d))
@@ -214,7 +224,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("delay: client: %w", err)
+		return service.Permanent(fmt.Errorf("delay: client: %w", err))
 	}
 	s.cl.Store(cl)
 	defer func() {
@@ -409,7 +419,7 @@ func (s *Stage) work(ctx context.Context, p *partition) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	backoff := 0 * time.Second
+	backoff := service.Backoff{Min: 250 * time.Millisecond, Max: 10 * time.Second}
 	for ctx.Err() == nil {
 		now := s.cfg.Now()
 		p.mu.Lock()
@@ -422,10 +432,10 @@ func (s *Stage) work(ctx context.Context, p *partition) {
 				if s.produceCtx.Err() != nil {
 					return
 				}
-				backoff = min(max(2*backoff, 250*time.Millisecond), 10*time.Second)
+				wait := backoff.Next()
 				s.cfg.Log.Error("delay: release failed; retrying", "topic", p.tp.topic, "partition", p.tp.partition,
-					"records", len(recs), "err", err, "in", backoff)
-				timer.Reset(backoff)
+					"records", len(recs), "err", err, "in", wait)
+				timer.Reset(wait)
 				select {
 				case <-ctx.Done():
 					return
@@ -433,7 +443,7 @@ func (s *Stage) work(ctx context.Context, p *partition) {
 				}
 				continue
 			}
-			backoff = 0
+			backoff.Reset()
 			s.pop(p, recs)
 			continue
 		}

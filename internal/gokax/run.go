@@ -2,15 +2,14 @@ package gokax
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
-	"time"
 
 	"github.com/lovoo/goka"
 
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -42,23 +41,21 @@ func GokaOptions(tc topology.Config, storageDir string, log *slog.Logger, fence 
 	}
 }
 
-// Supervisor runs a Goka processor and starts it again when it fails. Goka
-// stops a processor on any failed emit or changelog write; nothing it has
-// not committed is lost, so starting it again (after a backoff) replays from
-// the last committed offsets.
+// Supervisor runs a Goka processor and starts it again when it fails
+// (service.Service: backoff, reset after a healthy run). Goka stops a
+// processor on any failed emit or changelog write; nothing it has not
+// committed is lost, so starting it again replays from the last committed
+// offsets.
 type Supervisor struct {
-	Name  string
+	// Service is the restart policy; its Name is the group's.
+	service.Service
 	Graph *goka.GroupGraph
 	// Brokers and Options build the processor.
 	Brokers []string
 	Options []goka.ProcessorOption
-	Log     *slog.Logger
-	// MinBackoff and MaxBackoff bound the wait between restarts.
-	MinBackoff, MaxBackoff time.Duration
 
-	fence    *Fence
-	current  atomic.Pointer[goka.Processor]
-	restarts atomic.Int64
+	fence   *Fence
+	current atomic.Pointer[goka.Processor]
 }
 
 // NewSupervisor returns a Supervisor that runs graph on the cluster of tc
@@ -68,8 +65,8 @@ func NewSupervisor(graph *goka.GroupGraph, tc topology.Config, storageDir string
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Supervisor{Name: string(graph.Group()), Graph: graph, Brokers: tc.Brokers,
-		Options: GokaOptions(tc, storageDir, log, fence), Log: log, fence: fence}
+	return &Supervisor{Service: service.Service{Name: string(graph.Group()), Log: log}, Graph: graph, Brokers: tc.Brokers,
+		Options: GokaOptions(tc, storageDir, log, fence), fence: fence}
 }
 
 // Fence returns the Fence the supervised processor records its owner
@@ -79,64 +76,26 @@ func (s *Supervisor) Fence() *Fence { return s.fence }
 // Processor returns the running processor, or nil.
 func (s *Supervisor) Processor() *goka.Processor { return s.current.Load() }
 
-// Restarts counts how often the processor was started again after failing.
-func (s *Supervisor) Restarts() int64 { return s.restarts.Load() }
-
 // Ready reports whether a processor runs and has recovered its table.
 func (s *Supervisor) Ready() bool {
 	p := s.current.Load()
 	return p != nil && p.Recovered()
 }
 
-// Run runs the processor until ctx ends. It returns nil after a clean
-// shutdown, or an error when the processor cannot even be built.
-func (s *Supervisor) Run(ctx context.Context) error {
-	backoff := s.MinBackoff
-	if backoff <= 0 {
-		backoff = time.Second
+// Run runs the processor until ctx ends, building a new one after each
+// failure (a processor that cannot be built is a failure too). It returns
+// nil once ctx has ended.
+func (s *Supervisor) Run(ctx context.Context) error { return s.Service.Run(ctx, s.session) }
+
+// session builds and runs one processor.
+func (s *Supervisor) session(ctx context.Context) error {
+	p, err := goka.NewProcessor(s.Brokers, s.Graph, s.Options...)
+	if err != nil {
+		return fmt.Errorf("%s: build processor: %w", s.Name, err)
 	}
-	maxBackoff := s.MaxBackoff
-	if maxBackoff <= 0 {
-		maxBackoff = 30 * time.Second
-	}
-	log := s.Log
-	if log == nil {
-		log = slog.Default()
-	}
-	for {
-		start := time.Now()
-		p, err := goka.NewProcessor(s.Brokers, s.Graph, s.Options...)
-		if err == nil {
-			s.current.Store(p)
-			err = p.Run(ctx)
-			s.current.Store(nil)
-		} else {
-			err = fmt.Errorf("%s: build processor: %w", s.Name, err)
-		}
-		if ctx.Err() != nil {
-			if err != nil && !errors.Is(err, context.Canceled) {
-				log.Warn("processor stopped with an error during shutdown", "processor", s.Name, "err", err)
-			}
-			return nil
-		}
-		if time.Since(start) > time.Minute {
-			backoff = s.MinBackoff
-			if backoff <= 0 {
-				backoff = time.Second
-			}
-		}
-		log.Error("processor failed; restarting", "processor", s.Name, "err", err, "in", backoff)
-		s.restarts.Add(1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff *= 2
-		if backoff > maxBackoff {
-			backoff = maxBackoff
-		}
-	}
+	s.current.Store(p)
+	defer s.current.Store(nil)
+	return p.Run(ctx)
 }
 
 // GokaLogger adapts slog to Goka's logger. Goka's messages are chatty, so

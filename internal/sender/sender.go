@@ -92,6 +92,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -212,8 +213,9 @@ type Sender struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	ready    atomic.Bool
-	restarts atomic.Int64
+	ready atomic.Bool
+	// svc restarts a failed session.
+	svc service.Service
 }
 
 // New checks the configuration and builds a sender.
@@ -269,15 +271,13 @@ func New(cfg Config) (*Sender, error) {
 		s.limits[ch] = newChannelLimit(ch, cfg.Limit, s.now, s.obs)
 	}
 	s.members.Store(1)
+	s.svc = service.Service{Name: "sender", Log: s.log}
 	return s, nil
 }
 
 // Ready reports whether the sender consumes: its state view (if any) has
 // recovered and a session runs.
 func (s *Sender) Ready() bool { return s.ready.Load() }
-
-// Restarts counts sessions started again after a failure.
-func (s *Sender) Restarts() int64 { return s.restarts.Load() }
 
 // Members is the number of sender group members the rates are divided
 // by (1 until the group is first read).
@@ -320,25 +320,7 @@ func (s *Sender) Run(ctx context.Context) error {
 	if err := s.waitForState(ctx); err != nil {
 		return nil
 	}
-	backoff := time.Second
-	for {
-		start := time.Now()
-		err := s.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(start) > time.Minute {
-			backoff = time.Second
-		}
-		s.log.Error("sender session failed; starting again", "err", err, "in", backoff)
-		s.restarts.Add(1)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
+	return s.svc.Run(ctx, s.session)
 }
 
 // waitForState waits until the state reader, if it can tell, has

@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -99,6 +100,8 @@ type Sink struct {
 	cfg    Config
 	writer *Writer
 	ready  atomic.Bool
+	// svc runs the sessions.
+	svc service.Service
 
 	// hook, when set (tests only), is called at named points; an error
 	// from it stops Run at once with that error, as a crash would (no
@@ -115,7 +118,7 @@ func New(cfg Config) (*Sink, error) {
 	if cfg.Pool == nil {
 		return nil, errors.New("sink: no PostgreSQL pool")
 	}
-	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool)}, nil
+	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log}}, nil
 }
 
 // Ready reports whether the sink runs and its last write went through.
@@ -126,8 +129,11 @@ func (s *Sink) Writer() *Writer { return s.writer }
 
 // Run consumes until ctx ends, then writes the batch in flight (within
 // ShutdownGrace) and returns nil. It returns an error only when the Kafka
-// client cannot be made.
-func (s *Sink) Run(ctx context.Context) error {
+// client cannot be made (or a test hook simulates a crash).
+func (s *Sink) Run(ctx context.Context) error { return s.svc.Run(ctx, s.session) }
+
+// session is one membership of the group.
+func (s *Sink) session(ctx context.Context) error {
 	c := s.cfg
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
@@ -139,7 +145,7 @@ func (s *Sink) Run(ctx context.Context) error {
 	}, topology.KgoProducerOpts()...) // for the dead letters
 	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
 	if err != nil {
-		return fmt.Errorf("sink: kafka client: %w", err)
+		return service.Permanent(fmt.Errorf("sink: kafka client: %w", err))
 	}
 	defer func() {
 		s.ready.Store(false)
@@ -152,7 +158,7 @@ func (s *Sink) Run(ctx context.Context) error {
 		recs, closed := s.collect(ctx, cl)
 		if len(recs) > 0 {
 			if err := s.flush(ctx, cl, recs); err != nil {
-				return err
+				return service.Permanent(err) // a simulated crash: nothing more
 			}
 		}
 		if closed || ctx.Err() != nil {
@@ -279,7 +285,7 @@ func (s *Sink) abandon(err error, n int) error {
 // up only when ctx ends (or a test hook simulates a crash).
 func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	c := s.cfg
-	wait := c.RetryMin
+	backoff := service.Backoff{Min: c.RetryMin, Max: c.RetryMax}
 	for failures := 0; ; failures++ {
 		err := fn()
 		if err == nil {
@@ -297,13 +303,11 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 		}
 		s.ready.Store(false)
 		c.Metrics.retries.Inc()
+		wait := backoff.Next()
 		c.Log.Warn("sink: "+what+" failed, retrying", "failures", failures+1, "backoff", wait, "err", err)
-		select {
-		case <-ctx.Done():
+		if !service.Sleep(ctx, wait) {
 			return err
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, c.RetryMax)
 	}
 }
 

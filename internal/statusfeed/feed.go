@@ -31,6 +31,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -115,7 +116,11 @@ type Config struct {
 }
 
 // Feed publishes herald.status from the dispatcher table's changelog.
-type Feed struct{ cfg Config }
+type Feed struct {
+	cfg Config
+	// svc runs the sessions.
+	svc service.Service
+}
 
 // New returns a Feed; Run starts it.
 func New(cfg Config) (*Feed, error) {
@@ -134,18 +139,21 @@ func New(cfg Config) (*Feed, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	return &Feed{cfg: cfg}, nil
+	return &Feed{cfg: cfg, svc: service.Service{Name: "status feed", Log: cfg.Log}}, nil
 }
 
 // Run consumes and publishes until ctx ends.
-func (f *Feed) Run(ctx context.Context) error {
+func (f *Feed) Run(ctx context.Context) error { return f.svc.Run(ctx, f.session) }
+
+// session is one membership of the group.
+func (f *Feed) session(ctx context.Context) error {
 	c := f.cfg
 	opts := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID("herald-status"), kgo.ConsumerGroup(c.Group),
 		kgo.ConsumeTopics(string(topology.TableDispatcher)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()}, topology.KgoProducerOpts()...)
 	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
 	if err != nil {
-		return fmt.Errorf("statusfeed: kafka client: %w", err)
+		return service.Permanent(fmt.Errorf("statusfeed: kafka client: %w", err))
 	}
 	defer cl.Close()
 	c.Log.Info("status feed publishing", "topic", topology.TopicStatus, "mode", c.Mode)
@@ -198,19 +206,17 @@ func (f *Feed) Run(ctx context.Context) error {
 // produce publishes in order, again after a failure (the broker away)
 // until ctx ends: nothing is committed before the records are in.
 func produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, log *slog.Logger) error {
-	wait := 100 * time.Millisecond
+	backoff := service.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
 	for {
 		err := cl.ProduceSync(ctx, recs...).FirstErr()
 		if err == nil || ctx.Err() != nil {
 			return err
 		}
+		wait := backoff.Next()
 		log.Warn("status feed: publish failed, retrying", "records", len(recs), "backoff", wait, "err", err)
-		select {
-		case <-ctx.Done():
+		if !service.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 10*time.Second)
 		for _, r := range recs {
 			r.Partition, r.Offset = 0, 0 // placed again by the partitioner
 		}
