@@ -10,8 +10,6 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/cli"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -54,10 +52,8 @@ func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, 
 		targets = topology.DelayTargets
 	}
 	s, err := delay.New(delay.Config{
-		Brokers:                env.Brokers,
+		Topology:               env.Topology,
 		Group:                  delay.DefaultGroup,
-		Partitioner:            topology.KgoPartitioner(),
-		ClientOpts:             append(append(append(topology.KgoProducerOpts(), env.Topology.KgoGroupOpts()...), kgo.ClientID(env.Topology.ClientID+"-delay")), env.Topology.Security.KgoOpts()...),
 		Targets:                targets,
 		DLQTopic:               topology.TopicDLQ,
 		MaxBuffer:              f.maxBuffer,

@@ -58,10 +58,8 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 		return nil, err
 	}
 	s, err := sink.New(sink.Config{
-		Brokers:       env.Brokers,
-		KgoOpts:       append(env.Topology.KgoGroupOpts(), env.Topology.Security.KgoOpts()...),
+		Topology:      env.Topology,
 		Pool:          pool,
-		ClientID:      env.Topology.ClientID + "-sink",
 		BatchSize:     f.batchSize,
 		BatchInterval: f.batchInterval,
 		RetryMax:      f.retryMax,

@@ -37,9 +37,8 @@ func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, fmt.Errorf("--status-feed: %w", err)
 	}
-	f, err := statusfeed.New(statusfeed.Config{Brokers: env.Brokers, Mode: mode, Mask: views.MaskText,
-		KgoOpts: append(env.Topology.Security.KgoOpts(), env.Topology.KgoGroupOpts()...),
-		Log:     env.Log.With("stage", "status")})
+	f, err := statusfeed.New(statusfeed.Config{Topology: env.Topology, Mode: mode, Mask: views.MaskText,
+		Log: env.Log.With("stage", "status")})
 	if err != nil {
 		return nil, err
 	}

@@ -50,13 +50,11 @@ func TestHoldChild(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
 	s, err := delay.New(delay.Config{
-		Brokers:     strings.Split(brokers, ","),
-		Partitioner: topology.KgoPartitioner(),
-		ClientOpts:  topology.KgoProducerOpts(),
-		Targets:     []string{topology.TopicWakeups},
-		DLQTopic:    topology.TopicDLQ,
-		Log:         testLog(),
-		Registerer:  reg,
+		Topology:   topology.Config{Brokers: strings.Split(brokers, ",")},
+		Targets:    []string{topology.TopicWakeups},
+		DLQTopic:   topology.TopicDLQ,
+		Log:        testLog(),
+		Registerer: reg,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -34,16 +34,15 @@ const (
 
 // Config configures the delay stage.
 type Config struct {
-	Brokers []string
+	// Topology names the brokers, how to connect, the client id and the
+	// group timings (topology.Config.ConsumerOpts). Forwarded and hopped
+	// records are placed with Herald's key hash (murmur2), so a record
+	// stays on its notification's partition in every topic. Required.
+	Topology topology.Config
 	// Group is the consumer group of the tier topics (DefaultGroup).
 	Group string
-	// Partitioner places forwarded and hopped records. Required; Herald
-	// passes topology.KgoPartitioner(), Herald's key hash (murmur2), so
-	// a record stays on its notification's partition in every topic.
-	Partitioner kgo.Partitioner
-	// ClientOpts are further franz-go options (Herald passes
-	// topology.KgoProducerOpts(): acks=all, idempotent writes). They come
-	// before the stage's own consumer options.
+	// ClientOpts are further franz-go options, after the stage's own
+	// (tests).
 	ClientOpts []kgo.Opt
 	// Targets are the topics a delayed record may be released to. A record
 	// naming another target is rejected to the DLQ: the delay stage must
@@ -143,10 +142,8 @@ type topicPartition struct {
 func New(cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
 	switch {
-	case len(cfg.Brokers) == 0:
+	case len(cfg.Topology.Brokers) == 0:
 		return nil, errors.New("delay: no brokers")
-	case cfg.Partitioner == nil:
-		return nil, errors.New("delay: no partitioner (use topology.KgoPartitioner)")
 	case len(cfg.Targets) == 0:
 		return nil, errors.New("delay: no target topics")
 	case cfg.DLQTopic == "":
@@ -206,22 +203,14 @@ func (s *Stage) session(ctx context.Context) error {
 	for _, d := range topology.Tiers {
 		topics = append(topics, topology.TierTopic(d))
 	}
-	opts := append(slices.Clone(s.cfg.ClientOpts),
-		kgo.SeedBrokers(s.cfg.Brokers...),
-		kgo.RecordPartitioner(s.cfg.Partitioner),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ConsumerGroup(s.cfg.Group),
-		kgo.ConsumeTopics(topics...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(s.cfg.FetchMaxWait),
-		kgo.FetchMaxPartitionBytes(s.cfg.FetchMaxPartitionBytes),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(s.cfg.CommitInterval),
+	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "delay", Group: s.cfg.Group, Topics: topics,
+		CommitInterval: s.cfg.CommitInterval, BlockRebalance: true,
+		FetchMaxWait: s.cfg.FetchMaxWait, FetchMaxPartitionBytes: s.cfg.FetchMaxPartitionBytes}),
 		kgo.OnPartitionsAssigned(s.assigned),
 		kgo.OnPartitionsRevoked(s.revoked),
 		kgo.OnPartitionsLost(s.lost),
 	)
+	opts = append(opts, s.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return service.Permanent(fmt.Errorf("delay: client: %w", err))

@@ -43,14 +43,12 @@ func startStage(t testing.TB, c *heraldtest.Cluster, tune func(*delay.Config)) *
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := delay.Config{
-		Brokers:     c.Brokers,
-		Group:       group,
-		Partitioner: topology.KgoPartitioner(),
-		ClientOpts:  topology.KgoProducerOpts(),
-		Targets:     []string{topology.TopicWakeups},
-		DLQTopic:    topology.TopicDLQ,
-		Log:         testLog(),
-		Registerer:  reg,
+		Topology:   c.Topology,
+		Group:      group,
+		Targets:    []string{topology.TopicWakeups},
+		DLQTopic:   topology.TopicDLQ,
+		Log:        testLog(),
+		Registerer: reg,
 	}
 	if tune != nil {
 		tune(&cfg)

@@ -211,7 +211,7 @@ func TestAnyProducer(t *testing.T) {
 		t.Fatal(err)
 	}
 	run("sender", snd.Run)
-	sk, err := sink.New(sink.Config{Brokers: c.Brokers, Pool: pool, BatchInterval: 50 * time.Millisecond, Log: log})
+	sk, err := sink.New(sink.Config{Topology: c.Topology, Pool: pool, BatchInterval: 50 * time.Millisecond, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

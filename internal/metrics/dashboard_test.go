@@ -51,7 +51,7 @@ func TestDashboardMetrics(t *testing.T) {
 	metrics.NewHeld(reg, nil)
 	metrics.NewLag(reg, (*kadm.Client)(nil), nil)
 	sink.NewMetrics(reg)
-	if _, err := delay.New(delay.Config{Brokers: []string{"127.0.0.1:1"}, Partitioner: topology.KgoPartitioner(),
+	if _, err := delay.New(delay.Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}},
 		Targets: []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Registerer: reg}); err != nil {
 		t.Fatal(err)
 	}

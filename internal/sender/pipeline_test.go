@@ -127,8 +127,7 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
 	run("dispatcher", sup.Run)
 
-	ds, err := delay.New(delay.Config{Brokers: c.Brokers, Partitioner: topology.KgoPartitioner(),
-		ClientOpts: topology.KgoProducerOpts(), Targets: []string{topology.TopicWakeups},
+	ds, err := delay.New(delay.Config{Topology: c.Topology, Targets: []string{topology.TopicWakeups},
 		DLQTopic: topology.TopicDLQ, Now: o.Now, Log: log})
 	if err != nil {
 		t.Fatal(err)

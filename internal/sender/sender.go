@@ -479,20 +479,11 @@ func (s *Sender) session(ctx context.Context) error {
 	ss := &session{s: s, parts: map[int32]*partitionTracker{}}
 	ss.base, ss.hardStop = context.WithCancel(context.Background())
 	defer ss.hardStop()
-	tc := s.cfg.Topology
-	opts := append(tc.KgoOpts(),
-		kgo.ClientID(tc.ClientID+"-sender"),
-		kgo.ConsumerGroup(s.cfg.Group),
-		kgo.ConsumeTopics(topology.TopicSend),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.AutoCommitMarks(),
-		kgo.AutoCommitInterval(s.cfg.CommitInterval),
-		kgo.BlockRebalanceOnPoll(),
+	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "sender", Group: s.cfg.Group,
+		Topics: []string{topology.TopicSend}, CommitInterval: s.cfg.CommitInterval, BlockRebalance: true}),
 		kgo.OnPartitionsRevoked(ss.revoked),
 		kgo.OnPartitionsLost(ss.lost),
 	)
-	opts = append(opts, topology.KgoProducerOpts()...)
-	opts = append(opts, tc.KgoGroupOpts()...)
 	opts = append(opts, s.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

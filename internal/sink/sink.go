@@ -29,15 +29,15 @@ const (
 
 // Config configures a Sink.
 type Config struct {
-	Brokers []string
+	// Topology names the brokers, how to connect, the client id and the
+	// group timings (topology.Config.ConsumerOpts). Required.
+	Topology topology.Config
 	// Pool is the PostgreSQL pool the sink writes through (migrated).
 	Pool *pgxpool.Pool
 	// Group is the consumer group (default DefaultGroup).
 	Group string
 	// Topic is the changelog read (default the dispatcher table).
 	Topic string
-	// ClientID names the Kafka client (default "herald-sink").
-	ClientID string
 	// BatchSize and BatchInterval close a batch: whichever comes first
 	// after its first record.
 	BatchSize     int
@@ -54,7 +54,7 @@ type Config struct {
 	Log     *slog.Logger
 	// Now is the clock of dead letters (default time.Now).
 	Now func() time.Time
-	// KgoOpts are appended to the client's options.
+	// KgoOpts are appended to the client's options (tests).
 	KgoOpts []kgo.Opt
 }
 
@@ -64,9 +64,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Topic == "" {
 		c.Topic = string(topology.TableDispatcher)
-	}
-	if c.ClientID == "" {
-		c.ClientID = "herald-sink"
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultBatchSize
@@ -112,7 +109,7 @@ type Sink struct {
 // New returns a Sink; Run starts it.
 func New(cfg Config) (*Sink, error) {
 	cfg = cfg.withDefaults()
-	if len(cfg.Brokers) == 0 {
+	if len(cfg.Topology.Brokers) == 0 {
 		return nil, errors.New("sink: no brokers")
 	}
 	if cfg.Pool == nil {
@@ -135,14 +132,7 @@ func (s *Sink) Run(ctx context.Context) error { return s.svc.Run(ctx, s.session)
 // session is one membership of the group.
 func (s *Sink) session(ctx context.Context) error {
 	c := s.cfg
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(c.ClientID),
-		kgo.ConsumerGroup(c.Group),
-		kgo.ConsumeTopics(c.Topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-	}, topology.KgoProducerOpts()...) // for the dead letters
+	opts := c.Topology.ConsumerOpts(topology.Consumer{Name: "sink", Group: c.Group, Topics: []string{c.Topic}})
 	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
 	if err != nil {
 		return service.Permanent(fmt.Errorf("sink: kafka client: %w", err))

@@ -27,7 +27,7 @@ func setup(t *testing.T, dsn string) (*heraldtest.Cluster, *kgo.Client, Config) 
 	}
 	pool := migratedPool(t, dsn)
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
-	cfg := Config{Brokers: c.Brokers, Pool: pool, Topic: string(topology.TableDispatcher), BatchSize: 100, BatchInterval: 50 * time.Millisecond,
+	cfg := Config{Topology: c.Topology, Pool: pool, Topic: string(topology.TableDispatcher), BatchSize: 100, BatchInterval: 50 * time.Millisecond,
 		RetryMin: 50 * time.Millisecond, RetryMax: time.Second, Metrics: NewMetrics(nil)}
 	return c, c.Client(t), cfg
 }

@@ -105,13 +105,16 @@ const (
 
 // Config configures a Feed.
 type Config struct {
-	Brokers []string
+	// Topology names the brokers, how to connect, the client id and the
+	// group timings (topology.Config.ConsumerOpts). Required.
+	Topology topology.Config
 	// Group (DefaultGroup), Mode (DefaultMode).
 	Group string
 	Mode  Mode
 	// Mask masks addresses in free text (views.MaskText in herald run).
-	Mask    func(string) string
-	Log     *slog.Logger
+	Mask func(string) string
+	Log  *slog.Logger
+	// KgoOpts are appended to the client's options (tests).
 	KgoOpts []kgo.Opt
 }
 
@@ -124,7 +127,7 @@ type Feed struct {
 
 // New returns a Feed; Run starts it.
 func New(cfg Config) (*Feed, error) {
-	if len(cfg.Brokers) == 0 {
+	if len(cfg.Topology.Brokers) == 0 {
 		return nil, errors.New("statusfeed: no brokers")
 	}
 	if cfg.Group == "" {
@@ -148,9 +151,8 @@ func (f *Feed) Run(ctx context.Context) error { return f.svc.Run(ctx, f.session)
 // session is one membership of the group.
 func (f *Feed) session(ctx context.Context) error {
 	c := f.cfg
-	opts := append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID("herald-status"), kgo.ConsumerGroup(c.Group),
-		kgo.ConsumeTopics(string(topology.TableDispatcher)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll()}, topology.KgoProducerOpts()...)
+	opts := c.Topology.ConsumerOpts(topology.Consumer{Name: "status", Group: c.Group,
+		Topics: []string{string(topology.TableDispatcher)}, BlockRebalance: true})
 	cl, err := kgo.NewClient(append(opts, c.KgoOpts...)...)
 	if err != nil {
 		return service.Permanent(fmt.Errorf("statusfeed: kafka client: %w", err))

@@ -62,7 +62,7 @@ func TestFeedPublishesStatusChanges(t *testing.T) {
 	recs = append(recs, &kgo.Record{Topic: string(topology.TableDispatcher), Key: []byte("junk"), Value: []byte("{")})
 	c.Produce(t, cl, recs...)
 
-	f, err := New(Config{Brokers: c.Brokers})
+	f, err := New(Config{Topology: c.Topology})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -172,18 +172,6 @@ const (
 	FetchMaxPartitionBytes = 1 << 20
 )
 
-// KgoGroupOpts are the consumer group options every franz-go consumer of
-// Herald uses: the group timings of c and the fetch sizes above.
-func (c Config) KgoGroupOpts() []kgo.Opt {
-	c = c.WithDefaults()
-	return []kgo.Opt{
-		kgo.SessionTimeout(c.SessionTimeout),
-		kgo.HeartbeatInterval(c.HeartbeatInterval),
-		kgo.FetchMaxBytes(FetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(FetchMaxPartitionBytes),
-	}
-}
-
 // TopicSpec is one topic Herald creates.
 type TopicSpec struct {
 	Name       string
