@@ -469,11 +469,7 @@ func (s *Stage) release(p *partition, recs []*kgo.Record, steps []Step, now time
 			// hop's timestamp and the stage's clock must agree.
 			out[i] = &kgo.Record{Topic: st.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: now}
 		case Reject:
-			dl := contract.NewDeadLetter(contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset},
-				r.Key, r.Value, st.Err, now)
-			dl.Reason = contract.ReasonMalformed
-			dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
-			out[i] = dlq.Record(s.cfg.DLQTopic, dl)
+			out[i], _ = dlq.Kgo(s.cfg.DLQTopic, r, st.Err, contract.ReasonMalformed, now)
 		default:
 			return fmt.Errorf("delay: cannot release a record with action %s", st.Action)
 		}

@@ -238,13 +238,11 @@ func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, n
 var errUnknownID = errors.New("unknown id")
 
 func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []byte, cause error, now time.Time) {
-	dl := contract.NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
+	var reason string
 	if errors.Is(cause, errUnknownID) {
-		dl.Reason = contract.ReasonUnknownID
+		reason = contract.ReasonUnknownID
 	}
-	dl.Timestamp, dl.Headers = ctx.Timestamp(), dlq.GokaToHeaders(ctx.Headers())
-	key, value, headers := dlq.Goka(dl)
-	ctx.Emit(goka.Stream(topology.TopicDLQ), key, value, goka.WithCtxEmitHeaders(headers))
+	dl := dlq.EmitGoka(ctx, topology.TopicDLQ, src, raw, cause, reason, now)
 	d.observer().DeadLetter(src.Topic, dl.Reason)
 	if d.Log != nil {
 		d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,

@@ -49,9 +49,28 @@ func TestRecordRoundTrip(t *testing.T) {
 	if err != nil || back.Topic != d.Topic || back.Offset != 9 || len(back.Headers) != 1 {
 		t.Fatalf("parse: %+v %v", back, err)
 	}
-	k, v, hs := Goka(d)
-	if k != "k" || string(v) != "raw" || string(hs[contract.HeaderDLQReason]) != "malformed" || string(hs["h"]) != "v" {
-		t.Fatalf("goka: %q %q %v", k, v, hs)
+}
+
+// Kgo keeps the consumed record's key, value, position, timestamp and
+// headers, takes the reason from the error unless the stage names one.
+func TestKgo(t *testing.T) {
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := ts.Add(time.Hour)
+	in := &kgo.Record{Topic: "herald.send", Partition: 2, Offset: 5, Key: []byte("k"), Value: []byte("{"), Timestamp: ts,
+		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}}
+	for _, tc := range []struct {
+		reason, want string
+	}{{"", contract.ReasonMalformed}, {"undecodable_state", "undecodable_state"}} {
+		out, dl := Kgo("herald.dlq", in, contract.ErrMalformed, tc.reason, now)
+		back, err := Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Topic != "herald.dlq" || dl.Reason != tc.want || back.Reason != tc.want || back.Topic != "herald.send" ||
+			back.Partition != 2 || back.Offset != 5 || !back.Timestamp.Equal(ts) || !back.At.Equal(now) ||
+			string(back.Key) != "k" || string(back.Value) != "{" || len(back.Headers) != 1 || string(back.Headers[0].Value) != "t1" {
+			t.Errorf("reason %q: %+v", tc.reason, back)
+		}
 	}
 }
 

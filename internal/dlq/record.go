@@ -1,7 +1,10 @@
-// Package dlq owns Herald's dead-letter topic from the Kafka side: turning
-// a contract.DeadLetter into the record every stage publishes (the one
-// place that does), reading dead letters back with filters, and replaying
-// them into intake with a record of what was replayed (`herald dlq`).
+// Package dlq owns Herald's dead-letter topic from the Kafka side: the one
+// dead-letter path of every stage (Kgo for the franz-go stages, EmitGoka
+// for the dispatcher: both build the letter with contract.NewDeadLetter,
+// keep the original timestamp and headers, and make the record with
+// contract.DeadLetter.Record), reading dead letters back with filters, and
+// replaying them into intake with a record of what was replayed
+// (`herald dlq`).
 //
 // The record format (original key and value, reason and source in
 // headers) is the contract's: contract.DeadLetter.Record and
@@ -9,11 +12,48 @@
 package dlq
 
 import (
+	"time"
+
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
 )
+
+// Kgo is the record of topic (herald.dlq) that dead-letters r, a record a
+// franz-go stage consumed and cannot use because of cause, and the letter
+// itself (for logs and metrics). The letter's reason is
+// contract.Reason(cause), or reason when that is not empty (a stage's own
+// reasons); it keeps r's key, value, timestamp and headers.
+func Kgo(topic string, r *kgo.Record, cause error, reason string, now time.Time) (*kgo.Record, contract.DeadLetter) {
+	dl := contract.NewDeadLetter(contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset},
+		r.Key, r.Value, cause, now)
+	if reason != "" {
+		dl.Reason = reason
+	}
+	dl.Timestamp, dl.Headers = r.Timestamp, KgoToHeaders(r.Headers)
+	return Record(topic, dl), dl
+}
+
+// EmitGoka emits to topic (herald.dlq) the dead letter of the record ctx
+// is processing, whose value is raw and which was read at src (its
+// original position, for a record moved by the dispatcher's placement),
+// and returns the letter. Reason and the rest as in Kgo. A Goka emit's
+// headers are a map: a repeated original header keeps its last value.
+func EmitGoka(ctx goka.Context, topic string, src contract.Position, raw []byte, cause error, reason string, now time.Time) contract.DeadLetter {
+	dl := contract.NewDeadLetter(src, []byte(ctx.Key()), raw, cause, now)
+	if reason != "" {
+		dl.Reason = reason
+	}
+	dl.Timestamp, dl.Headers = ctx.Timestamp(), GokaToHeaders(ctx.Headers())
+	k, v, hs := dl.Record()
+	headers := make(goka.Headers, len(hs))
+	for _, h := range hs {
+		headers[h.Key] = h.Value
+	}
+	ctx.Emit(goka.Stream(topic), string(k), v, goka.WithCtxEmitHeaders(headers))
+	return dl
+}
 
 // Record is the franz-go record of d on topic. Its timestamp is d.At.
 func Record(topic string, d contract.DeadLetter) *kgo.Record {
@@ -37,17 +77,6 @@ func KgoToHeaders(in []kgo.RecordHeader) []contract.Header {
 		out[i] = contract.Header{Key: h.Key, Value: h.Value}
 	}
 	return out
-}
-
-// Goka is the key, value and headers for a Goka emit of d. Goka headers
-// are a map: a repeated original header keeps its last value.
-func Goka(d contract.DeadLetter) (key string, value []byte, headers goka.Headers) {
-	k, v, hs := d.Record()
-	headers = make(goka.Headers, len(hs))
-	for _, h := range hs {
-		headers[h.Key] = h.Value
-	}
-	return string(k), v, headers
 }
 
 // GokaToHeaders converts Goka headers to the contract's.

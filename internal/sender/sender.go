@@ -588,10 +588,8 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	}()
 	cmd, err := DecodeCommand(r.Key, r.Value)
 	if err != nil {
-		src := contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
-		dl := contract.NewDeadLetter(src, r.Key, r.Value, err, s.now())
-		dl.Timestamp, dl.Headers = r.Timestamp, dlq.KgoToHeaders(r.Headers)
-		if ss.publish(t, r, dlq.Record(topology.TopicDLQ, dl)) {
+		out, dl := dlq.Kgo(topology.TopicDLQ, r, err, "", s.now())
+		if ss.publish(t, r, out) {
 			s.obs.DeadLetter(dl.Reason)
 			s.log.Warn("send command sent to the DLQ", "partition", r.Partition, "offset", r.Offset,
 				"reason", dl.Reason, "error", dl.Error)

@@ -338,9 +338,10 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, dead []Rejection)
 	now := s.cfg.Now().UTC()
 	recs := make([]*kgo.Record, 0, len(dead))
 	for _, d := range dead {
-		dl := contract.NewDeadLetter(d.Change.Source, d.Change.Key, d.Change.Value, d.Err, now)
-		dl.Reason = d.Reason
-		recs = append(recs, dlq.Record(topology.TopicDLQ, dl))
+		src := d.Change.Source
+		rec, dl := dlq.Kgo(topology.TopicDLQ, &kgo.Record{Topic: src.Topic, Partition: src.Partition, Offset: src.Offset,
+			Key: d.Change.Key, Value: d.Change.Value}, d.Err, d.Reason, now)
+		recs = append(recs, rec)
 		s.cfg.Log.Warn("sink: record sent to the DLQ", "reason", d.Reason, "topic", dl.Topic, "partition", dl.Partition,
 			"offset", dl.Offset, "err", d.Err)
 	}
