@@ -289,6 +289,17 @@ var ErrMalformed = errors.New("malformed record")
 // differs from the request's id.
 var ErrKeyMismatch = errors.New("key differs from id")
 
+// KeyProblem is the problem (field "key", so that the ValidationError is
+// ErrKeyMismatch) of a record whose Kafka key is not its id, or nil when
+// they agree: the one key-equals-id check of every reader of Herald's
+// records (requests, send commands, results, wake-ups, controls).
+func KeyProblem(key []byte, id string) *FieldError {
+	if string(key) == id {
+		return nil
+	}
+	return &FieldError{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", truncate(string(key), 64), truncate(id, 64))}
+}
+
 // ErrTooLarge is reported for a request larger than MaxRequestBytes.
 var ErrTooLarge = errors.New("request too large")
 
@@ -397,8 +408,8 @@ func (r *Request) Validate(key []byte) error {
 		add("id", "longer than %d bytes", MaxIDLength)
 	case ControlChar(r.ID) >= 0:
 		add("id", "%s", controlMessage(r.ID))
-	case key != nil && string(key) != r.ID:
-		add("key", "Kafka key %q differs from id %q", truncate(string(key), 64), truncate(r.ID, 64))
+	case key != nil && KeyProblem(key, r.ID) != nil:
+		ps = append(ps, *KeyProblem(key, r.ID))
 	}
 	switch {
 	case r.Campaign == "":

@@ -165,8 +165,8 @@ func decodeInternal(raw []byte, v any, id *string, key string) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("%w: %v", contract.ErrMalformed, err)
 	}
-	if *id != key {
-		return &contract.ValidationError{Problems: []contract.FieldError{{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, *id)}}}
+	if p := contract.KeyProblem([]byte(key), *id); p != nil {
+		return &contract.ValidationError{Problems: []contract.FieldError{*p}}
 	}
 	return nil
 }

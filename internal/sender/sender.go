@@ -939,8 +939,8 @@ func DecodeCommand(key, value []byte) (*contract.SendCommand, error) {
 	switch {
 	case c.ID == "":
 		problems = append(problems, contract.FieldError{Field: "id", Message: "required"})
-	case c.ID != string(key):
-		problems = append(problems, contract.FieldError{Field: "key", Message: fmt.Sprintf("Kafka key %q differs from id %q", key, c.ID)})
+	case contract.KeyProblem(key, c.ID) != nil:
+		problems = append(problems, *contract.KeyProblem(key, c.ID))
 	}
 	if !c.Channel.Valid() {
 		problems = append(problems, contract.FieldError{Field: "channel", Message: fmt.Sprintf("unknown channel %q", c.Channel)})
