@@ -11,6 +11,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/herald-dispatch/herald/internal/delay"
+	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -63,11 +64,12 @@ func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, 
 		CommitInterval:         f.commitInterval,
 		ShutdownGrace:          f.shutdownGrace,
 		Log:                    env.Log.With("stage", "delay"),
-		Registerer:             env.Registry,
+		Observer:               metrics.NewDelay(env.Registry),
 	})
 	if err != nil {
 		return nil, err
 	}
+	metrics.NewDelayBacklog(env.Registry, s)
 	env.AddReady("delay", s.Ready)
 	return s.Run, nil
 }

@@ -9,8 +9,6 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/cli"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
@@ -87,7 +85,8 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
-	d := &dispatcher.Dispatcher{Config: cfg, Observer: metrics.NewDispatch(env.Registry), Log: env.Log.With("stage", "dispatcher"),
+	obs := metrics.NewDispatch(env.Registry)
+	d := &dispatcher.Dispatcher{Config: cfg, Observer: obs, Log: env.Log.With("stage", "dispatcher"),
 		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor}
 	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
@@ -106,11 +105,9 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 		return nil, fmt.Errorf("dispatcher sweep: client: %w", err)
 	}
 	env.OnClose(cl.Close)
-	rescued := promauto.With(env.Registry).NewCounter(prometheus.CounterOpts{Name: "herald_dispatcher_swept_wakeups_total",
-		Help: "Wake-ups the dispatcher's sweep made again for states whose wake-up was overdue (lost)."})
 	sw := &dispatcher.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
 		Publish: dispatcher.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
-		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: func(n int) { rescued.Add(float64(n)) }}
+		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept}
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sup.Run(gctx) })

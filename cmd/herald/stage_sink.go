@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/service"
 	"github.com/herald-dispatch/herald/internal/sink"
@@ -63,7 +64,7 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 		BatchSize:     f.batchSize,
 		BatchInterval: f.batchInterval,
 		RetryMax:      f.retryMax,
-		Metrics:       sink.NewMetrics(env.Registry),
+		Observer:      metrics.NewSink(env.Registry),
 		Log:           log,
 	})
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -50,15 +51,16 @@ func TestHoldChild(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
 	s, err := delay.New(delay.Config{
-		Topology:   topology.Config{Brokers: strings.Split(brokers, ",")},
-		Targets:    []string{topology.TopicWakeups},
-		DLQTopic:   topology.TopicDLQ,
-		Log:        testLog(),
-		Registerer: reg,
+		Topology: topology.Config{Brokers: strings.Split(brokers, ",")},
+		Targets:  []string{topology.TopicWakeups},
+		DLQTopic: topology.TopicDLQ,
+		Log:      testLog(),
+		Observer: metrics.NewDelay(reg),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	metrics.NewDelayBacklog(reg, s)
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -229,12 +231,12 @@ func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic strin
 }
 
 func bucketQuantile(buckets map[float64]uint64, total float64, q float64) string {
-	for _, ub := range delay.LatenessBuckets {
+	for _, ub := range metrics.DelayLatenessBuckets {
 		if float64(buckets[ub]) >= q*total {
 			return fmt.Sprintf("<=%gs", ub)
 		}
 	}
-	return ">" + fmt.Sprint(delay.LatenessBuckets[len(delay.LatenessBuckets)-1]) + "s"
+	return ">" + fmt.Sprint(metrics.DelayLatenessBuckets[len(metrics.DelayLatenessBuckets)-1]) + "s"
 }
 
 // BenchmarkHoldMillion holds 1,000,000 records (HERALD_BENCH_HOLD sets

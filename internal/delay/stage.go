@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -74,8 +73,8 @@ type Config struct {
 	// computed from it.
 	Now func() time.Time
 	Log *slog.Logger
-	// Registerer receives the stage's metrics (none when nil).
-	Registerer prometheus.Registerer
+	// Observer is told what the stage releases (default: nothing).
+	Observer Observer
 }
 
 func (c Config) withDefaults() Config {
@@ -106,6 +105,9 @@ func (c Config) withDefaults() Config {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 	return c
 }
 
@@ -116,7 +118,6 @@ type Stage struct {
 	cfg     Config
 	tiers   map[string]time.Duration
 	allowed map[string]bool
-	m       *stageMetrics
 
 	running atomic.Bool
 	ready   atomic.Bool
@@ -138,7 +139,7 @@ type topicPartition struct {
 	partition int32
 }
 
-// New checks cfg and registers the stage's metrics.
+// New checks cfg and returns the stage; Run starts it.
 func New(cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
 	switch {
@@ -160,11 +161,6 @@ func New(cfg Config) (*Stage, error) {
 		}
 		s.allowed[t] = true
 	}
-	m, err := newStageMetrics(cfg.Registerer, s)
-	if err != nil {
-		return nil, err
-	}
-	s.m = m
 	s.svc = service.Service{Name: "delay", Log: cfg.Log}
 	return s, nil
 }
@@ -483,11 +479,12 @@ func (s *Stage) release(p *partition, recs []*kgo.Record, steps []Step, now time
 		r := recs[i]
 		switch st.Action {
 		case Forward:
-			s.m.forwarded(p.tier, acked.Sub(st.Due))
+			s.cfg.Observer.Forwarded(p.tier, acked.Sub(st.Due))
 		case Hop:
-			s.m.hopped(p.tier, steps[i].Topic)
+			to, _ := TierOfTopic(st.Topic)
+			s.cfg.Observer.Hopped(p.tier, to)
 		case Reject:
-			s.m.rejected(p.tier)
+			s.cfg.Observer.Rejected(p.tier)
 			s.cfg.Log.Warn("delay: record sent to the DLQ", "topic", r.Topic, "partition", r.Partition,
 				"offset", r.Offset, "reason", contract.ReasonMalformed, "error", st.Err)
 		}

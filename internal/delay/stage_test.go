@@ -21,6 +21,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -43,12 +44,12 @@ func startStage(t testing.TB, c *heraldtest.Cluster, tune func(*delay.Config)) *
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := delay.Config{
-		Topology:   c.Topology,
-		Group:      group,
-		Targets:    []string{topology.TopicWakeups},
-		DLQTopic:   topology.TopicDLQ,
-		Log:        testLog(),
-		Registerer: reg,
+		Topology: c.Topology,
+		Group:    group,
+		Targets:  []string{topology.TopicWakeups},
+		DLQTopic: topology.TopicDLQ,
+		Log:      testLog(),
+		Observer: metrics.NewDelay(reg),
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -57,6 +58,7 @@ func startStage(t testing.TB, c *heraldtest.Cluster, tune func(*delay.Config)) *
 	if err != nil {
 		t.Fatalf("delay.New: %v", err)
 	}
+	metrics.NewDelayBacklog(reg, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()

@@ -11,10 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/metrics"
-	"github.com/herald-dispatch/herald/internal/sink"
-	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // describing is a Registerer that keeps the names of what is registered.
@@ -50,11 +47,9 @@ func TestDashboardMetrics(t *testing.T) {
 	metrics.NewSender(reg)
 	metrics.NewHeld(reg, nil)
 	metrics.NewLag(reg, (*kadm.Client)(nil), nil)
-	sink.NewMetrics(reg)
-	if _, err := delay.New(delay.Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}},
-		Targets: []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Registerer: reg}); err != nil {
-		t.Fatal(err)
-	}
+	metrics.NewSink(reg)
+	metrics.NewDelay(reg)
+	metrics.NewDelayBacklog(reg, nil)
 
 	b, err := os.ReadFile("../../deploy/grafana/herald.json")
 	if err != nil {
@@ -148,7 +143,7 @@ func TestCountersPresentAtZero(t *testing.T) {
 	metrics.NewAPI(reg)
 	metrics.NewDispatch(reg)
 	metrics.NewSender(reg)
-	sink.NewMetrics(reg)
+	metrics.NewSink(reg)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,3 @@
-// Package metrics owns Herald's Prometheus metrics: their names, labels and
-// the observers that the stages call. Every metric is registered on the
-// registry the caller passes, never on the global one, so tests and several
-// pipelines in one process do not collide.
 package metrics
 
 import (
@@ -22,6 +18,7 @@ type Dispatch struct {
 	transitions *prometheus.CounterVec
 	deadLetters *prometheus.CounterVec
 	moved       *prometheus.CounterVec
+	swept       prometheus.Counter
 }
 
 // NewDispatch registers the dispatcher's metrics on reg.
@@ -52,7 +49,11 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 			Help: "Records that arrived on another partition than Herald's key hash (murmur2) gives their key, moved through the repartition topic, by source topic and partition. Non-zero means a producer places keys with another partitioner; each costs one extra produce and consume.",
 		}, []string{"topic", "partition"}),
 	}
-	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters, d.moved)
+	d.swept = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "herald_dispatcher_swept_wakeups_total",
+		Help: "Wake-ups the dispatcher's sweep made again for states whose wake-up was overdue (lost).",
+	})
+	reg.MustRegister(d.events, d.requests, d.duplicates, d.transitions, d.deadLetters, d.moved, d.swept)
 	// Present at 0 from the start (a rate() or an alert sees the series
 	// before its first event): every transition the dashboard sums, every
 	// input topic's verdicts, every dead-letter reason.
@@ -106,6 +107,10 @@ func (d *Dispatch) Transition(from, to contract.Status, _ *contract.State) {
 func (d *Dispatch) DeadLetter(topic, reason string) {
 	d.deadLetters.WithLabelValues(topic, reason).Inc()
 }
+
+// Swept counts the wake-ups one sweep made again (dispatcher.Sweeper's
+// Observe).
+func (d *Dispatch) Swept(n int) { d.swept.Add(float64(n)) }
 
 // Moved counts a record moved to the repartition topic.
 func (d *Dispatch) Moved(topic string, partition int32) {

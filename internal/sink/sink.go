@@ -27,6 +27,32 @@ const (
 	DefaultShutdownGrace = 10 * time.Second
 )
 
+// Observer is told what the sink does, for metrics (internal/metrics
+// implements it). Methods must be cheap and safe for concurrent use.
+type Observer interface {
+	// Batch is called for every batch committed: its records (tombstones
+	// and dead letters included), the time from complete to committed,
+	// the dispatch_status rows inserted or moved forward, the
+	// dispatch_attempts rows inserted, and the states not written because
+	// the table held the same or a newer version.
+	Batch(records int, took time.Duration, statusRows, attemptRows, staleRows int64)
+	// Retry is called for a write or dead-letter produce that failed and
+	// is retried.
+	Retry()
+	// CommitFailed is called when the offset commit after a written batch
+	// fails.
+	CommitFailed()
+	// DeadLetter is called for every record sent to the DLQ.
+	DeadLetter(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Batch(int, time.Duration, int64, int64, int64) {}
+func (nopObserver) Retry()                                        {}
+func (nopObserver) CommitFailed()                                 {}
+func (nopObserver) DeadLetter(string)                             {}
+
 // Config configures a Sink.
 type Config struct {
 	// Topology names the brokers, how to connect, the client id and the
@@ -49,9 +75,9 @@ type Config struct {
 	// still take to be written and committed; after it the batch is left
 	// to be replayed.
 	ShutdownGrace time.Duration
-	// Metrics (default: unregistered).
-	Metrics *Metrics
-	Log     *slog.Logger
+	// Observer is told what the sink does (default: nothing).
+	Observer Observer
+	Log      *slog.Logger
 	// Now is the clock of dead letters (default time.Now).
 	Now func() time.Time
 	// KgoOpts are appended to the client's options (tests).
@@ -80,8 +106,8 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
-	if c.Metrics == nil {
-		c.Metrics = NewMetrics(nil)
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()
@@ -238,23 +264,18 @@ func (s *Sink) flush(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) er
 	}
 	if err := cl.CommitRecords(fctx, recs...); err != nil {
 		// PostgreSQL has the batch: a replay of it changes nothing.
-		c.Metrics.commitErrs.Inc()
+		c.Observer.CommitFailed()
 		c.Log.Warn("sink: offset commit failed; the batch will be replayed", "records", len(recs), "err", err)
 	}
-	c.Metrics.records.Add(float64(len(recs)))
-	c.Metrics.batchSize.Observe(float64(len(recs)))
-	c.Metrics.batchTime.Observe(time.Since(start).Seconds())
-	c.Metrics.rows.WithLabelValues("dispatch_status").Add(float64(res.Applied))
-	c.Metrics.rows.WithLabelValues("dispatch_attempts").Add(float64(res.Attempts))
 	written := int64(res.Rows)
 	for _, r := range res.Rejected {
 		if r.Reason == ReasonRejected { // the others never counted in Rows
 			written--
 		}
 	}
-	c.Metrics.stale.Add(float64(written - res.Applied))
+	c.Observer.Batch(len(recs), time.Since(start), res.Applied, res.Attempts, written-res.Applied)
 	for _, d := range dead {
-		c.Metrics.deadLetters.WithLabelValues(d.Reason).Inc()
+		c.Observer.DeadLetter(d.Reason)
 	}
 	c.Log.Debug("sink: batch written", "records", len(recs), "rows", res.Rows, "applied", res.Applied,
 		"attempts", res.Attempts, "dead_letters", len(dead), "took", time.Since(start))
@@ -292,7 +313,7 @@ func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 			return err
 		}
 		s.ready.Store(false)
-		c.Metrics.retries.Inc()
+		c.Observer.Retry()
 		wait := backoff.Next()
 		c.Log.Warn("sink: "+what+" failed, retrying", "failures", failures+1, "backoff", wait, "err", err)
 		if !service.Sleep(ctx, wait) {

@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	heralddlq "github.com/herald-dispatch/herald/internal/dlq"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -28,9 +29,41 @@ func setup(t *testing.T, dsn string) (*heraldtest.Cluster, *kgo.Client, Config) 
 	pool := migratedPool(t, dsn)
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	cfg := Config{Topology: c.Topology, Pool: pool, Topic: string(topology.TableDispatcher), BatchSize: 100, BatchInterval: 50 * time.Millisecond,
-		RetryMin: 50 * time.Millisecond, RetryMax: time.Second, Metrics: NewMetrics(nil)}
+		RetryMin: 50 * time.Millisecond, RetryMax: time.Second, Observer: new(testObserver)}
 	return c, c.Client(t), cfg
 }
+
+// testObserver counts what the sink reports.
+type testObserver struct {
+	records, statusRows, stale, retries atomic.Int64
+	mu                                  sync.Mutex
+	deadLetters                         map[string]int
+}
+
+func (o *testObserver) Batch(records int, _ time.Duration, statusRows, _, staleRows int64) {
+	o.records.Add(int64(records))
+	o.statusRows.Add(statusRows)
+	o.stale.Add(staleRows)
+}
+func (o *testObserver) Retry()        { o.retries.Add(1) }
+func (o *testObserver) CommitFailed() {}
+func (o *testObserver) DeadLetter(reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.deadLetters == nil {
+		o.deadLetters = map[string]int{}
+	}
+	o.deadLetters[reason]++
+}
+
+func (o *testObserver) deadLetter(reason string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.deadLetters[reason]
+}
+
+// counts is the testObserver of cfg.
+func counts(cfg Config) *testObserver { return cfg.Observer.(*testObserver) }
 
 // produce publishes the given versions of every id, as the dispatcher
 // would: whole states to the table's changelog, keyed by id.
@@ -69,7 +102,7 @@ func TestSinkStatusesArrive(t *testing.T) {
 	if got != (row{Status: "sent", Version: 4, Attempts: 2, Sent: true}) {
 		t.Fatalf("n-0042: %+v", got)
 	}
-	if n := testutil.ToFloat64(cfg.Metrics.records); n != 1200 {
+	if n := float64(counts(cfg).records.Load()); n != 1200 {
 		t.Fatalf("records metric %v, want 1200", n)
 	}
 	if !r.sink.Ready() {
@@ -96,19 +129,19 @@ func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
 	if !allAt(rows(t, cfg.Pool), wantAll(all, 4)) {
 		t.Fatal("an older version moved a row back")
 	}
-	if n := testutil.ToFloat64(cfg.Metrics.stale); n < 200 {
+	if n := float64(counts(cfg).stale.Load()); n < 200 {
 		t.Fatalf("stale metric %v, want >= 200", n)
 	}
 
 	// A second sink group replays the whole changelog from the start.
 	cfg2 := cfg
-	cfg2.Group, cfg2.Metrics = "herald-sink-replay", NewMetrics(nil)
+	cfg2.Group, cfg2.Observer = "herald-sink-replay", new(testObserver)
 	startSink(t, cfg2, nil)
 	waitFor(t, 30*time.Second, "full replay consumed", func() bool { return committedAll(t, adm, cfg2.Group, cfg.Topic) })
 	if !allAt(rows(t, cfg.Pool), wantAll(all, 4)) {
 		t.Fatal("a full replay moved a row back")
 	}
-	if n := testutil.ToFloat64(cfg2.Metrics.rows.WithLabelValues("dispatch_status")); n != 0 {
+	if n := float64(counts(cfg2).statusRows.Load()); n != 0 {
 		t.Fatalf("full replay changed %v rows", n)
 	}
 	if n := countRows(t, cfg.Pool, `SELECT count(*) FROM dispatch_attempts`); n != 400 {
@@ -161,12 +194,12 @@ func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
 				t.Fatal("offsets committed by a sink that crashed before committing")
 			}
 
-			cfg.Metrics = NewMetrics(nil)
+			cfg.Observer = new(testObserver)
 			startSink(t, cfg, nil)
 			waitFor(t, 30*time.Second, "every notification after the restart", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 2)) })
 			waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
 			if point == "pg-committed" {
-				if n := testutil.ToFloat64(cfg.Metrics.stale); n < float64(written) {
+				if n := float64(counts(cfg).stale.Load()); n < float64(written) {
 					t.Fatalf("replay after the crash: stale %v < %d rows the crashed sink wrote", n, written)
 				}
 			}
@@ -197,7 +230,7 @@ func TestSinkSurvivesPostgresOutage(t *testing.T) {
 	produce(t, c, cl, before, "nov", 4)
 	produce(t, c, cl, during, "nov", 1, 2, 3)
 	time.Sleep(10 * time.Second)
-	if n := testutil.ToFloat64(cfg.Metrics.retries); n < 2 {
+	if n := float64(counts(cfg).retries.Load()); n < 2 {
 		t.Fatalf("%v retries during a 10 s outage", n)
 	}
 	if r.sink.Ready() {
@@ -261,7 +294,7 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 	}
 	adm := admin(t, c)
 	waitFor(t, 20*time.Second, "offsets committed past the poison", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
-	if n := testutil.ToFloat64(cfg.Metrics.deadLetters.WithLabelValues(ReasonRejected)); n != 1 {
+	if n := float64(counts(cfg).deadLetter(ReasonRejected)); n != 1 {
 		t.Fatalf("dead letter metric %v", n)
 	}
 }

@@ -1,9 +1,15 @@
-package sink
+package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
 
-// Metrics are the sink's Prometheus metrics.
-type Metrics struct {
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dispatch/herald/internal/sink"
+)
+
+// Sink implements sink.Observer with Prometheus metrics.
+type Sink struct {
 	records     prometheus.Counter
 	batchSize   prometheus.Histogram
 	batchTime   prometheus.Histogram
@@ -14,10 +20,11 @@ type Metrics struct {
 	commitErrs  prometheus.Counter
 }
 
-// NewMetrics registers the sink's metrics on reg (nil: not registered,
-// for tests).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
-	m := &Metrics{
+var _ sink.Observer = (*Sink)(nil)
+
+// NewSink registers the sink's metrics on reg.
+func NewSink(reg prometheus.Registerer) *Sink {
+	m := &Sink{
 		records: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_sink_records_total",
 			Help: "Changelog records the sink consumed and committed (tombstones and dead letters included).",
@@ -53,11 +60,29 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Kafka offset commits that failed after PostgreSQL committed (the batch is replayed, harmlessly).",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.records, m.batchSize, m.batchTime, m.rows, m.stale, m.retries, m.deadLetters, m.commitErrs)
-	}
+	reg.MustRegister(m.records, m.batchSize, m.batchTime, m.rows, m.stale, m.retries, m.deadLetters, m.commitErrs)
 	for _, table := range []string{"dispatch_status", "dispatch_attempts"} {
 		m.rows.WithLabelValues(table) // present at 0 from the start
 	}
 	return m
 }
+
+// Batch counts a committed batch: its records, the time it took and the
+// rows it wrote.
+func (m *Sink) Batch(records int, took time.Duration, statusRows, attemptRows, staleRows int64) {
+	m.records.Add(float64(records))
+	m.batchSize.Observe(float64(records))
+	m.batchTime.Observe(took.Seconds())
+	m.rows.WithLabelValues("dispatch_status").Add(float64(statusRows))
+	m.rows.WithLabelValues("dispatch_attempts").Add(float64(attemptRows))
+	m.stale.Add(float64(staleRows))
+}
+
+// Retry counts a failed write or dead-letter produce that is retried.
+func (m *Sink) Retry() { m.retries.Inc() }
+
+// CommitFailed counts an offset commit that failed.
+func (m *Sink) CommitFailed() { m.commitErrs.Inc() }
+
+// DeadLetter counts a record sent to the DLQ.
+func (m *Sink) DeadLetter(reason string) { m.deadLetters.WithLabelValues(reason).Inc() }
