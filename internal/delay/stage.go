@@ -38,40 +38,48 @@ type Config struct {
 	// records are placed with Herald's key hash (murmur2), so a record
 	// stays on its notification's partition in every topic. Required.
 	Topology topology.Config
-	// Group is the consumer group of the tier topics (DefaultGroup).
+	// Group is the consumer group of the tier topics (default
+	// DefaultGroup).
 	Group string
 	// ClientOpts are further franz-go options, after the stage's own
-	// (tests).
+	// (tests; default none).
 	ClientOpts []kgo.Opt
-	// Targets are the topics a delayed record may be released to. A record
-	// naming another target is rejected to the DLQ: the delay stage must
-	// not become a way to write to any topic.
+	// Targets are the topics a delayed record may be released to
+	// (required; Herald passes topology.DelayTargets). A record naming
+	// another target is rejected to the DLQ: the delay stage must not
+	// become a way to write to any topic.
 	Targets []string
 	// DLQTopic receives contract.DeadLetters for records with missing or
-	// bad headers.
+	// bad headers (required).
 	DLQTopic string
 	// MaxBuffer is how many records one tier partition buffers in memory;
 	// at that many its fetching pauses, and it resumes at half. Everything
 	// beyond stays in Kafka. A fetch already under way when a partition
 	// pauses still lands, so a partition holds at most MaxBuffer records
-	// plus one fetch (FetchMaxPartitionBytes, compressed).
+	// plus one fetch (FetchMaxPartitionBytes, compressed). Default
+	// DefaultMaxBuffer.
 	MaxBuffer int
-	// FetchMaxPartitionBytes bounds one fetch of one partition.
+	// FetchMaxPartitionBytes bounds one fetch of one partition (default
+	// DefaultFetchMaxPartitionBytes).
 	FetchMaxPartitionBytes int32
-	// MaxBatch is how many records one partition releases in one produce.
+	// MaxBatch is how many records one partition releases in one produce
+	// (default DefaultMaxBatch).
 	MaxBatch int
 	// FetchMaxWait bounds a fetch's long poll, and so how soon a resumed
-	// partition is fetched again.
+	// partition is fetched again (default DefaultFetchMaxWait).
 	FetchMaxWait time.Duration
 	// CommitInterval is how often acknowledged offsets are committed
 	// while running (they are committed at once on revoke and shutdown).
+	// Default DefaultCommitInterval.
 	CommitInterval time.Duration
 	// ShutdownGrace is how long a produce already in flight may finish
-	// after ctx ends, so its offsets can be committed.
+	// after ctx ends, so its offsets can be committed (default
+	// DefaultShutdownGrace).
 	ShutdownGrace time.Duration
-	// Now is the clock (time.Now when nil). Timers wait for durations
+	// Now is the clock (default time.Now). Timers wait for durations
 	// computed from it.
 	Now func() time.Time
+	// Log is the logger (default slog.Default()).
 	Log *slog.Logger
 	// Observer is told what the stage releases (default: nothing).
 	Observer Observer
@@ -139,29 +147,37 @@ type topicPartition struct {
 	partition int32
 }
 
+func (c Config) validate() error {
+	switch {
+	case len(c.Topology.Brokers) == 0:
+		return errors.New("delay: no brokers")
+	case len(c.Targets) == 0:
+		return errors.New("delay: no target topics")
+	case c.DLQTopic == "":
+		return errors.New("delay: no DLQ topic")
+	}
+	for _, t := range c.Targets {
+		if _, isTier := TierOfTopic(t); isTier {
+			return fmt.Errorf("delay: target %s is a tier topic", t)
+		}
+	}
+	return nil
+}
+
 // New checks cfg and returns the stage; Run starts it.
 func New(cfg Config) (*Stage, error) {
 	cfg = cfg.withDefaults()
-	switch {
-	case len(cfg.Topology.Brokers) == 0:
-		return nil, errors.New("delay: no brokers")
-	case len(cfg.Targets) == 0:
-		return nil, errors.New("delay: no target topics")
-	case cfg.DLQTopic == "":
-		return nil, errors.New("delay: no DLQ topic")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	s := &Stage{cfg: cfg, tiers: map[string]time.Duration{}, allowed: map[string]bool{},
-		parts: map[topicPartition]*partition{}}
+		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log}}
 	for _, d := range topology.Tiers {
 		s.tiers[topology.TierTopic(d)] = d
 	}
 	for _, t := range cfg.Targets {
-		if _, isTier := s.tiers[t]; isTier {
-			return nil, fmt.Errorf("delay: target %s is a tier topic", t)
-		}
 		s.allowed[t] = true
 	}
-	s.svc = service.Service{Name: "delay", Log: cfg.Log}
 	return s, nil
 }
 

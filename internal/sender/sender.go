@@ -158,29 +158,35 @@ func (nopObserver) RateShare(contract.Channel, float64, int)                  {}
 
 // Config configures a Sender.
 type Config struct {
-	// Topology names the brokers and the client id.
+	// Topology names the brokers, how to connect, the client id and the
+	// group timings (topology.Config.ConsumerOpts; its own defaults).
+	// Brokers are required.
 	Topology topology.Config
-	// Providers is the provider of each channel. A command for a channel
-	// without one fails permanently (the next channel takes over).
+	// Providers is the provider of each channel (default none). A command
+	// for a channel without one fails permanently (the next channel takes
+	// over).
 	Providers provider.Set
 	// Rates is the pace of each channel in attempts per second, for the
 	// whole sender group: each process takes its share, the rate divided
 	// by the group's members, divided again on every rebalance. Absent or
 	// 0 means unlimited.
 	Rates map[contract.Channel]float64
-	// Concurrency bounds the commands in flight (default DefaultConcurrency, 4000), and is
-	// the ceiling of each channel's adaptive concurrency limit.
+	// Concurrency bounds the commands in flight (default
+	// DefaultConcurrency, 4000), and is the ceiling of each channel's
+	// adaptive concurrency limit.
 	Concurrency int
 	// Limit tunes each channel's adaptive concurrency limit (its Max is
 	// Concurrency).
 	Limit LimitConfig
 	// DrainTimeout bounds the wait for in-flight attempts on a rebalance
-	// and at shutdown (default 10 s).
+	// and at shutdown (default DefaultDrainTimeout, 10 s).
 	DrainTimeout time.Duration
 	// CommitInterval is how often completed offsets are committed
-	// (default 1 s); revocation and shutdown commit at once.
+	// (default DefaultCommitInterval, 1 s); revocation and shutdown commit
+	// at once.
 	CommitInterval time.Duration
-	// State, if set, is checked just before each attempt (Stale).
+	// State, if set, is checked just before each attempt (Stale); default
+	// none.
 	State StateReader
 	// MinBudget is the least time before a command's cut-off at which the
 	// sender still starts a provider call (default DefaultMinBudget): with
@@ -191,12 +197,16 @@ type Config struct {
 	// and never calls the provider for again (default
 	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
 	AnsweredMemory int
-	// Group is the consumer group (default herald-sender).
-	Group    string
+	// Group is the consumer group (default DefaultGroup, herald-sender).
+	Group string
+	// Observer is told what the sender does (default: nothing).
 	Observer Observer
-	Log      *slog.Logger
-	Now      func() time.Time
-	// ClientOpts are appended to the franz-go client's options (tests).
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+	// Now is the clock of cut-offs and results (default time.Now).
+	Now func() time.Time
+	// ClientOpts are appended to the franz-go client's options (tests;
+	// default none).
 	ClientOpts []kgo.Opt
 }
 
@@ -218,60 +228,69 @@ type Sender struct {
 	svc service.Service
 }
 
+func (c Config) withDefaults() Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = DefaultCommitInterval
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.AnsweredMemory == 0 {
+		c.AnsweredMemory = DefaultAnsweredMemory
+	}
+	if c.MinBudget == 0 {
+		c.MinBudget = DefaultMinBudget
+	}
+	if c.MinBudget < 0 {
+		c.MinBudget = 0
+	}
+	c.Topology = c.Topology.WithDefaults()
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	c.Limit.Max = c.Concurrency
+	c.Limit = c.Limit.withDefaults()
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Concurrency < 1 {
+		return fmt.Errorf("sender: concurrency must be positive, got %d", c.Concurrency)
+	}
+	if len(c.Topology.Brokers) == 0 {
+		return errors.New("sender: no brokers")
+	}
+	return c.Limit.validate()
+}
+
 // New checks the configuration and builds a sender.
 func New(cfg Config) (*Sender, error) {
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.Concurrency < 1 {
-		return nil, fmt.Errorf("sender: concurrency must be positive, got %d", cfg.Concurrency)
-	}
-	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = DefaultDrainTimeout
-	}
-	if cfg.CommitInterval <= 0 {
-		cfg.CommitInterval = DefaultCommitInterval
-	}
-	if cfg.Group == "" {
-		cfg.Group = DefaultGroup
-	}
-	if cfg.AnsweredMemory == 0 {
-		cfg.AnsweredMemory = DefaultAnsweredMemory
-	}
-	if cfg.MinBudget == 0 {
-		cfg.MinBudget = DefaultMinBudget
-	}
-	if cfg.MinBudget < 0 {
-		cfg.MinBudget = 0
-	}
-	cfg.Topology = cfg.Topology.WithDefaults()
-	if len(cfg.Topology.Brokers) == 0 {
-		return nil, errors.New("sender: no brokers")
-	}
-	cfg.Limit.Max = cfg.Concurrency
-	cfg.Limit = cfg.Limit.withDefaults()
-	if err := cfg.Limit.validate(); err != nil {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, limits: map[contract.Channel]*channelLimit{},
 		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
-		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory)}
-	if s.obs == nil {
-		s.obs = nopObserver{}
-	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
+		svc: service.Service{Name: "sender", Log: cfg.Log}}
 	for _, ch := range contract.Channels {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)
 		s.limits[ch] = newChannelLimit(ch, cfg.Limit, s.now, s.obs)
 	}
 	s.members.Store(1)
-	s.svc = service.Service{Name: "sender", Log: s.log}
 	return s, nil
 }
 

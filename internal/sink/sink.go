@@ -58,29 +58,33 @@ type Config struct {
 	// Topology names the brokers, how to connect, the client id and the
 	// group timings (topology.Config.ConsumerOpts). Required.
 	Topology topology.Config
-	// Pool is the PostgreSQL pool the sink writes through (migrated).
+	// Pool is the PostgreSQL pool the sink writes through (migrated;
+	// required).
 	Pool *pgxpool.Pool
 	// Group is the consumer group (default DefaultGroup).
 	Group string
 	// Topic is the changelog read (default the dispatcher table).
 	Topic string
 	// BatchSize and BatchInterval close a batch: whichever comes first
-	// after its first record.
+	// after its first record (defaults DefaultBatchSize and
+	// DefaultBatchInterval).
 	BatchSize     int
 	BatchInterval time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts at a batch
-	// PostgreSQL did not take.
+	// PostgreSQL did not take (defaults DefaultRetryMin and
+	// DefaultRetryMax; RetryMax is at least RetryMin).
 	RetryMin, RetryMax time.Duration
 	// ShutdownGrace is how long a batch in flight when the context ends may
 	// still take to be written and committed; after it the batch is left
-	// to be replayed.
+	// to be replayed. Default DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// Observer is told what the sink does (default: nothing).
 	Observer Observer
-	Log      *slog.Logger
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
 	// Now is the clock of dead letters (default time.Now).
 	Now func() time.Time
-	// KgoOpts are appended to the client's options (tests).
+	// KgoOpts are appended to the client's options (tests; default none).
 	KgoOpts []kgo.Opt
 }
 
@@ -118,6 +122,16 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+func (c Config) validate() error {
+	if len(c.Topology.Brokers) == 0 {
+		return errors.New("sink: no brokers")
+	}
+	if c.Pool == nil {
+		return errors.New("sink: no PostgreSQL pool")
+	}
+	return nil
+}
+
 // Sink consumes the dispatcher table's changelog into PostgreSQL.
 type Sink struct {
 	cfg    Config
@@ -135,11 +149,8 @@ type Sink struct {
 // New returns a Sink; Run starts it.
 func New(cfg Config) (*Sink, error) {
 	cfg = cfg.withDefaults()
-	if len(cfg.Topology.Brokers) == 0 {
-		return nil, errors.New("sink: no brokers")
-	}
-	if cfg.Pool == nil {
-		return nil, errors.New("sink: no PostgreSQL pool")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log}}, nil
 }

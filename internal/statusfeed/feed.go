@@ -108,14 +108,40 @@ type Config struct {
 	// Topology names the brokers, how to connect, the client id and the
 	// group timings (topology.Config.ConsumerOpts). Required.
 	Topology topology.Config
-	// Group (DefaultGroup), Mode (DefaultMode).
+	// Group is the consumer group (default DefaultGroup).
 	Group string
-	Mode  Mode
-	// Mask masks addresses in free text (views.MaskText in herald run).
+	// Mode chooses the changes published (default DefaultMode).
+	Mode Mode
+	// Mask masks addresses in free text (contract's masker in herald run;
+	// default none).
 	Mask func(string) string
-	Log  *slog.Logger
-	// KgoOpts are appended to the client's options (tests).
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+	// KgoOpts are appended to the client's options (tests; default none).
 	KgoOpts []kgo.Opt
+}
+
+func (c Config) withDefaults() Config {
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.Mode == "" {
+		c.Mode = DefaultMode
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if len(c.Topology.Brokers) == 0 {
+		return errors.New("statusfeed: no brokers")
+	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return fmt.Errorf("statusfeed: %w", err)
+	}
+	return nil
 }
 
 // Feed publishes herald.status from the dispatcher table's changelog.
@@ -125,22 +151,11 @@ type Feed struct {
 	svc service.Service
 }
 
-// New returns a Feed; Run starts it.
+// New checks cfg and returns a Feed; Run starts it.
 func New(cfg Config) (*Feed, error) {
-	if len(cfg.Topology.Brokers) == 0 {
-		return nil, errors.New("statusfeed: no brokers")
-	}
-	if cfg.Group == "" {
-		cfg.Group = DefaultGroup
-	}
-	if cfg.Mode == "" {
-		cfg.Mode = DefaultMode
-	}
-	if _, err := ParseMode(string(cfg.Mode)); err != nil {
-		return nil, fmt.Errorf("statusfeed: %w", err)
-	}
-	if cfg.Log == nil {
-		cfg.Log = slog.Default()
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	return &Feed{cfg: cfg, svc: service.Service{Name: "status feed", Log: cfg.Log}}, nil
 }
