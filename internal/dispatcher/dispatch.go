@@ -185,8 +185,11 @@ type Decision struct {
 //     when it comes, so a second copy is stale and harmless). A send
 //     command is never made again this way: if it was lost, the sweep's
 //     send timeout re-issues it.
+//
+// cfg is used as it is: the dispatcher applies its defaults once when it
+// is built (Dispatcher.Graph); a caller of its own passes
+// DispatchConfig.WithDefaults().
 func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) Decision {
-	cfg = cfg.WithDefaults()
 	if cur != nil && applied(cur, ev.Source) {
 		if cur.LastSource == ev.Source {
 			d := Decision{Repair: true, Verdict: VerdictReplay}

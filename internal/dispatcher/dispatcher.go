@@ -58,10 +58,14 @@ func (nopObserver) DeadLetter(string, string)                                   
 //     A replay after a crash can publish its dead letter twice: the DLQ is
 //     at-least-once.
 type Dispatcher struct {
-	Config   DispatchConfig
-	Now      func() time.Time
+	// Config is the pure core's configuration (defaults: DispatchConfig's).
+	Config DispatchConfig
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Observer is told what the dispatcher does (default: nothing).
 	Observer DispatchObserver
-	Log      *slog.Logger
+	// Log receives dead letters and misplaced records (default: none).
+	Log *slog.Logger
 	// Fence gives each partition's owner epoch; GokaOptions must get the
 	// same Fence. Nil disables fencing (Goka's tester).
 	Fence *gokax.Fence
@@ -84,22 +88,36 @@ const (
 // parked, in Unix nanoseconds.
 const HeaderParkedSince = "herald-parked-since"
 
-func (d *Dispatcher) now() time.Time {
-	if d.Now != nil {
-		return d.Now()
+// withDefaults fills d's zero fields, once, when the dispatcher is built
+// (Graph): Process and Dispatch use them as they are.
+func (d *Dispatcher) withDefaults() {
+	d.Config = d.Config.WithDefaults()
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	return time.Now()
+	if d.Observer == nil {
+		d.Observer = nopObserver{}
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.ParkFor <= 0 {
+		d.ParkFor = DefaultParkFor
+	}
+	if d.ParkDelay <= 0 {
+		d.ParkDelay = DefaultParkDelay
+	}
+	if d.Placement.LogInterval <= 0 {
+		d.Placement.LogInterval = DefaultMoveLogInterval
+	}
 }
 
-func (d *Dispatcher) observer() DispatchObserver {
-	if d.Observer != nil {
-		return d.Observer
-	}
-	return nopObserver{}
+// Graph applies d's defaults and returns the dispatcher's group graph
+// bound to this callback. Build a Dispatcher once.
+func (d *Dispatcher) Graph() *goka.GroupGraph {
+	d.withDefaults()
+	return graph(d.Process)
 }
-
-// Graph returns the dispatcher's group graph bound to this callback.
-func (d *Dispatcher) Graph() *goka.GroupGraph { return graph(d.Process) }
 
 // Process is the goka.ProcessCallback.
 func (d *Dispatcher) Process(ctx goka.Context, msg any) {
@@ -109,7 +127,7 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	if handled {
 		return
 	}
-	now := d.now()
+	now := d.Now()
 	ev := Event{Source: src, Origin: origin}
 	var err error
 	switch origin.Topic {
@@ -137,7 +155,7 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	}
 	ev.Epoch = d.Fence.Epoch(src.Partition)
 	dec := Dispatch(cur, ev, now, d.Config)
-	obs := d.observer()
+	obs := d.Observer
 	obs.Event(src.Topic, dec.Verdict)
 	switch {
 	case dec.Verdict == VerdictUnknown:
@@ -211,12 +229,6 @@ func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
 // delay topics, or to the DLQ once it has waited ParkFor.
 func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, now time.Time) {
 	parkFor, delayBy := d.ParkFor, d.ParkDelay
-	if parkFor <= 0 {
-		parkFor = DefaultParkFor
-	}
-	if delayBy <= 0 {
-		delayBy = DefaultParkDelay
-	}
 	since := now
 	if b, ok := ctx.Headers()[HeaderParkedSince]; ok {
 		if t, err := delay.ParseDue(b); err == nil {
@@ -243,11 +255,9 @@ func (d *Dispatcher) deadLetter(ctx goka.Context, src contract.Position, raw []b
 		reason = contract.ReasonUnknownID
 	}
 	dl := dlq.EmitGoka(ctx, topology.TopicDLQ, src, raw, cause, reason, now)
-	d.observer().DeadLetter(src.Topic, dl.Reason)
-	if d.Log != nil {
-		d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,
-			"offset", src.Offset, "reason", dl.Reason, "error", dl.Error)
-	}
+	d.Observer.DeadLetter(src.Topic, dl.Reason)
+	d.Log.Warn("record sent to the DLQ", "topic", src.Topic, "partition", src.Partition,
+		"offset", src.Offset, "reason", dl.Reason, "error", dl.Error)
 }
 
 // Supervisor returns a Supervisor that runs this dispatcher on the cluster

@@ -97,7 +97,7 @@ func (d *Dispatcher) place(ctx goka.Context, src contract.Position, raw []byte) 
 	if src.Topic == topology.TopicRepartition {
 		origin, err := originOf(ctx.Headers())
 		if err != nil {
-			d.deadLetter(ctx, src, raw, err, d.now())
+			d.deadLetter(ctx, src, raw, err, d.Now())
 			return src, true
 		}
 		return origin, false
@@ -115,7 +115,7 @@ func (d *Dispatcher) place(ctx goka.Context, src contract.Position, raw []byte) 
 		HeaderOriginPartition: []byte(strconv.FormatInt(int64(src.Partition), 10)),
 		HeaderOriginOffset:    []byte(strconv.FormatInt(src.Offset, 10)),
 	})))
-	if o, ok := d.observer().(PlacementObserver); ok {
+	if o, ok := d.Observer.(PlacementObserver); ok {
 		o.Moved(src.Topic, src.Partition)
 	}
 	d.logMoved(src, want)
@@ -126,17 +126,10 @@ func (d *Dispatcher) place(ctx goka.Context, src contract.Position, raw []byte) 
 // src.Topic arrive misplaced: a producer places keys with another
 // partitioner. The key (a notification id) is not logged.
 func (d *Dispatcher) logMoved(src contract.Position, want int32) {
-	if d.Log == nil {
-		return
-	}
 	p := &d.Placement
 	v, ok := p.logs.Load(src.Topic)
 	if !ok {
-		every := p.LogInterval
-		if every <= 0 {
-			every = DefaultMoveLogInterval
-		}
-		v, _ = p.logs.LoadOrStore(src.Topic, &moveLog{every: rate.Sometimes{Interval: every}})
+		v, _ = p.logs.LoadOrStore(src.Topic, &moveLog{every: rate.Sometimes{Interval: p.LogInterval}})
 	}
 	l := v.(*moveLog)
 	l.moved.Add(1)
