@@ -127,7 +127,7 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cs, err := s.Store.Campaigns(r.Context(), s.now(), limit)
+	cs, err := s.Store.Campaigns(r.Context(), s.Now(), limit)
 	if err != nil {
 		s.internal(w, "campaigns", err)
 		return
@@ -160,7 +160,7 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if reveal {
-		s.log().Info("api: provider errors revealed", "campaign", name, "remote", r.RemoteAddr)
+		s.Log.Info("api: provider errors revealed", "campaign", name, "remote", r.RemoteAddr)
 	} else {
 		// Provider errors quote addresses ("550 <jane@...>: no such
 		// user"); a summary has no recipient to match them against.
@@ -168,7 +168,7 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 			sum.Failures[i].Error = MaskText(sum.Failures[i].Error)
 		}
 	}
-	now := s.now()
+	now := s.Now()
 	tp, err := s.Store.Throughput(r.Context(), name, now.Add(-ThroughputSpan), ThroughputBucket)
 	if err != nil {
 		s.internal(w, "campaign", err)
@@ -214,7 +214,7 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request) {
 	if reason != "" {
 		why += ": " + reason
 	}
-	now := s.now().UTC()
+	now := s.Now().UTC()
 	s.campaignAction(w, r, name, "cancel", reason,
 		[]contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying, contract.StatusSending},
 		func(t Target) any { return contract.Cancel{ID: t.ID, Reason: why, RequestedAt: now} })
@@ -234,7 +234,7 @@ func (s *Server) retryCampaign(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("campaign")
-	now := s.now().UTC()
+	now := s.Now().UTC()
 	s.campaignAction(w, r, name, "retry", reason, []contract.Status{contract.StatusFailed},
 		func(t Target) any {
 			return contract.Retry{Kind: contract.ControlRetry, ID: t.ID, AfterAttempts: t.Attempts, Reason: reason, RequestedAt: now}
@@ -276,7 +276,7 @@ func (s *Server) campaignAction(w http.ResponseWriter, r *http.Request, name, ac
 		}
 		if err := s.Producer.ProduceSync(r.Context(), recs...).FirstErr(); err != nil {
 			w.Header().Set("Retry-After", "1")
-			s.log().Warn("audit: campaign "+action+" interrupted", "campaign", name, "requested", resp.Requested, "err", err, "remote", r.RemoteAddr)
+			s.Log.Warn("audit: campaign "+action+" interrupted", "campaign", name, "requested", resp.Requested, "err", err, "remote", r.RemoteAddr)
 			writeError(w, http.StatusServiceUnavailable, CodeUnavailable,
 				fmt.Sprintf("publish the %s records: %v (%d published; calling again is safe)", action, err, resp.Requested),
 				map[string]any{"campaign": name})
@@ -285,7 +285,7 @@ func (s *Server) campaignAction(w http.ResponseWriter, r *http.Request, name, ac
 		resp.Requested += len(ts)
 		after = ts[len(ts)-1].ID
 	}
-	s.log().Info("audit: campaign "+action, "campaign", name, "requested", resp.Requested, "reason", reason, "remote", r.RemoteAddr)
+	s.Log.Info("audit: campaign "+action, "campaign", name, "requested", resp.Requested, "reason", reason, "remote", r.RemoteAddr)
 	writeJSON(w, http.StatusAccepted, resp)
 }
 

@@ -157,7 +157,7 @@ func (s *Server) replayQuery(w http.ResponseWriter, r *http.Request) (ReplayQuer
 			}
 		}
 	}
-	now := s.now()
+	now := s.Now()
 	var err error
 	if q.Filter.Since, err = dlq.ParseWhen(v.Get("since"), now); err != nil {
 		badRequest(w, "since: "+err.Error())
@@ -205,7 +205,7 @@ func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 			DryRun: q.DryRun, Items: []ReplayItem{}})
 		return
 	}
-	outs, err := s.Replayer.Replay(r.Context(), q, s.now)
+	outs, err := s.Replayer.Replay(r.Context(), q, s.Now)
 	resp := NewReplayResponse(q.DryRun, outs)
 	f := q.Filter
 	attrs := []any{"reason", f.Reason, "topic", f.Topic, "key", f.Key, "since", f.Since, "until", f.Until, "at", f.At,
@@ -221,16 +221,16 @@ func (s *Server) replayDLQ(w http.ResponseWriter, r *http.Request) {
 			resp.Error += fmt.Sprintf(" (%d replayed and recorded before; calling again skips them)", resp.Replayed)
 		}
 		if !q.DryRun {
-			s.log().Warn("audit: dlq replay interrupted", append(attrs, "err", err)...)
+			s.Log.Warn("audit: dlq replay interrupted", append(attrs, "err", err)...)
 		}
 		writeJSON(w, http.StatusServiceUnavailable, resp)
 		return
 	}
 	if q.DryRun {
-		s.log().Debug("dlq replay dry run", attrs...)
+		s.Log.Debug("dlq replay dry run", attrs...)
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
-	s.log().Info("audit: dlq replay", attrs...)
+	s.Log.Info("audit: dlq replay", attrs...)
 	writeJSON(w, http.StatusAccepted, resp)
 }

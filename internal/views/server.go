@@ -55,13 +55,14 @@ const (
 // Config tunes the API.
 type Config struct {
 	// Token, when set, is required as a bearer token on every /v1 route,
-	// and allows ?reveal=1.
+	// and allows ?reveal=1 (default none: no authentication).
 	Token string
-	// MaxBody bounds a request body in bytes (DefaultMaxBody).
+	// MaxBody bounds a request body in bytes (default DefaultMaxBody).
 	MaxBody int64
-	// MaxLookup bounds the ids of one lookup (DefaultMaxLookup).
+	// MaxLookup bounds the ids of one lookup (default DefaultMaxLookup).
 	MaxLookup int
-	// MaxCancelWait bounds a cancel's ?wait= (DefaultMaxCancelWait).
+	// MaxCancelWait bounds a cancel's ?wait= (default
+	// DefaultMaxCancelWait).
 	MaxCancelWait time.Duration
 }
 
@@ -94,31 +95,43 @@ type Server struct {
 	DLQ      DLQ   // nil: /v1/dlq answers 503
 	// Replayer replays dead letters; nil: /v1/dlq/replay answers 503.
 	Replayer *DLQReplayer
-	Observer Observer // nil: not observed
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Observer is told what the API does (default: nothing).
+	Observer Observer
+	// Log is the logger (default slog.Default()).
+	Log *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
-func (s *Server) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
+// withDefaults fills s's zero fields when its handler is built (Handler):
+// the handlers use them as they are. It writes only zero fields, so a
+// second Handler changes nothing.
+func (s *Server) withDefaults() {
+	if s.MaxBody <= 0 {
+		s.MaxBody = DefaultMaxBody
 	}
-	return time.Now()
+	if s.MaxLookup <= 0 {
+		s.MaxLookup = DefaultMaxLookup
+	}
+	if s.MaxCancelWait <= 0 {
+		s.MaxCancelWait = DefaultMaxCancelWait
+	}
+	if s.Observer == nil {
+		s.Observer = nopObserver{}
+	}
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	if s.Now == nil {
+		s.Now = time.Now
+	}
 }
 
-func (s *Server) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.Default()
-}
+type nopObserver struct{}
 
-func (s *Server) maxBody() int64 {
-	if s.MaxBody > 0 {
-		return s.MaxBody
-	}
-	return DefaultMaxBody
-}
+func (nopObserver) Request(string, int, time.Duration) {}
+func (nopObserver) Items(string, int)                  {}
+func (nopObserver) Cancel(string)                      {}
 
 type route struct {
 	pattern string
@@ -152,10 +165,12 @@ func (s *Server) Routes() []string {
 	return out
 }
 
-// Handler returns the /v1 routes, with authentication and metrics. A path
-// it has no route for answers 404, or 405 with Allow when the path has
-// routes with other methods, in the error shape.
+// Handler applies s's defaults and returns the /v1 routes, with
+// authentication and metrics. A path it has no route for answers 404, or
+// 405 with Allow when the path has routes with other methods, in the error
+// shape.
 func (s *Server) Handler() http.Handler {
+	s.withDefaults()
 	mux := http.NewServeMux()
 	for _, r := range s.routes() {
 		mux.HandleFunc(r.pattern, r.handler)
@@ -220,10 +235,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			sw.code = http.StatusOK
 		}
 		route := r.Pattern // set in place by the ServeMux
-		if s.Observer != nil {
-			s.Observer.Request(route, sw.code, time.Since(start))
-		}
-		s.log().Debug("api request", "method", r.Method, "route", route, "code", sw.code,
+		s.Observer.Request(route, sw.code, time.Since(start))
+		s.Log.Debug("api request", "method", r.Method, "route", route, "code", sw.code,
 			"elapsed", time.Since(start).Round(time.Microsecond), "remote", r.RemoteAddr)
 	})
 }
@@ -287,7 +300,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if reveal {
-		s.log().Info("api: addresses revealed", "id", id, "remote", r.RemoteAddr)
+		s.Log.Info("api: addresses revealed", "id", id, "remote", r.RemoteAddr)
 	}
 	writeJSON(w, http.StatusOK, NewMessage(st, reveal))
 }
@@ -319,9 +332,6 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	max := s.MaxLookup
-	if max <= 0 {
-		max = DefaultMaxLookup
-	}
 	if len(req.IDs) == 0 || len(req.IDs) > max {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("want 1 to %d ids, got %d", max, len(req.IDs)), nil)
 		return
@@ -349,7 +359,7 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 		for i, m := range resp.Messages {
 			ids[i] = m.ID
 		}
-		s.log().Info("api: addresses revealed", "ids", ids, "remote", r.RemoteAddr)
+		s.Log.Info("api: addresses revealed", "ids", ids, "remote", r.RemoteAddr)
 	}
 	writeJSON(w, http.StatusOK, resp)
 }
@@ -410,16 +420,14 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := NewIngestResponse(rs)
-	if s.Observer != nil {
-		for result, n := range Tally(rs) {
-			s.Observer.Items(result, n)
-		}
+	for result, n := range Tally(rs) {
+		s.Observer.Items(result, n)
 	}
 	level := slog.LevelDebug // one line per batch: herald send makes thousands
 	if resp.Rejected+resp.Failed > 0 {
 		level = slog.LevelInfo
 	}
-	s.log().Log(r.Context(), level, "api: requests ingested", "items", len(rs), "accepted", resp.Accepted,
+	s.Log.Log(r.Context(), level, "api: requests ingested", "items", len(rs), "accepted", resp.Accepted,
 		"duplicates", resp.Duplicates, "rejected", resp.Rejected, "failed", resp.Failed, "remote", r.RemoteAddr)
 	code := http.StatusOK
 	switch {
@@ -481,13 +489,6 @@ func waitParam(w http.ResponseWriter, r *http.Request, max time.Duration) (time.
 	return d, true
 }
 
-func (s *Server) maxWait() time.Duration {
-	if s.MaxCancelWait > 0 {
-		return s.MaxCancelWait
-	}
-	return DefaultMaxCancelWait
-}
-
 // decodeReason reads an optional {"reason": "..."} body; it answers 400
 // itself.
 func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -507,7 +508,7 @@ func (s *Server) decodeReason(w http.ResponseWriter, r *http.Request) (string, b
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	wait, ok := waitParam(w, r, s.maxWait())
+	wait, ok := waitParam(w, r, s.MaxCancelWait)
 	if !ok {
 		return
 	}
@@ -535,7 +536,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		s.conflict(w, st)
 		return
 	}
-	c := contract.Cancel{ID: id, Reason: reason, RequestedAt: s.now().UTC()}
+	c := contract.Cancel{ID: id, Reason: reason, RequestedAt: s.Now().UTC()}
 	b, err := json.Marshal(c)
 	if err != nil {
 		s.internal(w, "cancel", err)
@@ -547,7 +548,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, CodeUnavailable, "publish the cancel: "+err.Error(), map[string]any{"id": id})
 		return
 	}
-	s.log().Info("api: cancel requested", "id", id, "status", st.Status, "version", st.Version)
+	s.Log.Info("api: cancel requested", "id", id, "status", st.Status, "version", st.Version)
 	if wait > 0 {
 		if cur := s.awaitChange(r.Context(), id, st.Version, wait); cur != nil {
 			if cur.Status == contract.StatusCanceled {
@@ -606,15 +607,13 @@ func (s *Server) awaitChange(ctx context.Context, id string, version uint64, wai
 }
 
 func (s *Server) cancelOutcome(o string) {
-	if s.Observer != nil {
-		s.Observer.Cancel(o)
-	}
+	s.Observer.Cancel(o)
 }
 
 // readBody reads a size-limited body, answering 413 itself when it is too
 // large.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	limit := s.maxBody()
+	limit := s.MaxBody
 	tooLarge := func() ([]byte, bool) {
 		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("body larger than %d bytes (--api-max-body)", limit), nil)
 		return nil, false
@@ -635,7 +634,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 }
 
 func (s *Server) internal(w http.ResponseWriter, what string, err error) {
-	s.log().Error("api: "+what, "err", err)
+	s.Log.Error("api: "+what, "err", err)
 	writeError(w, http.StatusInternalServerError, CodeInternal, what+": "+err.Error(), nil)
 }
 
