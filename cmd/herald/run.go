@@ -22,6 +22,7 @@ import (
 	"github.com/dustin/go-humanize"
 	"github.com/herald-dispatch/herald/internal/cli"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,32 +35,40 @@ import (
 )
 
 // A stage is one part of the pipeline that `herald run` starts: the
-// dispatcher, the delay stage, the sender, the sink, the API. Each lives in
-// its own stage_*.go file and registers itself in init.
+// dispatcher, the delay stage, the sender, the sink, the status feed, the
+// API. Each lives in its own stage_*.go file; pipelineStages lists them.
 type stage struct {
 	name string
-	// order sorts the stages' start calls (lower first).
-	order int
 	// flags registers the stage's flags on the run command.
 	flags func(fs *flag.FlagSet)
 	// start prepares the stage; the returned loop runs until ctx ends and
-	// returns nil after a clean stop. start runs in order, the loops run
-	// concurrently.
+	// returns nil after a clean stop. start runs in the order of
+	// pipelineStages, the loops run concurrently.
 	start func(ctx context.Context, env *runEnv) (func(ctx context.Context) error, error)
 }
 
-var stages []stage
-
-func addStage(s stage) { stages = append(stages, s) }
+// pipelineStages lists the stages of the pipeline commands, in the order
+// they start. No stage depends on another having started: what they share
+// (the database, the table view) the run environment resolves once, for
+// whichever asks first.
+func pipelineStages() []stage {
+	return []stage{
+		{name: "dispatcher", flags: dispatcherFlags.register, start: startDispatcher},
+		{name: "delay", flags: delayFlags.register, start: startDelay},
+		{name: "sender", flags: senderFlags.register, start: startSender},
+		{name: "sink", flags: sinkFlags.register, start: startSink},
+		{name: "status", flags: statusFlags.register, start: startStatusFeed},
+		{name: "api", flags: apiFlags.register, start: startAPI},
+	}
+}
 
 // runEnv is what the stages share.
 type runEnv struct {
-	Log         *slog.Logger
-	DataDir     string
-	Brokers     []string
-	Topology    topology.Config
-	DatabaseURL string
-	HTTPAddr    string
+	Log      *slog.Logger
+	DataDir  string
+	Brokers  []string
+	Topology topology.Config
+	HTTPAddr string
 	// Pprof mounts net/http/pprof under /debug/pprof/ (--pprof).
 	Pprof bool
 	// Mux is served on HTTPAddr; stages mount their routes on it.
@@ -67,12 +76,70 @@ type runEnv struct {
 	// Registry is Herald's Prometheus registry, served at /metrics.
 	Registry *prometheus.Registry
 
+	// db is the pipeline's PostgreSQL (Database).
+	db database
+	// viewDir is the storage of the table view (TableView).
+	viewDir string
+
 	mu         sync.Mutex
 	ready      map[string]func() bool
 	closers    []func()
 	processors []func() *goka.Processor
 	tableView  *views.StateView
 	loops      []func(context.Context) error
+}
+
+// database is how the pipeline reaches PostgreSQL, resolved once.
+type database struct {
+	// url is --database-url; empty: the local Postgres in the data dir,
+	// started only when startLocal (the sink runs in this process).
+	url        string
+	startLocal bool
+	pgPort     int
+
+	once sync.Once
+	db   *pipelineDB
+	err  error
+}
+
+// pipelineDB is the pipeline's PostgreSQL.
+type pipelineDB struct {
+	URL  string
+	Pool *pgxpool.Pool
+}
+
+// Database returns the pipeline's PostgreSQL, the same for every stage
+// that asks: --database-url, or else the local Postgres in
+// <data-dir>/postgres, started on the first call when the sink runs in
+// this process and stopped when herald stops. It is nil when there is
+// neither (no URL, and the sink runs elsewhere). The pool connects
+// lazily; the sink migrates the database before it writes.
+func (e *runEnv) Database(ctx context.Context) (*pipelineDB, error) {
+	d := &e.db
+	d.once.Do(func() {
+		url := d.url
+		if url == "" {
+			if !d.startLocal {
+				return
+			}
+			u, stop, err := localDatabase(ctx, e.Log, e.DataDir, d.pgPort, false)
+			if err != nil {
+				d.err = err
+				return
+			}
+			e.OnClose(stop)
+			e.Log.Info("local postgres ready", "url", u)
+			url = u
+		}
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			d.err = fmt.Errorf("database: %w", err)
+			return
+		}
+		e.OnClose(pool.Close)
+		d.db = &pipelineDB{URL: url, Pool: pool}
+	})
+	return d.db, d.err
 }
 
 // TableView returns the process's one Goka view of the dispatcher table,
@@ -86,7 +153,7 @@ func (e *runEnv) TableView() (*views.StateView, error) {
 	if e.tableView != nil {
 		return e.tableView, nil
 	}
-	dir := apiFlags.viewDir
+	dir := e.viewDir
 	if dir == "" {
 		dir = filepath.Join(e.DataDir, "goka", "views", "table")
 	}
@@ -157,7 +224,7 @@ type runFlags struct {
 	logLevel, logFormat, stages                         string
 	memoryLimit                                         string
 	pprof                                               bool
-	partitions, replication                             int
+	partitions, replication, pgPort                     int
 	retention, sessionTimeout, heartbeat                time.Duration
 	security                                            kafkaSecurityFlags
 }
@@ -166,6 +233,7 @@ func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	cli.String(fs, &f.brokers, "brokers", "", "Kafka bootstrap brokers, host:port,...; empty starts the embedded broker")
 	cli.String(fs, &f.dataDir, "data-dir", "./data", "directory for the embedded broker's log, Goka's storage and the local Postgres")
 	cli.String(fs, &f.databaseURL, "database-url", "", "PostgreSQL URL; empty starts a local Postgres in the data dir")
+	pgPortFlag(fs, &f.pgPort)
 	cli.String(fs, &f.httpAddr, "http-addr", "127.0.0.1:8080", "address of the HTTP API, /metrics and /healthz")
 	cli.String(fs, &f.brokerAddr, "broker-addr", "127.0.0.1:9092", "address of the embedded broker, when --brokers is empty")
 	cli.String(fs, &f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -195,6 +263,11 @@ func applyMemoryLimit(v string, log *slog.Logger) error {
 	return nil
 }
 
+// pgPortFlag registers --pg-port, the port of the local Postgres.
+func pgPortFlag(fs *flag.FlagSet, p *int) {
+	cli.Int(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
+}
+
 func init() {
 	register(command{name: "run", summary: "run the pipeline (starts the embedded broker and a local Postgres unless told otherwise)",
 		run: func(ctx context.Context, args []string) error { return runPipeline(ctx, "run", args, "all") }})
@@ -206,7 +279,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
 	var rf runFlags
 	rf.register(fs, defaultStages)
-	sort.SliceStable(stages, func(i, j int) bool { return stages[i].order < stages[j].order })
+	stages := pipelineStages()
 	for _, s := range stages {
 		if s.flags != nil {
 			s.flags(fs)
@@ -250,14 +323,15 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		return err
 	}
 	env := &runEnv{
-		Log:         log,
-		DataDir:     dataDir,
-		DatabaseURL: rf.databaseURL,
-		HTTPAddr:    rf.httpAddr,
-		Pprof:       rf.pprof,
-		Mux:         http.NewServeMux(),
-		Registry:    prometheus.NewRegistry(),
-		ready:       map[string]func() bool{},
+		Log:      log,
+		DataDir:  dataDir,
+		HTTPAddr: rf.httpAddr,
+		Pprof:    rf.pprof,
+		Mux:      http.NewServeMux(),
+		Registry: prometheus.NewRegistry(),
+		db:       database{url: rf.databaseURL, startLocal: chosen["all"] || chosen["sink"], pgPort: rf.pgPort},
+		viewDir:  apiFlags.viewDir,
+		ready:    map[string]func() bool{},
 	}
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {

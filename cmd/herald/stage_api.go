@@ -10,7 +10,6 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/cli"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -22,7 +21,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/views/ui"
 )
 
-var apiFlags struct {
+type apiOptions struct {
 	token        string
 	maxBody      int
 	viewDir      string
@@ -32,22 +31,18 @@ var apiFlags struct {
 	gokaMonitor  bool
 }
 
-func init() {
-	addStage(stage{
-		name:  "api",
-		order: 90, // after the sink, which may start the local Postgres
-		flags: func(fs *flag.FlagSet) {
-			f := &apiFlags
-			cli.String(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
-			cli.Bool(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
-			cli.Int(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
-			cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
-			cli.Duration(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
-			cli.Duration(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
-			cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
-		},
-		start: startAPI,
-	})
+// apiFlags are the API stage's flags.
+var apiFlags apiOptions
+
+// register registers the API stage's flags on fs.
+func (f *apiOptions) register(fs *flag.FlagSet) {
+	cli.String(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
+	cli.Bool(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
+	cli.Int(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
+	cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
+	cli.Duration(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
+	cli.Duration(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
+	cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
 }
 
 // startAPI serves the /v1 API, the console (/ui/), Goka's monitor and the
@@ -86,13 +81,12 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 		Observer: metrics.NewAPI(env.Registry),
 		Log:      log,
 	}
-	if env.DatabaseURL != "" {
-		pool, err := pgxpool.New(ctx, env.DatabaseURL)
-		if err != nil {
-			return nil, fmt.Errorf("api: database: %w", err)
-		}
-		env.OnClose(pool.Close)
-		api.Store = views.PGStore{Q: pool}
+	db, err := env.Database(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	if db != nil {
+		api.Store = views.PGStore{Q: db.Pool}
 	} else {
 		log.Warn("no database: GET /v1/campaigns answers 503 (set --database-url, or run the sink stage in this process)")
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-var delayFlags struct {
+type delayOptions struct {
 	maxBuffer      int
 	maxBatch       int
 	fetchPartBytes int
@@ -25,22 +25,18 @@ var delayFlags struct {
 	targets        cli.List
 }
 
-func init() {
-	addStage(stage{
-		name:  "delay",
-		order: 20,
-		flags: func(fs *flag.FlagSet) {
-			f := &delayFlags
-			cli.Int(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
-			cli.Int(fs, &f.fetchPartBytes, "delay-fetch-partition-bytes", delay.DefaultFetchMaxPartitionBytes, "largest fetch of one tier partition, compressed bytes (a partition holds --delay-max-buffer records plus one fetch)")
-			cli.Int(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
-			cli.Duration(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
-			cli.Duration(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
-			cli.Duration(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
-			cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
-		},
-		start: startDelay,
-	})
+// delayFlags are the delay stage's flags.
+var delayFlags delayOptions
+
+// register registers the delay stage's flags on fs.
+func (f *delayOptions) register(fs *flag.FlagSet) {
+	cli.Int(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
+	cli.Int(fs, &f.fetchPartBytes, "delay-fetch-partition-bytes", delay.DefaultFetchMaxPartitionBytes, "largest fetch of one tier partition, compressed bytes (a partition holds --delay-max-buffer records plus one fetch)")
+	cli.Int(fs, &f.maxBatch, "delay-max-batch", delay.DefaultMaxBatch, "delayed records one tier partition releases in one produce")
+	cli.Duration(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
+	cli.Duration(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
+	cli.Duration(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
+	cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
 }
 
 func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, error) {

@@ -20,7 +20,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-var dispatcherFlags struct {
+type dispatcherOptions struct {
 	defaultTZ   string
 	blackout    cli.List
 	blackoutTZ  string
@@ -31,23 +31,19 @@ var dispatcherFlags struct {
 	sweepGrace  time.Duration
 }
 
-func init() {
-	addStage(stage{
-		name:  "dispatcher",
-		order: 10,
-		flags: func(fs *flag.FlagSet) {
-			f := &dispatcherFlags
-			cli.String(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
-			cli.ListVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
-			cli.String(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
-			cli.Duration(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
-			cli.Duration(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
-			cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
-			cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
-			cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
-		},
-		start: startDispatcher,
-	})
+// dispatcherFlags are the dispatcher stage's flags.
+var dispatcherFlags dispatcherOptions
+
+// register registers the dispatcher stage's flags on fs.
+func (f *dispatcherOptions) register(fs *flag.FlagSet) {
+	cli.String(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
+	cli.ListVar(fs, &f.blackout, "blackout", "system-wide blackout window HH:MM-HH:MM, on top of each message's own")
+	cli.String(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
+	cli.Duration(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
+	cli.Duration(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
+	cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
+	cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
+	cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 }
 
 // dispatchConfig builds the dispatcher's configuration from its flags.

@@ -26,7 +26,7 @@ var defaultProviders = []string{
 	"sms=mock://?latency=50ms",
 }
 
-var senderFlags struct {
+type senderOptions struct {
 	providers      cli.List
 	rates          cli.List
 	concurrency    int
@@ -39,31 +39,27 @@ var senderFlags struct {
 	staleCheck     bool
 }
 
+// senderFlags are the sender stage's flags.
+var senderFlags senderOptions
+
 var _ sender.Observer = (*metrics.Sender)(nil)
 
-func init() {
-	addStage(stage{
-		name:  "sender",
-		order: 30,
-		flags: func(fs *flag.FlagSet) {
-			f := &senderFlags
-			cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
-			cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
-			cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
-			cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit")
-			cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
-			cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
-			cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
-			cli.Duration(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
-			cli.Duration(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
-			cli.Duration(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
-			cli.Int(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
-			cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
-			cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
-			registerWebhookFlags(fs)
-		},
-		start: startSender,
-	})
+// register registers the sender stage's flags on fs.
+func (f *senderOptions) register(fs *flag.FlagSet) {
+	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
+	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
+	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
+	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit")
+	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
+	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
+	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
+	cli.Duration(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
+	cli.Duration(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
+	cli.Duration(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
+	cli.Int(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
+	cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
+	cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
+	registerWebhookFlags(fs)
 }
 
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {

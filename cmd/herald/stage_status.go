@@ -11,20 +11,17 @@ import (
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
-var statusFlags struct {
+type statusOptions struct {
 	mode string
 }
 
-func init() {
-	addStage(stage{
-		name:  "status",
-		order: 60,
-		flags: func(fs *flag.FlagSet) {
-			cli.String(fs, &statusFlags.mode, "status-feed", string(statusfeed.DefaultMode),
-				"what herald.status carries: all (every change of a notification's state), final (final statuses only), or off (no status stream)")
-		},
-		start: startStatusFeed,
-	})
+// statusFlags are the status feed stage's flags.
+var statusFlags statusOptions
+
+// register registers the status feed stage's flags on fs.
+func (f *statusOptions) register(fs *flag.FlagSet) {
+	cli.String(fs, &f.mode, "status-feed", string(statusfeed.DefaultMode),
+		"what herald.status carries: all (every change of a notification's state), final (final statuses only), or off (no status stream)")
 }
 
 // startStatusFeed publishes herald.status from the dispatcher table's
