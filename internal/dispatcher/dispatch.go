@@ -34,10 +34,11 @@ import (
 // therefore be longer than ProviderTimeout (Validate), or every queued
 // command would be cut off before its call could finish.
 type DispatchConfig struct {
-	// DefaultLoc is the zone for recipients without recipient.tz.
+	// DefaultLoc is the zone for recipients without recipient.tz
+	// (default UTC).
 	DefaultLoc *time.Location
 	// Global is the system-wide blackout, applied on top of the
-	// per-message windows.
+	// per-message windows (default none).
 	Global schedule.Rule
 	// SendTimeout bounds how long a send command may wait and run: its
 	// deadline is IssuedAt + SendTimeout (default DefaultSendTimeout).

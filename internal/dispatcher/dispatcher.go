@@ -67,7 +67,8 @@ type Dispatcher struct {
 	// Log receives dead letters and misplaced records (default: none).
 	Log *slog.Logger
 	// Fence gives each partition's owner epoch; GokaOptions must get the
-	// same Fence. Nil disables fencing (Goka's tester).
+	// same Fence. Default nil: no fencing (Goka's tester); Supervisor
+	// makes one.
 	Fence *gokax.Fence
 	// ParkFor bounds how long an event for an unknown id is parked before
 	// it goes to the DLQ (default DefaultParkFor); ParkDelay is the wait
