@@ -13,13 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/topology"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 func init() {
@@ -237,7 +237,7 @@ func printDLQList(out io.Writer, entries []dlq.Entry, asJSON bool) error {
 			errText = e.Err.Error()
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s/%d@%d\t%q\t%s\t%s\n", e.Pos(), d.At.UTC().Format(time.RFC3339), d.Reason,
-			d.Topic, d.Partition, d.Offset, truncateText(string(d.Key), 40), replayed, truncateText(views.MaskText(errText), 100))
+			d.Topic, d.Partition, d.Offset, truncateText(string(d.Key), 40), replayed, truncateText(contract.MaskText(errText), 100))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -255,7 +255,7 @@ func printDLQShow(out io.Writer, entries []dlq.Entry, asJSON, reveal bool, log *
 		if reveal {
 			revealed = append(revealed, string(e.Letter.Key))
 		} else {
-			value = views.MaskText(value)
+			value = contract.MaskText(value)
 		}
 		if err := enc.Encode(toJSON(e, value)); err != nil {
 			return err

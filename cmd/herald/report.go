@@ -12,12 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-dispatch/herald/internal/sink"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 func init() {
@@ -61,7 +61,7 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 	}
 	if !reveal {
 		for i := range sum.Failures {
-			sum.Failures[i].Error = views.MaskText(sum.Failures[i].Error)
+			sum.Failures[i].Error = contract.MaskText(sum.Failures[i].Error)
 		}
 	}
 	if asJSON {

@@ -5,10 +5,10 @@ import (
 	"flag"
 	"fmt"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/herald-dispatch/herald/internal/statusfeed"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 type statusOptions struct {
@@ -34,7 +34,7 @@ func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, fmt.Errorf("--status-feed: %w", err)
 	}
-	f, err := statusfeed.New(statusfeed.Config{Topology: env.Topology, Mode: mode, Mask: views.MaskText,
+	f, err := statusfeed.New(statusfeed.Config{Topology: env.Topology, Mode: mode, Mask: contract.MaskText,
 		Log: env.Log.With("stage", "status")})
 	if err != nil {
 		return nil, err

@@ -165,7 +165,7 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 		// Provider errors quote addresses ("550 <jane@...>: no such
 		// user"); a summary has no recipient to match them against.
 		for i := range sum.Failures {
-			sum.Failures[i].Error = MaskText(sum.Failures[i].Error)
+			sum.Failures[i].Error = contract.MaskText(sum.Failures[i].Error)
 		}
 	}
 	now := s.Now()

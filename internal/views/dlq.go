@@ -151,10 +151,10 @@ func (d *DLQReader) add(r *kgo.Record) {
 	if dl, err := dlq.Parse(r); err != nil {
 		row.Reason, row.Error = "undecodable", "not a dead letter: "+err.Error()
 	} else {
-		row = DeadLetterRow{DLQ: pos, Key: string(dl.Key), Reason: dl.Reason, Error: MaskText(dl.Error), Problems: dl.Problems,
+		row = DeadLetterRow{DLQ: pos, Key: string(dl.Key), Reason: dl.Reason, Error: contract.MaskText(dl.Error), Problems: dl.Problems,
 			Topic: dl.Topic, Partition: dl.Partition, Offset: dl.Offset, At: dl.At.UTC(), ValueBytes: len(dl.Value)}
 		for i := range row.Problems {
-			row.Problems[i].Message = MaskText(row.Problems[i].Message)
+			row.Problems[i].Message = contract.MaskText(row.Problems[i].Message)
 		}
 	}
 	keep := d.keep()

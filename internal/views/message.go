@@ -2,7 +2,6 @@ package views
 
 import (
 	"encoding/json"
-	"strings"
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -71,74 +70,12 @@ func NewMessage(s *contract.State, reveal bool) Message {
 		}
 	}
 	if !reveal {
-		mask := maskerFor(m.Recipient)
+		mask := m.Recipient.TextMasker()
 		m.Recipient = m.Recipient.Masked()
-		m.LastError = MaskText(mask.Replace(m.LastError))
+		m.LastError = mask(m.LastError)
 		for i := range m.History {
-			m.History[i].Error = MaskText(mask.Replace(m.History[i].Error))
+			m.History[i].Error = mask(m.History[i].Error)
 		}
 	}
 	return m
-}
-
-// maskerFor replaces every address of r by its masked form.
-func maskerFor(r contract.Recipient) *strings.Replacer {
-	var pairs []string
-	for _, a := range []string{r.Email, r.Phone, r.PushToken} {
-		if a != "" {
-			pairs = append(pairs, a, contract.MaskAddress(a))
-		}
-	}
-	return strings.NewReplacer(pairs...)
-}
-
-// MaskText masks what looks like an address inside free text, such as a
-// provider's error message: a word with an '@' in it, or a '+' followed by
-// seven or more digits. It is the fallback for text that may quote an
-// address Herald does not know (a forwarding address, a campaign-wide
-// failure reason); known addresses are replaced exactly first.
-func MaskText(s string) string {
-	if !strings.ContainsAny(s, "@+") {
-		return s
-	}
-	isSep := func(r rune) bool { return strings.ContainsRune(" \t\n<>()[]{},;\"'", r) }
-	var b strings.Builder
-	for len(s) > 0 {
-		i := strings.IndexFunc(s, func(r rune) bool { return !isSep(r) })
-		if i < 0 {
-			b.WriteString(s)
-			break
-		}
-		b.WriteString(s[:i])
-		s = s[i:]
-		j := strings.IndexFunc(s, isSep)
-		if j < 0 {
-			j = len(s)
-		}
-		word := s[:j]
-		s = s[j:]
-		if looksLikeAddress(word) {
-			// A trailing ':' or '.' is punctuation, not the address.
-			core := strings.TrimRight(word, ":.")
-			word = contract.MaskAddress(core) + word[len(core):]
-		}
-		b.WriteString(word)
-	}
-	return b.String()
-}
-
-func looksLikeAddress(w string) bool {
-	w = strings.TrimRight(w, ":.")
-	if at := strings.IndexByte(w, '@'); at > 0 && at < len(w)-1 && !strings.Contains(w, "***@") {
-		return true
-	}
-	if len(w) >= 8 && w[0] == '+' {
-		for _, c := range w[1:] {
-			if c < '0' || c > '9' {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -115,7 +116,7 @@ func NewReplayResponse(dryRun bool, outs []dlq.Outcome) ReplayResponse {
 	resp := ReplayResponse{DryRun: dryRun, Items: make([]ReplayItem, 0, len(outs))}
 	for _, o := range outs {
 		d := o.Entry.Letter
-		it := ReplayItem{DLQ: o.Entry.Pos(), Action: o.Action, Key: string(d.Key), Reason: d.Reason, Topic: d.Topic, Why: MaskText(o.Why)}
+		it := ReplayItem{DLQ: o.Entry.Pos(), Action: o.Action, Key: string(d.Key), Reason: d.Reason, Topic: d.Topic, Why: contract.MaskText(o.Why)}
 		if r := o.Replay; r != nil {
 			it.ID, it.Fixed = r.ID, r.Fixed
 			if o.Action == dlq.ActionReplayed {

@@ -206,7 +206,7 @@ func (p PGStore) Messages(ctx context.Context, q MessageQuery) (MessagePage, err
 		var m MessageRow
 		err := r.Scan(&m.ID, &m.Campaign, &m.Status, &m.Channel, &m.Attempts, &m.Duplicates, &m.HoldReason, &m.LastError,
 			&m.FirstSeen, &m.UpdatedAt, &m.SentAt, &m.NextAttemptAt, &m.Version)
-		m.LastError = MaskText(m.LastError)
+		m.LastError = contract.MaskText(m.LastError)
 		m.FirstSeen, m.UpdatedAt = m.FirstSeen.UTC(), m.UpdatedAt.UTC()
 		return m, err
 	})
