@@ -32,16 +32,16 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkEncodeState measures the table codec's work per change: the JSON
-// of a state after two attempts, as it is written to the changelog.
-func BenchmarkEncodeState(b *testing.B) {
+// benchState is a realistic state after two attempts: the request, two
+// history entries, two applied positions.
+func benchState(tb testing.TB) *State {
 	r, err := Decode(nil, benchRequest)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	t0 := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
 	next := t0.Add(2 * time.Second)
-	s := &State{
+	return &State{
 		ID: r.ID, Campaign: r.Campaign, Status: StatusRetrying, Channel: ChannelEmail,
 		Attempts: 2, ChannelAttempts: 2, FirstSeen: t0, UpdatedAt: t0.Add(time.Second),
 		NextAttemptAt: &next, HoldReason: HoldBackoff, LastError: "email attempt 2: transient (503): unavailable",
@@ -56,14 +56,122 @@ func BenchmarkEncodeState(b *testing.B) {
 		},
 		LastSource: Position{Topic: "herald.results", Partition: 3, Offset: 7654321}, LastEmitted: true,
 	}
+}
+
+// BenchmarkEncodeState measures the table codec's work per change: a state
+// after two attempts, encoded as it is written to the changelog.
+func BenchmarkEncodeState(b *testing.B) {
+	s := benchState(b)
 	b.ReportAllocs()
 	var n int
 	for b.Loop() {
-		out, err := json.Marshal(s)
+		out, err := EncodeState(s)
 		if err != nil {
 			b.Fatal(err)
 		}
 		n = len(out)
 	}
 	b.SetBytes(int64(n))
+	b.ReportMetric(float64(n), "bytes/state")
+}
+
+// BenchmarkDecodeState measures the table codec's work per read: the
+// dispatcher decodes the state of every record it handles, the sink and
+// the API every state they read.
+func BenchmarkDecodeState(b *testing.B) {
+	raw, err := EncodeState(benchState(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeState(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodePartial measures what the readers that need a few
+// fields decode per state: the version (every changelog record a view or
+// the dispatcher's recovery applies), the summary (the held gauge's scan)
+// and the progress (the sender's stale check, the sweep).
+func BenchmarkDecodePartial(b *testing.B) {
+	raw, err := EncodeState(benchState(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("version", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if v, err := StateVersion(raw); err != nil || v != 5 {
+				b.Fatal(v, err)
+			}
+		}
+	})
+	b.Run("summary", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if s, err := DecodeSummary(raw); err != nil || s.HoldReason != HoldBackoff {
+				b.Fatal(s, err)
+			}
+		}
+	})
+	b.Run("progress", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if s, err := DecodeProgress(raw); err != nil || s.Attempts != 2 {
+				b.Fatal(s, err)
+			}
+		}
+	})
+}
+
+// benchRecords are typical internal records of one attempt.
+func benchRecords() (*SendCommand, *SendResult, *Wakeup) {
+	t0 := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
+	cmd := &SendCommand{ID: "2026-01:user-123:bill", Campaign: "billing-2026-01", Channel: ChannelEmail, Attempt: 1,
+		Address: "jane@example.com", Content: json.RawMessage(`{"template":"statement","amount":"42.00","currency":"EUR","period":"2026-01"}`),
+		IdempotencyKey: "2026-01:user-123:bill", RequestedAt: t0, IssuedAt: t0.Add(10 * time.Millisecond),
+		Deadline: t0.Add(10 * time.Minute), Cutoff: t0.Add(10 * time.Minute)}
+	res := &SendResult{ID: cmd.ID, Attempt: 1, Channel: ChannelEmail, Outcome: OutcomeTransient, Error: "503 Service Unavailable",
+		Code: 503, RetryAfter: Duration(30 * time.Second), At: t0.Add(time.Second), Latency: Duration(812 * time.Millisecond)}
+	w := &Wakeup{ID: cmd.ID, Kind: WakeupSendTimeout, Due: t0.Add(10*time.Minute + 30*time.Second), Attempt: 1}
+	return cmd, res, w
+}
+
+// BenchmarkRecords measures the encode and decode of the records every
+// attempt passes: a send command, its result and a send-timeout wake-up.
+func BenchmarkRecords(b *testing.B) {
+	cmd, res, w := benchRecords()
+	key := []byte(cmd.ID)
+	run := func(name string, enc func() ([]byte, error), dec func([]byte) error) {
+		raw, err := enc()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/encode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := enc(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(len(raw)), "bytes/record")
+		})
+		b.Run(name+"/decode", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := dec(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("command", func() ([]byte, error) { return EncodeCommand(cmd) },
+		func(raw []byte) error { _, err := DecodeCommand(key, raw); return err })
+	run("result", func() ([]byte, error) { return EncodeResult(res) },
+		func(raw []byte) error { _, err := DecodeResult(key, raw); return err })
+	run("wakeup", func() ([]byte, error) { return EncodeWakeup(w) },
+		func(raw []byte) error { _, err := DecodeWakeup(key, raw); return err })
 }

@@ -1,10 +1,6 @@
 package contract
 
-import (
-	"encoding/json"
-	"fmt"
-	"time"
-)
+import "time"
 
 // Status is where a notification stands.
 type Status string
@@ -62,6 +58,25 @@ const (
 // herald-dispatcher group table, keyed by notification id. Every change
 // writes the whole state to the table's changelog with Version one higher,
 // so a reader (the sink, a view) can always keep the newest.
+//
+// Encoding: EncodeState writes it and StateCodec is the table's Goka codec;
+// nobody else encodes or decodes a state. Other readers depend on parts of
+// the encoding, through the light decoders beside it (statecodec.go):
+//   - every reader of the changelog (the dispatcher's recovery, every view,
+//     processors.VersionedUpdate) reads only Version, through StateVersion;
+//   - the held gauge's scan of the table (views.StateView.Scan) reads only
+//     Status and HoldReason, through DecodeSummary, whose fast path needs
+//     the JSON keys "id", "campaign", "status", ..., "hold_reason" to come
+//     before "version" in this declaration order, with nothing nested
+//     before "version";
+//   - the sender's stale check (sender.ViewReader) and the dispatcher's
+//     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,
+//     TimeoutAt and Version, through DecodeProgress;
+//   - the sink, the status feed and the API decode the whole state
+//     (DecodeState), and the sink keeps the highest Version per id.
+//
+// TestLightDecodersAgreeWithDecodeState fails if a light decoder and the
+// full decode ever disagree.
 type State struct {
 	ID       string `json:"id"`
 	Campaign string `json:"campaign"`
@@ -163,18 +178,4 @@ type Attempt struct {
 	// marks one that delivered again after the notification was sent.
 	Late   bool `json:"late,omitempty"`
 	Double bool `json:"double,omitempty"`
-}
-
-// StateVersion reads only the version of an encoded State, for readers
-// that keep the newest state per id (the changelog's update callback, the
-// sink). It is part of the encoding's contract: the version field is
-// "version", a JSON number.
-func StateVersion(b []byte) (uint64, error) {
-	var v struct {
-		Version uint64 `json:"version"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return 0, fmt.Errorf("state version: %w", err)
-	}
-	return v.Version, nil
 }

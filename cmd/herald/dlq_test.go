@@ -157,7 +157,7 @@ func TestDLQListShowReplay(t *testing.T) {
 	duplicates := func(id string, n int) func() bool {
 		return func() bool {
 			for _, r := range readAll(string(topology.TableDispatcher)) {
-				if st, err := topology.DecodeState(r.Value); err == nil && st.ID == id && st.Duplicates == n {
+				if st, err := contract.DecodeState(r.Value); err == nil && st.ID == id && st.Duplicates == n {
 					return true
 				}
 			}

@@ -75,14 +75,14 @@ func runFakeSender(t *testing.T, c *heraldtest.Cluster, clock func() time.Time, 
 			now := clock()
 			var results []*kgo.Record
 			fs.EachRecord(func(r *kgo.Record) {
-				var cmd contract.SendCommand
-				if err := json.Unmarshal(r.Value, &cmd); err != nil {
+				cmd, err := contract.DecodeCommand(r.Key, r.Value)
+				if err != nil {
 					t.Errorf("send command: %v", err)
 					return
 				}
 				f.mu.Lock()
 				defer f.mu.Unlock()
-				f.commands[cmd.ID] = append(f.commands[cmd.ID], command{cmd, now})
+				f.commands[cmd.ID] = append(f.commands[cmd.ID], command{*cmd, now})
 				if len(f.answered[cmd.ID]) >= cmd.Attempt {
 					return // a duplicate command: already answered
 				}

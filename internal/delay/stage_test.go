@@ -157,8 +157,7 @@ func checkReleases(t *testing.T, c *heraldtest.Cluster, due map[string]time.Time
 			t.Errorf("%s released %d times", id, seen[id])
 			continue
 		}
-		var w contract.Wakeup
-		if err := json.Unmarshal(a.rec.Value, &w); err != nil || w.ID != id || !w.Due.Equal(d) {
+		if w, err := contract.DecodeWakeup(a.rec.Key, a.rec.Value); err != nil || w.ID != id || !w.Due.Equal(d) {
 			t.Errorf("%s: value changed on the way: %s (%v)", id, a.rec.Value, err)
 		}
 		if hd, tgt, err := delay.Headers(a.rec); err != nil || !hd.Equal(d) || tgt != topology.TopicWakeups {

@@ -225,9 +225,11 @@ func (r *crashRig) committed(topic string) int64 {
 func (r *crashRig) commands(id string) []contract.SendCommand {
 	var out []contract.SendCommand
 	for _, rec := range r.c.ReadAll(r.t, topology.TopicSend) {
-		var c contract.SendCommand
-		if string(rec.Key) == id && json.Unmarshal(rec.Value, &c) == nil {
-			out = append(out, c)
+		if string(rec.Key) != id {
+			continue
+		}
+		if c, err := contract.DecodeCommand(rec.Key, rec.Value); err == nil {
+			out = append(out, *c)
 		}
 	}
 	return out

@@ -1,7 +1,6 @@
 package dispatcher
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,13 +134,11 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	case topology.TopicRequests:
 		ev.Request, err = contract.Decode([]byte(ctx.Key()), raw)
 	case topology.TopicResults:
-		ev.Result = new(contract.SendResult)
-		err = decodeInternal(raw, ev.Result, &ev.Result.ID, ctx.Key())
+		ev.Result, err = contract.DecodeResult([]byte(ctx.Key()), raw)
 	case topology.TopicWakeups:
-		ev.Wakeup = new(contract.Wakeup)
-		err = decodeInternal(raw, ev.Wakeup, &ev.Wakeup.ID, ctx.Key())
+		ev.Wakeup, err = contract.DecodeWakeup([]byte(ctx.Key()), raw)
 	case topology.TopicControl:
-		err = decodeControl(raw, &ev, ctx.Key())
+		ev.Cancel, ev.Retry, err = contract.DecodeControl([]byte(ctx.Key()), raw)
 	default:
 		err = fmt.Errorf("%w: unexpected topic %s", contract.ErrMalformed, origin.Topic)
 	}
@@ -178,45 +175,18 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	d.emit(ctx, dec.Emits, now)
 }
 
-// decodeInternal reads a record of one of Herald's own topics and checks
-// that its id matches the key.
-func decodeInternal(raw []byte, v any, id *string, key string) error {
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("%w: %v", contract.ErrMalformed, err)
-	}
-	if p := contract.KeyProblem([]byte(key), *id); p != nil {
-		return &contract.ValidationError{Problems: []contract.FieldError{*p}}
-	}
-	return nil
-}
-
-// decodeControl reads a herald.control record: a Retry when its kind says
-// so, a Cancel otherwise.
-func decodeControl(raw []byte, ev *Event, key string) error {
-	var k struct {
-		Kind string `json:"kind"`
-	}
-	_ = json.Unmarshal(raw, &k) // a malformed record fails below
-	if k.Kind == contract.ControlRetry {
-		ev.Retry = new(contract.Retry)
-		return decodeInternal(raw, ev.Retry, &ev.Retry.ID, key)
-	}
-	ev.Cancel = new(contract.Cancel)
-	return decodeInternal(raw, ev.Cancel, &ev.Cancel.ID, key)
-}
-
 func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
 	if e.Send != nil {
-		b, err := json.Marshal(e.Send)
+		b, err := contract.EncodeCommand(e.Send)
 		if err != nil {
-			ctx.Fail(fmt.Errorf("dispatcher: encode send command: %w", err))
+			ctx.Fail(fmt.Errorf("dispatcher: %w", err))
 		}
 		ctx.Emit(goka.Stream(topology.TopicSend), e.Send.ID, b)
 	}
 	for _, w := range e.Wakeups {
-		b, err := json.Marshal(w)
+		b, err := contract.EncodeWakeup(&w)
 		if err != nil {
-			ctx.Fail(fmt.Errorf("dispatcher: encode wakeup: %w", err))
+			ctx.Fail(fmt.Errorf("dispatcher: %w", err))
 		}
 		topic := delay.Route(w.Due, now, topology.TopicWakeups)
 		ctx.Emit(goka.Stream(topic), w.ID, b, goka.WithCtxEmitHeaders(goka.Headers{

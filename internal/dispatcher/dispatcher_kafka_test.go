@@ -2,7 +2,6 @@ package dispatcher_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -161,8 +160,8 @@ func TestDispatcherFoundation(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, r := range sends {
-		var cmd contract.SendCommand
-		if err := json.Unmarshal(r.Value, &cmd); err != nil {
+		cmd, err := contract.DecodeCommand(r.Key, r.Value)
+		if err != nil {
 			t.Fatalf("send command: %v", err)
 		}
 		if seen[cmd.ID] {

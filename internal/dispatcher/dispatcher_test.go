@@ -74,15 +74,15 @@ func (h *gokaHarness) state(id string) *contract.State {
 func (h *gokaHarness) sends() []contract.SendCommand {
 	var out []contract.SendCommand
 	for {
-		_, v, ok := h.send.Next()
+		k, v, ok := h.send.Next()
 		if !ok {
 			return out
 		}
-		var c contract.SendCommand
-		if err := json.Unmarshal(v.([]byte), &c); err != nil {
+		c, err := contract.DecodeCommand([]byte(k), v.([]byte))
+		if err != nil {
 			h.t.Fatalf("send command: %v", err)
 		}
-		out = append(out, c)
+		out = append(out, *c)
 	}
 }
 
@@ -92,15 +92,15 @@ func (h *gokaHarness) wakeups() map[string][]contract.Wakeup {
 	out := map[string][]contract.Wakeup{}
 	for tp, qt := range h.tiers {
 		for {
-			_, v, ok := qt.Next()
+			k, v, ok := qt.Next()
 			if !ok {
 				break
 			}
-			var w contract.Wakeup
-			if err := json.Unmarshal(v.([]byte), &w); err != nil {
+			w, err := contract.DecodeWakeup([]byte(k), v.([]byte))
+			if err != nil {
 				h.t.Fatalf("wakeup: %v", err)
 			}
-			out[tp] = append(out[tp], w)
+			out[tp] = append(out[tp], *w)
 		}
 	}
 	return out

@@ -4,6 +4,7 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -23,7 +24,7 @@ func graph(cb goka.ProcessCallback) *goka.GroupGraph {
 	}
 	edges = append(edges,
 		goka.Loop(new(codec.Bytes), cb),
-		goka.Persist(new(topology.StateCodec)),
+		goka.Persist(new(contract.StateCodec)),
 		goka.Output(goka.Stream(topology.TopicSend), new(codec.Bytes)),
 		goka.Output(goka.Stream(topology.TopicWakeups), new(codec.Bytes)),
 		goka.Output(goka.Stream(topology.TopicDLQ), new(codec.Bytes)),

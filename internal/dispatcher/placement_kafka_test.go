@@ -338,8 +338,8 @@ func TestAnyProducer(t *testing.T) {
 	// Exactly once in dispatch: one attempt per notification, whatever was
 	// replayed.
 	for _, r := range c.Consume(t, topology.TopicSend, 10*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= len(delivered) }) {
-		var cmd contract.SendCommand
-		if err := json.Unmarshal(r.Value, &cmd); err != nil {
+		cmd, err := contract.DecodeCommand(r.Key, r.Value)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if cmd.Attempt != 1 || cmd.Channel != contract.ChannelEmail || wants[cmd.ID].status != contract.StatusSent {

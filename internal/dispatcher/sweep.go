@@ -1,9 +1,7 @@
 package dispatcher
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -143,32 +141,16 @@ func (s *Sweeper) log() *slog.Logger {
 	return slog.Default()
 }
 
-var statusField = []byte(`"status":"`)
-
 // overdue returns the wake-up an encoded state needs at now: its send
 // timeout once past TimeoutAt, its hold wake-up once overdue by more than
-// grace. A final state is recognised by its status
-// alone and not decoded.
+// grace. A final state is recognised by its summary alone and not decoded
+// further.
 func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
-	head := b[:min(len(b), 4096)]
-	i := bytes.Index(head, statusField)
-	if i < 0 {
+	if sum, err := contract.DecodeSummary(b); err != nil || sum.Status.Final() {
 		return contract.Wakeup{}, false
 	}
-	rest := head[i+len(statusField):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || contract.Status(rest[:j]).Final() {
-		return contract.Wakeup{}, false
-	}
-	var st struct {
-		ID            string          `json:"id"`
-		Status        contract.Status `json:"status"`
-		Attempts      int             `json:"attempts"`
-		Issue         int             `json:"issue"`
-		NextAttemptAt *time.Time      `json:"next_attempt_at"`
-		TimeoutAt     *time.Time      `json:"timeout_at"`
-	}
-	if json.Unmarshal(b, &st) != nil {
+	st, err := contract.DecodeProgress(b)
+	if err != nil {
 		return contract.Wakeup{}, false
 	}
 	switch {
@@ -187,9 +169,9 @@ func PublishWakeups(cl *kgo.Client) func(ctx context.Context, ws []contract.Wake
 	return func(ctx context.Context, ws []contract.Wakeup) error {
 		recs := make([]*kgo.Record, len(ws))
 		for i, w := range ws {
-			b, err := json.Marshal(w)
+			b, err := contract.EncodeWakeup(&w)
 			if err != nil {
-				return fmt.Errorf("encode wake-up: %w", err)
+				return err
 			}
 			recs[i] = &kgo.Record{Topic: topology.TopicWakeups, Key: []byte(w.ID), Value: b}
 		}

@@ -24,7 +24,7 @@ type View struct {
 // recovered, and stops it when the test ends.
 func (c *Cluster) TableView(t testing.TB) *View {
 	t.Helper()
-	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(topology.StateCodec),
+	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(contract.StateCodec),
 		append(gokax.ViewOptions(c.Topology, "test-view", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
 	if err != nil {
 		t.Fatalf("kafkatest: view: %v", err)

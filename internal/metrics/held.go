@@ -9,12 +9,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // Scanner walks every notification's status (views.StateView).
 type Scanner interface {
-	Scan(ctx context.Context, fn func(views.Summary)) error
+	Scan(ctx context.Context, fn func(contract.Summary)) error
 }
 
 // DefaultHeldInterval is how often Held scans the view.
@@ -26,7 +25,7 @@ const DefaultHeldInterval = 15 * time.Second
 // Why a scan and not counters fed by transitions: the counts must be right
 // after a restart or a rebalance, and a hold's reason can change without a
 // status change (backoff to rate_limit). A scan is correct by construction.
-// It reads only the start of each state (views.DecodeSummary, under 1 µs a
+// It reads only the start of each state (contract.DecodeSummary, under 1 µs a
 // state), so its cost is mostly LevelDB's iteration: about 2.6 s of one
 // core per million notifications on an idle development machine
 // (BenchmarkScan), several times that while the pipeline is busy. It
@@ -73,7 +72,7 @@ func (h *Held) Refresh(ctx context.Context) error {
 	start := time.Now()
 	status := map[contract.Status]int{}
 	held := map[contract.HoldReason]int{}
-	err := h.scanner.Scan(ctx, func(s views.Summary) {
+	err := h.scanner.Scan(ctx, func(s contract.Summary) {
 		status[s.Status]++
 		if s.Status.Held() {
 			held[s.HoldReason]++

@@ -303,7 +303,7 @@ func TestPipelineExactlyOnce(t *testing.T) {
 func countStatus(t *testing.T, v *views.StateView, want contract.Status) int {
 	t.Helper()
 	n := 0
-	if err := v.Scan(context.Background(), func(s views.Summary) {
+	if err := v.Scan(context.Background(), func(s contract.Summary) {
 		if s.Status == want {
 			n++
 		}

@@ -76,7 +76,6 @@ package sender
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -605,7 +604,7 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		s.obs.InFlight(-1)
 		ss.wg.Done()
 	}()
-	cmd, err := DecodeCommand(r.Key, r.Value)
+	cmd, err := contract.DecodeCommand(r.Key, r.Value)
 	if err != nil {
 		out, dl := dlq.Kgo(topology.TopicDLQ, r, err, "", s.now())
 		if ss.publish(t, r, out) {
@@ -631,9 +630,9 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		ss.mark(t, r)
 		return
 	}
-	b, err := json.Marshal(res)
+	b, err := contract.EncodeResult(&res)
 	if err != nil {
-		ss.fail(fmt.Errorf("sender: encode result: %w", err))
+		ss.fail(fmt.Errorf("sender: %w", err))
 		return
 	}
 	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
@@ -945,30 +944,4 @@ func (ss *session) shutdown() {
 	// the failed command is not complete, so the prefix stops before it.
 	ss.commit(context.Background(), all)
 	ss.cl.CloseAllowingRebalance()
-}
-
-// DecodeCommand reads a send command and checks what the sender relies
-// on. Errors are contract.ErrMalformed or a *contract.ValidationError.
-func DecodeCommand(key, value []byte) (*contract.SendCommand, error) {
-	var c contract.SendCommand
-	if err := json.Unmarshal(value, &c); err != nil {
-		return nil, fmt.Errorf("%w: %v", contract.ErrMalformed, err)
-	}
-	var problems []contract.FieldError
-	switch {
-	case c.ID == "":
-		problems = append(problems, contract.FieldError{Field: "id", Message: "required"})
-	case contract.KeyProblem(key, c.ID) != nil:
-		problems = append(problems, *contract.KeyProblem(key, c.ID))
-	}
-	if !c.Channel.Valid() {
-		problems = append(problems, contract.FieldError{Field: "channel", Message: fmt.Sprintf("unknown channel %q", c.Channel)})
-	}
-	if c.Attempt < 1 {
-		problems = append(problems, contract.FieldError{Field: "attempt", Message: "must be 1 or more"})
-	}
-	if len(problems) > 0 {
-		return nil, &contract.ValidationError{Problems: problems}
-	}
-	return &c, nil
 }

@@ -65,8 +65,8 @@ func results(t *testing.T, c *heraldtest.Cluster, want int, timeout time.Duratio
 	recs := c.Consume(t, topology.TopicResults, timeout, func(rs []*kgo.Record) bool { return len(rs) >= want })
 	out := make([]contract.SendResult, 0, len(recs))
 	for _, r := range recs {
-		var res contract.SendResult
-		if err := json.Unmarshal(r.Value, &res); err != nil {
+		res, err := contract.DecodeResult(r.Key, r.Value)
+		if err != nil {
 			t.Fatalf("result: %v", err)
 		}
 		if string(r.Key) != res.ID {
@@ -75,7 +75,7 @@ func results(t *testing.T, c *heraldtest.Cluster, want int, timeout time.Duratio
 		if want := topology.Partition(res.ID, c.Topology.Partitions); r.Partition != want {
 			t.Fatalf("result for %s on partition %d, want %d (Sarama-compatible hashing)", res.ID, r.Partition, want)
 		}
-		out = append(out, res)
+		out = append(out, *res)
 	}
 	return out
 }

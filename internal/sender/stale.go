@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -65,9 +64,10 @@ type TableView interface {
 }
 
 // ViewReader is the StateReader the sender stage uses: it reads a Goka
-// view of the dispatcher table and decodes only the two fields Stale
-// looks at, not the whole state (request, content, history), which is
-// several times cheaper per command (BenchmarkViewReaderDecode).
+// view of the dispatcher table and decodes only the fields Stale looks at
+// (contract.DecodeProgress), not the whole state (request, content,
+// history), which is several times cheaper per command
+// (contract.BenchmarkDecodeProgress).
 type ViewReader struct {
 	View TableView
 }
@@ -82,21 +82,12 @@ func (r ViewReader) Get(id string) (*contract.State, error) {
 	if b == nil {
 		return nil, nil
 	}
-	return decodeProgress(id, b)
+	st, err := contract.DecodeProgress(b)
+	if err != nil {
+		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
+	}
+	return st, nil
 }
 
 // Recovered reports whether the view has caught up once.
 func (r ViewReader) Recovered() bool { return r.View.Recovered() }
-
-// decodeProgress reads the status and attempt count of a state.
-func decodeProgress(id string, b []byte) (*contract.State, error) {
-	var p struct {
-		Status   contract.Status `json:"status"`
-		Attempts int             `json:"attempts"`
-		Issue    int             `json:"issue"`
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
-		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
-	}
-	return &contract.State{ID: id, Status: p.Status, Attempts: p.Attempts, Issue: p.Issue}, nil
-}

@@ -1,14 +1,11 @@
 package sender
 
 import (
-	"encoding/json"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 func TestStale(t *testing.T) {
@@ -31,37 +28,6 @@ func TestStale(t *testing.T) {
 	for _, c := range cases {
 		if got := Stale(c.state, cmd); got != c.want {
 			t.Errorf("%s: Stale = %v, want %v", c.name, got, c.want)
-		}
-	}
-}
-
-func TestDecodeCommand(t *testing.T) {
-	ok := `{"id":"a","channel":"email","attempt":1,"address":"x@y.z","content":{}}`
-	if c, err := DecodeCommand([]byte("a"), []byte(ok)); err != nil || c.ID != "a" || c.Channel != contract.ChannelEmail {
-		t.Fatalf("valid: %+v %v", c, err)
-	}
-	cases := []struct {
-		key, val, reason string
-	}{
-		{"a", `{"id":`, contract.ReasonMalformed},
-		{"a", `[1,2]`, contract.ReasonMalformed},
-		{"b", ok, contract.ReasonKeyMismatch},
-		{"a", `{"id":"a","channel":"fax","attempt":1}`, contract.ReasonInvalid},
-		{"a", `{"id":"a","channel":"sms","attempt":0}`, contract.ReasonInvalid},
-		{"", `{"channel":"sms","attempt":1}`, contract.ReasonInvalid},
-	}
-	for _, c := range cases {
-		_, err := DecodeCommand([]byte(c.key), []byte(c.val))
-		if err == nil {
-			t.Errorf("%s: no error", c.val)
-			continue
-		}
-		if got := contract.Reason(err); got != c.reason {
-			t.Errorf("%s: reason %s, want %s (%v)", c.val, got, c.reason, err)
-		}
-		var ve *contract.ValidationError
-		if c.reason != contract.ReasonMalformed && !errors.As(err, &ve) {
-			t.Errorf("%s: %T is not a ValidationError", c.val, err)
 		}
 	}
 }
@@ -90,7 +56,7 @@ func typicalState(t testing.TB) []byte {
 		Attempts: 2, ChannelAttempts: 2, FirstSeen: now, UpdatedAt: now, Version: 4, Request: r,
 		History: []contract.Attempt{{Attempt: 1, Channel: contract.ChannelEmail, Outcome: contract.OutcomeTransient, Code: 503, Error: "unavailable", At: now}},
 		Applied: map[string]contract.Position{"herald.requests": {Topic: "herald.requests", Offset: 9}}}
-	b, err := json.Marshal(s)
+	b, err := contract.EncodeState(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +70,7 @@ func TestViewReader(t *testing.T) {
 	if err != nil || s.Attempts != 2 || s.Status != contract.StatusSending {
 		t.Fatalf("Get: %+v %v", s, err)
 	}
-	full, _ := topology.DecodeState(b)
+	full, _ := contract.DecodeState(b)
 	for _, cmd := range []*contract.SendCommand{{ID: "a", Attempt: 1}, {ID: "a", Attempt: 2}, {ID: "a", Attempt: 3}} {
 		if Stale(s, cmd) != Stale(full, cmd) {
 			t.Errorf("attempt %d: the light decode disagrees with the full state", cmd.Attempt)
@@ -119,26 +85,6 @@ func TestViewReader(t *testing.T) {
 	if !r.Recovered() {
 		t.Error("Recovered")
 	}
-}
-
-// BenchmarkViewReaderDecode compares the sender's two-field decode of a
-// typical state with the full decode.
-func BenchmarkViewReaderDecode(b *testing.B) {
-	raw := typicalState(b)
-	b.Run("progress", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := decodeProgress("a", raw); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("full", func(b *testing.B) {
-		for i := 0; i < b.N; i++ {
-			if _, err := topology.DecodeState(raw); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
 }
 
 // With a budget, a call is not started that close to the cut-off.

@@ -353,7 +353,7 @@ func decode(recs []*kgo.Record) ([]Change, []Rejection) {
 			continue // a tombstone: the dispatcher deleted the state
 		}
 		c := Change{Source: contract.Position{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}, Key: r.Key, Value: r.Value}
-		st, err := topology.DecodeState(r.Value)
+		st, err := contract.DecodeState(r.Value)
 		if err != nil {
 			dead = append(dead, Rejection{Change: c, Reason: ReasonUndecodable, Err: err})
 			continue

@@ -190,12 +190,12 @@ func (f *Feed) session(ctx context.Context) error {
 			if r.Value == nil {
 				return
 			}
-			var s contract.State
-			if err := json.Unmarshal(r.Value, &s); err != nil || s.ID == "" {
+			s, err := contract.DecodeState(r.Value)
+			if err != nil || s.ID == "" {
 				c.Log.Warn("status feed: skipping a changelog value that is not a state", "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
-			rec, ok := NewRecord(&s, c.Mode, c.Mask)
+			rec, ok := NewRecord(s, c.Mode, c.Mask)
 			if !ok {
 				return
 			}

@@ -2,7 +2,8 @@
 // configs, how topics are created, the client settings every Herald
 // producer and consumer uses (acks, idempotence, the key hash, and how it
 // connects: TLS and SASL, security.go) and the names of the delay tier
-// topics (tiers.go). The dispatcher's group graph is internal/dispatcher's.
+// topics (tiers.go). The dispatcher's group graph is internal/dispatcher's;
+// the codecs of the records and of the table are contract's.
 //
 // Co-partitioning: herald.requests, herald.send, herald.results,
 // herald.wakeups, herald.control, the delay tiers and the dispatcher table

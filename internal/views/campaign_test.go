@@ -92,4 +92,3 @@ func TestCampaigns(t *testing.T) {
 		t.Errorf("closed pool: %d %s", code, body)
 	}
 }
-

@@ -1,7 +1,6 @@
 package views
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -217,7 +216,9 @@ func (s *Server) cancelCampaign(w http.ResponseWriter, r *http.Request) {
 	now := s.Now().UTC()
 	s.campaignAction(w, r, name, "cancel", reason,
 		[]contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying, contract.StatusSending},
-		func(t Target) any { return contract.Cancel{ID: t.ID, Reason: why, RequestedAt: now} })
+		func(t Target) ([]byte, error) {
+			return contract.EncodeCancel(&contract.Cancel{ID: t.ID, Reason: why, RequestedAt: now})
+		})
 }
 
 // retryCampaign publishes a Retry for every failed notification of the
@@ -236,8 +237,8 @@ func (s *Server) retryCampaign(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("campaign")
 	now := s.Now().UTC()
 	s.campaignAction(w, r, name, "retry", reason, []contract.Status{contract.StatusFailed},
-		func(t Target) any {
-			return contract.Retry{Kind: contract.ControlRetry, ID: t.ID, AfterAttempts: t.Attempts, Reason: reason, RequestedAt: now}
+		func(t Target) ([]byte, error) {
+			return contract.EncodeRetry(&contract.Retry{ID: t.ID, AfterAttempts: t.Attempts, Reason: reason, RequestedAt: now})
 		})
 }
 
@@ -246,7 +247,7 @@ func (s *Server) retryCampaign(w http.ResponseWriter, r *http.Request) {
 // address; the records on herald.control and each state's history are the
 // rest of the trail).
 func (s *Server) campaignAction(w http.ResponseWriter, r *http.Request, name, action, reason string,
-	statuses []contract.Status, record func(Target) any) {
+	statuses []contract.Status, record func(Target) ([]byte, error)) {
 	if _, err := s.Store.CampaignSummary(r.Context(), name); errors.Is(err, sink.ErrCampaignNotFound) {
 		writeError(w, http.StatusNotFound, CodeUnknownCampaign, "unknown campaign (the sink writes statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
 		return
@@ -267,7 +268,7 @@ func (s *Server) campaignAction(w http.ResponseWriter, r *http.Request, name, ac
 		}
 		recs := make([]*kgo.Record, len(ts))
 		for i, t := range ts {
-			b, err := json.Marshal(record(t))
+			b, err := record(t)
 			if err != nil {
 				s.internal(w, action, err)
 				return

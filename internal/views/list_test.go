@@ -123,15 +123,19 @@ func TestCampaignProgressAndActions(t *testing.T) {
 		if r.Topic != topology.TopicControl {
 			t.Errorf("record on %s", r.Topic)
 		}
-		var c struct {
-			Kind          string `json:"kind"`
-			ID            string `json:"id"`
-			Reason        string `json:"reason"`
-			AfterAttempts int    `json:"after_attempts"`
+		cancel, retry, err := contract.DecodeControl(r.Key, r.Value)
+		if err != nil {
+			t.Errorf("control record %s: %v", r.Key, err)
+			continue
 		}
-		_ = json.Unmarshal(r.Value, &c)
-		if c.ID != string(r.Key) {
-			t.Errorf("key %s, id %s", r.Key, c.ID)
+		var c struct {
+			Kind, ID, Reason string
+			AfterAttempts    int
+		}
+		if cancel != nil {
+			c.ID, c.Reason = cancel.ID, cancel.Reason
+		} else {
+			c.Kind, c.ID, c.Reason, c.AfterAttempts = retry.Kind, retry.ID, retry.Reason, retry.AfterAttempts
 		}
 		switch c.Kind {
 		case "":

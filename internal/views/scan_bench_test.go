@@ -33,93 +33,11 @@ func benchState() []byte {
 		Applied: map[string]contract.Position{"herald.requests": {Topic: "herald.requests", Partition: 3, Offset: 123456},
 			"herald.results": {Topic: "herald.results", Partition: 3, Offset: 654321}},
 		LastSource: contract.Position{Topic: "herald.results", Partition: 3, Offset: 654321}}
-	b, _ := json.Marshal(st)
+	b, err := contract.EncodeState(&st)
+	if err != nil {
+		panic(err)
+	}
 	return b
-}
-
-// BenchmarkSummary compares what the held gauge's scan decodes per state
-// (views.DecodeSummary) with a full decode of the state.
-func BenchmarkSummary(b *testing.B) {
-	raw := benchState()
-	b.Run("summary", func(b *testing.B) {
-		b.SetBytes(int64(len(raw)))
-		for b.Loop() {
-			s, err := views.DecodeSummary(raw)
-			if err != nil || s.HoldReason != contract.HoldBackoff {
-				b.Fatal(s, err)
-			}
-		}
-	})
-	b.Run("unmarshal-two-fields", func(b *testing.B) {
-		b.SetBytes(int64(len(raw)))
-		for b.Loop() {
-			var s views.Summary
-			if err := json.Unmarshal(raw, &s); err != nil || s.HoldReason != contract.HoldBackoff {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("full-state", func(b *testing.B) {
-		b.SetBytes(int64(len(raw)))
-		for b.Loop() {
-			var s contract.State
-			if err := json.Unmarshal(raw, &s); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-// TestDecodeSummary checks the fast path against json.Unmarshal, for every
-// status and reason, and for content and ids that try to fool it.
-func TestDecodeSummary(t *testing.T) {
-	now := time.Now().UTC()
-	var cases []*contract.State
-	for _, st := range contract.Statuses {
-		for _, r := range append(metricsReasons(), "") {
-			var req contract.Request
-			json.Unmarshal(request("x", nil), &req)
-			req.Content = json.RawMessage(`{"status":"sent","hold_reason":"blackout","version":9}`)
-			s := &contract.State{ID: `id "status":"sent"`, Campaign: `c\"status\":\"sent\"`, Status: st, HoldReason: r,
-				Request: &req, LastError: `"hold_reason":"backoff"`, FirstSeen: now, Version: 3,
-				History: []contract.Attempt{{Error: `"status":"failed"`}}}
-			if st.Held() {
-				s.NextAttemptAt = &now
-			}
-			cases = append(cases, s)
-		}
-	}
-	cases = append(cases, &contract.State{ID: "bare", Status: contract.StatusSent})
-	for _, s := range cases {
-		b, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var want views.Summary
-		if err := json.Unmarshal(b, &want); err != nil {
-			t.Fatal(err)
-		}
-		got, err := views.DecodeSummary(b)
-		if err != nil || got != want || got.Status != s.Status || got.HoldReason != s.HoldReason {
-			t.Errorf("%s: got %+v, %v; want %+v", b, got, err, want)
-		}
-	}
-	// Not the dispatcher's encoding: the fallback still answers right.
-	got, err := views.DecodeSummary([]byte(`{"version": 1, "hold_reason": "schedule", "status": "scheduled"}`))
-	if err != nil || got.Status != contract.StatusScheduled || got.HoldReason != contract.HoldSchedule {
-		t.Errorf("reordered: %+v %v", got, err)
-	}
-	got, err = views.DecodeSummary([]byte(`{"status":"sch\u0065duled","version":1}`))
-	if err != nil || got.Status != contract.StatusScheduled {
-		t.Errorf("escaped: %+v %v", got, err)
-	}
-	if _, err := views.DecodeSummary([]byte(`not json`)); err == nil {
-		t.Error("no error for a broken state")
-	}
-}
-
-func metricsReasons() []contract.HoldReason {
-	return []contract.HoldReason{contract.HoldSchedule, contract.HoldBlackout, contract.HoldBackoff, contract.HoldRateLimit}
 }
 
 // BenchmarkScan scans a recovered view of 50,000 states (what the held
@@ -151,7 +69,7 @@ func BenchmarkScan(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		count := 0
-		if err := view.Scan(ctx, func(views.Summary) { count++ }); err != nil || count != n {
+		if err := view.Scan(ctx, func(contract.Summary) { count++ }); err != nil || count != n {
 			b.Fatal(count, err)
 		}
 	}

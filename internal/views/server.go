@@ -536,8 +536,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		s.conflict(w, st)
 		return
 	}
-	c := contract.Cancel{ID: id, Reason: reason, RequestedAt: s.Now().UTC()}
-	b, err := json.Marshal(c)
+	b, err := contract.EncodeCancel(&contract.Cancel{ID: id, Reason: reason, RequestedAt: s.Now().UTC()})
 	if err != nil {
 		s.internal(w, "cancel", err)
 		return

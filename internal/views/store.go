@@ -52,7 +52,7 @@ type MessageQuery struct {
 }
 
 // MessageRow is one notification in a list: its row in dispatch_status.
-// last_error is masked (MaskText).
+// last_error is masked (contract.MaskText).
 type MessageRow struct {
 	ID            string              `json:"id"`
 	Campaign      string              `json:"campaign"`

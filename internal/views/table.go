@@ -1,9 +1,7 @@
 package views
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -85,63 +83,12 @@ func (v *StateView) Get(id string) (*contract.State, error) {
 	if b == nil {
 		return nil, nil
 	}
-	return topology.DecodeState(b)
-}
-
-// Summary is the light part of a state that a scan decodes.
-type Summary struct {
-	Status     contract.Status     `json:"status"`
-	HoldReason contract.HoldReason `json:"hold_reason"`
-}
-
-// DecodeSummary reads the status and hold reason of an encoded state
-// without decoding the rest, which is mostly the request and the history
-// (BenchmarkSummary: many times faster than json.Unmarshal, which scans
-// every byte even into a two-field struct).
-//
-// It relies on how encoding/json writes a contract.State: fields in
-// declaration order, no spaces, quotes inside strings escaped. So the
-// first `"version":` is the top-level key (nothing nested comes before it),
-// and `"status":"` and `"hold_reason":"` before it are the top-level keys
-// too: a string value cannot contain an unescaped quote. Anything else (a
-// value with escapes, a missing key) falls back to json.Unmarshal.
-// TestDecodeSummary checks it against json.Unmarshal, and fails if
-// contract.State's fields are reordered so that this no longer holds.
-func DecodeSummary(b []byte) (Summary, error) {
-	var s Summary
-	if v := bytes.Index(b, []byte(`"version":`)); v > 0 {
-		head := b[:v]
-		status, ok1 := stringAfter(head, `"status":"`)
-		reason, ok2 := stringAfter(head, `"hold_reason":"`)
-		if ok1 && status != "" && (ok2 || !bytes.Contains(head, []byte(`"hold_reason":`))) {
-			s.Status, s.HoldReason = contract.Status(status), contract.HoldReason(reason)
-			return s, nil
-		}
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("views: state: %w", err)
-	}
-	return s, nil
-}
-
-// stringAfter returns the plain string (no escapes) that follows the first
-// occurrence of key in b.
-func stringAfter(b []byte, key string) (string, bool) {
-	i := bytes.Index(b, []byte(key))
-	if i < 0 {
-		return "", false
-	}
-	rest := b[i+len(key):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
-		return "", false
-	}
-	return string(rest[:j]), true
+	return contract.DecodeState(b)
 }
 
 // Scan calls fn with the status and hold reason of every notification in
-// the view, decoding only the start of each state (DecodeSummary).
-func (v *StateView) Scan(ctx context.Context, fn func(Summary)) error {
+// the view, decoding only those (contract.DecodeSummary).
+func (v *StateView) Scan(ctx context.Context, fn func(contract.Summary)) error {
 	it, err := v.view.Iterator()
 	if err != nil {
 		return fmt.Errorf("views: scan: %w", err)
@@ -160,7 +107,7 @@ func (v *StateView) Scan(ctx context.Context, fn func(Summary)) error {
 		if b == nil {
 			continue
 		}
-		s, err := DecodeSummary(b)
+		s, err := contract.DecodeSummary(b)
 		if err != nil {
 			return fmt.Errorf("views: scan %q: %w", it.Key(), err)
 		}
