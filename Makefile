@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build build-loadtest run test test-short bench loadtest chaos lint fuzz deps clean
+.PHONY: all build build-loadtest run test test-short bench loadtest chaos lint fuzz proto deps clean
 
 all: build
 
@@ -65,6 +65,12 @@ lint:
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./contract
+
+## proto: regenerate contract/internal/pb/herald.pb.go from herald.proto with pinned tools
+## (buf v1.75.0 and protoc-gen-go v1.36.12, fetched through the Go module proxy; nothing to install).
+BUF_VERSION ?= v1.75.0
+proto:
+	cd contract/internal/pb && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
 
 clean:
 	rm -rf bin data bench.out

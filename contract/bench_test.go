@@ -58,37 +58,54 @@ func benchState(tb testing.TB) *State {
 	}
 }
 
+// encodings returns the state encoded as this release writes it and as
+// the releases before the binary encoding did (JSON), which the decoders
+// still read: each benchmark runs both, so one run compares them.
+func encodings(b *testing.B, s *State) map[string][]byte {
+	bin, err := EncodeState(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return map[string][]byte{"binary": bin, "json": legacyJSON(b, s)}
+}
+
 // BenchmarkEncodeState measures the table codec's work per change: a state
-// after two attempts, encoded as it is written to the changelog.
+// after two attempts, encoded as it is written to the changelog (binary),
+// against the JSON the previous release wrote.
 func BenchmarkEncodeState(b *testing.B) {
 	s := benchState(b)
-	b.ReportAllocs()
-	var n int
-	for b.Loop() {
-		out, err := EncodeState(s)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n = len(out)
+	for name, enc := range map[string]func() ([]byte, error){
+		"binary": func() ([]byte, error) { return EncodeState(s) },
+		"json":   func() ([]byte, error) { return legacyJSON(b, s), nil },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				out, err := enc()
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(out)
+			}
+			b.ReportMetric(float64(n), "bytes/state")
+		})
 	}
-	b.SetBytes(int64(n))
-	b.ReportMetric(float64(n), "bytes/state")
 }
 
 // BenchmarkDecodeState measures the table codec's work per read: the
 // dispatcher decodes the state of every record it handles, the sink and
 // the API every state they read.
 func BenchmarkDecodeState(b *testing.B) {
-	raw, err := EncodeState(benchState(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodeState(raw); err != nil {
-			b.Fatal(err)
-		}
+	for name, raw := range encodings(b, benchState(b)) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeState(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -97,34 +114,32 @@ func BenchmarkDecodeState(b *testing.B) {
 // the dispatcher's recovery applies), the summary (the held gauge's scan)
 // and the progress (the sender's stale check, the sweep).
 func BenchmarkDecodePartial(b *testing.B) {
-	raw, err := EncodeState(benchState(b))
-	if err != nil {
-		b.Fatal(err)
+	for name, raw := range encodings(b, benchState(b)) {
+		b.Run("version/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, err := StateVersion(raw); err != nil || v != 5 {
+					b.Fatal(v, err)
+				}
+			}
+		})
+		b.Run("summary/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if s, err := DecodeSummary(raw); err != nil || s.HoldReason != HoldBackoff {
+					b.Fatal(s, err)
+				}
+			}
+		})
+		b.Run("progress/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if s, err := DecodeProgress(raw); err != nil || s.Attempts != 2 {
+					b.Fatal(s, err)
+				}
+			}
+		})
 	}
-	b.Run("version", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if v, err := StateVersion(raw); err != nil || v != 5 {
-				b.Fatal(v, err)
-			}
-		}
-	})
-	b.Run("summary", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if s, err := DecodeSummary(raw); err != nil || s.HoldReason != HoldBackoff {
-				b.Fatal(s, err)
-			}
-		}
-	})
-	b.Run("progress", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if s, err := DecodeProgress(raw); err != nil || s.Attempts != 2 {
-				b.Fatal(s, err)
-			}
-		}
-	})
 }
 
 // benchRecords are typical internal records of one attempt.
@@ -141,37 +156,43 @@ func benchRecords() (*SendCommand, *SendResult, *Wakeup) {
 }
 
 // BenchmarkRecords measures the encode and decode of the records every
-// attempt passes: a send command, its result and a send-timeout wake-up.
+// attempt passes, a send command, its result and a send-timeout wake-up,
+// binary against the JSON of the previous release.
 func BenchmarkRecords(b *testing.B) {
 	cmd, res, w := benchRecords()
 	key := []byte(cmd.ID)
-	run := func(name string, enc func() ([]byte, error), dec func([]byte) error) {
-		raw, err := enc()
-		if err != nil {
-			b.Fatal(err)
+	run := func(name string, v any, enc func() ([]byte, error), dec func([]byte) error) {
+		for format, encode := range map[string]func() ([]byte, error){
+			"binary": enc,
+			"json":   func() ([]byte, error) { return json.Marshal(v) },
+		} {
+			raw, err := encode()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(name+"/encode/"+format, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := encode(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(len(raw)), "bytes/record")
+			})
+			b.Run(name+"/decode/"+format, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := dec(raw); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
-		b.Run(name+"/encode", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := enc(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(len(raw)), "bytes/record")
-		})
-		b.Run(name+"/decode", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := dec(raw); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
-	run("command", func() ([]byte, error) { return EncodeCommand(cmd) },
+	run("command", cmd, func() ([]byte, error) { return EncodeCommand(cmd) },
 		func(raw []byte) error { _, err := DecodeCommand(key, raw); return err })
-	run("result", func() ([]byte, error) { return EncodeResult(res) },
+	run("result", res, func() ([]byte, error) { return EncodeResult(res) },
 		func(raw []byte) error { _, err := DecodeResult(key, raw); return err })
-	run("wakeup", func() ([]byte, error) { return EncodeWakeup(w) },
+	run("wakeup", w, func() ([]byte, error) { return EncodeWakeup(w) },
 		func(raw []byte) error { _, err := DecodeWakeup(key, raw); return err })
 }

@@ -3,48 +3,88 @@ package contract
 import (
 	"encoding/json"
 	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/herald-dispatch/herald/contract/internal/pb"
 )
 
 // The encoders and decoders of Herald's own records (herald.send,
 // herald.results, herald.wakeups and the delay tiers, herald.control). Every
 // stage that writes or reads one of them goes through these, never an
-// encoding of its own. A decoder's error is ErrMalformed or a
-// *ValidationError, so that the record's dead letter says why.
+// encoding of its own. The encoders write the binary encoding (wire.go);
+// the decoders also read the JSON of earlier releases (and of anyone who
+// publishes a cancel or a retry by hand, as docs/events.md shows them). A
+// decoder's error is ErrMalformed or a *ValidationError, so that the
+// record's dead letter says why.
 
 // EncodeCommand encodes a send command for herald.send.
-func EncodeCommand(c *SendCommand) ([]byte, error) { return encodeRecord("send command", c) }
-
-// EncodeResult encodes a send result for herald.results.
-func EncodeResult(r *SendResult) ([]byte, error) { return encodeRecord("send result", r) }
-
-// EncodeWakeup encodes a wake-up for herald.wakeups or a delay tier.
-func EncodeWakeup(w *Wakeup) ([]byte, error) { return encodeRecord("wake-up", w) }
-
-// EncodeCancel encodes a cancel for herald.control.
-func EncodeCancel(c *Cancel) ([]byte, error) { return encodeRecord("cancel", c) }
-
-// EncodeRetry encodes an operator's retry for herald.control; its Kind is
-// set to ControlRetry.
-func EncodeRetry(r *Retry) ([]byte, error) {
-	c := *r
-	c.Kind = ControlRetry
-	return encodeRecord("retry", &c)
+func EncodeCommand(c *SendCommand) ([]byte, error) {
+	return encodeRecord("send command", commandPB(c), nil)
 }
 
-func encodeRecord(what string, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("contract: encode %s: %w", what, err)
+// EncodeResult encodes a send result for herald.results.
+func EncodeResult(r *SendResult) ([]byte, error) {
+	return encodeRecord("send result", resultPB(r), nil)
+}
+
+// EncodeWakeup encodes a wake-up for herald.wakeups or a delay tier.
+func EncodeWakeup(w *Wakeup) ([]byte, error) {
+	return encodeRecord("wake-up", wakeupPB(w), nil)
+}
+
+// EncodeCancel encodes a cancel for herald.control.
+func EncodeCancel(c *Cancel) ([]byte, error) {
+	return encodeRecord("cancel", &pb.Control{Kind: pb.ControlKind_CONTROL_KIND_CANCEL, Id: c.ID, Reason: c.Reason,
+		RequestedAt: timePB(c.RequestedAt)}, nil)
+}
+
+// EncodeRetry encodes an operator's retry for herald.control.
+func EncodeRetry(r *Retry) ([]byte, error) {
+	return encodeRecord("retry", &pb.Control{Kind: pb.ControlKind_CONTROL_KIND_RETRY, Id: r.ID, Reason: r.Reason,
+		RequestedAt: timePB(r.RequestedAt), AfterAttempts: int64(r.AfterAttempts)}, nil)
+}
+
+func encodeRecord(what string, m proto.Message, err error) ([]byte, error) {
+	if err == nil {
+		var b []byte
+		if b, err = marshal(m); err == nil {
+			return b, nil
+		}
 	}
-	return b, nil
+	return nil, fmt.Errorf("contract: encode %s: %w", what, err)
+}
+
+// decodeRecord reads value, in either encoding, into j (JSON) or m
+// (binary, then converted by from).
+func decodeRecord(value []byte, j any, m proto.Message, from func() error) error {
+	enc, err := encodingOf(value)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if enc == encJSON {
+		if err := json.Unmarshal(value, j); err != nil {
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return nil
+	}
+	if err := unmarshalOpts.Unmarshal(value[1:], m); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := from(); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return nil
 }
 
 // DecodeCommand reads a send command and checks what the sender relies
 // on: an id equal to the key, a known channel, an attempt of 1 or more.
 func DecodeCommand(key, value []byte) (*SendCommand, error) {
-	var c SendCommand
-	if err := json.Unmarshal(value, &c); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	c := new(SendCommand)
+	var m pb.SendCommand
+	err := decodeRecord(value, c, &m, func() (err error) { c, err = fromCommandPB(&m); return err })
+	if err != nil {
+		return nil, err
 	}
 	var problems []FieldError
 	switch {
@@ -62,54 +102,66 @@ func DecodeCommand(key, value []byte) (*SendCommand, error) {
 	if len(problems) > 0 {
 		return nil, &ValidationError{Problems: problems}
 	}
-	return &c, nil
+	return c, nil
 }
 
 // DecodeResult reads a send result whose id must equal key.
 func DecodeResult(key, value []byte) (*SendResult, error) {
-	var r SendResult
-	if err := decodeInternal(key, value, &r, &r.ID); err != nil {
+	r := new(SendResult)
+	var m pb.SendResult
+	if err := decodeRecord(value, r, &m, func() (err error) { r, err = fromResultPB(&m); return err }); err != nil {
 		return nil, err
 	}
-	return &r, nil
+	return r, checkKey(key, r.ID)
 }
 
 // DecodeWakeup reads a wake-up whose id must equal key.
 func DecodeWakeup(key, value []byte) (*Wakeup, error) {
-	var w Wakeup
-	if err := decodeInternal(key, value, &w, &w.ID); err != nil {
+	w := new(Wakeup)
+	var m pb.Wakeup
+	if err := decodeRecord(value, w, &m, func() (err error) { w, err = fromWakeupPB(&m); return err }); err != nil {
 		return nil, err
 	}
-	return &w, nil
+	return w, checkKey(key, w.ID)
 }
 
 // DecodeControl reads a herald.control record whose id must equal key: a
 // Retry when its kind says so (the other is nil), a Cancel otherwise.
 func DecodeControl(key, value []byte) (*Cancel, *Retry, error) {
-	var k struct {
+	// The JSON of both; its kind tells them apart.
+	var j struct {
+		Retry
 		Kind string `json:"kind"`
 	}
-	_ = json.Unmarshal(value, &k) // a malformed record fails below
-	if k.Kind == ControlRetry {
-		var r Retry
-		if err := decodeInternal(key, value, &r, &r.ID); err != nil {
-			return nil, nil, err
+	var m pb.Control
+	err := decodeRecord(value, &j, &m, func() error {
+		j.ID, j.Reason, j.RequestedAt, j.AfterAttempts = m.Id, m.Reason, fromTimePB(m.RequestedAt), int(m.AfterAttempts)
+		switch m.Kind {
+		case pb.ControlKind_CONTROL_KIND_CANCEL:
+		case pb.ControlKind_CONTROL_KIND_RETRY:
+			j.Kind = ControlRetry
+		default:
+			return fmt.Errorf("unknown control kind %d", m.Kind)
 		}
-		return nil, &r, nil
-	}
-	var c Cancel
-	if err := decodeInternal(key, value, &c, &c.ID); err != nil {
+		return nil
+	})
+	if err != nil {
 		return nil, nil, err
 	}
-	return &c, nil, nil
+	if err := checkKey(key, j.ID); err != nil {
+		return nil, nil, err
+	}
+	if j.Kind == ControlRetry {
+		r := j.Retry
+		r.Kind = ControlRetry
+		return nil, &r, nil
+	}
+	return &Cancel{ID: j.ID, Reason: j.Reason, RequestedAt: j.RequestedAt}, nil, nil
 }
 
-// decodeInternal reads value into v and checks that its id matches key.
-func decodeInternal(key, value []byte, v any, id *string) error {
-	if err := json.Unmarshal(value, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if p := KeyProblem(key, *id); p != nil {
+// checkKey checks that a record's id is its Kafka key.
+func checkKey(key []byte, id string) error {
+	if p := KeyProblem(key, id); p != nil {
 		return &ValidationError{Problems: []FieldError{*p}}
 	}
 	return nil

@@ -3,8 +3,11 @@ package contract
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-dispatch/herald/contract/internal/pb"
 )
 
 func TestDecodeCommand(t *testing.T) {
@@ -114,5 +117,131 @@ func TestInternalRecordsAreChecked(t *testing.T) {
 				t.Errorf("%s %q: %v (reason %s), want %s", name, c.val, err, got, c.reason)
 			}
 		}
+	}
+}
+
+// Records in the JSON of earlier releases (still in the topics at an
+// upgrade, and what docs/events.md shows) decode as they did.
+func TestRecordsFromThePreviousReleaseDecode(t *testing.T) {
+	cmd, res, w := benchRecords()
+	key := []byte(cmd.ID)
+	if got, err := DecodeCommand(key, legacyJSON(t, cmd)); err != nil || !reflect.DeepEqual(got, cmd) {
+		t.Errorf("command: %+v, %v", got, err)
+	}
+	if got, err := DecodeResult(key, legacyJSON(t, res)); err != nil || !reflect.DeepEqual(got, res) {
+		t.Errorf("result: %+v, %v", got, err)
+	}
+	if got, err := DecodeWakeup(key, legacyJSON(t, w)); err != nil || !reflect.DeepEqual(got, w) {
+		t.Errorf("wake-up: %+v, %v", got, err)
+	}
+	c, r, err := DecodeControl([]byte("x"), []byte(`{"id":"x","reason":"customer closed the account","requested_at":"2026-01-05T00:00:00Z"}`))
+	if err != nil || r != nil || c == nil || c.Reason != "customer closed the account" || c.RequestedAt.IsZero() {
+		t.Errorf("cancel: %+v %+v %v", c, r, err)
+	}
+	c, r, err = DecodeControl([]byte("x"), []byte(`{"kind":"retry","id":"x","after_attempts":6,"reason":"fixed","requested_at":"2026-01-05T00:00:00Z"}`))
+	if err != nil || c != nil || r == nil || r.AfterAttempts != 6 || r.Kind != ControlRetry || r.Reason != "fixed" {
+		t.Errorf("retry: %+v %+v %v", c, r, err)
+	}
+}
+
+// Every record is written in the binary encoding, smaller than its JSON.
+func TestRecordsAreBinary(t *testing.T) {
+	cmd, res, w := benchRecords()
+	for name, enc := range map[string]func() ([]byte, error){
+		"command": func() ([]byte, error) { return EncodeCommand(cmd) },
+		"result":  func() ([]byte, error) { return EncodeResult(res) },
+		"wake-up": func() ([]byte, error) { return EncodeWakeup(w) },
+		"cancel":  func() ([]byte, error) { return EncodeCancel(&Cancel{ID: "x", RequestedAt: time.Now()}) },
+		"retry":   func() ([]byte, error) { return EncodeRetry(&Retry{ID: "x", AfterAttempts: 2}) },
+	} {
+		b, err := enc()
+		if err != nil || len(b) == 0 || b[0] != FormatProto {
+			t.Errorf("%s: %q, %v", name, b, err)
+		}
+	}
+}
+
+// A value this release does not know travels as its name: a newer
+// sender's outcome reaches the dispatcher (which treats it as permanent),
+// a wake-up of a newer kind is read (and found stale), a command on an
+// unknown channel is refused by its validation, not by its encoding.
+func TestRecordsKeepValuesTheyDoNotKnow(t *testing.T) {
+	key := []byte("x")
+	b, err := EncodeResult(&SendResult{ID: "x", Attempt: 1, Channel: "webpush", Outcome: "bounced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := DecodeResult(key, b); err != nil || r.Outcome != "bounced" || r.Channel != "webpush" {
+		t.Errorf("result: %+v, %v", r, err)
+	}
+	if b, err = EncodeWakeup(&Wakeup{ID: "x", Kind: "digest"}); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := DecodeWakeup(key, b); err != nil || w.Kind != "digest" {
+		t.Errorf("wake-up: %+v, %v", w, err)
+	}
+	if b, err = EncodeCommand(&SendCommand{ID: "x", Channel: "fax", Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DecodeCommand(key, b); Reason(err) != ReasonInvalid || !strings.Contains(err.Error(), `unknown channel "fax"`) {
+		t.Errorf("command on channel fax: %v", err)
+	}
+}
+
+// A value that is neither encoding is malformed, and says why.
+func TestRecordsOfNeitherEncoding(t *testing.T) {
+	for _, v := range [][]byte{[]byte("x"), {0x02, 0x0a}, {FormatProto, 0x0a, 0x09}} {
+		_, err := DecodeResult([]byte("a"), v)
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q: %v", v, err)
+		}
+		if v[0] != FormatProto && !errors.Is(err, ErrUnknownEncoding) {
+			t.Errorf("%q: %v, want ErrUnknownEncoding", v, err)
+		}
+	}
+}
+
+// The Go enumerations map to herald.proto's enums value for value: the
+// proto name of each is its Go value in capitals, after the enum's prefix.
+func TestEnumsMatchTheProto(t *testing.T) {
+	check := func(name string, goVals []string, pbNames map[int32]string, prefix string) {
+		t.Helper()
+		if len(goVals) != len(pbNames) {
+			t.Errorf("%s: %d Go values, %d in the proto", name, len(goVals), len(pbNames))
+		}
+		for i, v := range goVals {
+			want := prefix + strings.ToUpper(v)
+			if v == "" {
+				want = prefix + "UNSPECIFIED"
+			}
+			if pbNames[int32(i)] != want {
+				t.Errorf("%s %d: Go %q, proto %s", name, i, v, pbNames[int32(i)])
+			}
+		}
+	}
+	var st, hr, ch, oc, wk []string
+	for _, v := range statusEnum.fromPB {
+		st = append(st, string(v))
+	}
+	for _, v := range holdEnum.fromPB {
+		hr = append(hr, string(v))
+	}
+	for _, v := range channelEnum.fromPB {
+		ch = append(ch, string(v))
+	}
+	for _, v := range outcomeEnum.fromPB {
+		oc = append(oc, string(v))
+	}
+	for _, v := range wakeupEnum.fromPB {
+		wk = append(wk, string(v))
+	}
+	check("status", st, pb.Status_name, "STATUS_")
+	check("hold reason", hr, pb.HoldReason_name, "HOLD_REASON_")
+	check("channel", ch, pb.Channel_name, "CHANNEL_")
+	check("outcome", oc, pb.Outcome_name, "OUTCOME_")
+	check("wake-up kind", wk, pb.WakeupKind_name, "WAKEUP_KIND_")
+	// Every value the Go code knows has one.
+	if len(st) != len(Statuses)+1 || len(ch) != len(Channels)+1 {
+		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses), len(ch)-1, len(Channels))
 	}
 }

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/herald-dispatch/herald/contract/internal/pb"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // StateCodec is the Goka codec of the dispatcher table (Encode and Decode
@@ -26,40 +29,67 @@ func (StateCodec) Decode(data []byte) (any, error) {
 	return DecodeState(data)
 }
 
-// EncodeState encodes s as the dispatcher table stores it. It does not
-// escape HTML characters (<, >, &): the state is no web page, and escaping
-// would let a request of MaxRequestBytes grow six-fold past the
-// changelog's limit.
+// EncodeState encodes s as the dispatcher table stores it: FormatProto
+// and a pb.State (wire.go).
 func EncodeState(s *State) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
-		return nil, fmt.Errorf("contract: encode state: %w", err)
+	m, err := statePB(s)
+	if err != nil {
+		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	b, err := marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
+	}
+	return b, nil
 }
 
-// DecodeState reads a value of the dispatcher table or its changelog.
+// DecodeState reads a value of the dispatcher table or its changelog, in
+// the binary encoding or in the JSON of earlier releases.
 func DecodeState(b []byte) (*State, error) {
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
+	enc, err := encodingOf(b)
+	if err != nil {
 		return nil, fmt.Errorf("contract: decode state: %w", err)
 	}
-	return &s, nil
+	if enc == encJSON {
+		var s State
+		if err := json.Unmarshal(b, &s); err != nil {
+			return nil, fmt.Errorf("contract: decode state (JSON): %w", err)
+		}
+		return &s, nil
+	}
+	var m pb.State
+	if err := unmarshalOpts.Unmarshal(b[1:], &m); err != nil {
+		return nil, fmt.Errorf("contract: decode state: %w", err)
+	}
+	s, err := fromStatePB(&m)
+	if err != nil {
+		return nil, fmt.Errorf("contract: decode state %q: %w", m.Id, err)
+	}
+	return s, nil
 }
 
 // StateVersion reads only the version of an encoded State, for readers
 // that keep the newest state per id (the changelog's update callback, the
 // sink).
 func StateVersion(b []byte) (uint64, error) {
-	var v struct {
-		Version uint64 `json:"version"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
+	enc, err := encodingOf(b)
+	if err != nil {
 		return 0, fmt.Errorf("contract: state version: %w", err)
 	}
-	return v.Version, nil
+	if enc == encJSON {
+		var v struct {
+			Version uint64 `json:"version"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return 0, fmt.Errorf("contract: state version (JSON): %w", err)
+		}
+		return v.Version, nil
+	}
+	h, err := scanHead(b[1:])
+	if err != nil {
+		return 0, fmt.Errorf("contract: state version: %w", err)
+	}
+	return h.Version, nil
 }
 
 // Summary is the light part of a state that a scan of the whole table
@@ -71,18 +101,36 @@ type Summary struct {
 
 // DecodeSummary reads the status and hold reason of an encoded state
 // without decoding the rest, which is mostly the request and the history
-// (BenchmarkSummary: many times faster than a full decode).
+// (BenchmarkDecodePartial: many times faster than a full decode). In the
+// binary encoding it reads the top-level fields only (scanHead), skipping
+// the request and the history entries whole.
 //
-// It relies on how EncodeState writes a State (see State): fields in
-// declaration order, no spaces, quotes inside strings escaped. So the
-// first `"version":` is the top-level key (nothing nested comes before it),
-// and `"status":"` and `"hold_reason":"` before it are the top-level keys
-// too: a string value cannot contain an unescaped quote. Anything else (a
-// value with escapes, a missing key) falls back to json.Unmarshal.
-// TestDecodeSummary checks it against json.Unmarshal, and fails if
-// State's fields are reordered so that this no longer holds.
+// For the JSON of earlier releases it relies on how they wrote a State
+// (see State): fields in declaration order, no spaces, quotes inside
+// strings escaped. So the first `"version":` is the top-level key (nothing
+// nested comes before it), and `"status":"` and `"hold_reason":"` before
+// it are the top-level keys too: a string value cannot contain an
+// unescaped quote. Anything else (a value with escapes, a missing key)
+// falls back to json.Unmarshal. TestLightDecodersAgreeWithDecodeState
+// checks both against the full decode.
 func DecodeSummary(b []byte) (Summary, error) {
 	var s Summary
+	enc, err := encodingOf(b)
+	if err != nil {
+		return s, fmt.Errorf("contract: state summary: %w", err)
+	}
+	if enc == encProto {
+		h, err := scanHead(b[1:])
+		if err == nil {
+			var perr error
+			s.Status, s.HoldReason = statusEnum.from(h.Status, string(h.StatusName), &perr), holdEnum.from(h.HoldReason, string(h.HoldReasonName), &perr)
+			err = perr
+		}
+		if err != nil {
+			return Summary{}, fmt.Errorf("contract: state summary: %w", err)
+		}
+		return s, nil
+	}
 	if v := bytes.Index(b, []byte(`"version":`)); v > 0 {
 		head := b[:v]
 		status, ok1 := stringAfter(head, `"status":"`)
@@ -93,7 +141,7 @@ func DecodeSummary(b []byte) (Summary, error) {
 		}
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("contract: state summary: %w", err)
+		return s, fmt.Errorf("contract: state summary (JSON): %w", err)
 	}
 	return s, nil
 }
@@ -119,19 +167,135 @@ func stringAfter(b []byte, key string) (string, bool) {
 // Version set. It is what the sender's stale check and the dispatcher's
 // sweep read for every command and every state.
 func DecodeProgress(b []byte) (*State, error) {
-	var p struct {
-		ID            string     `json:"id"`
-		Status        Status     `json:"status"`
-		HoldReason    HoldReason `json:"hold_reason"`
-		Attempts      int        `json:"attempts"`
-		Issue         int        `json:"issue"`
-		NextAttemptAt *time.Time `json:"next_attempt_at"`
-		TimeoutAt     *time.Time `json:"timeout_at"`
-		Version       uint64     `json:"version"`
-	}
-	if err := json.Unmarshal(b, &p); err != nil {
+	enc, err := encodingOf(b)
+	if err != nil {
 		return nil, fmt.Errorf("contract: state progress: %w", err)
 	}
-	return &State{ID: p.ID, Status: p.Status, HoldReason: p.HoldReason, Attempts: p.Attempts, Issue: p.Issue,
-		NextAttemptAt: p.NextAttemptAt, TimeoutAt: p.TimeoutAt, Version: p.Version}, nil
+	if enc == encJSON {
+		var p struct {
+			ID            string     `json:"id"`
+			Status        Status     `json:"status"`
+			HoldReason    HoldReason `json:"hold_reason"`
+			Attempts      int        `json:"attempts"`
+			Issue         int        `json:"issue"`
+			NextAttemptAt *time.Time `json:"next_attempt_at"`
+			TimeoutAt     *time.Time `json:"timeout_at"`
+			Version       uint64     `json:"version"`
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("contract: state progress (JSON): %w", err)
+		}
+		return &State{ID: p.ID, Status: p.Status, HoldReason: p.HoldReason, Attempts: p.Attempts, Issue: p.Issue,
+			NextAttemptAt: p.NextAttemptAt, TimeoutAt: p.TimeoutAt, Version: p.Version}, nil
+	}
+	h, err := scanHead(b[1:])
+	if err != nil {
+		return nil, fmt.Errorf("contract: state progress: %w", err)
+	}
+	s := &State{ID: string(h.ID), Status: statusEnum.from(h.Status, string(h.StatusName), &err),
+		HoldReason: holdEnum.from(h.HoldReason, string(h.HoldReasonName), &err),
+		Attempts:   int(h.Attempts), Issue: int(h.Issue), Version: h.Version}
+	if s.NextAttemptAt, err = subTime(h.NextAttemptAt, err); err == nil {
+		s.TimeoutAt, err = subTime(h.TimeoutAt, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("contract: state progress: %w", err)
+	}
+	return s, nil
+}
+
+// subTime decodes the bytes of an embedded Time message, nil for none.
+func subTime(b []byte, err error) (*time.Time, error) {
+	if b == nil || err != nil {
+		return nil, err
+	}
+	var m pb.Time
+	if err := unmarshalOpts.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return fromTimePtrPB(&m), nil
+}
+
+// stateHead holds the top-level fields of an encoded pb.State that the
+// light decoders read; NextAttemptAt and TimeoutAt are the encoded Time
+// messages (nil when absent).
+type stateHead struct {
+	Version                    uint64
+	ID                         []byte
+	Status                     pb.Status
+	HoldReason                 pb.HoldReason
+	StatusName, HoldReasonName []byte
+	Attempts, Issue            int64
+	NextAttemptAt, TimeoutAt   []byte
+}
+
+// The numbers of the fields scanHead reads, from herald.proto's
+// descriptor, so that a change there cannot go unnoticed here.
+var (
+	stateFields      = (&pb.State{}).ProtoReflect().Descriptor().Fields()
+	fieldVersion     = stateFields.ByName("version").Number()
+	fieldID          = stateFields.ByName("id").Number()
+	fieldStatus      = stateFields.ByName("status").Number()
+	fieldHoldReason  = stateFields.ByName("hold_reason").Number()
+	fieldStatusName  = stateFields.ByName("status_name").Number()
+	fieldHoldName    = stateFields.ByName("hold_reason_name").Number()
+	fieldAttempts    = stateFields.ByName("attempts").Number()
+	fieldIssue       = stateFields.ByName("issue").Number()
+	fieldNextAttempt = stateFields.ByName("next_attempt_at").Number()
+	fieldTimeoutAt   = stateFields.ByName("timeout_at").Number()
+)
+
+// scanHead reads the top-level fields of an encoded pb.State that the
+// light decoders need, and skips every other field whole (the request and
+// each history entry are one length-delimited field each).
+func scanHead(b []byte) (stateHead, error) {
+	var h stateHead
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return h, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType && (num == fieldVersion || num == fieldStatus || num == fieldHoldReason ||
+			num == fieldAttempts || num == fieldIssue):
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			switch num {
+			case fieldVersion:
+				h.Version = v
+			case fieldStatus:
+				h.Status = pb.Status(int32(v))
+			case fieldHoldReason:
+				h.HoldReason = pb.HoldReason(int32(v))
+			case fieldAttempts:
+				h.Attempts = int64(v)
+			case fieldIssue:
+				h.Issue = int64(v)
+			}
+		case typ == protowire.BytesType && (num == fieldID || num == fieldNextAttempt || num == fieldTimeoutAt ||
+			num == fieldStatusName || num == fieldHoldName):
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			switch num {
+			case fieldID:
+				h.ID = v
+			case fieldNextAttempt:
+				h.NextAttemptAt = v
+			case fieldTimeoutAt:
+				h.TimeoutAt = v
+			case fieldStatusName:
+				h.StatusName = v
+			case fieldHoldName:
+				h.HoldReasonName = v
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return h, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	return h, nil
 }
