@@ -85,7 +85,7 @@ func StateVersion(b []byte) (uint64, error) {
 		}
 		return v.Version, nil
 	}
-	h, err := scanHead(b[1:])
+	h, err := scanHead(b[1:], fieldVersion)
 	if err != nil {
 		return 0, fmt.Errorf("contract: state version: %w", err)
 	}
@@ -120,7 +120,7 @@ func DecodeSummary(b []byte) (Summary, error) {
 		return s, fmt.Errorf("contract: state summary: %w", err)
 	}
 	if enc == encProto {
-		h, err := scanHead(b[1:])
+		h, err := scanHead(b[1:], lastSummaryField)
 		if err == nil {
 			var perr error
 			s.Status, s.HoldReason = statusEnum.from(h.Status, string(h.StatusName), &perr), holdEnum.from(h.HoldReason, string(h.HoldReasonName), &perr)
@@ -140,6 +140,13 @@ func DecodeSummary(b []byte) (Summary, error) {
 			return s, nil
 		}
 	}
+	return summaryJSON(b)
+}
+
+// summaryJSON is DecodeSummary's slow path for JSON (apart, so that the
+// fast paths' Summary stays on the stack).
+func summaryJSON(b []byte) (Summary, error) {
+	var s Summary
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("contract: state summary (JSON): %w", err)
 	}
@@ -188,7 +195,7 @@ func DecodeProgress(b []byte) (*State, error) {
 		return &State{ID: p.ID, Status: p.Status, HoldReason: p.HoldReason, Attempts: p.Attempts, Issue: p.Issue,
 			NextAttemptAt: p.NextAttemptAt, TimeoutAt: p.TimeoutAt, Version: p.Version}, nil
 	}
-	h, err := scanHead(b[1:])
+	h, err := scanHead(b[1:], lastProgressField)
 	if err != nil {
 		return nil, fmt.Errorf("contract: state progress: %w", err)
 	}
@@ -230,7 +237,9 @@ type stateHead struct {
 }
 
 // The numbers of the fields scanHead reads, from herald.proto's
-// descriptor, so that a change there cannot go unnoticed here.
+// descriptor, so that a change there cannot go unnoticed here. They are
+// the first fields of State, and lastSummaryField and lastProgressField
+// are where the summary and the progress end (TestStateFieldOrder).
 var (
 	stateFields      = (&pb.State{}).ProtoReflect().Descriptor().Fields()
 	fieldVersion     = stateFields.ByName("version").Number()
@@ -243,17 +252,25 @@ var (
 	fieldIssue       = stateFields.ByName("issue").Number()
 	fieldNextAttempt = stateFields.ByName("next_attempt_at").Number()
 	fieldTimeoutAt   = stateFields.ByName("timeout_at").Number()
+
+	lastSummaryField  = max(fieldStatus, fieldHoldReason, fieldStatusName, fieldHoldName)
+	lastProgressField = max(lastSummaryField, fieldVersion, fieldID, fieldAttempts, fieldIssue, fieldNextAttempt, fieldTimeoutAt)
 )
 
 // scanHead reads the top-level fields of an encoded pb.State that the
-// light decoders need, and skips every other field whole (the request and
-// each history entry are one length-delimited field each).
-func scanHead(b []byte) (stateHead, error) {
+// light decoders need, up to field number upTo. EncodeState writes the
+// fields in number order (protobuf-go's marshaller does), so it stops at
+// the first field past upTo; any other field before it is skipped whole.
+// The fields after are not checked: DecodeState reads those.
+func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 	var h stateHead
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return h, protowire.ParseError(n)
+		}
+		if num > upTo {
+			break
 		}
 		b = b[n:]
 		switch {

@@ -438,46 +438,48 @@ func (x *Time) GetOffset() int32 {
 }
 
 // State is contract.State, the value of herald-dispatcher-table. The
-// fields the light decoders read (version, status, hold_reason, id,
-// attempts, issue, next_attempt_at, timeout_at) are top-level scalars or
-// Times, found without decoding the rest.
+// fields the light decoders read come first (version, then status and
+// hold reason, then the progress fields up to timeout_at): the encoder
+// writes fields in number order, so contract's scanner stops after the
+// last one it needs instead of skipping through the request and the
+// history.
 type State struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Version          uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Id               string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	Campaign         string                 `protobuf:"bytes,3,opt,name=campaign,proto3" json:"campaign,omitempty"`
-	Status           Status                 `protobuf:"varint,4,opt,name=status,proto3,enum=herald.internal.v1.Status" json:"status,omitempty"`
-	HoldReason       HoldReason             `protobuf:"varint,5,opt,name=hold_reason,json=holdReason,proto3,enum=herald.internal.v1.HoldReason" json:"hold_reason,omitempty"`
-	Channel          Channel                `protobuf:"varint,6,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
-	ChannelIndex     int64                  `protobuf:"varint,7,opt,name=channel_index,json=channelIndex,proto3" json:"channel_index,omitempty"`
-	Attempts         int64                  `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	ChannelAttempts  int64                  `protobuf:"varint,9,opt,name=channel_attempts,json=channelAttempts,proto3" json:"channel_attempts,omitempty"`
-	Duplicates       int64                  `protobuf:"varint,10,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
-	FirstSeen        *Time                  `protobuf:"bytes,11,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
-	UpdatedAt        *Time                  `protobuf:"bytes,12,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	NextAttemptAt    *Time                  `protobuf:"bytes,13,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
-	LastError        string                 `protobuf:"bytes,14,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
-	SentAt           *Time                  `protobuf:"bytes,15,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
-	IssuedAt         *Time                  `protobuf:"bytes,16,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
-	Cutoff           *Time                  `protobuf:"bytes,17,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
-	TimeoutAt        *Time                  `protobuf:"bytes,18,opt,name=timeout_at,json=timeoutAt,proto3" json:"timeout_at,omitempty"`
-	Issue            int64                  `protobuf:"varint,19,opt,name=issue,proto3" json:"issue,omitempty"`
-	Commands         int64                  `protobuf:"varint,20,opt,name=commands,proto3" json:"commands,omitempty"`
-	Unknowns         int64                  `protobuf:"varint,21,opt,name=unknowns,proto3" json:"unknowns,omitempty"`
-	DoubleDeliveries int64                  `protobuf:"varint,22,opt,name=double_deliveries,json=doubleDeliveries,proto3" json:"double_deliveries,omitempty"`
-	History          []*Attempt             `protobuf:"bytes,23,rep,name=history,proto3" json:"history,omitempty"`
-	Request          *Request               `protobuf:"bytes,24,opt,name=request,proto3" json:"request,omitempty"`
+	Status           Status                 `protobuf:"varint,2,opt,name=status,proto3,enum=herald.internal.v1.Status" json:"status,omitempty"`
+	HoldReason       HoldReason             `protobuf:"varint,3,opt,name=hold_reason,json=holdReason,proto3,enum=herald.internal.v1.HoldReason" json:"hold_reason,omitempty"`
+	StatusName       string                 `protobuf:"bytes,4,opt,name=status_name,json=statusName,proto3" json:"status_name,omitempty"`
+	HoldReasonName   string                 `protobuf:"bytes,5,opt,name=hold_reason_name,json=holdReasonName,proto3" json:"hold_reason_name,omitempty"`
+	Id               string                 `protobuf:"bytes,6,opt,name=id,proto3" json:"id,omitempty"`
+	Attempts         int64                  `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Issue            int64                  `protobuf:"varint,8,opt,name=issue,proto3" json:"issue,omitempty"`
+	NextAttemptAt    *Time                  `protobuf:"bytes,9,opt,name=next_attempt_at,json=nextAttemptAt,proto3" json:"next_attempt_at,omitempty"`
+	TimeoutAt        *Time                  `protobuf:"bytes,10,opt,name=timeout_at,json=timeoutAt,proto3" json:"timeout_at,omitempty"`
+	Campaign         string                 `protobuf:"bytes,11,opt,name=campaign,proto3" json:"campaign,omitempty"`
+	Channel          Channel                `protobuf:"varint,12,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
+	ChannelName      string                 `protobuf:"bytes,13,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
+	ChannelIndex     int64                  `protobuf:"varint,14,opt,name=channel_index,json=channelIndex,proto3" json:"channel_index,omitempty"`
+	ChannelAttempts  int64                  `protobuf:"varint,15,opt,name=channel_attempts,json=channelAttempts,proto3" json:"channel_attempts,omitempty"`
+	Duplicates       int64                  `protobuf:"varint,16,opt,name=duplicates,proto3" json:"duplicates,omitempty"`
+	FirstSeen        *Time                  `protobuf:"bytes,17,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	UpdatedAt        *Time                  `protobuf:"bytes,18,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	LastError        string                 `protobuf:"bytes,19,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	SentAt           *Time                  `protobuf:"bytes,20,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	IssuedAt         *Time                  `protobuf:"bytes,21,opt,name=issued_at,json=issuedAt,proto3" json:"issued_at,omitempty"`
+	Cutoff           *Time                  `protobuf:"bytes,22,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
+	Commands         int64                  `protobuf:"varint,23,opt,name=commands,proto3" json:"commands,omitempty"`
+	Unknowns         int64                  `protobuf:"varint,24,opt,name=unknowns,proto3" json:"unknowns,omitempty"`
+	DoubleDeliveries int64                  `protobuf:"varint,25,opt,name=double_deliveries,json=doubleDeliveries,proto3" json:"double_deliveries,omitempty"`
+	History          []*Attempt             `protobuf:"bytes,26,rep,name=history,proto3" json:"history,omitempty"`
+	Request          *Request               `protobuf:"bytes,27,opt,name=request,proto3" json:"request,omitempty"`
 	// applied holds one Position per input topic (contract.State.Applied is
 	// keyed by the position's topic).
-	Applied        []*Position      `protobuf:"bytes,25,rep,name=applied,proto3" json:"applied,omitempty"`
-	LastSource     *Position        `protobuf:"bytes,26,opt,name=last_source,json=lastSource,proto3" json:"last_source,omitempty"`
-	LastEmitted    bool             `protobuf:"varint,27,opt,name=last_emitted,json=lastEmitted,proto3" json:"last_emitted,omitempty"`
-	Moved          map[string]int64 `protobuf:"bytes,28,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	StatusName     string           `protobuf:"bytes,29,opt,name=status_name,json=statusName,proto3" json:"status_name,omitempty"`
-	HoldReasonName string           `protobuf:"bytes,30,opt,name=hold_reason_name,json=holdReasonName,proto3" json:"hold_reason_name,omitempty"`
-	ChannelName    string           `protobuf:"bytes,31,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	Applied       []*Position      `protobuf:"bytes,28,rep,name=applied,proto3" json:"applied,omitempty"`
+	LastSource    *Position        `protobuf:"bytes,29,opt,name=last_source,json=lastSource,proto3" json:"last_source,omitempty"`
+	LastEmitted   bool             `protobuf:"varint,30,opt,name=last_emitted,json=lastEmitted,proto3" json:"last_emitted,omitempty"`
+	Moved         map[string]int64 `protobuf:"bytes,31,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *State) Reset() {
@@ -517,20 +519,6 @@ func (x *State) GetVersion() uint64 {
 	return 0
 }
 
-func (x *State) GetId() string {
-	if x != nil {
-		return x.Id
-	}
-	return ""
-}
-
-func (x *State) GetCampaign() string {
-	if x != nil {
-		return x.Campaign
-	}
-	return ""
-}
-
 func (x *State) GetStatus() Status {
 	if x != nil {
 		return x.Status
@@ -545,6 +533,62 @@ func (x *State) GetHoldReason() HoldReason {
 	return HoldReason_HOLD_REASON_UNSPECIFIED
 }
 
+func (x *State) GetStatusName() string {
+	if x != nil {
+		return x.StatusName
+	}
+	return ""
+}
+
+func (x *State) GetHoldReasonName() string {
+	if x != nil {
+		return x.HoldReasonName
+	}
+	return ""
+}
+
+func (x *State) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *State) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *State) GetIssue() int64 {
+	if x != nil {
+		return x.Issue
+	}
+	return 0
+}
+
+func (x *State) GetNextAttemptAt() *Time {
+	if x != nil {
+		return x.NextAttemptAt
+	}
+	return nil
+}
+
+func (x *State) GetTimeoutAt() *Time {
+	if x != nil {
+		return x.TimeoutAt
+	}
+	return nil
+}
+
+func (x *State) GetCampaign() string {
+	if x != nil {
+		return x.Campaign
+	}
+	return ""
+}
+
 func (x *State) GetChannel() Channel {
 	if x != nil {
 		return x.Channel
@@ -552,16 +596,16 @@ func (x *State) GetChannel() Channel {
 	return Channel_CHANNEL_UNSPECIFIED
 }
 
+func (x *State) GetChannelName() string {
+	if x != nil {
+		return x.ChannelName
+	}
+	return ""
+}
+
 func (x *State) GetChannelIndex() int64 {
 	if x != nil {
 		return x.ChannelIndex
-	}
-	return 0
-}
-
-func (x *State) GetAttempts() int64 {
-	if x != nil {
-		return x.Attempts
 	}
 	return 0
 }
@@ -594,13 +638,6 @@ func (x *State) GetUpdatedAt() *Time {
 	return nil
 }
 
-func (x *State) GetNextAttemptAt() *Time {
-	if x != nil {
-		return x.NextAttemptAt
-	}
-	return nil
-}
-
 func (x *State) GetLastError() string {
 	if x != nil {
 		return x.LastError
@@ -627,20 +664,6 @@ func (x *State) GetCutoff() *Time {
 		return x.Cutoff
 	}
 	return nil
-}
-
-func (x *State) GetTimeoutAt() *Time {
-	if x != nil {
-		return x.TimeoutAt
-	}
-	return nil
-}
-
-func (x *State) GetIssue() int64 {
-	if x != nil {
-		return x.Issue
-	}
-	return 0
 }
 
 func (x *State) GetCommands() int64 {
@@ -704,27 +727,6 @@ func (x *State) GetMoved() map[string]int64 {
 		return x.Moved
 	}
 	return nil
-}
-
-func (x *State) GetStatusName() string {
-	if x != nil {
-		return x.StatusName
-	}
-	return ""
-}
-
-func (x *State) GetHoldReasonName() string {
-	if x != nil {
-		return x.HoldReasonName
-	}
-	return ""
-}
-
-func (x *State) GetChannelName() string {
-	if x != nil {
-		return x.ChannelName
-	}
-	return ""
 }
 
 type Position struct {
@@ -1691,47 +1693,47 @@ const file_herald_proto_rawDesc = "" +
 	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x11R\x06offset\"\x94\v\n" +
 	"\x05State\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
-	"\bcampaign\x18\x03 \x01(\tR\bcampaign\x122\n" +
-	"\x06status\x18\x04 \x01(\x0e2\x1a.herald.internal.v1.StatusR\x06status\x12?\n" +
-	"\vhold_reason\x18\x05 \x01(\x0e2\x1e.herald.internal.v1.HoldReasonR\n" +
-	"holdReason\x125\n" +
-	"\achannel\x18\x06 \x01(\x0e2\x1b.herald.internal.v1.ChannelR\achannel\x12#\n" +
-	"\rchannel_index\x18\a \x01(\x03R\fchannelIndex\x12\x1a\n" +
-	"\battempts\x18\b \x01(\x03R\battempts\x12)\n" +
-	"\x10channel_attempts\x18\t \x01(\x03R\x0fchannelAttempts\x12\x1e\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1a.herald.internal.v1.StatusR\x06status\x12?\n" +
+	"\vhold_reason\x18\x03 \x01(\x0e2\x1e.herald.internal.v1.HoldReasonR\n" +
+	"holdReason\x12\x1f\n" +
+	"\vstatus_name\x18\x04 \x01(\tR\n" +
+	"statusName\x12(\n" +
+	"\x10hold_reason_name\x18\x05 \x01(\tR\x0eholdReasonName\x12\x0e\n" +
+	"\x02id\x18\x06 \x01(\tR\x02id\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x03R\battempts\x12\x14\n" +
+	"\x05issue\x18\b \x01(\x03R\x05issue\x12@\n" +
+	"\x0fnext_attempt_at\x18\t \x01(\v2\x18.herald.internal.v1.TimeR\rnextAttemptAt\x127\n" +
 	"\n" +
-	"duplicates\x18\n" +
-	" \x01(\x03R\n" +
+	"timeout_at\x18\n" +
+	" \x01(\v2\x18.herald.internal.v1.TimeR\ttimeoutAt\x12\x1a\n" +
+	"\bcampaign\x18\v \x01(\tR\bcampaign\x125\n" +
+	"\achannel\x18\f \x01(\x0e2\x1b.herald.internal.v1.ChannelR\achannel\x12!\n" +
+	"\fchannel_name\x18\r \x01(\tR\vchannelName\x12#\n" +
+	"\rchannel_index\x18\x0e \x01(\x03R\fchannelIndex\x12)\n" +
+	"\x10channel_attempts\x18\x0f \x01(\x03R\x0fchannelAttempts\x12\x1e\n" +
+	"\n" +
+	"duplicates\x18\x10 \x01(\x03R\n" +
 	"duplicates\x127\n" +
 	"\n" +
-	"first_seen\x18\v \x01(\v2\x18.herald.internal.v1.TimeR\tfirstSeen\x127\n" +
+	"first_seen\x18\x11 \x01(\v2\x18.herald.internal.v1.TimeR\tfirstSeen\x127\n" +
 	"\n" +
-	"updated_at\x18\f \x01(\v2\x18.herald.internal.v1.TimeR\tupdatedAt\x12@\n" +
-	"\x0fnext_attempt_at\x18\r \x01(\v2\x18.herald.internal.v1.TimeR\rnextAttemptAt\x12\x1d\n" +
+	"updated_at\x18\x12 \x01(\v2\x18.herald.internal.v1.TimeR\tupdatedAt\x12\x1d\n" +
 	"\n" +
-	"last_error\x18\x0e \x01(\tR\tlastError\x121\n" +
-	"\asent_at\x18\x0f \x01(\v2\x18.herald.internal.v1.TimeR\x06sentAt\x125\n" +
-	"\tissued_at\x18\x10 \x01(\v2\x18.herald.internal.v1.TimeR\bissuedAt\x120\n" +
-	"\x06cutoff\x18\x11 \x01(\v2\x18.herald.internal.v1.TimeR\x06cutoff\x127\n" +
-	"\n" +
-	"timeout_at\x18\x12 \x01(\v2\x18.herald.internal.v1.TimeR\ttimeoutAt\x12\x14\n" +
-	"\x05issue\x18\x13 \x01(\x03R\x05issue\x12\x1a\n" +
-	"\bcommands\x18\x14 \x01(\x03R\bcommands\x12\x1a\n" +
-	"\bunknowns\x18\x15 \x01(\x03R\bunknowns\x12+\n" +
-	"\x11double_deliveries\x18\x16 \x01(\x03R\x10doubleDeliveries\x125\n" +
-	"\ahistory\x18\x17 \x03(\v2\x1b.herald.internal.v1.AttemptR\ahistory\x125\n" +
-	"\arequest\x18\x18 \x01(\v2\x1b.herald.internal.v1.RequestR\arequest\x126\n" +
-	"\aapplied\x18\x19 \x03(\v2\x1c.herald.internal.v1.PositionR\aapplied\x12=\n" +
-	"\vlast_source\x18\x1a \x01(\v2\x1c.herald.internal.v1.PositionR\n" +
+	"last_error\x18\x13 \x01(\tR\tlastError\x121\n" +
+	"\asent_at\x18\x14 \x01(\v2\x18.herald.internal.v1.TimeR\x06sentAt\x125\n" +
+	"\tissued_at\x18\x15 \x01(\v2\x18.herald.internal.v1.TimeR\bissuedAt\x120\n" +
+	"\x06cutoff\x18\x16 \x01(\v2\x18.herald.internal.v1.TimeR\x06cutoff\x12\x1a\n" +
+	"\bcommands\x18\x17 \x01(\x03R\bcommands\x12\x1a\n" +
+	"\bunknowns\x18\x18 \x01(\x03R\bunknowns\x12+\n" +
+	"\x11double_deliveries\x18\x19 \x01(\x03R\x10doubleDeliveries\x125\n" +
+	"\ahistory\x18\x1a \x03(\v2\x1b.herald.internal.v1.AttemptR\ahistory\x125\n" +
+	"\arequest\x18\x1b \x01(\v2\x1b.herald.internal.v1.RequestR\arequest\x126\n" +
+	"\aapplied\x18\x1c \x03(\v2\x1c.herald.internal.v1.PositionR\aapplied\x12=\n" +
+	"\vlast_source\x18\x1d \x01(\v2\x1c.herald.internal.v1.PositionR\n" +
 	"lastSource\x12!\n" +
-	"\flast_emitted\x18\x1b \x01(\bR\vlastEmitted\x12:\n" +
-	"\x05moved\x18\x1c \x03(\v2$.herald.internal.v1.State.MovedEntryR\x05moved\x12\x1f\n" +
-	"\vstatus_name\x18\x1d \x01(\tR\n" +
-	"statusName\x12(\n" +
-	"\x10hold_reason_name\x18\x1e \x01(\tR\x0eholdReasonName\x12!\n" +
-	"\fchannel_name\x18\x1f \x01(\tR\vchannelName\x1a8\n" +
+	"\flast_emitted\x18\x1e \x01(\bR\vlastEmitted\x12:\n" +
+	"\x05moved\x18\x1f \x03(\v2$.herald.internal.v1.State.MovedEntryR\x05moved\x1a8\n" +
 	"\n" +
 	"MovedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -1908,14 +1910,14 @@ var file_herald_proto_goTypes = []any{
 var file_herald_proto_depIdxs = []int32{
 	0,  // 0: herald.internal.v1.State.status:type_name -> herald.internal.v1.Status
 	1,  // 1: herald.internal.v1.State.hold_reason:type_name -> herald.internal.v1.HoldReason
-	2,  // 2: herald.internal.v1.State.channel:type_name -> herald.internal.v1.Channel
-	6,  // 3: herald.internal.v1.State.first_seen:type_name -> herald.internal.v1.Time
-	6,  // 4: herald.internal.v1.State.updated_at:type_name -> herald.internal.v1.Time
-	6,  // 5: herald.internal.v1.State.next_attempt_at:type_name -> herald.internal.v1.Time
-	6,  // 6: herald.internal.v1.State.sent_at:type_name -> herald.internal.v1.Time
-	6,  // 7: herald.internal.v1.State.issued_at:type_name -> herald.internal.v1.Time
-	6,  // 8: herald.internal.v1.State.cutoff:type_name -> herald.internal.v1.Time
-	6,  // 9: herald.internal.v1.State.timeout_at:type_name -> herald.internal.v1.Time
+	6,  // 2: herald.internal.v1.State.next_attempt_at:type_name -> herald.internal.v1.Time
+	6,  // 3: herald.internal.v1.State.timeout_at:type_name -> herald.internal.v1.Time
+	2,  // 4: herald.internal.v1.State.channel:type_name -> herald.internal.v1.Channel
+	6,  // 5: herald.internal.v1.State.first_seen:type_name -> herald.internal.v1.Time
+	6,  // 6: herald.internal.v1.State.updated_at:type_name -> herald.internal.v1.Time
+	6,  // 7: herald.internal.v1.State.sent_at:type_name -> herald.internal.v1.Time
+	6,  // 8: herald.internal.v1.State.issued_at:type_name -> herald.internal.v1.Time
+	6,  // 9: herald.internal.v1.State.cutoff:type_name -> herald.internal.v1.Time
 	9,  // 10: herald.internal.v1.State.history:type_name -> herald.internal.v1.Attempt
 	10, // 11: herald.internal.v1.State.request:type_name -> herald.internal.v1.Request
 	8,  // 12: herald.internal.v1.State.applied:type_name -> herald.internal.v1.Position
