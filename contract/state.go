@@ -59,24 +59,30 @@ const (
 // writes the whole state to the table's changelog with Version one higher,
 // so a reader (the sink, a view) can always keep the newest.
 //
-// Encoding: EncodeState writes it and StateCodec is the table's Goka codec;
-// nobody else encodes or decodes a state. Other readers depend on parts of
-// the encoding, through the light decoders beside it (statecodec.go):
+// Encoding: EncodeState writes it (the binary encoding of
+// internal/pb/herald.proto, after the byte FormatProto), StateCodec is the
+// table's Goka codec, and DecodeState also reads the JSON of earlier
+// releases (these json tags). Nobody else encodes or decodes a state.
+// Other readers depend on parts of the encoding, through the light
+// decoders beside it (statecodec.go):
 //   - every reader of the changelog (the dispatcher's recovery, every view,
-//     processors.VersionedUpdate) reads only Version, through StateVersion;
+//     gokax.VersionedUpdate) reads only Version, through StateVersion;
 //   - the held gauge's scan of the table (views.StateView.Scan) reads only
-//     Status and HoldReason, through DecodeSummary, whose fast path needs
-//     the JSON keys "id", "campaign", "status", ..., "hold_reason" to come
-//     before "version" in this declaration order, with nothing nested
-//     before "version";
+//     Status and HoldReason, through DecodeSummary;
 //   - the sender's stale check (sender.ViewReader) and the dispatcher's
 //     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,
 //     TimeoutAt and Version, through DecodeProgress;
 //   - the sink, the status feed and the API decode the whole state
 //     (DecodeState), and the sink keeps the highest Version per id.
 //
+// The light decoders need these fields to be the first of the protobuf
+// State, written in field-number order, so that they stop reading after
+// them (TestStateFieldOrder). For the JSON of earlier releases,
+// DecodeSummary's fast path needs "status" and "hold_reason" to come
+// before "version" in this declaration order, with nothing nested before
+// "version": do not reorder these fields.
 // TestLightDecodersAgreeWithDecodeState fails if a light decoder and the
-// full decode ever disagree.
+// full decode ever disagree, in either encoding.
 type State struct {
 	ID       string `json:"id"`
 	Campaign string `json:"campaign"`
