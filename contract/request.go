@@ -6,6 +6,13 @@
 // two change together, and a change that breaks a producer is a new schema
 // version, never an edit of v1.
 //
+// It owns every encoder, decoder and masker of them, and nothing outside it
+// reads or writes their bytes: requests are JSON (Decode); the state
+// (statecodec.go, with the table's Goka codec StateCodec) and Herald's own
+// records (recordcodec.go) are written in a binary encoding made for the
+// hot path (wire.go, internal/pb), and read in it or in the JSON of earlier
+// releases; addresses are masked by mask.go.
+//
 // Decoding is tolerant of unknown fields, so that producers can move ahead of
 // the dispatcher, and strict about everything the dispatcher relies on: every
 // problem is reported once, naming its field.
