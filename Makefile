@@ -61,10 +61,11 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-## fuzz: fuzz the request decoder for a minute.
+## fuzz: fuzz the request decoder, then the decoders of the state and of Herald's records, a minute each.
 FUZZTIME ?= 60s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./contract
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./contract
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeState$$' -fuzztime $(FUZZTIME) ./contract
 
 ## proto: regenerate contract/internal/pb/herald.pb.go from herald.proto with pinned tools
 ## (buf v1.75.0 and protoc-gen-go v1.36.12, fetched through the Go module proxy; nothing to install).

@@ -112,7 +112,10 @@ func DecodeResult(key, value []byte) (*SendResult, error) {
 	if err := decodeRecord(value, r, &m, func() (err error) { r, err = fromResultPB(&m); return err }); err != nil {
 		return nil, err
 	}
-	return r, checkKey(key, r.ID)
+	if err := checkKey(key, r.ID); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // DecodeWakeup reads a wake-up whose id must equal key.
@@ -122,7 +125,10 @@ func DecodeWakeup(key, value []byte) (*Wakeup, error) {
 	if err := decodeRecord(value, w, &m, func() (err error) { w, err = fromWakeupPB(&m); return err }); err != nil {
 		return nil, err
 	}
-	return w, checkKey(key, w.ID)
+	if err := checkKey(key, w.ID); err != nil {
+		return nil, err
+	}
+	return w, nil
 }
 
 // DecodeControl reads a herald.control record whose id must equal key: a
