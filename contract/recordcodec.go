@@ -140,29 +140,107 @@ func DecodeControl(key, value []byte) (*Cancel, *Retry, error) {
 		Kind string `json:"kind"`
 	}
 	var m pb.Control
-	err := decodeRecord(value, &j, &m, func() error {
-		j.ID, j.Reason, j.RequestedAt, j.AfterAttempts = m.Id, m.Reason, fromTimePB(m.RequestedAt), int(m.AfterAttempts)
-		switch m.Kind {
-		case pb.ControlKind_CONTROL_KIND_CANCEL:
-		case pb.ControlKind_CONTROL_KIND_RETRY:
-			j.Kind = ControlRetry
-		default:
-			return fmt.Errorf("unknown control kind %d", m.Kind)
-		}
-		return nil
-	})
+	var c *Cancel
+	var r *Retry
+	err := decodeRecord(value, &j, &m, func() (err error) { c, r, err = fromControlPB(&m); return err })
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := checkKey(key, j.ID); err != nil {
+	if c == nil && r == nil { // JSON
+		if j.Kind == ControlRetry {
+			rt := j.Retry
+			rt.Kind = ControlRetry
+			r = &rt
+		} else {
+			c = &Cancel{ID: j.ID, Reason: j.Reason, RequestedAt: j.RequestedAt}
+		}
+	}
+	id := j.ID
+	if c != nil {
+		id = c.ID
+	} else if r != nil {
+		id = r.ID
+	}
+	if err := checkKey(key, id); err != nil {
 		return nil, nil, err
 	}
-	if j.Kind == ControlRetry {
-		r := j.Retry
-		r.Kind = ControlRetry
-		return nil, &r, nil
+	return c, r, nil
+}
+
+func fromControlPB(m *pb.Control) (*Cancel, *Retry, error) {
+	switch m.Kind {
+	case pb.ControlKind_CONTROL_KIND_CANCEL:
+		return &Cancel{ID: m.Id, Reason: m.Reason, RequestedAt: fromTimePB(m.RequestedAt)}, nil, nil
+	case pb.ControlKind_CONTROL_KIND_RETRY:
+		return nil, &Retry{Kind: ControlRetry, ID: m.Id, AfterAttempts: int(m.AfterAttempts), Reason: m.Reason,
+			RequestedAt: fromTimePB(m.RequestedAt)}, nil
 	}
-	return &Cancel{ID: j.ID, Reason: j.Reason, RequestedAt: j.RequestedAt}, nil, nil
+	return nil, nil, fmt.Errorf("unknown control kind %d", m.Kind)
+}
+
+// RecordKind names what a topic of Herald's holds, for Readable.
+type RecordKind int
+
+// The kinds of Herald's own values.
+const (
+	KindOther   RecordKind = iota // not one of Herald's own records (a request, say)
+	KindState                     // herald-dispatcher-table
+	KindCommand                   // herald.send
+	KindResult                    // herald.results
+	KindWakeup                    // herald.wakeups, the delay tiers
+	KindControl                   // herald.control
+)
+
+// Readable returns a value of the given kind as people read it (herald dlq
+// show): a state or record in the binary encoding as the JSON that
+// docs/events.md shows, without checking its key; anything else (JSON, a
+// request, bytes that do not decode) as it is.
+func Readable(kind RecordKind, value []byte) []byte {
+	if len(value) == 0 || value[0] != FormatProto {
+		return value
+	}
+	var v any
+	var err error
+	switch kind {
+	case KindState:
+		v, err = DecodeState(value)
+	case KindCommand:
+		var m pb.SendCommand
+		if err = unmarshalOpts.Unmarshal(value[1:], &m); err == nil {
+			v, err = fromCommandPB(&m)
+		}
+	case KindResult:
+		var m pb.SendResult
+		if err = unmarshalOpts.Unmarshal(value[1:], &m); err == nil {
+			v, err = fromResultPB(&m)
+		}
+	case KindWakeup:
+		var m pb.Wakeup
+		if err = unmarshalOpts.Unmarshal(value[1:], &m); err == nil {
+			v, err = fromWakeupPB(&m)
+		}
+	case KindControl:
+		var m pb.Control
+		if err = unmarshalOpts.Unmarshal(value[1:], &m); err == nil {
+			var c *Cancel
+			var r *Retry
+			if c, r, err = fromControlPB(&m); c != nil {
+				v = c
+			} else {
+				v = r
+			}
+		}
+	default:
+		return value
+	}
+	if err != nil {
+		return value
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return value
+	}
+	return b
 }
 
 // checkKey checks that a record's id is its Kafka key.

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -243,5 +244,40 @@ func TestEnumsMatchTheProto(t *testing.T) {
 	// Every value the Go code knows has one.
 	if len(st) != len(Statuses)+1 || len(ch) != len(Channels)+1 {
 		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses), len(ch)-1, len(Channels))
+	}
+}
+
+// Readable shows a binary value as the JSON people know, and leaves
+// everything else alone.
+func TestReadable(t *testing.T) {
+	cmd, res, w := benchRecords()
+	st := benchState(t)
+	at := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
+	cases := []struct {
+		kind RecordKind
+		bin  []byte
+		want any
+	}{
+		{KindState, mustEncode(EncodeState(st)), st},
+		{KindCommand, mustEncode(EncodeCommand(cmd)), cmd},
+		{KindResult, mustEncode(EncodeResult(res)), res},
+		{KindWakeup, mustEncode(EncodeWakeup(w)), w},
+		{KindControl, mustEncode(EncodeCancel(&Cancel{ID: "x", Reason: "r", RequestedAt: at})), &Cancel{ID: "x", Reason: "r", RequestedAt: at}},
+		{KindControl, mustEncode(EncodeRetry(&Retry{ID: "x", AfterAttempts: 3, RequestedAt: at})),
+			&Retry{Kind: ControlRetry, ID: "x", AfterAttempts: 3, RequestedAt: at}},
+	}
+	for _, c := range cases {
+		want, _ := json.Marshal(c.want)
+		if got := Readable(c.kind, c.bin); string(got) != string(want) {
+			t.Errorf("kind %d:\n got %s\nwant %s", c.kind, got, want)
+		}
+	}
+	for _, v := range [][]byte{nil, []byte(`{"id":"x"}`), {FormatProto, 0xff}} {
+		if got := Readable(KindResult, v); string(got) != string(v) {
+			t.Errorf("%q shown as %q", v, got)
+		}
+	}
+	if got := Readable(KindOther, cases[1].bin); string(got) != string(cases[1].bin) {
+		t.Errorf("a value of another kind was decoded: %q", got)
 	}
 }

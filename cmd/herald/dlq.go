@@ -15,6 +15,8 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
+	"github.com/herald-dispatch/herald/internal/delay"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -246,12 +248,39 @@ func printDLQList(out io.Writer, entries []dlq.Entry, asJSON bool) error {
 	return nil
 }
 
+// readableValue returns a dead letter's value as text: a record of
+// Herald's in the binary encoding as its JSON (by the topic it was bound
+// for: the herald-target of a delay tier's record, the origin of a moved
+// one), anything else as it is.
+func readableValue(d contract.DeadLetter) string {
+	topic := d.Topic
+	for _, h := range d.Headers {
+		if h.Key == delay.HeaderTarget || h.Key == dispatcher.HeaderOriginTopic {
+			topic = string(h.Value)
+		}
+	}
+	kind := contract.KindOther
+	switch topic {
+	case string(topology.TableDispatcher):
+		kind = contract.KindState
+	case topology.TopicSend:
+		kind = contract.KindCommand
+	case topology.TopicResults:
+		kind = contract.KindResult
+	case topology.TopicWakeups:
+		kind = contract.KindWakeup
+	case topology.TopicControl:
+		kind = contract.KindControl
+	}
+	return string(contract.Readable(kind, d.Value))
+}
+
 func printDLQShow(out io.Writer, entries []dlq.Entry, asJSON, reveal bool, log *slog.Logger) error {
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")
 	var revealed []string
 	for _, e := range entries {
-		value := string(e.Letter.Value)
+		value := readableValue(e.Letter)
 		if reveal {
 			revealed = append(revealed, string(e.Letter.Key))
 		} else {

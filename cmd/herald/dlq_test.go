@@ -205,3 +205,47 @@ func TestDLQListCreatesNothing(t *testing.T) {
 		t.Errorf("dlq list created a topic: %v", topics.Names())
 	}
 }
+
+// `herald dlq show` prints a dead-lettered record of Herald's, which is
+// binary, as its JSON: by its topic, or by the topic a delay tier's record
+// was bound for; a request stays as it was.
+func TestDLQShowDecodesHeraldsRecords(t *testing.T) {
+	at := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
+	res, err := contract.EncodeResult(&contract.SendResult{ID: "r-1", Attempt: 1, Channel: contract.ChannelEmail,
+		Outcome: contract.OutcomeTransient, Error: "503 for jane@example.com", At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wake, err := contract.EncodeWakeup(&contract.Wakeup{ID: "w-1", Kind: contract.WakeupHold, Due: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := []dlqpkg.Entry{
+		{Letter: contract.DeadLetter{Topic: topology.TopicResults, Key: []byte("r-1"), Value: res}},
+		{Letter: contract.DeadLetter{Topic: topology.TierTopics()[0], Key: []byte("w-1"), Value: wake,
+			Headers: []contract.Header{{Key: "herald-target", Value: []byte(topology.TopicWakeups)}}}},
+		{Letter: contract.DeadLetter{Topic: topology.TopicRequests, Key: []byte("q-1"), Value: []byte(dlqRequest("q-1"))}},
+	}
+	var out bytes.Buffer
+	if err := printDLQShow(&out, entries, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	dec := json.NewDecoder(&out)
+	var values []string
+	for range entries {
+		var row struct{ Value string }
+		if err := dec.Decode(&row); err != nil {
+			t.Fatal(err)
+		}
+		values = append(values, row.Value)
+	}
+	if !strings.Contains(values[0], `"outcome":"transient"`) || !strings.Contains(values[0], "j***@example.com") {
+		t.Errorf("result shown as %q", values[0])
+	}
+	if !strings.Contains(values[1], `"kind":"hold"`) {
+		t.Errorf("parked wake-up shown as %q", values[1])
+	}
+	if values[2] != strings.ReplaceAll(dlqRequest("q-1"), "jane@example.com", "j***@example.com") {
+		t.Errorf("request shown as %q", values[2])
+	}
+}
