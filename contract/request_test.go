@@ -554,13 +554,15 @@ func TestLargestStateFitsTheChangelog(t *testing.T) {
 	for i := 0; i < MaxHistory; i++ {
 		s.History = append(s.History, Attempt{Attempt: i, Channel: ChannelEmail, Outcome: OutcomeTransient, Error: strings.Repeat("e", MaxErrorLength+3)})
 	}
-	var buf strings.Builder
-	e := json.NewEncoder(&buf)
-	e.SetEscapeHTML(false) // as the changelog codec writes it (topology.StateCodec)
-	if err := e.Encode(&s); err != nil {
+	enc, err := EncodeState(&s) // as the table's codec writes it
+	if err != nil {
 		t.Fatal(err)
 	}
-	if enc := buf.String(); len(enc) >= 1<<20 {
+	if len(enc) >= 1<<20 {
 		t.Fatalf("largest state is %d bytes, over 1 MiB", len(enc))
+	}
+	// And so did it in the JSON of earlier releases, which are still read.
+	if old := legacyJSON(t, &s); len(old) >= 1<<20 {
+		t.Fatalf("largest state was %d bytes of JSON, over 1 MiB", len(old))
 	}
 }
