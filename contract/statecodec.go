@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/herald-dispatch/herald/contract/internal/pb"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/herald-dispatch/herald/contract/internal/pb"
 )
 
 // StateCodec is the Goka codec of the dispatcher table (Encode and Decode

@@ -13,13 +13,13 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
-	"github.com/herald-dispatch/herald/internal/delay"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/delay"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/topology"
 )

@@ -12,11 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/sink"
 )
 

@@ -5,9 +5,9 @@ import (
 	"flag"
 	"fmt"
 
-	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/statusfeed"
 )
 
