@@ -119,20 +119,46 @@ func timePB(t time.Time) *pb.Time {
 	if t.IsZero() {
 		return nil
 	}
-	return timeOf(t)
+	return setTime(new(pb.Time), t)
 }
 
-// timePtrPB encodes *t; nil is absent (a zero time that is set is kept).
-func timePtrPB(t *time.Time) *pb.Time {
+func setTime(m *pb.Time, t time.Time) *pb.Time {
+	_, off := t.Zone()
+	m.Seconds, m.Nanos, m.Offset = t.Unix(), int32(t.Nanosecond()), int32(off)
+	return m
+}
+
+// timeSlab hands out the Times of one message from one allocation (an
+// encode allocates per message, and a state has a dozen Times).
+type timeSlab struct {
+	buf []pb.Time
+	n   int
+}
+
+func newTimeSlab(n int) *timeSlab { return &timeSlab{buf: make([]pb.Time, n)} }
+
+func (ts *timeSlab) get(t time.Time) *pb.Time {
+	if ts.n == len(ts.buf) {
+		return setTime(new(pb.Time), t)
+	}
+	ts.n++
+	return setTime(&ts.buf[ts.n-1], t)
+}
+
+// val encodes t; the zero time is absent.
+func (ts *timeSlab) val(t time.Time) *pb.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return ts.get(t)
+}
+
+// ptr encodes *t; nil is absent (a zero time that is set is kept).
+func (ts *timeSlab) ptr(t *time.Time) *pb.Time {
 	if t == nil {
 		return nil
 	}
-	return timeOf(*t)
-}
-
-func timeOf(t time.Time) *pb.Time {
-	_, off := t.Zone()
-	return &pb.Time{Seconds: t.Unix(), Nanos: int32(t.Nanosecond()), Offset: int32(off)}
+	return ts.get(*t)
 }
 
 // fromTimePB decodes a Time; absent is the zero time. A time written in
@@ -159,40 +185,47 @@ func fromTimePtrPB(m *pb.Time) *time.Time {
 
 func statePB(s *State) (*pb.State, error) {
 	var err error
+	ts := newTimeSlab(9 + len(s.History)) // the state's 7, the request's 2, one per attempt
 	m := &pb.State{
 		Version: s.Version, Id: s.ID, Campaign: s.Campaign, ChannelIndex: int64(s.ChannelIndex),
 		Attempts: int64(s.Attempts), ChannelAttempts: int64(s.ChannelAttempts), Duplicates: int64(s.Duplicates),
-		FirstSeen: timePB(s.FirstSeen), UpdatedAt: timePB(s.UpdatedAt), NextAttemptAt: timePtrPB(s.NextAttemptAt),
-		LastError: s.LastError, SentAt: timePtrPB(s.SentAt), IssuedAt: timePtrPB(s.IssuedAt),
-		Cutoff: timePtrPB(s.Cutoff), TimeoutAt: timePtrPB(s.TimeoutAt),
+		FirstSeen: ts.val(s.FirstSeen), UpdatedAt: ts.val(s.UpdatedAt), NextAttemptAt: ts.ptr(s.NextAttemptAt),
+		LastError: s.LastError, SentAt: ts.ptr(s.SentAt), IssuedAt: ts.ptr(s.IssuedAt),
+		Cutoff: ts.ptr(s.Cutoff), TimeoutAt: ts.ptr(s.TimeoutAt),
 		Issue: int64(s.Issue), Commands: int64(s.Commands), Unknowns: int64(s.Unknowns),
-		DoubleDeliveries: int64(s.DoubleDeliveries),
-		LastSource:       positionPB(s.LastSource), LastEmitted: s.LastEmitted,
+		DoubleDeliveries: int64(s.DoubleDeliveries), LastEmitted: s.LastEmitted,
+	}
+	ps := make([]pb.Position, len(s.Applied)+1) // the applied ones and the last source
+	if s.LastSource != (Position{}) {
+		m.LastSource = setPosition(&ps[len(s.Applied)], s.LastSource)
 	}
 	m.Status, m.StatusName = statusEnum.pb(s.Status)
 	m.HoldReason, m.HoldReasonName = holdEnum.pb(s.HoldReason)
 	m.Channel, m.ChannelName = channelEnum.pb(s.Channel)
 	if len(s.History) > 0 {
 		m.History = make([]*pb.Attempt, len(s.History))
+		hs := make([]pb.Attempt, len(s.History))
 		for i := range s.History {
-			a := &s.History[i]
-			h := &pb.Attempt{Attempt: int64(a.Attempt), Error: a.Error, Code: int64(a.Code), At: timePB(a.At),
-				Issue: int64(a.Issue), Late: a.Late, Double: a.Double}
+			a, h := &s.History[i], &hs[i]
+			h.Attempt, h.Error, h.Code, h.At = int64(a.Attempt), a.Error, int64(a.Code), ts.val(a.At)
+			h.Issue, h.Late, h.Double = int64(a.Issue), a.Late, a.Double
 			h.Channel, h.ChannelName = channelEnum.pb(a.Channel)
 			h.Outcome, h.OutcomeName = outcomeEnum.pb(a.Outcome)
 			m.History[i] = h
 		}
 	}
 	if s.Request != nil {
-		m.Request = requestPB(s.Request)
+		m.Request = requestPB(s.Request, ts)
 	}
 	if len(s.Applied) > 0 {
 		m.Applied = make([]*pb.Position, 0, len(s.Applied))
+		i := 0
 		for topic, p := range s.Applied {
 			if p.Topic != topic && err == nil {
 				err = fmt.Errorf("applied[%q] holds a position of topic %q", topic, p.Topic)
 			}
-			m.Applied = append(m.Applied, positionPB(p))
+			m.Applied = append(m.Applied, setPosition(&ps[i], p))
+			i++
 		}
 	}
 	if len(s.Moved) > 0 {
@@ -201,20 +234,18 @@ func statePB(s *State) (*pb.State, error) {
 	return m, err
 }
 
-func positionPB(p Position) *pb.Position {
-	if p == (Position{}) {
-		return nil
-	}
-	return &pb.Position{Topic: p.Topic, Partition: p.Partition, Offset: p.Offset}
+func setPosition(m *pb.Position, p Position) *pb.Position {
+	m.Topic, m.Partition, m.Offset = p.Topic, p.Partition, p.Offset
+	return m
 }
 
 func fromPositionPB(m *pb.Position) Position {
 	return Position{Topic: m.GetTopic(), Partition: m.GetPartition(), Offset: m.GetOffset()}
 }
 
-func requestPB(r *Request) *pb.Request {
+func requestPB(r *Request, ts *timeSlab) *pb.Request {
 	m := &pb.Request{Schema: r.Schema, Id: r.ID, Campaign: r.Campaign, Content: r.Content,
-		NotBefore: timePtrPB(r.NotBefore), ExpiresAt: timePtrPB(r.ExpiresAt)}
+		NotBefore: ts.ptr(r.NotBefore), ExpiresAt: ts.ptr(r.ExpiresAt)}
 	if r.Recipient != (Recipient{}) {
 		m.Recipient = &pb.Recipient{Email: r.Recipient.Email, Phone: r.Recipient.Phone,
 			PushToken: r.Recipient.PushToken, Tz: r.Recipient.TZ}
@@ -232,8 +263,10 @@ func requestPB(r *Request) *pb.Request {
 	}
 	if len(r.Blackout) > 0 {
 		m.Blackout = make([]*pb.Window, len(r.Blackout))
+		ws := make([]pb.Window, len(r.Blackout))
 		for i, w := range r.Blackout {
-			m.Blackout[i] = &pb.Window{From: int32(w.From), To: int32(w.To)}
+			ws[i].From, ws[i].To = int32(w.From), int32(w.To)
+			m.Blackout[i] = &ws[i]
 		}
 	}
 	return m
@@ -302,10 +335,11 @@ func fromRequestPB(m *pb.Request) *Request {
 }
 
 func commandPB(c *SendCommand) *pb.SendCommand {
+	ts := newTimeSlab(4)
 	m := &pb.SendCommand{Id: c.ID, Campaign: c.Campaign,
 		Attempt: int64(c.Attempt), Address: c.Address, Content: c.Content, IdempotencyKey: c.IdempotencyKey,
-		RequestedAt: timePB(c.RequestedAt), IssuedAt: timePB(c.IssuedAt), Deadline: timePB(c.Deadline),
-		Cutoff: timePB(c.Cutoff), Issue: int64(c.Issue)}
+		RequestedAt: ts.val(c.RequestedAt), IssuedAt: ts.val(c.IssuedAt), Deadline: ts.val(c.Deadline),
+		Cutoff: ts.val(c.Cutoff), Issue: int64(c.Issue)}
 	m.Channel, m.ChannelName = channelEnum.pb(c.Channel)
 	return m
 }
