@@ -14,12 +14,14 @@ import (
 // 4 MiB write buffer (twice, while one is flushed), an 8 MiB block cache,
 // and a buffer pool that keeps the blocks it has read. A heap profile of
 // a 100,000-notification run showed 184 MiB in that pool and 112 MiB in
-// write buffers. The values below keep each database small; the states
-// are small and read mostly right after they are written, from the write
-// buffer or the OS page cache.
+// write buffers; with the values below, 30 MiB and 23 MiB. The states are
+// small and read mostly right after they are written, from the write
+// buffer or the OS page cache. The price is compaction: smaller write
+// buffers flush more often, and compaction took 12% of the process's CPU
+// in that run (docs/performance.md).
 const (
 	// TableWriteBuffer is the write buffer (memtable) of each database.
-	TableWriteBuffer = 1 << 20
+	TableWriteBuffer = 512 << 10
 	// TableBlockCache is the block cache of each database.
 	TableBlockCache = 1 << 20
 )
