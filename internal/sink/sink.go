@@ -20,8 +20,6 @@ import (
 // Defaults of Config.
 const (
 	DefaultGroup         = "herald-sink"
-	DefaultBatchSize     = 5000
-	DefaultBatchInterval = 200 * time.Millisecond
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second
@@ -65,11 +63,13 @@ type Config struct {
 	Group string
 	// Topic is the changelog read (default the dispatcher table).
 	Topic string
-	// BatchSize and BatchInterval close a batch: whichever comes first
-	// after its first record (defaults DefaultBatchSize and
-	// DefaultBatchInterval).
-	BatchSize     int
-	BatchInterval time.Duration
+	// BatchSize and BatchInterval bound a batch when the sink is behind:
+	// the most records it holds, and the longest it stays open after its
+	// first record (at a backlog of BatchSize or more). BatchMinSize and
+	// BatchMinInterval are the limits when nothing else waits. See
+	// Batching; zero fields take DefaultBatching's.
+	BatchSize, BatchMinSize         int
+	BatchInterval, BatchMinInterval time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts at a batch
 	// PostgreSQL did not take (defaults DefaultRetryMin and
 	// DefaultRetryMax; RetryMax is at least RetryMin).
@@ -88,6 +88,11 @@ type Config struct {
 	KgoOpts []kgo.Opt
 }
 
+// Batching is the batch policy of c.
+func (c Config) Batching() Batching {
+	return Batching{MinSize: c.BatchMinSize, MaxSize: c.BatchSize, MinInterval: c.BatchMinInterval, MaxInterval: c.BatchInterval}
+}
+
 func (c Config) withDefaults() Config {
 	if c.Group == "" {
 		c.Group = DefaultGroup
@@ -95,12 +100,8 @@ func (c Config) withDefaults() Config {
 	if c.Topic == "" {
 		c.Topic = string(topology.TableDispatcher)
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchInterval <= 0 {
-		c.BatchInterval = DefaultBatchInterval
-	}
+	b := c.Batching().withDefaults()
+	c.BatchSize, c.BatchMinSize, c.BatchInterval, c.BatchMinInterval = b.MaxSize, b.MinSize, b.MaxInterval, b.MinInterval
 	if c.RetryMin <= 0 {
 		c.RetryMin = DefaultRetryMin
 	}
@@ -128,6 +129,9 @@ func (c Config) validate() error {
 	}
 	if c.Pool == nil {
 		return errors.New("sink: no PostgreSQL pool")
+	}
+	if err := c.Batching().Validate(); err != nil {
+		return fmt.Errorf("sink: %w", err)
 	}
 	return nil
 }
@@ -179,7 +183,7 @@ func (s *Sink) session(ctx context.Context) error {
 		cl.Close()
 	}()
 	s.ready.Store(true)
-	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batch_size", c.BatchSize, "batch_interval", c.BatchInterval)
+	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batching", c.Batching())
 
 	for {
 		recs, closed := s.collect(ctx, cl)
@@ -194,21 +198,28 @@ func (s *Sink) session(ctx context.Context) error {
 	}
 }
 
-// collect polls until BatchSize records or BatchInterval after the first
-// one. closed reports that the client or ctx ended.
+// collect polls until the batch is complete by the Batching policy: it
+// holds every record known to be waiting (within MinSize..MaxSize), or its
+// wait after the first record is over. closed reports that the client or
+// ctx ended.
 func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record, closed bool) {
 	c := s.cfg
-	var deadline time.Time
-	for len(recs) < c.BatchSize {
+	policy := c.Batching()
+	var first time.Time
+	// lag is, per partition read in this batch, the records after the last
+	// one taken: what the batch could still take from it.
+	lag := map[int32]int64{}
+	size, wait := policy.MinSize, policy.MinInterval
+	for len(recs) < size {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
+		if !first.IsZero() {
+			left := time.Until(first.Add(wait))
 			if left <= 0 {
 				break
 			}
 			pctx, cancel = context.WithTimeout(ctx, left)
 		}
-		fs := cl.PollRecords(pctx, c.BatchSize-len(recs))
+		fs := cl.PollRecords(pctx, size-len(recs))
 		cancel()
 		if fs.IsClientClosed() {
 			return recs, true
@@ -219,14 +230,24 @@ func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record,
 			}
 		})
 		n := len(recs)
-		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
-		if deadline.IsZero() && len(recs) > 0 {
-			deadline = time.Now().Add(c.BatchInterval)
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if k := len(p.Records); k > 0 {
+				recs = append(recs, p.Records...)
+				lag[p.Partition] = max(p.HighWatermark-p.Records[k-1].Offset-1, 0)
+			}
+		})
+		if first.IsZero() && len(recs) > 0 {
+			first = time.Now()
 		}
+		var backlog int64
+		for _, l := range lag {
+			backlog += l
+		}
+		size, wait = policy.Limits(len(recs), max(backlog, cl.BufferedFetchRecords()))
 		if ctx.Err() != nil {
 			return recs, true
 		}
-		if len(recs) == n && deadline.IsZero() && len(fs.Errors()) > 0 {
+		if len(recs) == n && first.IsZero() && len(fs.Errors()) > 0 {
 			// Only errors: do not spin on a broken fetch.
 			select {
 			case <-ctx.Done():

@@ -288,16 +288,21 @@ func isDataError(err error) bool {
 	return false
 }
 
-const createTemp = `CREATE TEMP TABLE sink_status (
+// The temporary tables live as long as their connection and are emptied
+// at every commit (a rolled-back COPY leaves nothing either): creating and
+// dropping them in every transaction wrote PostgreSQL's catalog twice per
+// batch, most of a small batch's cost. IF NOT EXISTS makes the statement a
+// catalog lookup on a connection that has them.
+const createTemp = `CREATE TEMP TABLE IF NOT EXISTS sink_status (
 	id text, campaign text, status text, channel text, attempts integer, duplicates integer,
 	policy_id text, policy_version integer, hold_reason text, last_error text,
 	created_at timestamptz, updated_at timestamptz, sent_at timestamptz, next_attempt_at timestamptz,
 	version bigint
-) ON COMMIT DROP`
+) ON COMMIT DELETE ROWS`
 
-const createTempAttempts = `CREATE TEMP TABLE sink_attempts (
+const createTempAttempts = `CREATE TEMP TABLE IF NOT EXISTS sink_attempts (
 	id text, attempt integer, campaign text, channel text, outcome text, error text, code integer, at timestamptz
-) ON COMMIT DROP`
+) ON COMMIT DELETE ROWS`
 
 var statusColumns = []string{"id", "campaign", "status", "channel", "attempts", "duplicates",
 	"policy_id", "policy_version", "hold_reason", "last_error",
@@ -326,6 +331,35 @@ const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, ch
 SELECT id, attempt, campaign, channel, outcome, error, code, at FROM sink_attempts ORDER BY id, attempt
 ON CONFLICT (id, attempt, at) DO NOTHING`
 
+// statusRows are the COPY rows of dispatch_status, one per item.
+func statusRows(items []item) [][]any {
+	rows := make([][]any, len(items))
+	for i, it := range items {
+		s := it.change.State
+		rows[i] = []any{s.ID, s.Campaign, string(s.Status), string(s.Channel), int32(s.Attempts), int32(s.Duplicates),
+			policyID(s), int32(policyVersion(s)), string(s.HoldReason), pgText(s.LastError),
+			s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt, int64(s.Version)}
+	}
+	return rows
+}
+
+// attemptRows are the COPY rows of dispatch_attempts, one per attempt of
+// every item.
+func attemptRows(items []item) [][]any {
+	n := 0
+	for _, it := range items {
+		n += len(it.attempts)
+	}
+	rows := make([][]any, 0, n)
+	for _, it := range items {
+		s := it.change.State
+		for _, a := range it.attempts {
+			rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At})
+		}
+	}
+	return rows
+}
+
 // tx is one transaction: COPY into temporary tables, then the two
 // INSERT ... SELECTs.
 func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64, err error) {
@@ -335,10 +369,8 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	nAttempts := 0
-	for _, it := range items {
-		nAttempts += len(it.attempts)
-	}
+	attemptRows := attemptRows(items)
+	nAttempts := len(attemptRows)
 	ddl := createTemp
 	if nAttempts > 0 {
 		ddl += ";\n" + createTempAttempts
@@ -346,23 +378,11 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 	if _, err := tx.Exec(ctx, ddl); err != nil {
 		return 0, 0, fmt.Errorf("sink: temp tables: %w", err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_status"}, statusColumns, pgx.CopyFromSlice(len(items), func(i int) ([]any, error) {
-		s := items[i].change.State
-		return []any{s.ID, s.Campaign, string(s.Status), string(s.Channel), int32(s.Attempts), int32(s.Duplicates),
-			policyID(s), int32(policyVersion(s)), string(s.HoldReason), pgText(s.LastError),
-			s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt, int64(s.Version)}, nil
-	})); err != nil {
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_status"}, statusColumns, pgx.CopyFromRows(statusRows(items))); err != nil {
 		return 0, 0, fmt.Errorf("sink: copy statuses: %w", err)
 	}
 	if nAttempts > 0 {
-		rows := make([][]any, 0, nAttempts)
-		for _, it := range items {
-			s := it.change.State
-			for _, a := range it.attempts {
-				rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At})
-			}
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_attempts"}, attemptColumns, pgx.CopyFromRows(rows)); err != nil {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_attempts"}, attemptColumns, pgx.CopyFromRows(attemptRows)); err != nil {
 			return 0, 0, fmt.Errorf("sink: copy attempts: %w", err)
 		}
 	}
