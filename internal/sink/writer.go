@@ -311,12 +311,14 @@ var statusColumns = []string{"id", "campaign", "status", "channel", "attempts", 
 var attemptColumns = []string{"id", "attempt", "campaign", "channel", "outcome", "error", "code", "at"}
 
 // upsertStatus moves a row forward only: an older or equal version leaves
-// it as it is.
+// it as it is. status_synced_at moves only with the status (clock_timestamp:
+// the moment the row is written, as close to the commit as a statement
+// gets).
 const upsertStatus = `INSERT INTO dispatch_status AS d (
 	id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
-	created_at, updated_at, sent_at, next_attempt_at, version)
+	created_at, updated_at, sent_at, next_attempt_at, version, status_synced_at)
 SELECT id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
-	created_at, updated_at, sent_at, next_attempt_at, version
+	created_at, updated_at, sent_at, next_attempt_at, version, clock_timestamp()
 FROM sink_status ORDER BY id
 ON CONFLICT (id) DO UPDATE SET
 	campaign = excluded.campaign, status = excluded.status, channel = excluded.channel,
@@ -324,7 +326,8 @@ ON CONFLICT (id) DO UPDATE SET
 	policy_id = excluded.policy_id, policy_version = excluded.policy_version,
 	hold_reason = excluded.hold_reason, last_error = excluded.last_error,
 	created_at = excluded.created_at, updated_at = excluded.updated_at, sent_at = excluded.sent_at,
-	next_attempt_at = excluded.next_attempt_at, version = excluded.version, synced_at = now()
+	next_attempt_at = excluded.next_attempt_at, version = excluded.version, synced_at = now(),
+	status_synced_at = CASE WHEN excluded.status = d.status THEN d.status_synced_at ELSE excluded.status_synced_at END
 WHERE excluded.version > d.version`
 
 const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, channel, outcome, error, code, at)
@@ -389,11 +392,8 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 	if err := w.at("copied"); err != nil {
 		return 0, 0, err
 	}
-	tag, err := tx.Exec(ctx, upsertStatus)
-	if err != nil {
-		return 0, 0, fmt.Errorf("sink: upsert statuses: %w", err)
-	}
-	applied = tag.RowsAffected()
+	// The attempts first: the statuses' status_synced_at is then stamped
+	// as near to the commit as it can be.
 	if nAttempts > 0 {
 		tag, err := tx.Exec(ctx, insertAttempts)
 		if err != nil {
@@ -401,6 +401,11 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 		}
 		attempts = tag.RowsAffected()
 	}
+	tag, err := tx.Exec(ctx, upsertStatus)
+	if err != nil {
+		return 0, 0, fmt.Errorf("sink: upsert statuses: %w", err)
+	}
+	applied = tag.RowsAffected()
 	if err := w.at("upserted"); err != nil {
 		return 0, 0, err
 	}

@@ -173,3 +173,50 @@ func TestCampaignSummary(t *testing.T) {
 		t.Fatalf("unknown campaign: %v", err)
 	}
 }
+
+// status_synced_at is when the row's current status was written: it moves
+// with the status, not with a later version that keeps the status, nor
+// with a stale one.
+func TestWriterStatusSyncedAtMovesWithTheStatus(t *testing.T) {
+	pool := migratedPool(t, heraldtest.Postgres(t))
+	w := NewWriter(pool)
+	ctx := context.Background()
+	stamp := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := pool.QueryRow(ctx, `SELECT status_synced_at FROM dispatch_status WHERE id = 'x'`).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	write := func(s *contract.State) {
+		t.Helper()
+		if _, err := w.Write(ctx, []Change{change(s)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // the clock moves between writes
+	}
+	write(state("x", "c", 2)) // sending
+	sending := stamp()
+	if sending.IsZero() {
+		t.Fatal("no status_synced_at on insert")
+	}
+	write(state("x", "c", 4)) // sent
+	sent := stamp()
+	if !sent.After(sending) {
+		t.Fatalf("status changed to sent, stamp %s not after %s", sent, sending)
+	}
+	dup := state("x", "c", 5) // a duplicate counted: still sent
+	dup.Status, dup.Duplicates = contract.StatusSent, 1
+	write(dup)
+	if got := stamp(); !got.Equal(sent) {
+		t.Fatalf("same status, later version: stamp moved from %s to %s", sent, got)
+	}
+	if got := rows(t, pool)["x"]; got.Version != 5 {
+		t.Fatalf("version %d, want 5", got.Version)
+	}
+	write(state("x", "c", 3)) // stale: retrying at an older version
+	if got := stamp(); !got.Equal(sent) {
+		t.Fatalf("stale version moved the stamp from %s to %s", sent, got)
+	}
+}
