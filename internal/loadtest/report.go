@@ -154,6 +154,8 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	}
 	if sb := x.StatusBehind; sb != nil {
 		fmt.Fprintf(b, "  status lag   %s\n", statusBehindLine(sb))
+	} else if x.Partitions > 0 {
+		b.WriteString("  status lag   not measured: dispatch_status has no status_synced_at (a herald binary from before migration 00005)\n")
 	}
 	if x.Partitions > 0 {
 		fmt.Fprintf(b, "  peak lag     %d records behind (each group's peak: %s; delay groups hold wake-ups until due)\n", x.PeakLag, groupLags(x.PeakLagByGroup))
