@@ -39,7 +39,7 @@ func changelog(n int) []*kgo.Record {
 // (newest version per id, checks, sort, the COPY rows), per batch size.
 // ns/record is the figure to compare.
 func BenchmarkSinkCPU(b *testing.B) {
-	for _, size := range []int{500, 5000, 20000} {
+	for _, size := range []int{500, 5000, 10000} {
 		recs := changelog(size / 4)
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			b.ReportAllocs()
@@ -65,7 +65,7 @@ func BenchmarkSinkCPU(b *testing.B) {
 func BenchmarkSinkWrite(b *testing.B) {
 	const n = 5000
 	recs := changelog(n)
-	for _, size := range []int{50, 500, 5000, 20000} {
+	for _, size := range []int{50, 500, 5000, 10000, 20000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
 			pool := migratedPool(b, heraldtest.Postgres(b))
 			w := NewWriter(pool)
