@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -113,4 +114,50 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 	if n2-n != int64(len(trickle)) || recs2-recs != int64(len(trickle)) {
 		t.Fatalf("the trickle of %d records took %d batches of %d records", len(trickle), n2-n, recs2-recs)
 	}
+}
+
+// The next batch is collected and decoded while the one before it is
+// written, and only one: the collector waits until the writer takes it.
+// Everything is written and committed in the end.
+func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
+	c, cl, cfg := setup(t, "")
+	cfg.BatchMinSize, cfg.BatchSize = 1, 1000
+	var (
+		mu      sync.Mutex
+		decoded int
+		writing = make(chan struct{})
+		release = make(chan struct{})
+		first   sync.Once
+	)
+	hook := func(point string) error {
+		switch point {
+		case "decoded":
+			mu.Lock()
+			decoded++
+			mu.Unlock()
+		case "copied":
+			first.Do(func() { close(writing); <-release })
+		}
+		return nil
+	}
+	startSink(t, cfg, func(s *Sink) { s.hook, s.writer.hook = hook, hook })
+	count := func() int { mu.Lock(); defer mu.Unlock(); return decoded }
+
+	a, b, d := ids("a", 10), ids("b", 10), ids("d", 10)
+	produce(t, c, cl, a, "nov", 1)
+	<-writing // the first batch is in its transaction, held there
+	produce(t, c, cl, b, "nov", 1)
+	waitFor(t, 30*time.Second, "the second batch decoded during the first one's write", func() bool { return count() == 2 })
+	produce(t, c, cl, d, "nov", 1)
+	time.Sleep(300 * time.Millisecond)
+	if n := count(); n != 2 {
+		t.Fatalf("%d batches decoded while the first was written, want 2 (one waiting, no more)", n)
+	}
+	if got := rows(t, cfg.Pool); len(got) != 0 {
+		t.Fatalf("%d rows visible before the first batch committed", len(got))
+	}
+	close(release)
+	want := wantAll(append(append(a, b...), d...), 1)
+	waitFor(t, 30*time.Second, "every batch written", func() bool { return allAt(rows(t, cfg.Pool), want) })
+	waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, admin(t, c), DefaultGroup, cfg.Topic) })
 }

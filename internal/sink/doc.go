@@ -38,7 +38,9 @@
 //   - PostgreSQL down or refusing a batch for a reason that is not the
 //     data (connection lost, shutdown, deadlock, disk full, schema missing):
 //     the sink backs off (RetryMin doubling to RetryMax) and retries the
-//     same batch for ever, without polling more. Lag grows on the
+//     same batch for ever, polling at most one batch more (the next batch
+//     is collected and decoded while one is written; it waits, and batches
+//     are written and committed one after the other). Lag grows on the
 //     changelog, nothing is lost, and the sink catches up when PostgreSQL
 //     is back. Ready() is false meanwhile.
 //   - A record that can never be written does not block its partition: an

@@ -74,9 +74,10 @@ type Config struct {
 	// PostgreSQL did not take (defaults DefaultRetryMin and
 	// DefaultRetryMax; RetryMax is at least RetryMin).
 	RetryMin, RetryMax time.Duration
-	// ShutdownGrace is how long a batch in flight when the context ends may
-	// still take to be written and committed; after it the batch is left
-	// to be replayed. Default DefaultShutdownGrace.
+	// ShutdownGrace is how long the batch in flight when the context ends,
+	// and the one waiting for it, may still take to be written and
+	// committed; after it they are left to be replayed. Default
+	// DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// Observer is told what the sink does (default: nothing).
 	Observer Observer
@@ -144,9 +145,10 @@ type Sink struct {
 	// svc runs the sessions.
 	svc service.Service
 
-	// hook, when set (tests only), is called at named points; an error
-	// from it stops Run at once with that error, as a crash would (no
-	// further write, no commit).
+	// hook, when set (tests only), is called at named points, from the
+	// collecting and the writing goroutine; an error from it stops Run at
+	// once with that error, as a crash would (no further write, no
+	// commit).
 	hook func(point string) error
 }
 
@@ -165,7 +167,7 @@ func (s *Sink) Ready() bool { return s.ready.Load() }
 // Writer is the sink's batch writer.
 func (s *Sink) Writer() *Writer { return s.writer }
 
-// Run consumes until ctx ends, then writes the batch in flight (within
+// Run consumes until ctx ends, then writes the batches in flight (within
 // ShutdownGrace) and returns nil. It returns an error only when the Kafka
 // client cannot be made (or a test hook simulates a crash).
 func (s *Sink) Run(ctx context.Context) error { return s.svc.Run(ctx, s.session) }
@@ -185,17 +187,67 @@ func (s *Sink) session(ctx context.Context) error {
 	s.ready.Store(true)
 	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batching", c.Batching())
 
-	for {
-		recs, closed := s.collect(ctx, cl)
-		if len(recs) > 0 {
-			if err := s.flush(ctx, cl, recs); err != nil {
-				return service.Permanent(err) // a simulated crash: nothing more
+	// After ctx ends, the batch being written and the one waiting for it
+	// get ShutdownGrace, together, to be written and committed.
+	grace, cancelGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelGrace()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancelGrace) })
+	defer stopGrace()
+
+	// The next batch is collected and decoded while the one before it is
+	// written: at most one batch waits, and the batches are written and
+	// their offsets committed one after the other, in order.
+	batches := make(chan batch)
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	writerDone := make(chan struct{})
+	var writeErr error
+	go func() {
+		defer close(writerDone)
+		defer stopPolling() // a writer that stops (a simulated crash) stops the polling
+		for b := range batches {
+			if writeErr = s.flush(grace, cl, b); writeErr != nil {
+				return
 			}
 		}
-		if closed || ctx.Err() != nil {
-			return nil
+	}()
+	// stop ends the writer after the batches handed to it; an error (a
+	// simulated crash) ends the session for good.
+	stop := func(err error) error {
+		close(batches)
+		<-writerDone
+		if err == nil {
+			err = writeErr
+		}
+		if err != nil {
+			return service.Permanent(err) // a simulated crash: nothing more
+		}
+		return nil
+	}
+	for {
+		recs, closed := s.collect(pollCtx, cl)
+		if len(recs) > 0 {
+			changes, dead := decode(recs)
+			if err := s.at("decoded"); err != nil {
+				return stop(err)
+			}
+			select {
+			case batches <- batch{recs: recs, changes: changes, dead: dead}:
+			case <-writerDone: // it stopped on an error
+				return stop(nil)
+			}
+		}
+		if closed || ctx.Err() != nil || pollCtx.Err() != nil {
+			return stop(nil)
 		}
 	}
+}
+
+// batch is a collected batch with its records decoded.
+type batch struct {
+	recs    []*kgo.Record
+	changes []Change
+	dead    []Rejection
 }
 
 // collect polls until the batch is complete by the Batching policy: it
@@ -264,16 +316,11 @@ var errCrash = errors.New("sink: simulated crash")
 
 // flush writes a batch, dead-letters what cannot be written and commits
 // the offsets, retrying until it succeeds or the shutdown grace is over.
-func (s *Sink) flush(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+// fctx is Run's context plus the shutdown grace.
+func (s *Sink) flush(fctx context.Context, cl *kgo.Client, b batch) error {
 	c := s.cfg
 	start := time.Now()
-	// After ctx ends the batch still gets ShutdownGrace to finish.
-	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancel) })
-	defer stop()
-
-	changes, dead := decode(recs)
+	recs, changes, dead := b.recs, b.changes, b.dead
 	var res WriteResult
 	if err := s.retry(fctx, "write batch", func() error {
 		var err error
