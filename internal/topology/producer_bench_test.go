@@ -6,7 +6,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -54,23 +53,14 @@ var benchValue = []byte(`{"id":"bench-0000000000000000","channel":"email","attem
 
 func benchKey(i int) []byte { return []byte(fmt.Sprintf("bench-%018d", i)) }
 
-// cpuTime is the process's user and system CPU so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measure runs fn (which produces b.N records) and reports the figures.
 func measure(b *testing.B, fn func() []time.Duration) {
 	b.ReportAllocs()
-	cpu0, t0 := cpuTime(), time.Now()
+	cpu0, t0 := heraldtest.ProcessCPU(), time.Now()
 	b.ResetTimer()
 	lat := fn()
 	b.StopTimer()
-	took, cpu := time.Since(t0), cpuTime()-cpu0
+	took, cpu := time.Since(t0), heraldtest.ProcessCPU()-cpu0
 	b.ReportMetric(float64(b.N)/took.Seconds(), "records/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/record")
 	if len(lat) > 0 {
