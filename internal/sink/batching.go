@@ -8,7 +8,7 @@ import (
 // Defaults of Batching.
 const (
 	DefaultBatchMinSize     = 100
-	DefaultBatchSize        = 10000
+	DefaultBatchSize        = 5000
 	DefaultBatchMinInterval = 20 * time.Millisecond
 	DefaultBatchInterval    = 200 * time.Millisecond
 )
