@@ -11,13 +11,15 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // changelog returns the records the dispatcher writes for n notifications
 // taken through versions 1 to 4 (scheduled, sending, retrying, sent), in
 // the interleaved order of a burst: every notification's version 1, then
-// every version 2, and so on. The requests carry a recipient, two
-// channels and a content body, as the load test's do.
+// every version 2, and so on, in the table's binary encoding. The requests
+// carry a recipient, two channels and a content body, as the load test's
+// do.
 func changelog(n int) []*kgo.Record {
 	content := json.RawMessage(`{"template":"statement","data":{"name":"Ada Lovelace","amount":"1,234.56","due":"2026-12-01","account":"GB82WEST12345698765432"}}`)
 	recs := make([]*kgo.Record, 0, 4*n)
@@ -27,9 +29,12 @@ func changelog(n int) []*kgo.Record {
 			s.Request.Recipient = contract.Recipient{Email: "ada@example.com", Phone: "+447700900123", TZ: "Europe/London"}
 			s.Request.Channels = []contract.Channel{contract.ChannelEmail, contract.ChannelSMS}
 			s.Request.Content = content
-			r := stateRecord(s)
-			r.Partition, r.Offset = int32(i%12), int64(v)*int64(n)+int64(i)
-			recs = append(recs, r)
+			value, err := contract.EncodeState(s) // the table's encoding
+			if err != nil {
+				panic(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: string(topology.TableDispatcher), Key: []byte(s.ID), Value: value,
+				Partition: int32(i % 12), Offset: int64(v)*int64(n) + int64(i)})
 		}
 	}
 	return recs

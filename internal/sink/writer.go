@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -134,15 +134,20 @@ func prepare(changes []Change) ([]item, []Rejection) {
 			it.change = c
 		}
 	}
-	sort.Slice(items, func(a, b int) bool { return items[a].change.State.ID < items[b].change.State.ID })
+	slices.SortFunc(items, func(a, b item) int { return strings.Compare(a.change.State.ID, b.change.State.ID) })
 	return items, rejected
 }
 
 // mergeAttempts adds to a the attempts of b it lacks. History is
-// append-only, so the newest version's history usually holds all others.
+// append-only, so the newest version's history usually holds all others:
+// when one of the two begins with the other, it is the answer, and nothing
+// is copied (the usual case: versions in order, each history one longer).
 func mergeAttempts(a, b []contract.Attempt) []contract.Attempt {
 	if len(b) <= len(a) && (len(b) == 0 || a[len(b)-1].Attempt == b[len(b)-1].Attempt) {
 		return a
+	}
+	if len(a) < len(b) && (len(a) == 0 || b[len(a)-1].Attempt == a[len(a)-1].Attempt) {
+		return b
 	}
 	seen := make(map[int]bool, len(a)+len(b))
 	out := make([]contract.Attempt, 0, len(a)+len(b))
@@ -169,9 +174,12 @@ func check(c Change) error {
 	case s.Version > math.MaxInt64:
 		return fmt.Errorf("version %d out of range", s.Version)
 	}
-	for name, n := range map[string]int{"attempts": s.Attempts, "duplicates": s.Duplicates, "policy.version": policyVersion(s)} {
-		if !fitsInt32(n) {
-			return fmt.Errorf("%s %d out of range", name, n)
+	for _, f := range [...]struct {
+		name string
+		n    int
+	}{{"attempts", s.Attempts}, {"duplicates", s.Duplicates}, {"policy.version", policyVersion(s)}} {
+		if !fitsInt32(f.n) {
+			return fmt.Errorf("%s %d out of range", f.name, f.n)
 		}
 	}
 	for _, a := range s.History {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +219,55 @@ func TestWriterStatusSyncedAtMovesWithTheStatus(t *testing.T) {
 	write(state("x", "c", 3)) // stale: retrying at an older version
 	if got := stamp(); !got.Equal(sent) {
 		t.Fatalf("stale version moved the stamp from %s to %s", sent, got)
+	}
+}
+
+// mergeAttempts returns the longer history as it is when it begins with
+// the shorter one (no copy), and merges by attempt number otherwise (a
+// history cut to contract.MaxHistory).
+func TestMergeAttempts(t *testing.T) {
+	at := func(ns ...int) []contract.Attempt {
+		out := make([]contract.Attempt, len(ns))
+		for i, n := range ns {
+			out[i] = contract.Attempt{Attempt: n}
+		}
+		return out
+	}
+	nums := func(as []contract.Attempt) []int {
+		out := []int{}
+		for _, a := range as {
+			out = append(out, a.Attempt)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		a, b []contract.Attempt
+		want []int
+		same string // "a" or "b": the result is that slice itself
+	}{
+		{"older first, newer longer", at(1), at(1, 2), []int{1, 2}, "b"},
+		{"newer first, older shorter", at(1, 2, 3), at(1, 2), []int{1, 2, 3}, "a"},
+		{"no history yet", nil, at(1), []int{1}, "b"},
+		{"neither has any", nil, nil, []int{}, ""},
+		{"cut at the front", at(2, 3), at(1, 2), []int{2, 3, 1}, ""},
+		{"same length, different", at(1, 2), at(3, 4), []int{1, 2, 3, 4}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mergeAttempts(tc.a, tc.b)
+			if g := nums(got); !slices.Equal(g, tc.want) {
+				t.Fatalf("got %v, want %v", g, tc.want)
+			}
+			switch tc.same {
+			case "a":
+				if &got[0] != &tc.a[0] {
+					t.Fatal("a copy of a, want a itself")
+				}
+			case "b":
+				if &got[0] != &tc.b[0] {
+					t.Fatal("a copy of b, want b itself")
+				}
+			}
+		})
 	}
 }
