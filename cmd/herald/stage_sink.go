@@ -19,9 +19,9 @@ import (
 )
 
 type sinkOptions struct {
-	batchSize     int
-	batchInterval time.Duration
-	retryMax      time.Duration
+	batchSize, batchMinSize         int
+	batchInterval, batchMinInterval time.Duration
+	retryMax                        time.Duration
 }
 
 // sinkFlags are the sink stage's flags.
@@ -29,8 +29,10 @@ var sinkFlags sinkOptions
 
 // register registers the sink stage's flags on fs.
 func (f *sinkOptions) register(fs *flag.FlagSet) {
-	cli.Int(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the sink writes a batch when it has this many changelog records...")
-	cli.Duration(fs, &f.batchInterval, "sink-batch-interval", sink.DefaultBatchInterval, "...or when this long has passed since the batch's first record")
+	cli.Int(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the most changelog records in a sink batch (taken when the sink is that far behind)")
+	cli.Int(fs, &f.batchMinSize, "sink-batch-min-size", sink.DefaultBatchMinSize, "a sink batch that holds everything waiting is written at this many records at the latest")
+	cli.Duration(fs, &f.batchInterval, "sink-batch-interval", sink.DefaultBatchInterval, "the longest a sink batch waits after its first record (when --sink-batch-size records or more are behind it)")
+	cli.Duration(fs, &f.batchMinInterval, "sink-batch-min-interval", sink.DefaultBatchMinInterval, "how long a sink batch waits after its first record when nothing else is waiting")
 	cli.Duration(fs, &f.retryMax, "sink-retry-max", sink.DefaultRetryMax, "longest wait between attempts at a batch PostgreSQL did not take")
 }
 
@@ -38,8 +40,12 @@ func (f *sinkOptions) register(fs *flag.FlagSet) {
 // if needed) and returns the sink's loop: migrate, then consume.
 func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
 	f := &sinkFlags
-	if f.batchSize <= 0 || f.batchInterval <= 0 || f.retryMax <= 0 {
-		return nil, fmt.Errorf("--sink-batch-size, --sink-batch-interval and --sink-retry-max must be positive")
+	batching := sink.Batching{MinSize: f.batchMinSize, MaxSize: f.batchSize, MinInterval: f.batchMinInterval, MaxInterval: f.batchInterval}
+	if err := batching.Validate(); err != nil {
+		return nil, fmt.Errorf("--sink-batch-min-size, --sink-batch-size, --sink-batch-min-interval, --sink-batch-interval: %w", err)
+	}
+	if f.retryMax <= 0 {
+		return nil, fmt.Errorf("--sink-retry-max must be positive")
 	}
 	log := env.Log.With("stage", "sink")
 	db, err := env.Database(ctx)
@@ -47,13 +53,15 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 		return nil, err
 	}
 	s, err := sink.New(sink.Config{
-		Topology:      env.Topology,
-		Pool:          db.Pool,
-		BatchSize:     f.batchSize,
-		BatchInterval: f.batchInterval,
-		RetryMax:      f.retryMax,
-		Observer:      metrics.NewSink(env.Registry),
-		Log:           log,
+		Topology:         env.Topology,
+		Pool:             db.Pool,
+		BatchSize:        f.batchSize,
+		BatchMinSize:     f.batchMinSize,
+		BatchInterval:    f.batchInterval,
+		BatchMinInterval: f.batchMinInterval,
+		RetryMax:         f.retryMax,
+		Observer:         metrics.NewSink(env.Registry),
+		Log:              log,
 	})
 	if err != nil {
 		return nil, err

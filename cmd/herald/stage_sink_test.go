@@ -2,31 +2,29 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
+	"strings"
 	"testing"
-	"time"
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 )
 
-// An unreachable PostgreSQL is waited for, not a reason to exit; it is
-// migrated once it is there. A URL that cannot work is an error at once.
-func TestMigrateWhenReachable(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	if err := migrateWhenReachable(ctx, "postgres://herald@127.0.0.1:1/herald?connect_timeout=1", log); err != nil {
-		t.Fatalf("unreachable: %v, want a wait until the context ends", err)
-	}
-	if time.Since(start) < time.Second {
-		t.Fatalf("gave up after %s", time.Since(start))
-	}
-	if err := migrateWhenReachable(context.Background(), "no-such-scheme://x", log); err == nil {
-		t.Fatal("a URL that cannot be parsed was waited for")
-	}
-	if err := migrateWhenReachable(context.Background(), heraldtest.Postgres(t), log); err != nil {
-		t.Fatalf("reachable: %v", err)
+// Batch bounds out of order stop `herald run` with an error naming the
+// flags, before the sink starts.
+func TestSinkBatchFlagsOutOfOrder(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--sink-batch-min-size", "500", "--sink-batch-size", "100"}, "min size 500 is above the max size 100"},
+		{[]string{"--sink-batch-interval", "10ms"}, "min interval 20ms is above the max interval 10ms"},
+		{[]string{"--sink-batch-min-interval", "0s"}, "must be positive"},
+	} {
+		args := append([]string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2", "--data-dir", t.TempDir(),
+			"--http-addr", "off", "--stages", "sink", "--log-level", "error"}, tc.args...)
+		err := runPipeline(context.Background(), "run", args, "all")
+		if err == nil || !strings.Contains(err.Error(), "--sink-batch-min-size") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want one naming the flags and %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -35,7 +35,14 @@ type Observed struct {
 	UnknownCalls int64
 	Provider     provider.Stats
 	DB           DBCounts
-	DLQ          []contract.DeadLetter
+	// Answered is, per record index, the provider's last answer to a call
+	// for it (Unix ns; 0: never answered). FinalSynced maps the index of
+	// every notification final in PostgreSQL as sent or failed to when
+	// that status was written (Unix ns; 0: unknown); nil when the run's
+	// store does not record it (the baseline).
+	Answered    []int64
+	FinalSynced map[int]int64
+	DLQ         []contract.DeadLetter
 }
 
 // DBCounts is what dispatch_status holds for the run's campaign.

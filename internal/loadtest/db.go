@@ -2,9 +2,12 @@ package loadtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -77,4 +80,49 @@ func dbCounts(ctx context.Context, pool *pgxpool.Pool, campaign string) (DBCount
 		}
 	}
 	return c, rows.Err()
+}
+
+// dbFinalSynced maps the plan index of every notification of the run's
+// campaign final as sent or failed (the statuses a provider's answer
+// decides) to when the sink wrote that status (status_synced_at, Unix ns;
+// 0 when unknown). It returns nil, and no error, when the table has no
+// status_synced_at (a herald binary from before migration 00005).
+func dbFinalSynced(ctx context.Context, pool *pgxpool.Pool, p *Plan) (map[int]int64, error) {
+	rows, err := pool.Query(ctx, `SELECT id, status_synced_at FROM dispatch_status
+		WHERE campaign = $1 AND status = ANY($2)`, p.W.Campaign, []string{string(contract.StatusSent), string(contract.StatusFailed)})
+	if undefinedColumn(err) {
+		return nil, nil // a herald binary from before migration 00005
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dispatch_status synced: %w", err)
+	}
+	defer rows.Close()
+	out := map[int]int64{}
+	for rows.Next() {
+		var id string
+		var at *time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			return nil, fmt.Errorf("dispatch_status synced: %w", err)
+		}
+		i, ok := p.Index(id)
+		if !ok {
+			continue
+		}
+		out[i] = 0
+		if at != nil {
+			out[i] = at.UnixNano()
+		}
+	}
+	if err := rows.Err(); undefinedColumn(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("dispatch_status synced: %w", err)
+	}
+	return out, nil
+}
+
+// undefinedColumn reports PostgreSQL's undefined_column (42703).
+func undefinedColumn(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42703"
 }

@@ -66,6 +66,9 @@ type Recorder struct {
 	// past the window's opening or the expiry (ns).
 	forbidden   []atomic.Int32
 	forbiddenBy []atomic.Int64
+	// answered is the latest moment a call for each index was answered
+	// (the handler returned: the response is on its way; Unix ns).
+	answered []atomic.Int64
 	// slow maps the idempotency key of a slow_provider notification to a
 	// channel closed once its first email call has delivered;
 	// slowReplays counts the calls answered from that delivery.
@@ -90,6 +93,7 @@ func NewRecorder(plan *Plan, honourIdempotency bool) *Recorder {
 		calls:       make([]atomic.Int32, plan.W.N),
 		forbidden:   make([]atomic.Int32, plan.W.N),
 		forbiddenBy: make([]atomic.Int64, plan.W.N),
+		answered:    make([]atomic.Int64, plan.W.N),
 		slow:        map[string]chan struct{}{},
 		now:         time.Now,
 	}
@@ -118,6 +122,9 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	if json.Unmarshal(raw, &body) == nil {
 		r.note(body.ID, at)
+		if i, ok := r.plan.Index(body.ID); ok {
+			defer r.answer(i)
+		}
 	}
 	req.Body = io.NopCloser(bytes.NewReader(raw))
 	m := r.Mocks[body.Channel]
@@ -194,6 +201,19 @@ func (r *Recorder) note(id string, at int64) {
 		}
 	}
 }
+
+// answer notes that a call for index i was answered now.
+func (r *Recorder) answer(i int) {
+	at := r.now().UnixNano()
+	for cur := r.answered[i].Load(); at > cur; cur = r.answered[i].Load() {
+		if r.answered[i].CompareAndSwap(cur, at) {
+			return
+		}
+	}
+}
+
+// Answered returns when index i's last call was answered (Unix ns), or 0.
+func (r *Recorder) Answered(i int) int64 { return r.answered[i].Load() }
 
 // Accepted counts the deliveries of every channel.
 func (r *Recorder) Accepted() int64 {

@@ -129,3 +129,30 @@ func TestRecorderNotesForbiddenCalls(t *testing.T) {
 		}
 	}
 }
+
+// The recorder notes when a call is answered: after the provider's
+// latency, the latest answer per notification.
+func TestRecorderNotesAnswers(t *testing.T) {
+	p, err := NewPlan(Workload{N: 10, Campaign: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := NewRecorder(p, false)
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	w, _ := provider.NewWebhook(srv.URL+"/email?latency=30ms", provider.Options{Timeout: 5 * time.Second})
+	var prev int64
+	for n := 1; n <= 2; n++ {
+		if r := w.Send(context.Background(), recorderCommand(p.ID(3), contract.ChannelEmail)); r.Outcome != contract.OutcomeSuccess {
+			t.Fatalf("call %d: %+v", n, r)
+		}
+		ans := rec.Answered(3)
+		if ans <= prev || ans-rec.FirstCall(3) < int64(time.Duration(n)*30*time.Millisecond) {
+			t.Fatalf("call %d: answered at %d, first call at %d, previous answer %d", n, ans, rec.FirstCall(3), prev)
+		}
+		prev = ans
+	}
+	if rec.Answered(4) != 0 {
+		t.Fatal("an answer noted for a notification never called")
+	}
+}

@@ -48,6 +48,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(p.Brokers...), kgo.ClientID("herald-loadtest"),
 		kgo.DefaultProduceTopic(topology.TopicRequests), kgo.MaxBufferedRecords(50_000)},
 		topology.KgoProducerOpts()...)
+	// Herald's producers linger (topology.KgoLinger) but wait for their
+	// acks, which ends the linger; this one does not wait, and a linger
+	// would be counted in the end-to-end latency, measured from the hand
+	// over. No linger: batches still form while requests are in flight.
+	opts = append(opts, kgo.ProducerLinger(0))
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("publish: client: %w", err)

@@ -152,6 +152,11 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	if line := sendLimitLine(x.Samples); line != "" {
 		fmt.Fprintf(b, "  send limit   %s (adaptive concurrency, all processes)\n", line)
 	}
+	if sb := x.StatusBehind; sb != nil {
+		fmt.Fprintf(b, "  status lag   %s\n", statusBehindLine(sb))
+	} else if x.Partitions > 0 {
+		b.WriteString("  status lag   not measured: dispatch_status has no status_synced_at (a herald binary from before migration 00005)\n")
+	}
 	if x.Partitions > 0 {
 		fmt.Fprintf(b, "  peak lag     %d records behind (each group's peak: %s; delay groups hold wake-ups until due)\n", x.PeakLag, groupLags(x.PeakLagByGroup))
 	}
@@ -174,6 +179,22 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	for _, e := range x.Errors {
 		fmt.Fprintf(b, "  error        %s\n", e)
 	}
+}
+
+// statusBehindLine is the status in PostgreSQL behind the provider's
+// answer, with the target.
+func statusBehindLine(sb *StatusBehind) string {
+	l := sb.Latency
+	verdict := "missed"
+	if sb.Met() {
+		verdict = "met"
+	}
+	line := fmt.Sprintf("provider answer→final status in PostgreSQL, sent or failed (%d): p50 %s  p99 %s  max %s  (target p99 ≤ %s: %s)",
+		l.Count, ms(l.P50), ms(l.P99), ms(l.Max), StatusBehindTarget, verdict)
+	if sb.AnsweredAfter > 0 || sb.Unmeasured > 0 {
+		line += fmt.Sprintf("; not measured: %d answered after their final status, %d without an answer or a write time", sb.AnsweredAfter, sb.Unmeasured)
+	}
+	return line
 }
 
 func concLabel(c int) string {
@@ -248,13 +269,17 @@ func (r *Report) Markdown() string {
 
 	if len(r.Runs) > 1 {
 		b.WriteString("## Capacity sweep\n\n")
-		b.WriteString("| partitions | instances | completed/s (to 90%) | delivered/s | peak calls/s | p50 | p99 | peak lag | herald CPU s | CPU ms/notification | peak RSS | checks |\n")
-		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		b.WriteString("| partitions | instances | completed/s (to 90%) | delivered/s | peak calls/s | p50 | p99 | status in PostgreSQL behind the answer, p99 | peak lag | herald CPU s | CPU ms/notification | peak RSS | checks |\n")
+		b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 		for _, x := range r.Runs {
 			cpu, rss := x.HeraldCPU()
-			fmt.Fprintf(&b, "| %d | %d | %.0f | %.0f | %.0f | %s | %s | %d | %.1f | %.2f | %s | %s |\n",
+			behind := "–"
+			if x.StatusBehind != nil {
+				behind = ms(x.StatusBehind.Latency.P99)
+			}
+			fmt.Fprintf(&b, "| %d | %d | %.0f | %.0f | %.0f | %s | %s | %s | %d | %.1f | %.2f | %s | %s |\n",
 				x.Partitions, x.Instances, x.Throughput.To90, x.Throughput.Delivered.Mean, x.Throughput.Out.Peak, ms(x.EndToEnd.P50),
-				ms(x.EndToEnd.P99), x.PeakLag, cpu, 1000*cpu/float64(max(x.Valid, 1)), mib(rss), passMark(x.Passed()))
+				ms(x.EndToEnd.P99), behind, x.PeakLag, cpu, 1000*cpu/float64(max(x.Valid, 1)), mib(rss), passMark(x.Passed()))
 		}
 		b.WriteString("\n")
 	}

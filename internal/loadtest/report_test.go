@@ -31,6 +31,7 @@ func TestReportWrite(t *testing.T) {
 	}
 	herald := mk("p12-i1", 0, 200)
 	herald.Partitions, herald.Instances = 12, 1
+	herald.StatusBehind = &StatusBehind{Latency: Latency{Count: 90, P50: 300 * time.Millisecond, P99: 2500 * time.Millisecond, Max: 3 * time.Second}, AnsweredAfter: 2}
 	rep := &Report{Command: "herald-loadtest", Generated: time.Now(), Host: ThisHost(),
 		Runs: []*Result{herald}, Baselines: []*Result{mk("baseline-c180", 180, 100)}}
 	dir := t.TempDir()
@@ -50,6 +51,11 @@ func TestReportWrite(t *testing.T) {
 		"p12-i1/latency.svg", "p12-i1/cpu.svg", "baseline-c180/latency.png"} {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s missing or empty: %v", f, err)
+		}
+	}
+	for _, want := range []string{"provider answer→final status in PostgreSQL, sent or failed (90): p50 300 ms  p99 2500 ms  max 3000 ms  (target p99 ≤ 2s: missed); not measured: 2 answered after"} {
+		if !strings.Contains(string(md), want) || !strings.Contains(rep.Summary(), want) {
+			t.Errorf("report.md or the summary lacks %q", want)
 		}
 	}
 	if !strings.Contains(rep.Summary(), "ratio 2.0×") {

@@ -146,6 +146,10 @@ type Result struct {
 	Throughput  Throughput    `json:"throughput"`
 	EndToEnd    Latency       `json:"end_to_end"`
 	Lateness    Latency       `json:"lateness"`
+	// StatusBehind is the status in PostgreSQL behind the provider's
+	// answer (Herald's runs; nil for the baseline, which writes the status
+	// in the call's own transaction).
+	StatusBehind *StatusBehind `json:"status_behind,omitempty"`
 	// PeakLag is the highest total lag of the groups that do work (the
 	// delay stage's groups excepted, see Sample.TotalLag).
 	PeakLag int64 `json:"peak_lag"`
@@ -394,6 +398,9 @@ func (s *runState) drive(ctx context.Context) error {
 			var errs []string
 			var err error
 			if o.DB, err = dbCounts(ctx, s.pool, s.plan.W.Campaign); err != nil {
+				errs = append(errs, err.Error())
+			}
+			if o.FinalSynced, err = dbFinalSynced(ctx, s.pool, s.plan); err != nil {
 				errs = append(errs, err.Error())
 			}
 			if o.DLQ, err = readDLQ(ctx, s.brokers); err != nil {

@@ -131,3 +131,36 @@ func TestTo90IgnoresTheTailAndSinkBursts(t *testing.T) {
 		t.Fatalf("to-90 rate %g, want 90", th.To90)
 	}
 }
+
+// The status in PostgreSQL behind the answer: measured from the last
+// answer to the status write; answers after the write and rows without an
+// answer or a write time are counted apart, not measured.
+func TestMeasureStatusBehind(t *testing.T) {
+	base := time.Now().UnixNano()
+	answered := []int64{base, base, base, 0, base + int64(time.Second), base}
+	final := map[int]int64{
+		0: base + int64(100*time.Millisecond),
+		1: base + int64(3*time.Second),
+		2: base + int64(500*time.Millisecond),
+		3: base,                               // never answered
+		4: base + int64(500*time.Millisecond), // answered after its final status
+		5: 0,                                  // no write time
+	}
+	sb, h := MeasureStatusBehind(answered, final)
+	if sb.Latency.Count != 3 || h.TotalCount() != 3 || sb.AnsweredAfter != 1 || sb.Unmeasured != 2 {
+		t.Fatalf("%+v", sb)
+	}
+	if sb.Latency.Max < 2990*time.Millisecond || sb.Latency.Max > 3010*time.Millisecond {
+		t.Errorf("max %s, want 3s", sb.Latency.Max)
+	}
+	if sb.Met() {
+		t.Errorf("p99 %s counted as within the %s target", sb.Latency.P99, StatusBehindTarget)
+	}
+	delete(final, 1)
+	if sb, _ = MeasureStatusBehind(answered, final); !sb.Met() || sb.Latency.P99 > 510*time.Millisecond {
+		t.Errorf("p99 %s: want 500 ms, met", sb.Latency.P99)
+	}
+	if (StatusBehind{}).Met() {
+		t.Error("nothing measured counts as met")
+	}
+}

@@ -173,8 +173,10 @@ func observeAndCheck(ctx context.Context, w watchSpec, res *Result, start time.T
 	defer cancel()
 	o := &Observed{FirstCall: make([]int64, plan.W.N), Provider: w.rec.Stats(),
 		Forbidden: make([]int32, plan.W.N), ForbiddenBy: make([]time.Duration, plan.W.N), SlowReplays: w.rec.SlowReplays()}
+	o.Answered = make([]int64, plan.W.N)
 	for i := range o.FirstCall {
 		o.FirstCall[i] = w.rec.FirstCall(i)
+		o.Answered[i] = w.rec.Answered(i)
 		n, by := w.rec.Forbidden(i)
 		o.Forbidden[i], o.ForbiddenBy[i] = int32(n), by
 	}
@@ -187,5 +189,9 @@ func observeAndCheck(ctx context.Context, w watchSpec, res *Result, start time.T
 	res.endToEndHist, res.latenessHist = lat.EndToEnd, lat.Lateness
 	res.EndToEnd, res.Lateness = Summarize(lat.EndToEnd), Summarize(lat.Lateness)
 	res.Throughput = throughputOf(res.Samples, int64(plan.Valid()))
+	if o.FinalSynced != nil {
+		sb, _ := MeasureStatusBehind(o.Answered, o.FinalSynced)
+		res.StatusBehind = &sb
+	}
 	return nil
 }

@@ -29,7 +29,7 @@ func TestMigrateAndPartitions(t *testing.T) {
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	st, err := Status(ctx, db)
-	if err != nil || len(st) != 4 || st[0].State != goose.StatePending {
+	if err != nil || len(st) != 5 || st[0].State != goose.StatePending {
 		t.Fatalf("status before migrating: %v %v", st, err)
 	}
 	var tables int
@@ -40,11 +40,11 @@ func TestMigrateAndPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Applied) != 4 || res.Version != 4 {
+	if len(res.Applied) != 5 || res.Version != 5 {
 		t.Fatalf("first run: %+v", res)
 	}
 	res, err = Migrate(ctx, dsn, nil)
-	if err != nil || len(res.Applied) != 0 || res.Version != 4 {
+	if err != nil || len(res.Applied) != 0 || res.Version != 5 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
 

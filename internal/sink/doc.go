@@ -9,13 +9,19 @@
 // # How a batch is written
 //
 // The consumer (group "herald-sink", franz-go, manual commits) collects
-// records until it has
-// BatchSize of them or BatchInterval has passed since the first one.
-// Writer.Write then keeps only the newest version of each id in the batch
-// and, in ONE transaction, COPYs the rows into temporary tables (ON COMMIT
-// DROP) and runs one INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE ...
-// WHERE excluded.version > dispatch_status.version, and one INSERT of the
-// attempts ON CONFLICT (id, attempt, at) DO NOTHING.
+// a batch whose limits follow the backlog (Batching): when it is caught
+// up, a batch is written BatchMinInterval after its first record (or at
+// BatchMinSize records), so a status reaches PostgreSQL a few tens of
+// milliseconds after the dispatcher wrote it; when it is behind, a batch
+// takes what waits, up to BatchSize records and BatchInterval, so the
+// backlog is written in large batches, each collapsing the versions of a
+// notification it holds into one row. Writer.Write then keeps only the newest version of each id in the batch
+// and, in ONE transaction, COPYs the rows into temporary tables (kept per
+// connection, emptied at every commit) and runs one INSERT of the attempts
+// ON CONFLICT (id, attempt, at) DO NOTHING, and one INSERT ... SELECT ...
+// ON CONFLICT (id) DO UPDATE ... WHERE excluded.version >
+// dispatch_status.version, which also stamps status_synced_at when a row's
+// status changes.
 //
 // # Guarantees
 //
@@ -32,7 +38,9 @@
 //   - PostgreSQL down or refusing a batch for a reason that is not the
 //     data (connection lost, shutdown, deadlock, disk full, schema missing):
 //     the sink backs off (RetryMin doubling to RetryMax) and retries the
-//     same batch for ever, without polling more. Lag grows on the
+//     same batch for ever, polling at most one batch more (the next batch
+//     is collected and decoded while one is written; it waits, and batches
+//     are written and committed one after the other). Lag grows on the
 //     changelog, nothing is lost, and the sink catches up when PostgreSQL
 //     is back. Ready() is false meanwhile.
 //   - A record that can never be written does not block its partition: an

@@ -20,8 +20,6 @@ import (
 // Defaults of Config.
 const (
 	DefaultGroup         = "herald-sink"
-	DefaultBatchSize     = 5000
-	DefaultBatchInterval = 200 * time.Millisecond
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second
@@ -65,18 +63,21 @@ type Config struct {
 	Group string
 	// Topic is the changelog read (default the dispatcher table).
 	Topic string
-	// BatchSize and BatchInterval close a batch: whichever comes first
-	// after its first record (defaults DefaultBatchSize and
-	// DefaultBatchInterval).
-	BatchSize     int
-	BatchInterval time.Duration
+	// BatchSize and BatchInterval bound a batch when the sink is behind:
+	// the most records it holds, and the longest it stays open after its
+	// first record (at a backlog of BatchSize or more). BatchMinSize and
+	// BatchMinInterval are the limits when nothing else waits. See
+	// Batching; zero fields take DefaultBatching's.
+	BatchSize, BatchMinSize         int
+	BatchInterval, BatchMinInterval time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts at a batch
 	// PostgreSQL did not take (defaults DefaultRetryMin and
 	// DefaultRetryMax; RetryMax is at least RetryMin).
 	RetryMin, RetryMax time.Duration
-	// ShutdownGrace is how long a batch in flight when the context ends may
-	// still take to be written and committed; after it the batch is left
-	// to be replayed. Default DefaultShutdownGrace.
+	// ShutdownGrace is how long the batch in flight when the context ends,
+	// and the one waiting for it, may still take to be written and
+	// committed; after it they are left to be replayed. Default
+	// DefaultShutdownGrace.
 	ShutdownGrace time.Duration
 	// Observer is told what the sink does (default: nothing).
 	Observer Observer
@@ -88,6 +89,11 @@ type Config struct {
 	KgoOpts []kgo.Opt
 }
 
+// Batching is the batch policy of c.
+func (c Config) Batching() Batching {
+	return Batching{MinSize: c.BatchMinSize, MaxSize: c.BatchSize, MinInterval: c.BatchMinInterval, MaxInterval: c.BatchInterval}
+}
+
 func (c Config) withDefaults() Config {
 	if c.Group == "" {
 		c.Group = DefaultGroup
@@ -95,12 +101,8 @@ func (c Config) withDefaults() Config {
 	if c.Topic == "" {
 		c.Topic = string(topology.TableDispatcher)
 	}
-	if c.BatchSize <= 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.BatchInterval <= 0 {
-		c.BatchInterval = DefaultBatchInterval
-	}
+	b := c.Batching().withDefaults()
+	c.BatchSize, c.BatchMinSize, c.BatchInterval, c.BatchMinInterval = b.MaxSize, b.MinSize, b.MaxInterval, b.MinInterval
 	if c.RetryMin <= 0 {
 		c.RetryMin = DefaultRetryMin
 	}
@@ -129,6 +131,9 @@ func (c Config) validate() error {
 	if c.Pool == nil {
 		return errors.New("sink: no PostgreSQL pool")
 	}
+	if err := c.Batching().Validate(); err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
 	return nil
 }
 
@@ -140,9 +145,10 @@ type Sink struct {
 	// svc runs the sessions.
 	svc service.Service
 
-	// hook, when set (tests only), is called at named points; an error
-	// from it stops Run at once with that error, as a crash would (no
-	// further write, no commit).
+	// hook, when set (tests only), is called at named points, from the
+	// collecting and the writing goroutine; an error from it stops Run at
+	// once with that error, as a crash would (no further write, no
+	// commit).
 	hook func(point string) error
 }
 
@@ -161,7 +167,7 @@ func (s *Sink) Ready() bool { return s.ready.Load() }
 // Writer is the sink's batch writer.
 func (s *Sink) Writer() *Writer { return s.writer }
 
-// Run consumes until ctx ends, then writes the batch in flight (within
+// Run consumes until ctx ends, then writes the batches in flight (within
 // ShutdownGrace) and returns nil. It returns an error only when the Kafka
 // client cannot be made (or a test hook simulates a crash).
 func (s *Sink) Run(ctx context.Context) error { return s.svc.Run(ctx, s.session) }
@@ -179,36 +185,93 @@ func (s *Sink) session(ctx context.Context) error {
 		cl.Close()
 	}()
 	s.ready.Store(true)
-	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batch_size", c.BatchSize, "batch_interval", c.BatchInterval)
+	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batching", c.Batching())
 
-	for {
-		recs, closed := s.collect(ctx, cl)
-		if len(recs) > 0 {
-			if err := s.flush(ctx, cl, recs); err != nil {
-				return service.Permanent(err) // a simulated crash: nothing more
+	// After ctx ends, the batch being written and the one waiting for it
+	// get ShutdownGrace, together, to be written and committed.
+	grace, cancelGrace := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelGrace()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancelGrace) })
+	defer stopGrace()
+
+	// The next batch is collected and decoded while the one before it is
+	// written: at most one batch waits, and the batches are written and
+	// their offsets committed one after the other, in order.
+	batches := make(chan batch)
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	writerDone := make(chan struct{})
+	var writeErr error
+	go func() {
+		defer close(writerDone)
+		defer stopPolling() // a writer that stops (a simulated crash) stops the polling
+		for b := range batches {
+			if writeErr = s.flush(grace, cl, b); writeErr != nil {
+				return
 			}
 		}
-		if closed || ctx.Err() != nil {
-			return nil
+	}()
+	// stop ends the writer after the batches handed to it; an error (a
+	// simulated crash) ends the session for good.
+	stop := func(err error) error {
+		close(batches)
+		<-writerDone
+		if err == nil {
+			err = writeErr
+		}
+		if err != nil {
+			return service.Permanent(err) // a simulated crash: nothing more
+		}
+		return nil
+	}
+	for {
+		recs, closed := s.collect(pollCtx, cl)
+		if len(recs) > 0 {
+			changes, dead := decode(recs)
+			if err := s.at("decoded"); err != nil {
+				return stop(err)
+			}
+			select {
+			case batches <- batch{recs: recs, changes: changes, dead: dead}:
+			case <-writerDone: // it stopped on an error
+				return stop(nil)
+			}
+		}
+		if closed || ctx.Err() != nil || pollCtx.Err() != nil {
+			return stop(nil)
 		}
 	}
 }
 
-// collect polls until BatchSize records or BatchInterval after the first
-// one. closed reports that the client or ctx ended.
+// batch is a collected batch with its records decoded.
+type batch struct {
+	recs    []*kgo.Record
+	changes []Change
+	dead    []Rejection
+}
+
+// collect polls until the batch is complete by the Batching policy: it
+// holds every record known to be waiting (within MinSize..MaxSize), or its
+// wait after the first record is over. closed reports that the client or
+// ctx ended.
 func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record, closed bool) {
 	c := s.cfg
-	var deadline time.Time
-	for len(recs) < c.BatchSize {
+	policy := c.Batching()
+	var first time.Time
+	// lag is, per partition read in this batch, the records after the last
+	// one taken: what the batch could still take from it.
+	lag := map[int32]int64{}
+	size, wait := policy.MinSize, policy.MinInterval
+	for len(recs) < size {
 		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if !deadline.IsZero() {
-			left := time.Until(deadline)
+		if !first.IsZero() {
+			left := time.Until(first.Add(wait))
 			if left <= 0 {
 				break
 			}
 			pctx, cancel = context.WithTimeout(ctx, left)
 		}
-		fs := cl.PollRecords(pctx, c.BatchSize-len(recs))
+		fs := cl.PollRecords(pctx, size-len(recs))
 		cancel()
 		if fs.IsClientClosed() {
 			return recs, true
@@ -219,14 +282,24 @@ func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record,
 			}
 		})
 		n := len(recs)
-		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
-		if deadline.IsZero() && len(recs) > 0 {
-			deadline = time.Now().Add(c.BatchInterval)
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if k := len(p.Records); k > 0 {
+				recs = append(recs, p.Records...)
+				lag[p.Partition] = max(p.HighWatermark-p.Records[k-1].Offset-1, 0)
+			}
+		})
+		if first.IsZero() && len(recs) > 0 {
+			first = time.Now()
 		}
+		var backlog int64
+		for _, l := range lag {
+			backlog += l
+		}
+		size, wait = policy.Limits(len(recs), max(backlog, cl.BufferedFetchRecords()))
 		if ctx.Err() != nil {
 			return recs, true
 		}
-		if len(recs) == n && deadline.IsZero() && len(fs.Errors()) > 0 {
+		if len(recs) == n && first.IsZero() && len(fs.Errors()) > 0 {
 			// Only errors: do not spin on a broken fetch.
 			select {
 			case <-ctx.Done():
@@ -243,16 +316,11 @@ var errCrash = errors.New("sink: simulated crash")
 
 // flush writes a batch, dead-letters what cannot be written and commits
 // the offsets, retrying until it succeeds or the shutdown grace is over.
-func (s *Sink) flush(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+// fctx is Run's context plus the shutdown grace.
+func (s *Sink) flush(fctx context.Context, cl *kgo.Client, b batch) error {
 	c := s.cfg
 	start := time.Now()
-	// After ctx ends the batch still gets ShutdownGrace to finish.
-	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancel) })
-	defer stop()
-
-	changes, dead := decode(recs)
+	recs, changes, dead := b.recs, b.changes, b.dead
 	var res WriteResult
 	if err := s.retry(fctx, "write batch", func() error {
 		var err error

@@ -35,12 +35,13 @@ func setup(t *testing.T, dsn string) (*heraldtest.Cluster, *kgo.Client, Config) 
 
 // testObserver counts what the sink reports.
 type testObserver struct {
-	records, statusRows, stale, retries atomic.Int64
-	mu                                  sync.Mutex
-	deadLetters                         map[string]int
+	batches, records, statusRows, stale, retries atomic.Int64
+	mu                                           sync.Mutex
+	deadLetters                                  map[string]int
 }
 
 func (o *testObserver) Batch(records int, _ time.Duration, statusRows, _, staleRows int64) {
+	o.batches.Add(1)
 	o.records.Add(int64(records))
 	o.statusRows.Add(statusRows)
 	o.stale.Add(staleRows)

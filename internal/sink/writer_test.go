@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,5 +172,102 @@ func TestCampaignSummary(t *testing.T) {
 	}
 	if _, err := CampaignSummary(ctx, pool, "nope"); !errors.Is(err, ErrCampaignNotFound) {
 		t.Fatalf("unknown campaign: %v", err)
+	}
+}
+
+// status_synced_at is when the row's current status was written: it moves
+// with the status, not with a later version that keeps the status, nor
+// with a stale one.
+func TestWriterStatusSyncedAtMovesWithTheStatus(t *testing.T) {
+	pool := migratedPool(t, heraldtest.Postgres(t))
+	w := NewWriter(pool)
+	ctx := context.Background()
+	stamp := func() time.Time {
+		t.Helper()
+		var at time.Time
+		if err := pool.QueryRow(ctx, `SELECT status_synced_at FROM dispatch_status WHERE id = 'x'`).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at
+	}
+	write := func(s *contract.State) {
+		t.Helper()
+		if _, err := w.Write(ctx, []Change{change(s)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond) // the clock moves between writes
+	}
+	write(state("x", "c", 2)) // sending
+	sending := stamp()
+	if sending.IsZero() {
+		t.Fatal("no status_synced_at on insert")
+	}
+	write(state("x", "c", 4)) // sent
+	sent := stamp()
+	if !sent.After(sending) {
+		t.Fatalf("status changed to sent, stamp %s not after %s", sent, sending)
+	}
+	dup := state("x", "c", 5) // a duplicate counted: still sent
+	dup.Status, dup.Duplicates = contract.StatusSent, 1
+	write(dup)
+	if got := stamp(); !got.Equal(sent) {
+		t.Fatalf("same status, later version: stamp moved from %s to %s", sent, got)
+	}
+	if got := rows(t, pool)["x"]; got.Version != 5 {
+		t.Fatalf("version %d, want 5", got.Version)
+	}
+	write(state("x", "c", 3)) // stale: retrying at an older version
+	if got := stamp(); !got.Equal(sent) {
+		t.Fatalf("stale version moved the stamp from %s to %s", sent, got)
+	}
+}
+
+// mergeAttempts returns the longer history as it is when it begins with
+// the shorter one (no copy), and merges by attempt number otherwise (a
+// history cut to contract.MaxHistory).
+func TestMergeAttempts(t *testing.T) {
+	at := func(ns ...int) []contract.Attempt {
+		out := make([]contract.Attempt, len(ns))
+		for i, n := range ns {
+			out[i] = contract.Attempt{Attempt: n}
+		}
+		return out
+	}
+	nums := func(as []contract.Attempt) []int {
+		out := []int{}
+		for _, a := range as {
+			out = append(out, a.Attempt)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		a, b []contract.Attempt
+		want []int
+		same string // "a" or "b": the result is that slice itself
+	}{
+		{"older first, newer longer", at(1), at(1, 2), []int{1, 2}, "b"},
+		{"newer first, older shorter", at(1, 2, 3), at(1, 2), []int{1, 2, 3}, "a"},
+		{"no history yet", nil, at(1), []int{1}, "b"},
+		{"neither has any", nil, nil, []int{}, ""},
+		{"cut at the front", at(2, 3), at(1, 2), []int{2, 3, 1}, ""},
+		{"same length, different", at(1, 2), at(3, 4), []int{1, 2, 3, 4}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mergeAttempts(tc.a, tc.b)
+			if g := nums(got); !slices.Equal(g, tc.want) {
+				t.Fatalf("got %v, want %v", g, tc.want)
+			}
+			switch tc.same {
+			case "a":
+				if &got[0] != &tc.a[0] {
+					t.Fatal("a copy of a, want a itself")
+				}
+			case "b":
+				if &got[0] != &tc.b[0] {
+					t.Fatal("a copy of b, want b itself")
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,163 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/herald-dispatch/herald/internal/topology"
+)
+
+func TestBatchingLimits(t *testing.T) {
+	b := Batching{MinSize: 100, MaxSize: 10000, MinInterval: 20 * time.Millisecond, MaxInterval: 220 * time.Millisecond}
+	for _, tc := range []struct {
+		name      string
+		collected int
+		backlog   int64
+		size      int
+		wait      time.Duration
+	}{
+		{"caught up, empty batch", 0, 0, 100, 20 * time.Millisecond},
+		{"caught up, a trickle", 3, 0, 100, 20 * time.Millisecond},
+		{"caught up, at the min size", 100, 0, 100, 20 * time.Millisecond},
+		{"caught up, above the min size: written now", 700, 0, 700, 20 * time.Millisecond},
+		{"a little behind: takes the backlog", 50, 150, 200, 23 * time.Millisecond},
+		{"half the max behind", 1000, 5000, 6000, 120 * time.Millisecond},
+		{"far behind: the max, the longest wait", 2000, 50000, 10000, 220 * time.Millisecond},
+		{"exactly the max behind", 0, 10000, 10000, 220 * time.Millisecond},
+		{"a negative backlog counts as none", 10, -5, 100, 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			size, wait := b.Limits(tc.collected, tc.backlog)
+			if size != tc.size || wait != tc.wait {
+				t.Fatalf("Limits(%d, %d) = %d, %s; want %d, %s", tc.collected, tc.backlog, size, wait, tc.size, tc.wait)
+			}
+		})
+	}
+}
+
+func TestBatchingValidateAndDefaults(t *testing.T) {
+	if err := DefaultBatching().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	for _, tc := range []struct {
+		b    Batching
+		want string
+	}{
+		{Batching{MinSize: 0, MaxSize: 10, MinInterval: time.Millisecond, MaxInterval: time.Second}, "positive"},
+		{Batching{MinSize: 20, MaxSize: 10, MinInterval: time.Millisecond, MaxInterval: time.Second}, "above the max size"},
+		{Batching{MinSize: 1, MaxSize: 10, MinInterval: -time.Millisecond, MaxInterval: time.Second}, "positive"},
+		{Batching{MinSize: 1, MaxSize: 10, MinInterval: 2 * time.Second, MaxInterval: time.Second}, "above the max interval"},
+	} {
+		err := tc.b.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want an error with %q", tc.b, err, tc.want)
+		}
+	}
+	pool, err := pgxpool.New(context.Background(), "postgres://127.0.0.1:1/none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := New(Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}, Pool: pool, BatchMinSize: 50, BatchSize: 10}); err == nil ||
+		!strings.Contains(err.Error(), "above the max size") {
+		t.Fatalf("New with a min size above the max: %v", err)
+	}
+	// A max below the defaults' min pulls the min down with it.
+	got := Batching{MaxSize: 50, MaxInterval: 5 * time.Millisecond}.withDefaults()
+	if got != (Batching{MinSize: 50, MaxSize: 50, MinInterval: 5 * time.Millisecond, MaxInterval: 5 * time.Millisecond}) {
+		t.Fatalf("withDefaults: %+v", got)
+	}
+}
+
+// batches is how many batches the sink committed, and how many records
+// they held.
+func batches(cfg Config) (count, records int64) {
+	return counts(cfg).batches.Load(), counts(cfg).records.Load()
+}
+
+// A backlog is written in large batches; once caught up, each record of a
+// trickle is written in a batch of its own, closed by the short interval
+// and not the long one (a sink that waited --sink-batch-interval, here a
+// minute, would time the trickle out).
+func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
+	c, cl, cfg := setup(t, "")
+	cfg.BatchMinSize, cfg.BatchSize = 5, 2000
+	cfg.BatchMinInterval, cfg.BatchInterval = 20*time.Millisecond, time.Minute
+	backlog := ids("b", 1000)
+	produce(t, c, cl, backlog, "nov", 1, 2, 3, 4) // 4,000 records
+	startSink(t, cfg, nil)
+	waitFor(t, 60*time.Second, "the backlog written", func() bool { return allAt(rows(t, cfg.Pool), wantAll(backlog, 4)) })
+
+	n, recs := batches(cfg)
+	t.Logf("the backlog of 4,000 records took %d batches", n)
+	if recs != 4000 {
+		t.Fatalf("%d records in batches, want 4000", recs)
+	}
+	// At the min size, 800 batches; a batch takes what is waiting, in
+	// practice one or two fetches' worth.
+	if n > 20 || recs/n < 200 {
+		t.Fatalf("the backlog took %d batches (%d records each on average), want at most 20", n, recs/n)
+	}
+
+	trickle := ids("t", 8)
+	for i, id := range trickle {
+		produce(t, c, cl, []string{id}, "nov", 2)
+		waitFor(t, 30*time.Second, fmt.Sprintf("trickle record %d written", i), func() bool { return rows(t, cfg.Pool)[id].Version == 2 })
+	}
+	n2, recs2 := batches(cfg)
+	if n2-n != int64(len(trickle)) || recs2-recs != int64(len(trickle)) {
+		t.Fatalf("the trickle of %d records took %d batches of %d records", len(trickle), n2-n, recs2-recs)
+	}
+}
+
+// The next batch is collected and decoded while the one before it is
+// written, and only one: the collector waits until the writer takes it.
+// Everything is written and committed in the end.
+func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
+	c, cl, cfg := setup(t, "")
+	cfg.BatchMinSize, cfg.BatchSize = 1, 1000
+	var (
+		mu      sync.Mutex
+		decoded int
+		writing = make(chan struct{})
+		release = make(chan struct{})
+		first   sync.Once
+	)
+	hook := func(point string) error {
+		switch point {
+		case "decoded":
+			mu.Lock()
+			decoded++
+			mu.Unlock()
+		case "copied":
+			first.Do(func() { close(writing); <-release })
+		}
+		return nil
+	}
+	startSink(t, cfg, func(s *Sink) { s.hook, s.writer.hook = hook, hook })
+	count := func() int { mu.Lock(); defer mu.Unlock(); return decoded }
+
+	a, b, d := ids("a", 10), ids("b", 10), ids("d", 10)
+	produce(t, c, cl, a, "nov", 1)
+	<-writing // the first batch is in its transaction, held there
+	produce(t, c, cl, b, "nov", 1)
+	waitFor(t, 30*time.Second, "the second batch decoded during the first one's write", func() bool { return count() == 2 })
+	produce(t, c, cl, d, "nov", 1)
+	time.Sleep(300 * time.Millisecond)
+	if n := count(); n != 2 {
+		t.Fatalf("%d batches decoded while the first was written, want 2 (one waiting, no more)", n)
+	}
+	if got := rows(t, cfg.Pool); len(got) != 0 {
+		t.Fatalf("%d rows visible before the first batch committed", len(got))
+	}
+	close(release)
+	want := wantAll(append(append(a, b...), d...), 1)
+	waitFor(t, 30*time.Second, "every batch written", func() bool { return allAt(rows(t, cfg.Pool), want) })
+	waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, admin(t, c), DefaultGroup, cfg.Topic) })
+}
