@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -468,11 +467,11 @@ func BenchmarkPlacement(b *testing.B) {
 			for !d.Ready() {
 				time.Sleep(time.Millisecond)
 			}
-			start, cpu0 := time.Now(), cpuTime(b)
+			start, cpu0 := time.Now(), heraldtest.ProcessCPU()
 			for count.Load() < int64(n) {
 				time.Sleep(time.Millisecond)
 			}
-			el, cpu := time.Since(start), cpuTime(b)-cpu0
+			el, cpu := time.Since(start), heraldtest.ProcessCPU()-cpu0
 			b.StopTimer()
 
 			const probes = 300
@@ -521,13 +520,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

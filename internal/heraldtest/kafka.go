@@ -6,9 +6,9 @@
 // send path around the stages a test passes in, provider sets and a mock
 // provider (pipeline.go), a fresh PostgreSQL database per test and a pool
 // on it with Herald's schema (postgres.go), TLS files (tls.go), a clock
-// that can be moved (clock.go), the sum of a metric (metrics.go), and
-// waiting for a condition and running a stage in the background (run.go).
-// Product code never imports it.
+// that can be moved (clock.go), the sum of a metric (metrics.go), the
+// process's CPU time (cpu.go), and waiting for a condition and running a
+// stage in the background (run.go). Product code never imports it.
 //
 // It imports what it starts (dispatcher, delay, provider, migrations), so
 // their in-package tests cannot use it. It must not import the sender,
