@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -47,29 +46,12 @@ func TestAPIStage(t *testing.T) {
 	addr := freeAddr(t)
 	t.Setenv("HERALD_API_TOKEN", "stage-token")
 	t.Setenv("HERALD_GOKA_MONITOR", "true")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runPipeline(ctx, "run", []string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2",
-			"--data-dir", t.TempDir(), "--http-addr", addr, "--stages", "dispatcher,api", "--log-level", "warn",
-			"--held-scan-interval", "100ms", "--lag-interval", "100ms"}, "all")
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	run := startRun(t, c, "--http-addr", addr, "--stages", "dispatcher,api", "--log-level", "warn",
+		"--held-scan-interval", "100ms", "--lag-interval", "100ms")
 	do := func(method, path, token, body string) (int, string) { return httpCall(addr, method, path, token, body) }
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		run.waitFor(30*time.Second, what, cond)
 	}
 	eventually("/readyz", func() bool { code, _ := do("GET", "/readyz", "", ""); return code == http.StatusOK })
 	if code, b := do("GET", "/healthz", "", ""); code != http.StatusOK {

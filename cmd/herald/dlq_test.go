@@ -30,18 +30,7 @@ func dlqRequest(id string) string {
 // already dispatched.
 func TestDLQListShowReplay(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runPipeline(ctx, "run", []string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2",
-			"--data-dir", t.TempDir(), "--http-addr", "off", "--stages", "dispatcher", "--log-level", "error"}, "all")
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	run := startRun(t, c, "--http-addr", "off", "--stages", "dispatcher", "--log-level", "error")
 	cl := c.Client(t)
 	broken := []byte(`{"schema":"herald.dispatch.v1","id":"dup-1"`)
 	c.Produce(t, cl,
@@ -65,7 +54,7 @@ func TestDLQListShowReplay(t *testing.T) {
 	dlq := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
-		if err := runDLQ(context.Background(), &out, append(args, "--brokers", strings.Join(c.Brokers, ","))); err != nil {
+		if err := runDLQ(context.Background(), &out, append(args, brokersFlag(c)...)); err != nil {
 			t.Fatalf("dlq %v: %v\n%s", args, err, out.String())
 		}
 		return out.String()
@@ -147,11 +136,7 @@ func TestDLQListShowReplay(t *testing.T) {
 	// sent once.
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(200 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		run.waitFor(30*time.Second, what, cond)
 	}
 	waitFor("fix-1 sent", func() bool { return sendsFor("fix-1") == 1 })
 	duplicates := func(id string, n int) func() bool {
@@ -193,7 +178,7 @@ func TestDLQListCreatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err := runDLQ(ctx, &out, []string{"list", "--brokers", strings.Join(c.Brokers, ",")})
+	err := runDLQ(ctx, &out, append([]string{"list"}, brokersFlag(c)...))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("list without a DLQ topic: %v", err)
 	}

@@ -27,7 +27,7 @@ func TestMigrateAndReport(t *testing.T) {
 	if err := runMigrate(ctx, &out, []string{"--database-url", dsn}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "schema at version 4 (4 migration(s) applied now)") {
+	if !strings.Contains(out.String(), "schema at version 5 (5 migration(s) applied now)") {
 		t.Fatalf("migrate said:\n%s", out.String())
 	}
 
@@ -51,8 +51,11 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	out.Reset()
-	if err := runReport(ctx, &out, []string{"--database-url", dsn, "--campaign", "nov"}); err != nil {
+	report := func(args ...string) error {
+		out.Reset()
+		return runReport(ctx, &out, append([]string{"--database-url", dsn, "--campaign"}, args...))
+	}
+	if err := report("nov"); err != nil {
 		t.Fatal(err)
 	}
 	table := out.String()
@@ -71,8 +74,7 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Errorf("report shows an address unmasked:\n%s", table)
 	}
 
-	out.Reset()
-	if err := runReport(ctx, &out, []string{"--database-url", dsn, "--campaign", "nov", "--json", "--reveal"}); err != nil {
+	if err := report("nov", "--json", "--reveal"); err != nil {
 		t.Fatal(err)
 	}
 	var sum sink.Summary
@@ -84,7 +86,7 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Fatalf("json: %+v", sum)
 	}
 
-	if err := runReport(ctx, &out, []string{"--database-url", dsn, "--campaign", "nope"}); err == nil ||
+	if err := report("nope"); err == nil ||
 		!strings.Contains(err.Error(), "campaign not found") {
 		t.Fatalf("unknown campaign: %v", err)
 	}

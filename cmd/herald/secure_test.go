@@ -44,34 +44,14 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 	t.Setenv("HERALD_KAFKA_SASL_PASSWORD_FILE", pwFile)
 	t.Setenv("HERALD_API_TOKEN", "secure-token")
 	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runPipeline(ctx, "run", []string{"--brokers", strings.Join(c.Brokers, ","), "--partitions", "2",
-			"--data-dir", t.TempDir(), "--http-addr", addr, "--database-url", dsn, "--log-level", "warn",
-			"--provider", "email=mock://?latency=1ms", "--sink-batch-interval", "50ms"}, "all")
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	run := startRun(t, c, "--http-addr", addr, "--database-url", dsn, "--log-level", "warn",
+		"--provider", "email=mock://?latency=1ms", "--sink-batch-interval", "50ms")
 	do := func(method, path, body string) (int, string) {
 		return httpCall(addr, method, path, "secure-token", body)
 	}
 	eventually := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
-			select {
-			case err := <-done:
-				t.Fatalf("run stopped: %v", err)
-			default:
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-		}
+		run.waitFor(60*time.Second, what, cond)
 	}
 	eventually("/readyz", func() bool { code, _ := do("GET", "/readyz", ""); return code == http.StatusOK })
 	if code, _ := do("GET", "/goka/", ""); code != http.StatusNotFound {
@@ -90,7 +70,7 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 	// herald send --via kafka takes the same security settings.
 	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
 	os.WriteFile(jsonl, []byte(strings.ReplaceAll(strings.ReplaceAll(req, "secure-1", "secure-2"), "\n", "")+"\n"), 0o600)
-	if err := runSend(context.Background(), []string{"--via", "kafka", "--file", jsonl, "--brokers", strings.Join(c.Brokers, ","), "--progress=false"}); err != nil {
+	if err := sendFile(context.Background(), jsonl, append(brokersFlag(c), "--via", "kafka")...); err != nil {
 		t.Fatalf("send --via kafka: %v", err)
 	}
 	eventually("the notification sent with herald send, in the view", func() bool {

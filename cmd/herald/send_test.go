@@ -70,8 +70,7 @@ func TestSendKafka(t *testing.T) {
 	path, ids := writeRequests(t)
 	var err error
 	out := captureStdout(t, func() {
-		err = runSend(context.Background(), []string{"--file", path, "--via", "kafka", "--brokers", strings.Join(c.Brokers, ","),
-			"--send-batch", "3", "--progress=false"})
+		err = sendFile(context.Background(), path, append(brokersFlag(c), "--via", "kafka", "--send-batch", "3")...)
 	})
 	if err == nil || !strings.Contains(err.Error(), "2 requests rejected, 0 failed") {
 		t.Fatalf("err = %v", err)
@@ -97,13 +96,9 @@ func TestSendAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- view.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	for !view.Recovered() {
-		time.Sleep(20 * time.Millisecond)
-	}
+	heraldtest.Background(t, "view", view.Run)
+	heraldtest.WaitFor(t, 60*time.Second, "the view to recover", view.Recovered)
+	ctx := context.Background()
 	const token = "send-token"
 	api := &views.Server{Config: views.Config{Token: token}, Table: view, Producer: c.Client(t),
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -120,7 +115,7 @@ func TestSendAPI(t *testing.T) {
 	path, ids := writeRequests(t)
 
 	// A wrong token is not retried.
-	err = runSend(ctx, []string{"--file", path, "--api-url", srv.URL, "--api-token", "wrong", "--progress=false"})
+	err = sendFile(ctx, path, "--api-url", srv.URL, "--api-token", "wrong")
 	if err == nil || !strings.Contains(err.Error(), "401") || posts.Load() != 1 {
 		t.Fatalf("wrong token: %v after %d posts", err, posts.Load())
 	}
@@ -129,7 +124,7 @@ func TestSendAPI(t *testing.T) {
 	// batch, so the API answers it as a duplicate.
 	posts.Store(0)
 	fail.Store(2)
-	err = runSend(ctx, []string{"--file", path, "--api-url", srv.URL + "/", "--api-token", token, "--progress=false", "--send-batch", "20"})
+	err = sendFile(ctx, path, "--api-url", srv.URL+"/", "--api-token", token, "--send-batch", "20")
 	if err == nil || !strings.Contains(err.Error(), "2 requests rejected, 0 failed") || posts.Load() != 3 {
 		t.Fatalf("err = %v after %d posts", err, posts.Load())
 	}
@@ -197,7 +192,7 @@ func TestSendTellsTheTruth(t *testing.T) {
 	})
 	t.Run("an unreachable API is an error", func(t *testing.T) {
 		path, _ := writeRequests(t)
-		err := runSend(context.Background(), []string{"--file", path, "--api-url", "http://127.0.0.1:1", "--send-retries", "0", "--progress=false"})
+		err := sendFile(context.Background(), path, "--api-url", "http://127.0.0.1:1", "--send-retries", "0")
 		if err == nil || !strings.Contains(err.Error(), "nothing sent") {
 			t.Errorf("err = %v", err)
 		}
@@ -279,7 +274,7 @@ func TestSendUsesGeneratedToken(t *testing.T) {
 	}))
 	defer srv.Close()
 	path, _ := writeRequests(t)
-	runSend(context.Background(), []string{"--file", path, "--api-url", srv.URL, "--data-dir", dir, "--progress=false"})
+	sendFile(context.Background(), path, "--api-url", srv.URL, "--data-dir", dir)
 	if got, _ := auth.Load().(string); got != "Bearer "+tok {
 		t.Errorf("Authorization %q, want the generated token", got)
 	}

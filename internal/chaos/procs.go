@@ -119,13 +119,6 @@ func (p *proc) supervise(ctx context.Context) {
 	}
 }
 
-// pid is the current process's id.
-func (p *proc) pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
-
 // kill sends SIGKILL and waits for the exit; the supervisor leaves the
 // process down until restart.
 func (p *proc) kill() error {

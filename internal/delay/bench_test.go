@@ -116,7 +116,7 @@ func startChild(b *testing.B, brokers []string) *child {
 		for sc.Scan() {
 		}
 	}()
-	waitUntil(b, 60*time.Second, "child ready", func() bool {
+	heraldtest.WaitFor(b, 60*time.Second, "child ready", func() bool {
 		resp, err := http.Get("http://" + c.addr + "/readyz")
 		if err != nil {
 			return false
@@ -268,7 +268,7 @@ func BenchmarkHoldMillion(b *testing.B) {
 	hold := delay.Route(far, time.Now(), topology.TopicWakeups)
 	took := produceMany(b, c, n, "hold", hold, func(int) time.Time { return far })
 	b.Logf("held %d records in %s: produced in %v (%.0f/s)", n, hold, took.Round(time.Millisecond), float64(n)/took.Seconds())
-	waitUntil(b, 2*time.Minute, "all records held", func() bool {
+	heraldtest.WaitFor(b, 2*time.Minute, "all records held", func() bool {
 		held, _ := ch.metric(b, "herald_delay_held_records")
 		return held >= float64(n)
 	})

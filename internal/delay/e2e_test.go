@@ -13,36 +13,10 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/delay"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
-	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/schedule"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
-
-// startDispatcher runs a supervised dispatcher (the production wiring:
-// dispatcher.Dispatcher, GokaOptions, Supervisor) until stop is called.
-func startDispatcher(t *testing.T, c *heraldtest.Cluster, dir string, clock func() time.Time) (sup *gokax.Supervisor, stop func() time.Duration) {
-	t.Helper()
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}, Now: clock, Log: testLog()}
-	sup = d.Supervisor(c.Topology, dir, testLog())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := sup.Run(ctx); err != nil {
-			t.Errorf("dispatcher: %v", err)
-		}
-	}()
-	var once sync.Once
-	var took time.Duration
-	stop = func() time.Duration {
-		once.Do(func() { start := time.Now(); cancel(); <-done; took = time.Since(start) })
-		return took
-	}
-	t.Cleanup(func() { stop() })
-	return sup, stop
-}
 
 // command is a send command seen on herald.send.
 type command struct {
@@ -146,9 +120,9 @@ func TestDispatcherHoldsAndReleases(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	dir := filepath.Join(t.TempDir(), "goka")
 	var clk heraldtest.ShiftedClock
-	sup, stopDispatcher := startDispatcher(t, c, dir, clk.Now)
+	sup := heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Storage: dir, Now: clk.Now, Log: testLog()})
 	stage := startStage(t, c, func(cfg *delay.Config) { cfg.Now = clk.Now })
-	waitUntil(t, 60*time.Second, "dispatcher and delay stage ready", func() bool { return sup.Ready() && stage.Ready() })
+	heraldtest.WaitFor(t, 60*time.Second, "dispatcher and delay stage ready", func() bool { return sup.Ready() && stage.Ready() })
 
 	// Move the clock to 5 s before a minute boundary: the windows that
 	// cover the current minute end there.
@@ -198,17 +172,17 @@ func TestDispatcherHoldsAndReleases(t *testing.T) {
 
 	// Restart the dispatcher while the notifications are held.
 	time.Sleep(1500 * time.Millisecond)
-	took := stopDispatcher()
+	took := sup.Stop()
 	t.Logf("dispatcher stopped %v after publishing, in %v, with %d commands out", clk.Now().Sub(start).Round(time.Millisecond), took.Round(time.Millisecond), sender.count())
-	sup, _ = startDispatcher(t, c, dir, clk.Now)
-	waitUntil(t, 60*time.Second, "dispatcher ready again", sup.Ready)
+	sup = heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Storage: dir, Now: clk.Now, Log: testLog()})
+	heraldtest.WaitFor(t, 60*time.Second, "dispatcher ready again", sup.Ready)
 	t.Logf("dispatcher ready again %v after publishing", clk.Now().Sub(start).Round(time.Millisecond))
 
 	total := 0
 	for _, e := range want {
 		total += e.attempts
 	}
-	waitUntil(t, 50*time.Second, "every send command", func() bool { return sender.count() >= total })
+	heraldtest.WaitFor(t, 50*time.Second, "every send command", func() bool { return sender.count() >= total })
 	time.Sleep(2 * time.Second) // room for a wrong duplicate
 
 	sender.mu.Lock()

@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -27,56 +25,29 @@ import (
 
 const group = "herald-delay-test"
 
-func testLog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+// testLog logs warnings and errors to stderr.
+var testLog = heraldtest.QuietLog
 
-// runningStage is a delay stage running in the background.
+// runningStage is a delay stage running in the background, with its
+// metrics.
 type runningStage struct {
-	*delay.Stage
-	Reg  *prometheus.Registry
-	stop func() time.Duration
+	*heraldtest.Delay
+	Reg *prometheus.Registry
 }
 
-// startStage runs a delay stage on c until the returned stop is called;
-// stop waits for Run to return and says how long that took.
+// startStage runs a delay stage of the test group on c until its Stop is
+// called or the test ends.
 func startStage(t testing.TB, c *heraldtest.Cluster, tune func(*delay.Config)) *runningStage {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := delay.Config{
-		Topology: c.Topology,
-		Group:    group,
-		Targets:  []string{topology.TopicWakeups},
-		DLQTopic: topology.TopicDLQ,
-		Log:      testLog(),
-		Observer: metrics.NewDelay(reg),
-	}
-	if tune != nil {
-		tune(&cfg)
-	}
-	s, err := delay.New(cfg)
-	if err != nil {
-		t.Fatalf("delay.New: %v", err)
-	}
-	metrics.NewDelayBacklog(reg, s)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	var once sync.Once
-	var took time.Duration
-	stop := func() time.Duration {
-		once.Do(func() {
-			start := time.Now()
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("delay stage: %v", err)
-			}
-			took = time.Since(start)
-		})
-		return took
-	}
-	t.Cleanup(func() { stop() })
-	return &runningStage{Stage: s, Reg: reg, stop: stop}
+	s := heraldtest.StartDelay(t, c, func(cfg *delay.Config) {
+		cfg.Group, cfg.Log, cfg.Observer = group, testLog(), metrics.NewDelay(reg)
+		if tune != nil {
+			tune(cfg)
+		}
+	})
+	metrics.NewDelayBacklog(reg, s.Stage)
+	return &runningStage{Delay: s, Reg: reg}
 }
 
 // heldRecord is a wake-up as the dispatcher publishes it to a tier.
@@ -124,17 +95,6 @@ func watch(t testing.TB, c *heraldtest.Cluster, topic string) (snapshot func() [
 		mu.Lock()
 		defer mu.Unlock()
 		return slices.Clone(got)
-	}
-}
-
-func waitUntil(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -201,7 +161,7 @@ func TestReleaseOnTime(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
 	cl := c.Client(t)
 	rs := startStage(t, c, nil)
-	waitUntil(t, 30*time.Second, "delay stage ready", rs.Ready)
+	heraldtest.WaitFor(t, 30*time.Second, "delay stage ready", rs.Ready)
 	got := watch(t, c, topology.TopicWakeups)
 
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -233,7 +193,7 @@ func TestReleaseOnTime(t *testing.T) {
 	c.Produce(t, cl, append(recs, bad...)...)
 	t.Logf("%d records produced in %v over tiers %v", n, time.Since(now), tiers)
 
-	waitUntil(t, 40*time.Second, "all records released", func() bool { return len(got()) >= n })
+	heraldtest.WaitFor(t, 40*time.Second, "all records released", func() bool { return len(got()) >= n })
 	time.Sleep(time.Second) // room for a wrong duplicate
 	late := checkReleases(t, c, due, got())
 	t.Logf("lateness at the target's consumer: %s", quantiles(late))
@@ -294,19 +254,19 @@ func TestRestartAndRebalanceMidHold(t *testing.T) {
 	released := func() int { return len(got()) }
 
 	a := startStage(t, c, nil)
-	waitUntil(t, 30*time.Second, "first stage ready", a.Ready)
+	heraldtest.WaitFor(t, 30*time.Second, "first stage ready", a.Ready)
 	time.Sleep(1500 * time.Millisecond)
 	b := startStage(t, c, nil)
-	waitUntil(t, 30*time.Second, "second stage ready", b.Ready)
+	heraldtest.WaitFor(t, 30*time.Second, "second stage ready", b.Ready)
 	t.Logf("second stage joined at %v with %d released", time.Since(now).Round(time.Millisecond), released())
 	time.Sleep(time.Second)
-	took := a.stop()
+	took := a.Stop()
 	t.Logf("first stage stopped at %v in %v with %d released", time.Since(now).Round(time.Millisecond), took.Round(time.Millisecond), released())
 	if took > 5*time.Second {
 		t.Errorf("stopping a stage that waits took %v", took)
 	}
 	time.Sleep(time.Second)
-	took = b.stop()
+	took = b.Stop()
 	t.Logf("second stage stopped at %v in %v with %d released", time.Since(now).Round(time.Millisecond), took.Round(time.Millisecond), released())
 	if took > 5*time.Second {
 		t.Errorf("stopping a stage that waits took %v", took)
@@ -315,21 +275,14 @@ func TestRestartAndRebalanceMidHold(t *testing.T) {
 		t.Fatalf("%d of %d released before the restart: the test does not restart mid-hold", r, n)
 	}
 	startStage(t, c, nil)
-	waitUntil(t, 40*time.Second, "all records released", func() bool { return released() >= n })
+	heraldtest.WaitFor(t, 40*time.Second, "all records released", func() bool { return released() >= n })
 	time.Sleep(time.Second) // room for a wrong duplicate
 	late := checkReleases(t, c, due, got())
 	t.Logf("lateness across restarts (includes the stopped time): %s", quantiles(late))
 }
 
 // metricSum adds up every series of a counter or gauge.
-func metricSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	sum := 0.0
-	for _, m := range series(t, reg, name) {
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
-	return sum
-}
+var metricSum = heraldtest.MetricSum
 
 // histogram summarises a histogram: its count and the upper bound of the
 // bucket holding p50, p99 and the largest sample.

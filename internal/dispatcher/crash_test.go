@@ -15,8 +15,6 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/codec"
-	"github.com/lovoo/goka/storage"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -164,18 +162,11 @@ func (r *crashRig) setNow(t time.Time) { r.clock.Store(t.UnixNano()) }
 // until r.stop.
 func (r *crashRig) start() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
-		Now: r.now, Observer: r.obs, Log: log}
-	sup := d.Supervisor(r.c.Topology, r.storage, log)
-	sup.MinBackoff = 50 * time.Millisecond
-	sup.Options = append(sup.Options, goka.WithProducerBuilder(r.faults.builder(goka.ProducerBuilderWithConfig(r.c.Topology.Sarama("test")))))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sup.Run(ctx) }()
-	r.sup = sup
-	var once sync.Once
-	r.stop = func() { once.Do(func() { cancel(); <-done }) }
-	r.t.Cleanup(r.stop)
+	d := heraldtest.StartDispatcher(r.t, r.c, heraldtest.DispatcherOptions{Now: r.now, Observer: r.obs, Log: log,
+		Storage: r.storage, MinBackoff: 50 * time.Millisecond,
+		GokaOptions: []goka.ProcessorOption{goka.WithProducerBuilder(r.faults.builder(goka.ProducerBuilderWithConfig(r.c.Topology.Sarama("test"))))}})
+	r.sup = d.Supervisor
+	r.stop = func() { d.Stop() }
 }
 
 func (r *crashRig) produce(topic, key string, v any) {
@@ -198,13 +189,7 @@ func (r *crashRig) request(id string, notBefore time.Time) {
 
 func (r *crashRig) waitFor(what string, cond func() bool) {
 	r.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	heraldtest.WaitFor(r.t, 30*time.Second, what, cond)
 }
 
 // committed is the dispatcher group's committed offset of topic/0 (-1 for none).
@@ -358,15 +343,8 @@ func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 	r.request("b", rigT0.Add(time.Hour)) // not due yet: left alone
 	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 2 })
 
-	v, err := goka.NewView(r.c.Brokers, topology.TableDispatcher, new(codec.Bytes),
-		append(gokax.ViewOptions(r.c.Topology, "sweep-test", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = v.Run(ctx) }()
-	r.waitFor("the view", func() bool { return v.Recovered() })
+	v := r.c.RawTableView(t, "sweep-test")
+	ctx := context.Background()
 	r.waitFor("the states in the view", func() bool { x, _ := v.Get("b"); return x != nil })
 
 	sw := &dispatcher.Sweeper{View: v, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
@@ -401,15 +379,9 @@ func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 		t.Fatalf("%d records on the timeout's tier: a send must not set a timer", n)
 	}
 
-	gv, err := goka.NewView(r.c.Brokers, topology.TableDispatcher, new(codec.Bytes),
-		append(gokax.ViewOptions(r.c.Topology, "sweep-timeout-test", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = gv.Run(ctx) }()
-	r.waitFor("the view", func() bool { x, _ := gv.Get("c"); return gv.Recovered() && x != nil })
+	gv := r.c.RawTableView(t, "sweep-timeout-test")
+	ctx := context.Background()
+	r.waitFor("c in the view", func() bool { x, _ := gv.Get("c"); return x != nil })
 
 	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
 		Grace: time.Hour, Now: r.now}

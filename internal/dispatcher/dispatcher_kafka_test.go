@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -56,43 +54,6 @@ func badRecords(n int) (recs []*kgo.Record, reasons map[string]string) {
 		reasons[key] = reason
 	}
 	return recs, reasons
-}
-
-// startDispatcher runs a supervised dispatcher until the returned stop is
-// called; stop waits for a clean shutdown.
-func startDispatcher(t testing.TB, c *heraldtest.Cluster, storage string) (stop func()) {
-	t.Helper()
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sup := d.Supervisor(c.Topology, storage, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := sup.Run(ctx); err != nil {
-			t.Errorf("dispatcher: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return stop
-}
-
-// countTopic counts the records of a topic: the sum of its partitions' end
-// offsets, since Herald's tests delete nothing and use no transactions.
-func countTopic(t *testing.T, c *heraldtest.Cluster, topic string) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(c.Client(t)).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
-	}
-	n := 0
-	ends.Each(func(o kadm.ListedOffset) { n += int(o.Offset) })
-	return n
 }
 
 // TestDispatcherFoundation is the foundation issue's acceptance test:
@@ -138,24 +99,23 @@ func TestDispatcherFoundation(t *testing.T) {
 		t.Fatalf("test setup: %d records, want %d", got, unique+dups+bad)
 	}
 
-	stop := startDispatcher(t, c, storage)
+	d := heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Storage: storage})
 	start := time.Now()
 	c.Produce(t, cl, first...)
 	// Stop mid-stream: once some, but not all, commands are out.
-	waitFor(t, 60*time.Second, func() bool { return countTopic(t, c, topology.TopicSend) > 1000 })
-	stop()
+	heraldtest.WaitFor(t, 60*time.Second, "the first commands", func() bool { return c.Count(t, topology.TopicSend) > 1000 })
+	d.Stop()
 	t.Logf("first wave stopped after %v", time.Since(start))
 
 	c.Produce(t, cl, second...)
-	startDispatcher(t, c, storage)
+	heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Storage: storage})
 
-	var sends []*kgo.Record
-	sends = c.Consume(t, topology.TopicSend, 90*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= unique })
+	sends := c.Consume(t, topology.TopicSend, 90*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= unique })
 	dlq := c.Consume(t, topology.TopicDLQ, 30*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= bad })
 	t.Logf("all commands out after %v", time.Since(start))
 	// Give a wrongly duplicated command a moment to show up.
 	time.Sleep(2 * time.Second)
-	if n := countTopic(t, c, topology.TopicSend); n != unique {
+	if n := c.Count(t, topology.TopicSend); n != unique {
 		t.Errorf("herald.send has %d commands, want exactly %d", n, unique)
 	}
 	seen := map[string]bool{}
@@ -179,7 +139,7 @@ func TestDispatcherFoundation(t *testing.T) {
 		t.Errorf("%d distinct ids commanded, want %d", len(seen), unique)
 	}
 
-	if n := countTopic(t, c, topology.TopicDLQ); n != bad {
+	if n := c.Count(t, topology.TopicDLQ); n != bad {
 		t.Errorf("herald.dlq has %d records, want exactly %d", n, bad)
 	}
 	for _, r := range dlq {
@@ -213,17 +173,6 @@ func TestDispatcherFoundation(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // BenchmarkDispatcherKafka measures the dispatcher's throughput on the
 // embedded broker: b.N requests are published first, then a dispatcher
 // starts and the clock runs until every send command is out. It reports
@@ -243,12 +192,8 @@ func BenchmarkDispatcherKafka(b *testing.B) {
 	c.Produce(b, cl, recs...)
 	b.ResetTimer()
 	start := time.Now()
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
-	log := slog.New(slog.DiscardHandler)
-	sup := d.Supervisor(c.Topology, b.TempDir(), log)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = sup.Run(ctx) }()
+	d := heraldtest.StartDispatcher(b, c, heraldtest.DispatcherOptions{Log: slog.New(slog.DiscardHandler)})
+	ctx := context.Background()
 	adm := kadm.NewClient(c.Client(b))
 	for {
 		ends, err := adm.ListEndOffsets(ctx, topology.TopicSend)
@@ -264,8 +209,7 @@ func BenchmarkDispatcherKafka(b *testing.B) {
 	}
 	el := time.Since(start)
 	b.StopTimer()
-	cancel()
-	<-done
+	d.Stop()
 	b.ReportMetric(float64(n)/el.Seconds(), "requests/s")
 	b.ReportMetric(0, "ns/op")
 }
@@ -296,18 +240,13 @@ func BenchmarkRestartToReady(b *testing.B) {
 	dir := b.TempDir()
 	log := slog.New(slog.DiscardHandler)
 	run := func(until func(*gokax.Supervisor) bool) time.Duration {
-		d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}}
-		sup := d.Supervisor(c.Topology, dir, log)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
 		start := time.Now()
-		go func() { defer close(done); _ = sup.Run(ctx) }()
-		for !until(sup) {
+		d := heraldtest.StartDispatcher(b, c, heraldtest.DispatcherOptions{Storage: dir, Log: log})
+		for !until(d.Supervisor) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		took := time.Since(start)
-		cancel()
-		<-done
+		d.Stop()
 		return took
 	}
 	adm := kadm.NewClient(cl)

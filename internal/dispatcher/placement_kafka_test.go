@@ -10,19 +10,15 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lovoo/goka"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,7 +28,6 @@ import (
 	heralddlq "github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
-	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/sink"
@@ -154,68 +149,39 @@ func TestAnyProducer(t *testing.T) {
 	schemes := producers(rng)
 
 	// PostgreSQL, migrated, for the sink.
-	dsn := heraldtest.Postgres(t)
-	pgCtx, pgCancel := context.WithTimeout(context.Background(), time.Minute)
-	defer pgCancel()
-	if _, err := migrations.Migrate(pgCtx, dsn, log); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := heraldtest.MigratedPool(t, heraldtest.Postgres(t))
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	run := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}()
-	}
-	t.Cleanup(func() { cancel(); wg.Wait() })
-
-	// The dispatcher, crashing at its 40th move.
+	// The dispatcher, crashing at its 40th move; the sender, to a mock
+	// provider that honours idempotency keys, as Herald requires of
+	// providers: the crash makes the dispatcher issue some send commands
+	// again (their records are replayed), and the provider is then asked
+	// twice with the same key (docs/architecture.md, "Provider side").
+	// What must not happen is a second attempt. And the sink.
 	reg := prometheus.NewRegistry()
 	crash := &crashMidMove{crashAt: 40}
 	warnings := new(syncBuffer)
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
-		Observer: metrics.NewDispatch(reg), Log: slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Placement: dispatcher.Placement{Partitions: parts}}
-	// The Supervisor logs the crash's errors, one per record: not here.
-	sup := d.Supervisor(c.Topology, filepath.Join(t.TempDir(), "goka"), slog.New(slog.DiscardHandler))
-	sup.MinBackoff = 100 * time.Millisecond
-	sup.Options = append(sup.Options, goka.WithProducerBuilder(crash.builder(c.Topology)))
-	run("dispatcher", sup.Run)
-
-	// The sender, to a mock provider that honours idempotency keys, as
-	// Herald requires of providers: the crash makes the dispatcher issue
-	// some send commands again (their records are replayed), and the
-	// provider is then asked twice with the same key (docs/architecture.md,
-	// "Provider side"). What must not happen is a second attempt.
-	mock := provider.NewMockServer(provider.MockServerOptions{})
-	srv := httptest.NewServer(mock)
-	t.Cleanup(srv.Close)
-	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/email?latency=5ms", "sms=" + srv.URL + "/sms?latency=5ms"},
-		provider.Options{Concurrency: 200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { set.Close() })
-	snd, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: 200, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("sender", snd.Run)
+	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{})
 	sk, err := sink.New(sink.Config{Topology: c.Topology, Pool: pool, BatchInterval: 50 * time.Millisecond, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("sink", sk.Run)
+	set := heraldtest.Providers(t, []string{"email=" + mockURL + "/email?latency=5ms", "sms=" + mockURL + "/sms?latency=5ms"},
+		provider.Options{Concurrency: 200})
+	snd, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: 200, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := heraldtest.StartPipeline(t, c, heraldtest.PipelineOptions{
+		Dispatcher: heraldtest.DispatcherOptions{Observer: metrics.NewDispatch(reg),
+			Log: slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			// The Supervisor logs the crash's errors, one per record: not here.
+			SupervisorLog: slog.New(slog.DiscardHandler), MinBackoff: 100 * time.Millisecond,
+			GokaOptions: []goka.ProcessorOption{goka.WithProducerBuilder(crash.builder(c.Topology))}},
+		WithoutDelay: true,
+		Stages:       []heraldtest.Stage{{Name: "sender", Run: snd.Run}, {Name: "sink", Run: sk.Run}},
+		Log:          log,
+	})
+	sup := p.Dispatcher
 
 	// The workload.
 	manual := c.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -264,7 +230,7 @@ func TestAnyProducer(t *testing.T) {
 	// known (a cancel before its request would be parked and come back
 	// through the delay stage, which this test does not run).
 	view := c.TableView(t)
-	settle(t, 60*time.Second, func() error {
+	heraldtest.Settle(t, 60*time.Second, "the held notifications scheduled", func() error {
 		for id, w := range wants {
 			if s := view.State(id); w.status == contract.StatusCanceled && (s == nil || s.Status != contract.StatusScheduled) {
 				return fmt.Errorf("%s: state %+v, want scheduled", id, s)
@@ -284,7 +250,7 @@ func TestAnyProducer(t *testing.T) {
 	c.Produce(t, manual, cancels...)
 
 	// Every notification final in the table and in PostgreSQL.
-	settle(t, 60*time.Second, func() error {
+	heraldtest.Settle(t, 60*time.Second, "every notification final in the table", func() error {
 		for id, w := range wants {
 			if s := view.State(id); s == nil || s.Status != w.status || s.Duplicates != w.duplicates {
 				return fmt.Errorf("%s in the table: %+v, want %+v", id, s, w)
@@ -293,7 +259,7 @@ func TestAnyProducer(t *testing.T) {
 		return nil
 	})
 	rows := map[string]want{}
-	settle(t, 30*time.Second, func() error {
+	heraldtest.Settle(t, 30*time.Second, "every notification final in PostgreSQL", func() error {
 		r, err := pool.Query(context.Background(), `SELECT id, status, duplicates FROM dispatch_status`)
 		if err != nil {
 			t.Fatal(err)
@@ -350,7 +316,7 @@ func TestAnyProducer(t *testing.T) {
 	for _, w := range wants {
 		dups += w.duplicates
 	}
-	if got := sum(t, reg, "herald_duplicates_total"); int(got) != dups {
+	if got := heraldtest.MetricSum(t, reg, "herald_duplicates_total"); int(got) != dups {
 		t.Errorf("herald_duplicates_total %v, want %d", got, dups)
 	}
 
@@ -432,41 +398,6 @@ func TestAnyProducer(t *testing.T) {
 		len(first)+len(second)+len(cancels), misplaced, len(loop), len(loop)-misplaced, dups, time.Since(start).Round(time.Millisecond))
 }
 
-// sum adds up the values of a counter, over all its labels.
-func sum(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
-}
-
-// settle waits until check passes, and fails the test with its last
-// complaint after timeout.
-func settle(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not settled after %v: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // BenchmarkPlacement measures what a producer with another partitioner
 // costs, in one run: for every request well placed and for every request
 // misplaced (moved through the repartition topic), on the embedded broker
@@ -532,20 +463,15 @@ func BenchmarkPlacement(b *testing.B) {
 			}()
 
 			b.ResetTimer()
-			d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
-				Placement: dispatcher.Placement{Partitions: parts}}
-			log := slog.New(slog.DiscardHandler)
-			sup := d.Supervisor(c.Topology, b.TempDir(), log)
-			done := make(chan struct{})
-			go func() { defer close(done); _ = sup.Run(ctx) }()
-			for !sup.Ready() {
+			d := heraldtest.StartDispatcher(b, c, heraldtest.DispatcherOptions{Log: slog.New(slog.DiscardHandler)})
+			for !d.Ready() {
 				time.Sleep(time.Millisecond)
 			}
-			start, cpu0 := time.Now(), cpuTime(b)
+			start, cpu0 := time.Now(), heraldtest.ProcessCPU()
 			for count.Load() < int64(n) {
 				time.Sleep(time.Millisecond)
 			}
-			el, cpu := time.Since(start), cpuTime(b)-cpu0
+			el, cpu := time.Since(start), heraldtest.ProcessCPU()-cpu0
 			b.StopTimer()
 
 			const probes = 300
@@ -567,8 +493,8 @@ func BenchmarkPlacement(b *testing.B) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
+			d.Stop()
 			cancel()
-			<-done
 			slices.Sort(lat)
 			b.ReportMetric(float64(n)/el.Seconds(), "requests/s")
 			b.ReportMetric(cpu.Seconds()*1e6/float64(n), "cpu-µs/request")
@@ -594,13 +520,4 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

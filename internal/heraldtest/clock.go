@@ -15,7 +15,7 @@ type ShiftedClock struct{ off atomic.Int64 }
 func (c *ShiftedClock) Now() time.Time { return time.Now().Add(time.Duration(c.off.Load())) }
 
 // ShiftTo moves the clock so that Now returns at (and then runs on).
-func (c *ShiftedClock) ShiftTo(at time.Time) { c.off.Store(int64(at.Sub(time.Now()))) }
+func (c *ShiftedClock) ShiftTo(at time.Time) { c.off.Store(int64(time.Until(at))) }
 
 // BeforeMinute moves the clock to lead before the next whole minute that
 // is at least lead away, and returns that minute.

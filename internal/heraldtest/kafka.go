@@ -1,10 +1,20 @@
 // Package heraldtest is Herald's one package of test helpers, in the manner
 // of River's rivertest: the embedded broker with every Herald topic created
-// and helpers to produce and consume with Herald's partitioning (kafka.go),
-// a view of the dispatcher's table (view.go), a fresh PostgreSQL database
-// per test (postgres.go), TLS files (tls.go), a clock that can be moved
-// (clock.go), and waiting for a condition (wait.go). Product code never
-// imports it.
+// and helpers to produce, consume and count with Herald's partitioning
+// (kafka.go), a view of the dispatcher's table (view.go), the dispatcher
+// under its supervisor (dispatcher.go), the delay stage (delay.go), the
+// send path around the stages a test passes in, provider sets and a mock
+// provider (pipeline.go), a fresh PostgreSQL database per test and a pool
+// on it with Herald's schema (postgres.go), TLS files (tls.go), a clock
+// that can be moved (clock.go), the sum of a metric (metrics.go), the
+// process's CPU time (cpu.go), and waiting for a condition and running a
+// stage in the background (run.go). Product code never imports it.
+//
+// It imports what it starts (dispatcher, delay, provider, migrations), so
+// their in-package tests cannot use it. It must not import the sender,
+// the sink, views or statusfeed, whose in-package tests use it (the
+// compiler refuses the cycle): a test passes those in as Stages of its
+// pipeline.
 package heraldtest
 
 import (
@@ -60,7 +70,7 @@ func StartKafka(t testing.TB, o Options) *Cluster {
 	}
 	b, err := broker.Start(broker.Config{Addr: o.Addr, DataDir: o.DataDir, Partitions: o.Partitions, TLS: o.TLS, SASL: o.SASL})
 	if err != nil {
-		t.Fatalf("kafkatest: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	c := &Cluster{Broker: b, Brokers: b.Addrs(), DataDir: o.DataDir}
 	t.Cleanup(func() { c.Broker.Close() })
@@ -68,10 +78,10 @@ func StartKafka(t testing.TB, o Options) *Cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := topology.WaitForBrokers(ctx, c.Brokers, o.Security.KgoOpts()...); err != nil {
-		t.Fatalf("kafkatest: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	if err := topology.EnsureTopics(ctx, c.Topology); err != nil {
-		t.Fatalf("kafkatest: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	return c
 }
@@ -83,7 +93,7 @@ func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	all := append(c.Topology.KgoOpts(), topology.KgoProducerOpts()...)
 	cl, err := kgo.NewClient(append(all, opts...)...)
 	if err != nil {
-		t.Fatalf("kafkatest: client: %v", err)
+		t.Fatalf("heraldtest: client: %v", err)
 	}
 	t.Cleanup(cl.Close)
 	return cl
@@ -95,7 +105,7 @@ func (c *Cluster) Produce(t testing.TB, cl *kgo.Client, recs ...*kgo.Record) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("kafkatest: produce: %v", err)
+		t.Fatalf("heraldtest: produce: %v", err)
 	}
 }
 
@@ -117,17 +127,30 @@ func (c *Cluster) Consume(t testing.TB, topic string, timeout time.Duration, pre
 	return out
 }
 
+// Count is the number of records topic holds: the sum of its partitions'
+// end offsets (Herald's tests delete nothing and use no transactions).
+func (c *Cluster) Count(t testing.TB, topic string) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(c.Topology.KgoOpts()...)
+	if err != nil {
+		t.Fatalf("heraldtest: client: %v", err)
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatalf("heraldtest: end offsets of %s: %v", topic, err)
+	}
+	n := int64(0)
+	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
+	return n
+}
+
 // ReadAll reads every record topic holds now: from the start of each
 // partition to its end offset at the call.
 func (c *Cluster) ReadAll(t testing.TB, topic string) []*kgo.Record {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ends, err := kadm.NewClient(c.Client(t)).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatalf("kafkatest: end offsets of %s: %v", topic, err)
-	}
-	want := int64(0)
-	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	want := c.Count(t, topic)
 	return c.Consume(t, topic, 30*time.Second, func(rs []*kgo.Record) bool { return int64(len(rs)) >= want })
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,9 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/pglocal"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The Postgres half of Herald's test helpers.
@@ -80,15 +81,11 @@ func sharedServer() (*pglocal.Server, error) {
 	shared.base = base
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	shared.srv, shared.err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(base, "data"), Ephemeral: true, Database: "postgres", Log: quietLog()})
+	shared.srv, shared.err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(base, "data"), Ephemeral: true, Database: "postgres", Log: QuietLog()})
 	return shared.srv, shared.err
 }
 
-func quietLog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-// Test returns the URL of a fresh, empty database for t, dropped when t
+// Postgres returns the URL of a fresh, empty database for t, dropped when t
 // ends.
 func Postgres(t testing.TB) string {
 	t.Helper()
@@ -103,13 +100,13 @@ func Postgres(t testing.TB) string {
 	}
 	srv, err := sharedServer()
 	if err != nil {
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	db := testDBName(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := srv.CreateDatabase(ctx, db); err != nil {
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	t.Cleanup(func() { dropDatabase(t, srv.DatabaseURL("postgres"), db) })
 	return srv.DatabaseURL(db)
@@ -121,13 +118,13 @@ func PostgresServer(t testing.TB) *pglocal.Server {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	srv, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(t.TempDir(), "pg"), Ephemeral: true, Log: quietLog()})
+	srv, err := pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(t.TempDir(), "pg"), Ephemeral: true, Log: QuietLog()})
 	if err != nil {
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := srv.Stop(); err != nil {
-			t.Errorf("pglocal: %v", err)
+			t.Errorf("heraldtest: %v", err)
 		}
 	})
 	return srv
@@ -156,12 +153,12 @@ func dropDatabase(t testing.TB, adminURL, db string) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
-		t.Logf("pglocal: drop %s: %v", db, err)
+		t.Logf("heraldtest: drop %s: %v", db, err)
 		return
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
-		t.Logf("pglocal: drop %s: %v", db, err)
+		t.Logf("heraldtest: drop %s: %v", db, err)
 	}
 }
 
@@ -171,7 +168,7 @@ func externalDatabase(t testing.TB, base string) string {
 	t.Helper()
 	u, err := url.Parse(base)
 	if err != nil {
-		t.Fatalf("pglocal: DATABASE_URL: %v", err)
+		t.Fatalf("heraldtest: DATABASE_URL: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -184,16 +181,16 @@ func externalDatabase(t testing.TB, base string) string {
 		return u.String()
 	}
 	if !errors.As(err, &pgErr) || pgErr.Code != "42501" { // insufficient_privilege
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	// No CREATEDB: a schema of its own, first on the search path.
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("pglocal: %v", err)
+		t.Fatalf("heraldtest: %v", err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -207,4 +204,21 @@ func externalDatabase(t testing.TB, base string) string {
 	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// MigratedPool migrates the database of dsn to Herald's schema and returns
+// a pool on it, closed when the test ends.
+func MigratedPool(t testing.TB, dsn string) *pgxpool.Pool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := migrations.Migrate(ctx, dsn, QuietLog()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lovoo/goka"
+	"github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
 
 	"github.com/herald-dispatch/herald/contract"
@@ -24,23 +25,27 @@ type View struct {
 // recovered, and stops it when the test ends.
 func (c *Cluster) TableView(t testing.TB) *View {
 	t.Helper()
-	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(contract.StateCodec),
-		append(gokax.ViewOptions(c.Topology, "test-view", nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
+	return &View{t: t, v: c.tableView(t, "test-view", new(contract.StateCodec))}
+}
+
+// RawTableView is a view of the dispatcher table with raw values
+// (codec.Bytes, as the sweep reads it), of its own group, recovered and
+// stopped when the test ends.
+func (c *Cluster) RawTableView(t testing.TB, group string) *goka.View {
+	t.Helper()
+	return c.tableView(t, group, new(codec.Bytes))
+}
+
+func (c *Cluster) tableView(t testing.TB, group string, cd goka.Codec) *goka.View {
+	t.Helper()
+	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, cd,
+		append(gokax.ViewOptions(c.Topology, group, nil), goka.WithViewStorageBuilder(storage.MemoryBuilder()))...)
 	if err != nil {
-		t.Fatalf("kafkatest: view: %v", err)
+		t.Fatalf("heraldtest: view: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = v.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	deadline := time.Now().Add(60 * time.Second)
-	for !v.Recovered() {
-		if time.Now().After(deadline) {
-			t.Fatalf("kafkatest: view did not recover within 60s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return &View{t: t, v: v}
+	Background(t, "view", func(ctx context.Context) error { _ = v.Run(ctx); return nil })
+	WaitFor(t, 60*time.Second, "the view of the table to recover", v.Recovered)
+	return v
 }
 
 // State returns the state of id, or nil when the table has none.
@@ -48,7 +53,7 @@ func (v *View) State(id string) *contract.State {
 	v.t.Helper()
 	s, err := v.v.Get(id)
 	if err != nil {
-		v.t.Fatalf("kafkatest: view get %s: %v", id, err)
+		v.t.Fatalf("heraldtest: view get %s: %v", id, err)
 	}
 	if s == nil {
 		return nil

@@ -54,13 +54,6 @@ func (w *ProcWatch) Watch(name string, pid int, tree bool) {
 	w.procs[name] = watched{pid: pid, tree: tree}
 }
 
-// Forget stops watching name; its last reading stays in Last.
-func (w *ProcWatch) Forget(name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.procs, name)
-}
-
 // Sample reads every watched process. A process that has gone keeps its
 // last reading.
 func (w *ProcWatch) Sample() map[string]ProcUsage {
@@ -86,17 +79,6 @@ func (w *ProcWatch) Sample() map[string]ProcUsage {
 		u.CPU = max(u.CPU, prev.CPU)
 		w.last[name] = u
 	}
-	out := make(map[string]ProcUsage, len(w.last))
-	for k, v := range w.last {
-		out[k] = v
-	}
-	return out
-}
-
-// Last returns the latest readings without sampling.
-func (w *ProcWatch) Last() map[string]ProcUsage {
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	out := make(map[string]ProcUsage, len(w.last))
 	for k, v := range w.last {
 		out[k] = v

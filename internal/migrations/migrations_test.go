@@ -1,4 +1,4 @@
-package migrations
+package migrations_test
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/migrations"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -28,7 +29,7 @@ func TestMigrateAndPartitions(t *testing.T) {
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
-	st, err := Status(ctx, db)
+	st, err := migrations.Status(ctx, db)
 	if err != nil || len(st) != 5 || st[0].State != goose.StatePending {
 		t.Fatalf("status before migrating: %v %v", st, err)
 	}
@@ -36,14 +37,14 @@ func TestMigrateAndPartitions(t *testing.T) {
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&tables); err != nil || tables != 0 {
 		t.Fatalf("status created %d tables (%v)", tables, err)
 	}
-	res, err := Migrate(ctx, dsn, nil)
+	res, err := migrations.Migrate(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(res.Applied) != 5 || res.Version != 5 {
 		t.Fatalf("first run: %+v", res)
 	}
-	res, err = Migrate(ctx, dsn, nil)
+	res, err = migrations.Migrate(ctx, dsn, nil)
 	if err != nil || len(res.Applied) != 0 || res.Version != 5 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}

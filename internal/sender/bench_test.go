@@ -56,7 +56,7 @@ func benchSender(b *testing.B, conc int) {
 	runtime.ReadMemStats(&ms0)
 	b.StartTimer()
 	start := time.Now()
-	_, stop := runSenderB(b, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: mock},
+	_, stop := runSender(b, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: mock},
 		Concurrency: conc, Log: quietLog()})
 	n := countRecords(b, c, topology.TopicResults, benchN, 10*time.Minute)
 	el := time.Since(start)
@@ -134,7 +134,7 @@ func benchPipeline(b *testing.B, conc int) {
 		el := time.Since(start)
 		b.StopTimer()
 		st := p.mock.Stats()
-		p.stop()
+		p.Stop()
 		if st.UniqueIDs != benchN || st.Duplicates != 0 {
 			b.Fatalf("provider accepted %d ids (%d duplicates), want %d", st.UniqueIDs, st.Duplicates, benchN)
 		}
@@ -147,23 +147,6 @@ func benchPipeline(b *testing.B, conc int) {
 			"(from start-up to the last acceptance); %.0f/s between the 10%% and 90%% marks",
 			benchN, conc, el.Round(time.Millisecond), rate, rate/referenceRate, steady)
 	}
-}
-
-// runSenderB runs a sender in a benchmark until stop.
-func runSenderB(b *testing.B, cfg sender.Config) (*sender.Sender, func()) {
-	s, err := sender.New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := s.Run(ctx); err != nil {
-			b.Errorf("sender: %v", err)
-		}
-	}()
-	return s, func() { cancel(); <-done }
 }
 
 // countRecords counts a topic's records from the start until want arrived

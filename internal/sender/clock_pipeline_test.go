@@ -175,13 +175,7 @@ func TestPipelineSendsRespectTheClock(t *testing.T) {
 
 	// Warm up: one notification through every stage, so that the backlog
 	// below is the only delay.
-	deadline := time.Now().Add(60 * time.Second)
-	for !p.view.Recovered() {
-		if time.Now().After(deadline) {
-			t.Fatal("the view of the table did not recover within 60s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	heraldtest.WaitFor(t, 60*time.Second, "the view of the table to recover", p.view.Recovered)
 	p.c.Produce(t, cl, clockRequest("warmup", nil))
 	waitState(t, p, "warmup", 60*time.Second, func(s *contract.State) bool { return s.Status == contract.StatusSent })
 
@@ -350,18 +344,14 @@ func state(t *testing.T, p *pipeline, id string) *contract.State {
 // waitState waits until id's state satisfies ok.
 func waitState(t *testing.T, p *pipeline, id string, timeout time.Duration, ok func(*contract.State) bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	heraldtest.Settle(t, timeout, id, func() error {
 		s, err := p.view.Get(id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if s != nil && ok(s) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: state %+v after %s", id, s, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("state %+v", s)
+	})
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
@@ -26,16 +23,16 @@ import (
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
-// pipeline is the whole send path on the embedded broker: the dispatcher
-// (supervised Goka processor), the delay stage, a view of the dispatcher
-// table, the sender, and a mock provider served over HTTP.
+// pipeline is the whole send path on the embedded broker
+// (heraldtest.StartPipeline): the dispatcher, the delay stage, a view of
+// the dispatcher table, the sender reading it, and a mock provider served
+// over HTTP.
 type pipeline struct {
+	*heraldtest.Pipeline
 	c    *heraldtest.Cluster
 	mock *provider.MockServer
 	view *views.StateView
-	send *sender.Sender
 	obs  *benchObserver
-	stop func()
 }
 
 // benchObserver keeps the sender's in-flight count and provider latency
@@ -105,67 +102,34 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	t.Helper()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: o.Partitions})
 	log := quietLog()
-	dir := t.TempDir()
-	mock := provider.NewMockServer(provider.MockServerOptions{})
-	srv := httptest.NewServer(mock)
-	t.Cleanup(srv.Close)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	run := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		}()
-	}
-
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: o.SendTimeout,
-		ProviderTimeout: o.ProviderTimeout}, Now: o.Now, Log: log}
-	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
-	run("dispatcher", sup.Run)
-
-	ds, err := delay.New(delay.Config{Topology: c.Topology, Targets: []string{topology.TopicWakeups},
-		DLQTopic: topology.TopicDLQ, Now: o.Now, Log: log})
+	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{})
+	view, err := views.NewStateView(c.Topology, filepath.Join(t.TempDir(), "views", "sender"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("delay", ds.Run)
-
-	view, err := views.NewStateView(c.Topology, filepath.Join(dir, "goka", "views", "sender"), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("view", view.Run)
-
-	emailURL, smsURL := srv.URL+"/email?"+o.Email, srv.URL+"/sms?"+o.SMS
+	emailURL, smsURL := mockURL+"/email?"+o.Email, mockURL+"/sms?"+o.SMS
 	if o.EmailURL != "" {
 		emailURL = o.EmailURL
 	}
 	if o.SMSURL != "" {
 		smsURL = o.SMSURL
 	}
-	set, err := provider.OpenSet([]string{"email=" + emailURL, "sms=" + smsURL},
+	set := heraldtest.Providers(t, []string{"email=" + emailURL, "sms=" + smsURL},
 		provider.Options{Concurrency: o.Concurrency, Timeout: o.ProviderTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { set.Close() })
 	obs := &benchObserver{}
 	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: o.Concurrency,
 		State: sender.ViewReader{View: view.Goka()}, Log: log, Observer: obs, Now: o.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run("sender", s.Run)
-
-	var once sync.Once
-	p := &pipeline{c: c, mock: mock, view: view, send: s, obs: obs}
-	p.stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
-	t.Cleanup(p.stop)
-	return p
+	p := heraldtest.StartPipeline(t, c, heraldtest.PipelineOptions{
+		Dispatcher: heraldtest.DispatcherOptions{Config: dispatcher.DispatchConfig{SendTimeout: o.SendTimeout,
+			ProviderTimeout: o.ProviderTimeout}},
+		Stages: []heraldtest.Stage{{Name: "view", Run: view.Run}, {Name: "sender", Run: s.Run}},
+		Now:    o.Now,
+		Log:    log,
+	})
+	return &pipeline{Pipeline: p, c: c, mock: mock, view: view, obs: obs}
 }
 
 // request renders a dispatch request for email then SMS, with a fast

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,9 +23,8 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-func quietLog() *slog.Logger {
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
+// quietLog logs warnings and errors to stderr.
+var quietLog = heraldtest.QuietLog
 
 func command(id string, ch contract.Channel, attempt int) *kgo.Record {
 	addr := map[contract.Channel]string{contract.ChannelEmail: "user@example.com",
@@ -38,25 +35,16 @@ func command(id string, ch contract.Channel, attempt int) *kgo.Record {
 	return &kgo.Record{Topic: topology.TopicSend, Key: []byte(id), Value: b}
 }
 
-// runSender runs a sender until the returned stop is called.
-func runSender(t *testing.T, cfg sender.Config) (s *sender.Sender, stop func()) {
+// runSender runs a sender until the returned stop is called or the test
+// ends.
+func runSender(t testing.TB, cfg sender.Config) (s *sender.Sender, stop func()) {
 	t.Helper()
 	s, err := sender.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := s.Run(ctx); err != nil {
-			t.Errorf("sender: %v", err)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return s, stop
+	stopped := heraldtest.Background(t, "sender", s.Run)
+	return s, func() { stopped() }
 }
 
 // results reads herald.results until want records arrived (or timeout).
@@ -124,18 +112,12 @@ func TestSenderPublishesResults(t *testing.T) {
 		t.Skip("integration test")
 	}
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
-	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 20 * time.Millisecond}})
-	srv := httptest.NewServer(mock)
-	defer srv.Close()
+	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{Simulation: provider.Simulation{Latency: 20 * time.Millisecond}})
 	emailSim := provider.Simulation{Latency: 20 * time.Millisecond, Fail: 0.05, Permanent: 0.05}
-	set, err := provider.OpenSet([]string{
-		"email=" + srv.URL + "/email?latency=20ms&fail=0.05&permanent=0.05",
+	set := heraldtest.Providers(t, []string{
+		"email=" + mockURL + "/email?latency=20ms&fail=0.05&permanent=0.05",
 		"sms=mock://?latency=5ms",
 	}, provider.Options{Concurrency: 300})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
 
 	const n = 3000
 	stale := staleIDs{}
@@ -273,15 +255,9 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 		t.Skip("integration test")
 	}
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
-	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 400 * time.Millisecond, Jitter: 100 * time.Millisecond}})
-	srv := httptest.NewServer(mock)
-	defer srv.Close()
+	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{Simulation: provider.Simulation{Latency: 400 * time.Millisecond, Jitter: 100 * time.Millisecond}})
 	const n, conc = 1000, 200
-	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/"}, provider.Options{Concurrency: conc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
+	set := heraldtest.Providers(t, []string{"email=" + mockURL + "/"}, provider.Options{Concurrency: conc})
 	var recs []*kgo.Record
 	offsetOf := map[string]int{}
 	for i := 0; i < n; i++ {
@@ -363,15 +339,9 @@ func TestSenderRebalanceDrainsBeforeRelease(t *testing.T) {
 		t.Skip("integration test")
 	}
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 6})
-	mock := provider.NewMockServer(provider.MockServerOptions{Simulation: provider.Simulation{Latency: 300 * time.Millisecond}})
-	srv := httptest.NewServer(mock)
-	defer srv.Close()
+	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{Simulation: provider.Simulation{Latency: 300 * time.Millisecond}})
 	const n, conc = 3000, 200
-	set, err := provider.OpenSet([]string{"email=" + srv.URL + "/"}, provider.Options{Concurrency: 2 * conc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer set.Close()
+	set := heraldtest.Providers(t, []string{"email=" + mockURL + "/"}, provider.Options{Concurrency: 2 * conc})
 	var recs []*kgo.Record
 	for i := 0; i < n; i++ {
 		recs = append(recs, command(fmt.Sprintf("r-%04d", i), contract.ChannelEmail, 1))

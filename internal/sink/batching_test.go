@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -92,7 +93,7 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 	backlog := ids("b", 1000)
 	produce(t, c, cl, backlog, "nov", 1, 2, 3, 4) // 4,000 records
 	startSink(t, cfg, nil)
-	waitFor(t, 60*time.Second, "the backlog written", func() bool { return allAt(rows(t, cfg.Pool), wantAll(backlog, 4)) })
+	heraldtest.WaitFor(t, 60*time.Second, "the backlog written", func() bool { return allAt(rows(t, cfg.Pool), wantAll(backlog, 4)) })
 
 	n, recs := batches(cfg)
 	t.Logf("the backlog of 4,000 records took %d batches", n)
@@ -108,7 +109,7 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 	trickle := ids("t", 8)
 	for i, id := range trickle {
 		produce(t, c, cl, []string{id}, "nov", 2)
-		waitFor(t, 30*time.Second, fmt.Sprintf("trickle record %d written", i), func() bool { return rows(t, cfg.Pool)[id].Version == 2 })
+		heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("trickle record %d written", i), func() bool { return rows(t, cfg.Pool)[id].Version == 2 })
 	}
 	n2, recs2 := batches(cfg)
 	if n2-n != int64(len(trickle)) || recs2-recs != int64(len(trickle)) {
@@ -147,7 +148,7 @@ func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
 	produce(t, c, cl, a, "nov", 1)
 	<-writing // the first batch is in its transaction, held there
 	produce(t, c, cl, b, "nov", 1)
-	waitFor(t, 30*time.Second, "the second batch decoded during the first one's write", func() bool { return count() == 2 })
+	heraldtest.WaitFor(t, 30*time.Second, "the second batch decoded during the first one's write", func() bool { return count() == 2 })
 	produce(t, c, cl, d, "nov", 1)
 	time.Sleep(300 * time.Millisecond)
 	if n := count(); n != 2 {
@@ -158,6 +159,6 @@ func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
 	}
 	close(release)
 	want := wantAll(append(append(a, b...), d...), 1)
-	waitFor(t, 30*time.Second, "every batch written", func() bool { return allAt(rows(t, cfg.Pool), want) })
-	waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, admin(t, c), DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 30*time.Second, "every batch written", func() bool { return allAt(rows(t, cfg.Pool), want) })
+	heraldtest.WaitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, admin(t, c), DefaultGroup, cfg.Topic) })
 }

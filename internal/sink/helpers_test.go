@@ -15,7 +15,6 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
-	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -32,21 +31,8 @@ func testLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-// migratedPool returns a pool on a fresh, migrated database.
-func migratedPool(t testing.TB, dsn string) *pgxpool.Pool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := migrations.Migrate(ctx, dsn, testLog()); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return pool
-}
+// migratedPool returns a pool on the migrated database of dsn.
+var migratedPool = heraldtest.MigratedPool
 
 // state builds the version-th state of notification id: version 1 is
 // scheduled, 2 sending with one attempt out, 3 retrying after a transient
@@ -143,17 +129,6 @@ func allAt(got map[string]row, want map[string]uint64) bool {
 		}
 	}
 	return true
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // running is a sink started by startSink.

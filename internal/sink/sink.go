@@ -164,9 +164,6 @@ func New(cfg Config) (*Sink, error) {
 // Ready reports whether the sink runs and its last write went through.
 func (s *Sink) Ready() bool { return s.ready.Load() }
 
-// Writer is the sink's batch writer.
-func (s *Sink) Writer() *Writer { return s.writer }
-
 // Run consumes until ctx ends, then writes the batches in flight (within
 // ShutdownGrace) and returns nil. It returns an error only when the Kafka
 // client cannot be made (or a test hook simulates a crash).

@@ -93,9 +93,9 @@ func TestSinkStatusesArrive(t *testing.T) {
 	produce(t, c, cl, all, "nov", 1, 2, 3, 4)
 	r := startSink(t, cfg, nil)
 
-	waitFor(t, 30*time.Second, "every notification at version 4", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 4)) })
+	heraldtest.WaitFor(t, 30*time.Second, "every notification at version 4", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 4)) })
 	adm := admin(t, c)
-	waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
 	if n := countRows(t, cfg.Pool, `SELECT count(*) FROM dispatch_attempts`); n != 600 {
 		t.Fatalf("%d attempts, want 600", n)
 	}
@@ -122,11 +122,11 @@ func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
 	adm := admin(t, c)
 	produce(t, c, cl, all, "nov", 4)
 	startSink(t, cfg, nil)
-	waitFor(t, 30*time.Second, "version 4 everywhere", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 4)) })
+	heraldtest.WaitFor(t, 30*time.Second, "version 4 everywhere", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 4)) })
 
 	// Older versions arrive later, newest first, twice over.
 	produce(t, c, cl, all, "nov", 3, 2, 1, 3, 2, 1)
-	waitFor(t, 30*time.Second, "replayed versions consumed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 30*time.Second, "replayed versions consumed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
 	if !allAt(rows(t, cfg.Pool), wantAll(all, 4)) {
 		t.Fatal("an older version moved a row back")
 	}
@@ -138,7 +138,7 @@ func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
 	cfg2 := cfg
 	cfg2.Group, cfg2.Observer = "herald-sink-replay", new(testObserver)
 	startSink(t, cfg2, nil)
-	waitFor(t, 30*time.Second, "full replay consumed", func() bool { return committedAll(t, adm, cfg2.Group, cfg.Topic) })
+	heraldtest.WaitFor(t, 30*time.Second, "full replay consumed", func() bool { return committedAll(t, adm, cfg2.Group, cfg.Topic) })
 	if !allAt(rows(t, cfg.Pool), wantAll(all, 4)) {
 		t.Fatal("a full replay moved a row back")
 	}
@@ -197,8 +197,8 @@ func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
 
 			cfg.Observer = new(testObserver)
 			startSink(t, cfg, nil)
-			waitFor(t, 30*time.Second, "every notification after the restart", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 2)) })
-			waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
+			heraldtest.WaitFor(t, 30*time.Second, "every notification after the restart", func() bool { return allAt(rows(t, cfg.Pool), wantAll(all, 2)) })
+			heraldtest.WaitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
 			if point == "pg-committed" {
 				if n := float64(counts(cfg).stale.Load()); n < float64(written) {
 					t.Fatalf("replay after the crash: stale %v < %d rows the crashed sink wrote", n, written)
@@ -223,7 +223,7 @@ func TestSinkSurvivesPostgresOutage(t *testing.T) {
 	before, during := ids("b", 100), ids("d", 200)
 	produce(t, c, cl, before, "nov", 1)
 	r := startSink(t, cfg, nil)
-	waitFor(t, 30*time.Second, "first states", func() bool { return allAt(rows(t, cfg.Pool), wantAll(before, 1)) })
+	heraldtest.WaitFor(t, 30*time.Second, "first states", func() bool { return allAt(rows(t, cfg.Pool), wantAll(before, 1)) })
 
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
@@ -248,9 +248,9 @@ func TestSinkSurvivesPostgresOutage(t *testing.T) {
 	for id, v := range wantAll(during, 3) {
 		want[id] = v
 	}
-	waitFor(t, 30*time.Second, "catch-up after the outage", func() bool { return allAt(rows(t, cfg.Pool), want) })
-	waitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
-	waitFor(t, 5*time.Second, "ready again", r.sink.Ready)
+	heraldtest.WaitFor(t, 30*time.Second, "catch-up after the outage", func() bool { return allAt(rows(t, cfg.Pool), want) })
+	heraldtest.WaitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 5*time.Second, "ready again", r.sink.Ready)
 }
 
 // Poison records go to herald.dlq with their bytes and reason, tombstones
@@ -271,7 +271,7 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 	c.Produce(t, cl, recs...)
 	startSink(t, cfg, nil)
 
-	waitFor(t, 30*time.Second, "good states", func() bool { return allAt(rows(t, cfg.Pool), wantAll(good, 3)) })
+	heraldtest.WaitFor(t, 30*time.Second, "good states", func() bool { return allAt(rows(t, cfg.Pool), wantAll(good, 3)) })
 	dlq := c.Consume(t, topology.TopicDLQ, 20*time.Second, func(rs []*kgo.Record) bool { return len(rs) >= 2 })
 	if len(dlq) != 2 {
 		t.Fatalf("%d dead letters, want 2", len(dlq))
@@ -294,7 +294,7 @@ func TestSinkPoisonGoesToDLQ(t *testing.T) {
 		t.Fatal("poison row written")
 	}
 	adm := admin(t, c)
-	waitFor(t, 20*time.Second, "offsets committed past the poison", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 20*time.Second, "offsets committed past the poison", func() bool { return committedAll(t, adm, DefaultGroup, cfg.Topic) })
 	if n := float64(counts(cfg).deadLetter(ReasonRejected)); n != 1 {
 		t.Fatalf("dead letter metric %v", n)
 	}

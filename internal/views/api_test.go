@@ -2,7 +2,6 @@ package views_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -612,10 +612,8 @@ func TestNotReady(t *testing.T) {
 			t.Errorf("%s %s before recovery: %d", r.method, r.path, resp.StatusCode)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- view.Run(ctx) }()
-	waitFor(t, 30*time.Second, "view recovered", view.Recovered)
+	stop := heraldtest.Background(t, "view", view.Run)
+	heraldtest.WaitFor(t, 30*time.Second, "view recovered", view.Recovered)
 	resp, err := http.Get(srv + "/v1/messages/x")
 	if err != nil {
 		t.Fatal(err)
@@ -624,10 +622,7 @@ func TestNotReady(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("after recovery: %d", resp.StatusCode)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Error(err)
-	}
+	stop()
 }
 
 func hasField(fs []contract.FieldError, field string) bool {

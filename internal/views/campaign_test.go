@@ -10,27 +10,16 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // TestCampaigns serves a summary the real sink wrote to a real Postgres.
 func TestCampaigns(t *testing.T) {
-	dsn := heraldtest.Postgres(t)
+	pool := heraldtest.MigratedPool(t, heraldtest.Postgres(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
-	if _, err := migrations.Migrate(ctx, dsn, testLogger(t)); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
 
 	now := time.Now().UTC().Truncate(time.Second)
 	st := func(id string, status contract.Status, lastErr string) sink.Change {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/sink"
 
 	"github.com/herald-dispatch/herald/internal/views"
@@ -56,11 +57,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- reader.Run(rctx) }()
 	t.Cleanup(func() { stopReader(); <-readerDone })
-	for deadline := time.Now().Add(30 * time.Second); reader.DeadLetters(10).Total < int64(len(fixtureDeadLetters(f.now))); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the DLQ reader did not read the fixture's dead letters")
-		}
-	}
+	heraldtest.WaitFor(t, 30*time.Second, "the DLQ reader to read the fixture's dead letters", func() bool {
+		return reader.DeadLetters(10).Total >= int64(len(fixtureDeadLetters(f.now)))
+	})
 	f.api.DLQ = reader
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", f.api.Handler())
@@ -211,13 +210,12 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		final := `tr[data-campaign="billing-2026-01"] [data-field="final"]`
-		deadline := time.Now().Add(10 * time.Second)
-		for text(final) != "8" {
-			if time.Now().After(deadline) {
-				t.Fatalf("final still %s after the change", text(final))
+		heraldtest.Settle(t, 10*time.Second, "final after the change", func() error {
+			if got := text(final); got != "8" {
+				return fmt.Errorf("final still %s", got)
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 
 	t.Run("campaign", func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
-	"github.com/herald-dispatch/herald/internal/migrations"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
@@ -148,15 +147,7 @@ func startFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dsn := heraldtest.Postgres(t)
-	if _, err := migrations.Migrate(ctx, dsn, testLogger(t)); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := heraldtest.MigratedPool(t, heraldtest.Postgres(t))
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	f := &fixture{pool: pool, table: &memTable{states: map[string]*contract.State{}}, producer: &memProducer{}, now: now}
 	var changes []sink.Change

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -94,7 +95,7 @@ func TestMetricsAddUp(t *testing.T) {
 	for _, id := range append(backoff, throttled...) {
 		s.state(id, statusIs(contract.StatusRetrying))
 	}
-	waitFor(t, 10*time.Second, "the duplicate and the dead letter", func() bool {
+	heraldtest.WaitFor(t, 10*time.Second, "the duplicate and the dead letter", func() bool {
 		m := s.scrape()
 		return m["herald_duplicates_total"] == 1 && m[`herald_dlq_records_total{reason="malformed",topic="herald.requests"}`] == 1
 	})
@@ -157,7 +158,7 @@ func TestMetricsAddUp(t *testing.T) {
 
 	// The dispatcher's group has committed everything it read: its lag
 	// on every input partition comes down to zero.
-	waitFor(t, 20*time.Second, "the dispatcher's lag to reach zero", func() bool {
+	heraldtest.WaitFor(t, 20*time.Second, "the dispatcher's lag to reach zero", func() bool {
 		if err := s.lag.Refresh(context.Background()); err != nil {
 			t.Fatal(err)
 		}

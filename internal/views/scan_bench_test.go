@@ -63,9 +63,7 @@ func BenchmarkScan(b *testing.B) {
 	done := make(chan error, 1)
 	go func() { done <- view.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	for !view.Recovered() {
-		time.Sleep(50 * time.Millisecond)
-	}
+	heraldtest.WaitFor(b, 60*time.Second, "the view to recover", view.Recovered)
 	b.ResetTimer()
 	for b.Loop() {
 		count := 0

@@ -2,7 +2,6 @@ package views_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
@@ -102,29 +100,14 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	c := startCluster(t)
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
-	d := &dispatcher.Dispatcher{Config: dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour},
-		Observer: metrics.NewDispatch(reg), Log: log}
-	sup := d.Supervisor(c.Topology, filepath.Join(dir, "goka"), log)
-	sup.MinBackoff = 100 * time.Millisecond
+	sup := heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Observer: metrics.NewDispatch(reg), Log: log,
+		Storage: filepath.Join(dir, "goka"), MinBackoff: 100 * time.Millisecond})
 	view, err := views.NewStateView(c.Topology, filepath.Join(dir, "goka", "views"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { _ = sup.Run(ctx); done <- struct{}{} }()
-	go func() {
-		if err := view.Run(ctx); err != nil {
-			t.Errorf("view: %v", err)
-		}
-		done <- struct{}{}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-	})
-	s := &stack{t: t, cluster: c, client: c.Client(t), view: view, sup: sup, registry: reg, logs: logs}
+	heraldtest.Background(t, "view", view.Run)
+	s := &stack{t: t, cluster: c, client: c.Client(t), view: view, sup: sup.Supervisor, registry: reg, logs: logs}
 	s.api = &views.Server{
 		Config:   views.Config{Token: o.token, MaxBody: o.maxBody},
 		Table:    view,
@@ -143,20 +126,9 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	})
 	s.srv = httptest.NewServer(mux)
 	t.Cleanup(s.srv.Close)
-	waitFor(t, 45*time.Second, "dispatcher and view ready", func() bool { return sup.Ready() && view.Recovered() })
+	heraldtest.WaitFor(t, 45*time.Second, "dispatcher and view ready", func() bool { return sup.Ready() && view.Recovered() })
 	t.Logf("stack ready in %v", time.Since(start).Round(time.Millisecond))
 	return s
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // call makes an HTTP request and decodes a JSON answer into out (if not
@@ -194,7 +166,7 @@ func (s *stack) call(method, path, token, contentType string, body []byte, out a
 func (s *stack) state(id string, ok func(*contract.State) bool) *contract.State {
 	s.t.Helper()
 	var st *contract.State
-	waitFor(s.t, 20*time.Second, "state of "+id, func() bool {
+	heraldtest.WaitFor(s.t, 20*time.Second, "state of "+id, func() bool {
 		var err error
 		st, err = s.view.Get(id)
 		if err != nil {
