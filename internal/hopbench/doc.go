@@ -3,7 +3,8 @@
 // costs") holds one run's figures. It has no product code; the benchmarks
 // are in its test files, in the manner of River's benchmark command: b.N
 // records are published to a hop's input first, the hop's stage is started,
-// and from its first output on the clock runs until it has handled them all.
+// and from the first record the stage is handed the clock runs until its
+// last output.
 //
 // The hops, in a notification's order (BenchmarkHop1 ... BenchmarkHop7), then
 // the floors:
@@ -18,8 +19,8 @@
 //  7. changelog -> a view of the table (gokax.VersionedUpdate), and
 //     changelog -> status feed -> herald.status;
 //  8. the floors: a bare Goka processor with Herald's settings (one table
-//     write and one emit), the pure transition (dispatcher.Dispatch), and
-//     the state's encoding and decoding.
+//     write and one emit), the pure transition (dispatcher.Dispatch), the
+//     request's decoding and the state's encoding and decoding.
 //
 // Every Kafka hop runs on the embedded test broker (heraldtest.StartKafka,
 // 12 partitions, in the benchmark's own process) and the sink on a
