@@ -22,7 +22,7 @@ func (untimed) ResetTimer() {}
 func TestDrainLeavesOutStartUp(t *testing.T) {
 	const n, startUp = 500, 300 * time.Millisecond
 	var taken, done atomic.Int64
-	d := drain(untimed{t}, n, func() {
+	d := drain(untimed{t}, n, nil, func() {
 		go func() {
 			time.Sleep(startUp)
 			taken.Store(n)

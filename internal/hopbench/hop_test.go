@@ -122,11 +122,12 @@ func sentState(b *testing.B, id string, result []byte, now time.Time) *contract.
 	return d.State
 }
 
-// cluster starts the test broker and publishes recs to it.
-func cluster(b *testing.B, recs ...*kgo.Record) *heraldtest.Cluster {
+// cluster starts the test broker in a process of its own and publishes
+// recs to it.
+func cluster(b *testing.B, recs ...*kgo.Record) *brokerProcess {
 	b.Helper()
-	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: partitions})
-	produce(b, c, recs...)
+	c := startBroker(b)
+	produce(b, c.Cluster, recs...)
 	return c
 }
 
@@ -195,8 +196,8 @@ func noDeadLetters(b *testing.B, c *heraldtest.Cluster) {
 func BenchmarkHop1Request(b *testing.B) {
 	c := cluster(b, requests(b.N, time.Time{})...)
 	var ev events
-	d := drain(b, b.N, func() { startDispatcher(b, c, b.TempDir(), nil, &ev) }, ev.n.Load, records(b, c, topology.TopicSend, 0))
-	noDeadLetters(b, c)
+	d := drain(b, b.N, c, func() { startDispatcher(b, c.Cluster, b.TempDir(), nil, &ev) }, ev.n.Load, records(b, c.Cluster, topology.TopicSend, 0))
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
 
@@ -205,14 +206,14 @@ func BenchmarkHop1Request(b *testing.B) {
 func BenchmarkHop2Result(b *testing.B) {
 	c := cluster(b, requests(b.N, time.Time{})...)
 	dir := b.TempDir()
-	stop := startDispatcher(b, c, dir, nil, nil)
-	waitRecords(b, c, topology.TopicSend, int64(b.N))
-	waitRecords(b, c, string(topology.TableDispatcher), int64(b.N))
+	stop := startDispatcher(b, c.Cluster, dir, nil, nil)
+	waitRecords(b, c.Cluster, topology.TopicSend, int64(b.N))
+	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
 	stop()
-	produce(b, c, successes(b, b.N)...)
+	produce(b, c.Cluster, successes(b, b.N)...)
 	var ev events
-	d := drain(b, b.N, func() { startDispatcher(b, c, dir, nil, &ev) }, ev.n.Load, records(b, c, string(topology.TableDispatcher), int64(b.N)))
-	noDeadLetters(b, c)
+	d := drain(b, b.N, c, func() { startDispatcher(b, c.Cluster, dir, nil, &ev) }, ev.n.Load, records(b, c.Cluster, string(topology.TableDispatcher), int64(b.N)))
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
 
@@ -226,11 +227,11 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 	c := cluster(b, requests(b.N, notBefore)...)
 	dir := b.TempDir()
 	clock := new(heraldtest.ShiftedClock)
-	stop := startDispatcher(b, c, dir, clock.Now, nil)
-	waitRecords(b, c, string(topology.TableDispatcher), int64(b.N))
+	stop := startDispatcher(b, c.Cluster, dir, clock.Now, nil)
+	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
 	var wakeups []*kgo.Record
 	for _, t := range topology.TierTopics() {
-		if records(b, c, t, 0)() > 0 {
+		if records(b, c.Cluster, t, 0)() > 0 {
 			for _, r := range c.ReadAll(b, t) {
 				wakeups = append(wakeups, &kgo.Record{Topic: topology.TopicWakeups, Key: r.Key, Value: r.Value})
 			}
@@ -240,11 +241,11 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 	if len(wakeups) != b.N {
 		b.Fatalf("set-up: %d wake-ups scheduled for %d requests", len(wakeups), b.N)
 	}
-	produce(b, c, wakeups...)
+	produce(b, c.Cluster, wakeups...)
 	clock.ShiftTo(notBefore.Add(time.Minute))
 	var ev events
-	d := drain(b, b.N, func() { startDispatcher(b, c, dir, clock.Now, &ev) }, ev.n.Load, records(b, c, topology.TopicSend, 0))
-	noDeadLetters(b, c)
+	d := drain(b, b.N, c, func() { startDispatcher(b, c.Cluster, dir, clock.Now, &ev) }, ev.n.Load, records(b, c.Cluster, topology.TopicSend, 0))
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
 
@@ -254,9 +255,9 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 // of the table first, as herald run does by default (--send-stale-check).
 func BenchmarkHop4Sender(b *testing.B) {
 	c := cluster(b, requests(b.N, time.Time{})...)
-	stop := startDispatcher(b, c, b.TempDir(), nil, nil)
-	waitRecords(b, c, topology.TopicSend, int64(b.N))
-	waitRecords(b, c, string(topology.TableDispatcher), int64(b.N))
+	stop := startDispatcher(b, c.Cluster, b.TempDir(), nil, nil)
+	waitRecords(b, c.Cluster, topology.TopicSend, int64(b.N))
+	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
 	stop()
 	set, err := provider.OpenSet([]string{"email=mock://?latency=0", "sms=mock://?latency=0"}, provider.Options{})
 	if err != nil {
@@ -273,11 +274,11 @@ func BenchmarkHop4Sender(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, func() {
+	d := drain(b, b.N, c, func() {
 		background(b, "view", view.Run)
 		background(b, "sender", s.Run)
 	}, counts.taken.Load, counts.output.Load)
-	noDeadLetters(b, c)
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
 
@@ -305,8 +306,8 @@ func BenchmarkHop5Delay(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, func() { background(b, "delay stage", s.Run) }, counts.taken.Load, counts.output.Load)
-	noDeadLetters(b, c)
+	d := drain(b, b.N, c, func() { background(b, "delay stage", s.Run) }, counts.taken.Load, counts.output.Load)
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
 
@@ -337,7 +338,7 @@ func BenchmarkHop6Sink(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, n, func() { background(b, "sink", s.Run) }, counts.taken.Load, func() int64 {
+	d := drain(b, n, c, func() { background(b, "sink", s.Run) }, counts.taken.Load, func() int64 {
 		return int64(metricSum(b, reg, "herald_sink_records_total"))
 	})
 	var rows int
@@ -347,7 +348,7 @@ func BenchmarkHop6Sink(b *testing.B) {
 	if rows != n {
 		b.Fatalf("%d sent rows in dispatch_status, want %d", rows, n)
 	}
-	noDeadLetters(b, c)
+	noDeadLetters(b, c.Cluster)
 	d.report(b)
 	if batches := metricSum(b, reg, "herald_sink_batch_records"); batches > 0 {
 		per := float64(n) / batches
@@ -391,7 +392,7 @@ func BenchmarkHop7View(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, func() { background(b, "view", v.Run) }, updates.Load, updates.Load)
+	d := drain(b, b.N, c, func() { background(b, "view", v.Run) }, updates.Load, updates.Load)
 	d.report(b)
 }
 
@@ -405,7 +406,7 @@ func BenchmarkHop7StatusFeed(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, func() { background(b, "status feed", f.Run) }, counts.taken.Load, counts.output.Load)
+	d := drain(b, b.N, c, func() { background(b, "status feed", f.Run) }, counts.taken.Load, counts.output.Load)
 	d.report(b)
 }
 
@@ -415,7 +416,7 @@ func BenchmarkHop7StatusFeed(b *testing.B) {
 // writes the record to its table and emits it, with the request's bytes.
 func BenchmarkHop8FloorGoka(b *testing.B) {
 	const group, in, out = "hopbench-floor", "hopbench.floor.in", "hopbench.floor.out"
-	c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: partitions})
+	c := startBroker(b)
 	adm := kadm.NewClient(c.Client(b))
 	for _, t := range []string{in, out, string(goka.GroupTable(group))} {
 		if _, err := adm.CreateTopic(context.Background(), partitions, 1, nil, t); err != nil {
@@ -426,7 +427,7 @@ func BenchmarkHop8FloorGoka(b *testing.B) {
 	for _, r := range recs {
 		r.Topic = in
 	}
-	produce(b, c, recs...)
+	produce(b, c.Cluster, recs...)
 	var taken atomic.Int64
 	graph := goka.DefineGroup(group,
 		goka.Input(goka.Stream(in), new(codec.Bytes), func(ctx goka.Context, msg any) {
@@ -438,7 +439,7 @@ func BenchmarkHop8FloorGoka(b *testing.B) {
 		goka.Output(goka.Stream(out), new(codec.Bytes)),
 	)
 	sup := gokax.NewSupervisor(graph, c.Topology, b.TempDir(), quiet(), new(gokax.Fence))
-	d := drain(b, b.N, func() { background(b, "floor processor", sup.Run) }, taken.Load, records(b, c, out, 0))
+	d := drain(b, b.N, c, func() { background(b, "floor processor", sup.Run) }, taken.Load, records(b, c.Cluster, out, 0))
 	d.report(b)
 }
 

@@ -29,6 +29,7 @@ type drained struct {
 	records int64         // records handled in the window: all n
 	elapsed time.Duration // wall time of the window
 	cpu     time.Duration // CPU time of the process in the window
+	broker  time.Duration // CPU time of the broker process in the window
 	allocs  uint64        // heap allocations of the process in the window
 	bytes   uint64        // bytes allocated
 }
@@ -40,9 +41,10 @@ type drained struct {
 // seen, or rows committed). The window opens when the stage is handed its
 // first record, so that its start-up (joining the group, recovering its
 // table) is left out, and closes when progress reaches n. The benchmark's
-// timer runs only in the window. A stage that takes nothing, or whose
+// timer runs only in the window. With a broker process (nil: none), its CPU
+// time in the window is measured too. A stage that takes nothing, or whose
 // progress stops, for stallAfter fails the benchmark.
-func drain(b timedTB, n int, start func(), taken, progress func() int64) drained {
+func drain(b timedTB, n int, bp *brokerProcess, start func(), taken, progress func() int64) drained {
 	b.Helper()
 	b.StopTimer()
 	runtime.GC()
@@ -56,7 +58,13 @@ func drain(b timedTB, n int, start func(), taken, progress func() int64) drained
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
-	cpu0, t0 := cpuTime(b), time.Now()
+	brokerCPU := func() time.Duration {
+		if bp == nil {
+			return 0
+		}
+		return bp.cpu(b)
+	}
+	cpu0, broker0, t0 := cpuTime(b), brokerCPU(), time.Now()
 	b.ResetTimer()
 	b.StartTimer()
 	last, moved := int64(0), t0
@@ -70,7 +78,7 @@ func drain(b timedTB, n int, start func(), taken, progress func() int64) drained
 		}
 	}
 	b.StopTimer()
-	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: cpuTime(b) - cpu0}
+	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: cpuTime(b) - cpu0, broker: brokerCPU() - broker0}
 	runtime.ReadMemStats(&ms1)
 	d.allocs, d.bytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	if last > int64(n) {
@@ -111,7 +119,9 @@ func (c *clientCounts) OnProduceRecordUnbuffered(r *kgo.Record, err error) {
 }
 
 // report reports d per record: ns/op (and ns/record), records/s,
-// cpu-ns/record, B/op and allocs/op, all of the whole process.
+// cpu-ns/record, B/op and allocs/op of the benchmark's process (the stage
+// and the few reads of the drain), and broker-cpu-ns/record when the
+// broker ran as a process of its own.
 func (d drained) report(b *testing.B) {
 	b.ReportAllocs()
 	n := float64(d.records)
@@ -120,6 +130,9 @@ func (d drained) report(b *testing.B) {
 	b.ReportMetric(ns, "ns/record")
 	b.ReportMetric(n/d.elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(d.cpu.Nanoseconds())/n, "cpu-ns/record")
+	if d.broker > 0 {
+		b.ReportMetric(float64(d.broker.Nanoseconds())/n, "broker-cpu-ns/record")
+	}
 	b.ReportMetric(float64(d.allocs)/n, "allocs/op")
 	b.ReportMetric(float64(d.bytes)/n, "B/op")
 }
