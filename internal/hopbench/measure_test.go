@@ -30,6 +30,7 @@ type drained struct {
 	elapsed time.Duration // wall time of the window
 	cpu     time.Duration // CPU time of the process in the window
 	broker  time.Duration // CPU time of the broker process in the window
+	brokers bool          // whether the broker ran as a process of its own
 	allocs  uint64        // heap allocations of the process in the window
 	bytes   uint64        // bytes allocated
 }
@@ -78,7 +79,7 @@ func drain(b timedTB, n int, bp *brokerProcess, start func(), taken, progress fu
 		}
 	}
 	b.StopTimer()
-	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: cpuTime(b) - cpu0, broker: brokerCPU() - broker0}
+	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: cpuTime(b) - cpu0, broker: brokerCPU() - broker0, brokers: bp != nil}
 	runtime.ReadMemStats(&ms1)
 	d.allocs, d.bytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	if last > int64(n) {
@@ -130,7 +131,7 @@ func (d drained) report(b *testing.B) {
 	b.ReportMetric(ns, "ns/record")
 	b.ReportMetric(n/d.elapsed.Seconds(), "records/s")
 	b.ReportMetric(float64(d.cpu.Nanoseconds())/n, "cpu-ns/record")
-	if d.broker > 0 {
+	if d.brokers {
 		b.ReportMetric(float64(d.broker.Nanoseconds())/n, "broker-cpu-ns/record")
 	}
 	b.ReportMetric(float64(d.allocs)/n, "allocs/op")
