@@ -15,7 +15,6 @@ import (
 	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/codec"
 	"github.com/lovoo/goka/storage"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -300,9 +299,8 @@ func BenchmarkHop5Delay(b *testing.B) {
 	}
 	c := cluster(b, recs...)
 	counts := &clientCounts{in: tier, out: topology.TopicWakeups}
-	s, err := delay.New(delay.Config{Brokers: c.Brokers, Partitioner: topology.KgoPartitioner(),
-		ClientOpts: append(topology.KgoProducerOpts(), counts.hooks()),
-		Targets:    []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Log: quiet()})
+	s, err := delay.New(delay.Config{Topology: c.Topology, ClientOpts: []kgo.Opt{counts.hooks()},
+		Targets: []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Log: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -331,16 +329,14 @@ func BenchmarkHop6Sink(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(pool.Close)
-	reg := prometheus.NewRegistry()
 	counts := &clientCounts{in: string(topology.TableDispatcher)}
-	s, err := sink.New(sink.Config{Brokers: c.Brokers, Pool: pool, Metrics: sink.NewMetrics(reg), Log: quiet(),
-		KgoOpts: append(c.Topology.KgoGroupOpts(), counts.hooks())})
+	var batches sinkBatches
+	s, err := sink.New(sink.Config{Topology: c.Topology, Pool: pool, Observer: &batches, Log: quiet(),
+		KgoOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, n, c, func() { background(b, "sink", s.Run) }, counts.taken.Load, func() int64 {
-		return int64(metricSum(b, reg, "herald_sink_records_total"))
-	})
+	d := drain(b, n, c, func() { background(b, "sink", s.Run) }, counts.taken.Load, batches.records.Load)
 	var rows int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM dispatch_status WHERE status = 'sent'").Scan(&rows); err != nil {
 		b.Fatal(err)
@@ -350,30 +346,22 @@ func BenchmarkHop6Sink(b *testing.B) {
 	}
 	noDeadLetters(b, c.Cluster)
 	d.report(b)
-	if batches := metricSum(b, reg, "herald_sink_batch_records"); batches > 0 {
-		per := float64(n) / batches
-		b.ReportMetric(per, "records/batch")
-		b.ReportMetric(per*float64(d.elapsed.Nanoseconds())/float64(d.records), "ns/batch")
-	}
+	per := float64(n) / float64(batches.batches.Load())
+	b.ReportMetric(per, "records/batch")
+	b.ReportMetric(per*float64(d.elapsed.Nanoseconds())/float64(d.records), "ns/batch")
 }
 
-// metricSum is the sum of a metric's series in reg (a histogram's count).
-func metricSum(b *testing.B, reg *prometheus.Registry, name string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum
+// sinkBatches counts the sink's committed batches and their records: a
+// drain's progress.
+type sinkBatches struct{ batches, records atomic.Int64 }
+
+func (s *sinkBatches) Batch(records int, _ time.Duration, _, _, _ int64) {
+	s.batches.Add(1)
+	s.records.Add(int64(records))
 }
+func (s *sinkBatches) Retry()            {}
+func (s *sinkBatches) CommitFailed()     {}
+func (s *sinkBatches) DeadLetter(string) {}
 
 // BenchmarkHop7View: a changelog record -> a view of the dispatcher table,
 // as the API, the sender and the sweep keep one (VersionedUpdate into
@@ -401,8 +389,8 @@ func BenchmarkHop7View(b *testing.B) {
 func BenchmarkHop7StatusFeed(b *testing.B) {
 	c := cluster(b, sentStates(b, b.N)...)
 	counts := &clientCounts{in: string(topology.TableDispatcher), out: topology.TopicStatus}
-	f, err := statusfeed.New(statusfeed.Config{Brokers: c.Brokers, Mask: views.MaskText, Log: quiet(),
-		KgoOpts: append(c.Topology.KgoGroupOpts(), counts.hooks())})
+	f, err := statusfeed.New(statusfeed.Config{Topology: c.Topology, Mask: views.MaskText, Log: quiet(),
+		KgoOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
 	}
