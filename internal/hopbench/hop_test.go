@@ -42,9 +42,8 @@ const partitions = 12
 // dispatchConfig is the dispatcher's configuration in every hop.
 var dispatchConfig = dispatcher.DispatchConfig{DefaultLoc: time.UTC, SendTimeout: time.Hour}
 
-// requestJSON is a billing notification like the load test's: two
-// channels, a zone, a policy with backoff; with a not_before when nb is
-// not zero.
+// requestJSON is a billing notification: two channels, a zone, a policy
+// with backoff; with a not_before when nb is not zero.
 func requestJSON(id string, nb time.Time) []byte {
 	notBefore := ""
 	if !nb.IsZero() {
