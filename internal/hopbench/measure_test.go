@@ -15,9 +15,9 @@ import (
 )
 
 // pollEvery is how often a drain looks at the hop's progress. A look is a
-// counter read, a metrics gather or one ListOffsets request to the broker:
-// a cost that lands in the figures, about two hundred a second against
-// tens of thousands of records.
+// counter read, or for the Goka hops one ListOffsets request to the broker:
+// a cost that lands in the figures, two hundred a second against tens of
+// thousands of records.
 const pollEvery = 5 * time.Millisecond
 
 // stallAfter fails a drain whose progress has not moved for this long.
