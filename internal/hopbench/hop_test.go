@@ -2,7 +2,6 @@ package hopbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -73,7 +72,7 @@ func successes(b *testing.B, n int) []*kgo.Record {
 	now := time.Now()
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
-		v, err := json.Marshal(&contract.SendResult{ID: id(i), Attempt: 1, Channel: contract.ChannelEmail,
+		v, err := contract.EncodeResult(&contract.SendResult{ID: id(i), Attempt: 1, Channel: contract.ChannelEmail,
 			Outcome: contract.OutcomeSuccess, Code: 202, At: now, Latency: contract.Duration(30 * time.Millisecond)})
 		if err != nil {
 			b.Fatal(err)
@@ -90,10 +89,9 @@ func sentStates(b *testing.B, n int) []*kgo.Record {
 	now := time.Now()
 	recs := make([]*kgo.Record, n)
 	results := successes(b, n)
-	var enc topology.StateCodec
 	for i := range recs {
 		s := sentState(b, id(i), results[i].Value, now)
-		v, err := enc.Encode(s)
+		v, err := contract.EncodeState(s)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -108,12 +106,12 @@ func sentState(b *testing.B, id string, result []byte, now time.Time) *contract.
 	if err != nil {
 		b.Fatal(err)
 	}
-	var res contract.SendResult
-	if err := json.Unmarshal(result, &res); err != nil {
+	res, err := contract.DecodeResult([]byte(id), result)
+	if err != nil {
 		b.Fatal(err)
 	}
 	d := dispatcher.Dispatch(nil, dispatcher.Event{Source: contract.Position{Topic: topology.TopicRequests, Offset: 1}, Request: req}, now, dispatchConfig)
-	d = dispatcher.Dispatch(d.State, dispatcher.Event{Source: contract.Position{Topic: topology.TopicResults, Offset: 1}, Result: &res}, now, dispatchConfig)
+	d = dispatcher.Dispatch(d.State, dispatcher.Event{Source: contract.Position{Topic: topology.TopicResults, Offset: 1}, Result: res}, now, dispatchConfig)
 	if d.State == nil || d.State.Status != contract.StatusSent {
 		b.Fatalf("set-up: %s is not sent after its success (%s)", id, d.Verdict)
 	}
@@ -287,7 +285,7 @@ func BenchmarkHop5Delay(b *testing.B) {
 	tier := topology.TierTopic(time.Second)
 	recs := make([]*kgo.Record, b.N)
 	for i := range recs {
-		v, err := json.Marshal(&contract.Wakeup{ID: id(i), Kind: contract.WakeupHold, Due: due})
+		v, err := contract.EncodeWakeup(&contract.Wakeup{ID: id(i), Kind: contract.WakeupHold, Due: due})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -388,7 +386,7 @@ func BenchmarkHop7View(b *testing.B) {
 func BenchmarkHop7StatusFeed(b *testing.B) {
 	c := cluster(b, sentStates(b, b.N)...)
 	counts := &clientCounts{in: string(topology.TableDispatcher), out: topology.TopicStatus}
-	f, err := statusfeed.New(statusfeed.Config{Topology: c.Topology, Mask: views.MaskText, Log: quiet(),
+	f, err := statusfeed.New(statusfeed.Config{Topology: c.Topology, Mask: contract.MaskText, Log: quiet(),
 		KgoOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
@@ -451,13 +449,13 @@ func BenchmarkHop8Dispatch(b *testing.B) {
 		})
 	})
 	sending := dispatcher.Dispatch(nil, dispatcher.Event{Source: src(topology.TopicRequests), Request: req}, now, dispatchConfig).State
-	var res contract.SendResult
-	if err := json.Unmarshal(successes(b, 2)[1].Value, &res); err != nil {
+	res, err := contract.DecodeResult([]byte(id(1)), successes(b, 2)[1].Value)
+	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("result", func(b *testing.B) {
 		cpuLoop(b, func() {
-			dispatcher.Dispatch(sending, dispatcher.Event{Source: src(topology.TopicResults), Result: &res}, now, dispatchConfig)
+			dispatcher.Dispatch(sending, dispatcher.Event{Source: src(topology.TopicResults), Result: res}, now, dispatchConfig)
 		})
 	})
 	held := dispatcher.Dispatch(nil, dispatcher.Event{Source: src(topology.TopicRequests), Request: decode(nb)}, now, dispatchConfig)
@@ -489,14 +487,13 @@ func BenchmarkHop8Codec(b *testing.B) {
 		b.ReportMetric(float64(len(raw)), "bytes/request")
 	})
 	s := sentState(b, id(1), successes(b, 2)[1].Value, time.Now())
-	var codec topology.StateCodec
-	enc, err := codec.Encode(s)
+	enc, err := contract.EncodeState(s)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("state-encode", func(b *testing.B) {
 		cpuLoop(b, func() {
-			if _, err := codec.Encode(s); err != nil {
+			if _, err := contract.EncodeState(s); err != nil {
 				b.Fatal(err)
 			}
 		})
@@ -504,7 +501,7 @@ func BenchmarkHop8Codec(b *testing.B) {
 	})
 	b.Run("state-decode", func(b *testing.B) {
 		cpuLoop(b, func() {
-			if _, err := codec.Decode(enc); err != nil {
+			if _, err := contract.DecodeState(enc); err != nil {
 				b.Fatal(err)
 			}
 		})
