@@ -4,7 +4,6 @@ import (
 	"context"
 	"runtime"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +64,7 @@ func drain(b timedTB, n int, bp *brokerProcess, start func(), taken, progress fu
 		}
 		return bp.cpu(b)
 	}
-	cpu0, broker0, t0 := cpuTime(b), brokerCPU(), time.Now()
+	cpu0, broker0, t0 := heraldtest.ProcessCPU(), brokerCPU(), time.Now()
 	b.ResetTimer()
 	b.StartTimer()
 	last, moved := int64(0), t0
@@ -79,7 +78,7 @@ func drain(b timedTB, n int, bp *brokerProcess, start func(), taken, progress fu
 		}
 	}
 	b.StopTimer()
-	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: cpuTime(b) - cpu0, broker: brokerCPU() - broker0, brokers: bp != nil}
+	d := drained{records: int64(n), elapsed: time.Since(t0), cpu: heraldtest.ProcessCPU() - cpu0, broker: brokerCPU() - broker0, brokers: bp != nil}
 	runtime.ReadMemStats(&ms1)
 	d.allocs, d.bytes = ms1.Mallocs-ms0.Mallocs, ms1.TotalAlloc-ms0.TotalAlloc
 	if last > int64(n) {
@@ -138,26 +137,17 @@ func (d drained) report(b *testing.B) {
 	b.ReportMetric(float64(d.bytes)/n, "B/op")
 }
 
-// cpuTime is the user and system CPU time the process has used.
-func cpuTime(b testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // cpuLoop measures the CPU time of an in-process benchmark loop and
 // reports it per op as cpu-ns/record, beside the framework's own figures.
 func cpuLoop(b *testing.B, body func()) {
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
+	cpu0 := heraldtest.ProcessCPU()
 	n := 0
 	for b.Loop() {
 		body()
 		n++
 	}
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(n), "cpu-ns/record")
+	b.ReportMetric(float64((heraldtest.ProcessCPU()-cpu0).Nanoseconds())/float64(n), "cpu-ns/record")
 }
 
 // records returns a progress function: the records topic holds beyond
