@@ -40,7 +40,7 @@ test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
 ## bench: the per-hop benchmarks first (internal/hopbench: every hop of a notification,
-## per record, a few minutes), then the other packages' quick benchmarks. The heavy
+## per record, about two minutes), then the other packages' quick benchmarks. The heavy
 ## measured runs (minutes each) are `make bench-heavy`. The output goes to bench.out;
 ## BENCHCOUNT=6 gives benchstat enough samples to compare two runs.
 BENCHTIME  ?= 1s
@@ -55,9 +55,9 @@ bench: deps
 	@echo "bench.out holds this run. To compare two: cp bench.out old.out, change something, make bench again, then"
 	@echo "  go run golang.org/x/perf/cmd/benchstat@latest old.out bench.out"
 
-## bench-heavy: the heavy measured runs, once each (BenchmarkHoldMillion, BenchmarkSinkVsRowUpdates,
-## BenchmarkSender100kMock1s, BenchmarkPipeline100kMock1s, BenchmarkPlacement, BenchmarkRestartToReady;
-## up to an hour in all on 2 cores).
+## bench-heavy: the heavy measured runs, minutes each, once each: BenchmarkHoldMillion,
+## BenchmarkSinkVsRowUpdates, BenchmarkSender100kMock1s, BenchmarkPipeline100kMock1s,
+## BenchmarkPlacement, BenchmarkRestartToReady.
 bench-heavy: SHELL := /bin/bash
 bench-heavy: .SHELLFLAGS := -o pipefail -c
 bench-heavy: deps
