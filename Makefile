@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build build-loadtest run test test-short bench loadtest chaos lint fuzz proto deps clean
+.PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest chaos lint fuzz proto deps clean
 
 all: build
 
@@ -39,11 +39,29 @@ test: deps
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
 
-## bench: Go benchmarks of the hot paths and the heavier measured runs.
-BENCHTIME ?= 1s
+## bench: the per-hop benchmarks first (internal/hopbench: every hop of a notification,
+## per record, about two minutes), then the other packages' quick benchmarks. The heavy
+## measured runs (minutes each) are `make bench-heavy`. The output goes to bench.out;
+## BENCHCOUNT=6 gives benchstat enough samples to compare two runs.
+BENCHTIME  ?= 1s
+BENCHCOUNT ?= 1
+BENCH_HEAVY := HoldMillion|SinkVsRowUpdates|Sender100kMock1s|Pipeline100kMock1s|Placement|RestartToReady
+bench: SHELL := /bin/bash
+bench: .SHELLFLAGS := -o pipefail -c
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count=1 -timeout 60m $(PKGS) | tee bench.out
-	@echo "compare two runs with: go run golang.org/x/perf/cmd/benchstat@latest old.out bench.out"
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 30m ./internal/hopbench/ | tee bench.out
+	$(GO) test -run '^$$' -bench . -skip '$(BENCH_HEAVY)' -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 30m \
+		$$($(GO) list $(PKGS) | grep -v /internal/hopbench) | tee -a bench.out
+	@echo "bench.out holds this run. To compare two: cp bench.out old.out, change something, make bench again, then"
+	@echo "  go run golang.org/x/perf/cmd/benchstat@latest old.out bench.out"
+
+## bench-heavy: the heavy measured runs, minutes each, once each: BenchmarkHoldMillion,
+## BenchmarkSinkVsRowUpdates, BenchmarkSender100kMock1s, BenchmarkPipeline100kMock1s,
+## BenchmarkPlacement, BenchmarkRestartToReady.
+bench-heavy: SHELL := /bin/bash
+bench-heavy: .SHELLFLAGS := -o pipefail -c
+bench-heavy: deps
+	$(GO) test -run '^$$' -bench '$(BENCH_HEAVY)' -benchmem -benchtime 1x -count 1 -timeout 90m $(PKGS) | tee bench-heavy.out
 
 ## loadtest: the end-to-end load test (100,000 notifications by default).
 loadtest: deps build-loadtest
@@ -74,4 +92,4 @@ proto:
 	cd contract/internal/pb && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
 
 clean:
-	rm -rf bin data bench.out
+	rm -rf bin data bench.out bench-heavy.out
