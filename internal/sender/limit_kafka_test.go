@@ -252,7 +252,10 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 			if limit := rate*window.Seconds()*1.1 + float64(k); float64(calls) > limit {
 				t.Errorf("%d calls in %s: over the rate of %.0f/s (at most %.0f)", calls, window, rate, limit)
 			}
-			if least := 0.6 * rate * window.Seconds(); float64(calls) < least {
+			// The lower bound only shows the window saw real traffic (the
+			// division itself is checked exactly through the observers):
+			// it is loose, as a loaded 2-core machine starves senders.
+			if least := 0.3 * rate * window.Seconds(); float64(calls) < least {
 				t.Errorf("%d calls in %s: want at least %.0f at a rate of %.0f/s with a backlog", calls, window, least, rate)
 			}
 			if k == 1 {
