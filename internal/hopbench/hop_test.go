@@ -3,8 +3,6 @@ package hopbench
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -134,40 +132,11 @@ func produce(b *testing.B, c *heraldtest.Cluster, recs ...*kgo.Record) {
 	}
 }
 
-// background runs fn until the returned stop is called (or the benchmark
-// ends); stop waits for fn to return.
-func background(b *testing.B, name string, fn func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := fn(ctx); err != nil {
-			b.Errorf("%s: %v", name, err)
-		}
-	}()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	b.Cleanup(stop)
-	return stop
-}
-
-// quiet logs the stages' warnings and errors to stderr.
-func quiet() *slog.Logger { return quietLog }
-
-var quietLog = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
 // startDispatcher runs the dispatcher as herald run wires it, with its
 // storage in dir, clock now (nil: the wall clock) and observer obs (nil:
 // none).
-func startDispatcher(b *testing.B, c *heraldtest.Cluster, dir string, now func() time.Time, obs dispatcher.DispatchObserver) (stop func()) {
-	d := &dispatcher.Dispatcher{Config: dispatchConfig, Now: now, Observer: obs, Log: quiet()}
-	return background(b, "dispatcher", d.Supervisor(c.Topology, dir, quiet()).Run)
+func startDispatcher(b *testing.B, c *heraldtest.Cluster, dir string, now func() time.Time, obs dispatcher.DispatchObserver) *heraldtest.Dispatcher {
+	return heraldtest.StartDispatcher(b, c, heraldtest.DispatcherOptions{Config: dispatchConfig, Now: now, Observer: obs, Storage: dir})
 }
 
 // events counts the records the dispatcher's callback decided on: a
@@ -202,10 +171,10 @@ func BenchmarkHop1Request(b *testing.B) {
 func BenchmarkHop2Result(b *testing.B) {
 	c := cluster(b, requests(b.N, time.Time{})...)
 	dir := b.TempDir()
-	stop := startDispatcher(b, c.Cluster, dir, nil, nil)
+	disp := startDispatcher(b, c.Cluster, dir, nil, nil)
 	waitRecords(b, c.Cluster, topology.TopicSend, int64(b.N))
 	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
-	stop()
+	disp.Stop()
 	produce(b, c.Cluster, successes(b, b.N)...)
 	var ev events
 	d := drain(b, b.N, c, func() { startDispatcher(b, c.Cluster, dir, nil, &ev) }, ev.n.Load, records(b, c.Cluster, string(topology.TableDispatcher), int64(b.N)))
@@ -223,7 +192,7 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 	c := cluster(b, requests(b.N, notBefore)...)
 	dir := b.TempDir()
 	clock := new(heraldtest.ShiftedClock)
-	stop := startDispatcher(b, c.Cluster, dir, clock.Now, nil)
+	disp := startDispatcher(b, c.Cluster, dir, clock.Now, nil)
 	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
 	var wakeups []*kgo.Record
 	for _, t := range topology.TierTopics() {
@@ -233,7 +202,7 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 			}
 		}
 	}
-	stop()
+	disp.Stop()
 	if len(wakeups) != b.N {
 		b.Fatalf("set-up: %d wake-ups scheduled for %d requests", len(wakeups), b.N)
 	}
@@ -251,28 +220,28 @@ func BenchmarkHop3Wakeup(b *testing.B) {
 // of the table first, as herald run does by default (--send-stale-check).
 func BenchmarkHop4Sender(b *testing.B) {
 	c := cluster(b, requests(b.N, time.Time{})...)
-	stop := startDispatcher(b, c.Cluster, b.TempDir(), nil, nil)
+	disp := startDispatcher(b, c.Cluster, b.TempDir(), nil, nil)
 	waitRecords(b, c.Cluster, topology.TopicSend, int64(b.N))
 	waitRecords(b, c.Cluster, string(topology.TableDispatcher), int64(b.N))
-	stop()
+	disp.Stop()
 	set, err := provider.OpenSet([]string{"email=mock://?latency=0", "sms=mock://?latency=0"}, provider.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { set.Close() })
-	view, err := views.NewStateView(c.Topology, b.TempDir(), quiet())
+	view, err := views.NewStateView(c.Topology, b.TempDir(), heraldtest.QuietLog())
 	if err != nil {
 		b.Fatal(err)
 	}
 	counts := &clientCounts{in: topology.TopicSend, out: topology.TopicResults}
-	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, State: sender.ViewReader{View: view.Goka()}, Log: quiet(),
+	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, State: sender.ViewReader{View: view.Goka()}, Log: heraldtest.QuietLog(),
 		ClientOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	d := drain(b, b.N, c, func() {
-		background(b, "view", view.Run)
-		background(b, "sender", s.Run)
+		heraldtest.Background(b, "view", view.Run)
+		heraldtest.Background(b, "sender", s.Run)
 	}, counts.taken.Load, counts.output.Load)
 	noDeadLetters(b, c.Cluster)
 	d.report(b)
@@ -296,12 +265,9 @@ func BenchmarkHop5Delay(b *testing.B) {
 	}
 	c := cluster(b, recs...)
 	counts := &clientCounts{in: tier, out: topology.TopicWakeups}
-	s, err := delay.New(delay.Config{Topology: c.Topology, ClientOpts: []kgo.Opt{counts.hooks()},
-		Targets: []string{topology.TopicWakeups}, DLQTopic: topology.TopicDLQ, Log: quiet()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	d := drain(b, b.N, c, func() { background(b, "delay stage", s.Run) }, counts.taken.Load, counts.output.Load)
+	d := drain(b, b.N, c, func() {
+		heraldtest.StartDelay(b, c.Cluster, func(cfg *delay.Config) { cfg.ClientOpts = append(cfg.ClientOpts, counts.hooks()) })
+	}, counts.taken.Load, counts.output.Load)
 	noDeadLetters(b, c.Cluster)
 	d.report(b)
 }
@@ -318,7 +284,7 @@ func BenchmarkHop6Sink(b *testing.B) {
 	c := cluster(b, sentStates(b, n)...)
 	dsn := heraldtest.Postgres(b)
 	ctx := context.Background()
-	if _, err := migrations.Migrate(ctx, dsn, quiet()); err != nil {
+	if _, err := migrations.Migrate(ctx, dsn, heraldtest.QuietLog()); err != nil {
 		b.Fatal(err)
 	}
 	pool, err := pgxpool.New(ctx, dsn)
@@ -328,12 +294,12 @@ func BenchmarkHop6Sink(b *testing.B) {
 	b.Cleanup(pool.Close)
 	counts := &clientCounts{in: string(topology.TableDispatcher)}
 	var batches sinkBatches
-	s, err := sink.New(sink.Config{Topology: c.Topology, Pool: pool, Observer: &batches, Log: quiet(),
+	s, err := sink.New(sink.Config{Topology: c.Topology, Pool: pool, Observer: &batches, Log: heraldtest.QuietLog(),
 		KgoOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, n, c, func() { background(b, "sink", s.Run) }, counts.taken.Load, batches.records.Load)
+	d := drain(b, n, c, func() { heraldtest.Background(b, "sink", s.Run) }, counts.taken.Load, batches.records.Load)
 	var rows int
 	if err := pool.QueryRow(ctx, "SELECT count(*) FROM dispatch_status WHERE status = 'sent'").Scan(&rows); err != nil {
 		b.Fatal(err)
@@ -371,13 +337,13 @@ func BenchmarkHop7View(b *testing.B) {
 		return gokax.VersionedUpdate(ctx, s, key, value)
 	}
 	v, err := goka.NewView(c.Brokers, topology.TableDispatcher, new(codec.Bytes),
-		append(gokax.ViewOptions(c.Topology, "hopbench-view", quiet()),
+		append(gokax.ViewOptions(c.Topology, "hopbench-view", heraldtest.QuietLog()),
 			goka.WithViewStorageBuilder(gokax.Storage(filepath.Join(b.TempDir(), "view"))),
 			goka.WithViewCallback(count))...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, c, func() { background(b, "view", v.Run) }, updates.Load, updates.Load)
+	d := drain(b, b.N, c, func() { heraldtest.Background(b, "view", v.Run) }, updates.Load, updates.Load)
 	d.report(b)
 }
 
@@ -386,12 +352,12 @@ func BenchmarkHop7View(b *testing.B) {
 func BenchmarkHop7StatusFeed(b *testing.B) {
 	c := cluster(b, sentStates(b, b.N)...)
 	counts := &clientCounts{in: string(topology.TableDispatcher), out: topology.TopicStatus}
-	f, err := statusfeed.New(statusfeed.Config{Topology: c.Topology, Mask: contract.MaskText, Log: quiet(),
+	f, err := statusfeed.New(statusfeed.Config{Topology: c.Topology, Mask: contract.MaskText, Log: heraldtest.QuietLog(),
 		KgoOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	d := drain(b, b.N, c, func() { background(b, "status feed", f.Run) }, counts.taken.Load, counts.output.Load)
+	d := drain(b, b.N, c, func() { heraldtest.Background(b, "status feed", f.Run) }, counts.taken.Load, counts.output.Load)
 	d.report(b)
 }
 
@@ -423,8 +389,8 @@ func BenchmarkHop8FloorGoka(b *testing.B) {
 		goka.Persist(new(codec.Bytes)),
 		goka.Output(goka.Stream(out), new(codec.Bytes)),
 	)
-	sup := gokax.NewSupervisor(graph, c.Topology, b.TempDir(), quiet(), new(gokax.Fence))
-	d := drain(b, b.N, c, func() { background(b, "floor processor", sup.Run) }, taken.Load, records(b, c.Cluster, out, 0))
+	sup := gokax.NewSupervisor(graph, c.Topology, b.TempDir(), heraldtest.QuietLog(), new(gokax.Fence))
+	d := drain(b, b.N, c, func() { heraldtest.Background(b, "floor processor", sup.Run) }, taken.Load, records(b, c.Cluster, out, 0))
 	d.report(b)
 }
 
