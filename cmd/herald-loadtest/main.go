@@ -170,6 +170,8 @@ func run(ctx context.Context, args []string) error {
 		if !f.keep {
 			defer os.RemoveAll(workDir)
 		}
+	} else if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return fmt.Errorf("--work-dir: %w", err)
 	}
 	// PostgreSQL runs as the postgres user when we are root: it must be
 	// able to reach its data dir.
