@@ -33,7 +33,7 @@ type Consumer struct {
 // the one place they are assembled: the brokers and security of c
 // (KgoOpts), the client id, Herald's producer settings for what the member
 // publishes (KgoProducerOpts), the group with c's session timeout and
-// heartbeat interval, fetches of at most FetchMaxBytes, a partition
+// heartbeat interval, fetches with room for every partition (fetchMaxBytes), a partition
 // without a committed offset read from its start, and offsets committed
 // only as the stage marks or commits them, never for a record merely
 // polled. A stage appends its rebalance
@@ -47,7 +47,6 @@ func (c Config) ConsumerOpts(g Consumer) []kgo.Opt {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.SessionTimeout(c.SessionTimeout),
 		kgo.HeartbeatInterval(c.HeartbeatInterval),
-		kgo.FetchMaxBytes(FetchMaxBytes),
 	)
 	opts = append(opts, KgoProducerOpts()...)
 	if g.CommitInterval > 0 {
@@ -64,6 +63,14 @@ func (c Config) ConsumerOpts(g Consumer) []kgo.Opt {
 	if g.FetchMaxPartitionBytes <= 0 {
 		g.FetchMaxPartitionBytes = FetchMaxPartitionBytes
 	}
-	opts = append(opts, kgo.FetchMaxPartitionBytes(g.FetchMaxPartitionBytes))
+	opts = append(opts, kgo.FetchMaxPartitionBytes(g.FetchMaxPartitionBytes),
+		kgo.FetchMaxBytes(fetchMaxBytes(len(g.Topics)*c.Partitions, g.FetchMaxPartitionBytes)))
 	return opts
+}
+
+// fetchMaxBytes is the byte limit of a fetch over partitions partitions
+// of at most partBytes each: FetchMaxBytes, or room for every partition
+// when that is more (see FetchMaxBytes: a smaller limit starves some).
+func fetchMaxBytes(partitions int, partBytes int32) int32 {
+	return int32(max(int64(FetchMaxBytes), int64(partitions)*int64(partBytes)))
 }

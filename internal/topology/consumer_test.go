@@ -60,12 +60,30 @@ func TestConsumerOpts(t *testing.T) {
 			if wantPart == 0 {
 				wantPart = FetchMaxPartitionBytes
 			}
-			if get(kgo.FetchMaxPartitionBytes) != wantPart || get(kgo.FetchMaxBytes) != int32(FetchMaxBytes) {
+			if get(kgo.FetchMaxPartitionBytes) != wantPart || get(kgo.FetchMaxBytes) != fetchMaxBytes(len(tc.g.Topics)*c.WithDefaults().Partitions, wantPart) {
 				t.Errorf("fetch partition bytes %v, max bytes %v", get(kgo.FetchMaxPartitionBytes), get(kgo.FetchMaxBytes))
 			}
 			if tc.g.FetchMaxWait > 0 && get(kgo.FetchMaxWait) != tc.g.FetchMaxWait {
 				t.Errorf("fetch max wait %v", get(kgo.FetchMaxWait))
 			}
 		})
+	}
+}
+
+// A fetch has room for every partition it asks for: a smaller limit
+// starved the partitions the broker filled last.
+func TestFetchHasRoomForEveryPartition(t *testing.T) {
+	for _, tc := range []struct {
+		partitions int
+		part       int32
+		want       int32
+	}{
+		{12, 256 << 10, 4 << 20},       // the sender, the sink: 3 MiB fit in the default
+		{48, 256 << 10, 12 << 20},      // more partitions: room for each
+		{18 * 12, 128 << 10, 27 << 20}, // the delay stage's tiers
+	} {
+		if got := fetchMaxBytes(tc.partitions, tc.part); got != tc.want || int64(got) < int64(tc.partitions)*int64(tc.part) {
+			t.Errorf("%d partitions of %d bytes: fetch of %d, want %d", tc.partitions, tc.part, got, tc.want)
+		}
 	}
 }

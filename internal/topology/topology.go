@@ -166,11 +166,19 @@ func (c Config) Sarama(clientID string) *sarama.Config {
 // broker until it is polled, decompressed; with its default of 50 MiB a
 // fetch, the four consumers of a process behind a burst held 135 MiB of
 // fetched records (heap profile of a 100,000-notification run). A stage
-// handles a few thousand records between polls, so 4 MiB a fetch (and
-// 1 MiB a partition, franz-go's default) keeps them busy.
+// handles a few thousand records between polls, so a few MiB a fetch keep
+// it busy.
+//
+// Fairness: a fetch must have room for every partition it asks for. A
+// broker fills a fetch partition by partition up to its byte limit, so a
+// fetch of 4 MiB over twelve partitions with 1 MiB each served four of
+// them while the others waited: in a 1,000,000 burst the sender handled a
+// starved partition's commands 97 s after the first ones (a load test
+// run). ConsumerOpts therefore makes a fetch's limit at least every
+// subscribed partition times FetchMaxPartitionBytes.
 const (
 	FetchMaxBytes          = 4 << 20
-	FetchMaxPartitionBytes = 1 << 20
+	FetchMaxPartitionBytes = 256 << 10
 )
 
 // TopicSpec is one topic Herald creates.
