@@ -25,13 +25,16 @@ type SendCommand struct {
 	RequestedAt time.Time `json:"requested_at"`
 	IssuedAt    time.Time `json:"issued_at"`
 	// Deadline is IssuedAt plus the dispatcher's --send-timeout: the
-	// latest a provider call for this command may run. Zero means none.
+	// latest a provider call for this command may start. Zero means none.
 	Deadline time.Time `json:"deadline,omitzero"`
 	// Cutoff is the earliest of Deadline, the start of the next blackout
 	// window that applies to the recipient, and the request's expires_at.
-	// The sender never starts a provider call at or after Cutoff, and
-	// bounds a call it starts by it; a command that reaches it later is
-	// answered OutcomeNotAttempted. Zero means Deadline alone.
+	// The sender never starts a provider call at or after Cutoff, and a
+	// call whose request has not reached the provider by Cutoff is
+	// abandoned; either way the command is answered OutcomeNotAttempted.
+	// A request that reached the provider before Cutoff is answered
+	// within the provider timeout, whenever that falls: cutting it would
+	// not take the delivery back. Zero means Deadline alone.
 	Cutoff time.Time `json:"cutoff,omitzero"`
 	// Issue numbers the commands of one notification: 0 for the first, one
 	// more for each command after it (a new attempt, or the same attempt
@@ -40,8 +43,9 @@ type SendCommand struct {
 	Issue int `json:"issue,omitempty"`
 }
 
-// Until returns the instant no provider call for c may run past: Cutoff,
-// or Deadline when there is no Cutoff, or zero for neither.
+// Until returns the instant from which no request for c may reach a
+// provider: Cutoff, or Deadline when there is no Cutoff, or zero for
+// neither.
 func (c *SendCommand) Until() time.Time {
 	if !c.Cutoff.IsZero() {
 		return c.Cutoff
@@ -72,10 +76,11 @@ const (
 	// notification to another channel unless the policy opts in
 	// (Policy.FallbackOnUnknown).
 	OutcomeUnknown Outcome = "unknown"
-	// OutcomeNotAttempted: the sender did not call the provider because
-	// the command's cut-off had passed (a blackout window began, the
-	// request expired, or the deadline passed while the command queued).
-	// No attempt is used up; the dispatcher decides again.
+	// OutcomeNotAttempted: the provider was not called because the
+	// command's cut-off had passed (a blackout window began, the request
+	// expired, or the deadline passed while the command queued), or came
+	// before the request reached the provider. No attempt is used up; the
+	// dispatcher decides again.
 	OutcomeNotAttempted Outcome = "not_attempted"
 )
 

@@ -27,10 +27,12 @@ import (
 // The timing rule, enforced here and by the sender: a send command may be
 // acted on until its cut-off (the earliest of IssuedAt+SendTimeout, the
 // next blackout window's start and expires_at); the sender never starts a
-// provider call at or after the cut-off and bounds the call by it, and by
-// ProviderTimeout. The dispatcher's send timeout for the command fires at
-// cut-off + ProviderTimeout + TimeoutMargin, when no call for it can still
-// be running, so a timeout never overtakes a call. SendTimeout must
+// provider call at or after the cut-off, a request that has not reached
+// the provider by the cut-off is abandoned (not_attempted), and a call is
+// bounded by ProviderTimeout (provider/handover.go). The dispatcher's send
+// timeout for the command fires at cut-off + ProviderTimeout +
+// TimeoutMargin, when no call for it can still be running, so a timeout
+// never overtakes a call. SendTimeout must
 // therefore be longer than ProviderTimeout (Validate), or every queued
 // command would be cut off before its call could finish.
 type DispatchConfig struct {
@@ -584,8 +586,9 @@ func retryBackoff(s *contract.State, retryAfter time.Duration, now time.Time, cf
 }
 
 // UnknownAtCutoff ends the last_error of a notification that expired while
-// its last attempt's outcome was unknown (typically a call cut off at
-// expires_at): Herald cannot tell whether the provider delivered it.
+// its last attempt's outcome was unknown (typically a call with no answer
+// within the provider timeout, while expires_at passed): Herald cannot
+// tell whether the provider delivered it.
 const UnknownAtCutoff = "outcome unknown: the provider may have delivered it"
 
 // unknownOutcome handles an attempt whose outcome is unknown: a send

@@ -57,8 +57,9 @@ type DBCounts struct {
 	// NotSent maps the id of every row not sent to its status.
 	NotSent map[string]string
 	// UnknownAtCutoff holds the ids that expired while their last
-	// attempt's outcome was unknown (a call cut off at expires_at): the
-	// provider may have delivered them, and Herald says so.
+	// attempt's outcome was unknown (no answer within the provider
+	// timeout, and expires_at passed meanwhile): the provider may have
+	// delivered them, and Herald says so.
 	UnknownAtCutoff map[string]bool
 }
 
@@ -239,8 +240,9 @@ func checkNotBefore(p *Plan, o *Observed) CheckResult {
 func checkDatabase(p *Plan, o *Observed) CheckResult {
 	var problems []string
 	sent := o.DB.ByStatus[string(contract.StatusSent)]
-	// A call cut off at its cut-off (expires_at) has an unknown outcome:
-	// the provider may have delivered as the call was cut. Herald reports
+	// A call with no answer within the provider timeout has an unknown
+	// outcome: the provider may have delivered it. When expires_at passes
+	// meanwhile, Herald reports
 	// such a notification expired with "outcome unknown" in its last
 	// error; those the provider did deliver are counted apart, not as a
 	// mismatch, and only they.
@@ -284,7 +286,7 @@ func checkDatabase(p *Plan, o *Observed) CheckResult {
 		problems = append(problems, fmt.Sprintf("duplicates column sums to %d, %d re-published", o.DB.Duplicates, wantDup))
 	}
 	return CheckResult{Name: "Postgres counts equal the provider's", Pass: len(problems) == 0,
-		Detail: fmt.Sprintf("sent rows %d, provider delivered ids %d; %d delivered and reported expired with an unknown outcome (a call cut off at expires_at); per channel (rows/provider) %s; duplicates %d of %d re-published",
+		Detail: fmt.Sprintf("sent rows %d, provider delivered ids %d; %d delivered and reported expired with an unknown outcome (no answer within the provider timeout, expired meanwhile); per channel (rows/provider) %s; duplicates %d of %d re-published",
 			sent, o.Provider.UniqueIDs, unknown, strings.Join(parts, ", "), o.DB.Duplicates, wantDup),
 		Examples: problems}
 }

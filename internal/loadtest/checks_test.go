@@ -282,7 +282,8 @@ func checkNamed(t *testing.T, rs []CheckResult, name string) CheckResult {
 	return CheckResult{}
 }
 
-// A notification delivered as its call was cut off at expires_at is
+// A notification delivered while its call had no answer within the
+// provider timeout and expires_at passed is
 // reported expired with an unknown outcome: counted apart, not as a
 // mismatch. Without that marker an expired row the provider delivered is
 // a mismatch.

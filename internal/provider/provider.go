@@ -30,8 +30,10 @@ import (
 // Provider delivers one attempt of a notification on one channel.
 type Provider interface {
 	// Send makes one attempt and classifies the answer. It returns when the
-	// provider has answered, the attempt timed out, or ctx ended. It is
-	// safe for concurrent use.
+	// provider has answered, the attempt timed out (Options.Timeout), the
+	// command's cut-off came before the request reached the provider
+	// (NotAttempted; handover.go), or ctx ended (a shutdown). It is safe
+	// for concurrent use.
 	Send(ctx context.Context, cmd *contract.SendCommand) Result
 	// Close releases idle connections.
 	Close() error

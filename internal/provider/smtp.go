@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	mail "github.com/wneessen/go-mail"
 	"github.com/wneessen/go-mail/smtp"
@@ -128,16 +129,31 @@ func (s *SMTP) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	if err != nil {
 		return Permanent(0, err)
 	}
+	// Until the session begins, the command's cut-off ends the attempt
+	// (handover.go); after it, only the client's timeout and ctx do.
+	start := time.Now()
+	ctx, h := handOverBy(ctx, cmd.Until())
+	defer h.release()
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
+		if h.cutOff() {
+			return notHandedOver("smtp", time.Since(start))
+		}
 		return Transient(0, fmt.Errorf("smtp: waiting for a connection: %w", ctx.Err()))
 	}
 	defer func() { <-s.slots }()
 
 	conn, err := s.conn(ctx)
 	if err != nil {
+		if h.cutOff() {
+			return notHandedOver("smtp", time.Since(start))
+		}
 		return Transient(smtpCode(err), fmt.Errorf("smtp: connect: %w", err))
+	}
+	if !h.handedOver() {
+		s.release(conn, true)
+		return notHandedOver("smtp", time.Since(start))
 	}
 	// SendWithSMTPClient takes no context: closing the connection is how a
 	// canceled attempt stops waiting.

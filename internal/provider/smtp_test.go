@@ -167,3 +167,31 @@ func TestSMTPConnectionRefusedIsTransient(t *testing.T) {
 }
 
 func mustURL(s string) *url.URL { u, _ := url.Parse(s); return u }
+
+// The cut-off rule (handover.go) for SMTP: a command whose cut-off has
+// passed before the session begins is not attempted, and the server gets
+// no message; one whose session began before it is delivered.
+func TestSMTPCutoffBoundsTheSessionStart(t *testing.T) {
+	f := startFakeSMTP(t)
+	u, _ := url.Parse("smtp://" + f.ln.Addr().String() + "?from=herald@example.com&tls=none&conns=1")
+	p, err := NewSMTP(u, Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	late := testCommand("late", 1)
+	late.Cutoff = time.Now().Add(-time.Millisecond)
+	if r := p.Send(context.Background(), late); r.Outcome != contract.OutcomeNotAttempted || r.Err == nil {
+		t.Errorf("cut-off already past: %s %v, want not_attempted", r.Outcome, r.Err)
+	}
+	inTime := testCommand("in-time", 1)
+	inTime.Cutoff = time.Now().Add(time.Minute)
+	if r := p.Send(context.Background(), inTime); r.Outcome != contract.OutcomeSuccess {
+		t.Errorf("cut-off a minute away: %s %v, want success", r.Outcome, r.Err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.msgs) != 1 || !strings.Contains(f.msgs[0], "X-Herald-Id: in-time") {
+		t.Errorf("server got %d messages, want only in-time's", len(f.msgs))
+	}
+}

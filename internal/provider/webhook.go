@@ -100,10 +100,11 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: encode body: %w", err))
 	}
-	parent := ctx
 	start := w.now()
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
+	ctx, h := handOverBy(ctx, cmd.Until())
+	defer h.release()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: %w", err))
@@ -124,22 +125,28 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 		req.Header.Set(HeaderWebhookSignature, SignWebhook(w.key, key, now, body))
 	}
 	// Whether the request was written decides what a failure means: before
-	// it, nothing reached the provider (transient); after it, the provider
-	// may have delivered (unknown: the same attempt is issued again with
-	// the same key, never moved to another channel).
+	// it, nothing reached the provider (transient; not attempted when the
+	// cut-off ended it); after it, the provider may have delivered
+	// (unknown: the same attempt is issued again with the same key, never
+	// moved to another channel). Once written, the cut-off no longer ends
+	// the call (handover.go): only the timeout does.
 	var wrote atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil { // a failed write did not reach the provider whole
+				wrote.Store(true)
+				h.handedOver()
+			}
+		},
 	}))
 	resp, err := w.client.Do(req)
 	if err != nil {
-		switch {
-		case errors.Is(err, context.DeadlineExceeded) && parent.Err() != nil:
-			// The sender's bound: the command's cut-off came.
-			err = fmt.Errorf("no answer before the command's cut-off (after %s)", w.now().Sub(start).Round(time.Millisecond))
-		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		if h.cutOff() && !wrote.Load() {
+			return notHandedOver("webhook", w.now().Sub(start))
+		}
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
 			err = fmt.Errorf("no answer within %s", w.timeout)
-		default:
+		} else {
 			err = unwrapURLError(err)
 		}
 		if wrote.Load() {

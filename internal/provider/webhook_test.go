@@ -254,3 +254,58 @@ func TestWebhookReusesConnections(t *testing.T) {
 		t.Errorf("%d connections opened for %d requests at concurrency %d; keep-alive pool too small", n, 5*conc, conc)
 	}
 }
+
+// The cut-off rule (handover.go): the command's cut-off bounds when the
+// request may reach the provider, not how long its answer may take.
+func TestWebhookCutoffBoundsTheHandOverNotTheAnswer(t *testing.T) {
+	var got atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got.Add(1)
+		time.Sleep(400 * time.Millisecond) // answers after the cut-off below
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	wh, err := NewWebhook(srv.URL, Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Written before the cut-off, answered after it: the answer counts.
+	cmd := testCommand("spans", 1)
+	cmd.Cutoff = time.Now().Add(150 * time.Millisecond)
+	if r := wh.Send(context.Background(), cmd); r.Outcome != contract.OutcomeSuccess || r.Code != http.StatusAccepted {
+		t.Errorf("a request written before the cut-off and answered after it: %s %d (%v), want success 202", r.Outcome, r.Code, r.Err)
+	}
+
+	// The cut-off has passed before the request could be written: not
+	// attempted, and the provider never sees it.
+	cmd = testCommand("past", 1)
+	cmd.Cutoff = time.Now().Add(-time.Millisecond)
+	if r := wh.Send(context.Background(), cmd); r.Outcome != contract.OutcomeNotAttempted || r.Err == nil {
+		t.Errorf("cut-off already past: %s (%v), want not_attempted", r.Outcome, r.Err)
+	}
+
+	// The connection takes longer than the time left: abandoned at the
+	// cut-off, before anything reached the provider.
+	slow, err := NewWebhook("http://herald.invalid:80/", Options{Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.client.Transport.(*http.Transport).DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	cmd = testCommand("slow-connect", 1)
+	cmd.Cutoff = time.Now().Add(200 * time.Millisecond)
+	start := time.Now()
+	r := slow.Send(context.Background(), cmd)
+	if r.Outcome != contract.OutcomeNotAttempted || !strings.Contains(r.Err.Error(), "before the request reached the provider") {
+		t.Errorf("connection slower than the time to the cut-off: %s (%v), want not_attempted", r.Outcome, r.Err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond || el > 3*time.Second {
+		t.Errorf("abandoned after %s, want at the cut-off (200 ms)", el)
+	}
+	if n := got.Load(); n != 1 {
+		t.Errorf("the provider received %d requests, want only the first", n)
+	}
+}

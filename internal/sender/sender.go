@@ -40,11 +40,16 @@
 //     against a view of the dispatcher table); its offset completes
 //     without a result.
 //   - No provider call starts at or after the command's cut-off (its
-//     deadline, the next blackout window's start, expires_at), and a call
-//     is bounded by it: a command that reaches the sender too late is
-//     answered not_attempted, and the dispatcher decides again without
-//     using up an attempt. So no call starts inside a blackout window or
-//     after expiry, however long the command queued. A command waiting
+//     deadline, the next blackout window's start, expires_at), and no
+//     request reaches the provider after it: a command that reaches the
+//     sender too late, or whose request the provider has not received by
+//     then, is answered not_attempted, and the dispatcher decides again
+//     without using up an attempt. So no call starts inside a blackout
+//     window or after expiry, however long the command queued. A call
+//     whose request reached the provider before the cut-off is not cut at
+//     it: its answer is awaited up to the provider timeout, because
+//     cutting it would not take the delivery back, only make its outcome
+//     unknown and the attempt issued again (provider/handover.go). A command waiting
 //     for a slot under its channel's concurrency limit or for its rate
 //     token waits at most until its cut-off less Config.MinBudget, and is
 //     answered not_attempted then (session.await).
@@ -776,13 +781,12 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 		// command. The session restarts; nothing is called meanwhile.
 		return res, verdictAbandon
 	}
-	call, cancel := context.WithDeadline(ss.base, cmd.Until())
-	if cmd.Until().IsZero() {
-		call, cancel = context.WithCancel(ss.base)
-	}
+	// The call is not bounded by the cut-off here: the provider abandons a
+	// request it has not handed over by then (not_attempted), and waits
+	// up to --provider-timeout for the answer to one it has (the cut-off
+	// rule, provider/handover.go). Only a shutdown (ss.base) cuts it.
 	start := s.now()
-	pr := p.Send(call, cmd)
-	cancel()
+	pr := p.Send(ss.base, cmd)
 	end := s.now()
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
 		return res, verdictAbandon // cut off at shutdown: the answer is unknown

@@ -35,10 +35,11 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 
 // PastCutoff says why the provider may no longer be called for cmd at now,
 // or "" while it may: the command's cut-off (SendCommand.Until) is less
-// than budget away. A call started closer to the cut-off than the budget
-// would likely be cut off by it with an unknown outcome (the provider may
-// have delivered as the call was cut), and an unknown outcome is issued
-// again; answering not_attempted instead is definite, and costs nothing.
+// than budget away. A request started closer to the cut-off than the
+// budget may not reach the provider before it (a new connection, a slow
+// network): it would be abandoned then, or arrive at the provider just as
+// the window opens. Answering not_attempted at once is definite, and costs
+// nothing.
 func PastCutoff(cmd *contract.SendCommand, now time.Time, budget time.Duration) string {
 	until := cmd.Until()
 	if until.IsZero() || until.Sub(now) >= budget && now.Before(until) {
