@@ -122,6 +122,12 @@ const (
 	// WakeupSendTimeout fires when a sending notification has had no result
 	// for the send timeout.
 	WakeupSendTimeout WakeupKind = "send_timeout"
+	// WakeupResend makes a sending notification's current command again
+	// if, when it is due, the notification still waits for that command's
+	// result: the second look a replay takes instead of sending a command
+	// that may have been answered already (dispatcher, Dispatch on
+	// replays). Attempt and Issue name the command.
+	WakeupResend WakeupKind = "resend"
 )
 
 // Wakeup is a message the dispatcher sends to itself through the delay
@@ -133,7 +139,7 @@ type Wakeup struct {
 	Kind    WakeupKind `json:"kind"`
 	Due     time.Time  `json:"due"`
 	Attempt int        `json:"attempt,omitempty"`
-	// Issue is the command issue a send timeout belongs to.
+	// Issue is the command issue a send timeout or a resend belongs to.
 	Issue int `json:"issue,omitempty"`
 }
 

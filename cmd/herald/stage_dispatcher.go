@@ -82,12 +82,6 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 		return nil, err
 	}
 	obs := metrics.NewDispatch(env.Registry)
-	d := &dispatcher.Dispatcher{Config: cfg, Observer: obs, Log: env.Log.With("stage", "dispatcher"),
-		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor}
-	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
-	env.AddReady("dispatcher", sup.Ready)
-	env.AddProcessor(sup.Processor)
-
 	if dispatcherFlags.sweepEvery <= 0 || dispatcherFlags.sweepGrace <= 0 {
 		return nil, fmt.Errorf("--sweep-interval and --sweep-grace must be positive")
 	}
@@ -95,6 +89,11 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	if err != nil {
 		return nil, err
 	}
+	d := &dispatcher.Dispatcher{Config: cfg, Observer: obs, Log: env.Log.With("stage", "dispatcher"),
+		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor, Changelog: view.Version}
+	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
+	env.AddReady("dispatcher", sup.Ready)
+	env.AddProcessor(sup.Processor)
 	cl, err := kgo.NewClient(append(append(env.Topology.KgoOpts(), kgo.ClientID(env.Topology.ClientID+"-sweep")),
 		topology.KgoProducerOpts()...)...)
 	if err != nil {

@@ -143,6 +143,8 @@ type crashRig struct {
 	faults  *faults
 	stop    func()
 	sup     *gokax.Supervisor
+	// changelog is the dispatcher's Changelog (nil: none).
+	changelog func(id string) (uint64, bool)
 }
 
 var rigT0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
@@ -163,7 +165,7 @@ func (r *crashRig) setNow(t time.Time) { r.clock.Store(t.UnixNano()) }
 func (r *crashRig) start() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	d := heraldtest.StartDispatcher(r.t, r.c, heraldtest.DispatcherOptions{Now: r.now, Observer: r.obs, Log: log,
-		Storage: r.storage, MinBackoff: 50 * time.Millisecond,
+		Storage: r.storage, MinBackoff: 50 * time.Millisecond, Changelog: r.changelog,
 		GokaOptions: []goka.ProcessorOption{goka.WithProducerBuilder(r.faults.builder(goka.ProducerBuilderWithConfig(r.c.Topology.Sarama("test"))))}})
 	r.sup = d.Supervisor
 	r.stop = func() { d.Stop() }
@@ -471,5 +473,72 @@ func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
 	}
 	if err := tm.EnsureStreamExists("no-such-topic", 2); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("missing topic: %v", err)
+	}
+}
+
+// A replay of records whose state writes landed (a restart before their
+// input offsets were committed, a new owner) does not make at once a send
+// command the changelog shows went out with its state: a sender may have
+// answered it already, and a copy would be called again by a sender that
+// does not know (the chaos suite's second deliveries after a zombie
+// rejoined, with a provider that ignores the key). The replay makes a
+// resend check instead: stale once the result came, and for a command
+// that was really lost, the same command again when it comes due.
+func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
+	r := newCrashRig(t)
+	v := r.c.TableView(t)
+	r.changelog = v.Version
+	r.start()
+	// x's command is held back (its state's write lands), so nothing of
+	// the partition commits past x; a's writes all land.
+	r.faults.mu.Lock()
+	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "x" }
+	r.faults.mu.Unlock()
+	r.request("x", time.Time{})
+	r.request("a", time.Time{})
+	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+	r.waitFor("both states in the changelog", func() bool {
+		x, a := v.State("x"), v.State("a")
+		return x != nil && a != nil && x.Status == contract.StatusSending && a.Status == contract.StatusSending
+	})
+	// The crash: x's command never lands. A sender has answered a, and
+	// its result reaches the dispatcher after the replay.
+	r.faults.release(sarama.ErrOutOfBrokers)
+	r.stop()
+	r.start()
+	r.waitFor("both requests replayed", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay) >= 2 })
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: 1, Channel: contract.ChannelEmail,
+		Outcome: contract.OutcomeSuccess, Code: 202, At: r.now()})
+	r.waitFor("a sent", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
+	if n := len(r.commands("a")); n != 1 {
+		t.Fatalf("a's command was made %d times, want once: the replay sent an answered command again", n)
+	}
+	if n := len(r.commands("x")); n != 0 {
+		t.Fatalf("x's command was made %d times at the replay, want none before its resend check", n)
+	}
+	// The resend checks went to the delay tiers (the rig runs no delay
+	// stage): deliver them when due.
+	checks := map[string]contract.Wakeup{}
+	for _, tp := range topology.TierTopics() {
+		for _, rec := range r.c.ReadAll(t, tp) {
+			if w, err := contract.DecodeWakeup(rec.Key, rec.Value); err == nil && w.Kind == contract.WakeupResend {
+				checks[w.ID] = *w
+			}
+		}
+	}
+	if len(checks) != 2 {
+		t.Fatalf("resend checks %+v, want one for x and one for a", checks)
+	}
+	r.setNow(checks["x"].Due.Add(time.Second))
+	stale := r.obs.count(topology.TopicWakeups, dispatcher.VerdictStale)
+	r.produce(topology.TopicWakeups, "a", checks["a"])
+	r.produce(topology.TopicWakeups, "x", checks["x"])
+	r.waitFor("x's command, made again by its check", func() bool { return len(r.commands("x")) == 1 })
+	r.waitFor("a's check, stale", func() bool { return r.obs.count(topology.TopicWakeups, dispatcher.VerdictStale) > stale })
+	if c := r.commands("x")[0]; c.Attempt != 1 || c.Issue != 0 {
+		t.Fatalf("x's command %+v, want attempt 1 issue 0 (the command that was lost)", c)
+	}
+	if n := len(r.commands("a")); n != 1 {
+		t.Fatalf("a's command was made %d times, want once", n)
 	}
 }

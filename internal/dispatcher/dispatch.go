@@ -105,12 +105,17 @@ type Event struct {
 	// Epoch is the owner epoch of the partition the event is processed
 	// on: the consumer group generation that assigned it to this process
 	// (Fence). 0 means unknown (tests), and versions then only count.
-	Epoch   int32
-	Request *contract.Request
-	Result  *contract.SendResult
-	Wakeup  *contract.Wakeup
-	Cancel  *contract.Cancel
-	Retry   *contract.Retry
+	Epoch int32
+	// Confirmed says that the table's changelog is known to hold the
+	// current state's version (a view of the table has it): its write
+	// landed. Only a replay of the record that made a sending state asks
+	// (Dispatcher.Changelog); see Dispatch on replays.
+	Confirmed bool
+	Request   *contract.Request
+	Result    *contract.SendResult
+	Wakeup    *contract.Wakeup
+	Cancel    *contract.Cancel
+	Retry     *contract.Retry
 }
 
 // Emits is what one transition publishes.
@@ -178,7 +183,23 @@ type Decision struct {
 //   - the very record that made the current version (LastSource) writes
 //     that state again, unchanged (Repair: the changelog write may have
 //     been lost; an equal version is idempotent for every reader), and
-//     makes its emits again (they may have been lost too);
+//     makes its emits again (they may have been lost too). A send
+//     command is made again at once only when the changelog is not known
+//     to hold the version: when it is (ev.Confirmed), the state's write
+//     landed, and the command, produced with it, most likely did too and
+//     may already have been answered by a sender whose result this owner
+//     has not applied yet (a new owner, or a restart whose input offset
+//     was not yet committed). A copy sent at once would reach a sender
+//     that does not know the first was answered (another process), read
+//     "sending" from its view and call the provider again: a second
+//     delivery where the key is not honoured (the chaos suite saw it
+//     after a zombie rejoined). Instead the replay makes a resend wake-up
+//     due ProviderTimeout + TimeoutMargin later (resendCheck): if the
+//     notification still waits for that command's result then, the same
+//     command (same attempt, issue and key) is made again (onWakeup);
+//     if the result came, the wake-up is stale. So a command lost in a
+//     crash between the state's acknowledgement and its own is made
+//     again that much later, never lost;
 //   - an older record's writes need no repair: the record that made the
 //     current version came later on its own topic-partition or on
 //     another, and either its writes were acknowledged (they carry the
@@ -198,6 +219,10 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 			d := Decision{Repair: true, Verdict: VerdictReplay}
 			if cur.LastEmitted {
 				d.Emits = effects(cur, cfg)
+				if ev.Confirmed && d.Emits.Send != nil {
+					d.Emits.Send = nil
+					d.Emits.Wakeups = append(d.Emits.Wakeups, resendCheck(cur, now, cfg))
+				}
 			}
 			return d
 		}
@@ -262,6 +287,21 @@ func NextVersion(prev uint64, epoch int32) uint64 {
 		}
 	}
 	return v
+}
+
+// resendCheck is the resend wake-up a replay makes instead of the send
+// command of a sending state whose version the changelog holds: due when
+// the command, if it was sent, has had the provider timeout and the
+// margin to be answered.
+func resendCheck(s *contract.State, now time.Time, cfg DispatchConfig) contract.Wakeup {
+	return contract.Wakeup{ID: s.ID, Kind: contract.WakeupResend, Due: now.Add(cfg.ProviderTimeout + cfg.TimeoutMargin),
+		Attempt: s.Attempts, Issue: s.Issue}
+}
+
+// replaysMaker reports whether ev is a replay of the record that made
+// cur's current version, which Dispatch answers with a repair.
+func replaysMaker(cur *contract.State, ev Event) bool {
+	return cur != nil && applied(cur, ev.Source) && cur.LastSource == ev.Source
 }
 
 func applied(s *contract.State, p contract.Position) bool {
@@ -358,6 +398,15 @@ func retake(s *contract.State, now time.Time, cfg DispatchConfig) {
 // next blackout window that applies, and expires_at) and its send timeout
 // (cut-off + ProviderTimeout + TimeoutMargin). See DispatchConfig.
 func issue(s *contract.State, now time.Time, cfg DispatchConfig) {
+	stamp(s, now, cfg)
+	s.Issue = s.Commands
+	s.Commands++
+}
+
+// stamp sets the timing of a command sent at now: its issue, cut-off and
+// send timeout (see issue). A resend stamps the command it makes again,
+// keeping its issue number.
+func stamp(s *contract.State, now time.Time, cfg DispatchConfig) {
 	cutoff := now.Add(cfg.SendTimeout)
 	if e := s.Request.ExpiresAt; e != nil && e.Before(cutoff) {
 		cutoff = *e
@@ -368,8 +417,6 @@ func issue(s *contract.State, now time.Time, cfg DispatchConfig) {
 	timeout := cutoff.Add(cfg.ProviderTimeout + cfg.TimeoutMargin)
 	issued := now
 	s.IssuedAt, s.Cutoff, s.TimeoutAt = &issued, &cutoff, &timeout
-	s.Issue = s.Commands
-	s.Commands++
 }
 
 // clearCommand forgets the command of a state that stops sending.
@@ -669,6 +716,20 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 		s.History = append(s.History, contract.Attempt{Attempt: cur.Attempts, Issue: cur.Issue, Channel: cur.Channel,
 			Outcome: contract.OutcomeUnknown, Error: "no result within the send timeout", At: now})
 		return unknownOutcome(s, fmt.Sprintf("%s attempt %d: no result within the send timeout", cur.Channel, cur.Attempts), now, cfg)
+	case contract.WakeupResend:
+		if cur.Status != contract.StatusSending || cur.Attempts != w.Attempt || cur.Issue != w.Issue {
+			return Decision{Verdict: VerdictStale} // the result came, or the state moved on
+		}
+		if now.Before(w.Due) {
+			return Decision{Emits: Emits{Wakeups: []contract.Wakeup{*w}}, Verdict: VerdictEarly}
+		}
+		// Still no result for the command: make it again, with the same
+		// attempt, issue and key, so that a sender that answered it knows
+		// it; its timing is stamped afresh from now (a cut-off that has
+		// come meanwhile makes the sender answer not_attempted).
+		s := clone(cur)
+		stamp(s, now, cfg)
+		return Decision{State: s, Verdict: VerdictApplied}
 	case contract.WakeupHold:
 		if !cur.Status.Held() || cur.NextAttemptAt == nil || !cur.NextAttemptAt.Equal(w.Due) {
 			return Decision{Verdict: VerdictStale}

@@ -384,6 +384,31 @@ func timeoutAt(at time.Duration, attempt int) string {
 	return fmt.Sprintf("send_timeout %s #%d", t0.Add(at).Add(timeoutAfter).Format(time.RFC3339Nano), attempt)
 }
 
+// resendAt is a resend wake-up due at t0+at.
+func resendAt(at time.Duration) string {
+	return fmt.Sprintf("resend %s", t0.Add(at).UTC().Format(time.RFC3339Nano))
+}
+
+// resend is a resend wake-up for the state's current command, due (and
+// delivered) at t0+at.
+func resend(at time.Duration) step {
+	return step{at: at, ev: func(s *contract.State) Event {
+		return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupResend, Due: t0.Add(at),
+			Attempt: s.Attempts, Issue: s.Issue}}
+	}}
+}
+
+// sameCommand checks that a resend made the first command again: issue 0
+// of one command so far, stamped afresh at the resend (t0+75s).
+func sameCommand(t *testing.T, s *contract.State) {
+	t.Helper()
+	at := t0.Add(time.Minute + providerTimeout + margin)
+	if s.Issue != 0 || s.Commands != 1 || s.IssuedAt == nil || !s.IssuedAt.Equal(at) {
+		t.Errorf("after the resend: issue %d of %d commands, issued %v; want the first command again (issue 0 of 1), issued %v",
+			s.Issue, s.Commands, s.IssuedAt, at)
+	}
+}
+
 // holdUntil is a hold wake-up due at due.
 func holdUntil(due time.Time) string {
 	return fmt.Sprintf("hold %s", due.UTC().Format(time.RFC3339Nano))
@@ -619,6 +644,28 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 				return Event{Source: s.LastSource, Request: s.Request}
 			}},
 			want: want{verdict: VerdictReplay, emits: []string{send("email", 1)}}},
+		{rule: "the replay of the record that made a sending version the changelog holds sends nothing at once: a resend check after the provider timeout and margin",
+			given: given(plain),
+			when: step{at: time.Minute, ev: func(s *contract.State) Event {
+				return Event{Source: s.LastSource, Request: s.Request, Confirmed: true}
+			}},
+			want: want{verdict: VerdictReplay, emits: []string{resendAt(time.Minute+providerTimeout+margin)}}},
+		{rule: "a resend check while the command still has no result makes the same command again (same attempt and issue)",
+			given: given(plain, resend(time.Minute)),
+			when:  resend(time.Minute + providerTimeout + margin),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1)}, check: sameCommand}},
+		{rule: "a resend check after the command's result is stale",
+			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
+			when:  resend(time.Minute),
+			want: want{verdict: VerdictStale}},
+		{rule: "a resend check that comes early waits again",
+			given: given(plain),
+			when: step{at: time.Second, ev: func(s *contract.State) Event {
+				return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupResend, Due: t0.Add(time.Minute),
+					Attempt: s.Attempts, Issue: s.Issue}}
+			}},
+			want: want{verdict: VerdictEarly, emits: []string{resendAt(time.Minute)}}},
 		{rule: "the replay of a held notification's last record re-emits its wake-up",
 			given: given(plain, result(time.Second, contract.OutcomeTransient)),
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {

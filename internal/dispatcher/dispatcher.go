@@ -43,7 +43,9 @@ func (nopObserver) DeadLetter(string, string)                                   
 //     earlier record of its topic-partition are acknowledged (acks=all,
 //     idempotent producer). A crash before that replays the record, which
 //     Dispatch recognises: the record that made the current version
-//     writes it again (Decision.Repair) and makes its emits again.
+//     writes it again (Decision.Repair) and makes its emits again, but
+//     not a send command the changelog shows went out with its state
+//     (Changelog; a sender may have answered it already).
 //   - Every state written carries the owner epoch of its partition
 //     (Fence) in its version, so a writer that lost its partition cannot
 //     overwrite a later owner's state (VersionedUpdate).
@@ -76,6 +78,13 @@ type Dispatcher struct {
 	// Placement moves records that arrive on the wrong partition
 	// (placement.go).
 	Placement Placement
+	// Changelog, if set, returns the version of id's state as a view of
+	// the table holds it, read from the changelog (ok false: none). A
+	// replay of the record that made a sending state whose version the
+	// changelog already holds does not make its send command again
+	// (Event.Confirmed; Dispatch on replays). Nil: such a replay always
+	// makes it again.
+	Changelog func(id string) (version uint64, ok bool)
 }
 
 // Defaults of Dispatcher.
@@ -152,6 +161,10 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 		cur = v.(*contract.State)
 	}
 	ev.Epoch = d.Fence.Epoch(src.Partition)
+	if d.Changelog != nil && cur != nil && cur.Status == contract.StatusSending && replaysMaker(cur, ev) {
+		v, ok := d.Changelog(cur.ID)
+		ev.Confirmed = ok && v >= cur.Version
+	}
 	dec := Dispatch(cur, ev, now, d.Config)
 	obs := d.Observer
 	obs.Event(src.Topic, dec.Verdict)

@@ -32,6 +32,9 @@ type DispatcherOptions struct {
 	// GokaOptions are appended to the supervisor's processor options (a
 	// test's producer builder, for one).
 	GokaOptions []goka.ProcessorOption
+	// Changelog is the dispatcher's Dispatcher.Changelog (default nil:
+	// a replay always makes its send command again). View.Version is one.
+	Changelog func(id string) (uint64, bool)
 }
 
 // Dispatcher is a supervised dispatcher running in the background.
@@ -63,7 +66,7 @@ func StartDispatcher(t testing.TB, c *Cluster, o DispatcherOptions) *Dispatcher 
 	if o.Storage == "" {
 		o.Storage = filepath.Join(t.TempDir(), "goka")
 	}
-	d := &dispatcher.Dispatcher{Config: o.Config, Now: o.Now, Observer: o.Observer, Log: o.Log}
+	d := &dispatcher.Dispatcher{Config: o.Config, Now: o.Now, Observer: o.Observer, Log: o.Log, Changelog: o.Changelog}
 	sup := d.Supervisor(c.Topology, o.Storage, o.SupervisorLog)
 	if o.MinBackoff > 0 {
 		sup.MinBackoff = o.MinBackoff

@@ -49,6 +49,15 @@ func (c *Cluster) tableView(t testing.TB, group string, cd goka.Codec) *goka.Vie
 }
 
 // State returns the state of id, or nil when the table has none.
+// Version is the version of id's state in the view (ok false: none), as
+// the dispatcher's Changelog reads it.
+func (v *View) Version(id string) (uint64, bool) {
+	if s := v.State(id); s != nil {
+		return s.Version, true
+	}
+	return 0, false
+}
+
 func (v *View) State(id string) *contract.State {
 	v.t.Helper()
 	s, err := v.v.Get(id)

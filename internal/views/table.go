@@ -86,6 +86,23 @@ func (v *StateView) Get(id string) (*contract.State, error) {
 	return contract.DecodeState(b)
 }
 
+// Version returns the version of id's state in the view, reading only
+// the version (contract.StateVersion); ok is false when the view has no
+// state for id or cannot read it. It is the dispatcher's
+// Dispatcher.Changelog.
+func (v *StateView) Version(id string) (version uint64, ok bool) {
+	raw, err := v.view.Get(id)
+	if err != nil {
+		return 0, false
+	}
+	b, _ := raw.([]byte)
+	if b == nil {
+		return 0, false
+	}
+	version, err = contract.StateVersion(b)
+	return version, err == nil
+}
+
 // Scan calls fn with the status and hold reason of every notification in
 // the view, decoding only those (contract.DecodeSummary).
 func (v *StateView) Scan(ctx context.Context, fn func(contract.Summary)) error {
