@@ -649,7 +649,7 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 			when: step{at: time.Minute, ev: func(s *contract.State) Event {
 				return Event{Source: s.LastSource, Request: s.Request, Confirmed: true}
 			}},
-			want: want{verdict: VerdictReplay, emits: []string{resendAt(time.Minute+providerTimeout+margin)}}},
+			want: want{verdict: VerdictReplay, emits: []string{resendAt(time.Minute + providerTimeout + margin)}}},
 		{rule: "a resend check while the command still has no result makes the same command again (same attempt and issue)",
 			given: given(plain, resend(time.Minute)),
 			when:  resend(time.Minute + providerTimeout + margin),
@@ -658,7 +658,7 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 		{rule: "a resend check after the command's result is stale",
 			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
 			when:  resend(time.Minute),
-			want: want{verdict: VerdictStale}},
+			want:  want{verdict: VerdictStale}},
 		{rule: "a resend check that comes early waits again",
 			given: given(plain),
 			when: step{at: time.Second, ev: func(s *contract.State) Event {
