@@ -1,6 +1,10 @@
 package sender
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/herald-dispatch/herald/contract"
+)
 
 // answered remembers the commands this sender has answered (a provider
 // call made and its result acknowledged by the brokers), the newest
@@ -17,10 +21,19 @@ import "sync"
 // same instance within seconds). Remembering the answered commands stops
 // the second call in the process that made the first. Another process
 // does not know them: there the idempotency key remains the guard.
+//
+// A copy is answered again with the first's result, not skipped: the
+// dispatcher may need it. A state write lost in a broker outage, with the
+// partition recovered from the changelog, makes the same command again
+// (attempt and issue are counted from the recovered state), and the
+// first's result, which came before that state, was stale then; skipping
+// the copy left the notification waiting for the sweep's send timeout
+// (the chaos suite saw 54 s). The provider did answer that command, so
+// its answer is the copy's.
 type answered struct {
 	mu       sync.Mutex
 	capacity int
-	set      map[answerKey]struct{}
+	set      map[answerKey]contract.SendResult
 	ring     []answerKey
 	next     int
 }
@@ -32,10 +45,10 @@ type answerKey struct {
 }
 
 func newAnswered(capacity int) *answered {
-	return &answered{capacity: capacity, set: make(map[answerKey]struct{}, capacity)}
+	return &answered{capacity: capacity, set: make(map[answerKey]contract.SendResult, capacity)}
 }
 
-func (a *answered) add(k answerKey) {
+func (a *answered) add(k answerKey, res contract.SendResult) {
 	if a.capacity <= 0 {
 		return
 	}
@@ -51,12 +64,13 @@ func (a *answered) add(k answerKey) {
 		a.ring[a.next] = k
 		a.next = (a.next + 1) % a.capacity
 	}
-	a.set[k] = struct{}{}
+	a.set[k] = res
 }
 
-func (a *answered) has(k answerKey) bool {
+// lookup returns the result k was answered with, if it is remembered.
+func (a *answered) lookup(k answerKey) (contract.SendResult, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, ok := a.set[k]
-	return ok
+	res, ok := a.set[k]
+	return res, ok
 }

@@ -59,7 +59,8 @@
 //     and without a result; the first one's result answers both. A copy
 //     that arrives after the first was answered (its result acknowledged)
 //     is not called either, as long as the sender remembers it
-//     (Config.AnsweredMemory; see answered).
+//     (Config.AnsweredMemory; see answered): it is answered with the
+//     first's result again.
 //   - On a rebalance, the revoked partitions' attempts in flight get up to
 //     Config.DrainTimeout to finish (those waiting for their channel's
 //     gate are then abandoned), and the completed prefix is committed
@@ -642,7 +643,7 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	}
 	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
 		res.Outcome != contract.OutcomeNotAttempted {
-		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue})
+		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}, res)
 	}
 }
 
@@ -723,10 +724,11 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	// Another copy of this command, answered or being called here, answers
 	// for this one too: checked before the cut-off, so that a late copy is
 	// not answered not_attempted (which would have the dispatcher issue
-	// the attempt again) while its twin delivered.
-	if s.answered.has(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}) {
-		s.obs.Skipped(cmd.Channel) // answered already: the result is on its way
-		return res, verdictSkip
+	// the attempt again) while its twin delivered. An answered copy gets
+	// the first's answer again (answered).
+	if prev, ok := s.answered.lookup(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}); ok {
+		s.obs.Skipped(cmd.Channel) // no call: answered already
+		return prev, verdictPublish
 	}
 	key := attemptKey{cmd.ID, cmd.Attempt}
 	for {

@@ -622,12 +622,23 @@ func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 	c.Produce(t, c.Client(t), &kgo.Record{Topic: cmd.Topic, Key: cmd.Key, Value: cmd.Value}) // the same command again
 	other := command("other", contract.ChannelEmail, 1)
 	c.Produce(t, c.Client(t), other)
-	results(t, c, 2, 30*time.Second) // other's result: the second copy was handled before it
+	got := results(t, c, 3, 30*time.Second) // other's result: the second copy was handled before it
 	stop()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.calls["again#1"] != 1 || p.calls["other#1"] != 1 {
 		t.Fatalf("provider calls %v, want again#1 once", p.calls)
+	}
+	// The copy is answered with the first's result again: the dispatcher
+	// may need it (answered).
+	var again []contract.SendResult
+	for _, r := range got {
+		if r.ID == "again" {
+			again = append(again, r)
+		}
+	}
+	if len(again) != 2 || again[1].Outcome != contract.OutcomeSuccess || !again[1].At.Equal(again[0].At) {
+		t.Fatalf("results for again %+v: want the first's answer, then the same answer for the copy", again)
 	}
 }
 
@@ -650,14 +661,14 @@ func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
 	time.Sleep(time.Until(cmd.Cutoff) + 100*time.Millisecond)
 	c.Produce(t, c.Client(t), &kgo.Record{Topic: rec.Topic, Key: rec.Key, Value: rec.Value})
 	c.Produce(t, c.Client(t), command("marker", contract.ChannelEmail, 1))
-	got := results(t, c, 2, 30*time.Second)
+	got := results(t, c, 3, 30*time.Second)
 	stop()
 	for _, r := range got {
 		if r.ID == "late-copy" && r.Outcome != contract.OutcomeSuccess {
 			t.Fatalf("the late copy was answered %s: %+v", r.Outcome, got)
 		}
 	}
-	if len(got) != 2 {
-		t.Fatalf("%d results, want the first copy's and the marker's: %+v", len(got), got)
+	if len(got) != 3 {
+		t.Fatalf("%d results, want the first copy's, its answer again for the late copy, and the marker's: %+v", len(got), got)
 	}
 }
