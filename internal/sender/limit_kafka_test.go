@@ -2,7 +2,6 @@ package sender_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -181,11 +180,9 @@ func TestSenderSlotWaitEndsAtTheCutoff(t *testing.T) {
 	c.Produce(t, c.Client(t), command("warm-up", contract.ChannelSMS, 1))
 	results(t, c, 1, 20*time.Second)
 
-	late := command("waits", contract.ChannelEmail, 1)
-	var cmd contract.SendCommand
-	_ = json.Unmarshal(late.Value, &cmd)
-	cmd.Deadline = time.Now().Add(1500 * time.Millisecond)
-	late.Value, _ = json.Marshal(cmd)
+	late, cmd := commandWith("waits", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Deadline = time.Now().Add(1500 * time.Millisecond)
+	})
 	c.Produce(t, c.Client(t), command("holds", contract.ChannelEmail, 1))
 	heraldtest.WaitFor(t, 10*time.Second, "the first call", func() bool { return p.inFlight.Load() == 1 })
 	c.Produce(t, c.Client(t), late)

@@ -27,12 +27,23 @@ import (
 var quietLog = heraldtest.QuietLog
 
 func command(id string, ch contract.Channel, attempt int) *kgo.Record {
+	rec, _ := commandWith(id, ch, attempt, nil)
+	return rec
+}
+
+// commandWith is command with edit (if not nil) applied before the
+// command is encoded; it returns the command as well.
+func commandWith(id string, ch contract.Channel, attempt int, edit func(*contract.SendCommand)) (*kgo.Record, contract.SendCommand) {
 	addr := map[contract.Channel]string{contract.ChannelEmail: "user@example.com",
 		contract.ChannelSMS: "+821012345678", contract.ChannelPush: "tok-0123456789abcdef"}[ch]
-	b, _ := json.Marshal(contract.SendCommand{ID: id, Campaign: "c", Channel: ch, Attempt: attempt, Address: addr,
+	cmd := contract.SendCommand{ID: id, Campaign: "c", Channel: ch, Attempt: attempt, Address: addr,
 		Content: json.RawMessage(`{"subject":"s","text":"t"}`), IdempotencyKey: id,
-		RequestedAt: time.Now(), IssuedAt: time.Now()})
-	return &kgo.Record{Topic: topology.TopicSend, Key: []byte(id), Value: b}
+		RequestedAt: time.Now(), IssuedAt: time.Now()}
+	if edit != nil {
+		edit(&cmd)
+	}
+	b, _ := json.Marshal(cmd)
+	return &kgo.Record{Topic: topology.TopicSend, Key: []byte(id), Value: b}, cmd
 }
 
 // runSender runs a sender until the returned stop is called or the test
@@ -134,10 +145,7 @@ func TestSenderPublishesResults(t *testing.T) {
 		}
 		rec := command(id, ch, 1)
 		if i%100 == 5 { // its deadline passed while it queued: never sent, answered not_attempted
-			var cmd contract.SendCommand
-			_ = json.Unmarshal(rec.Value, &cmd)
-			cmd.Deadline = time.Now().Add(-time.Second)
-			rec.Value, _ = json.Marshal(cmd)
+			rec, _ = commandWith(id, ch, 1, func(c *contract.SendCommand) { c.Deadline = time.Now().Add(-time.Second) })
 		}
 		recs = append(recs, rec)
 		switch {
@@ -477,6 +485,10 @@ type countingProvider struct {
 	answerAt map[string]time.Time
 }
 
+func newCountingProvider(delay time.Duration) *countingProvider {
+	return &countingProvider{delay: delay, calls: map[string]int{}, until: map[string]time.Time{}, answerAt: map[string]time.Time{}}
+}
+
 func (p *countingProvider) Send(ctx context.Context, cmd *contract.SendCommand) provider.Result {
 	p.mu.Lock()
 	p.calls[fmt.Sprintf("%s#%d", cmd.ID, cmd.Attempt)]++
@@ -503,14 +515,12 @@ func (p *countingProvider) Close() error { return nil }
 // called.
 func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	p := &countingProvider{delay: 300 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	p := newCountingProvider(300 * time.Millisecond)
 	dup := command("dup", contract.ChannelEmail, 1)
-	late := command("late", contract.ChannelEmail, 1)
-	var lc contract.SendCommand
-	_ = json.Unmarshal(late.Value, &lc)
-	lc.Deadline = time.Now().Add(time.Hour)
-	lc.Cutoff = time.Now().Add(-time.Second) // a blackout window began while it queued
-	late.Value, _ = json.Marshal(lc)
+	late, _ := commandWith("late", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Deadline = time.Now().Add(time.Hour)
+		c.Cutoff = time.Now().Add(-time.Second) // a blackout window began while it queued
+	})
 	c.Produce(t, c.Client(t), dup, dup, late)
 
 	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
@@ -543,19 +553,16 @@ func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
 // in provider.
 func TestSenderAwaitsACallSpanningTheCutoff(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	p := &countingProvider{delay: 100 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{},
-		answerAt: map[string]time.Time{}}
+	p := newCountingProvider(100 * time.Millisecond)
 	c.Produce(t, c.Client(t), command("warmup", contract.ChannelEmail, 1))
 	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
 		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond, MinBudget: 100 * time.Millisecond})
 	results(t, c, 1, 30*time.Second) // the sender is consuming: the next command is taken at once
 
-	rec := command("spans", contract.ChannelEmail, 1)
-	var cmd contract.SendCommand
-	_ = json.Unmarshal(rec.Value, &cmd)
-	cmd.Deadline = time.Now().Add(time.Hour)
-	cmd.Cutoff = time.Now().Add(1500 * time.Millisecond) // a blackout window opens
-	rec.Value, _ = json.Marshal(cmd)
+	rec, cmd := commandWith("spans", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Deadline = time.Now().Add(time.Hour)
+		c.Cutoff = time.Now().Add(1500 * time.Millisecond) // a blackout window opens
+	})
 	p.mu.Lock()
 	p.answerAt["spans"] = cmd.Cutoff.Add(500 * time.Millisecond) // the provider answers inside the window
 	p.mu.Unlock()
@@ -584,13 +591,9 @@ func TestSenderAwaitsACallSpanningTheCutoff(t *testing.T) {
 // answer at all (the dispatcher sets no timer per send).
 func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	p := &countingProvider{delay: 500 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	p := newCountingProvider(500 * time.Millisecond)
 	first := command("reissued", contract.ChannelEmail, 1)
-	var cmd contract.SendCommand
-	_ = json.Unmarshal(first.Value, &cmd)
-	cmd.Issue = 1
-	second := &kgo.Record{Topic: first.Topic, Key: first.Key}
-	second.Value, _ = json.Marshal(cmd)
+	second, _ := commandWith("reissued", contract.ChannelEmail, 1, func(c *contract.SendCommand) { c.Issue = 1 })
 	c.Produce(t, c.Client(t), first, second)
 	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
 		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
@@ -612,7 +615,7 @@ func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
 // the attempt sending, is not sent again by the sender that answered it.
 func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
+	p := newCountingProvider(10 * time.Millisecond)
 	cmd := command("again", contract.ChannelEmail, 1)
 	c.Produce(t, c.Client(t), cmd)
 	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
@@ -643,17 +646,15 @@ func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 }
 
 // A late copy of an answered command, arriving after its cut-off, is
-// skipped, not answered not_attempted: that answer would have the
-// dispatcher issue the attempt again although its twin delivered.
+// answered with its twin's result, not not_attempted: that answer would
+// have the dispatcher issue the attempt again although its twin delivered.
 func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	p := &countingProvider{delay: 10 * time.Millisecond, calls: map[string]int{}, until: map[string]time.Time{}}
-	rec := command("late-copy", contract.ChannelEmail, 1)
-	var cmd contract.SendCommand
-	_ = json.Unmarshal(rec.Value, &cmd)
-	cmd.Cutoff = time.Now().Add(3 * time.Second) // more than the sender's minimum budget
-	cmd.Deadline = cmd.Cutoff
-	rec.Value, _ = json.Marshal(cmd)
+	p := newCountingProvider(10 * time.Millisecond)
+	rec, cmd := commandWith("late-copy", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Cutoff = time.Now().Add(3 * time.Second) // more than the sender's minimum budget
+		c.Deadline = c.Cutoff
+	})
 	c.Produce(t, c.Client(t), rec)
 	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
 		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
