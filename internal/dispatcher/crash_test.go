@@ -42,6 +42,8 @@ type faults struct {
 	mu   sync.Mutex
 	hold func(topic, key string) bool
 	fail func(topic, key string) bool
+	// drop picks produces reported done but never written.
+	drop func(topic, key string) bool
 	held []heldProduce
 }
 
@@ -71,6 +73,7 @@ func (p *faultyProducer) EmitWithHeaders(topic, key string, value []byte, header
 	p.f.mu.Lock()
 	hold := p.f.hold != nil && p.f.hold(topic, key)
 	fail := p.f.fail != nil && p.f.fail(topic, key)
+	drop := p.f.drop != nil && p.f.drop(topic, key)
 	if hold {
 		prom, fin := goka.NewPromiseWithFinisher()
 		p.f.held = append(p.f.held, heldProduce{topic, key, value, headers, fin, p.inner})
@@ -81,6 +84,11 @@ func (p *faultyProducer) EmitWithHeaders(topic, key string, value []byte, header
 	if fail {
 		prom, fin := goka.NewPromiseWithFinisher()
 		go fin(nil, sarama.ErrNotEnoughReplicas)
+		return prom
+	}
+	if drop {
+		prom, fin := goka.NewPromiseWithFinisher()
+		go fin(&sarama.ProducerMessage{Topic: topic}, nil)
 		return prom
 	}
 	return p.inner.EmitWithHeaders(topic, key, value, headers)
@@ -166,7 +174,7 @@ func (r *crashRig) start() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	d := heraldtest.StartDispatcher(r.t, r.c, heraldtest.DispatcherOptions{Now: r.now, Observer: r.obs, Log: log,
 		Storage: r.storage, MinBackoff: 50 * time.Millisecond, Changelog: r.changelog,
-		GokaOptions: []goka.ProcessorOption{goka.WithProducerBuilder(r.faults.builder(goka.ProducerBuilderWithConfig(r.c.Topology.Sarama("test"))))}})
+		WrapProducer: r.faults.builder})
 	r.sup = d.Supervisor
 	r.stop = func() { d.Stop() }
 }
@@ -287,8 +295,12 @@ func TestCrashFailedProduceBlocksLaterCommits(t *testing.T) {
 	}
 }
 
-// A changelog write lost after the local store took it is repaired by the
-// replay: the record that made the state writes it again.
+// A changelog write lost after the local store took it: the processor
+// stops, and its next session does not trust the local store, which holds
+// a state the changelog never got (Supervisor.session). It recovers the
+// table from the changelog, so the replayed request is applied again as
+// new, and its state and command are written. Before the clean mark, the
+// replay found the state in the local store and judged the request by it.
 func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
 	r := newCrashRig(t)
 	failed := atomic.Bool{}
@@ -297,8 +309,6 @@ func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
 	}
 	r.start()
 	r.request("a", time.Time{})
-	// The write failed; the processor restarts, finds the state in its
-	// local store, and writes it to the changelog again.
 	v := r.c.TableView(t)
 	r.waitFor("the state in the changelog", func() bool {
 		s := v.State("a")
@@ -307,9 +317,59 @@ func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
 	if !failed.Load() || r.sup.Restarts() == 0 {
 		t.Fatalf("the fault did not fire (failed %v, restarts %d)", failed.Load(), r.sup.Restarts())
 	}
-	if n := r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay); n != 1 {
-		t.Fatalf("%d replays of the request, want 1 (the repair)", n)
+	if n := r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay); n != 0 {
+		t.Fatalf("%d replays of the request, want 0: the next session must judge it against the changelog, not the local store", n)
 	}
+	if n := r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied); n != 2 {
+		t.Fatalf("the request applied %d times, want 2 (before the failed write, and again on the recovered table)", n)
+	}
+	r.waitFor("a's send command", func() bool { return len(r.commands("a")) >= 1 })
+}
+
+// The table never runs ahead of its changelog for good: a local store
+// left by a session whose write failed is not used again. Here the
+// changelog write of a's success is lost while the record that made it
+// is committed anyway (as Sarama's idempotent producer did after a broker
+// restart: it failed a batch it had reported, or reported one it had
+// not written). Before the clean mark the local store kept "sent" while
+// the changelog, the views and Postgres kept "sending" for good.
+func TestLocalStoreAheadOfTheChangelogIsRecovered(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	r.request("a", time.Time{})
+	v := r.c.TableView(t)
+	r.waitFor("a sending", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
+	cmd := r.commands("a")[0]
+	// The success's changelog write is reported done but never written.
+	var dropped atomic.Bool
+	r.faults.mu.Lock()
+	r.faults.drop = func(topic, key string) bool {
+		return topic == string(topology.TableDispatcher) && key == "a" && dropped.CompareAndSwap(false, true)
+	}
+	r.faults.mu.Unlock()
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: cmd.Attempt, Issue: cmd.Issue,
+		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("the result applied", func() bool { return r.obs.count(topology.TopicResults, dispatcher.VerdictApplied) == 1 })
+	r.waitFor("the result committed", func() bool { return r.committed(topology.TopicResults) == 1 })
+	if s := v.State("a"); s == nil || s.Status != contract.StatusSending {
+		t.Fatalf("the changelog has %v, want sending (the fault drops the sent state's write)", s)
+	}
+	// A later write fails: the processor stops with its store ahead.
+	r.faults.mu.Lock()
+	r.faults.drop = nil
+	r.faults.fail = func(topic, key string) bool { return topic == topology.TopicSend && key == "b" }
+	r.faults.mu.Unlock()
+	r.request("b", time.Time{})
+	r.waitFor("the failed session", func() bool { return r.sup.Restarts() > 0 })
+	r.faults.mu.Lock()
+	r.faults.fail = nil
+	r.faults.mu.Unlock()
+	// The next session recovers a from the changelog (sending), and the
+	// sweep's send timeout or a repeated result settles it; here the
+	// result is published again, as the sender's answered memory does.
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: cmd.Attempt, Issue: cmd.Issue,
+		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("a sent in the changelog", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
 }
 
 // Goka learns the changelog offset of its own writes, so a restart

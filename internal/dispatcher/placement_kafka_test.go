@@ -79,8 +79,7 @@ type crashMidMove struct {
 	crashed atomic.Int64 // produces reported failed
 }
 
-func (c *crashMidMove) builder(tc topology.Config) goka.ProducerBuilder {
-	inner := goka.ProducerBuilderWithConfig(tc.Sarama(tc.ClientID))
+func (c *crashMidMove) builder(inner goka.ProducerBuilder) goka.ProducerBuilder {
 	return func(brokers []string, clientID string, hasher func() hash.Hash32) (goka.Producer, error) {
 		p, err := inner(brokers, clientID, hasher)
 		if err != nil {
@@ -176,7 +175,7 @@ func TestAnyProducer(t *testing.T) {
 			Log: slog.New(slog.NewTextHandler(warnings, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			// The Supervisor logs the crash's errors, one per record: not here.
 			SupervisorLog: slog.New(slog.DiscardHandler), MinBackoff: 100 * time.Millisecond,
-			GokaOptions: []goka.ProcessorOption{goka.WithProducerBuilder(crash.builder(c.Topology))}},
+			WrapProducer: crash.builder},
 		WithoutDelay: true,
 		Stages:       []heraldtest.Stage{{Name: "sender", Run: snd.Run}, {Name: "sink", Run: sk.Run}},
 		Log:          log,

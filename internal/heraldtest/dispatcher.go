@@ -29,9 +29,12 @@ type DispatcherOptions struct {
 	Storage string
 	// MinBackoff, when set, is the supervisor's first restart delay.
 	MinBackoff time.Duration
-	// GokaOptions are appended to the supervisor's processor options (a
-	// test's producer builder, for one).
+	// GokaOptions are appended to the supervisor's processor options.
 	GokaOptions []goka.ProcessorOption
+	// WrapProducer, when set, wraps the supervisor's producer builder (a
+	// test's fault injector); the supervisor's Ledger counts what the
+	// wrapper's producers report.
+	WrapProducer func(goka.ProducerBuilder) goka.ProducerBuilder
 	// Changelog is the dispatcher's Dispatcher.Changelog (default nil:
 	// a replay always makes its send command again). View.Version is one.
 	Changelog func(id string) (uint64, bool)
@@ -72,5 +75,8 @@ func StartDispatcher(t testing.TB, c *Cluster, o DispatcherOptions) *Dispatcher 
 		sup.MinBackoff = o.MinBackoff
 	}
 	sup.Options = append(sup.Options, o.GokaOptions...)
+	if o.WrapProducer != nil {
+		sup.Producer = o.WrapProducer(sup.Producer)
+	}
 	return &Dispatcher{Supervisor: sup, stop: Background(t, "dispatcher", sup.Run)}
 }
