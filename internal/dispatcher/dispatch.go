@@ -347,37 +347,59 @@ func onRequest(cur *contract.State, r *contract.Request, now time.Time, cfg Disp
 // expires it, holds it until not_before or a window's end, or makes it
 // sending with a new attempt.
 func advance(s *contract.State, now time.Time, cfg DispatchConfig) {
+	g := gate(s, now, cfg)
+	switch {
+	case g.expired:
+		finish(s, contract.StatusExpired, "expired at "+s.Request.ExpiresAt.UTC().Format(time.RFC3339))
+	case g.err != nil:
+		finish(s, contract.StatusRejected, g.err.Error())
+	case g.at.After(now):
+		hold(s, g.status, g.reason, g.at)
+	default:
+		s.Status = contract.StatusSending
+		s.HoldReason = ""
+		s.NextAttemptAt = nil
+		s.Attempts++
+		s.ChannelAttempts++
+		issue(s, now, cfg)
+	}
+}
+
+// release is when a notification may next be sent (gate).
+type release struct {
+	// at is now when it may be sent at once, else when its hold ends,
+	// with the hold's status and reason.
+	at     time.Time
+	status contract.Status
+	reason contract.HoldReason
+	// expired: expires_at has come. err: its windows cannot be read.
+	expired bool
+	err     error
+}
+
+// gate is the one check every command passes before it is issued, the
+// first or again (advance, and a resend check, onWakeup): not after
+// expires_at, not before not_before, not inside a blackout window of the
+// recipient's zone or the global one. A command issued at now gets a
+// cut-off before the next window starts (stamp), so no provider call for
+// it can start inside one.
+func gate(s *contract.State, now time.Time, cfg DispatchConfig) release {
 	r := s.Request
 	if r.ExpiresAt != nil && !now.Before(*r.ExpiresAt) {
-		finish(s, contract.StatusExpired, "expired at "+r.ExpiresAt.UTC().Format(time.RFC3339))
-		return
+		return release{expired: true}
 	}
-	at, reason := now, contract.HoldReason("")
-	if r.NotBefore != nil && r.NotBefore.After(at) {
-		at, reason = *r.NotBefore, contract.HoldSchedule
+	g := release{at: now}
+	if r.NotBefore != nil && r.NotBefore.After(g.at) {
+		g.at, g.status, g.reason = *r.NotBefore, contract.StatusScheduled, contract.HoldSchedule
 	}
-	rel, err := schedule.Release(at, rules(r, cfg)...)
+	rel, err := schedule.Release(g.at, rules(r, cfg)...)
 	if err != nil {
-		finish(s, contract.StatusRejected, err.Error())
-		return
+		return release{err: err}
 	}
-	if rel.After(at) {
-		at, reason = rel, contract.HoldBlackout
+	if rel.After(g.at) {
+		g.at, g.status, g.reason = rel, contract.StatusDeferred, contract.HoldBlackout
 	}
-	if at.After(now) {
-		status := contract.StatusDeferred
-		if reason == contract.HoldSchedule {
-			status = contract.StatusScheduled
-		}
-		hold(s, status, reason, at)
-		return
-	}
-	s.Status = contract.StatusSending
-	s.HoldReason = ""
-	s.NextAttemptAt = nil
-	s.Attempts++
-	s.ChannelAttempts++
-	issue(s, now, cfg)
+	return g
 }
 
 // retake gives back the current attempt, which used nothing up (it was
@@ -723,11 +745,22 @@ func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg Dispat
 		if now.Before(w.Due) {
 			return Decision{Emits: Emits{Wakeups: []contract.Wakeup{*w}}, Verdict: VerdictEarly}
 		}
+		s := clone(cur)
+		if g := gate(s, now, cfg); g.expired || g.err != nil || g.at.After(now) {
+			// A blackout window has begun (or expires_at has come) since
+			// the command was issued: it is not made again now, whatever
+			// became of it. Its cut-off keeps the first copy from being
+			// called from here on, so the attempt is given back and
+			// issued afresh when the window ends, like any re-issue
+			// (retake); a late success still makes the notification sent.
+			s.LastError = fmt.Sprintf("%s attempt %d: no result by the resend check, which came inside a blackout window or after expires_at", cur.Channel, cur.Attempts)
+			retake(s, now, cfg)
+			return Decision{State: s, Verdict: VerdictApplied}
+		}
 		// Still no result for the command: make it again, with the same
 		// attempt, issue and key, so that a sender that answered it knows
-		// it; its timing is stamped afresh from now (a cut-off that has
-		// come meanwhile makes the sender answer not_attempted).
-		s := clone(cur)
+		// it; its timing is stamped afresh from now, with a cut-off before
+		// the next window.
 		stamp(s, now, cfg)
 		return Decision{State: s, Verdict: VerdictApplied}
 	case contract.WakeupHold:

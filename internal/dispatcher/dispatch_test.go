@@ -655,6 +655,18 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 			when:  resend(time.Minute + providerTimeout + margin),
 			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
 				emits: []string{send("email", 1)}, check: sameCommand}},
+		{rule: "a resend check inside a blackout window that began since the command was issued makes no command: the attempt is given back until the window ends",
+			given: given(newRequest(t, func(m map[string]any) {
+				m["blackout"] = []any{map[string]any{"from": "12:01", "to": "13:00"}}
+			})),
+			when: resend(time.Minute + providerTimeout + margin),
+			want: want{verdict: VerdictApplied, status: contract.StatusDeferred, hold: contract.HoldBlackout,
+				next: utc("2026-01-15T13:00:00Z"), channel: "email", attempts: 0, onChan: 0,
+				emits: []string{holdUntil(utc("2026-01-15T13:00:00Z"))}}},
+		{rule: "a resend check after expires_at expires the notification, with no command",
+			given: given(newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:01:00Z" })),
+			when:  resend(time.Minute + providerTimeout + margin),
+			want:  want{verdict: VerdictApplied, status: contract.StatusExpired, channel: "email"}},
 		{rule: "a resend check after the command's result is stale",
 			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
 			when:  resend(time.Minute),
