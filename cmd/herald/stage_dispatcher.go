@@ -90,7 +90,8 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 		return nil, err
 	}
 	d := &dispatcher.Dispatcher{Config: cfg, Observer: obs, Log: env.Log.With("stage", "dispatcher"),
-		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor, Changelog: view.Version}
+		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor, Changelog: view.Version,
+		ChangelogReady: view.Recovered}
 	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
 	env.AddProcessor(sup.Processor)

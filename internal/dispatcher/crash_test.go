@@ -153,6 +153,8 @@ type crashRig struct {
 	sup     *gokax.Supervisor
 	// changelog is the dispatcher's Changelog (nil: none).
 	changelog func(id string) (uint64, bool)
+	// changelogReady is its ChangelogReady (nil: always ready).
+	changelogReady func() bool
 }
 
 var rigT0 = time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
@@ -173,7 +175,7 @@ func (r *crashRig) setNow(t time.Time) { r.clock.Store(t.UnixNano()) }
 func (r *crashRig) start() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	d := heraldtest.StartDispatcher(r.t, r.c, heraldtest.DispatcherOptions{Now: r.now, Observer: r.obs, Log: log,
-		Storage: r.storage, MinBackoff: 50 * time.Millisecond, Changelog: r.changelog,
+		Storage: r.storage, MinBackoff: 50 * time.Millisecond, Changelog: r.changelog, ChangelogReady: r.changelogReady,
 		WrapProducer: r.faults.builder})
 	r.sup = d.Supervisor
 	r.stop = func() { d.Stop() }
@@ -600,5 +602,42 @@ func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
 	}
 	if n := len(r.commands("a")); n != 1 {
 		t.Fatalf("a's command was made %d times, want once", n)
+	}
+}
+
+// A dispatcher whose view of the changelog has not recovered yet (a
+// restart: the view reads the whole changelog while the processor
+// starts) does not take the view's "none" for "not in the changelog": a
+// replay of a sending state's record makes a resend check, never an
+// immediate copy that a sender in another process might call again.
+// Before ChangelogReady, the replay made a's command a second time.
+func TestReplayWhileTheViewRecoversSendsNothingAtOnce(t *testing.T) {
+	r := newCrashRig(t)
+	r.changelog = func(string) (uint64, bool) { return 0, false }
+	r.changelogReady = func() bool { return false }
+	r.start()
+	r.faults.mu.Lock()
+	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "x" }
+	r.faults.mu.Unlock()
+	r.request("x", time.Time{})
+	r.request("a", time.Time{})
+	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+	r.faults.release(sarama.ErrOutOfBrokers)
+	r.stop()
+	r.start()
+	r.waitFor("both requests replayed", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay) >= 2 })
+	r.waitFor("the resend checks", func() bool {
+		n := 0
+		for _, tp := range topology.TierTopics() {
+			for _, rec := range r.c.ReadAll(t, tp) {
+				if w, err := contract.DecodeWakeup(rec.Key, rec.Value); err == nil && w.Kind == contract.WakeupResend {
+					n++
+				}
+			}
+		}
+		return n == 2
+	})
+	if n := len(r.commands("a")); n != 1 {
+		t.Fatalf("a's command was made %d times, want once: a replay judged by a view still recovering sent it again", n)
 	}
 }

@@ -85,6 +85,13 @@ type Dispatcher struct {
 	// (Event.Confirmed; Dispatch on replays). Nil: such a replay always
 	// makes it again.
 	Changelog func(id string) (version uint64, ok bool)
+	// ChangelogReady, if set, reports whether the view behind Changelog
+	// has caught up with the changelog once. Until it has, its "none" means
+	// nothing: a replay is then taken as confirmed (a resend check, never
+	// an immediate copy), so a restart whose view is still recovering
+	// cannot make a second call for a command another process answered.
+	// Nil: Changelog is always ready.
+	ChangelogReady func() bool
 }
 
 // Defaults of Dispatcher.
@@ -162,8 +169,12 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 	}
 	ev.Epoch = d.Fence.Epoch(src.Partition)
 	if d.Changelog != nil && cur != nil && cur.Status == contract.StatusSending && replaysMaker(cur, ev) {
-		v, ok := d.Changelog(cur.ID)
-		ev.Confirmed = ok && v >= cur.Version
+		if d.ChangelogReady != nil && !d.ChangelogReady() {
+			ev.Confirmed = true
+		} else {
+			v, ok := d.Changelog(cur.ID)
+			ev.Confirmed = ok && v >= cur.Version
+		}
 	}
 	dec := Dispatch(cur, ev, now, d.Config)
 	obs := d.Observer

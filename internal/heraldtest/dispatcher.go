@@ -38,6 +38,8 @@ type DispatcherOptions struct {
 	// Changelog is the dispatcher's Dispatcher.Changelog (default nil:
 	// a replay always makes its send command again). View.Version is one.
 	Changelog func(id string) (uint64, bool)
+	// ChangelogReady is the dispatcher's Dispatcher.ChangelogReady.
+	ChangelogReady func() bool
 }
 
 // Dispatcher is a supervised dispatcher running in the background.
@@ -69,7 +71,8 @@ func StartDispatcher(t testing.TB, c *Cluster, o DispatcherOptions) *Dispatcher 
 	if o.Storage == "" {
 		o.Storage = filepath.Join(t.TempDir(), "goka")
 	}
-	d := &dispatcher.Dispatcher{Config: o.Config, Now: o.Now, Observer: o.Observer, Log: o.Log, Changelog: o.Changelog}
+	d := &dispatcher.Dispatcher{Config: o.Config, Now: o.Now, Observer: o.Observer, Log: o.Log, Changelog: o.Changelog,
+		ChangelogReady: o.ChangelogReady}
 	sup := d.Supervisor(c.Topology, o.Storage, o.SupervisorLog)
 	if o.MinBackoff > 0 {
 		sup.MinBackoff = o.MinBackoff
