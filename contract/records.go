@@ -141,6 +141,11 @@ type Wakeup struct {
 	Attempt int        `json:"attempt,omitempty"`
 	// Issue is the command issue a send timeout or a resend belongs to.
 	Issue int `json:"issue,omitempty"`
+	// SeenVersion is the version of the state the sweep read from the
+	// changelog when it made this wake-up (0: made by the dispatcher). A
+	// dispatcher whose own state is newer knows the changelog is behind
+	// it, and writes its state again (Dispatch, onWakeup).
+	SeenVersion uint64 `json:"seen_version,omitempty"`
 }
 
 // Cancel asks the dispatcher to cancel a notification whose provider call

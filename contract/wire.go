@@ -368,7 +368,7 @@ func fromResultPB(m *pb.SendResult) (*SendResult, error) {
 }
 
 func wakeupPB(w *Wakeup) *pb.Wakeup {
-	m := &pb.Wakeup{Id: w.ID, Due: timePB(w.Due), Attempt: int64(w.Attempt), Issue: int64(w.Issue)}
+	m := &pb.Wakeup{Id: w.ID, Due: timePB(w.Due), Attempt: int64(w.Attempt), Issue: int64(w.Issue), SeenVersion: w.SeenVersion}
 	m.Kind, m.KindName = wakeupEnum.pb(w.Kind)
 	return m
 }
@@ -376,5 +376,5 @@ func wakeupPB(w *Wakeup) *pb.Wakeup {
 func fromWakeupPB(m *pb.Wakeup) (*Wakeup, error) {
 	var err error
 	return &Wakeup{ID: m.Id, Kind: wakeupEnum.from(m.Kind, m.KindName, &err), Due: fromTimePB(m.Due),
-		Attempt: int(m.Attempt), Issue: int(m.Issue)}, err
+		Attempt: int(m.Attempt), Issue: int(m.Issue), SeenVersion: m.SeenVersion}, err
 }

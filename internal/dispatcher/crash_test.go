@@ -641,3 +641,46 @@ func TestReplayWhileTheViewRecoversSendsNothingAtOnce(t *testing.T) {
 		t.Fatalf("a's command was made %d times, want once: a replay judged by a view still recovering sent it again", n)
 	}
 }
+
+// Self-healing without a restart: the changelog write of a's success is
+// reported done but never written, so the processor holds "sent" while
+// the changelog (and every view, the sink, Postgres) holds "sending". The
+// sweep, reading the changelog, finds a overdue and sends its send
+// timeout with the version it saw; the owner, whose state is newer,
+// writes it again. Before, the wake-up was stale against the local state
+// and the disagreement lasted for good (issue 21, finding 1).
+func TestSweepHealsAChangelogBehindTheProcessor(t *testing.T) {
+	r := newCrashRig(t)
+	r.start()
+	r.request("a", time.Time{})
+	v := r.c.TableView(t)
+	r.waitFor("a sending", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
+	cmd := r.commands("a")[0]
+	var dropped atomic.Bool
+	r.faults.mu.Lock()
+	r.faults.drop = func(topic, key string) bool {
+		return topic == string(topology.TableDispatcher) && key == "a" && dropped.CompareAndSwap(false, true)
+	}
+	r.faults.mu.Unlock()
+	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: cmd.Attempt, Issue: cmd.Issue,
+		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("the result committed", func() bool { return r.committed(topology.TopicResults) == 1 })
+	if s := v.State("a"); s == nil || s.Status != contract.StatusSending {
+		t.Fatalf("the changelog has %v, want sending (the fault drops the sent state's write)", s)
+	}
+	gv := r.c.RawTableView(t, "sweep-heal-test")
+	r.waitFor("a in the sweep's view", func() bool { x, _ := gv.Get("a"); return x != nil })
+	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
+		Grace: time.Hour, Now: r.now}
+	r.setNow(*v.State("a").TimeoutAt)
+	if n, err := sw.Sweep(context.Background()); err != nil || n != 1 {
+		t.Fatalf("sweep: %d wake-ups, %v; want 1", n, err)
+	}
+	r.waitFor("a sent in the changelog", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
+	if n := r.obs.count(topology.TopicWakeups, dispatcher.VerdictHealed); n != 1 {
+		t.Fatalf("%d healed wake-ups, want 1", n)
+	}
+	if n := len(r.commands("a")); n != 1 {
+		t.Fatalf("a's command made %d times, want once: healing a sent state sends nothing", n)
+	}
+}

@@ -146,6 +146,9 @@ const (
 	// VerdictDoubleDelivery: a success for another attempt of a
 	// notification already sent. Recorded in the history and counted.
 	VerdictDoubleDelivery Verdict = "double_delivery"
+	// VerdictHealed: a sweep wake-up showed the changelog behind this
+	// owner's state, which is written again (onWakeup).
+	VerdictHealed Verdict = "healed"
 )
 
 // Decision is the result of Dispatch.
@@ -218,11 +221,7 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 		if cur.LastSource == ev.Source {
 			d := Decision{Repair: true, Verdict: VerdictReplay}
 			if cur.LastEmitted {
-				d.Emits = effects(cur, cfg)
-				if ev.Confirmed && d.Emits.Send != nil {
-					d.Emits.Send = nil
-					d.Emits.Wakeups = append(d.Emits.Wakeups, resendCheck(cur, now, cfg))
-				}
+				d.Emits = repairEmits(cur, ev.Confirmed, now, cfg)
 			}
 			return d
 		}
@@ -287,6 +286,19 @@ func NextVersion(prev uint64, epoch int32) uint64 {
 		}
 	}
 	return v
+}
+
+// repairEmits are the emits of a state written again (a repair): its
+// effects, but a send command only when the changelog is not known to
+// hold the state (confirmed false); otherwise a resend check instead (see
+// Dispatch on replays).
+func repairEmits(cur *contract.State, confirmed bool, now time.Time, cfg DispatchConfig) Emits {
+	e := effects(cur, cfg)
+	if confirmed && e.Send != nil {
+		e.Send = nil
+		e.Wakeups = append(e.Wakeups, resendCheck(cur, now, cfg))
+	}
+	return e
 }
 
 // resendCheck is the resend wake-up a replay makes instead of the send
@@ -723,6 +735,17 @@ func nextChannel(s *contract.State, now time.Time, cfg DispatchConfig) Decision 
 }
 
 func onWakeup(cur *contract.State, w *contract.Wakeup, now time.Time, cfg DispatchConfig) Decision {
+	if w.SeenVersion != 0 && w.SeenVersion < cur.Version {
+		// The sweep read an older version from the changelog than this
+		// owner holds: a write of this state may never have reached the
+		// changelog, and every reader of it (the views, the sink,
+		// Postgres, a later owner) would stay behind for good. The state
+		// is written again, unchanged, with its emits (a resend check in
+		// place of a command: the state went out with one), and the
+		// wake-up itself is spent. If the changelog did hold it and only
+		// the sweep's view lagged, the write is a harmless repeat.
+		return Decision{Repair: true, Emits: repairEmits(cur, true, now, cfg), Verdict: VerdictHealed}
+	}
 	switch w.Kind {
 	case contract.WakeupSendTimeout:
 		if cur.Status != contract.StatusSending || cur.Attempts != w.Attempt || cur.Issue != w.Issue ||

@@ -223,8 +223,12 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 		if d.Verdict == VerdictApplied || d.Verdict == VerdictDuplicate {
 			t.Fatalf("verdict %s without a new state", d.Verdict)
 		}
-		if d.Repair && (cur == nil || cur.LastSource != ev.Source) {
-			t.Errorf("repair asked for by a record that did not make the current state")
+		healed := d.Verdict == VerdictHealed && ev.Wakeup != nil && ev.Wakeup.SeenVersion != 0 && ev.Wakeup.SeenVersion < cur.Version
+		if d.Repair && (cur == nil || cur.LastSource != ev.Source) && !healed {
+			t.Errorf("repair asked for by a record that did not make the current state, nor a sweep that saw an older version")
+		}
+		if d.Verdict == VerdictHealed && !healed {
+			t.Errorf("healed by a wake-up that saw version %d of a state at %d", ev.Wakeup.SeenVersion, cur.Version)
 		}
 		return d
 	}
@@ -437,7 +441,9 @@ type want struct {
 	attempts int // Attempts, on all channels
 	onChan   int // ChannelAttempts
 	emits    []string
-	check    func(t *testing.T, s *contract.State)
+	// repair: the current state is written again (Decision.Repair).
+	repair bool
+	check  func(t *testing.T, s *contract.State)
 }
 
 type row struct {
@@ -465,6 +471,9 @@ func runRows(t *testing.T, rows []row) {
 			w := r.want
 			if d.Verdict != w.verdict {
 				t.Errorf("verdict %s, want %s", d.Verdict, w.verdict)
+			}
+			if w.repair && !d.Repair {
+				t.Errorf("the state is not written again, want a repair")
 			}
 			if got := emitStrings(d.Emits); strings.Join(got, "\n") != strings.Join(w.emits, "\n") {
 				t.Errorf("emits\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(w.emits, "\n  "))
@@ -1036,6 +1045,28 @@ func TestDispatchWakeups(t *testing.T) {
 	b1 := backoff(t, 1)
 	scheduled := newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })
 	runRows(t, []row{
+		{rule: "a sweep wake-up that read an older version from the changelog than the owner holds heals it: the state is written again, the wake-up is spent",
+			given: given(plain, result(time.Second, contract.OutcomeSuccess)),
+			when: step{at: 20 * time.Minute, ev: func(s *contract.State) Event {
+				return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: t0.Add(timeoutAfter),
+					Attempt: 1, SeenVersion: s.Version - 1}}
+			}},
+			want: want{verdict: VerdictHealed, repair: true}},
+		{rule: "a healed sending state makes a resend check, not its command at once (it went out with the state)",
+			given: given(plain, sendTimedOut(timeoutAfter)),
+			when: step{at: timeoutAfter + time.Minute, ev: func(s *contract.State) Event {
+				return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: t0.Add(timeoutAfter),
+					Attempt: 1, SeenVersion: s.Version - 1}}
+			}},
+			want: want{verdict: VerdictHealed, repair: true, emits: []string{resendAt(timeoutAfter + time.Minute + providerTimeout + margin)}}},
+		{rule: "a sweep wake-up that read the owner's own version is judged as any wake-up",
+			given: given(plain),
+			when: step{at: timeoutAfter, ev: func(s *contract.State) Event {
+				return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupSendTimeout, Due: *s.TimeoutAt,
+					Attempt: s.Attempts, Issue: s.Issue, SeenVersion: s.Version}}
+			}},
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1,
+				emits: []string{send("email", 1)}}},
 		{rule: "send timeout: the outcome is unknown, so the same attempt is issued again with the same key, using nothing up",
 			given: given(plain),
 			when:  sendTimedOut(timeoutAfter),

@@ -28,6 +28,12 @@ import (
 //     only what nobody answered: a command record lost, a sender that
 //     never came back.
 //
+// Self-healing: each wake-up carries the version the sweep read from the
+// changelog (Wakeup.SeenVersion). An owner whose own state is newer knows
+// the changelog is behind it and writes its state again (Dispatch,
+// onWakeup), so the processor and the changelog never disagree for good,
+// whatever lost the write.
+//
 // Guarantee: no non-final state is stuck for good. A held state waits for
 // its wake-up, and whatever lost it (a delay record past retention, an
 // operator who deleted a topic, a bug) the sweep makes it again; a sending
@@ -153,11 +159,16 @@ func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, boo
 	if err != nil {
 		return contract.Wakeup{}, false
 	}
+	seen, err := contract.StateVersion(b)
+	if err != nil {
+		return contract.Wakeup{}, false
+	}
 	switch {
 	case st.Status == contract.StatusSending && st.TimeoutAt != nil && !now.Before(*st.TimeoutAt):
-		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupSendTimeout, Due: *st.TimeoutAt, Attempt: st.Attempts, Issue: st.Issue}, true
+		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupSendTimeout, Due: *st.TimeoutAt, Attempt: st.Attempts, Issue: st.Issue,
+			SeenVersion: seen}, true
 	case st.Status.Held() && st.NextAttemptAt != nil && now.Sub(*st.NextAttemptAt) > grace:
-		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupHold, Due: *st.NextAttemptAt}, true
+		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupHold, Due: *st.NextAttemptAt, SeenVersion: seen}, true
 	}
 	return contract.Wakeup{}, false
 }

@@ -1525,13 +1525,16 @@ func (x *SendResult) GetOutcomeName() string {
 
 // Wakeup is contract.Wakeup, on the delay tiers and herald.wakeups.
 type Wakeup struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Kind          WakeupKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=herald.internal.v1.WakeupKind" json:"kind,omitempty"`
-	Due           *Time                  `protobuf:"bytes,3,opt,name=due,proto3" json:"due,omitempty"`
-	Attempt       int64                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Issue         int64                  `protobuf:"varint,5,opt,name=issue,proto3" json:"issue,omitempty"`
-	KindName      string                 `protobuf:"bytes,6,opt,name=kind_name,json=kindName,proto3" json:"kind_name,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Kind     WakeupKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=herald.internal.v1.WakeupKind" json:"kind,omitempty"`
+	Due      *Time                  `protobuf:"bytes,3,opt,name=due,proto3" json:"due,omitempty"`
+	Attempt  int64                  `protobuf:"varint,4,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Issue    int64                  `protobuf:"varint,5,opt,name=issue,proto3" json:"issue,omitempty"`
+	KindName string                 `protobuf:"bytes,6,opt,name=kind_name,json=kindName,proto3" json:"kind_name,omitempty"`
+	// seen_version is the state version the sweep saw in the changelog (0: a
+	// wake-up the dispatcher made itself).
+	SeenVersion   uint64 `protobuf:"varint,7,opt,name=seen_version,json=seenVersion,proto3" json:"seen_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1606,6 +1609,13 @@ func (x *Wakeup) GetKindName() string {
 		return x.KindName
 	}
 	return ""
+}
+
+func (x *Wakeup) GetSeenVersion() uint64 {
+	if x != nil {
+		return x.SeenVersion
+	}
+	return 0
 }
 
 // Control is a record of herald.control: a contract.Cancel, or a
@@ -1820,14 +1830,15 @@ const file_herald_proto_rawDesc = "" +
 	"\alatency\x18\n" +
 	" \x01(\x03R\alatency\x12!\n" +
 	"\fchannel_name\x18\v \x01(\tR\vchannelName\x12!\n" +
-	"\foutcome_name\x18\f \x01(\tR\voutcomeName\"\xc5\x01\n" +
+	"\foutcome_name\x18\f \x01(\tR\voutcomeName\"\xe8\x01\n" +
 	"\x06Wakeup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1e.herald.internal.v1.WakeupKindR\x04kind\x12*\n" +
 	"\x03due\x18\x03 \x01(\v2\x18.herald.internal.v1.TimeR\x03due\x12\x18\n" +
 	"\aattempt\x18\x04 \x01(\x03R\aattempt\x12\x14\n" +
 	"\x05issue\x18\x05 \x01(\x03R\x05issue\x12\x1b\n" +
-	"\tkind_name\x18\x06 \x01(\tR\bkindName\"\xca\x01\n" +
+	"\tkind_name\x18\x06 \x01(\tR\bkindName\x12!\n" +
+	"\fseen_version\x18\a \x01(\x04R\vseenVersion\"\xca\x01\n" +
 	"\aControl\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.herald.internal.v1.ControlKindR\x04kind\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x16\n" +
