@@ -14,7 +14,8 @@
 // ServiceMonitor selects something, probes and Services name ports that
 // exist, every volume mount has its volume, no variable is set twice, the
 // data dir is a volume, the grace period covers the preStop sleep and the
-// send drain, and the Go memory limit is below the container's.
+// send drain, the send drain covers the provider timeout, and the Go memory
+// limit is below the container's.
 //
 // Usage: check [FILE...] (standard input without files). It prints one line
 // per object and exits 1 naming every problem.

@@ -59,6 +59,7 @@ func TestRefused(t *testing.T) {
 		{"mount of no volume", "            - name: data\n", "            - name: storage\n", `mounts "storage"`},
 		{"data dir not a volume", "              value: /data\n", "              value: /var/herald\n", "HERALD_DATA_DIR"},
 		{"grace shorter than the drain", "terminationGracePeriodSeconds: 40", "terminationGracePeriodSeconds: 25", "does not exceed"},
+		{"drain shorter than the provider timeout", "              value: 20s\n", "              value: 8s\n", "shorter than the provider timeout"},
 		{"variable set twice", "            - name: HERALD_MEMORY_LIMIT\n", "            - name: HERALD_DATA_DIR\n              value: /data\n            - name: HERALD_MEMORY_LIMIT\n", "sets HERALD_DATA_DIR twice"},
 		{"memory limit above the container's", "value: 1800MiB", "value: 3GiB", "not below the memory limit"},
 		{"invalid name", "  name: herald\nspec:\n  serviceName", "  name: Herald_1\nspec:\n  serviceName", "Herald_1"},

@@ -14,6 +14,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/sender"
 )
 
 // serviceMonitor is the part of monitoring.coreos.com/v1 ServiceMonitor the
@@ -233,13 +236,23 @@ func checkWorkload(w workload) []string {
 		if l := c.Lifecycle; l != nil && l.PreStop != nil && l.PreStop.Sleep != nil {
 			need += time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 		}
-		if v := env["HERALD_SEND_DRAIN_TIMEOUT"]; v != "" {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				bad("container %s: HERALD_SEND_DRAIN_TIMEOUT %q: %v", c.Name, v, err)
+		// A clean stop awaits every call already at a provider: the send
+		// drain is at least the provider timeout (a call cut off is sent
+		// again by the partition's next owner).
+		drain, providerTimeout := sender.DefaultDrainTimeout, provider.DefaultTimeout
+		for name, p := range map[string]*time.Duration{"HERALD_SEND_DRAIN_TIMEOUT": &drain, "HERALD_PROVIDER_TIMEOUT": &providerTimeout} {
+			if v := env[name]; v != "" {
+				d, err := time.ParseDuration(v)
+				if err != nil {
+					bad("container %s: %s %q: %v", c.Name, name, v, err)
+				}
+				*p = d
 			}
-			need += d
 		}
+		if drain < providerTimeout {
+			bad("container %s: the send drain %s is shorter than the provider timeout %s: a clean stop would cut off calls at a provider", c.Name, drain, providerTimeout)
+		}
+		need += drain
 		grace := 30 * time.Second // the API's default
 		if g := spec.TerminationGracePeriodSeconds; g != nil {
 			grace = time.Duration(*g) * time.Second
