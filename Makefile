@@ -92,8 +92,9 @@ BUF_VERSION ?= v1.75.0
 proto:
 	cd contract/internal/pb && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
 
-## deploy-check: lint the Helm chart (deploy/helm/herald) and validate what it renders, with
-## its default values and with every option on (ci/full-values.yaml): each object decoded
+## deploy-check: lint the Helm chart (deploy/helm/herald; its values.schema.json refuses unknown
+## keys) and validate what it renders, with its default values and with every option on
+## (ci/full-values.yaml): each object decoded
 ## strictly with the Kubernetes API types pinned in go.mod (k8s.io/api, Kubernetes
 ## $(KUBE_VERSION)), offline, and checked by deploy/check. Helm is pinned and built once into
 ## ./bin through the Go module proxy (several minutes the first time; kept while its version
@@ -112,6 +113,11 @@ deploy-check: helm
 		$(HELM) lint --strict --kube-version $(KUBE_VERSION) -f $$v $(CHART) || exit 1; \
 		$(HELM) template herald $(CHART) --kube-version $(KUBE_VERSION) -f $$v | bin/deploy-check || exit 1; \
 	done
+	@echo "== deploy/check/testdata/bad-values.yaml (must be refused)"
+	@out=$$($(HELM) lint --strict --kube-version $(KUBE_VERSION) -f deploy/check/testdata/bad-values.yaml $(CHART) 2>&1); \
+	if ! grep -q "additional properties 'replicaCont' not allowed" <<<"$$out"; then \
+		echo "$$out"; echo "deploy-check: values.schema.json did not refuse a misspelt key"; exit 1; fi; \
+	echo "refused: a misspelt key"
 
 ## helm: install the pinned Helm into ./bin unless that version is there.
 helm:
