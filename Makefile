@@ -117,7 +117,9 @@ deploy-check: helm
 	@out=$$($(HELM) lint --strict --kube-version $(KUBE_VERSION) -f deploy/check/testdata/bad-values.yaml $(CHART) 2>&1); \
 	if ! grep -q "additional properties 'replicaCont' not allowed" <<<"$$out"; then \
 		echo "$$out"; echo "deploy-check: values.schema.json did not refuse a misspelt key"; exit 1; fi; \
-	echo "refused: a misspelt key"
+	if ! grep -q "invalid propertyName 'partitions'" <<<"$$out"; then \
+		echo "$$out"; echo "deploy-check: values.schema.json did not refuse config.partitions"; exit 1; fi; \
+	echo "refused: a misspelt key, and config setting a flag the chart sets"
 
 ## helm: install the pinned Helm into ./bin unless that version is there.
 helm:
