@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"io"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
@@ -57,8 +59,12 @@ func chartEnvNames(t *testing.T, dir string) map[string][]string {
 		if err != nil {
 			t.Fatal(err)
 		}
+		rel, err := filepath.Rel(dir, f)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, name := range envRef.FindAllString(string(b), -1) {
-			found[name] = append(found[name], filepath.Base(f))
+			found[name] = append(found[name], rel)
 		}
 		if filepath.Ext(f) != ".yaml" || filepath.Base(filepath.Dir(f)) == "templates" {
 			continue
@@ -70,7 +76,7 @@ func chartEnvNames(t *testing.T, dir string) map[string][]string {
 			t.Fatalf("%s: %v", f, err)
 		}
 		for key := range values.Config {
-			found[cli.EnvName(key)] = append(found[cli.EnvName(key)], filepath.Base(f)+" config."+key)
+			found[cli.EnvName(key)] = append(found[cli.EnvName(key)], rel+" config."+key)
 		}
 	}
 	return found
@@ -112,8 +118,47 @@ func TestChartEnvRefusesUnknown(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "templates", "x.yaml"), []byte("- name: HERALD_PARTITION\n  value: \"12\"\n- name: HERALD_BROKERS\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "values.yaml"), []byte("config:\n  send-concurency: 300\n  send-concurrency: 300\n"), 0o644)
 	got := unknownEnv(chartEnvNames(t, dir), runEnvNames())
-	want := []string{"HERALD_PARTITION (in x.yaml)", "HERALD_SEND_CONCURENCY (in values.yaml config.send-concurency)"}
+	want := []string{"HERALD_PARTITION (in templates/x.yaml)", "HERALD_SEND_CONCURENCY (in values.yaml config.send-concurency)"}
 	if !slices.Equal(got, want) {
 		t.Errorf("refused %v, want %v", got, want)
+	}
+}
+
+// TestChartSchemaReservedFlags checks the schema's list of flags a config:
+// key may not name (the chart sets them from its own values): each is a
+// flag, and every variable the templates set is in it, so that no config
+// key sets a variable twice.
+func TestChartSchemaReservedFlags(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(chartDir, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct {
+		Properties struct {
+			Config struct {
+				PropertyNames struct {
+					Not struct {
+						Enum []string `json:"enum"`
+					} `json:"not"`
+				} `json:"propertyNames"`
+			} `json:"config"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(b, &schema); err != nil {
+		t.Fatal(err)
+	}
+	known := runEnvNames()
+	reserved := map[string]bool{}
+	for _, name := range schema.Properties.Config.PropertyNames.Not.Enum {
+		if !known[cli.EnvName(name)] {
+			t.Errorf("the schema reserves %q, which is no flag of herald run", name)
+		}
+		reserved[cli.EnvName(name)] = true
+	}
+	for name, where := range chartEnvNames(t, chartDir) {
+		inTemplates := slices.ContainsFunc(where, func(f string) bool { return strings.HasPrefix(f, "templates"+string(filepath.Separator)) })
+		if inTemplates && !reserved[name] {
+			t.Errorf("the templates set %s, which the schema lets config: set again", name)
+		}
 	}
 }
