@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest chaos lint fuzz proto deps clean
+.PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest chaos lint fuzz proto deps clean deploy-check helm
 
 all: build
 
@@ -31,8 +31,9 @@ deps:
 run: deps build
 	./$(BIN) run
 
-## test: run every test (integration tests start their own broker and Postgres).
-test: deps
+## test: run every test (integration tests start their own broker and Postgres), and
+## deploy-check.
+test: deps deploy-check
 	$(GO) vet $(PKGS)
 	$(GO) test $(TESTFLAGS) $(PKGS)
 
@@ -90,6 +91,42 @@ fuzz:
 BUF_VERSION ?= v1.75.0
 proto:
 	cd contract/internal/pb && $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION) generate
+
+## deploy-check: lint the Helm chart (deploy/helm/herald; its values.schema.json refuses unknown
+## keys) and validate what it renders, with its default values and with every option on
+## (ci/full-values.yaml): each object decoded
+## strictly with the Kubernetes API types pinned in go.mod (k8s.io/api, Kubernetes
+## $(KUBE_VERSION)), offline, and checked by deploy/check. Helm is pinned and built once into
+## ./bin through the Go module proxy (several minutes the first time; kept while its version
+## matches).
+HELM_VERSION ?= v3.22.1
+KUBE_VERSION ?= 1.37.2
+HELM         := bin/helm
+CHART        := deploy/helm/herald
+CHART_VALUES := $(CHART)/values.yaml $(CHART)/ci/full-values.yaml
+deploy-check: SHELL := /bin/bash
+deploy-check: .SHELLFLAGS := -o pipefail -c
+deploy-check: helm
+	$(GO) build -o bin/deploy-check ./deploy/check
+	@for v in $(CHART_VALUES); do \
+		echo "== $$v"; \
+		$(HELM) lint --strict --kube-version $(KUBE_VERSION) -f $$v $(CHART) || exit 1; \
+		$(HELM) template herald $(CHART) --kube-version $(KUBE_VERSION) -f $$v | bin/deploy-check || exit 1; \
+	done
+	@echo "== deploy/check/testdata/bad-values.yaml (must be refused)"
+	@out=$$($(HELM) lint --strict --kube-version $(KUBE_VERSION) -f deploy/check/testdata/bad-values.yaml $(CHART) 2>&1); \
+	if ! grep -q "additional properties 'replicaCont' not allowed" <<<"$$out"; then \
+		echo "$$out"; echo "deploy-check: values.schema.json did not refuse a misspelt key"; exit 1; fi; \
+	if ! grep -q "invalid propertyName 'partitions'" <<<"$$out"; then \
+		echo "$$out"; echo "deploy-check: values.schema.json did not refuse config.partitions"; exit 1; fi; \
+	echo "refused: a misspelt key, and config setting a flag the chart sets"
+
+## helm: install the pinned Helm into ./bin unless that version is there.
+helm:
+	@if [ "$$($(GO) version -m $(HELM) 2>/dev/null | awk '$$1 == "mod" && $$2 == "helm.sh/helm/v3" {print $$3}')" != "$(HELM_VERSION)" ]; then \
+		echo "installing helm $(HELM_VERSION) into bin/ (go install, a few minutes)"; \
+		GOBIN=$(CURDIR)/bin $(GO) install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	fi
 
 clean:
 	rm -rf bin data bench.out bench-heavy.out
