@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -309,3 +310,85 @@ func TestWebhookCutoffBoundsTheHandOverNotTheAnswer(t *testing.T) {
 		t.Errorf("the provider received %d requests, want only the first", n)
 	}
 }
+
+// A provider (or a load balancer before it) that reads a request on a
+// reused keep-alive connection and closes the connection without an
+// answer has seen it once: the webhook must report the outcome unknown,
+// and net/http must not send it again on a new connection (it would, for
+// a request with an Idempotency-Key and a rewindable body).
+func TestWebhookNoTransportReplay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu    sync.Mutex
+		seen  []string // the Idempotency-Key of every request read, in order
+		conns int
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body) // read it fully
+					mu.Lock()
+					seen = append(seen, req.Header.Get(HeaderIdempotencyKey))
+					n := len(seen)
+					mu.Unlock()
+					if n == 2 {
+						return // read, then close without an answer
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			}(c)
+		}
+	}()
+	wh, err := NewWebhook("http://"+ln.Addr().String()+"/", Options{Concurrency: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	// HTTP/2 resends a written body only through GetBody
+	// (http2shouldRetryRequest): the transport must never get one.
+	tr := wh.client.Transport
+	var rewindable atomic.Int32
+	wh.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.GetBody != nil {
+			rewindable.Add(1)
+		}
+		return tr.RoundTrip(r)
+	})
+	if r := wh.Send(context.Background(), testCommand("first", 1)); r.Outcome != contract.OutcomeSuccess {
+		t.Fatalf("first request: %s (%v)", r.Outcome, r.Err)
+	}
+	r := wh.Send(context.Background(), testCommand("second", 1))
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 || len(seen) != 2 || seen[1] != "second" {
+		t.Fatalf("the server saw requests %q on %d connections, want [first second] on one (the second request replayed by the transport?)", seen, conns)
+	}
+	if r.Outcome != contract.OutcomeUnknown {
+		t.Fatalf("the second request, read and not answered: %s (%v), want unknown", r.Outcome, r.Err)
+	}
+	if n := rewindable.Load(); n != 0 {
+		t.Fatalf("%d requests reached the transport with a GetBody (HTTP/2 could resend them)", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
