@@ -56,11 +56,18 @@
 //   - At most one provider call per (id, attempt) runs at a time in this
 //     sender: a second copy of a command (a replay re-emitted it) that
 //     arrives while the first is being called completes without a call
-//     and without a result; the first one's result answers both. A copy
-//     that arrives after the first was answered (its result acknowledged)
-//     is not called either, as long as the sender remembers it
-//     (Config.AnsweredMemory; see answered): it is answered with the
-//     first's result again.
+//     and without a result; the first one's result answers both. And no
+//     provider call is made for a delivered attempt, whatever the issue
+//     number: a command whose attempt was answered success (its result
+//     acknowledged) is not called again, as long as the sender remembers
+//     the answer (Config.AnsweredMemory; see answered): it is answered
+//     with that success again, under its own issue number. A copy of a
+//     command answered otherwise (not_attempted, transient, throttled,
+//     permanent, unknown) gets that answer again; a later issue of that
+//     attempt is called. The memory is rebuilt from
+//     herald.results for every partition the sender is assigned, before
+//     its commands are handled (recall), so it holds across restarts and
+//     partition moves.
 //   - On a rebalance, the revoked partitions' attempts in flight get up to
 //     Config.DrainTimeout to finish (those waiting for their channel's
 //     gate are then abandoned), and the completed prefix is committed
@@ -109,7 +116,7 @@ const (
 	DefaultCommitInterval = time.Second
 	// DefaultMinBudget is the default of Config.MinBudget.
 	DefaultMinBudget = time.Second
-	// DefaultAnsweredMemory is how many answered commands a sender
+	// DefaultAnsweredMemory is how many answered attempts a sender
 	// remembers, so that one coming again is not sent again (answered).
 	DefaultAnsweredMemory = 200000
 	// DefaultThrottlePause is how long a channel pauses after a 429
@@ -198,9 +205,12 @@ type Config struct {
 	// less left, it answers not_attempted rather than start a call the
 	// cut-off would likely cut with an unknown outcome. Negative: none.
 	MinBudget time.Duration
-	// AnsweredMemory is how many answered commands the sender remembers
+	// AnsweredMemory is how many answered attempts the sender remembers
 	// and never calls the provider for again (default
-	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
+	// DefaultAnsweredMemory, about 60 bytes each; negative: none). On
+	// every assignment it reads back each assigned partition's newest
+	// AnsweredMemory / Topology.Partitions results (recall), within
+	// DrainTimeout.
 	AnsweredMemory int
 	// Group is the consumer group (default DefaultGroup, herald-sender).
 	Group string
@@ -505,6 +515,7 @@ func (s *Sender) session(ctx context.Context) error {
 	defer ss.hardStop()
 	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "sender", Group: s.cfg.Group,
 		Topics: []string{topology.TopicSend}, CommitInterval: s.cfg.CommitInterval, BlockRebalance: true}),
+		kgo.OnPartitionsAssigned(ss.assigned),
 		kgo.OnPartitionsRevoked(ss.revoked),
 		kgo.OnPartitionsLost(ss.lost),
 	)
@@ -641,9 +652,8 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		ss.fail(fmt.Errorf("sender: %w", err))
 		return
 	}
-	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
-		res.Outcome != contract.OutcomeNotAttempted {
-		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}, res)
+	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) {
+		s.answered.add(res)
 	}
 }
 
@@ -724,12 +734,7 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	// Another copy of this command, answered or being called here, answers
 	// for this one too: checked before the cut-off, so that a late copy is
 	// not answered not_attempted (which would have the dispatcher issue
-	// the attempt again) while its twin delivered. An answered copy gets
-	// the first's answer again (answered).
-	if prev, ok := s.answered.lookup(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}); ok {
-		s.obs.Skipped(cmd.Channel) // no call: answered already
-		return prev, verdictPublish
-	}
+	// the attempt again) while its twin delivered.
 	key := attemptKey{cmd.ID, cmd.Attempt}
 	for {
 		held, busy := s.inFlight.LoadOrStore(key, &flight{issue: cmd.Issue, done: make(chan struct{})})
@@ -757,6 +762,14 @@ func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acqu
 	// acknowledged result would find neither a call in flight nor an
 	// answered command, and call again.
 	*acquired = true
+	// An answered copy gets the first's answer again, and so does an
+	// answered attempt issued again (answered): checked once the slot is
+	// held, so that a command that waited for its attempt's call sees
+	// that call's answer.
+	if prev, ok := s.answered.answerFor(cmd); ok {
+		s.obs.Skipped(cmd.Channel) // no call: answered already
+		return prev, verdictPublish
+	}
 	now := s.now()
 	why := PastCutoff(cmd, now, s.cfg.MinBudget)
 	if why == "" && !ready {
@@ -854,6 +867,12 @@ func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *c
 		return slot{}, false, err
 	}
 	return slot{}, false, nil // the cut-off came first
+}
+
+// assigned is the OnPartitionsAssigned callback: before any command of
+// the new partitions is fetched, remember their answers (recall).
+func (ss *session) assigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	ss.s.recall(ctx, assigned[topology.TopicSend])
 }
 
 // revoked is the OnPartitionsRevoked callback: drain the revoked
