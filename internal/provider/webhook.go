@@ -201,7 +201,13 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 // with "cannot retry ... after Request.Body was written". The transport's
 // own no-cached-connection retry (http2isNoCachedConnError) also happens
 // before anything is written. So neither protocol can put a second copy
-// of a written request on the wire.
+// of a written request on the wire (TestWebhookNoTransportReplay,
+// TestWebhookNoHTTP2Replay: a GOAWAY naming an earlier stream after the
+// request was read made the transport resend it before).
+//
+// The price: a request that failed on a reused connection before any of
+// it was written, which the transport used to resend safely, now comes
+// back as a transient failure.
 func notReplayable(req *http.Request) { req.GetBody = nil }
 
 // Close closes idle connections.
