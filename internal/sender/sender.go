@@ -635,7 +635,7 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	// the attempt's in-flight slot once the result is published (a copy
 	// arriving before would find neither a call in flight nor an answer).
 	c := newCall(t.ctx, cmd)
-	defer ss.s.leave(c)
+	defer s.leave(c)
 	v := ss.attempt(c)
 	c.releaseSlot()
 	switch v {
