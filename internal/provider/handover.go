@@ -19,8 +19,14 @@ import (
 //     by then is abandoned, and the answer is NotAttempted: nothing
 //     reached the provider, so no call was made inside the window or after
 //     expiry, and no attempt is used up.
-//   - Once the request has been handed over (the webhook's request is
-//     written, the SMTP session has begun), the call is no longer bound by
+//   - The hand-over is the point after which the provider can no longer
+//     be stopped from delivering: for the webhook, the request written
+//     whole (httptrace WroteRequest; a request read and not answered is
+//     never sent again by the transport, notReplayable); for SMTP, the
+//     final dot that ends DATA (smtp.go Send: a session the cut-off finds
+//     before it is closed without the dot, and the server drops the
+//     unfinished message).
+//   - Once the request has been handed over, the call is no longer bound by
 //     the cut-off: the provider has been called before it, and cutting the
 //     call would not take the delivery back. It would only turn the
 //     provider's answer into an unknown outcome, which the dispatcher

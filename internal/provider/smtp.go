@@ -37,17 +37,19 @@ type EmailContent struct {
 // with a user), plain, login, cram-md5 or scram-sha-256. smtps:// connects
 // with implicit TLS (default port 465).
 //
-// Classification: a reply code 4xx to MAIL, RCPT or DATA is transient and
-// 5xx permanent; a failure to connect, greet or authenticate is transient
-// (it says nothing about the message; the server may be back soon), and so
-// is a broken connection. A transient failure after DATA may mean the
-// server accepted the message anyway, so every message carries a
-// Message-ID derived from the idempotency key, the same on every attempt,
-// for receivers that deduplicate by it.
+// Classification: a reply code 4xx to MAIL, RCPT, DATA or the end of DATA
+// is transient and 5xx permanent; a failure to connect, greet or
+// authenticate is transient (it says nothing about the message; the
+// server may be back soon), and so is a connection broken before the end
+// of DATA. No reply to the end of DATA (a timeout, a broken connection)
+// is unknown: the server may have accepted the message, so every message
+// carries a Message-ID derived from the idempotency key, the same on every
+// attempt, for receivers that deduplicate by it.
 type SMTP struct {
-	client *mail.Client
-	from   string
-	domain string
+	client  *mail.Client
+	from    string
+	domain  string
+	timeout time.Duration // bounds each step of a session, and the wait for the final reply
 
 	slots chan struct{}
 	mu    sync.Mutex
@@ -120,17 +122,27 @@ func NewSMTP(u *url.URL, o Options) (*SMTP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", Redact(u.String()), err)
 	}
-	return &SMTP{client: cl, from: from, domain: domain, slots: make(chan struct{}, conns)}, nil
+	return &SMTP{client: cl, from: from, domain: domain, timeout: o.Timeout, slots: make(chan struct{}, conns)}, nil
 }
 
 // Send delivers one email.
+//
+// The hand-over (handover.go) is the end of DATA: the line holding the
+// final dot, after which the server may deliver whatever it answers and
+// nothing the client does can stop it. Before it, the server holds at
+// most an unfinished transaction, which it drops when the connection
+// closes (RFC 5321, 4.1.1.4). So until the dot is sent, the command's
+// cut-off ends the attempt: the connection is closed without the dot and
+// the answer is NotAttempted, whether the cut-off came while waiting for
+// a connection, the greeting, a reply to MAIL FROM, RCPT TO or DATA, or
+// while the message was being written. The dot is sent only if the
+// cut-off has not come; its reply is then awaited up to the provider
+// timeout, and a failure without a reply is unknown.
 func (s *SMTP) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	msg, err := s.message(cmd)
 	if err != nil {
 		return Permanent(0, err)
 	}
-	// Until the session begins, the command's cut-off ends the attempt
-	// (handover.go); after it, only the client's timeout and ctx do.
 	start := time.Now()
 	ctx, h := handOverBy(ctx, cmd.Until())
 	defer h.release()
@@ -151,35 +163,91 @@ func (s *SMTP) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 		}
 		return Transient(smtpCode(err), fmt.Errorf("smtp: connect: %w", err))
 	}
-	if !h.handedOver() {
-		s.release(conn, true)
-		return notHandedOver("smtp", time.Since(start))
-	}
-	// SendWithSMTPClient takes no context: closing the connection is how a
-	// canceled attempt stops waiting.
+	// The client takes no context: closing the connection is how the
+	// cut-off (or a shutdown) stops a session waiting for a reply.
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	err = s.client.SendWithSMTPClient(conn, msg)
+	r, keep := s.transaction(conn, msg, h)
 	canceled := !stop()
-	var se *mail.SendError
-	if err == nil {
-		s.release(conn, true)
-		return Success(250)
-	}
-	keep := !canceled && errors.As(err, &se) && se.ErrorCode() != 0 &&
-		(se.Reason == mail.ErrSMTPMailFrom || se.Reason == mail.ErrSMTPRcptTo || se.Reason == mail.ErrSMTPDataClose)
-	s.release(conn, keep)
-	code := smtpCode(err)
+	s.release(conn, keep && !canceled)
 	switch {
-	case canceled:
-		return Transient(code, fmt.Errorf("smtp: %w", ctx.Err()))
-	case code >= 500 && code < 600:
-		return Permanent(code, fmt.Errorf("smtp: %w", err))
-	case code >= 400 && code < 500:
-		return Transient(code, fmt.Errorf("smtp: %w", err))
-	case se != nil && !se.IsTemp() && se.Reason != mail.ErrConnCheck && se.Reason != mail.ErrWriteContent && se.Reason != mail.ErrAmbiguous:
-		return Permanent(code, fmt.Errorf("smtp: %w", err))
+	case h.cutOff():
+		return notHandedOver("smtp", time.Since(start))
+	case canceled && r.Outcome != contract.OutcomeSuccess:
+		if h.handedOver() {
+			return Unknown(fmt.Errorf("smtp: message sent, no answer: %w", ctx.Err()))
+		}
+		return Transient(0, fmt.Errorf("smtp: %w", ctx.Err()))
 	}
-	return Transient(code, fmt.Errorf("smtp: %w", err))
+	return r
+}
+
+// transaction runs one mail transaction on conn (MAIL FROM, RCPT TO,
+// DATA, the message) and ends it with the final dot only if h is handed
+// over first. It reports the result and whether conn may be reused. A
+// result after the cut-off came is replaced by the caller.
+func (s *SMTP) transaction(conn *smtp.Client, msg *mail.Msg, h *handOver) (Result, bool) {
+	if err := conn.Noop(); err != nil {
+		return Transient(0, fmt.Errorf("smtp: connection check: %w", err)), false
+	}
+	if err := conn.UpdateDeadline(s.timeout); err != nil {
+		return Transient(0, fmt.Errorf("smtp: %w", err)), false
+	}
+	from, err := msg.GetSender(false)
+	if err != nil {
+		return Permanent(0, fmt.Errorf("smtp: from: %w", err)), true
+	}
+	rcpts, err := msg.GetRecipients()
+	if err != nil {
+		return Permanent(0, fmt.Errorf("smtp: recipients: %w", err)), true
+	}
+	if err := conn.Mail(from); err != nil {
+		return refused(conn, "MAIL FROM", err)
+	}
+	for _, rcpt := range rcpts {
+		if err := conn.Rcpt(rcpt); err != nil {
+			return refused(conn, "RCPT TO", err)
+		}
+	}
+	w, err := conn.Data()
+	if err != nil {
+		return refused(conn, "DATA", err)
+	}
+	if _, err := msg.WriteTo(w); err != nil {
+		// No dot was sent: the server drops the unfinished message.
+		return Transient(0, fmt.Errorf("smtp: writing the message: %w", err)), false
+	}
+	if !h.handedOver() {
+		return Result{}, false // the cut-off came: no dot
+	}
+	if err := conn.UpdateDeadline(s.timeout); err != nil {
+		return Unknown(fmt.Errorf("smtp: message written, %w", err)), false
+	}
+	if err := w.Close(); err != nil { // the dot, and its reply
+		switch code := smtpCode(err); {
+		case code >= 500 && code < 600:
+			return Permanent(code, fmt.Errorf("smtp: end of DATA: %w", err)), true
+		case code >= 400 && code < 500:
+			return Transient(code, fmt.Errorf("smtp: end of DATA: %w", err)), true
+		}
+		return Unknown(fmt.Errorf("smtp: message sent, no answer to its end: %w", err)), false
+	}
+	return Success(250), true
+}
+
+// refused classifies a failed MAIL FROM, RCPT TO or DATA: a reply 5xx is
+// permanent and 4xx transient, and the transaction is reset so that the
+// connection can be reused; no reply (a broken connection) is transient.
+// Nothing was handed over either way.
+func refused(conn *smtp.Client, step string, err error) (Result, bool) {
+	code := smtpCode(err)
+	if code == 0 {
+		return Transient(0, fmt.Errorf("smtp: %s: %w", step, err)), false
+	}
+	keep := conn.Reset() == nil
+	if code >= 500 && code < 600 {
+		return Permanent(code, fmt.Errorf("smtp: %s: %w", step, err)), keep
+	}
+	return Transient(code, fmt.Errorf("smtp: %s: %w", step, err)), keep
 }
 
 // message builds the email of a command.

@@ -22,6 +22,11 @@ type fakeSMTP struct {
 	mu    sync.Mutex
 	msgs  []string
 	conns int
+	// slowUntil, if set, holds back the replies to MAIL FROM and RCPT TO
+	// until then, and slowDotUntil the reply to the end of DATA.
+	slowUntil, slowDotUntil time.Time
+	// ended gets a value when a connection's handler returns.
+	ended chan struct{}
 }
 
 func startFakeSMTP(t *testing.T) *fakeSMTP {
@@ -29,7 +34,7 @@ func startFakeSMTP(t *testing.T) *fakeSMTP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeSMTP{ln: ln}
+	f := &fakeSMTP{ln: ln, ended: make(chan struct{}, 100)}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -47,7 +52,11 @@ func startFakeSMTP(t *testing.T) *fakeSMTP {
 }
 
 func (f *fakeSMTP) serve(c net.Conn) {
+	defer func() { f.ended <- struct{}{} }()
 	defer c.Close()
+	f.mu.Lock()
+	slow, slowDot := f.slowUntil, f.slowDotUntil
+	f.mu.Unlock()
 	r := bufio.NewReader(c)
 	reply := func(s string) { c.Write([]byte(s + "\r\n")) }
 	reply("220 fake ESMTP")
@@ -57,6 +66,9 @@ func (f *fakeSMTP) serve(c net.Conn) {
 			return
 		}
 		cmd := strings.ToUpper(strings.TrimSpace(line))
+		if strings.HasPrefix(cmd, "MAIL FROM") || strings.HasPrefix(cmd, "RCPT TO") {
+			time.Sleep(time.Until(slow))
+		}
 		switch {
 		case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
 			reply("250-fake")
@@ -85,6 +97,7 @@ func (f *fakeSMTP) serve(c net.Conn) {
 			f.mu.Lock()
 			f.msgs = append(f.msgs, b.String())
 			f.mu.Unlock()
+			time.Sleep(time.Until(slowDot))
 			reply("250 2.0.0 queued")
 		case cmd == "QUIT":
 			reply("221 bye")
@@ -193,5 +206,52 @@ func TestSMTPCutoffBoundsTheSessionStart(t *testing.T) {
 	defer f.mu.Unlock()
 	if len(f.msgs) != 1 || !strings.Contains(f.msgs[0], "X-Herald-Id: in-time") {
 		t.Errorf("server got %d messages, want only in-time's", len(f.msgs))
+	}
+}
+
+// The hand-over is the end of DATA. A relay slow to answer MAIL FROM and
+// RCPT TO, so that the cut-off passes before the message's final dot, gets
+// no complete message (the session is abandoned without the dot), and the
+// attempt is not_attempted. A relay slow to answer the dot itself, past
+// the cut-off, has the message: its answer is awaited.
+func TestSMTPHandOverIsTheEndOfData(t *testing.T) {
+	f := startFakeSMTP(t)
+	u, _ := url.Parse("smtp://" + f.ln.Addr().String() + "?from=herald@example.com&tls=none&conns=1")
+	p, err := NewSMTP(u, Options{Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cmd := testCommand("slow-relay", 1)
+	cmd.Cutoff = time.Now().Add(300 * time.Millisecond)
+	f.mu.Lock()
+	f.slowUntil = cmd.Cutoff.Add(300 * time.Millisecond) // replies come after the cut-off
+	f.mu.Unlock()
+	if r := p.Send(context.Background(), cmd); r.Outcome != contract.OutcomeNotAttempted {
+		t.Errorf("cut-off before the end of DATA: %s %v, want not_attempted", r.Outcome, r.Err)
+	}
+	select {
+	case <-f.ended: // the server is done with that session
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server's session did not end")
+	}
+	f.mu.Lock()
+	if len(f.msgs) != 0 {
+		t.Errorf("the server got %d complete messages after the cut-off, want none", len(f.msgs))
+	}
+	f.mu.Unlock()
+
+	dot := testCommand("slow-dot", 1)
+	dot.Cutoff = time.Now().Add(2 * time.Second)
+	f.mu.Lock()
+	f.slowUntil, f.slowDotUntil = time.Time{}, dot.Cutoff.Add(300*time.Millisecond)
+	f.mu.Unlock()
+	if r := p.Send(context.Background(), dot); r.Outcome != contract.OutcomeSuccess {
+		t.Errorf("cut-off after the end of DATA, before its reply: %s %v, want success", r.Outcome, r.Err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.msgs) != 1 || !strings.Contains(f.msgs[0], "X-Herald-Id: slow-dot") {
+		t.Errorf("server got %d messages, want slow-dot's", len(f.msgs))
 	}
 }

@@ -109,6 +109,9 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: %w", err))
 	}
+	// One Send is one request on the wire: the transport must never send
+	// it again by itself (notReplayable).
+	notReplayable(req)
 	for name, vs := range w.headers {
 		req.Header[name] = vs
 	}
@@ -172,6 +175,40 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	}
 	return r
 }
+
+// notReplayable makes req impossible for the transport to send twice.
+//
+// net/http's HTTP/1 transport sends a request again on a new connection
+// when a reused keep-alive connection fails before the answer's first
+// byte (the server closed it, or a read failed) and the request is
+// replayable (Request.isReplayable): a GET, or any method whose request
+// carries an Idempotency-Key header (ours always does) with a body it can
+// rewind (GetBody, which http.NewRequest sets for a bytes.Reader). The
+// server may have read and acted on the first copy: a provider that
+// ignores the key would deliver twice, after the cut-off too. Without
+// GetBody the request is not replayable, and rewindBody cannot rewind it:
+// the failure comes back to Send, which reports the outcome unknown. A
+// request that failed with nothing written (persistConn's
+// nothingWrittenError) is not retried either then; it is reported
+// transient, since nothing reached the provider.
+//
+// HTTP/2 (ForceAttemptHTTP2; net/http's bundled h2,
+// http2shouldRetryRequest in Go 1.26) retries after a GOAWAY, a
+// REFUSED_STREAM or a PROTOCOL_ERROR stream reset from the peer, using
+// GetBody for a body already written. Without GetBody it resends only a
+// request whose connection was unusable before the stream began
+// (errClientConnUnusable: nothing of it was written), and fails the rest
+// with "cannot retry ... after Request.Body was written". The transport's
+// own no-cached-connection retry (http2isNoCachedConnError) also happens
+// before anything is written. So neither protocol can put a second copy
+// of a written request on the wire (TestWebhookNoTransportReplay,
+// TestWebhookNoHTTP2Replay: a GOAWAY naming an earlier stream after the
+// request was read made the transport resend it before).
+//
+// The price: a request that failed on a reused connection before any of
+// it was written, which the transport used to resend safely, now comes
+// back as a transient failure.
+func notReplayable(req *http.Request) { req.GetBody = nil }
 
 // Close closes idle connections.
 func (w *Webhook) Close() error {

@@ -1,7 +1,10 @@
 package provider
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"net"
@@ -12,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"github.com/herald-dispatch/herald/contract"
 )
@@ -307,5 +313,203 @@ func TestWebhookCutoffBoundsTheHandOverNotTheAnswer(t *testing.T) {
 	}
 	if n := got.Load(); n != 1 {
 		t.Errorf("the provider received %d requests, want only the first", n)
+	}
+}
+
+// A provider (or a load balancer before it) that reads a request on a
+// reused keep-alive connection and closes the connection without an
+// answer has seen it once: the webhook must report the outcome unknown,
+// and net/http must not send it again on a new connection (it would, for
+// a request with an Idempotency-Key and a rewindable body).
+func TestWebhookNoTransportReplay(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu    sync.Mutex
+		seen  []string // the Idempotency-Key of every request read, in order
+		conns int
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns++
+			mu.Unlock()
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body) // read it fully
+					mu.Lock()
+					seen = append(seen, req.Header.Get(HeaderIdempotencyKey))
+					n := len(seen)
+					mu.Unlock()
+					if n == 2 {
+						return // read, then close without an answer
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+				}
+			}(c)
+		}
+	}()
+	wh, err := NewWebhook("http://"+ln.Addr().String()+"/", Options{Concurrency: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	// HTTP/2 resends a written body only through GetBody
+	// (http2shouldRetryRequest): the transport must never get one.
+	tr := wh.client.Transport
+	var rewindable atomic.Int32
+	wh.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.GetBody != nil {
+			rewindable.Add(1)
+		}
+		return tr.RoundTrip(r)
+	})
+	if r := wh.Send(context.Background(), testCommand("first", 1)); r.Outcome != contract.OutcomeSuccess {
+		t.Fatalf("first request: %s (%v)", r.Outcome, r.Err)
+	}
+	r := wh.Send(context.Background(), testCommand("second", 1))
+	mu.Lock()
+	defer mu.Unlock()
+	if conns != 1 || len(seen) != 2 || seen[1] != "second" {
+		t.Fatalf("the server saw requests %q on %d connections, want [first second] on one (the second request replayed by the transport?)", seen, conns)
+	}
+	if r.Outcome != contract.OutcomeUnknown {
+		t.Fatalf("the second request, read and not answered: %s (%v), want unknown", r.Outcome, r.Err)
+	}
+	if n := rewindable.Load(); n != 0 {
+		t.Fatalf("%d requests reached the transport with a GetBody (HTTP/2 could resend them)", n)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// The same over HTTP/2: a server (or a proxy) that reads a request and
+// then sends a GOAWAY whose last stream is before it tells the client
+// the request was not processed, and net/http's HTTP/2 transport resends
+// a request it can rewind (GetBody) on a new connection. The webhook's
+// cannot be: the server sees it once, and the outcome is unknown.
+func TestWebhookNoHTTP2Replay(t *testing.T) {
+	tlsSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsSrv.StartTLS() // for its certificate and a pool that trusts it
+	cert, roots := tlsSrv.TLS.Certificates[0], tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	tlsSrv.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serveH2(c, func(key string) bool { // answer, or GOAWAY
+				mu.Lock()
+				defer mu.Unlock()
+				seen = append(seen, key)
+				return len(seen) != 2
+			})
+		}
+	}()
+	wh, err := NewWebhook("https://"+ln.Addr().String()+"/", Options{Concurrency: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wh.Close()
+	wh.client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	if r := wh.Send(context.Background(), testCommand("first", 1)); r.Outcome != contract.OutcomeSuccess {
+		t.Fatalf("first request: %s (%v)", r.Outcome, r.Err)
+	}
+	r := wh.Send(context.Background(), testCommand("second", 1))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 2 || seen[1] != "second" {
+		t.Fatalf("the server saw requests %q, want [first second] (the second resent by the HTTP/2 transport?)", seen)
+	}
+	if r.Outcome != contract.OutcomeUnknown {
+		t.Fatalf("the second request, read and followed by a GOAWAY: %s (%v), want unknown", r.Outcome, r.Err)
+	}
+}
+
+// serveH2 is a minimal HTTP/2 server on c: for every request read whole
+// it calls seen with its Idempotency-Key, and answers 200 if seen says so,
+// or else sends a GOAWAY naming the stream before it as the last one
+// processed, and closes the connection.
+func serveH2(c net.Conn, seen func(key string) bool) {
+	defer c.Close()
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil {
+		return
+	}
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	dec := hpack.NewDecoder(4096, nil)
+	keys := map[uint32]string{}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return
+		}
+		var id uint32
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				fr.WriteSettingsAck()
+			}
+			continue
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				fr.WritePing(true, f.Data)
+			}
+			continue
+		case *http2.HeadersFrame:
+			fields, _ := dec.DecodeFull(f.HeaderBlockFragment())
+			for _, hf := range fields {
+				if strings.EqualFold(hf.Name, HeaderIdempotencyKey) {
+					keys[f.StreamID] = hf.Value
+				}
+			}
+			if !f.StreamEnded() {
+				continue
+			}
+			id = f.StreamID
+		case *http2.DataFrame:
+			if len(f.Data()) > 0 {
+				fr.WriteWindowUpdate(0, uint32(len(f.Data())))
+			}
+			if !f.StreamEnded() {
+				continue
+			}
+			id = f.StreamID
+		default:
+			continue
+		}
+		if !seen(keys[id]) {
+			fr.WriteGoAway(id-2, http2.ErrCodeNo, nil)
+			return
+		}
+		var hb bytes.Buffer
+		hpack.NewEncoder(&hb).WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
 	}
 }

@@ -172,3 +172,53 @@ func topicCount(b *testing.B, adm *kadm.Client, topic string) int64 {
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
 }
+
+// BenchmarkSenderRecall measures what a start costs the sender for reading
+// its answered memory back (recall): herald.results holds 200,000 results
+// (the default memory) over 12 partitions, and the sender, assigned all
+// 12, reads each partition's newest 200,000/12 before it handles a
+// command; one command per partition, published beforehand, is answered
+// once the read is done.
+func BenchmarkSenderRecall(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := heraldtest.StartKafka(b, heraldtest.Options{Partitions: 12})
+		cl := c.Client(b)
+		recs := make([]*kgo.Record, 0, 10000)
+		for j := 0; j < sender.DefaultAnsweredMemory; j++ {
+			id := fmt.Sprintf("old-%06d", j)
+			v, err := contract.EncodeResult(&contract.SendResult{ID: id, Attempt: 1, Channel: contract.ChannelEmail,
+				Outcome: contract.OutcomeSuccess, Code: 200, At: time.Now(), Latency: contract.Duration(time.Second)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Topic: topology.TopicResults, Key: []byte(id), Value: v})
+			if len(recs) == cap(recs) {
+				c.Produce(b, cl, recs...)
+				recs = recs[:0]
+			}
+		}
+		c.Produce(b, cl, recs...)
+		markers := map[int32]bool{}
+		for j := 0; len(markers) < 12; j++ {
+			id := fmt.Sprintf("marker-%d", j)
+			if p := topology.Partition(id, 12); !markers[p] {
+				markers[p] = true
+				c.Produce(b, cl, command(id, contract.ChannelEmail, 1))
+			}
+		}
+		b.StartTimer()
+		start := time.Now()
+		_, stop := runSender(b, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: provider.NewMock(provider.Simulation{})},
+			Log: quietLog()})
+		want := int64(sender.DefaultAnsweredMemory + 12)
+		for c.Count(b, topology.TopicResults) < want {
+			time.Sleep(10 * time.Millisecond)
+		}
+		took := time.Since(start)
+		b.StopTimer()
+		stop()
+		b.ReportMetric(float64(took.Milliseconds()), "ms-to-first-answers")
+		b.ReportMetric(float64(sender.DefaultAnsweredMemory)/took.Seconds(), "results-read/s")
+	}
+}

@@ -56,11 +56,18 @@
 //   - At most one provider call per (id, attempt) runs at a time in this
 //     sender: a second copy of a command (a replay re-emitted it) that
 //     arrives while the first is being called completes without a call
-//     and without a result; the first one's result answers both. A copy
-//     that arrives after the first was answered (its result acknowledged)
-//     is not called either, as long as the sender remembers it
-//     (Config.AnsweredMemory; see answered): it is answered with the
-//     first's result again.
+//     and without a result; the first one's result answers both. And no
+//     provider call is made for a delivered attempt, whatever the issue
+//     number: a command whose attempt was answered success (its result
+//     acknowledged) is not called again, as long as the sender remembers
+//     the answer (Config.AnsweredMemory; see answered): it is answered
+//     with that success again, under its own issue number. A copy of a
+//     command answered otherwise (not_attempted, transient, throttled,
+//     permanent, unknown) gets that answer again; a later issue of that
+//     attempt is called. The memory is rebuilt from
+//     herald.results for every partition the sender is assigned, before
+//     its commands are handled (recall), so it holds across restarts and
+//     partition moves.
 //   - On a rebalance, the revoked partitions' attempts in flight get up to
 //     Config.DrainTimeout to finish (those waiting for their channel's
 //     gate are then abandoned), and the completed prefix is committed
@@ -85,7 +92,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -109,7 +115,7 @@ const (
 	DefaultCommitInterval = time.Second
 	// DefaultMinBudget is the default of Config.MinBudget.
 	DefaultMinBudget = time.Second
-	// DefaultAnsweredMemory is how many answered commands a sender
+	// DefaultAnsweredMemory is how many answered attempts a sender
 	// remembers, so that one coming again is not sent again (answered).
 	DefaultAnsweredMemory = 200000
 	// DefaultThrottlePause is how long a channel pauses after a 429
@@ -198,9 +204,12 @@ type Config struct {
 	// less left, it answers not_attempted rather than start a call the
 	// cut-off would likely cut with an unknown outcome. Negative: none.
 	MinBudget time.Duration
-	// AnsweredMemory is how many answered commands the sender remembers
+	// AnsweredMemory is how many answered attempts the sender remembers
 	// and never calls the provider for again (default
-	// DefaultAnsweredMemory, about 60 bytes each; negative: none).
+	// DefaultAnsweredMemory, about 60 bytes each; negative: none). On
+	// every assignment it reads back each assigned partition's newest
+	// AnsweredMemory / Topology.Partitions results (recall), within
+	// DrainTimeout.
 	AnsweredMemory int
 	// Group is the consumer group (default DefaultGroup, herald-sender).
 	Group string
@@ -505,6 +514,7 @@ func (s *Sender) session(ctx context.Context) error {
 	defer ss.hardStop()
 	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "sender", Group: s.cfg.Group,
 		Topics: []string{topology.TopicSend}, CommitInterval: s.cfg.CommitInterval, BlockRebalance: true}),
+		kgo.OnPartitionsAssigned(ss.assigned),
 		kgo.OnPartitionsRevoked(ss.revoked),
 		kgo.OnPartitionsLost(ss.lost),
 	)
@@ -620,30 +630,29 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 		}
 		return
 	}
-	var acquired bool // this goroutine holds cmd's in-flight slot
-	defer func() {
-		if acquired {
-			if f, ok := s.inFlight.LoadAndDelete(attemptKey{cmd.ID, cmd.Attempt}); ok {
-				close(f.(*flight).done)
-			}
-		}
-	}()
-	res, verdict := ss.attempt(t.ctx, cmd, &acquired)
-	switch verdict {
+	// The attempt's owner: it releases what the gates took, the
+	// channel's slot as soon as the gates are done (the call is over) and
+	// the attempt's in-flight slot once the result is published (a copy
+	// arriving before would find neither a call in flight nor an answer).
+	c := newCall(t.ctx, cmd)
+	defer s.leave(c)
+	v := ss.attempt(c)
+	c.releaseSlot()
+	switch v {
 	case verdictAbandon:
 		return
 	case verdictSkip:
 		ss.mark(t, r)
 		return
 	}
+	res := c.res
 	b, err := contract.EncodeResult(&res)
 	if err != nil {
 		ss.fail(fmt.Errorf("sender: %w", err))
 		return
 	}
-	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) &&
-		res.Outcome != contract.OutcomeNotAttempted {
-		s.answered.add(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}, res)
+	if ss.publish(t, r, &kgo.Record{Topic: topology.TopicResults, Key: []byte(cmd.ID), Value: b}) {
+		s.answered.add(res)
 	}
 }
 
@@ -671,189 +680,10 @@ func (ss *session) mark(t *partitionTracker, r *kgo.Record) {
 	}
 }
 
-// flight is the in-flight slot of an attempt: the issue of the command
-// holding it, and done, closed when its result is published.
-type flight struct {
-	issue int
-	done  chan struct{}
-}
-
-// attemptKey names one provider attempt of one notification.
-type attemptKey struct {
-	id      string
-	attempt int
-}
-
-type verdict int
-
-const (
-	verdictPublish verdict = iota
-	verdictSkip            // stale: complete without a result
-	verdictAbandon         // gave up before an answer: no result, no completion
-)
-
-// attempt makes the provider attempt of cmd. wait ends the wait for the
-// channel's gate (the partition was revoked or the session stops).
-func (ss *session) attempt(wait context.Context, cmd *contract.SendCommand, acquired *bool) (contract.SendResult, verdict) {
-	s := ss.s
-	res := contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}
-	p := s.cfg.Providers[cmd.Channel]
-	if p == nil || cmd.Address == "" {
-		res.Outcome = contract.OutcomePermanent
-		res.Error = fmt.Sprintf("no provider configured for channel %s", cmd.Channel)
-		if p != nil {
-			res.Error = fmt.Sprintf("no %s address", cmd.Channel)
-		}
-		res.At = s.now()
-		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
-		return res, verdictPublish
-	}
-	g, lim := s.gates[cmd.Channel], s.limits[cmd.Channel]
-	sl, ready, err := ss.await(wait, cmd, lim, g)
-	if err != nil {
-		return res, verdictAbandon
-	}
-	// The answer, if a call is made: it moves the channel's limit.
-	var (
-		answered, throttled bool
-		latency             time.Duration
-	)
-	if ready {
-		defer func() { lim.release(sl, latency, answered, throttled) }()
-	}
-	// Another copy of this command, answered or being called here, answers
-	// for this one too: checked before the cut-off, so that a late copy is
-	// not answered not_attempted (which would have the dispatcher issue
-	// the attempt again) while its twin delivered. An answered copy gets
-	// the first's answer again (answered).
-	if prev, ok := s.answered.lookup(answerKey{cmd.ID, cmd.Attempt, cmd.Issue}); ok {
-		s.obs.Skipped(cmd.Channel) // no call: answered already
-		return prev, verdictPublish
-	}
-	key := attemptKey{cmd.ID, cmd.Attempt}
-	for {
-		held, busy := s.inFlight.LoadOrStore(key, &flight{issue: cmd.Issue, done: make(chan struct{})})
-		if !busy {
-			break
-		}
-		f := held.(*flight)
-		if f.issue == cmd.Issue {
-			// A copy of the command being called: its result answers both.
-			s.obs.Skipped(cmd.Channel)
-			return res, verdictSkip
-		}
-		// Another command of the same attempt (the dispatcher issued it
-		// again after the first one's outcome) while the first one's
-		// result is still being published: wait for that slot, never skip
-		// it, or nobody would answer this command.
-		select {
-		case <-f.done:
-		case <-wait.Done():
-			return res, verdictAbandon
-		}
-	}
-	// The slot is held until the result is published (handle releases
-	// it): a copy arriving between the provider's answer and the
-	// acknowledged result would find neither a call in flight nor an
-	// answered command, and call again.
-	*acquired = true
-	now := s.now()
-	why := PastCutoff(cmd, now, s.cfg.MinBudget)
-	if why == "" && !ready {
-		why = fmt.Sprintf("not attempted: no %s call slot or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
-			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
-	}
-	if why != "" {
-		res.Outcome, res.Error, res.At = contract.OutcomeNotAttempted, why, now
-		s.obs.Attempt(cmd.Channel, res.Outcome, 0)
-		return res, verdictPublish
-	}
-	if s.cfg.State != nil {
-		st, err := s.cfg.State.Get(cmd.ID)
-		if err != nil {
-			s.log.Debug("sender: state check failed; sending", "id", cmd.ID, "err", err)
-		} else if Stale(st, cmd) {
-			s.obs.Skipped(cmd.Channel)
-			return res, verdictSkip
-		}
-	}
-	if ss.frozen() {
-		// The process was paused (SIGSTOP, a VM freeze) long enough for its
-		// partitions to have moved: another owner may be calling for this
-		// command. The session restarts; nothing is called meanwhile.
-		return res, verdictAbandon
-	}
-	// The call is not bounded by the cut-off here: the provider abandons a
-	// request it has not handed over by then (not_attempted), and waits
-	// up to --provider-timeout for the answer to one it has (the cut-off
-	// rule, provider/handover.go). Only a shutdown (ss.base) cuts it.
-	start := s.now()
-	pr := p.Send(ss.base, cmd)
-	end := s.now()
-	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
-		return res, verdictAbandon // cut off at shutdown: the answer is unknown
-	}
-	latency, throttled = end.Sub(start), pr.Outcome == contract.OutcomeThrottled
-	answered = pr.Outcome != contract.OutcomeNotAttempted
-	res.Outcome, res.Code = pr.Outcome, pr.Code
-	res.RetryAfter = contract.Duration(pr.RetryAfter)
-	res.At, res.Latency = end, contract.Duration(end.Sub(start))
-	if pr.Err != nil {
-		res.Error = pr.Err.Error()
-		if cmd.Address != "" {
-			res.Error = strings.ReplaceAll(res.Error, cmd.Address, contract.MaskAddress(cmd.Address))
-		}
-	}
-	s.obs.Attempt(cmd.Channel, pr.Outcome, end.Sub(start))
-	switch pr.Outcome {
-	case contract.OutcomeSuccess:
-		if !cmd.RequestedAt.IsZero() {
-			s.obs.Delivered(cmd.Channel, end.Sub(cmd.RequestedAt))
-		}
-	case contract.OutcomeThrottled:
-		d := pr.RetryAfter
-		if d <= 0 {
-			d = DefaultThrottlePause
-		}
-		if g.pause(d) {
-			s.obs.Paused(cmd.Channel, d)
-			s.log.Info("provider throttled the channel; pausing it", "channel", cmd.Channel, "for", d)
-		}
-	case contract.OutcomePermanent:
-		s.log.Info("permanent failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
-			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
-	default:
-		s.log.Debug("transient failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
-			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
-	}
-	return res, verdictPublish
-}
-
-// await waits for a slot under the channel's concurrency limit, then for
-// the channel's gate (rate and 429 pause), holding the slot meanwhile: a
-// token is taken only when a call can start at once, so calls never
-// bunch up beyond the rate. It waits until wait ends (err: the command
-// is abandoned) or until the command's cut-off less the minimum budget,
-// since no call may start after that: then ready is false and the command
-// is answered not_attempted, not held past its cut-off.
-func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, ready bool, err error) {
-	ctx := wait
-	if until := cmd.Until(); !until.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(wait, until.Sub(ss.s.now())-ss.s.cfg.MinBudget)
-		defer cancel()
-	}
-	sl, err = lim.acquire(ctx)
-	if err == nil {
-		if err = g.wait(ctx); err == nil {
-			return sl, true, nil
-		}
-		lim.release(sl, 0, false, false)
-	}
-	if wait.Err() != nil {
-		return slot{}, false, err
-	}
-	return slot{}, false, nil // the cut-off came first
+// assigned is the OnPartitionsAssigned callback: before any command of
+// the new partitions is fetched, remember their answers (recall).
+func (ss *session) assigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	ss.s.recall(ctx, assigned[topology.TopicSend])
 }
 
 // revoked is the OnPartitionsRevoked callback: drain the revoked

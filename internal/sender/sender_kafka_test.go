@@ -256,8 +256,10 @@ func countOutcome(rs []contract.SendResult, ch contract.Channel, o contract.Outc
 // hundreds of slow attempts are in flight (cutting them off after a short
 // drain), and starts another. Nothing is skipped: every id is delivered.
 // What is sent twice lies entirely at or beyond the committed offsets, the
-// window the first sender had not finished, and the provider's idempotency
-// key turns those second sends into replays, not deliveries.
+// window the first sender had not finished, and is only what had no
+// acknowledged result at the stop: the attempts answered before it are
+// remembered by the new sender (recall). The provider's idempotency key
+// turns the second sends into replays, not deliveries.
 func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
@@ -309,6 +311,20 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 		}
 	}
 	cutOff := mock.Stats().Abandoned
+	// The attempts whose success was acknowledged before the stop.
+	resultsAtStop := c.Count(t, topology.TopicResults)
+	answered := map[string]bool{}
+	for _, r := range results(t, c, int(resultsAtStop), 30*time.Second) {
+		if r.Outcome == contract.OutcomeSuccess {
+			answered[r.ID] = true
+		}
+	}
+	unanswered := 0 // delivered, with no acknowledged result: called again
+	for id := range before {
+		if !answered[id] {
+			unanswered++
+		}
+	}
 
 	runSender(t, cfg)
 	deadline = time.Now().Add(40 * time.Second)
@@ -316,15 +332,17 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	st := mock.Stats()
-	t.Logf("stopped with %d delivered and %d attempts cut off; %d delivered beyond the commit; after the restart %d replays",
-		len(before), cutOff, deliveredAbove, st.Replays)
+	t.Logf("stopped with %d delivered (%d without an acknowledged result) and %d attempts cut off; %d delivered beyond the commit; after the restart %d replays",
+		len(before), unanswered, cutOff, deliveredAbove, st.Replays)
 	if st.UniqueIDs != n || st.Duplicates != 0 {
 		t.Fatalf("after restart: %d of %d ids delivered, %d duplicates", st.UniqueIDs, n, st.Duplicates)
 	}
-	// Exactly the uncommitted deliveries are sent again (and answered from
-	// the idempotency key); nothing below the commit is.
-	if int(st.Replays) != deliveredAbove {
-		t.Errorf("%d replays after the restart, want %d (the deliveries beyond the committed offsets)", st.Replays, deliveredAbove)
+	// Exactly the deliveries without an acknowledged result are sent again
+	// (and answered from the idempotency key), all beyond the commit;
+	// nothing answered is.
+	if int(st.Replays) != unanswered || unanswered > deliveredAbove {
+		t.Errorf("%d replays after the restart, want %d (the deliveries without an acknowledged result, of %d beyond the committed offsets)",
+			st.Replays, unanswered, deliveredAbove)
 	}
 	if cutOff == 0 {
 		t.Error("the stop cut nothing off: the test did not stop mid-flight")
@@ -584,11 +602,13 @@ func TestSenderAwaitsACallSpanningTheCutoff(t *testing.T) {
 	}
 }
 
-// A command issued again for the same attempt (the dispatcher's answer to
-// an unknown outcome) that reaches the sender while the first command's
-// call or result is still in flight waits for that slot and is called and
+// A command issued again for the same attempt (a send timeout applied
+// before a lagging result) that reaches the sender while the first
+// command's call or result is still in flight waits for that slot and is
 // answered: skipping it, as a copy of the first, would leave it with no
-// answer at all (the dispatcher sets no timer per send).
+// answer at all (the dispatcher sets no timer per send). The first call
+// delivered, so it is answered with that success under its own issue,
+// without a second call (one call per attempt, answered).
 func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(500 * time.Millisecond)
@@ -605,8 +625,85 @@ func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(got) != 2 || !issues[0] || !issues[1] || p.calls["reissued#1"] != 2 {
-		t.Fatalf("results %+v and calls %v: want both issues called and answered, one after the other", got, p.calls)
+	if len(got) != 2 || !issues[0] || !issues[1] || p.calls["reissued#1"] != 1 {
+		t.Fatalf("results %+v and calls %v: want both issues answered, one call", got, p.calls)
+	}
+	for _, r := range got {
+		if r.Outcome != contract.OutcomeSuccess {
+			t.Fatalf("results %+v: want the first call's success for both issues", got)
+		}
+	}
+}
+
+// One provider call per attempt, whatever the issue number: the sweep's
+// send timeout applied before a lagging success has the dispatcher issue
+// the attempt again under a new issue number, and the sender that holds
+// the attempt's success answers it with that success (under the new
+// issue, so that the dispatcher applies it) without calling the provider
+// (issue 21, item 5).
+func TestSenderDoesNotCallAnAnsweredAttemptAgainUnderANewIssue(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	p := newCountingProvider(10 * time.Millisecond)
+	c.Produce(t, c.Client(t), command("timed-out", contract.ChannelEmail, 1))
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond, State: staleIDs{}})
+	results(t, c, 1, 30*time.Second)
+	again, _ := commandWith("timed-out", contract.ChannelEmail, 1, func(c *contract.SendCommand) { c.Issue = 1 })
+	c.Produce(t, c.Client(t), again)
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["timed-out#1"] != 1 {
+		t.Fatalf("provider calls %v, want timed-out#1 once", p.calls)
+	}
+	if len(got) != 2 || got[1].Issue != 1 || got[1].Outcome != contract.OutcomeSuccess || !got[1].At.Equal(got[0].At) {
+		t.Fatalf("results %+v: want the first success again, under issue 1", got)
+	}
+}
+
+// The answered memory survives a restart: a new sender rebuilds it from
+// herald.results for the partitions it is assigned, before it handles
+// their commands, so an attempt answered by the sender before it (a kill
+// -9, a partition moved) is not called again, whatever the issue number
+// (issue 21, item 5: 1,765 delivered attempts called again after a kill
+// during a send burst).
+func TestSenderRemembersAnswersAcrossARestart(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
+	first := newCountingProvider(10 * time.Millisecond)
+	var ids []string
+	for i := range 20 {
+		id := fmt.Sprintf("restart-%02d", i)
+		ids = append(ids, id)
+		c.Produce(t, c.Client(t), command(id, contract.ChannelEmail, 1))
+	}
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: first},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	results(t, c, len(ids), 30*time.Second)
+	stop()
+
+	second := newCountingProvider(10 * time.Millisecond)
+	for _, id := range ids {
+		again, _ := commandWith(id, contract.ChannelEmail, 1, func(c *contract.SendCommand) { c.Issue = 1 })
+		c.Produce(t, c.Client(t), again)
+	}
+	_, stop = runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: second},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond, State: staleIDs{}})
+	got := results(t, c, 2*len(ids), 30*time.Second)
+	stop()
+	second.mu.Lock()
+	defer second.mu.Unlock()
+	if len(second.calls) != 0 {
+		t.Fatalf("the restarted sender called the provider for answered attempts: %v", second.calls)
+	}
+	answered := map[string]bool{}
+	for _, r := range got {
+		if r.Issue == 1 && r.Outcome == contract.OutcomeSuccess {
+			answered[r.ID] = true
+		}
+	}
+	if len(answered) != len(ids) {
+		t.Fatalf("%d of %d re-issued commands answered with the first success: %+v", len(answered), len(ids), got)
 	}
 }
 
@@ -671,5 +768,35 @@ func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
 	}
 	if len(got) != 3 {
 		t.Fatalf("%d results, want the first copy's, its answer again for the late copy, and the marker's: %+v", len(got), got)
+	}
+}
+
+// A copy of a command answered not_attempted (a resend copy stamped with a
+// later cut-off, say) is answered not_attempted again, never called: the
+// notification is held, perhaps in a blackout window (issue 21, item 4:
+// the sender did not remember not_attempted answers).
+func TestSenderRemembersNotAttempted(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	p := newCountingProvider(10 * time.Millisecond)
+	late, _ := commandWith("held", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Issue, c.Deadline, c.Cutoff = 2, time.Now().Add(time.Hour), time.Now().Add(-time.Second)
+	})
+	c.Produce(t, c.Client(t), late)
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond, State: staleIDs{}})
+	results(t, c, 1, 30*time.Second)
+	cp, _ := commandWith("held", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Issue, c.Deadline, c.Cutoff = 2, time.Now().Add(time.Hour), time.Now().Add(time.Hour)
+	})
+	c.Produce(t, c.Client(t), cp)
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.calls["held#1"] != 0 {
+		t.Fatalf("provider calls %v: the copy of a command answered not_attempted was called", p.calls)
+	}
+	if got[1].Outcome != contract.OutcomeNotAttempted || got[1].Issue != 2 {
+		t.Fatalf("results %+v: want not_attempted again for the copy", got)
 	}
 }

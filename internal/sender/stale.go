@@ -15,22 +15,48 @@ type StateReader interface {
 	Get(id string) (*contract.State, error)
 }
 
-// Stale reports whether the state has moved past the attempt a command
-// asks for, so that sending it would be useless at best and a duplicate at
-// worst: the state counts more attempts, or counts this one but is no
-// longer sending (its result, or a send timeout, has been applied).
+// Stale reports whether the state has moved past the command, so that
+// sending it would be useless at best and a duplicate at worst:
 //
-// A state that lags behind (a view not yet caught up) shows fewer attempts
-// and the command is sent: the check only ever skips what is certainly
-// old, and the idempotency key covers the rest.
+//   - the notification is final (a canceled one too: its queued command is
+//     skipped), or the state counts more attempts;
+//   - a later command was issued (the state's issue number is higher);
+//   - the state counts this attempt but is no longer sending (its result,
+//     or a send timeout, has been applied);
+//   - the state is held or otherwise not sending (scheduled, deferred,
+//     retrying, a status this version does not know) and has issued this
+//     command already: the command was answered (not_attempted gives the
+//     attempt back, so the state counts fewer attempts than the command)
+//     or timed out, and the dispatcher decides anew when the hold ends.
+//     Sending it would call the provider while the notification waits,
+//     inside a blackout window for a deferred one.
+//
+// A state that lags behind (a view not yet caught up with the command)
+// shows fewer attempts and a command not issued yet (its Commands at most
+// the command's issue), and the command is sent: the check only ever
+// skips what is certainly old, and the idempotency key covers the rest.
 func Stale(s *contract.State, cmd *contract.SendCommand) bool {
-	if s == nil {
+	switch {
+	case s == nil:
 		return false
+	case s.Status.Final(), s.Attempts > cmd.Attempt, s.Issue > cmd.Issue:
+		return true
+	case s.Attempts == cmd.Attempt:
+		return s.Status != contract.StatusSending
+	case s.Status == contract.StatusSending:
+		return false // an earlier attempt sending: the view lags
 	}
-	if s.Status.Final() || s.Attempts > cmd.Attempt {
-		return true // a canceled notification is final: its queued command is skipped
+	return issued(s) > cmd.Issue
+}
+
+// issued is how many commands s has issued (its issue numbers run from 0
+// to issued-1): Commands, or, from a light decode that leaves Commands
+// out (contract.DecodeProgress), one past a non-zero Issue.
+func issued(s *contract.State) int {
+	if s.Issue > 0 {
+		return max(s.Commands, s.Issue+1)
 	}
-	return s.Attempts == cmd.Attempt && (s.Status != contract.StatusSending || s.Issue > cmd.Issue)
+	return s.Commands
 }
 
 // PastCutoff says why the provider may no longer be called for cmd at now,
@@ -68,7 +94,8 @@ type TableView interface {
 // view of the dispatcher table and decodes only the fields Stale looks at
 // (contract.DecodeProgress), not the whole state (request, content,
 // history), which is several times cheaper per command
-// (contract.BenchmarkDecodeProgress).
+// (contract.BenchmarkDecodeProgress). A held state at issue 0 is decoded
+// whole, for its Commands (Stale).
 type ViewReader struct {
 	View TableView
 }
@@ -86,6 +113,15 @@ func (r ViewReader) Get(id string) (*contract.State, error) {
 	st, err := contract.DecodeProgress(b)
 	if err != nil {
 		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
+	}
+	if st.Status != contract.StatusSending && !st.Status.Final() && st.Issue == 0 {
+		// A held state at issue 0 is before its first command or after it:
+		// only Commands tells, and the light decode leaves it out (Stale).
+		full, err := contract.DecodeState(b)
+		if err != nil {
+			return nil, fmt.Errorf("sender: state of %q: %w", id, err)
+		}
+		st.Commands = full.Commands
 	}
 	return st, nil
 }

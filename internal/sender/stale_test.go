@@ -8,6 +8,49 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 )
 
+// A held state (scheduled, deferred, retrying, or a non-sending status
+// this version does not know) that has issued the command already is
+// stale for it, though it counts fewer attempts: not_attempted gave the
+// attempt back and the dispatcher holds the notification (issue 21, item
+// 4: a copy of a command answered not_attempted, called inside the
+// window). One that has not issued it yet is a view that lags.
+func TestStaleHeld(t *testing.T) {
+	held := []contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying, "paused"}
+	for _, st := range held {
+		cases := []struct {
+			name  string
+			cmd   *contract.SendCommand
+			state *contract.State
+			want  bool
+		}{
+			{"first command, answered", &contract.SendCommand{ID: "a", Attempt: 1, Issue: 0},
+				&contract.State{Status: st, Attempts: 0, Issue: 0, Commands: 1}, true},
+			{"first command, view behind", &contract.SendCommand{ID: "a", Attempt: 1, Issue: 0},
+				&contract.State{Status: st, Attempts: 0, Issue: 0, Commands: 0}, false},
+			{"a later command, answered", &contract.SendCommand{ID: "a", Attempt: 3, Issue: 4},
+				&contract.State{Status: st, Attempts: 2, Issue: 4, Commands: 5}, true},
+			{"a later command, answered (light decode: no Commands)", &contract.SendCommand{ID: "a", Attempt: 3, Issue: 4},
+				&contract.State{Status: st, Attempts: 2, Issue: 4}, true},
+			{"a later command, view behind", &contract.SendCommand{ID: "a", Attempt: 3, Issue: 4},
+				&contract.State{Status: st, Attempts: 2, Issue: 3, Commands: 4}, false},
+			{"superseded by a later issue", &contract.SendCommand{ID: "a", Attempt: 3, Issue: 4},
+				&contract.State{Status: st, Attempts: 2, Issue: 5, Commands: 6}, true},
+			{"this attempt counted", &contract.SendCommand{ID: "a", Attempt: 3, Issue: 4},
+				&contract.State{Status: st, Attempts: 3, Issue: 4, Commands: 5}, true},
+		}
+		for _, c := range cases {
+			if got := Stale(c.state, c.cmd); got != c.want {
+				t.Errorf("%s, %s: Stale = %v, want %v", st, c.name, got, c.want)
+			}
+		}
+	}
+	// Sending an earlier attempt: the view lags, whatever the issue.
+	if Stale(&contract.State{Status: contract.StatusSending, Attempts: 2, Issue: 3, Commands: 4},
+		&contract.SendCommand{ID: "a", Attempt: 3, Issue: 4}) {
+		t.Error("an earlier attempt sending: stale")
+	}
+}
+
 func TestStale(t *testing.T) {
 	cmd := &contract.SendCommand{ID: "a", Attempt: 3}
 	cases := []struct {
@@ -74,6 +117,23 @@ func TestViewReader(t *testing.T) {
 	for _, cmd := range []*contract.SendCommand{{ID: "a", Attempt: 1}, {ID: "a", Attempt: 2}, {ID: "a", Attempt: 3}} {
 		if Stale(s, cmd) != Stale(full, cmd) {
 			t.Errorf("attempt %d: the light decode disagrees with the full state", cmd.Attempt)
+		}
+	}
+	// A held state at issue 0 comes with its Commands, which the light
+	// decode leaves out: Stale needs it to tell "answered" from "behind".
+	for _, commands := range []int{0, 1} {
+		held, _ := contract.DecodeState(b)
+		held.Status, held.Attempts, held.Issue, held.Commands = contract.StatusDeferred, 0, 0, commands
+		hb, err := contract.EncodeState(held)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := ViewReader{View: fakeView{"h": hb}}.Get("h")
+		if err != nil || got.Commands != commands {
+			t.Fatalf("held state with %d commands: got %+v %v", commands, got, err)
+		}
+		if Stale(got, &contract.SendCommand{ID: "h", Attempt: 1}) != (commands == 1) {
+			t.Errorf("held state with %d commands: Stale = %v", commands, commands != 1)
 		}
 	}
 	if s, err := r.Get("unknown"); s != nil || err != nil {

@@ -1,0 +1,327 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/provider"
+)
+
+// verdict is what a gate decides for a command.
+type verdict int
+
+const (
+	verdictNext    verdict = iota // go on to the next gate
+	verdictPublish                // publish call.res
+	verdictSkip                   // stale or a copy in flight: complete without a result
+	verdictAbandon                // gave up before an answer: no result, no completion
+)
+
+// gateStep is one gate of an attempt: it reads and fills the call, and
+// returns verdictNext to let the command through, or the verdict that
+// ends the attempt (with call.res set when it publishes). A gate takes
+// what it holds into the call (a channel slot, the attempt's in-flight
+// slot) and never releases it: the call's owner does (handle).
+type gateStep struct {
+	name string
+	run  func(*session, *call) verdict
+}
+
+// gates are the steps of every command's attempt, run in this order by
+// attempt. The order is the sender's rules, and is written here only:
+//
+//  1. provider: a channel without a provider, or a command without an
+//     address, fails permanently at once (the next channel takes over).
+//  2. slot: wait for a slot under the channel's concurrency limit, then
+//     for its rate token and 429 pause (await), at most until the
+//     command's cut-off less MinBudget. Before the checks below, so that
+//     they read the state as it is when the call can start.
+//  3. one call per attempt: at most one command per (id, attempt) goes
+//     past this point at a time. A copy of the command being called (same
+//     issue) is skipped, its twin's result answers both; another issue of
+//     the attempt waits for the slot.
+//  4. answered: a command whose attempt was answered gets that answer
+//     again (answered.answerFor). After 3, so that a command that waited
+//     for its attempt's call sees that call's answer; before 5, so that a
+//     late copy of a delivered command is answered with the success, not
+//     not_attempted (which would have the dispatcher issue it again).
+//  5. cut-off: no call starts at or after the command's cut-off less
+//     MinBudget, nor when no slot or token came in time: not_attempted.
+//  6. stale: a command the state has moved past (Stale) completes
+//     without a call or a result.
+//  7. frozen: a process paused long enough for its partitions to move
+//     calls nothing (the session restarts).
+//  8. call: the provider call, its result and what it tells the
+//     channel's gate and the observer. Last: every rule above holds when
+//     the provider is called.
+var gates = [...]gateStep{
+	{"provider", (*session).gateProvider},
+	{"slot", (*session).gateSlot},
+	{"one call per attempt", (*session).gateInFlight},
+	{"answered", (*session).gateAnswered},
+	{"cut-off", (*session).gateCutoff},
+	{"stale", (*session).gateStale},
+	{"frozen", (*session).gateFrozen},
+	{"call", (*session).gateCall},
+}
+
+// call is one command on its way through the gates: what they learnt and
+// what they hold, for the owner to release.
+type call struct {
+	cmd *contract.SendCommand
+	// wait ends the wait for the channel's gate and for the attempt's
+	// in-flight slot (the partition was revoked or the session stops).
+	wait context.Context
+	res  contract.SendResult
+	p    provider.Provider
+	g    *gate
+	lim  *channelLimit
+
+	// sl is the channel slot, held when ready (a slot and a token came in
+	// time); the answer, if a call was made, moves the channel's limit.
+	sl                  slot
+	ready               bool
+	answered, throttled bool
+	latency             time.Duration
+	// flying: this command holds its attempt's in-flight slot.
+	flying bool
+}
+
+func newCall(wait context.Context, cmd *contract.SendCommand) *call {
+	return &call{cmd: cmd, wait: wait,
+		res: contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}}
+}
+
+// releaseSlot gives the channel slot back, with the call's answer.
+func (c *call) releaseSlot() {
+	if c.ready {
+		c.lim.release(c.sl, c.latency, c.answered, c.throttled)
+		c.ready = false
+	}
+}
+
+// leave gives the attempt's in-flight slot back, waking a command of the
+// same attempt that waits for it.
+func (s *Sender) leave(c *call) {
+	if !c.flying {
+		return
+	}
+	if f, ok := s.inFlight.LoadAndDelete(attemptKey{c.cmd.ID, c.cmd.Attempt}); ok {
+		close(f.(*flight).done)
+	}
+	c.flying = false
+}
+
+// attempt runs c through the gates, in their order, until one decides.
+func (ss *session) attempt(c *call) verdict {
+	for _, g := range gates {
+		if v := g.run(ss, c); v != verdictNext {
+			return v
+		}
+	}
+	panic("sender: no gate decided; the call gate must be last")
+}
+
+// flight is the in-flight slot of an attempt: the issue of the command
+// holding it, and done, closed when its result is published.
+type flight struct {
+	issue int
+	done  chan struct{}
+}
+
+// attemptKey names one provider attempt of one notification.
+type attemptKey struct {
+	id      string
+	attempt int
+}
+
+func (ss *session) gateProvider(c *call) verdict {
+	s, cmd := ss.s, c.cmd
+	c.p = s.cfg.Providers[cmd.Channel]
+	if c.p != nil && cmd.Address != "" {
+		c.g, c.lim = s.gates[cmd.Channel], s.limits[cmd.Channel]
+		return verdictNext
+	}
+	c.res.Outcome = contract.OutcomePermanent
+	c.res.Error = fmt.Sprintf("no provider configured for channel %s", cmd.Channel)
+	if c.p != nil {
+		c.res.Error = fmt.Sprintf("no %s address", cmd.Channel)
+	}
+	c.res.At = s.now()
+	s.obs.Attempt(cmd.Channel, c.res.Outcome, 0)
+	return verdictPublish
+}
+
+func (ss *session) gateSlot(c *call) verdict {
+	sl, ready, err := ss.await(c.wait, c.cmd, c.lim, c.g)
+	if err != nil {
+		return verdictAbandon
+	}
+	c.sl, c.ready = sl, ready
+	return verdictNext // not ready: the cut-off gate answers
+}
+
+func (ss *session) gateInFlight(c *call) verdict {
+	s, cmd := ss.s, c.cmd
+	key := attemptKey{cmd.ID, cmd.Attempt}
+	for {
+		held, busy := s.inFlight.LoadOrStore(key, &flight{issue: cmd.Issue, done: make(chan struct{})})
+		if !busy {
+			c.flying = true
+			return verdictNext
+		}
+		f := held.(*flight)
+		if f.issue == cmd.Issue {
+			// A copy of the command being called: its result answers both.
+			s.obs.Skipped(cmd.Channel)
+			return verdictSkip
+		}
+		// Another command of the same attempt while the first one's call or
+		// result is in flight: wait for that slot, never skip it, or nobody
+		// would answer this command.
+		select {
+		case <-f.done:
+		case <-c.wait.Done():
+			return verdictAbandon
+		}
+	}
+}
+
+func (ss *session) gateAnswered(c *call) verdict {
+	prev, ok := ss.s.answered.answerFor(c.cmd)
+	if !ok {
+		return verdictNext
+	}
+	ss.s.obs.Skipped(c.cmd.Channel) // no call: answered already
+	c.res = prev
+	return verdictPublish
+}
+
+func (ss *session) gateCutoff(c *call) verdict {
+	s, cmd := ss.s, c.cmd
+	now := s.now()
+	why := PastCutoff(cmd, now, s.cfg.MinBudget)
+	if why == "" && !c.ready {
+		why = fmt.Sprintf("not attempted: no %s call slot or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
+			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
+	}
+	if why == "" {
+		return verdictNext
+	}
+	c.res.Outcome, c.res.Error, c.res.At = contract.OutcomeNotAttempted, why, now
+	s.obs.Attempt(cmd.Channel, c.res.Outcome, 0)
+	return verdictPublish
+}
+
+func (ss *session) gateStale(c *call) verdict {
+	s := ss.s
+	if s.cfg.State == nil {
+		return verdictNext
+	}
+	st, err := s.cfg.State.Get(c.cmd.ID)
+	if err != nil {
+		s.log.Debug("sender: state check failed; sending", "id", c.cmd.ID, "err", err)
+		return verdictNext
+	}
+	if Stale(st, c.cmd) {
+		s.obs.Skipped(c.cmd.Channel)
+		return verdictSkip
+	}
+	return verdictNext
+}
+
+// gateFrozen: the process was paused (SIGSTOP, a VM freeze) long enough
+// for its partitions to have moved: another owner may be calling for this
+// command. The session restarts; nothing is called meanwhile.
+func (ss *session) gateFrozen(*call) verdict {
+	if ss.frozen() {
+		return verdictAbandon
+	}
+	return verdictNext
+}
+
+// gateCall makes the provider call. It is not bounded by the cut-off
+// here: the provider abandons a request it has not handed over by then
+// (not_attempted), and waits up to --provider-timeout for the answer to
+// one it has (the cut-off rule, provider/handover.go). Only a shutdown
+// (ss.base) cuts it.
+func (ss *session) gateCall(c *call) verdict {
+	s, cmd := ss.s, c.cmd
+	start := s.now()
+	pr := c.p.Send(ss.base, cmd)
+	end := s.now()
+	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
+		return verdictAbandon // cut off at shutdown: the answer is unknown
+	}
+	c.latency, c.throttled = end.Sub(start), pr.Outcome == contract.OutcomeThrottled
+	c.answered = pr.Outcome != contract.OutcomeNotAttempted
+	c.res.Outcome, c.res.Code = pr.Outcome, pr.Code
+	c.res.RetryAfter = contract.Duration(pr.RetryAfter)
+	c.res.At, c.res.Latency = end, contract.Duration(c.latency)
+	if pr.Err != nil {
+		c.res.Error = pr.Err.Error()
+		if cmd.Address != "" {
+			c.res.Error = strings.ReplaceAll(c.res.Error, cmd.Address, contract.MaskAddress(cmd.Address))
+		}
+	}
+	ss.observe(c, pr, end)
+	return verdictPublish
+}
+
+// observe tells the observer, the channel's gate and the log what a
+// provider answered at end.
+func (ss *session) observe(c *call, pr provider.Result, end time.Time) {
+	s, cmd, res := ss.s, c.cmd, &c.res
+	s.obs.Attempt(cmd.Channel, pr.Outcome, c.latency)
+	switch pr.Outcome {
+	case contract.OutcomeSuccess:
+		if !cmd.RequestedAt.IsZero() {
+			s.obs.Delivered(cmd.Channel, end.Sub(cmd.RequestedAt))
+		}
+	case contract.OutcomeThrottled:
+		d := pr.RetryAfter
+		if d <= 0 {
+			d = DefaultThrottlePause
+		}
+		if c.g.pause(d) {
+			s.obs.Paused(cmd.Channel, d)
+			s.log.Info("provider throttled the channel; pausing it", "channel", cmd.Channel, "for", d)
+		}
+	case contract.OutcomePermanent:
+		s.log.Info("permanent failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
+			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
+	default:
+		s.log.Debug("transient failure", "id", cmd.ID, "channel", cmd.Channel, "attempt", cmd.Attempt,
+			"to", contract.MaskAddress(cmd.Address), "code", res.Code, "error", res.Error)
+	}
+}
+
+// await waits for a slot under the channel's concurrency limit, then for
+// the channel's gate (rate and 429 pause), holding the slot meanwhile: a
+// token is taken only when a call can start at once, so calls never
+// bunch up beyond the rate. It waits until wait ends (err: the command
+// is abandoned) or until the command's cut-off less the minimum budget,
+// since no call may start after that: then ready is false and the command
+// is answered not_attempted, not held past its cut-off.
+func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, ready bool, err error) {
+	ctx := wait
+	if until := cmd.Until(); !until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(wait, until.Sub(ss.s.now())-ss.s.cfg.MinBudget)
+		defer cancel()
+	}
+	sl, err = lim.acquire(ctx)
+	if err == nil {
+		if err = g.wait(ctx); err == nil {
+			return sl, true, nil
+		}
+		lim.release(sl, 0, false, false)
+	}
+	if wait.Err() != nil {
+		return slot{}, false, err
+	}
+	return slot{}, false, nil // the cut-off came first
+}
