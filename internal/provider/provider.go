@@ -49,6 +49,17 @@ type Result struct {
 	Err error
 	// RetryAfter is how long the provider asked us to wait, 0 if it did not.
 	RetryAfter time.Duration
+	// Failover marks a failure that certainly left the provider without
+	// the notification and is the provider's, not the notification's (a
+	// template's answer rule declares it): a chain moves the attempt to
+	// the channel's next provider (chain.go).
+	Failover bool
+	// Provider names the provider that answered, in a chain or for a
+	// template; empty otherwise.
+	Provider string
+	// MessageID is the provider's id for the message it accepted, where
+	// its answer has one (a template's answer.message_id).
+	MessageID string
 }
 
 // Success is the result of an accepted attempt.
@@ -83,6 +94,9 @@ type Options struct {
 	// Webhooks are the webhook settings of each channel (headers, the
 	// signing secret); OpenSet hands each webhook its channel's.
 	Webhooks map[contract.Channel]WebhookOptions
+	// Chain tunes the failover chain of a channel given more than one
+	// provider.
+	Chain ChainOptions
 
 	webhook WebhookOptions
 }
@@ -143,27 +157,55 @@ func ParseSpec(spec string) (contract.Channel, string, error) {
 type Set map[contract.Channel]Provider
 
 // OpenSet opens the provider of every CHANNEL=URL spec. A channel named
-// twice is an error.
+// more than once gets a failover Chain of its providers, in the order
+// given (chain.go).
 func OpenSet(specs []string, o Options) (Set, error) {
-	s := Set{}
+	type opened struct {
+		urls []string
+		ps   []Provider
+	}
+	var order []contract.Channel
+	byChannel := map[contract.Channel]*opened{}
+	closeAll := func() {
+		for _, op := range byChannel {
+			for _, p := range op.ps {
+				p.Close()
+			}
+		}
+	}
 	for _, spec := range specs {
 		ch, u, err := ParseSpec(spec)
 		if err != nil {
-			s.Close()
+			closeAll()
 			return nil, err
-		}
-		if _, dup := s[ch]; dup {
-			s.Close()
-			return nil, fmt.Errorf("provider: channel %s configured twice", ch)
 		}
 		wo := o
 		wo.webhook = o.Webhooks[ch]
 		p, err := Open(u, wo)
 		if err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("provider for %s: %w", ch, err)
 		}
-		s[ch] = p
+		op := byChannel[ch]
+		if op == nil {
+			op = &opened{}
+			byChannel[ch] = op
+			order = append(order, ch)
+		}
+		op.urls, op.ps = append(op.urls, u), append(op.ps, p)
+	}
+	s := Set{}
+	for _, ch := range order {
+		op := byChannel[ch]
+		if len(op.ps) == 1 {
+			s[ch] = op.ps[0]
+			continue
+		}
+		co := o.Chain
+		if co.Log == nil {
+			co.Log = o.Log
+		}
+		s[ch] = NewChain(ch, providerNames(op.urls, op.ps), op.ps, co)
 	}
 	return s, nil
 }
