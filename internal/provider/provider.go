@@ -5,6 +5,8 @@
 //
 //   - http:// and https:// post a JSON webhook (webhook.go);
 //   - smtp:// and smtps:// send real email (smtp.go);
+//   - template:PATH speaks any vendor's HTTP API as a file describes it
+//     (template.go);
 //   - mock:// simulates a provider in-process (mock.go), and MockServer
 //     serves the same simulation over HTTP for load and fault tests
 //     (`herald mock-provider`).
@@ -129,6 +131,12 @@ func Open(rawURL string, o Options) (Provider, error) {
 		return NewWebhook(u.String(), o)
 	case "smtp", "smtps":
 		return NewSMTP(u, o)
+	case "template":
+		path := u.Opaque
+		if path == "" {
+			path = u.Path
+		}
+		return OpenTemplate(path, o)
 	case "mock":
 		sim, err := ParseSimulation(u.Query())
 		if err != nil {
@@ -136,7 +144,7 @@ func Open(rawURL string, o Options) (Provider, error) {
 		}
 		return NewMock(sim), nil
 	}
-	return nil, fmt.Errorf("provider %s: unknown scheme %q (want http, https, smtp, smtps or mock)", Redact(rawURL), u.Scheme)
+	return nil, fmt.Errorf("provider %s: unknown scheme %q (want http, https, smtp, smtps, mock or template)", Redact(rawURL), u.Scheme)
 }
 
 // ParseSpec reads a --provider value, CHANNEL=URL.
