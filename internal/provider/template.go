@@ -138,7 +138,8 @@ func (t *tstr) UnmarshalYAML(n *yaml.Node) error {
 }
 
 type secretSpec struct {
-	Env  string `yaml:"env"`
+	Env string `yaml:"env"`
+	// File may name environment variables ($VAR, ${VAR}).
 	File string `yaml:"file"`
 	line int
 }
@@ -365,7 +366,10 @@ func parseTemplate(path string, raw []byte) (*Template, error) {
 			}
 			t.secrets[name] = &secretSource{value: strings.TrimSpace(v)}
 		default:
-			src := &secretSource{file: s.File}
+			src := &secretSource{file: os.ExpandEnv(s.File)}
+			if src.file == "" {
+				return nil, fail(s.line, "secret %s: file %q names no file (is its variable set?)", name, s.File)
+			}
 			if _, err := src.get(); err != nil {
 				return nil, fail(s.line, "secret %s: %v", name, err)
 			}
