@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -67,5 +70,21 @@ func TestRunFailoverChain(t *testing.T) {
 	liveState := regexp.MustCompile(`herald_provider_circuit_state\{channel="sms",provider="` + regexp.QuoteMeta(strings.TrimPrefix(live.URL, "http://")) + `"\} (\d)`).FindStringSubmatch(metrics)
 	if deadState == nil || deadState[1] != "2" || liveState == nil || liveState[1] != "0" {
 		t.Errorf("circuits on /metrics: dead %v, live %v; want 2 (open) and 0 (closed)", deadState, liveState)
+	}
+}
+
+// A template with a mistake stops `herald run` with the file and line.
+func TestRunTemplateErrorStopsStartup(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	path := filepath.Join(t.TempDir(), "vendor.yaml")
+	os.WriteFile(path, []byte("name: vendor\nrequest:\n  url: https://api.example.com/send\n  form:\n    To: '{{.Adress}}'\n"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	args := append(brokersFlag(c), "--partitions", "1", "--data-dir", t.TempDir(), "--stages", "sender",
+		"--send-stale-check=false", "--http-addr", freeAddr(t), "--log-level", "error",
+		"--provider", "sms=template:"+path)
+	err := runPipeline(ctx, "run", args, "all")
+	if err == nil || !strings.Contains(err.Error(), path+":5: form field To") {
+		t.Fatalf("run: %v, want the template's file and line", err)
 	}
 }
