@@ -47,6 +47,9 @@ var _ sender.Observer = (*metrics.Sender)(nil)
 
 // register registers the sender stage's flags on fs.
 func (f *senderOptions) register(fs *flag.FlagSet) {
+	// Lists append: start each parse empty (tests run herald several times
+	// in one process).
+	f.providers, f.rates = cli.List{}, cli.List{}
 	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
 	cli.Int(fs, &f.chain.FailureThreshold, "provider-circuit-failures", provider.DefaultCircuitFailures, "consecutive failures that open a provider's circuit in a failover chain (its attempts then go to the next provider without a call); -1 for never")
 	cli.Duration(fs, &f.chain.CoolDown, "provider-circuit-cooldown", provider.DefaultCircuitCoolDown, "how long an open circuit skips its provider before one probe attempt")
