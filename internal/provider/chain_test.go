@@ -341,3 +341,31 @@ func TestChainWebhookUnknownDoesNotMove(t *testing.T) {
 		t.Fatalf("%+v; second provider got %d requests, want unknown and none", r, second.Load())
 	}
 }
+
+// Many attempts at once through a chain whose first provider is down:
+// each is delivered exactly once, by the second (run with -race).
+func TestChainConcurrent(t *testing.T) {
+	mock := NewMockServer(MockServerOptions{})
+	live := httptest.NewServer(mock)
+	defer live.Close()
+	set, err := OpenSet([]string{"sms=" + deadURL(t), "sms=" + live.URL + "/sms"}, Options{Chain: ChainOptions{FailureThreshold: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	const n = 200
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for i := range n {
+		wg.Go(func() {
+			cmd := cmdN(fmt.Sprintf("c-%d", i))
+			if r := set[contract.ChannelSMS].Send(context.Background(), cmd); r.Outcome != contract.OutcomeSuccess {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if st := mock.Stats(); failed.Load() != 0 || st.UniqueIDs != n || st.Duplicates != 0 {
+		t.Errorf("%d failed; live provider: %d unique, %d duplicates; want 0, %d, 0", failed.Load(), st.UniqueIDs, st.Duplicates, n)
+	}
+}

@@ -11,6 +11,10 @@
 //     serves the same simulation over HTTP for load and fault tests
 //     (`herald mock-provider`).
 //
+// A channel given more than one provider gets a Chain of them (chain.go):
+// a definite failure moves the attempt to the next provider, an unknown
+// outcome never does, and a circuit breaker per provider skips a dead one.
+//
 // A provider never retries by itself: one Send is one attempt, and the
 // dispatcher decides what happens next from the Result. Every provider
 // hands the command's idempotency key to the other side where the protocol

@@ -293,3 +293,37 @@ answer:
 }
 
 func encodeStd(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// A template file may be JSON (YAML's subset); its errors name lines too.
+func TestTemplateJSONFile(t *testing.T) {
+	var got string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got = string(b)
+		w.WriteHeader(201)
+	}))
+	defer srv.Close()
+	path := filepath.Join(t.TempDir(), "vendor.json")
+	os.WriteFile(path, []byte(`{
+  "name": "jsonvendor",
+  "request": {
+    "url": "`+srv.URL+`/send",
+    "json": {"to": "{{.Address}}", "attempt": 1, "text": "{{.Content.text}}"}
+  }
+}`), 0o600)
+	tp, err := OpenTemplate(path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if r := tp.Send(context.Background(), smsCmd("j")); r.Outcome != contract.OutcomeSuccess || r.Provider != "jsonvendor" {
+		t.Fatalf("%+v", r)
+	}
+	if got != `{"to":"+15005550006","attempt":1,"text":"hello"}` {
+		t.Errorf("body %s", got)
+	}
+	os.WriteFile(path, []byte("{\n  \"request\": {\n    \"url\": \"https://x/\",\n    \"json\": {\"to\": \"{{.Nope}}\"}\n  }\n}"), 0o600)
+	if _, err := OpenTemplate(path, Options{}); err == nil || !strings.Contains(err.Error(), "vendor.json:4:") {
+		t.Errorf("error %v, want vendor.json:4", err)
+	}
+}
