@@ -88,7 +88,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		return nil, fmt.Errorf("--provider-circuit-cooldown must be positive, --provider-circuit-failures and --provider-unknown-memory non-zero (-1 for none)")
 	}
 	chain := f.chain
-	chain.Observer, chain.Log = metrics.NewCircuits(env.Registry), log
+	chain.Observer, chain.Log, chain.MinBudget = metrics.NewCircuits(env.Registry), log, f.minBudget
 	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log, Webhooks: wh, Chain: chain})
 	if err != nil {
 		return nil, err

@@ -93,8 +93,13 @@ type ChainOptions struct {
 	// outcome) a chain remembers, the oldest forgotten first (default
 	// DefaultUnknownMemory; negative: none).
 	UnknownMemory int
-	Observer      CircuitObserver
-	Log           *slog.Logger
+	// MinBudget is the sender's --send-min-budget: after a failover, the
+	// next provider is not called with less than this left before the
+	// command's cut-off (not_attempted instead), as the sender does not
+	// start the first call then.
+	MinBudget time.Duration
+	Observer  CircuitObserver
+	Log       *slog.Logger
 
 	now func() time.Time
 }
@@ -124,6 +129,9 @@ type Chain struct {
 	links   []*link
 	log     *slog.Logger
 	pinned  *pins
+
+	minBudget time.Duration
+	now       func() time.Time
 }
 
 type link struct {
@@ -140,7 +148,7 @@ type Named interface{ Name() string }
 // each, unique).
 func NewChain(ch contract.Channel, names []string, ps []Provider, o ChainOptions) *Chain {
 	o = o.withDefaults()
-	c := &Chain{channel: ch, log: o.Log, pinned: newPins(o.UnknownMemory)}
+	c := &Chain{channel: ch, log: o.Log, pinned: newPins(o.UnknownMemory), minBudget: o.MinBudget, now: o.now}
 	for i, p := range ps {
 		name := names[i]
 		b := &breaker{threshold: o.FailureThreshold, coolDown: o.CoolDown, now: o.now}
@@ -188,6 +196,11 @@ func (c *Chain) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 			failed = append(failed, l.name+": circuit open")
 			continue
 		}
+		if called && c.pastBudget(cmd) {
+			l.br.record(healthUnknown, probe)
+			return NotAttempted(fmt.Errorf("not attempted: %s failed and the command's cut-off (%s) is less than the --send-min-budget of %s away: %s",
+				last.Provider, cmd.Until().UTC().Format(time.RFC3339Nano), c.minBudget, strings.Join(failed, "; ")))
+		}
 		r := l.p.Send(ctx, cmd)
 		if ctx.Err() == nil && r.Outcome != contract.OutcomeSuccess && definite(l.p, r) {
 			l.br.record(healthFailed, probe)
@@ -233,6 +246,13 @@ func (c *Chain) finish(ctx context.Context, i int, cmd *contract.SendCommand, r 
 		l.br.record(healthFailed, probe)
 	}
 	return r
+}
+
+// pastBudget reports whether cmd's cut-off is less than the min budget
+// away.
+func (c *Chain) pastBudget(cmd *contract.SendCommand) bool {
+	until := cmd.Until()
+	return !until.IsZero() && !c.now().Add(c.minBudget).Before(until)
 }
 
 // untilProbe is the time until the first open circuit half-opens.

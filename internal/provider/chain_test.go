@@ -369,3 +369,23 @@ func TestChainConcurrent(t *testing.T) {
 		t.Errorf("%d failed; live provider: %d unique, %d duplicates; want 0, %d, 0", failed.Load(), st.UniqueIDs, st.Duplicates, n)
 	}
 }
+
+// After a failover, the next provider is not called within the min budget
+// of the cut-off (the sender's rule for the first call).
+func TestChainFailoverKeepsTheMinBudget(t *testing.T) {
+	for _, tc := range []struct {
+		left  time.Duration
+		calls int32
+		want  contract.Outcome
+	}{{500 * time.Millisecond, 0, contract.OutcomeNotAttempted}, {2 * time.Second, 1, contract.OutcomeSuccess}} {
+		a := &scripted{answers: []Result{Transient(0, refused)}}
+		b := &scripted{answers: []Result{Success(200)}}
+		c, clk := testChain(ChainOptions{MinBudget: time.Second}, a, b)
+		cmd := cmdN("x")
+		cmd.Cutoff = clk.t.Add(tc.left)
+		r := c.Send(context.Background(), cmd)
+		if r.Outcome != tc.want || b.calls.Load() != tc.calls {
+			t.Errorf("%s left: %s (%v), second provider called %d times; want %s, %d", tc.left, r.Outcome, r.Err, b.calls.Load(), tc.want, tc.calls)
+		}
+	}
+}

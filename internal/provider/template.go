@@ -914,13 +914,13 @@ func (t *Template) classify(resp *http.Response, body []byte) Result {
 		r = Result{Outcome: ru.outcome, Code: resp.StatusCode, Failover: ru.failover}
 		break
 	}
-	r.RetryAfter = t.retryAfter(doc, resp.Header)
 	if r.Outcome == contract.OutcomeSuccess {
 		if v := lookup(doc, resp.Header, t.answer.messageID); t.answer.messageID != "" && len(v) > 0 {
 			r.MessageID = v[0]
 		}
 		return r
 	}
+	r.RetryAfter = t.retryAfter(doc, resp.Header)
 	msg := ""
 	if v := lookup(doc, resp.Header, t.answer.errField); t.answer.errField != "" && len(v) > 0 {
 		msg = strings.Join(v, "; ")
