@@ -281,3 +281,26 @@ func TestReadable(t *testing.T) {
 		t.Errorf("a value of another kind was decoded: %q", got)
 	}
 }
+
+// The provider that answered and its message id travel with the result,
+// in the binary encoding and in JSON.
+func TestResultProviderRoundTrip(t *testing.T) {
+	res := &SendResult{ID: "n-1", Attempt: 2, Channel: ChannelSMS, Outcome: OutcomeSuccess, Code: 201,
+		At: time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC), Provider: "twilio", ProviderMessageID: "SM1234567890abcdef"}
+	b, err := EncodeResult(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeResult([]byte(res.ID), b)
+	if err != nil || !reflect.DeepEqual(got, res) {
+		t.Errorf("binary: got %+v, %v", got, err)
+	}
+	j, _ := json.Marshal(res)
+	if !strings.Contains(string(j), `"provider":"twilio","provider_message_id":"SM1234567890abcdef"`) {
+		t.Errorf("JSON: %s", j)
+	}
+	got, err = DecodeResult([]byte(res.ID), j)
+	if err != nil || !reflect.DeepEqual(got, res) {
+		t.Errorf("JSON: got %+v, %v", got, err)
+	}
+}

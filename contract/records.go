@@ -111,6 +111,14 @@ type SendResult struct {
 	At time.Time `json:"at"`
 	// Latency is how long the provider call took.
 	Latency Duration `json:"latency,omitempty"`
+	// Provider names the provider that answered, where the channel has a
+	// failover chain of providers or a template provider (its name:);
+	// empty for a channel's only webhook, SMTP or mock provider.
+	Provider string `json:"provider,omitempty"`
+	// ProviderMessageID is the provider's own id of the message it
+	// accepted, where its answer carries one (a template's
+	// answer.message_id).
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
 }
 
 // WakeupKind says why a wake-up was scheduled.

@@ -354,7 +354,8 @@ func fromCommandPB(m *pb.SendCommand) (*SendCommand, error) {
 
 func resultPB(r *SendResult) *pb.SendResult {
 	m := &pb.SendResult{Id: r.ID, Attempt: int64(r.Attempt), Issue: int64(r.Issue), Error: r.Error,
-		Code: int64(r.Code), RetryAfter: int64(r.RetryAfter), At: timePB(r.At), Latency: int64(r.Latency)}
+		Code: int64(r.Code), RetryAfter: int64(r.RetryAfter), At: timePB(r.At), Latency: int64(r.Latency),
+		Provider: r.Provider, ProviderMessageId: r.ProviderMessageID}
 	m.Channel, m.ChannelName = channelEnum.pb(r.Channel)
 	m.Outcome, m.OutcomeName = outcomeEnum.pb(r.Outcome)
 	return m
@@ -364,7 +365,8 @@ func fromResultPB(m *pb.SendResult) (*SendResult, error) {
 	var err error
 	return &SendResult{ID: m.Id, Attempt: int(m.Attempt), Issue: int(m.Issue),
 		Channel: channelEnum.from(m.Channel, m.ChannelName, &err), Outcome: outcomeEnum.from(m.Outcome, m.OutcomeName, &err),
-		Error: m.Error, Code: int(m.Code), RetryAfter: Duration(m.RetryAfter), At: fromTimePB(m.At), Latency: Duration(m.Latency)}, err
+		Error: m.Error, Code: int(m.Code), RetryAfter: Duration(m.RetryAfter), At: fromTimePB(m.At), Latency: Duration(m.Latency),
+		Provider: m.Provider, ProviderMessageID: m.ProviderMessageId}, err
 }
 
 func wakeupPB(w *Wakeup) *pb.Wakeup {

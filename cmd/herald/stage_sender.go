@@ -37,6 +37,7 @@ type senderOptions struct {
 	minBudget      time.Duration
 	commitInterval time.Duration
 	staleCheck     bool
+	chain          provider.ChainOptions
 }
 
 // senderFlags are the sender stage's flags.
@@ -46,7 +47,13 @@ var _ sender.Observer = (*metrics.Sender)(nil)
 
 // register registers the sender stage's flags on fs.
 func (f *senderOptions) register(fs *flag.FlagSet) {
-	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
+	// Lists append: start each parse empty (tests run herald several times
+	// in one process).
+	f.providers, f.rates = cli.List{}, cli.List{}
+	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
+	cli.Int(fs, &f.chain.FailureThreshold, "provider-circuit-failures", provider.DefaultCircuitFailures, "consecutive failures that open a provider's circuit in a failover chain (its attempts then go to the next provider without a call); -1 for never")
+	cli.Duration(fs, &f.chain.CoolDown, "provider-circuit-cooldown", provider.DefaultCircuitCoolDown, "how long an open circuit skips its provider before one probe attempt")
+	cli.Int(fs, &f.chain.UnknownMemory, "provider-unknown-memory", provider.DefaultUnknownMemory, "ids a failover chain keeps with the provider that left their outcome unknown (it may still deliver); -1 for none")
 	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
 	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
 	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit")
@@ -77,7 +84,12 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 	if ch := unsignedWebhooks(specs, wh); len(ch) > 0 {
 		log.Warn("webhook bodies are not signed: receivers cannot tell Herald from anyone else (set --webhook-secret)", "channels", ch)
 	}
-	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log, Webhooks: wh})
+	if f.chain.CoolDown <= 0 || f.chain.FailureThreshold == 0 || f.chain.UnknownMemory == 0 {
+		return nil, fmt.Errorf("--provider-circuit-cooldown must be positive, --provider-circuit-failures and --provider-unknown-memory non-zero (-1 for none)")
+	}
+	chain := f.chain
+	chain.Observer, chain.Log, chain.MinBudget = metrics.NewCircuits(env.Registry), log, f.minBudget
+	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log, Webhooks: wh, Chain: chain})
 	if err != nil {
 		return nil, err
 	}

@@ -23,6 +23,7 @@ var webhookFlags struct {
 
 func registerWebhookFlags(fs *flag.FlagSet) {
 	f := &webhookFlags
+	f.headers, f.headerFiles, f.secrets, f.secretFiles = cli.List{}, cli.List{}, cli.List{}, cli.List{} // lists append: start each parse empty
 	cli.ListVar(fs, &f.headers, "webhook-header", "header of a channel's webhook requests, CHANNEL=Name: value (prefer the variable or a file for secrets)")
 	cli.ListVar(fs, &f.headerFiles, "webhook-header-file", "file of a channel's webhook headers, CHANNEL=PATH, one \"Name: value\" a line")
 	cli.ListVar(fs, &f.secrets, "webhook-secret", "Standard Webhooks signing secret of a channel, CHANNEL=whsec_... (prefer the variable or a file)")

@@ -45,6 +45,7 @@ func TestDashboardMetrics(t *testing.T) {
 	metrics.NewDispatch(reg)
 	metrics.NewAPI(reg)
 	metrics.NewSender(reg)
+	metrics.NewCircuits(reg)
 	metrics.NewHeld(reg, nil)
 	metrics.NewLag(reg, (*kadm.Client)(nil), nil)
 	metrics.NewSink(reg)
@@ -143,6 +144,7 @@ func TestCountersPresentAtZero(t *testing.T) {
 	metrics.NewAPI(reg)
 	metrics.NewDispatch(reg)
 	metrics.NewSender(reg)
+	metrics.NewCircuits(reg)
 	metrics.NewSink(reg)
 	mfs, err := reg.Gather()
 	if err != nil {

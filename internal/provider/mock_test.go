@@ -121,9 +121,14 @@ func TestOpenAndParseSpec(t *testing.T) {
 	if _, ok := set[contract.ChannelPush].(*SMTP); !ok {
 		t.Errorf("push: %T", set[contract.ChannelPush])
 	}
-	if _, err := OpenSet([]string{"email=mock://", "email=mock://"}, Options{}); err == nil {
-		t.Error("a channel configured twice: no error")
+	twice, err := OpenSet([]string{"email=mock://", "email=mock://?latency=1ms"}, Options{})
+	if err != nil {
+		t.Fatalf("a channel configured twice: %v", err)
 	}
+	if c, ok := twice[contract.ChannelEmail].(*Chain); !ok || len(c.Circuits()) != 2 || c.Circuits()[1].Provider != "mock#2" {
+		t.Errorf("a channel configured twice: %T, want a chain of mock and mock#2", twice[contract.ChannelEmail])
+	}
+	twice.Close()
 	_, err = Open("ftp://u:secret@x/", Options{})
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("unknown scheme: %v (must not show the password)", err)

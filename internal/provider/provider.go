@@ -5,9 +5,15 @@
 //
 //   - http:// and https:// post a JSON webhook (webhook.go);
 //   - smtp:// and smtps:// send real email (smtp.go);
+//   - template:PATH speaks any vendor's HTTP API as a file describes it
+//     (template.go);
 //   - mock:// simulates a provider in-process (mock.go), and MockServer
 //     serves the same simulation over HTTP for load and fault tests
 //     (`herald mock-provider`).
+//
+// A channel given more than one provider gets a Chain of them (chain.go):
+// a definite failure moves the attempt to the next provider, an unknown
+// outcome never does, and a circuit breaker per provider skips a dead one.
 //
 // A provider never retries by itself: one Send is one attempt, and the
 // dispatcher decides what happens next from the Result. Every provider
@@ -49,6 +55,17 @@ type Result struct {
 	Err error
 	// RetryAfter is how long the provider asked us to wait, 0 if it did not.
 	RetryAfter time.Duration
+	// Failover marks a failure that certainly left the provider without
+	// the notification and is the provider's, not the notification's (a
+	// template's answer rule declares it): a chain moves the attempt to
+	// the channel's next provider (chain.go).
+	Failover bool
+	// Provider names the provider that answered, in a chain or for a
+	// template; empty otherwise.
+	Provider string
+	// MessageID is the provider's id for the message it accepted, where
+	// its answer has one (a template's answer.message_id).
+	MessageID string
 }
 
 // Success is the result of an accepted attempt.
@@ -83,6 +100,9 @@ type Options struct {
 	// Webhooks are the webhook settings of each channel (headers, the
 	// signing secret); OpenSet hands each webhook its channel's.
 	Webhooks map[contract.Channel]WebhookOptions
+	// Chain tunes the failover chain of a channel given more than one
+	// provider.
+	Chain ChainOptions
 
 	webhook WebhookOptions
 }
@@ -115,6 +135,12 @@ func Open(rawURL string, o Options) (Provider, error) {
 		return NewWebhook(u.String(), o)
 	case "smtp", "smtps":
 		return NewSMTP(u, o)
+	case "template":
+		path := u.Opaque
+		if path == "" {
+			path = u.Path
+		}
+		return OpenTemplate(path, o)
 	case "mock":
 		sim, err := ParseSimulation(u.Query())
 		if err != nil {
@@ -122,7 +148,7 @@ func Open(rawURL string, o Options) (Provider, error) {
 		}
 		return NewMock(sim), nil
 	}
-	return nil, fmt.Errorf("provider %s: unknown scheme %q (want http, https, smtp, smtps or mock)", Redact(rawURL), u.Scheme)
+	return nil, fmt.Errorf("provider %s: unknown scheme %q (want http, https, smtp, smtps, mock or template)", Redact(rawURL), u.Scheme)
 }
 
 // ParseSpec reads a --provider value, CHANNEL=URL.
@@ -143,27 +169,55 @@ func ParseSpec(spec string) (contract.Channel, string, error) {
 type Set map[contract.Channel]Provider
 
 // OpenSet opens the provider of every CHANNEL=URL spec. A channel named
-// twice is an error.
+// more than once gets a failover Chain of its providers, in the order
+// given (chain.go).
 func OpenSet(specs []string, o Options) (Set, error) {
-	s := Set{}
+	type opened struct {
+		urls []string
+		ps   []Provider
+	}
+	var order []contract.Channel
+	byChannel := map[contract.Channel]*opened{}
+	closeAll := func() {
+		for _, op := range byChannel {
+			for _, p := range op.ps {
+				p.Close()
+			}
+		}
+	}
 	for _, spec := range specs {
 		ch, u, err := ParseSpec(spec)
 		if err != nil {
-			s.Close()
+			closeAll()
 			return nil, err
-		}
-		if _, dup := s[ch]; dup {
-			s.Close()
-			return nil, fmt.Errorf("provider: channel %s configured twice", ch)
 		}
 		wo := o
 		wo.webhook = o.Webhooks[ch]
 		p, err := Open(u, wo)
 		if err != nil {
-			s.Close()
+			closeAll()
 			return nil, fmt.Errorf("provider for %s: %w", ch, err)
 		}
-		s[ch] = p
+		op := byChannel[ch]
+		if op == nil {
+			op = &opened{}
+			byChannel[ch] = op
+			order = append(order, ch)
+		}
+		op.urls, op.ps = append(op.urls, u), append(op.ps, p)
+	}
+	s := Set{}
+	for _, ch := range order {
+		op := byChannel[ch]
+		if len(op.ps) == 1 {
+			s[ch] = op.ps[0]
+			continue
+		}
+		co := o.Chain
+		if co.Log == nil {
+			co.Log = o.Log
+		}
+		s[ch] = NewChain(ch, providerNames(op.urls, op.ps), op.ps, co)
 	}
 	return s, nil
 }

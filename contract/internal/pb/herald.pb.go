@@ -1392,21 +1392,23 @@ func (x *SendCommand) GetChannelName() string {
 // SendResult is contract.SendResult, on herald.results. Durations in
 // nanoseconds.
 type SendResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Attempt       int64                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Issue         int64                  `protobuf:"varint,3,opt,name=issue,proto3" json:"issue,omitempty"`
-	Channel       Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
-	Outcome       Outcome                `protobuf:"varint,5,opt,name=outcome,proto3,enum=herald.internal.v1.Outcome" json:"outcome,omitempty"`
-	Error         string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
-	Code          int64                  `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
-	RetryAfter    int64                  `protobuf:"varint,8,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
-	At            *Time                  `protobuf:"bytes,9,opt,name=at,proto3" json:"at,omitempty"`
-	Latency       int64                  `protobuf:"varint,10,opt,name=latency,proto3" json:"latency,omitempty"`
-	ChannelName   string                 `protobuf:"bytes,11,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
-	OutcomeName   string                 `protobuf:"bytes,12,opt,name=outcome_name,json=outcomeName,proto3" json:"outcome_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Id                string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Attempt           int64                  `protobuf:"varint,2,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Issue             int64                  `protobuf:"varint,3,opt,name=issue,proto3" json:"issue,omitempty"`
+	Channel           Channel                `protobuf:"varint,4,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
+	Outcome           Outcome                `protobuf:"varint,5,opt,name=outcome,proto3,enum=herald.internal.v1.Outcome" json:"outcome,omitempty"`
+	Error             string                 `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	Code              int64                  `protobuf:"varint,7,opt,name=code,proto3" json:"code,omitempty"`
+	RetryAfter        int64                  `protobuf:"varint,8,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	At                *Time                  `protobuf:"bytes,9,opt,name=at,proto3" json:"at,omitempty"`
+	Latency           int64                  `protobuf:"varint,10,opt,name=latency,proto3" json:"latency,omitempty"`
+	ChannelName       string                 `protobuf:"bytes,11,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
+	OutcomeName       string                 `protobuf:"bytes,12,opt,name=outcome_name,json=outcomeName,proto3" json:"outcome_name,omitempty"`
+	Provider          string                 `protobuf:"bytes,13,opt,name=provider,proto3" json:"provider,omitempty"`
+	ProviderMessageId string                 `protobuf:"bytes,14,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *SendResult) Reset() {
@@ -1519,6 +1521,20 @@ func (x *SendResult) GetChannelName() string {
 func (x *SendResult) GetOutcomeName() string {
 	if x != nil {
 		return x.OutcomeName
+	}
+	return ""
+}
+
+func (x *SendResult) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *SendResult) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
 	}
 	return ""
 }
@@ -1814,7 +1830,7 @@ const file_herald_proto_rawDesc = "" +
 	" \x01(\v2\x18.herald.internal.v1.TimeR\bdeadline\x120\n" +
 	"\x06cutoff\x18\v \x01(\v2\x18.herald.internal.v1.TimeR\x06cutoff\x12\x14\n" +
 	"\x05issue\x18\f \x01(\x03R\x05issue\x12!\n" +
-	"\fchannel_name\x18\r \x01(\tR\vchannelName\"\x8f\x03\n" +
+	"\fchannel_name\x18\r \x01(\tR\vchannelName\"\xdb\x03\n" +
 	"\n" +
 	"SendResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1830,7 +1846,9 @@ const file_herald_proto_rawDesc = "" +
 	"\alatency\x18\n" +
 	" \x01(\x03R\alatency\x12!\n" +
 	"\fchannel_name\x18\v \x01(\tR\vchannelName\x12!\n" +
-	"\foutcome_name\x18\f \x01(\tR\voutcomeName\"\xe8\x01\n" +
+	"\foutcome_name\x18\f \x01(\tR\voutcomeName\x12\x1a\n" +
+	"\bprovider\x18\r \x01(\tR\bprovider\x12.\n" +
+	"\x13provider_message_id\x18\x0e \x01(\tR\x11providerMessageId\"\xe8\x01\n" +
 	"\x06Wakeup\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x122\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1e.herald.internal.v1.WakeupKindR\x04kind\x12*\n" +
