@@ -184,4 +184,9 @@ type Attempt struct {
 	// marks one that delivered again after the notification was sent.
 	Late   bool `json:"late,omitempty"`
 	Double bool `json:"double,omitempty"`
+	// Provider names the provider of a failover chain or a template that
+	// answered, and ProviderMessageID its id for the message (empty when
+	// the channel has one plain provider, or it gave none).
+	Provider          string `json:"provider,omitempty"`
+	ProviderMessageID string `json:"provider_message_id,omitempty"`
 }

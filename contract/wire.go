@@ -209,6 +209,7 @@ func statePB(s *State) (*pb.State, error) {
 			a, h := &s.History[i], &hs[i]
 			h.Attempt, h.Error, h.Code, h.At = int64(a.Attempt), a.Error, int64(a.Code), ts.val(a.At)
 			h.Issue, h.Late, h.Double = int64(a.Issue), a.Late, a.Double
+			h.Provider, h.ProviderMessageId = a.Provider, a.ProviderMessageID
 			h.Channel, h.ChannelName = channelEnum.pb(a.Channel)
 			h.Outcome, h.OutcomeName = outcomeEnum.pb(a.Outcome)
 			m.History[i] = h
@@ -293,7 +294,7 @@ func fromStatePB(m *pb.State) (*State, error) {
 		for i, a := range m.History {
 			s.History[i] = Attempt{Attempt: int(a.Attempt), Channel: channelEnum.from(a.Channel, a.ChannelName, &err),
 				Outcome: outcomeEnum.from(a.Outcome, a.OutcomeName, &err), Error: a.Error, Code: int(a.Code), At: fromTimePB(a.At),
-				Issue: int(a.Issue), Late: a.Late, Double: a.Double}
+				Issue: int(a.Issue), Late: a.Late, Double: a.Double, Provider: a.Provider, ProviderMessageID: a.ProviderMessageId}
 		}
 	}
 	if m.Request != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestRunFailoverChain is issue 24's acceptance case: `herald run
@@ -65,6 +66,22 @@ func TestRunFailoverChain(t *testing.T) {
 	if st.UniqueIDs != n || st.Duplicates != 0 {
 		t.Errorf("live provider: %d unique ids, %d duplicates; want %d and 0", st.UniqueIDs, st.Duplicates, n)
 	}
+	// The status and Postgres name the provider that delivered.
+	liveName := strings.TrimPrefix(live.URL, "http://")
+	if _, b := do("GET", "/v1/messages/chain-0", ""); !strings.Contains(b, `"provider":"`+liveName+`"`) {
+		t.Errorf("the message's history does not name the live provider %s: %s", liveName, b)
+	}
+	conn, err := pgx.Connect(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	heraldtest.WaitFor(t, 30*time.Second, "every success attempt in Postgres naming the live provider", func() bool {
+		var got int
+		err := conn.QueryRow(context.Background(), `SELECT count(*) FROM dispatch_attempts
+			WHERE campaign = 'chain' AND outcome = 'success' AND provider = $1`, liveName).Scan(&got)
+		return err == nil && got == n
+	})
 	_, metrics := do("GET", "/metrics", "")
 	deadState := regexp.MustCompile(`herald_provider_circuit_state\{channel="sms",provider="` + regexp.QuoteMeta(dead) + `"\} (\d)`).FindStringSubmatch(metrics)
 	liveState := regexp.MustCompile(`herald_provider_circuit_state\{channel="sms",provider="` + regexp.QuoteMeta(strings.TrimPrefix(live.URL, "http://")) + `"\} (\d)`).FindStringSubmatch(metrics)

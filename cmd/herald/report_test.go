@@ -27,7 +27,7 @@ func TestMigrateAndReport(t *testing.T) {
 	if err := runMigrate(ctx, &out, []string{"--database-url", dsn}); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "schema at version 5 (5 migration(s) applied now)") {
+	if !strings.Contains(out.String(), "schema at version 6 (6 migration(s) applied now)") {
 		t.Fatalf("migrate said:\n%s", out.String())
 	}
 

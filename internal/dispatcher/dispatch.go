@@ -583,7 +583,8 @@ func onResult(cur *contract.State, res *contract.SendResult, now time.Time, cfg 
 
 func historyEntry(res *contract.SendResult, at time.Time) contract.Attempt {
 	return contract.Attempt{Attempt: res.Attempt, Issue: res.Issue, Channel: res.Channel,
-		Outcome: res.Outcome, Error: truncateError(res.Error), Code: res.Code, At: at}
+		Outcome: res.Outcome, Error: truncateError(res.Error), Code: res.Code, At: at,
+		Provider: res.Provider, ProviderMessageID: res.ProviderMessageID}
 }
 
 func truncateError(e string) string {

@@ -30,7 +30,7 @@ func TestMigrateAndPartitions(t *testing.T) {
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
 	st, err := migrations.Status(ctx, db)
-	if err != nil || len(st) != 5 || st[0].State != goose.StatePending {
+	if err != nil || len(st) != 6 || st[0].State != goose.StatePending {
 		t.Fatalf("status before migrating: %v %v", st, err)
 	}
 	var tables int
@@ -41,11 +41,11 @@ func TestMigrateAndPartitions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Applied) != 5 || res.Version != 5 {
+	if len(res.Applied) != 6 || res.Version != 6 {
 		t.Fatalf("first run: %+v", res)
 	}
 	res, err = migrations.Migrate(ctx, dsn, nil)
-	if err != nil || len(res.Applied) != 0 || res.Version != 5 {
+	if err != nil || len(res.Applied) != 0 || res.Version != 6 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
 

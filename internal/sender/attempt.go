@@ -259,6 +259,7 @@ func (ss *session) gateCall(c *call) verdict {
 	c.latency, c.throttled = end.Sub(start), pr.Outcome == contract.OutcomeThrottled
 	c.answered = pr.Outcome != contract.OutcomeNotAttempted
 	c.res.Outcome, c.res.Code = pr.Outcome, pr.Code
+	c.res.Provider, c.res.ProviderMessageID = pr.Provider, pr.MessageID
 	c.res.RetryAfter = contract.Duration(pr.RetryAfter)
 	c.res.At, c.res.Latency = end, contract.Duration(c.latency)
 	if pr.Err != nil {

@@ -199,6 +199,14 @@ func pgText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
+// pgNullText is pgText, with NULL for an empty string.
+func pgNullText(s string) any {
+	if s == "" {
+		return nil
+	}
+	return pgText(s)
+}
+
 func fitsInt32(n int) bool { return n >= math.MinInt32 && n <= math.MaxInt32 }
 
 func policyVersion(s *contract.State) int {
@@ -309,14 +317,15 @@ const createTemp = `CREATE TEMP TABLE IF NOT EXISTS sink_status (
 ) ON COMMIT DELETE ROWS`
 
 const createTempAttempts = `CREATE TEMP TABLE IF NOT EXISTS sink_attempts (
-	id text, attempt integer, campaign text, channel text, outcome text, error text, code integer, at timestamptz
+	id text, attempt integer, campaign text, channel text, outcome text, error text, code integer, at timestamptz,
+	provider text, provider_message_id text
 ) ON COMMIT DELETE ROWS`
 
 var statusColumns = []string{"id", "campaign", "status", "channel", "attempts", "duplicates",
 	"policy_id", "policy_version", "hold_reason", "last_error",
 	"created_at", "updated_at", "sent_at", "next_attempt_at", "version"}
 
-var attemptColumns = []string{"id", "attempt", "campaign", "channel", "outcome", "error", "code", "at"}
+var attemptColumns = []string{"id", "attempt", "campaign", "channel", "outcome", "error", "code", "at", "provider", "provider_message_id"}
 
 // upsertStatus moves a row forward only: an older or equal version leaves
 // it as it is. status_synced_at moves only with the status (clock_timestamp:
@@ -338,8 +347,8 @@ ON CONFLICT (id) DO UPDATE SET
 	status_synced_at = CASE WHEN excluded.status = d.status THEN d.status_synced_at ELSE excluded.status_synced_at END
 WHERE excluded.version > d.version`
 
-const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, channel, outcome, error, code, at)
-SELECT id, attempt, campaign, channel, outcome, error, code, at FROM sink_attempts ORDER BY id, attempt
+const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id)
+SELECT id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id FROM sink_attempts ORDER BY id, attempt
 ON CONFLICT (id, attempt, at) DO NOTHING`
 
 // statusRows are the COPY rows of dispatch_status, one per item.
@@ -365,7 +374,8 @@ func attemptRows(items []item) [][]any {
 	for _, it := range items {
 		s := it.change.State
 		for _, a := range it.attempts {
-			rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At})
+			rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At,
+				pgNullText(a.Provider), pgNullText(a.ProviderMessageID)})
 		}
 	}
 	return rows

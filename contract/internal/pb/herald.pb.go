@@ -793,20 +793,22 @@ func (x *Position) GetOffset() int64 {
 }
 
 type Attempt struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Attempt       int64                  `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Channel       Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
-	Outcome       Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=herald.internal.v1.Outcome" json:"outcome,omitempty"`
-	Error         string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
-	Code          int64                  `protobuf:"varint,5,opt,name=code,proto3" json:"code,omitempty"`
-	At            *Time                  `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
-	Issue         int64                  `protobuf:"varint,7,opt,name=issue,proto3" json:"issue,omitempty"`
-	Late          bool                   `protobuf:"varint,8,opt,name=late,proto3" json:"late,omitempty"`
-	Double        bool                   `protobuf:"varint,9,opt,name=double,proto3" json:"double,omitempty"`
-	ChannelName   string                 `protobuf:"bytes,10,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
-	OutcomeName   string                 `protobuf:"bytes,11,opt,name=outcome_name,json=outcomeName,proto3" json:"outcome_name,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Attempt           int64                  `protobuf:"varint,1,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Channel           Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=herald.internal.v1.Channel" json:"channel,omitempty"`
+	Outcome           Outcome                `protobuf:"varint,3,opt,name=outcome,proto3,enum=herald.internal.v1.Outcome" json:"outcome,omitempty"`
+	Error             string                 `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	Code              int64                  `protobuf:"varint,5,opt,name=code,proto3" json:"code,omitempty"`
+	At                *Time                  `protobuf:"bytes,6,opt,name=at,proto3" json:"at,omitempty"`
+	Issue             int64                  `protobuf:"varint,7,opt,name=issue,proto3" json:"issue,omitempty"`
+	Late              bool                   `protobuf:"varint,8,opt,name=late,proto3" json:"late,omitempty"`
+	Double            bool                   `protobuf:"varint,9,opt,name=double,proto3" json:"double,omitempty"`
+	ChannelName       string                 `protobuf:"bytes,10,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
+	OutcomeName       string                 `protobuf:"bytes,11,opt,name=outcome_name,json=outcomeName,proto3" json:"outcome_name,omitempty"`
+	Provider          string                 `protobuf:"bytes,12,opt,name=provider,proto3" json:"provider,omitempty"`
+	ProviderMessageId string                 `protobuf:"bytes,13,opt,name=provider_message_id,json=providerMessageId,proto3" json:"provider_message_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Attempt) Reset() {
@@ -912,6 +914,20 @@ func (x *Attempt) GetChannelName() string {
 func (x *Attempt) GetOutcomeName() string {
 	if x != nil {
 		return x.OutcomeName
+	}
+	return ""
+}
+
+func (x *Attempt) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *Attempt) GetProviderMessageId() string {
+	if x != nil {
+		return x.ProviderMessageId
 	}
 	return ""
 }
@@ -1770,7 +1786,7 @@ const file_herald_proto_rawDesc = "" +
 	"\bPosition\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x03R\x06offset\"\xed\x02\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\"\xb9\x03\n" +
 	"\aAttempt\x12\x18\n" +
 	"\aattempt\x18\x01 \x01(\x03R\aattempt\x125\n" +
 	"\achannel\x18\x02 \x01(\x0e2\x1b.herald.internal.v1.ChannelR\achannel\x125\n" +
@@ -1783,7 +1799,9 @@ const file_herald_proto_rawDesc = "" +
 	"\x06double\x18\t \x01(\bR\x06double\x12!\n" +
 	"\fchannel_name\x18\n" +
 	" \x01(\tR\vchannelName\x12!\n" +
-	"\foutcome_name\x18\v \x01(\tR\voutcomeName\"\x9e\x03\n" +
+	"\foutcome_name\x18\v \x01(\tR\voutcomeName\x12\x1a\n" +
+	"\bprovider\x18\f \x01(\tR\bprovider\x12.\n" +
+	"\x13provider_message_id\x18\r \x01(\tR\x11providerMessageId\"\x9e\x03\n" +
 	"\aRequest\x12\x16\n" +
 	"\x06schema\x18\x01 \x01(\tR\x06schema\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
