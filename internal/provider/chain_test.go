@@ -137,7 +137,7 @@ func cmdN(id string) *contract.SendCommand {
 	return &contract.SendCommand{ID: id, Channel: contract.ChannelSMS, Attempt: 1, Address: "+1", IdempotencyKey: id}
 }
 
-var refused = &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection errRefused")}
 
 func TestChainMovesOnlyOnDefiniteFailures(t *testing.T) {
 	cases := []struct {
@@ -145,7 +145,7 @@ func TestChainMovesOnlyOnDefiniteFailures(t *testing.T) {
 		first Result
 		moves bool
 	}{
-		{"connection refused", Transient(0, fmt.Errorf("x: %w", refused)), true},
+		{"connection errRefused", Transient(0, fmt.Errorf("x: %w", errRefused)), true},
 		{"dns failure", Transient(0, &net.DNSError{Err: "no such host", Name: "api.example"}), true},
 		{"declared 503", Result{Outcome: contract.OutcomeTransient, Code: 503, Failover: true}, true},
 		{"declared 429", Result{Outcome: contract.OutcomeThrottled, Code: 429, Failover: true}, true},
@@ -181,7 +181,7 @@ func TestChainMovesOnlyOnDefiniteFailures(t *testing.T) {
 // next attempt goes to the same provider even when its circuit is open,
 // since it may still deliver the first one.
 func TestChainUnknownPinsTheID(t *testing.T) {
-	a := &scripted{answers: []Result{Unknown(errors.New("timeout")), Transient(0, refused)}}
+	a := &scripted{answers: []Result{Unknown(errors.New("timeout")), Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Success(200)}}
 	c, _ := testChain(ChainOptions{FailureThreshold: 1}, a, b)
 	if r := c.Send(context.Background(), cmdN("x")); r.Outcome != contract.OutcomeUnknown || b.calls.Load() != 0 {
@@ -231,7 +231,7 @@ func (f providerFunc) Send(ctx context.Context, c *contract.SendCommand) Result 
 func (f providerFunc) Close() error                                             { return nil }
 
 func TestBreaker(t *testing.T) {
-	a := &scripted{answers: []Result{Transient(0, refused)}}
+	a := &scripted{answers: []Result{Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Success(200)}}
 	obs := &circuitLog{}
 	c, clk := testChain(ChainOptions{FailureThreshold: 3, CoolDown: time.Minute, Observer: obs}, a, b)
@@ -289,7 +289,7 @@ func TestBreakerOneProbeAtATime(t *testing.T) {
 }
 
 func TestChainEveryCircuitOpen(t *testing.T) {
-	a := &scripted{answers: []Result{Transient(0, refused)}}
+	a := &scripted{answers: []Result{Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Result{Outcome: contract.OutcomeTransient, Code: 503, Failover: true}}}
 	c, clk := testChain(ChainOptions{FailureThreshold: 1, CoolDown: time.Minute}, a, b)
 	r := c.Send(context.Background(), cmdN("a"))
@@ -378,7 +378,7 @@ func TestChainFailoverKeepsTheMinBudget(t *testing.T) {
 		calls int32
 		want  contract.Outcome
 	}{{500 * time.Millisecond, 0, contract.OutcomeNotAttempted}, {2 * time.Second, 1, contract.OutcomeSuccess}} {
-		a := &scripted{answers: []Result{Transient(0, refused)}}
+		a := &scripted{answers: []Result{Transient(0, errRefused)}}
 		b := &scripted{answers: []Result{Success(200)}}
 		c, clk := testChain(ChainOptions{MinBudget: time.Second}, a, b)
 		cmd := cmdN("x")
