@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/lovoo/goka"
 
@@ -128,7 +129,13 @@ func (s *Supervisor) session(ctx context.Context) error {
 	}
 	s.current.Store(p)
 	defer s.current.Store(nil)
+	healthy := watchRecovered(ctx, p)
 	err = p.Run(ctx)
+	if healthy() && ctx.Err() == nil {
+		// A processor that had recovered and was processing: its failure
+		// (a broker restart ends every consumer session) is no crash loop.
+		err = service.WasHealthy(err)
+	}
 	if !ledger.Clean() {
 		s.Log.Warn("the processor stopped with writes not acknowledged: its local table will be recovered from the changelog",
 			"group", s.Name, "failed", ledger.Failed())
@@ -138,6 +145,31 @@ func (s *Supervisor) session(ctx context.Context) error {
 		return errors.Join(err, fmt.Errorf("%s: %w", s.Name, merr))
 	}
 	return err
+}
+
+// watchRecovered watches p until ctx ends or the returned func is called,
+// and reports then whether p had recovered its table.
+func watchRecovered(ctx context.Context, p *goka.Processor) func() bool {
+	var seen atomic.Bool
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for !seen.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-stop:
+				return
+			case <-t.C:
+				seen.Store(p.Recovered())
+			}
+		}
+	}()
+	return func() bool {
+		close(stop)
+		return seen.Load()
+	}
 }
 
 // GokaLogger adapts slog to Goka's logger. Goka's messages are chatty, so

@@ -10,14 +10,19 @@
 //     ctx ended.
 //   - A failed session (an error, or a return before ctx ended) is started
 //     again after a wait that doubles from MinBackoff up to MaxBackoff. A
-//     session that ran for at least Healthy before failing resets the wait
-//     to MinBackoff: only a part that keeps failing waits long.
+//     session that ran for at least Healthy before failing, or that said
+//     it had become healthy (its error wraps WasHealthy: a processor that
+//     recovered its table), resets the wait to MinBackoff: only a part
+//     that keeps failing waits long. (A broker restart fails every
+//     consumer's session; one that had recovered starts again at once,
+//     instead of waiting longer at each restart.)
 //   - An error marked Permanent is not retried: Run returns it.
 package service
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -110,7 +115,7 @@ func (s *Service) Run(ctx context.Context, session func(context.Context) error) 
 		if errors.As(err, &perm) {
 			return perm.err
 		}
-		if c.Now().Sub(start) >= c.Healthy {
+		if c.Now().Sub(start) >= c.Healthy || errors.Is(err, errWasHealthy) {
 			b.Reset()
 		}
 		wait := b.Next()
@@ -129,6 +134,19 @@ func (s *Service) Run(ctx context.Context, session func(context.Context) error) 
 	}
 	return nil
 }
+
+// WasHealthy marks the error of a session that had become healthy before
+// it failed: Run restarts it after MinBackoff, as if it had run for
+// Healthy. WasHealthy(nil) is an error too (a session must not end before
+// its context).
+func WasHealthy(err error) error {
+	if err == nil {
+		err = errors.New("session ended before its context")
+	}
+	return fmt.Errorf("%w (%w)", err, errWasHealthy)
+}
+
+var errWasHealthy = errors.New("after it had become healthy")
 
 // Permanent marks err as one a new session cannot cure (a configuration
 // the client refuses): Run returns err instead of restarting. Permanent(nil)

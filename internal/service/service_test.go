@@ -70,6 +70,21 @@ func TestHealthyRunResetsBackoff(t *testing.T) {
 	}
 }
 
+// A session that says it had become healthy (WasHealthy) is restarted
+// after MinBackoff however short it was: a broker restart fails every
+// consumer's session, and one that had recovered must not wait longer at
+// each restart (the chaos suite's broker-restart saw 1, 2, 4, 8, 16 s).
+func TestWasHealthyResetsBackoff(t *testing.T) {
+	s := &Service{MinBackoff: time.Second, MaxBackoff: time.Minute}
+	waits := run(t, s, 4, WasHealthy(errors.New("consumer group: EOF")))
+	if !slices.Equal(waits, []time.Duration{time.Second, time.Second, time.Second, time.Second}) {
+		t.Fatalf("waits %v, want MinBackoff after every session that had become healthy", waits)
+	}
+	if err := WasHealthy(nil); err == nil {
+		t.Fatal("WasHealthy(nil) is nil: an early return would not count as a failure")
+	}
+}
+
 func TestPermanentStops(t *testing.T) {
 	bad := errors.New("bad option")
 	s := &Service{}
