@@ -54,16 +54,25 @@ type Fault struct {
 	// For is the down time, the outage or the pause; 0 takes the kind's
 	// default (Config.DownFor, the session timeout plus 5 s for a pause).
 	For time.Duration `json:"for"`
+	// WhenBusy delays the fault past At until the provider has this many
+	// calls open from its target (from any instance for a broker kill),
+	// for at most busyWait: a kill during a send burst. 0: at At.
+	WhenBusy int `json:"when_busy,omitempty"`
 }
+
+// busyWait bounds how long a fault waits for Fault.WhenBusy open calls.
+const busyWait = 10 * time.Second
 
 // FaultEvent is a fault as it happened.
 type FaultEvent struct {
 	Fault
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
-	// OpenCalls is the provider calls open at Start.
-	OpenCalls int    `json:"open_calls"`
-	Err       string `json:"error,omitempty"`
+	// OpenCalls is the provider calls open at Start, TargetOpen those of
+	// the fault's target instance.
+	OpenCalls  int    `json:"open_calls"`
+	TargetOpen int    `json:"target_open_calls"`
+	Err        string `json:"error,omitempty"`
 }
 
 // Target is the process an instance fault hits ("herald-2"), or "".
@@ -128,7 +137,19 @@ type Config struct {
 	Strict bool
 	// Seed varies the ids' order.
 	Seed uint64
-	Log  *slog.Logger
+	// CPUHog is how many cores a CPU hog spins on beside the run, from the
+	// first publication to the verdict: a loaded machine.
+	CPUHog int
+	// Accept makes the provider slow to take connections.
+	Accept Accept
+	// ProviderTimeout is passed as --provider-timeout when set.
+	ProviderTimeout time.Duration
+	// SendConcurrency, when set, is passed as --send-concurrency and
+	// --send-concurrency-min (a fixed limit), and bounds the notifications a
+	// provider that ignores the key may get twice: at most this many per
+	// instance killed (see Evidence.SendConcurrency).
+	SendConcurrency int
+	Log             *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -178,6 +199,25 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// load describes the CPU hog and the provider's shaping ("" for none).
+func (c Config) load() string {
+	var parts []string
+	if c.CPUHog > 0 {
+		parts = append(parts, fmt.Sprintf("a CPU hog spinning on %d cores", c.CPUHog))
+	}
+	if a := c.Accept; a != (Accept{}) {
+		parts = append(parts, fmt.Sprintf("a provider slow to accept (listen backlog %d, %s before each accept, every %dth answer closes its connection)",
+			a.Backlog, a.Delay, a.CloseEvery))
+	}
+	if c.ProviderTimeout > 0 {
+		parts = append(parts, "--provider-timeout "+c.ProviderTimeout.String())
+	}
+	if c.SendConcurrency > 0 {
+		parts = append(parts, fmt.Sprintf("--send-concurrency %d", c.SendConcurrency))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // channels is what every generated request lists (loadtest.Plan).
 const channels = 2
 
@@ -206,6 +246,12 @@ type Result struct {
 	Elapsed time.Duration `json:"elapsed"`
 	// Unexpected lists process exits nobody asked for.
 	Unexpected []string `json:"unexpected_exits,omitempty"`
+	// LogSignals counts the instances' log lines that name a known
+	// producer fault (see logSignals), by the text matched.
+	LogSignals map[string]int `json:"log_signals,omitempty"`
+	// Load is the machine load and provider shaping of the run, for the
+	// report ("" for none).
+	Load string `json:"load,omitempty"`
 	// EndState is what the run saw of the pipeline when it stopped
 	// waiting: each consumer group's lag and each instance's /readyz.
 	EndState []string `json:"end_state"`
@@ -227,6 +273,7 @@ type run struct {
 	pool     *pgxpool.Pool
 	campaign string
 	pause    time.Duration
+	hog      *hog
 
 	stopSupervisors context.CancelFunc
 	readyz          []string
@@ -262,6 +309,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	pub := &loadtest.Publisher{Plan: plan, Brokers: r.brokers, Rate: float64(cfg.N) / cfg.PublishFor.Seconds(),
 		RerunDelay: time.Second}
+	if r.hog, err = startHog(cfg.CPUHog); err != nil {
+		return nil, err
+	}
+	res.Load = cfg.load()
 	res.Started = time.Now()
 	t0 := res.Started
 	r.log.Info("publishing", "n", cfg.N, "over", cfg.PublishFor, "faults", len(cfg.Faults))
@@ -280,6 +331,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ToAllFinal = max(0, allFinalAt.Sub(lastFault))
 		time.Sleep(cfg.Quiet) // late calls show up as duplicates
 	}
+	r.hog.stop()
 	res.EndState = r.endState(ctx)
 	rows, err := r.rows(ctx)
 	if err != nil {
@@ -291,7 +343,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	sort.Slice(res.Faults, func(i, j int) bool { return res.Faults[i].Start.Before(res.Faults[j].Start) })
 	ev := &Evidence{Plan: plan, Partitions: cfg.Partitions, Deliveries: r.prov.Mock.Deliveries(), Calls: r.prov.Calls(),
 		Open: r.prov.InFlight(), Rows: rows, Faults: res.Faults, Honour: cfg.Honour, Channels: channels,
-		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict}
+		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict,
+		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances}
 	res.Verdict = Check(ev)
 	if !res.AllFinal {
 		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
@@ -300,6 +353,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Replays = r.prov.Mock.Stats().Replays
 	for _, p := range append([]*proc{r.broker}, r.heralds...) {
 		res.Unexpected = append(res.Unexpected, p.unexpectedExits()...)
+	}
+	res.LogSignals = map[string]int{}
+	for _, p := range r.heralds {
+		if err := countSignals(p.logPath, res.LogSignals); err != nil {
+			r.log.Warn("read log", "err", err)
+		}
 	}
 	res.Elapsed = time.Since(t0)
 	return res, nil
@@ -322,6 +381,7 @@ func (r *run) startAll(ctx context.Context) error {
 		return fmt.Errorf("postgres pool: %w", err)
 	}
 	r.prov = NewProvider(cfg.Honour)
+	r.prov.Accept = cfg.Accept
 	if err := r.prov.Start(); err != nil {
 		return err
 	}
@@ -348,6 +408,15 @@ func (r *run) startAll(ctx context.Context) error {
 	}
 	if _, ok := flags["heartbeat-interval"]; ok {
 		extra = append(extra, "--heartbeat-interval", max(cfg.SessionTimeout/10, 100*time.Millisecond).String())
+	}
+	if cfg.ProviderTimeout > 0 {
+		extra = append(extra, "--provider-timeout", cfg.ProviderTimeout.String())
+	}
+	if n := cfg.SendConcurrency; n > 0 {
+		extra = append(extra, "--send-concurrency", strconv.Itoa(n))
+		if _, ok := flags["send-concurrency-min"]; ok {
+			extra = append(extra, "--send-concurrency-min", strconv.Itoa(n))
+		}
 	}
 	readyz := make([]string, cfg.Instances)
 	r.readyz = readyz
@@ -415,6 +484,9 @@ func (r *run) inject(ctx context.Context, t0 time.Time) time.Time {
 				return
 			case <-time.After(time.Until(t0.Add(f.At))):
 			}
+			if f.WhenBusy > 0 {
+				waitBusy(ctx, r.prov, f.Target(), f.WhenBusy, busyWait)
+			}
 			ev := r.apply(ctx, f)
 			r.log.Info("fault", "what", ev.String(t0), "open_calls", ev.OpenCalls)
 			r.mu.Lock()
@@ -436,7 +508,8 @@ func (r *run) inject(ctx context.Context, t0 time.Time) time.Time {
 
 // apply carries out one fault and returns when it is over.
 func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
-	ev := FaultEvent{Fault: f, Start: time.Now(), OpenCalls: len(r.prov.InFlight())}
+	open := r.prov.InFlight()
+	ev := FaultEvent{Fault: f, Start: time.Now(), OpenCalls: len(open), TargetOpen: countFrom(open, f.Target())}
 	wait := func(d time.Duration) {
 		select {
 		case <-ctx.Done():
@@ -495,6 +568,30 @@ func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
 		ev.Err = err.Error()
 	}
 	return ev
+}
+
+// countFrom counts the calls made by caller ("": all of them).
+func countFrom(cs []Call, caller string) int {
+	n := 0
+	for _, c := range cs {
+		if caller == "" || c.Caller == caller {
+			n++
+		}
+	}
+	return n
+}
+
+// waitBusy waits until p has at least n calls open from caller ("": from
+// anyone), at most limit; it reports whether they were.
+func waitBusy(ctx context.Context, p *Provider, caller string, n int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for countFrom(p.InFlight(), caller) < n {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
 }
 
 // instance is the target of an instance fault.
@@ -639,6 +736,9 @@ func (r *run) rows(ctx context.Context) (map[string]Row, error) {
 
 // cleanup stops everything the run started.
 func (r *run) cleanup() {
+	if r.hog != nil {
+		r.hog.stop()
+	}
 	if r.stopSupervisors != nil {
 		r.stopSupervisors()
 	}
