@@ -24,7 +24,7 @@ import (
 //	HERALD_CHAOS_N       notifications per full run (default 20000; burst-kill publishes a quarter of it)
 //	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,broker-restart" (default all six)
 //	HERALD_CHAOS_STRICT  true (the default): a duplicate without a call in flight at a kill fails the run; false: only the count bound
-//	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default 2; 0 for none)
+//	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default 1; 0 for none)
 
 var (
 	binOnce sync.Once
@@ -143,9 +143,10 @@ func FullFaults(instances int) []Fault {
 // again 3 s later on the same data dir, while requests are published and
 // the producers of both instances have batches in flight (issue 21,
 // findings 1 and 2: Sarama's idempotent producer after a broker restart).
+// The last restart ends 8 s before the publishing does.
 func BrokerRestartFaults() []Fault {
 	var out []Fault
-	for _, at := range []time.Duration{10, 22, 34, 46} {
+	for _, at := range []time.Duration{14, 26, 38, 50} {
 		out = append(out, Fault{Kind: KillBroker, At: at * time.Second, For: 3 * time.Second})
 	}
 	return out
@@ -154,14 +155,14 @@ func BrokerRestartFaults() []Fault {
 // BrokerRestart is the broker-restart run: 2 instances, n requests over a
 // minute, the broker killed four times (BrokerRestartFaults), a CPU hog on
 // hogCores cores beside the run, and a key-honouring provider slow to
-// accept connections (listen backlog 5, 5 ms before each accept, every
-// other answer closing its connection) behind a 3 s --provider-timeout,
+// accept connections (listen backlog 5, 1 ms before each accept, every
+// 10th answer closing its connection) behind a 3 s --provider-timeout,
 // so that calls time out and are retried. The send timeout is a minute,
 // so it rescues nothing inside the bound: every state must be final
 // within 30 s of the last restart on Herald's own.
 func BrokerRestart(n, hogCores int) Config {
 	return Config{Name: "broker-restart", Instances: 2, N: n, PublishFor: time.Minute, Duplicates: 0.02, Honour: true,
-		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: 5 * time.Millisecond, CloseEvery: 2},
+		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: time.Millisecond, CloseEvery: 10},
 		ProviderTimeout: 3 * time.Second, SendTimeout: time.Minute, FinalTimeout: 30 * time.Second}
 }
 
@@ -208,7 +209,7 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("HERALD_CHAOS_STRICT=%q: want a boolean", v)
 		}
 	}
-	hogCores := 2
+	hogCores := 1
 	if s := os.Getenv("HERALD_CHAOS_HOG"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {

@@ -187,7 +187,7 @@ func TestSummaryNamesFailures(t *testing.T) {
 		Faults: []FaultEvent{{Fault: Fault{Kind: PauseInstance, Instance: 0}, Start: e.T0.Add(time.Second), End: e.T0.Add(16 * time.Second),
 			OpenCalls: 7, TargetOpen: 4}},
 		Load:       Config{CPUHog: 2, Accept: Accept{Backlog: 5, Delay: 2 * time.Millisecond, CloseEvery: 4}}.load(),
-		LogSignals: map[string]int{"out of order sequence number": 3}}
+		LogSignals: map[string]int{"out of order sequence number": 3}, Outcomes: map[string]int{OutcomeDelivered: 3, OutcomeAbandoned: 2}}
 	r.Verdict.RecallBound = 100
 	var b strings.Builder
 	Summary(&b, []*Result{r})
@@ -195,7 +195,7 @@ func TestSummaryNamesFailures(t *testing.T) {
 	for _, want := range []string{"| x | 2 | honours key | 4 | 1 | 1 | 0 (0) |", "not reached (waited 1m0s)", "FAIL",
 		"SIGSTOP instance (zombie) 1 at t+1.0s until t+16.0s, 7 provider calls open (4 from herald-1)", "lost: " + e.Plan.ID(0),
 		"Load: a CPU hog spinning on 2 cores, a provider slow to accept (listen backlog 5, 2ms before each accept, every 4th answer closes its connection).",
-		`- "out of order sequence number": 3`, "at most 100 allowed"} {
+		`- "out of order sequence number": 3`, "at most 100 allowed", "Provider calls by outcome: 3 delivered, 2 abandoned."} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("summary lacks %q:\n%s", want, s)
 		}

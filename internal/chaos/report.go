@@ -37,6 +37,15 @@ func Summary(w io.Writer, results []*Result) {
 		fmt.Fprintf(w, "\n### %s\n\n", r.Name)
 		fmt.Fprintf(w, "Started %s, %d provider calls (%d answered from an earlier delivery by key), session timeout %s, data and logs in %s.\n\n",
 			r.Started.UTC().Format(time.RFC3339), r.Calls, r.Replays, r.SessionTimeout, r.Dir)
+		if len(r.Outcomes) > 0 {
+			var parts []string
+			for _, o := range []string{OutcomeDelivered, OutcomeReplay, OutcomeFailed, OutcomeOutage, OutcomeAbandoned, OutcomeBad} {
+				if n := r.Outcomes[o]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, o))
+				}
+			}
+			fmt.Fprintf(w, "Provider calls by outcome: %s.\n\n", strings.Join(parts, ", "))
+		}
 		if r.Load != "" {
 			fmt.Fprintf(w, "Load: %s.\n\n", r.Load)
 		}

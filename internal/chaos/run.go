@@ -240,6 +240,9 @@ type Result struct {
 	// Pause the zombie's pause.
 	SessionTimeout time.Duration `json:"session_timeout"`
 	Calls          int           `json:"provider_calls"`
+	// Outcomes counts the provider calls by outcome (Outcome*): abandoned
+	// ones are calls the caller gave up on (a provider timeout).
+	Outcomes map[string]int `json:"outcomes"`
 	// Replays counts calls the honouring provider answered from an earlier
 	// delivery with the same key: duplicates it prevented.
 	Replays int64         `json:"replays"`
@@ -350,6 +353,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
 	}
 	res.Calls = len(ev.Calls)
+	res.Outcomes = map[string]int{}
+	for _, c := range ev.Calls {
+		res.Outcomes[c.Outcome]++
+	}
 	res.Replays = r.prov.Mock.Stats().Replays
 	for _, p := range append([]*proc{r.broker}, r.heralds...) {
 		res.Unexpected = append(res.Unexpected, p.unexpectedExits()...)
