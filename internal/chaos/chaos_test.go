@@ -167,14 +167,15 @@ func BrokerRestart(n, hogCores int) Config {
 }
 
 // BurstKill is the burst-kill run: 2 instances with --send-concurrency 100
-// (a fixed limit), n requests published over 5 s, and a kill -9 of
-// instance 1 once it has 50 provider calls open, with a provider that
-// ignores Idempotency-Key. Only the calls in flight at the kill may be
+// (a fixed limit), n requests published over 2 s (a backlog the senders
+// take seconds to send), and a kill -9 of instance 1 from t+3 s, once it
+// has 50 provider calls open, with a provider that ignores
+// Idempotency-Key. Only the calls in flight at the kill may be
 // made again: at most 100 notifications delivered twice, and no more than
 // the calls in flight at the kill.
 func BurstKill(n int) Config {
-	return Config{Name: "burst-kill", Instances: 2, N: n, PublishFor: 5 * time.Second, Honour: false, SendConcurrency: 100,
-		Faults: []Fault{{Kind: KillInstance, At: 2 * time.Second, Instance: 0, WhenBusy: 50}}}
+	return Config{Name: "burst-kill", Instances: 2, N: n, PublishFor: 2 * time.Second, Honour: false, SendConcurrency: 100,
+		Faults: []Fault{{Kind: KillInstance, At: 3 * time.Second, Instance: 0, WhenBusy: 50}}}
 }
 
 // TestChaos is `make chaos`: 2 and 3 instances under every kind of fault,
