@@ -251,3 +251,21 @@ func TestCheckRecallBound(t *testing.T) {
 		t.Fatalf("no send concurrency: %+v", v)
 	}
 }
+
+// A run must be all final within the bound after the last fault: seen
+// later (the count is polled) fails as surely as never.
+func TestFinalFailure(t *testing.T) {
+	for _, tc := range []struct {
+		res  Result
+		want string
+	}{
+		{Result{AllFinal: true, ToAllFinal: 29 * time.Second}, ""},
+		{Result{AllFinal: true, ToAllFinal: 30 * time.Second}, ""},
+		{Result{AllFinal: true, ToAllFinal: 31*time.Second + 240*time.Millisecond}, "all final 31.2s after the last fault, more than the 30s bound"},
+		{Result{Waited: 31 * time.Second}, "not all final 31s after the last fault"},
+	} {
+		if got := finalFailure(&tc.res, 30*time.Second); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.res, got, tc.want)
+		}
+	}
+}

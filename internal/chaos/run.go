@@ -121,9 +121,10 @@ type Config struct {
 	// the flag (default 10 s); without it consumers keep franz-go's 45 s.
 	SessionTimeout time.Duration
 	// FinalTimeout bounds the wait for all-final after the last fault
-	// ended (default 2 min); Stall ends it earlier when neither PostgreSQL
-	// nor the provider moved for that long (default 2 × SendTimeout +
-	// session timeout).
+	// ended (default 2 min), and a run whose notifications took longer
+	// fails; Stall ends the wait earlier when neither PostgreSQL nor the
+	// provider moved for that long (default 2 × SendTimeout + session
+	// timeout).
 	FinalTimeout, Stall time.Duration
 	// Quiet is how long the provider is watched for late calls after
 	// all-final (default 5 s).
@@ -349,8 +350,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict,
 		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances}
 	res.Verdict = Check(ev)
-	if !res.AllFinal {
-		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
+	if f := finalFailure(res, cfg.FinalTimeout); f != "" {
+		res.Verdict.Failures = append(res.Verdict.Failures, f)
 	}
 	res.Calls = len(ev.Calls)
 	res.Outcomes = map[string]int{}
@@ -635,8 +636,25 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 			r.log.Warn("not all final", "final", final, "valid", valid, "since_last_move", now.Sub(lastMove).Round(time.Second))
 			return time.Time{}, now.Sub(lastFault)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(finalPoll)
 	}
+}
+
+// finalPoll is how often waitAllFinal counts the final rows: the error of
+// the time to all-final it measures.
+const finalPoll = 250 * time.Millisecond
+
+// finalFailure is the failed assertion about the time to all-final, or "":
+// every notification must be final within bound of the end of the last
+// fault.
+func finalFailure(res *Result, bound time.Duration) string {
+	switch {
+	case !res.AllFinal:
+		return fmt.Sprintf("not all final %s after the last fault", res.Waited.Round(time.Second))
+	case res.ToAllFinal > bound:
+		return fmt.Sprintf("all final %s after the last fault, more than the %s bound", res.ToAllFinal.Round(100*time.Millisecond), bound)
+	}
+	return ""
 }
 
 // endState describes each consumer group (state, members, lag by
