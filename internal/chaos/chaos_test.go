@@ -159,11 +159,13 @@ func BrokerRestartFaults() []Fault {
 // 10th answer closing its connection) behind a 3 s --provider-timeout,
 // so that calls time out and are retried. The send timeout is a minute,
 // so it rescues nothing inside the bound: every state must be final
-// within 30 s of the last restart on Herald's own.
+// within 30 s of the last restart on Herald's own. The run waits up to
+// 90 s all the same, so that the report tells late (rescued by the send
+// timeout) from stuck for good.
 func BrokerRestart(n, hogCores int) Config {
 	return Config{Name: "broker-restart", Instances: 2, N: n, PublishFor: time.Minute, Duplicates: 0.02, Honour: true,
 		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: time.Millisecond, CloseEvery: 10},
-		ProviderTimeout: 3 * time.Second, SendTimeout: time.Minute, FinalTimeout: 30 * time.Second}
+		ProviderTimeout: 3 * time.Second, SendTimeout: time.Minute, FinalTimeout: 30 * time.Second, FinalWait: 90 * time.Second}
 }
 
 // BurstKill is the burst-kill run: 2 instances with --send-concurrency 100

@@ -124,8 +124,10 @@ type Config struct {
 	// ended (default 2 min), and a run whose notifications took longer
 	// fails; Stall ends the wait earlier when neither PostgreSQL nor the
 	// provider moved for that long (default 2 × SendTimeout + session
-	// timeout).
-	FinalTimeout, Stall time.Duration
+	// timeout). FinalWait, when longer than FinalTimeout, is how long
+	// the run waits all the same, to tell a late notification from a
+	// stuck one in the report.
+	FinalTimeout, Stall, FinalWait time.Duration
 	// Quiet is how long the provider is watched for late calls after
 	// all-final (default 5 s).
 	Quiet time.Duration
@@ -619,7 +621,7 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 	if stall <= 0 {
 		stall = 2*r.cfg.SendTimeout + r.sessionTimeout()
 	}
-	deadline := lastFault.Add(r.cfg.FinalTimeout)
+	deadline := lastFault.Add(max(r.cfg.FinalTimeout, r.cfg.FinalWait))
 	var lastFinal, lastCalls int
 	lastMove := time.Now()
 	for {
