@@ -58,6 +58,10 @@ type Evidence struct {
 	// delivered more than once must then be at most that bound, and at
 	// most the calls in flight at the kills.
 	SendConcurrency, Instances int
+	// Late are ids whose status was not final when the
+	// bound on all-final had passed after the last fault; explained in
+	// the details (the run's finalFailure fails it).
+	Late []string
 }
 
 // Verdict is a run's outcome at the provider.
@@ -216,7 +220,8 @@ func Check(e *Evidence) *Verdict {
 		what string
 		ids  []string
 	}{{"lost", v.Lost}, {"duplicated with no call in flight at a kill", v.UnexplainedDuplicates}, {"duplicated", v.Duplicated},
-		{"delivered, not final in postgres", deliveredNotFinal}, {"differs", v.Differs}} {
+		{"delivered, not final in postgres", deliveredNotFinal}, {"differs", v.Differs},
+		{"not final at the bound after the last fault", e.Late}} {
 		for j, id := range set.ids {
 			if j == maxDetails {
 				v.Details = append(v.Details, fmt.Sprintf("%s: %d more not shown", set.what, len(set.ids)-maxDetails))

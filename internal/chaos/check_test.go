@@ -269,3 +269,15 @@ func TestFinalFailure(t *testing.T) {
 		}
 	}
 }
+
+// Ids late at the bound are explained, with their calls and row; the
+// verdict on time is the run's (finalFailure), not Check's.
+func TestCheckLate(t *testing.T) {
+	e := evidence(t, 3, true)
+	e.Late = []string{e.Plan.ID(2)}
+	v := Check(e)
+	d := strings.Join(v.Details, "\n")
+	if !v.Passed() || !strings.Contains(d, "not final at the bound after the last fault: "+e.Plan.ID(2)) || !strings.Contains(d, "deliveries (1)") {
+		t.Fatalf("passed %v, details:\n%s", v.Passed(), d)
+	}
+}

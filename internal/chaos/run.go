@@ -284,6 +284,10 @@ type run struct {
 	stopSupervisors context.CancelFunc
 	readyz          []string
 
+	// late are the ids not final when FinalTimeout had passed after the
+	// last fault (nil before).
+	late []string
+
 	mu     sync.Mutex
 	events []FaultEvent
 }
@@ -350,7 +354,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ev := &Evidence{Plan: plan, Partitions: cfg.Partitions, Deliveries: r.prov.Mock.Deliveries(), Calls: r.prov.Calls(),
 		Open: r.prov.InFlight(), Rows: rows, Faults: res.Faults, Honour: cfg.Honour, Channels: channels,
 		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict,
-		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances}
+		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances, Late: r.late}
 	res.Verdict = Check(ev)
 	if f := finalFailure(res, cfg.FinalTimeout); f != "" {
 		res.Verdict.Failures = append(res.Verdict.Failures, f)
@@ -622,12 +626,19 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 		stall = 2*r.cfg.SendTimeout + r.sessionTimeout()
 	}
 	deadline := lastFault.Add(max(r.cfg.FinalTimeout, r.cfg.FinalWait))
+	bound := lastFault.Add(r.cfg.FinalTimeout)
 	var lastFinal, lastCalls int
 	lastMove := time.Now()
 	for {
 		final, err := r.finalCount(ctx)
 		if err == nil && final >= valid {
 			return time.Now(), time.Since(lastFault)
+		}
+		if r.late == nil && time.Now().After(bound) {
+			if r.late, err = r.notFinal(ctx); err != nil {
+				r.log.Warn("ids not final at the bound", "err", err)
+				r.late = []string{}
+			}
 		}
 		calls := r.prov.CallCount()
 		if final != lastFinal || calls != lastCalls {
@@ -734,6 +745,36 @@ func (r *run) finalCount(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("count final rows: %w", err)
 	}
 	return n, nil
+}
+
+// notFinal lists the campaign's ids whose status is not final.
+func (r *run) notFinal(ctx context.Context) ([]string, error) {
+	var finals []string
+	for _, s := range contract.Statuses {
+		if s.Final() {
+			finals = append(finals, string(s))
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rs, err := r.pool.Query(qctx, `SELECT id FROM dispatch_status WHERE campaign = $1 AND NOT (status = ANY($2)) ORDER BY id`,
+		r.campaign, finals)
+	if err != nil {
+		return nil, fmt.Errorf("read ids not final: %w", err)
+	}
+	defer rs.Close()
+	out := []string{}
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read ids not final: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read ids not final: %w", err)
+	}
+	return out, nil
 }
 
 // rows reads the campaign's dispatch_status rows.
