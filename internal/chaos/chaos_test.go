@@ -155,8 +155,8 @@ func BrokerRestartFaults() []Fault {
 // BrokerRestart is the broker-restart run: 2 instances, n requests over a
 // minute, the broker killed four times (BrokerRestartFaults), a CPU hog on
 // hogCores cores beside the run, and a key-honouring provider slow to
-// accept connections (listen backlog 5, 1 ms before each accept, every
-// 10th answer closing its connection) behind a 3 s --provider-timeout,
+// accept connections (listen backlog 5, 2 ms before each accept, every
+// 4th answer closing its connection) behind a 3 s --provider-timeout,
 // so that calls time out and are retried. The send timeout is a minute,
 // so it rescues nothing inside the bound: every state must be final
 // within 30 s of the last restart on Herald's own. The run waits up to
@@ -164,7 +164,7 @@ func BrokerRestartFaults() []Fault {
 // timeout) from stuck for good.
 func BrokerRestart(n, hogCores int) Config {
 	return Config{Name: "broker-restart", Instances: 2, N: n, PublishFor: time.Minute, Duplicates: 0.02, Honour: true,
-		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: time.Millisecond, CloseEvery: 10},
+		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: 2 * time.Millisecond, CloseEvery: 4},
 		ProviderTimeout: 3 * time.Second, SendTimeout: time.Minute, FinalTimeout: 30 * time.Second, FinalWait: 90 * time.Second}
 }
 
