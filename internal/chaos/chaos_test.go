@@ -24,7 +24,7 @@ import (
 //	HERALD_CHAOS_N       notifications per full run (default 20000; burst-kill publishes a quarter of it)
 //	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,broker-restart" (default all six)
 //	HERALD_CHAOS_STRICT  true (the default): a duplicate without a call in flight at a kill fails the run; false: only the count bound
-//	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default 1; 0 for none)
+//	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default 2; 0 for none)
 
 var (
 	binOnce sync.Once
@@ -212,7 +212,7 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("HERALD_CHAOS_STRICT=%q: want a boolean", v)
 		}
 	}
-	hogCores := 1
+	hogCores := 2
 	if s := os.Getenv("HERALD_CHAOS_HOG"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 0 {
