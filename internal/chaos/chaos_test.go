@@ -143,7 +143,7 @@ func FullFaults(instances int) []Fault {
 // again 3 s later on the same data dir, while requests are published and
 // the producers of both instances have batches in flight (issue 21,
 // findings 1 and 2: Sarama's idempotent producer after a broker restart).
-// The last restart ends 8 s before the publishing does.
+// The last restart ends about 7 s before the publishing does.
 func BrokerRestartFaults() []Fault {
 	var out []Fault
 	for _, at := range []time.Duration{14, 26, 38, 50} {
