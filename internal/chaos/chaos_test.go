@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,9 +21,10 @@ import (
 //
 //	HERALD_CHAOS_BIN     a herald binary to use (default: built once into <HERALD_CHAOS_DIR>/bin)
 //	HERALD_CHAOS_DIR     where runs keep their data and logs (default <repo>/data/chaos)
-//	HERALD_CHAOS_N       notifications per full run (default 20000)
-//	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,i3-ignore" (default all four)
+//	HERALD_CHAOS_N       notifications per full run (default 20000; burst-kill publishes a quarter of it)
+//	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,broker-restart" (default all six)
 //	HERALD_CHAOS_STRICT  true (the default): a duplicate without a call in flight at a kill fails the run; false: only the count bound
+//	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default 2; 0 for none)
 
 var (
 	binOnce sync.Once
@@ -136,8 +138,51 @@ func FullFaults(instances int) []Fault {
 	}
 }
 
-// TestChaos is `make chaos`: 2 and 3 instances, each with a provider that
-// honours Idempotency-Key and one that does not.
+// BrokerRestartFaults is the fault schedule of the broker-restart run: the
+// broker killed with kill -9 four times, 12 s apart, each time started
+// again 3 s later on the same data dir, while requests are published and
+// the producers of both instances have batches in flight (issue 21,
+// findings 1 and 2: Sarama's idempotent producer after a broker restart).
+// The last restart ends about 7 s before the publishing does.
+func BrokerRestartFaults() []Fault {
+	var out []Fault
+	for _, at := range []time.Duration{14, 26, 38, 50} {
+		out = append(out, Fault{Kind: KillBroker, At: at * time.Second, For: 3 * time.Second})
+	}
+	return out
+}
+
+// BrokerRestart is the broker-restart run: 2 instances, n requests over a
+// minute, the broker killed four times (BrokerRestartFaults), a CPU hog on
+// hogCores cores beside the run, and a key-honouring provider slow to
+// accept connections (listen backlog 5, 2 ms before each accept, every
+// 4th answer closing its connection) behind a 3 s --provider-timeout,
+// so that calls time out and are retried. The send timeout is a minute,
+// so it rescues nothing inside the bound: every state must be final
+// within 30 s of the last restart on Herald's own. The run waits up to
+// 90 s all the same, so that the report tells late (rescued by the send
+// timeout) from stuck for good.
+func BrokerRestart(n, hogCores int) Config {
+	return Config{Name: "broker-restart", Instances: 2, N: n, PublishFor: time.Minute, Duplicates: 0.02, Honour: true,
+		Faults: BrokerRestartFaults(), CPUHog: hogCores, Accept: Accept{Backlog: 5, Delay: 2 * time.Millisecond, CloseEvery: 4},
+		ProviderTimeout: 3 * time.Second, SendTimeout: time.Minute, FinalTimeout: 30 * time.Second, FinalWait: 90 * time.Second}
+}
+
+// BurstKill is the burst-kill run: 2 instances with --send-concurrency 100
+// (a fixed limit), n requests published over 2 s (a backlog the senders
+// take seconds to send), and a kill -9 of instance 1 from t+3 s, once it
+// has 50 provider calls open, with a provider that ignores
+// Idempotency-Key. Only the calls in flight at the kill may be
+// made again: at most 100 notifications delivered twice, and no more than
+// the calls in flight at the kill.
+func BurstKill(n int) Config {
+	return Config{Name: "burst-kill", Instances: 2, N: n, PublishFor: 2 * time.Second, Honour: false, SendConcurrency: 100,
+		Faults: []Fault{{Kind: KillInstance, At: 3 * time.Second, Instance: 0, WhenBusy: 50}}}
+}
+
+// TestChaos is `make chaos`: 2 and 3 instances under every kind of fault,
+// each with a provider that honours Idempotency-Key and one that does not,
+// then broker-restart and burst-kill.
 func TestChaos(t *testing.T) {
 	on, err := strconv.ParseBool(os.Getenv("HERALD_CHAOS"))
 	if err != nil && os.Getenv("HERALD_CHAOS") != "" {
@@ -167,26 +212,82 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("HERALD_CHAOS_STRICT=%q: want a boolean", v)
 		}
 	}
-	bin := heraldBinary(t)
-	var results []*Result
+	hogCores := 2
+	if s := os.Getenv("HERALD_CHAOS_HOG"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 {
+			t.Fatalf("HERALD_CHAOS_HOG=%q: want a number of cores, 0 or more", s)
+		}
+		hogCores = v
+	}
+	var runs []Config
 	for _, instances := range []int{2, 3} {
 		for _, honour := range []bool{true, false} {
-			cfg := Config{Binary: bin, Instances: instances, N: n, PublishFor: time.Minute, Duplicates: 0.02,
-				Honour: honour, Faults: FullFaults(instances), Strict: strict, Log: testLog(t)}
-			cfg = cfg.withDefaults()
-			if len(want) > 0 && !want[cfg.Name] {
-				continue
-			}
-			cfg.Dir = filepath.Join(runsDir(t), cfg.Name)
-			res, err := Run(context.Background(), cfg)
-			if err != nil {
-				t.Fatalf("%s: %v", cfg.Name, err)
-			}
-			results = append(results, res)
+			runs = append(runs, Config{Instances: instances, N: n, PublishFor: time.Minute, Duplicates: 0.02,
+				Honour: honour, Faults: FullFaults(instances)})
 		}
 	}
-	if len(want) > 0 && len(results) == 0 {
-		t.Fatalf("HERALD_CHAOS_RUNS=%q names no run (have i2-honour, i2-ignore, i3-honour, i3-ignore)", os.Getenv("HERALD_CHAOS_RUNS"))
+	runs = append(runs, BrokerRestart(n, hogCores), BurstKill(max(n/4, 1)))
+	var names []string
+	for i := range runs {
+		runs[i] = runs[i].withDefaults()
+		names = append(names, runs[i].Name)
+	}
+	for s := range want {
+		if !slices.Contains(names, s) {
+			t.Fatalf("HERALD_CHAOS_RUNS names %q: no such run (have %s)", s, strings.Join(names, ", "))
+		}
+	}
+	bin := heraldBinary(t)
+	var results []*Result
+	for _, cfg := range runs {
+		if len(want) > 0 && !want[cfg.Name] {
+			continue
+		}
+		cfg.Binary, cfg.Strict, cfg.Log = bin, strict, testLog(t)
+		cfg.Dir = filepath.Join(runsDir(t), cfg.Name)
+		res, err := Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", cfg.Name, err)
+		}
+		results = append(results, res)
 	}
 	report(t, "chaos", results)
+}
+
+// The new runs inject what issue 21 asks for: broker-restart's kills all
+// fall while requests are published, and its send timeout cannot rescue a
+// lost command inside the 30 s bound (Herald must recover it itself);
+// burst-kill's kill waits for a send burst and its bound is the fixed
+// send concurrency.
+func TestScenarios(t *testing.T) {
+	b := BrokerRestart(20000, 2).withDefaults()
+	kills := 0
+	for _, f := range b.Faults {
+		if f.Kind == KillBroker && f.At+f.For < b.PublishFor {
+			kills++
+		}
+	}
+	if kills < 2 || kills != len(b.Faults) {
+		t.Fatalf("broker-restart: %d of %d faults are broker kills while publishing", kills, len(b.Faults))
+	}
+	if b.FinalTimeout != 30*time.Second || !b.Honour || b.Instances != 2 || b.CPUHog != 2 {
+		t.Fatalf("broker-restart: %+v", b)
+	}
+	if rescue := b.SendTimeout + b.ProviderTimeout; rescue <= b.FinalTimeout {
+		t.Fatalf("broker-restart: the send timeout rescues a lost command %s after issue, inside the %s bound", rescue, b.FinalTimeout)
+	}
+	if a := b.Accept; a.Backlog == 0 || a.Backlog > 8 || a.Delay == 0 || a.CloseEvery == 0 || b.ProviderTimeout == 0 {
+		t.Fatalf("broker-restart: provider not slow to accept: %+v, --provider-timeout %s", a, b.ProviderTimeout)
+	}
+	k := BurstKill(5000).withDefaults()
+	if k.Honour || k.SendConcurrency <= 0 || len(k.Faults) != 1 || k.Faults[0].Kind != KillInstance || k.Faults[0].WhenBusy <= 0 ||
+		k.Faults[0].WhenBusy > k.SendConcurrency {
+		t.Fatalf("burst-kill: %+v", k)
+	}
+	for _, name := range []string{b.Name, k.Name} {
+		if strings.Contains(name, ",") || name == "" {
+			t.Fatalf("run name %q cannot be named in HERALD_CHAOS_RUNS", name)
+		}
+	}
 }

@@ -51,6 +51,17 @@ type Evidence struct {
 	// provider call in flight at a kill, not only for more duplicates than
 	// such calls.
 	Strict bool
+	// SendConcurrency, when set, is each instance's --send-concurrency: a
+	// kill -9 or a pause of an instance leaves at most that many calls
+	// without a recorded answer, a broker kill that many per instance
+	// (Instances). With a provider that ignores the key, the notifications
+	// delivered more than once must then be at most that bound, and at
+	// most the calls in flight at the kills.
+	SendConcurrency, Instances int
+	// Late are ids whose status was not final when the
+	// bound on all-final had passed after the last fault; explained in
+	// the details (the run's finalFailure fails it).
+	Late []string
 }
 
 // Verdict is a run's outcome at the provider.
@@ -70,6 +81,9 @@ type Verdict struct {
 	// InFlightAtKills counts provider calls in flight at the kills and the
 	// pause (the bound on duplicates without idempotency).
 	InFlightAtKills int `json:"in_flight_at_kills"`
+	// RecallBound is the send concurrency times the instances hit by
+	// kills (0: not checked), see Evidence.SendConcurrency.
+	RecallBound int `json:"recall_bound,omitempty"`
 	// UnexplainedDuplicates: duplicated ids that had no call in flight at
 	// any kill.
 	UnexplainedDuplicates []string `json:"unexplained_duplicates"`
@@ -170,6 +184,16 @@ func Check(e *Evidence) *Verdict {
 	if !e.Honour && v.Extra > v.InFlightAtKills {
 		v.Failures = append(v.Failures, fmt.Sprintf("%d extra deliveries without idempotency, more than the %d provider calls in flight at the kills", v.Extra, v.InFlightAtKills))
 	}
+	if e.SendConcurrency > 0 && !e.Honour {
+		v.RecallBound = e.SendConcurrency * e.instancesHit()
+		if n := len(v.Duplicated); n > v.RecallBound {
+			v.Failures = append(v.Failures, fmt.Sprintf("%d notifications delivered more than once without idempotency, more than the send concurrency %d times the %d instances hit by kills",
+				n, e.SendConcurrency, v.RecallBound/e.SendConcurrency))
+		}
+		if n := len(v.Duplicated); n > v.InFlightAtKills {
+			v.Failures = append(v.Failures, fmt.Sprintf("%d notifications delivered more than once without idempotency, more than the %d provider calls in flight at the kills", n, v.InFlightAtKills))
+		}
+	}
 	if n := len(v.NotFinal); n > 0 {
 		v.Failures = append(v.Failures, fmt.Sprintf("%d notifications not final in PostgreSQL (no row, or a status that is not final)", n))
 	}
@@ -196,7 +220,8 @@ func Check(e *Evidence) *Verdict {
 		what string
 		ids  []string
 	}{{"lost", v.Lost}, {"duplicated with no call in flight at a kill", v.UnexplainedDuplicates}, {"duplicated", v.Duplicated},
-		{"delivered, not final in postgres", deliveredNotFinal}, {"differs", v.Differs}} {
+		{"delivered, not final in postgres", deliveredNotFinal}, {"differs", v.Differs},
+		{"not final at the bound after the last fault", e.Late}} {
 		for j, id := range set.ids {
 			if j == maxDetails {
 				v.Details = append(v.Details, fmt.Sprintf("%s: %d more not shown", set.what, len(set.ids)-maxDetails))
@@ -206,6 +231,21 @@ func Check(e *Evidence) *Verdict {
 		}
 	}
 	return v
+}
+
+// instancesHit counts the instances the kills and pauses hit, once per
+// fault: one for an instance, every instance for the broker.
+func (e *Evidence) instancesHit() int {
+	n := 0
+	for _, f := range e.Faults {
+		switch {
+		case f.Kind == KillBroker:
+			n += max(e.Instances, 1)
+		case killFault(f.Kind):
+			n++
+		}
+	}
+	return n
 }
 
 // inFlightAt reports whether call c was in flight at fault f: open when f

@@ -184,14 +184,100 @@ func TestSummaryNamesFailures(t *testing.T) {
 	e := evidence(t, 4, true)
 	e.Deliveries = e.Deliveries[1:]
 	r := &Result{Name: "x", Instances: 2, Honour: true, Started: e.T0, Verdict: Check(e), Waited: time.Minute,
-		Faults: []FaultEvent{{Fault: Fault{Kind: PauseInstance, Instance: 0}, Start: e.T0.Add(time.Second), End: e.T0.Add(16 * time.Second)}}}
+		Faults: []FaultEvent{{Fault: Fault{Kind: PauseInstance, Instance: 0}, Start: e.T0.Add(time.Second), End: e.T0.Add(16 * time.Second),
+			OpenCalls: 7, TargetOpen: 4}},
+		Load:       Config{CPUHog: 2, Accept: Accept{Backlog: 5, Delay: 2 * time.Millisecond, CloseEvery: 4}}.load(),
+		LogSignals: map[string]int{"out of order sequence number": 3}, Outcomes: map[string]int{OutcomeDelivered: 3, OutcomeAbandoned: 2}}
+	r.Verdict.RecallBound = 100
 	var b strings.Builder
 	Summary(&b, []*Result{r})
 	s := b.String()
 	for _, want := range []string{"| x | 2 | honours key | 4 | 1 | 1 | 0 (0) |", "not reached (waited 1m0s)", "FAIL",
-		"SIGSTOP instance (zombie) 1 at t+1.0s until t+16.0s", "lost: " + e.Plan.ID(0)} {
+		"SIGSTOP instance (zombie) 1 at t+1.0s until t+16.0s, 7 provider calls open (4 from herald-1)", "lost: " + e.Plan.ID(0),
+		"Load: a CPU hog spinning on 2 cores, a provider slow to accept (listen backlog 5, 2ms before each accept, every 4th answer closes its connection).",
+		`- "out of order sequence number": 3`, "at most 100 allowed", "Provider calls by outcome: 3 delivered, 2 abandoned."} {
 		if !strings.Contains(s, want) {
 			t.Fatalf("summary lacks %q:\n%s", want, s)
 		}
+	}
+}
+
+// With SendConcurrency set and a provider that ignores the key, the
+// notifications delivered twice may be at most the send concurrency per
+// instance hit by a kill, and at most the calls in flight at the kills.
+func TestCheckRecallBound(t *testing.T) {
+	// 10 calls one second apart; the kill of herald-1 at call 6's start
+	// finds calls 4 and 5 (delivered within 2 s) and 6 (open) in flight.
+	build := func(dups []int) *Evidence {
+		e := evidence(t, 10, false)
+		e.Strict, e.SendConcurrency, e.Instances = true, 2, 2
+		for _, i := range dups {
+			d := e.Deliveries[i]
+			d.At = d.At.Add(30 * time.Second)
+			e.Deliveries = append(e.Deliveries, d)
+		}
+		kill := e.Calls[6].Start.Add(50 * time.Millisecond)
+		e.Faults = []FaultEvent{{Fault: Fault{Kind: KillInstance}, Start: kill, End: kill.Add(100 * time.Millisecond)}}
+		return e
+	}
+	v := Check(build([]int{5, 6}))
+	if !v.Passed() || v.RecallBound != 2 || v.InFlightAtKills != 3 {
+		t.Fatalf("2 recalled, bound 2: %+v", v)
+	}
+	// Three recalled: within the calls in flight (3), above the send
+	// concurrency (2).
+	v = Check(build([]int{4, 5, 6}))
+	if v.Passed() || !strings.Contains(strings.Join(v.Failures, "\n"), "3 notifications delivered more than once without idempotency, more than the send concurrency 2 times the 1 instances") {
+		t.Fatalf("3 recalled, bound 2: %v", v.Failures)
+	}
+	// A broker kill hits every instance: the bound is 2 × 2.
+	e := build([]int{4, 5, 6})
+	e.Faults[0].Kind = KillBroker
+	if v := Check(e); !v.Passed() || v.RecallBound != 4 {
+		t.Fatalf("broker kill: bound %d, failures %v", v.RecallBound, v.Failures)
+	}
+	// Above the calls in flight, within the send concurrency.
+	e = build([]int{3, 4, 5, 6})
+	e.SendConcurrency = 10
+	e.Faults[0].Start = e.Calls[5].Start.Add(50 * time.Millisecond) // calls 3, 4 and 5 in flight, 6 not yet made
+	e.Faults[0].End = e.Faults[0].Start.Add(100 * time.Millisecond)
+	if v := Check(e); v.Passed() || !strings.Contains(strings.Join(v.Failures, "\n"), "4 notifications delivered more than once without idempotency, more than the 3 provider calls in flight") {
+		t.Fatalf("above the calls in flight: %+v", v)
+	}
+	// Honoured keys, or no send concurrency: no bound is taken.
+	e = build([]int{4, 5, 6})
+	e.SendConcurrency = 0
+	if v := Check(e); v.RecallBound != 0 || !v.Passed() {
+		t.Fatalf("no send concurrency: %+v", v)
+	}
+}
+
+// A run must be all final within the bound after the last fault: seen
+// later (the count is polled) fails as surely as never.
+func TestFinalFailure(t *testing.T) {
+	for _, tc := range []struct {
+		res  Result
+		want string
+	}{
+		{Result{AllFinal: true, ToAllFinal: 29 * time.Second}, ""},
+		{Result{AllFinal: true, ToAllFinal: 30 * time.Second}, ""},
+		{Result{AllFinal: true, ToAllFinal: 31*time.Second + 240*time.Millisecond}, "all final 31.2s after the last fault, more than the 30s bound"},
+		{Result{Waited: 31 * time.Second}, "not all final 31s after the last fault"},
+	} {
+		if got := finalFailure(&tc.res, 30*time.Second); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.res, got, tc.want)
+		}
+	}
+}
+
+// Ids late at the bound are explained, with their calls and row; the
+// verdict on time is the run's (finalFailure), not Check's.
+func TestCheckLate(t *testing.T) {
+	e := evidence(t, 3, true)
+	e.Late = []string{e.Plan.ID(2)}
+	v := Check(e)
+	d := strings.Join(v.Details, "\n")
+	if !v.Passed() || !strings.Contains(d, "not final at the bound after the last fault: "+e.Plan.ID(2)) || !strings.Contains(d, "deliveries (1)") {
+		t.Fatalf("passed %v, details:\n%s", v.Passed(), d)
 	}
 }

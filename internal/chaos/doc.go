@@ -14,7 +14,16 @@
 // flight at the kills), and every PostgreSQL status is final and agrees
 // with the provider.
 //
+// Two runs aim at single windows: broker-restart kills the broker four
+// times while both instances produce, beside a CPU hog (hog.go) and with a
+// provider slow to accept connections (accept.go), and requires every
+// status final within 30 s of the last restart; burst-kill kills an
+// instance in a send burst with a fixed --send-concurrency and a provider
+// that ignores the key, and allows no more notifications delivered twice
+// than that concurrency and than the calls in flight at the kill.
+//
 // TestChaosSmoke is the small run inside `make test`; `make chaos` runs
-// TestChaos (2 and 3 instances, both provider modes). docs/operations.md
-// describes the runs and how to read their report.
+// TestChaos (2 and 3 instances, both provider modes, then broker-restart
+// and burst-kill). docs/operations.md describes the runs and how to read
+// their report.
 package chaos

@@ -2,7 +2,9 @@ package chaos
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,7 +13,6 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/loadtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 )
 
@@ -59,6 +60,8 @@ type Provider struct {
 	Mock   *provider.MockServer
 	Honour bool
 	URL    string
+	// Accept shapes how connections are taken (set before Start).
+	Accept Accept
 
 	mu          sync.Mutex
 	calls       []Call
@@ -67,7 +70,9 @@ type Provider struct {
 	outageUntil time.Time
 	now         func() time.Time
 
-	srv *loadtest.ProviderServer
+	srv  *http.Server
+	ln   *slowListener
+	done chan error
 }
 
 // NewProvider returns a provider; honour chooses whether a repeated
@@ -137,6 +142,9 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	seq := p.seq
 	p.open[seq] = c
 	p.mu.Unlock()
+	if n := p.Accept.CloseEvery; n > 0 && seq%n == 0 {
+		w.Header().Set("Connection", "close") // the next call on it dials again
+	}
 
 	rec := &answer{ResponseWriter: w}
 	if outage {
@@ -206,13 +214,18 @@ func (a *answer) Write(b []byte) (int, error) {
 	return a.ResponseWriter.Write(b)
 }
 
-// Start serves the provider on a free loopback port and sets URL.
+// Start serves the provider on a free loopback port, shaped by Accept,
+// and sets URL.
 func (p *Provider) Start() error {
-	srv, err := loadtest.ServeProvider(p)
+	ln, err := listenLoopback(p.Accept.Backlog)
 	if err != nil {
 		return err
 	}
-	p.srv, p.URL = srv, srv.URL
+	p.ln = &slowListener{Listener: ln, delay: p.Accept.Delay, closed: make(chan struct{})}
+	p.URL = "http://" + ln.Addr().String()
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.srv.Serve(p.ln) }()
 	return nil
 }
 
@@ -221,5 +234,14 @@ func (p *Provider) Close() error {
 	if p.srv == nil {
 		return nil
 	}
-	return p.srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := p.srv.Shutdown(ctx)
+	if err != nil {
+		p.srv.Close()
+	}
+	if e := <-p.done; e != nil && !errors.Is(e, http.ErrServerClosed) && err == nil {
+		err = e
+	}
+	return err
 }

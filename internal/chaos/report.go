@@ -37,9 +37,25 @@ func Summary(w io.Writer, results []*Result) {
 		fmt.Fprintf(w, "\n### %s\n\n", r.Name)
 		fmt.Fprintf(w, "Started %s, %d provider calls (%d answered from an earlier delivery by key), session timeout %s, data and logs in %s.\n\n",
 			r.Started.UTC().Format(time.RFC3339), r.Calls, r.Replays, r.SessionTimeout, r.Dir)
+		if len(r.Outcomes) > 0 {
+			var parts []string
+			for _, o := range []string{OutcomeDelivered, OutcomeReplay, OutcomeFailed, OutcomeOutage, OutcomeAbandoned, OutcomeBad} {
+				if n := r.Outcomes[o]; n > 0 {
+					parts = append(parts, fmt.Sprintf("%d %s", n, o))
+				}
+			}
+			fmt.Fprintf(w, "Provider calls by outcome: %s.\n\n", strings.Join(parts, ", "))
+		}
+		if r.Load != "" {
+			fmt.Fprintf(w, "Load: %s.\n\n", r.Load)
+		}
 		fmt.Fprintln(w, "Faults (t+ is from the first publication):")
 		for _, f := range r.Faults {
-			fmt.Fprintf(w, "- %s, %d provider calls open\n", f.String(r.Started), f.OpenCalls)
+			fmt.Fprintf(w, "- %s, %d provider calls open", f.String(r.Started), f.OpenCalls)
+			if f.Target() != "" {
+				fmt.Fprintf(w, " (%d from %s)", f.TargetOpen, f.Target())
+			}
+			fmt.Fprintln(w)
 		}
 		for _, u := range r.Unexpected {
 			fmt.Fprintf(w, "- unexpected exit: %s\n", u)
@@ -47,7 +63,19 @@ func Summary(w io.Writer, results []*Result) {
 		if len(r.EndState) > 0 {
 			fmt.Fprintf(w, "\nWhen the run stopped waiting: %s.\n", strings.Join(r.EndState, "; "))
 		}
+		if len(r.LogSignals) > 0 {
+			fmt.Fprintln(w, "\nInstances' log lines:")
+			for _, s := range logSignals {
+				if n := r.LogSignals[s]; n > 0 {
+					fmt.Fprintf(w, "- %q: %d\n", s, n)
+				}
+			}
+		}
 		v := r.Verdict
+		if v.RecallBound > 0 {
+			fmt.Fprintf(w, "\nWithout idempotency, %d notifications were delivered more than once: at most %d allowed (the send concurrency times the instances hit by kills) and at most the %d calls in flight at the kills.\n",
+				len(v.Duplicated), v.RecallBound, v.InFlightAtKills)
+		}
 		fmt.Fprintf(w, "\n%d valid: %d delivered once, %d legitimately failed, %d lost, %d duplicated (%d of them with no call in flight at a kill), %d not final, %d differ.\n",
 			v.Valid, v.DeliveredOnce, v.Failed, len(v.Lost), len(v.Duplicated), len(v.UnexplainedDuplicates), len(v.NotFinal), len(v.Differs))
 		if len(v.Failures) > 0 {

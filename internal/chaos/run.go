@@ -54,16 +54,25 @@ type Fault struct {
 	// For is the down time, the outage or the pause; 0 takes the kind's
 	// default (Config.DownFor, the session timeout plus 5 s for a pause).
 	For time.Duration `json:"for"`
+	// WhenBusy delays the fault past At until the provider has this many
+	// calls open from its target (from any instance for a broker kill),
+	// for at most busyWait: a kill during a send burst. 0: at At.
+	WhenBusy int `json:"when_busy,omitempty"`
 }
+
+// busyWait bounds how long a fault waits for Fault.WhenBusy open calls.
+const busyWait = 10 * time.Second
 
 // FaultEvent is a fault as it happened.
 type FaultEvent struct {
 	Fault
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
-	// OpenCalls is the provider calls open at Start.
-	OpenCalls int    `json:"open_calls"`
-	Err       string `json:"error,omitempty"`
+	// OpenCalls is the provider calls open at Start, TargetOpen those of
+	// the fault's target instance.
+	OpenCalls  int    `json:"open_calls"`
+	TargetOpen int    `json:"target_open_calls"`
+	Err        string `json:"error,omitempty"`
 }
 
 // Target is the process an instance fault hits ("herald-2"), or "".
@@ -112,10 +121,13 @@ type Config struct {
 	// the flag (default 10 s); without it consumers keep franz-go's 45 s.
 	SessionTimeout time.Duration
 	// FinalTimeout bounds the wait for all-final after the last fault
-	// ended (default 2 min); Stall ends it earlier when neither PostgreSQL
-	// nor the provider moved for that long (default 2 × SendTimeout +
-	// session timeout).
-	FinalTimeout, Stall time.Duration
+	// ended (default 2 min), and a run whose notifications took longer
+	// fails; Stall ends the wait earlier when neither PostgreSQL nor the
+	// provider moved for that long (default 2 × SendTimeout + session
+	// timeout). FinalWait, when longer than FinalTimeout, is how long
+	// the run waits all the same, to tell a late notification from a
+	// stuck one in the report.
+	FinalTimeout, Stall, FinalWait time.Duration
 	// Quiet is how long the provider is watched for late calls after
 	// all-final (default 5 s).
 	Quiet time.Duration
@@ -128,7 +140,19 @@ type Config struct {
 	Strict bool
 	// Seed varies the ids' order.
 	Seed uint64
-	Log  *slog.Logger
+	// CPUHog is how many cores a CPU hog spins on beside the run, from the
+	// first publication to the verdict: a loaded machine.
+	CPUHog int
+	// Accept makes the provider slow to take connections.
+	Accept Accept
+	// ProviderTimeout is passed as --provider-timeout when set.
+	ProviderTimeout time.Duration
+	// SendConcurrency, when set, is passed as --send-concurrency and
+	// --send-concurrency-min (a fixed limit), and bounds the notifications a
+	// provider that ignores the key may get twice: at most this many per
+	// instance killed (see Evidence.SendConcurrency).
+	SendConcurrency int
+	Log             *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -178,6 +202,25 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// load describes the CPU hog and the provider's shaping ("" for none).
+func (c Config) load() string {
+	var parts []string
+	if c.CPUHog > 0 {
+		parts = append(parts, fmt.Sprintf("a CPU hog spinning on %d cores", c.CPUHog))
+	}
+	if a := c.Accept; a != (Accept{}) {
+		parts = append(parts, fmt.Sprintf("a provider slow to accept (listen backlog %d, %s before each accept, every %dth answer closes its connection)",
+			a.Backlog, a.Delay, a.CloseEvery))
+	}
+	if c.ProviderTimeout > 0 {
+		parts = append(parts, "--provider-timeout "+c.ProviderTimeout.String())
+	}
+	if c.SendConcurrency > 0 {
+		parts = append(parts, fmt.Sprintf("--send-concurrency %d", c.SendConcurrency))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // channels is what every generated request lists (loadtest.Plan).
 const channels = 2
 
@@ -200,12 +243,21 @@ type Result struct {
 	// Pause the zombie's pause.
 	SessionTimeout time.Duration `json:"session_timeout"`
 	Calls          int           `json:"provider_calls"`
+	// Outcomes counts the provider calls by outcome (Outcome*): abandoned
+	// ones are calls the caller gave up on (a provider timeout).
+	Outcomes map[string]int `json:"outcomes"`
 	// Replays counts calls the honouring provider answered from an earlier
 	// delivery with the same key: duplicates it prevented.
 	Replays int64         `json:"replays"`
 	Elapsed time.Duration `json:"elapsed"`
 	// Unexpected lists process exits nobody asked for.
 	Unexpected []string `json:"unexpected_exits,omitempty"`
+	// LogSignals counts the instances' log lines that name a known
+	// producer fault (see logSignals), by the text matched.
+	LogSignals map[string]int `json:"log_signals,omitempty"`
+	// Load is the machine load and provider shaping of the run, for the
+	// report ("" for none).
+	Load string `json:"load,omitempty"`
 	// EndState is what the run saw of the pipeline when it stopped
 	// waiting: each consumer group's lag and each instance's /readyz.
 	EndState []string `json:"end_state"`
@@ -227,9 +279,14 @@ type run struct {
 	pool     *pgxpool.Pool
 	campaign string
 	pause    time.Duration
+	hog      *hog
 
 	stopSupervisors context.CancelFunc
 	readyz          []string
+
+	// late are the ids not final when FinalTimeout had passed after the
+	// last fault (nil before).
+	late []string
 
 	mu     sync.Mutex
 	events []FaultEvent
@@ -262,6 +319,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	pub := &loadtest.Publisher{Plan: plan, Brokers: r.brokers, Rate: float64(cfg.N) / cfg.PublishFor.Seconds(),
 		RerunDelay: time.Second}
+	if r.hog, err = startHog(cfg.CPUHog); err != nil {
+		return nil, err
+	}
+	res.Load = cfg.load()
 	res.Started = time.Now()
 	t0 := res.Started
 	r.log.Info("publishing", "n", cfg.N, "over", cfg.PublishFor, "faults", len(cfg.Faults))
@@ -280,6 +341,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.ToAllFinal = max(0, allFinalAt.Sub(lastFault))
 		time.Sleep(cfg.Quiet) // late calls show up as duplicates
 	}
+	r.hog.stop()
 	res.EndState = r.endState(ctx)
 	rows, err := r.rows(ctx)
 	if err != nil {
@@ -291,15 +353,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	sort.Slice(res.Faults, func(i, j int) bool { return res.Faults[i].Start.Before(res.Faults[j].Start) })
 	ev := &Evidence{Plan: plan, Partitions: cfg.Partitions, Deliveries: r.prov.Mock.Deliveries(), Calls: r.prov.Calls(),
 		Open: r.prov.InFlight(), Rows: rows, Faults: res.Faults, Honour: cfg.Honour, Channels: channels,
-		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict}
+		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict,
+		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances, Late: r.late}
 	res.Verdict = Check(ev)
-	if !res.AllFinal {
-		res.Verdict.Failures = append(res.Verdict.Failures, fmt.Sprintf("not all final %s after the last fault", waited.Round(time.Second)))
+	if f := finalFailure(res, cfg.FinalTimeout); f != "" {
+		res.Verdict.Failures = append(res.Verdict.Failures, f)
 	}
 	res.Calls = len(ev.Calls)
+	res.Outcomes = map[string]int{}
+	for _, c := range ev.Calls {
+		res.Outcomes[c.Outcome]++
+	}
 	res.Replays = r.prov.Mock.Stats().Replays
 	for _, p := range append([]*proc{r.broker}, r.heralds...) {
 		res.Unexpected = append(res.Unexpected, p.unexpectedExits()...)
+	}
+	res.LogSignals = map[string]int{}
+	for _, p := range r.heralds {
+		if err := countSignals(p.logPath, res.LogSignals); err != nil {
+			r.log.Warn("read log", "err", err)
+		}
 	}
 	res.Elapsed = time.Since(t0)
 	return res, nil
@@ -322,6 +395,7 @@ func (r *run) startAll(ctx context.Context) error {
 		return fmt.Errorf("postgres pool: %w", err)
 	}
 	r.prov = NewProvider(cfg.Honour)
+	r.prov.Accept = cfg.Accept
 	if err := r.prov.Start(); err != nil {
 		return err
 	}
@@ -348,6 +422,15 @@ func (r *run) startAll(ctx context.Context) error {
 	}
 	if _, ok := flags["heartbeat-interval"]; ok {
 		extra = append(extra, "--heartbeat-interval", max(cfg.SessionTimeout/10, 100*time.Millisecond).String())
+	}
+	if cfg.ProviderTimeout > 0 {
+		extra = append(extra, "--provider-timeout", cfg.ProviderTimeout.String())
+	}
+	if n := cfg.SendConcurrency; n > 0 {
+		extra = append(extra, "--send-concurrency", strconv.Itoa(n))
+		if _, ok := flags["send-concurrency-min"]; ok {
+			extra = append(extra, "--send-concurrency-min", strconv.Itoa(n))
+		}
 	}
 	readyz := make([]string, cfg.Instances)
 	r.readyz = readyz
@@ -415,6 +498,9 @@ func (r *run) inject(ctx context.Context, t0 time.Time) time.Time {
 				return
 			case <-time.After(time.Until(t0.Add(f.At))):
 			}
+			if f.WhenBusy > 0 {
+				waitBusy(ctx, r.prov, f.Target(), f.WhenBusy, busyWait)
+			}
 			ev := r.apply(ctx, f)
 			r.log.Info("fault", "what", ev.String(t0), "open_calls", ev.OpenCalls)
 			r.mu.Lock()
@@ -436,7 +522,8 @@ func (r *run) inject(ctx context.Context, t0 time.Time) time.Time {
 
 // apply carries out one fault and returns when it is over.
 func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
-	ev := FaultEvent{Fault: f, Start: time.Now(), OpenCalls: len(r.prov.InFlight())}
+	open := r.prov.InFlight()
+	ev := FaultEvent{Fault: f, Start: time.Now(), OpenCalls: len(open), TargetOpen: countFrom(open, f.Target())}
 	wait := func(d time.Duration) {
 		select {
 		case <-ctx.Done():
@@ -497,6 +584,30 @@ func (r *run) apply(ctx context.Context, f Fault) FaultEvent {
 	return ev
 }
 
+// countFrom counts the calls made by caller ("": all of them).
+func countFrom(cs []Call, caller string) int {
+	n := 0
+	for _, c := range cs {
+		if caller == "" || c.Caller == caller {
+			n++
+		}
+	}
+	return n
+}
+
+// waitBusy waits until p has at least n calls open from caller ("": from
+// anyone), at most limit; it reports whether they were.
+func waitBusy(ctx context.Context, p *Provider, caller string, n int, limit time.Duration) bool {
+	deadline := time.Now().Add(limit)
+	for countFrom(p.InFlight(), caller) < n {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
 // instance is the target of an instance fault.
 func (r *run) instance(f Fault) (*proc, error) {
 	if f.Instance < 0 || f.Instance >= len(r.heralds) {
@@ -514,13 +625,20 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 	if stall <= 0 {
 		stall = 2*r.cfg.SendTimeout + r.sessionTimeout()
 	}
-	deadline := lastFault.Add(r.cfg.FinalTimeout)
+	deadline := lastFault.Add(max(r.cfg.FinalTimeout, r.cfg.FinalWait))
+	bound := lastFault.Add(r.cfg.FinalTimeout)
 	var lastFinal, lastCalls int
 	lastMove := time.Now()
 	for {
 		final, err := r.finalCount(ctx)
 		if err == nil && final >= valid {
 			return time.Now(), time.Since(lastFault)
+		}
+		if r.late == nil && time.Now().After(bound) {
+			if r.late, err = r.notFinal(ctx); err != nil {
+				r.log.Warn("ids not final at the bound", "err", err)
+				r.late = []string{}
+			}
 		}
 		calls := r.prov.CallCount()
 		if final != lastFinal || calls != lastCalls {
@@ -531,8 +649,25 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 			r.log.Warn("not all final", "final", final, "valid", valid, "since_last_move", now.Sub(lastMove).Round(time.Second))
 			return time.Time{}, now.Sub(lastFault)
 		}
-		time.Sleep(time.Second)
+		time.Sleep(finalPoll)
 	}
+}
+
+// finalPoll is how often waitAllFinal counts the final rows: the error of
+// the time to all-final it measures.
+const finalPoll = 250 * time.Millisecond
+
+// finalFailure is the failed assertion about the time to all-final, or "":
+// every notification must be final within bound of the end of the last
+// fault.
+func finalFailure(res *Result, bound time.Duration) string {
+	switch {
+	case !res.AllFinal:
+		return fmt.Sprintf("not all final %s after the last fault", res.Waited.Round(time.Second))
+	case res.ToAllFinal > bound:
+		return fmt.Sprintf("all final %s after the last fault, more than the %s bound", res.ToAllFinal.Round(100*time.Millisecond), bound)
+	}
+	return ""
 }
 
 // endState describes each consumer group (state, members, lag by
@@ -612,6 +747,36 @@ func (r *run) finalCount(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// notFinal lists the campaign's ids whose status is not final.
+func (r *run) notFinal(ctx context.Context) ([]string, error) {
+	var finals []string
+	for _, s := range contract.Statuses {
+		if s.Final() {
+			finals = append(finals, string(s))
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rs, err := r.pool.Query(qctx, `SELECT id FROM dispatch_status WHERE campaign = $1 AND NOT (status = ANY($2)) ORDER BY id`,
+		r.campaign, finals)
+	if err != nil {
+		return nil, fmt.Errorf("read ids not final: %w", err)
+	}
+	defer rs.Close()
+	out := []string{}
+	for rs.Next() {
+		var id string
+		if err := rs.Scan(&id); err != nil {
+			return nil, fmt.Errorf("read ids not final: %w", err)
+		}
+		out = append(out, id)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read ids not final: %w", err)
+	}
+	return out, nil
+}
+
 // rows reads the campaign's dispatch_status rows.
 func (r *run) rows(ctx context.Context) (map[string]Row, error) {
 	qctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -639,6 +804,9 @@ func (r *run) rows(ctx context.Context) (map[string]Row, error) {
 
 // cleanup stops everything the run started.
 func (r *run) cleanup() {
+	if r.hog != nil {
+		r.hog.stop()
+	}
 	if r.stopSupervisors != nil {
 		r.stopSupervisors()
 	}
