@@ -263,6 +263,36 @@ func applyMemoryLimit(v string, log *slog.Logger) error {
 	return nil
 }
 
+// checkNumbers refuses a number setting out of its range before anything
+// starts. Zero or a negative value is never "the default": topology and
+// the stages would otherwise replace it silently (HERALD_PARTITIONS=0 ran
+// with 12 partitions, which can never change afterwards).
+func checkNumbers(rf *runFlags) error {
+	if rf.partitions < 1 || rf.partitions > math.MaxInt32 {
+		return fmt.Errorf("--partitions %d: want at least 1 (it is fixed once the topics exist)", rf.partitions)
+	}
+	if rf.replication < 1 || rf.replication > math.MaxInt16 {
+		return fmt.Errorf("--replication %d: want at least 1", rf.replication)
+	}
+	if rf.pgPort < 0 || rf.pgPort > 65535 {
+		return fmt.Errorf("--pg-port %d: want a port, 1 to 65535, or 0 for a free one", rf.pgPort)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"retention", rf.retention}, {"session-timeout", rf.sessionTimeout}, {"heartbeat-interval", rf.heartbeat},
+		{"held-scan-interval", apiFlags.heldInterval}, {"lag-interval", apiFlags.lagInterval},
+		{"delay-fetch-max-wait", delayFlags.fetchMaxWait}, {"delay-commit-interval", delayFlags.commitInterval},
+		{"delay-shutdown-grace", delayFlags.shutdownGrace},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %s: want a positive duration", d.name, d.v)
+		}
+	}
+	return nil
+}
+
 // pgPortFlag registers --pg-port, the port of the local Postgres.
 func pgPortFlag(fs *flag.FlagSet, p *int) {
 	cli.Int(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
@@ -312,6 +342,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		}
 	}
 
+	if err := checkNumbers(&rf); err != nil {
+		return err
+	}
 	if err := applyMemoryLimit(rf.memoryLimit, log); err != nil {
 		return err
 	}
