@@ -75,6 +75,9 @@ type runEnv struct {
 	Mux *http.ServeMux
 	// Registry is Herald's Prometheus registry, served at /metrics.
 	Registry *prometheus.Registry
+	// given holds the flags set on the command line, by a variable or by
+	// the config file (Given).
+	given map[string]bool
 
 	// db is the pipeline's PostgreSQL (Database).
 	db database
@@ -166,6 +169,10 @@ func (e *runEnv) TableView() (*views.StateView, error) {
 	e.ready["table-view"] = v.Recovered
 	return v, nil
 }
+
+// Given reports whether the flag was set (on the command line, by its
+// variable or in the config file), not left at its default.
+func (e *runEnv) Given(flagName string) bool { return e.given[flagName] }
 
 // AddProcessor registers a stage's Goka processor for Goka's monitor
 // (/goka/). get returns the processor running now, or nil (a supervisor
@@ -274,6 +281,9 @@ func checkNumbers(rf *runFlags) error {
 	if rf.replication < 1 || rf.replication > math.MaxInt16 {
 		return fmt.Errorf("--replication %d: want at least 1", rf.replication)
 	}
+	if senderFlags.concurrency < 1 || senderFlags.limit.Min < 1 {
+		return fmt.Errorf("--send-concurrency %d, --send-concurrency-min %d: want at least 1", senderFlags.concurrency, senderFlags.limit.Min)
+	}
 	if rf.pgPort < 0 || rf.pgPort > 65535 {
 		return fmt.Errorf("--pg-port %d: want a port, 1 to 65535, or 0 for a free one", rf.pgPort)
 	}
@@ -365,7 +375,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		db:       database{url: rf.databaseURL, startLocal: chosen["all"] || chosen["sink"], pgPort: rf.pgPort},
 		viewDir:  apiFlags.viewDir,
 		ready:    map[string]func() bool{},
+		given:    map[string]bool{},
 	}
+	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		for i := len(env.closers) - 1; i >= 0; i-- {

@@ -49,7 +49,7 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://); default email and sms mocks")
 	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
 	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
-	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit")
+	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit; when not set, a lower --send-concurrency lowers it too")
 	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
 	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
 	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
@@ -60,6 +60,17 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
 	cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
 	registerWebhookFlags(fs)
+}
+
+// limitConfig is the adaptive limit's configuration: its floor follows a
+// ceiling (--send-concurrency) set below it, unless --send-concurrency-min
+// was set too (then a floor above the ceiling is the sender's error).
+func (f *senderOptions) limitConfig(env *runEnv) sender.LimitConfig {
+	l := f.limit
+	if !env.Given("send-concurrency-min") && l.Min > f.concurrency {
+		l.Min = f.concurrency
+	}
+	return l
 }
 
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
@@ -98,7 +109,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		Providers:      set,
 		Rates:          rates,
 		Concurrency:    f.concurrency,
-		Limit:          f.limit,
+		Limit:          f.limitConfig(env),
 		DrainTimeout:   f.drainTimeout,
 		CommitInterval: f.commitInterval,
 		AnsweredMemory: f.answeredMemory,
