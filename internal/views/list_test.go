@@ -160,3 +160,24 @@ func TestCampaignProgressAndActions(t *testing.T) {
 		t.Errorf("held %+v", held)
 	}
 }
+
+// A query parameter an endpoint does not take is refused, named, not
+// ignored: a mistyped filter would answer everything, unfiltered.
+func TestListsRefuseUnknownParameters(t *testing.T) {
+	f := startFixture(t)
+	h := f.api.Handler()
+	for _, target := range []string{"/v1/messages?campain=billing-2026-01", "/v1/campaigns?limt=5", "/v1/held?campain=x",
+		"/v1/dlq?campain=x", "/v1/messages/billing-a?revael=1", "/v1/campaigns/billing-2026-01?campain=x"} {
+		var e views.ErrorBody
+		code := getJSON(t, h, "GET", target, &e)
+		_, q, _ := strings.Cut(target, "?")
+		name, _, _ := strings.Cut(q, "=")
+		if code != 400 || e.Code != views.CodeBadRequest || !strings.Contains(e.Error, `"`+name+`"`) {
+			t.Errorf("%s: %d %+v, want 400 naming %q", target, code, e, name)
+		}
+	}
+	var p views.MessagePage
+	if code := getJSON(t, h, "GET", "/v1/messages?campaign=welcome&limit=5", &p); code != 200 {
+		t.Errorf("known parameters: %d", code)
+	}
+}

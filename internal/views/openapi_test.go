@@ -155,6 +155,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		{"failing", "POST", "/v1/campaigns/billing-2026-01/retry?status=failed", "", false, 503},
 		{"", "GET", "/v1/held", "", false, 200},
 		{"", "GET", "/v1/held", "", true, 401},
+		{"", "GET", "/v1/held?campain=x", "", false, 400},
 		{"broken", "GET", "/v1/held", "", false, 500},
 		{"nostore", "GET", "/v1/held", "", false, 503},
 		{"", "GET", "/v1/dlq?limit=5", "", false, 200},

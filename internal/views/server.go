@@ -35,6 +35,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,18 +142,38 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/openapi.json", serveOpenAPI},
-		{"GET /v1/messages", s.needStore(s.listMessages)},
-		{"GET /v1/messages/{id}", s.needView(s.getMessage)},
+		{"GET /v1/messages", params(s.needStore(s.listMessages), "campaign", "cursor", "limit", "since", "until", "status", "channel", "hold_reason")},
+		{"GET /v1/messages/{id}", params(s.needView(s.getMessage), "reveal")},
 		{"POST /v1/messages/lookup", s.needView(s.lookup)},
 		{"POST /v1/messages", s.needView(s.ingest)},
 		{"POST /v1/messages/{id}/cancel", s.needView(s.cancel)},
-		{"GET /v1/campaigns", s.needStore(s.listCampaigns)},
-		{"GET /v1/campaigns/{campaign}", s.needStore(s.campaign)},
+		{"GET /v1/campaigns", params(s.needStore(s.listCampaigns), "limit")},
+		{"GET /v1/campaigns/{campaign}", params(s.needStore(s.campaign), "reveal")},
 		{"POST /v1/campaigns/{campaign}/cancel", s.needStore(s.cancelCampaign)},
 		{"POST /v1/campaigns/{campaign}/retry", s.needStore(s.retryCampaign)},
-		{"GET /v1/held", s.needStore(s.held)},
-		{"GET /v1/dlq", s.dlq},
+		{"GET /v1/held", params(s.needStore(s.held))},
+		{"GET /v1/dlq", params(s.dlq, "limit")},
 		{"POST /v1/dlq/replay", s.replayDLQ},
+	}
+}
+
+// params refuses, with 400 naming it, a query parameter the endpoint does
+// not take: a mistyped filter (?campain=x) would otherwise answer 200 with
+// everything, as if it had been applied.
+func params(h http.HandlerFunc, names ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for name := range r.URL.Query() {
+			if !slices.Contains(names, name) {
+				want := "no parameters"
+				if len(names) > 0 {
+					want = "want " + strings.Join(names, ", ")
+				}
+				writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("unknown parameter %q (%s)", name, want),
+					map[string]any{"parameter": name})
+				return
+			}
+		}
+		h(w, r)
 	}
 }
 
