@@ -82,6 +82,9 @@ func (failingStore) Messages(context.Context, views.MessageQuery) (views.Message
 func (failingStore) Campaigns(context.Context, time.Time, int) ([]views.CampaignProgress, error) {
 	return nil, errStore
 }
+func (failingStore) Campaign(context.Context, time.Time, string) (views.CampaignProgress, error) {
+	return views.CampaignProgress{}, errStore
+}
 func (failingStore) Throughput(context.Context, string, time.Time, time.Duration) ([]views.Point, error) {
 	return nil, errStore
 }
