@@ -75,6 +75,8 @@ type runEnv struct {
 	Mux *http.ServeMux
 	// Registry is Herald's Prometheus registry, served at /metrics.
 	Registry *prometheus.Registry
+	// stages are the stages this process runs ("all" for every one).
+	stages map[string]bool
 	// given holds the flags set on the command line, by a variable or by
 	// the config file (Given).
 	given map[string]bool
@@ -173,6 +175,9 @@ func (e *runEnv) TableView() (*views.StateView, error) {
 // Given reports whether the flag was set (on the command line, by its
 // variable or in the config file), not left at its default.
 func (e *runEnv) Given(flagName string) bool { return e.given[flagName] }
+
+// Runs reports whether this process runs the stage.
+func (e *runEnv) Runs(stage string) bool { return e.stages["all"] || e.stages[stage] }
 
 // AddProcessor registers a stage's Goka processor for Goka's monitor
 // (/goka/). get returns the processor running now, or nil (a supervisor
@@ -376,6 +381,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		viewDir:  apiFlags.viewDir,
 		ready:    map[string]func() bool{},
 		given:    map[string]bool{},
+		stages:   chosen,
 	}
 	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/herald-dispatch/herald/internal/cli"
@@ -73,6 +74,42 @@ func (f *senderOptions) limitConfig(env *runEnv) sender.LimitConfig {
 	return l
 }
 
+// channelsWithout returns the channels set has no provider for.
+func channelsWithout(set provider.Set) []contract.Channel {
+	var out []contract.Channel
+	for _, ch := range contract.Channels {
+		if _, ok := set[ch]; !ok {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// providerChannels returns the channels with a provider, when this
+// process knows them: --provider was given, or the sender runs here (with
+// the default providers). nil when it does not know (an API alone, with no
+// --provider): then the API checks no channel.
+func providerChannels(env *runEnv) ([]contract.Channel, error) {
+	specs := senderFlags.providers.Vals
+	if len(specs) == 0 {
+		if !env.Runs("sender") {
+			return nil, nil
+		}
+		specs = defaultProviders
+	}
+	out := []contract.Channel{}
+	for _, s := range specs {
+		ch, _, err := provider.ParseSpec(s)
+		if err != nil {
+			return nil, fmt.Errorf("--provider: %w", err)
+		}
+		if !slices.Contains(out, ch) {
+			out = append(out, ch)
+		}
+	}
+	return out, nil
+}
+
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
 	f := &senderFlags
 	log := env.Log.With("stage", "sender")
@@ -93,6 +130,10 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		return nil, err
 	}
 	env.OnClose(func() { set.Close() })
+	if missing := channelsWithout(set); len(missing) > 0 {
+		log.Warn("no provider for these channels: a request naming one fails over to its next channel, or ends failed (\"no provider configured for channel\"); the API in a process that knows the providers refuses it (422 no_provider)",
+			"channels", missing)
+	}
 	for _, s := range specs {
 		log.Info("provider", "spec", provider.Redact(s))
 	}

@@ -65,6 +65,10 @@ type Config struct {
 	// MaxCancelWait bounds a cancel's ?wait= (default
 	// DefaultMaxCancelWait).
 	MaxCancelWait time.Duration
+	// Channels, when not nil, are the channels with a provider: a request
+	// naming another is refused (422, code no_provider). nil: not checked
+	// (the API does not know the sender's providers).
+	Channels []contract.Channel
 }
 
 // Observer is told what the API does, for metrics.
@@ -390,13 +394,15 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 // single request rejected, or publishing failed), so that it has the error
 // shape too.
 type IngestResponse struct {
-	Code       string       `json:"code,omitempty"`
-	Error      string       `json:"error,omitempty"`
-	Accepted   int          `json:"accepted"`
-	Duplicates int          `json:"duplicates"`
-	Rejected   int          `json:"rejected"`
-	Failed     int          `json:"failed"`
-	Items      []ItemResult `json:"items"`
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Channel names the channel with no provider (code no_provider).
+	Channel    contract.Channel `json:"channel,omitempty"`
+	Accepted   int              `json:"accepted"`
+	Duplicates int              `json:"duplicates"`
+	Rejected   int              `json:"rejected"`
+	Failed     int              `json:"failed"`
+	Items      []ItemResult     `json:"items"`
 }
 
 // NewIngestResponse counts results.
@@ -434,7 +440,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
 		return
 	}
-	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict}
+	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict, Channels: s.Channels}
 	rs, err := in.Ingest(r.Context(), items)
 	if err != nil {
 		s.internal(w, "ingest", err)
@@ -466,6 +472,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		resp.Code, resp.Error = CodeInvalid, "the request is not valid: see items[0].errors"
 		if rs[0].tooLarge {
 			code, resp.Code, resp.Error = http.StatusRequestEntityTooLarge, CodeTooLarge, "the request is too large: see items[0].errors"
+		}
+		if ch := rs[0].noProvider; ch != "" {
+			resp.Code, resp.Channel = CodeNoProvider, ch
+			resp.Error = fmt.Sprintf("no provider configured for channel %s: see items[0].errors", ch)
 		}
 	}
 	writeJSON(w, code, resp)
