@@ -140,6 +140,9 @@ func runDLQ(ctx context.Context, std stdio, args []string) error {
 			return fmt.Errorf("--fix %s: %w", fixFile, err)
 		}
 	}
+	if err := checkKafkaSecurity(ctx, tc.Brokers, tc.Security); err != nil {
+		return err
+	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	entries, err := dlq.Read(rctx, tc.KgoOpts(), topology.TopicDLQ, topology.TopicDLQReplays, flt)

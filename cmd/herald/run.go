@@ -409,6 +409,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		return err
 	}
 
+	if err := checkKafkaSecurity(ctx, env.Brokers, security); err != nil {
+		return err
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = topology.WaitForBrokers(waitCtx, env.Brokers, security.KgoOpts()...)
 	cancel()

@@ -139,6 +139,9 @@ func runSend(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "herald send: the Kafka cluster at %s (%s)\n", strings.Join(brokers, ","), from)
+		if err := checkKafkaSecurity(ctx, brokers, security); err != nil {
+			return err
+		}
 		tc := topology.Config{Brokers: brokers, Security: security}
 		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
