@@ -36,6 +36,22 @@ func TestOpenAPIConformance(t *testing.T) {
 	if err := doc.Validate(ctx); err != nil {
 		t.Fatalf("not a valid OpenAPI 3 document: %v", err)
 	}
+	// Generated clients name their methods by operationId; linters want
+	// a license.
+	if doc.Info.License == nil || doc.Info.License.Name == "" {
+		t.Error("info.license is missing")
+	}
+	opIDs := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.OperationID == "" {
+				t.Errorf("%s %s has no operationId", method, path)
+			} else if other, dup := opIDs[op.OperationID]; dup {
+				t.Errorf("operationId %s on %s %s and %s", op.OperationID, method, path, other)
+			}
+			opIDs[op.OperationID] = method + " " + path
+		}
+	}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
