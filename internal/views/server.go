@@ -43,6 +43,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -65,6 +66,10 @@ type Config struct {
 	// MaxCancelWait bounds a cancel's ?wait= (default
 	// DefaultMaxCancelWait).
 	MaxCancelWait time.Duration
+	// StuckGrace is how overdue a held notification's wake-up must be to
+	// count as stuck (GET /v1/stuck): the dispatcher's --sweep-grace
+	// (default dispatcher.DefaultSweepGrace).
+	StuckGrace time.Duration
 	// Channels, when not nil, are the channels with a provider: a request
 	// naming another is refused (422, code no_provider). nil: not checked
 	// (the API does not know the sender's providers).
@@ -98,6 +103,8 @@ type Server struct {
 	Producer Producer
 	Store    Store // nil: lists and campaigns answer 503
 	DLQ      DLQ   // nil: /v1/dlq answers 503
+	// Scanner reads the dispatcher table for GET /v1/stuck; nil: 503.
+	Scanner RawScanner
 	// Replayer replays dead letters; nil: /v1/dlq/replay answers 503.
 	Replayer *DLQReplayer
 	// Observer is told what the API does (default: nothing).
@@ -130,6 +137,9 @@ func (s *Server) withDefaults() {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if s.StuckGrace <= 0 {
+		s.StuckGrace = dispatcher.DefaultSweepGrace
+	}
 }
 
 type nopObserver struct{}
@@ -156,6 +166,8 @@ func (s *Server) routes() []route {
 		{"POST /v1/campaigns/{campaign}/cancel", s.needStore(s.cancelCampaign)},
 		{"POST /v1/campaigns/{campaign}/retry", s.needStore(s.retryCampaign)},
 		{"GET /v1/held", params(s.needStore(s.held))},
+		{"GET /v1/stuck", params(s.needView(s.stuck), "limit")},
+		{"POST /v1/messages/{id}/retry", s.needView(s.retry)},
 		{"GET /v1/dlq", params(s.dlq, "limit")},
 		{"POST /v1/dlq/replay", s.replayDLQ},
 	}

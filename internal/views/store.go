@@ -90,8 +90,11 @@ type CampaignProgress struct {
 	// Rate is notifications that became final per second over the last
 	// RateWindow.
 	Rate float64 `json:"rate_per_second"`
-	// ETASeconds estimates the time to done at Rate; absent when nothing
-	// is left or nothing moves.
+	// Held counts the notifications waiting for their time (scheduled,
+	// deferred, retrying): they end when their hold does, not at Rate.
+	Held int64 `json:"held"`
+	// ETASeconds estimates the time to done of the notifications not held
+	// at Rate; absent when none is left or nothing moves.
 	ETASeconds *float64  `json:"eta_seconds,omitempty"`
 	FirstSeen  time.Time `json:"first_seen"`
 	LastUpdate time.Time `json:"last_update"`
@@ -311,7 +314,13 @@ func (c *CampaignProgress) progress(recent int64) {
 		c.Done = float64(c.Final) / float64(c.Total)
 	}
 	c.Rate = float64(recent) / RateWindow.Seconds()
-	if left := c.Total - c.Final; left > 0 && c.Rate > 0 {
+	c.Held = 0
+	for st, n := range c.ByStatus {
+		if contract.Status(st).Held() {
+			c.Held += n
+		}
+	}
+	if left := c.Total - c.Final - c.Held; left > 0 && c.Rate > 0 {
 		eta := float64(left) / c.Rate
 		c.ETASeconds = &eta
 	}
