@@ -116,7 +116,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		b, _ := v.([]byte)
-		if w, ok := Overdue(b, now, grace); ok {
+		if w, ok := overdue(b, now, grace); ok {
 			due = append(due, w)
 		}
 	}
@@ -141,12 +141,11 @@ func (s *Sweeper) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Overdue returns the wake-up an encoded state needs at now, and whether
-// it needs one: its send timeout once past TimeoutAt, its hold wake-up once
-// overdue by more than grace. A final state is recognised by its summary
-// alone and not decoded further. The API's GET /v1/stuck lists what this
-// picks, so that "stuck" means what the sweep rescues.
-func Overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
+// overdue returns the wake-up an encoded state needs at now: its send
+// timeout once past TimeoutAt, its hold wake-up once overdue by more than
+// grace. A final state is recognised by its summary alone and not decoded
+// further.
+func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
 	if sum, err := contract.DecodeSummary(b); err != nil || sum.Status.Final() {
 		return contract.Wakeup{}, false
 	}
