@@ -140,7 +140,7 @@ func runDLQ(ctx context.Context, std stdio, args []string) error {
 			return fmt.Errorf("--fix %s: %w", fixFile, err)
 		}
 	}
-	if err := checkKafkaSecurity(ctx, tc.Brokers, tc.Security); err != nil {
+	if err := checkKafkaSecurity(ctx, tc.Brokers, tc.Security, f.security.checkTimeout); err != nil {
 		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)

@@ -138,6 +138,7 @@ func TestOutOfRangeNumbersStopRun(t *testing.T) {
 		{"HERALD_HELD_SCAN_INTERVAL", "0s", "--held-scan-interval"},
 		{"HERALD_LAG_INTERVAL", "0s", "--lag-interval"},
 		{"HERALD_DELAY_COMMIT_INTERVAL", "0s", "--delay-commit-interval"},
+		{"HERALD_KAFKA_CHECK_TIMEOUT", "0s", "--kafka-check-timeout"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Setenv(tc.env, tc.value)

@@ -13,11 +13,8 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-// kafkaCheckTimeout bounds checkKafkaSecurity.
-const kafkaCheckTimeout = 10 * time.Second
-
 // checkKafkaSecurity asks the brokers for their API versions, with TLS and
-// SASL as configured, once and within kafkaCheckTimeout. When a broker
+// SASL as configured, once and within timeout (--kafka-check-timeout). When a broker
 // accepts TCP connections but that request fails, the listener most likely
 // speaks another protocol than the one configured (TLS against a
 // plaintext listener, plaintext against TLS, SASL or not): the error says
@@ -25,8 +22,8 @@ const kafkaCheckTimeout = 10 * time.Second
 // or time out with no hint (herald run). It returns nil when no broker
 // accepts connections at all: the callers wait for brokers that are
 // starting, or report them unreachable, as before.
-func checkKafkaSecurity(ctx context.Context, brokers []string, sec *topology.Security) error {
-	ctx, cancel := context.WithTimeout(ctx, kafkaCheckTimeout)
+func checkKafkaSecurity(ctx context.Context, brokers []string, sec *topology.Security, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	listening := ""
 	for _, b := range brokers {
@@ -41,7 +38,7 @@ func checkKafkaSecurity(ctx context.Context, brokers []string, sec *topology.Sec
 	if listening == "" {
 		return nil
 	}
-	opts := append([]kgo.Opt{kgo.SeedBrokers(listening), kgo.DialTimeout(kafkaCheckTimeout), kgo.ClientID("herald-check")},
+	opts := append([]kgo.Opt{kgo.SeedBrokers(listening), kgo.DialTimeout(timeout), kgo.ClientID("herald-check")},
 		sec.KgoOpts()...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -67,5 +64,5 @@ func checkKafkaSecurity(ctx context.Context, brokers []string, sec *topology.Sec
 		hint = "TLS is the likely cause: the connection is plaintext and the broker's listener may expect TLS (--kafka-tls) or SASL (--kafka-sasl-mechanism)"
 	}
 	return fmt.Errorf("kafka: %s accepts connections but did not answer a Kafka request (with %s) within %s: %w; %s",
-		listening, mode, kafkaCheckTimeout, err, hint)
+		listening, mode, timeout, err, hint)
 }

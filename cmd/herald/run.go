@@ -409,7 +409,7 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		return err
 	}
 
-	if err := checkKafkaSecurity(ctx, env.Brokers, security); err != nil {
+	if err := checkKafkaSecurity(ctx, env.Brokers, security, rf.security.checkTimeout); err != nil {
 		return err
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)

@@ -104,7 +104,7 @@ func TestKafkaSecurityMismatch(t *testing.T) {
 			t.Errorf("%s: err = %v, want one naming TLS as the likely cause", what, err)
 		}
 	}
-	tlsArgs := append(brokersFlag(plain), "--kafka-tls")
+	tlsArgs := append(brokersFlag(plain), "--kafka-tls", "--kafka-check-timeout", "3s")
 	var out bytes.Buffer
 	wantTLS("dlq list --kafka-tls, plaintext broker", runDLQ(ctx, stdio{out: &out, err: io.Discard}, append([]string{"list"}, tlsArgs...)))
 	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
@@ -119,5 +119,6 @@ func TestKafkaSecurityMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	secure := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1, TLS: files.Server, Security: sec})
-	wantTLS("dlq list in plaintext, TLS broker", runDLQ(ctx, stdio{out: &out, err: io.Discard}, append([]string{"list"}, brokersFlag(secure)...)))
+	wantTLS("dlq list in plaintext, TLS broker", runDLQ(ctx, stdio{out: &out, err: io.Discard},
+		append([]string{"list", "--kafka-check-timeout", "3s"}, brokersFlag(secure)...)))
 }

@@ -139,7 +139,7 @@ func runSend(ctx context.Context, args []string) error {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "herald send: the Kafka cluster at %s (%s)\n", strings.Join(brokers, ","), from)
-		if err := checkKafkaSecurity(ctx, brokers, security); err != nil {
+		if err := checkKafkaSecurity(ctx, brokers, security, sec.checkTimeout); err != nil {
 			return err
 		}
 		tc := topology.Config{Brokers: brokers, Security: security}
