@@ -1,8 +1,11 @@
 // Package views owns Herald's HTTP API and its console: reads of the
 // dispatcher's live state through a Goka view of its group table,
-// ingestion of dispatch requests, cancellation (one notification or a
-// campaign's), an operator's retry of a campaign's failures, lists and
-// campaign progress read from the sink's Postgres tables, the dead letters
+// ingestion of dispatch requests (refusing a channel with no provider when
+// it knows the providers), cancellation (one notification or a
+// campaign's), an operator's retry (one failed notification or a
+// campaign's failures), the stuck notifications as the dispatcher's sweep
+// defines them (dispatcher.Overdue over the view), lists and campaign
+// progress read from the sink's Postgres tables, the dead letters
 // of herald.dlq and their replay (through package dlq's Replayer), the
 // OpenAPI document (/v1/openapi.json) and the web console under /ui
 // (package internal/views/ui). It never changes a notification's state itself:
@@ -20,7 +23,8 @@
 // (cmd/herald).
 //
 // One face: every answer is JSON, every error has the shape of ErrorBody
-// with a stable code (errors.go), and every route and error answer is in
+// with a stable code (errors.go), a query parameter a route does not take
+// is refused (params), and every route and error answer is in
 // openapi.json, which TestOpenAPIConformance checks against the server.
 package views
 
