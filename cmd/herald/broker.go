@@ -28,6 +28,9 @@ func runBroker(ctx context.Context, args []string) error {
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
+	if partitions < 1 {
+		return fmt.Errorf("--partitions %d: want at least 1", partitions)
+	}
 	log, err := cli.NewLogger(logLevel, "text")
 	if err != nil {
 		return err

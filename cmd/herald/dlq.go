@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,19 +27,28 @@ import (
 
 func init() {
 	register(command{name: "dlq", summary: "list, show and replay dead letters (herald dlq list|show|replay -h)",
-		run: func(ctx context.Context, args []string) error { return runDLQ(ctx, os.Stdout, args) }})
+		run: func(ctx context.Context, args []string) error {
+			return runDLQ(ctx, stdio{in: os.Stdin, out: os.Stdout, err: os.Stderr}, args)
+		}})
+}
+
+// stdio is a command's standard input, output and error.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
 }
 
 // dlqFlags are the flags every dlq subcommand shares.
 type dlqFlags struct {
-	brokers, reason, topic, key, since, until, logLevel string
-	at                                                  cli.List
-	asJSON                                              bool
-	security                                            kafkaSecurityFlags
+	target                                     kafkaTargetFlags
+	reason, topic, key, since, until, logLevel string
+	at                                         cli.List
+	asJSON                                     bool
+	security                                   kafkaSecurityFlags
 }
 
 func (f *dlqFlags) register(fs *flag.FlagSet) {
-	cli.String(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers")
+	f.target.register(fs)
 	cli.String(fs, &f.reason, "reason", "", "only dead letters with this reason (malformed, invalid, key_mismatch, ...)")
 	cli.String(fs, &f.topic, "topic", "", "only dead letters from this topic (herald.requests, herald.results, ...)")
 	cli.String(fs, &f.key, "key", "", "only dead letters with this key (a request's id)")
@@ -65,19 +75,22 @@ func (f *dlqFlags) filter(now time.Time) (dlq.Filter, error) {
 	return flt, nil
 }
 
-func (f *dlqFlags) config() (topology.Config, error) {
+// config returns the cluster's client configuration and where its brokers
+// came from.
+func (f *dlqFlags) config() (topology.Config, string, error) {
 	sec, err := f.security.load()
 	if err != nil {
-		return topology.Config{}, err
+		return topology.Config{}, "", err
 	}
-	brokers := cli.SplitList(f.brokers)
-	if len(brokers) == 0 {
-		return topology.Config{}, errors.New("--brokers is required")
+	brokers, from, err := f.target.resolve()
+	if err != nil {
+		return topology.Config{}, "", err
 	}
-	return topology.Config{Brokers: brokers, Security: sec, ClientID: "herald-dlq"}.WithDefaults(), nil
+	return topology.Config{Brokers: brokers, Security: sec, ClientID: "herald-dlq"}.WithDefaults(), from, nil
 }
 
-func runDLQ(ctx context.Context, out io.Writer, args []string) error {
+func runDLQ(ctx context.Context, std stdio, args []string) error {
+	out := std.out
 	if len(args) == 0 {
 		return errors.New("want a subcommand: list, show or replay")
 	}
@@ -85,7 +98,7 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 	fs := flag.NewFlagSet("herald dlq "+sub, flag.ContinueOnError)
 	var f dlqFlags
 	f.register(fs)
-	var reveal, dryRun, again bool
+	var reveal, dryRun, again, yes bool
 	var fixFile string
 	switch sub {
 	case "list":
@@ -95,6 +108,7 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 		cli.Bool(fs, &dryRun, "dry-run", false, "say what would be replayed, publish nothing")
 		cli.String(fs, &fixFile, "fix", "", "JSON Lines of corrected requests: each replaces the value of the dead letters whose key is its id; only those are replayed")
 		cli.Bool(fs, &again, "again", false, "replay dead letters that were replayed before")
+		cli.Bool(fs, &yes, "yes", false, "replay without asking for confirmation")
 	default:
 		return fmt.Errorf("unknown subcommand %q: want list, show or replay", sub)
 	}
@@ -110,10 +124,12 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 	if err != nil {
 		return err
 	}
-	tc, err := f.config()
+	tc, from, err := f.config()
 	if err != nil {
 		return err
 	}
+	cluster := fmt.Sprintf("the Kafka cluster at %s (%s)", strings.Join(tc.Brokers, ","), from)
+	fmt.Fprintf(std.err, "herald dlq %s: %s\n", sub, cluster)
 	var fixes map[string][]byte
 	if fixFile != "" {
 		b, err := os.ReadFile(fixFile)
@@ -123,6 +139,9 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 		if fixes, err = dlq.ReadFixes(b); err != nil {
 			return fmt.Errorf("--fix %s: %w", fixFile, err)
 		}
+	}
+	if err := checkKafkaSecurity(ctx, tc.Brokers, tc.Security, f.security.checkTimeout); err != nil {
+		return err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -136,8 +155,48 @@ func runDLQ(ctx context.Context, out io.Writer, args []string) error {
 	case "show":
 		return printDLQShow(out, entries, f.asJSON, reveal, log)
 	}
-	return replayDLQ(rctx, out, tc, entries, &dlq.Replayer{IntakeTopic: topology.TopicRequests, ReplaysTopic: topology.TopicDLQReplays,
-		Fixes: fixes, Again: again, DryRun: dryRun, Now: time.Now}, f.asJSON)
+	rp := &dlq.Replayer{IntakeTopic: topology.TopicRequests, ReplaysTopic: topology.TopicDLQReplays,
+		Fixes: fixes, Again: again, DryRun: dryRun, Now: time.Now}
+	if !dryRun && !yes {
+		if err := confirmReplay(rctx, std, rp, entries, cluster); err != nil {
+			return err
+		}
+	}
+	return replayDLQ(rctx, out, tc, entries, rp, f.asJSON)
+}
+
+// errNotConfirmed is a replay the operator did not confirm.
+var errNotConfirmed = errors.New("replay not confirmed: nothing published (--yes replays without asking)")
+
+// confirmReplay says how many dead letters a replay would publish, and to
+// which cluster, and asks on std.in; anything but y or yes (or no answer)
+// stops it.
+func confirmReplay(ctx context.Context, std stdio, rp *dlq.Replayer, entries []dlq.Entry, cluster string) error {
+	dry := *rp
+	dry.DryRun = true
+	res, err := dry.Replay(ctx, entries)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, o := range res {
+		if o.Action == dlq.ActionWouldReplay {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil // nothing would be published: the replay only reports
+	}
+	fmt.Fprintf(std.err, "Replay %d dead letter(s) into %s of %s? [y/N] ", n, rp.IntakeTopic, cluster)
+	if std.in == nil {
+		return errNotConfirmed
+	}
+	line, _ := bufio.NewReader(std.in).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return nil
+	}
+	return errNotConfirmed
 }
 
 func replayDLQ(ctx context.Context, out io.Writer, tc topology.Config, entries []dlq.Entry, rp *dlq.Replayer, asJSON bool) error {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,7 +56,7 @@ func TestDLQListShowReplay(t *testing.T) {
 	dlq := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
-		if err := runDLQ(context.Background(), &out, append(args, brokersFlag(c)...)); err != nil {
+		if err := runDLQ(context.Background(), stdio{out: &out, err: io.Discard}, append(args, brokersFlag(c)...)); err != nil {
 			t.Fatalf("dlq %v: %v\n%s", args, err, out.String())
 		}
 		return out.String()
@@ -127,7 +129,28 @@ func TestDLQListShowReplay(t *testing.T) {
 	if n := countRequests(); n != before {
 		t.Fatalf("the dry run published: %d requests, was %d", n, before)
 	}
-	out := dlq("replay", "--fix", fix)
+	// A replay asks first, naming the cluster; no answer, or "n",
+	// publishes nothing.
+	for _, answer := range []string{"", "n\n"} {
+		var out, msgs bytes.Buffer
+		err := runDLQ(context.Background(), stdio{in: strings.NewReader(answer), out: &out, err: &msgs},
+			append([]string{"replay", "--fix", fix}, brokersFlag(c)...))
+		if !errors.Is(err, errNotConfirmed) {
+			t.Fatalf("replay answered %q: err = %v", answer, err)
+		}
+		if want := "Replay 2 dead letter(s) into herald.requests of the Kafka cluster at " + strings.Join(c.Brokers, ","); !strings.Contains(msgs.String(), want) {
+			t.Errorf("the question is %q, want it to say %q", msgs.String(), want)
+		}
+	}
+	if n := countRequests(); n != before {
+		t.Fatalf("an unconfirmed replay published: %d requests, was %d", n, before)
+	}
+	var confirmed, msgs bytes.Buffer
+	if err := runDLQ(context.Background(), stdio{in: strings.NewReader("y\n"), out: &confirmed, err: &msgs},
+		append([]string{"replay", "--fix", fix}, brokersFlag(c)...)); err != nil {
+		t.Fatalf("confirmed replay: %v\n%s", err, msgs.String())
+	}
+	out := confirmed.String()
 	if !strings.Contains(out, "2 replayed, 0 would be replayed, 2 skipped") || !strings.Contains(out, "only requests are replayed") ||
 		!strings.Contains(out, "no fix for key") {
 		t.Fatalf("replay --fix:\n%s", out)
@@ -154,13 +177,13 @@ func TestDLQListShowReplay(t *testing.T) {
 		t.Errorf("dup-1 has %d send commands after its replay, want 1 (a duplicate)", n)
 	}
 	// The replays are recorded: the same command replays nothing now.
-	if out := dlq("replay", "--fix", fix); !strings.Contains(out, "0 replayed, 0 would be replayed, 4 skipped") || !strings.Contains(out, "replayed already") {
+	if out := dlq("replay", "--fix", fix, "--yes"); !strings.Contains(out, "0 replayed, 0 would be replayed, 4 skipped") || !strings.Contains(out, "replayed already") {
 		t.Errorf("second replay:\n%s", out)
 	}
 	if got := lines(dlq("list", "--json", "--key", "fix-1")); len(got) != 1 || got[0]["replayed"] == nil {
 		t.Errorf("list after replay: %v", got)
 	}
-	if out := dlq("replay", "--fix", fix, "--again", "--key", "fix-1"); !strings.Contains(out, "1 replayed") {
+	if out := dlq("replay", "--fix", fix, "--again", "--key", "fix-1", "--yes"); !strings.Contains(out, "1 replayed") {
 		t.Errorf("--again:\n%s", out)
 	}
 	waitFor("fix-1's second replay counted as a duplicate", duplicates("fix-1", 1))
@@ -178,7 +201,7 @@ func TestDLQListCreatesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	err := runDLQ(ctx, &out, append([]string{"list"}, brokersFlag(c)...))
+	err := runDLQ(ctx, stdio{out: &out, err: io.Discard}, append([]string{"list"}, brokersFlag(c)...))
 	if err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("list without a DLQ topic: %v", err)
 	}
@@ -232,5 +255,25 @@ func TestDLQShowDecodesHeraldsRecords(t *testing.T) {
 	}
 	if values[2] != strings.ReplaceAll(dlqRequest("q-1"), "jane@example.com", "j***@example.com") {
 		t.Errorf("request shown as %q", values[2])
+	}
+}
+
+// Without --brokers, `herald dlq` reads the cluster `herald run` would
+// start at HERALD_BROKER_ADDR (not whatever answers at 127.0.0.1:9092), and
+// says which cluster it reads.
+func TestDLQFollowsRunsBrokerAddr(t *testing.T) {
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	t.Setenv("HERALD_BROKER_ADDR", c.Brokers[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out, msgs bytes.Buffer
+	if err := runDLQ(ctx, stdio{out: &out, err: &msgs}, []string{"list"}); err != nil {
+		t.Fatalf("dlq list with HERALD_BROKER_ADDR=%s: %v", c.Brokers[0], err)
+	}
+	if want := "the Kafka cluster at " + c.Brokers[0] + " (--broker-addr"; !strings.Contains(msgs.String(), want) {
+		t.Errorf("dlq list said %q, want %q", msgs.String(), want)
+	}
+	if !strings.Contains(out.String(), "0 dead letter(s)") {
+		t.Errorf("dlq list:\n%s", out.String())
 	}
 }

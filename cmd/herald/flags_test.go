@@ -124,6 +124,39 @@ func TestBadVariableStopsRun(t *testing.T) {
 	}
 }
 
+// A number out of its range stops start-up with an error naming the flag,
+// before anything is created; none is replaced by its default.
+func TestOutOfRangeNumbersStopRun(t *testing.T) {
+	for _, tc := range []struct{ env, value, flag string }{
+		{"HERALD_PARTITIONS", "0", "--partitions"},
+		{"HERALD_PARTITIONS", "-3", "--partitions"},
+		{"HERALD_REPLICATION", "0", "--replication"},
+		{"HERALD_PG_PORT", "70000", "--pg-port"},
+		{"HERALD_RETENTION", "-1h", "--retention"},
+		{"HERALD_SESSION_TIMEOUT", "0s", "--session-timeout"},
+		{"HERALD_HEARTBEAT_INTERVAL", "-1s", "--heartbeat-interval"},
+		{"HERALD_HELD_SCAN_INTERVAL", "0s", "--held-scan-interval"},
+		{"HERALD_LAG_INTERVAL", "0s", "--lag-interval"},
+		{"HERALD_DELAY_COMMIT_INTERVAL", "0s", "--delay-commit-interval"},
+		{"HERALD_KAFKA_CHECK_TIMEOUT", "0s", "--kafka-check-timeout"},
+	} {
+		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			dir := filepath.Join(t.TempDir(), "data")
+			err := runPipeline(context.Background(), "run", []string{"--data-dir", dir, "--brokers", "127.0.0.1:1"}, "all")
+			if err == nil || !strings.Contains(err.Error(), tc.flag) {
+				t.Fatalf("err = %v, want one naming %s", err, tc.flag)
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the data dir was created: %v", err)
+			}
+		})
+	}
+	if err := runBroker(context.Background(), []string{"--partitions", "0"}); err == nil || !strings.Contains(err.Error(), "--partitions") {
+		t.Errorf("herald broker --partitions 0: %v", err)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	var b bytes.Buffer
 	printVersion(&b)

@@ -75,6 +75,11 @@ type runEnv struct {
 	Mux *http.ServeMux
 	// Registry is Herald's Prometheus registry, served at /metrics.
 	Registry *prometheus.Registry
+	// stages are the stages this process runs ("all" for every one).
+	stages map[string]bool
+	// given holds the flags set on the command line, by a variable or by
+	// the config file (Given).
+	given map[string]bool
 
 	// db is the pipeline's PostgreSQL (Database).
 	db database
@@ -166,6 +171,13 @@ func (e *runEnv) TableView() (*views.StateView, error) {
 	e.ready["table-view"] = v.Recovered
 	return v, nil
 }
+
+// Given reports whether the flag was set (on the command line, by its
+// variable or in the config file), not left at its default.
+func (e *runEnv) Given(flagName string) bool { return e.given[flagName] }
+
+// Runs reports whether this process runs the stage.
+func (e *runEnv) Runs(stage string) bool { return e.stages["all"] || e.stages[stage] }
 
 // AddProcessor registers a stage's Goka processor for Goka's monitor
 // (/goka/). get returns the processor running now, or nil (a supervisor
@@ -263,6 +275,39 @@ func applyMemoryLimit(v string, log *slog.Logger) error {
 	return nil
 }
 
+// checkNumbers refuses a number setting out of its range before anything
+// starts. Zero or a negative value is never "the default": topology and
+// the stages would otherwise replace it silently (HERALD_PARTITIONS=0 ran
+// with 12 partitions, which can never change afterwards).
+func checkNumbers(rf *runFlags) error {
+	if rf.partitions < 1 || rf.partitions > math.MaxInt32 {
+		return fmt.Errorf("--partitions %d: want at least 1 (it is fixed once the topics exist)", rf.partitions)
+	}
+	if rf.replication < 1 || rf.replication > math.MaxInt16 {
+		return fmt.Errorf("--replication %d: want at least 1", rf.replication)
+	}
+	if senderFlags.concurrency < 1 || senderFlags.limit.Min < 1 {
+		return fmt.Errorf("--send-concurrency %d, --send-concurrency-min %d: want at least 1", senderFlags.concurrency, senderFlags.limit.Min)
+	}
+	if rf.pgPort < 0 || rf.pgPort > 65535 {
+		return fmt.Errorf("--pg-port %d: want a port, 1 to 65535, or 0 for a free one", rf.pgPort)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"retention", rf.retention}, {"session-timeout", rf.sessionTimeout}, {"heartbeat-interval", rf.heartbeat},
+		{"held-scan-interval", apiFlags.heldInterval}, {"lag-interval", apiFlags.lagInterval},
+		{"delay-fetch-max-wait", delayFlags.fetchMaxWait}, {"delay-commit-interval", delayFlags.commitInterval},
+		{"delay-shutdown-grace", delayFlags.shutdownGrace},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %s: want a positive duration", d.name, d.v)
+		}
+	}
+	return nil
+}
+
 // pgPortFlag registers --pg-port, the port of the local Postgres.
 func pgPortFlag(fs *flag.FlagSet, p *int) {
 	cli.Int(fs, p, "pg-port", 0, "port of the local Postgres started when --database-url is empty (0: a free port)")
@@ -312,6 +357,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		}
 	}
 
+	if err := checkNumbers(&rf); err != nil {
+		return err
+	}
 	if err := applyMemoryLimit(rf.memoryLimit, log); err != nil {
 		return err
 	}
@@ -332,7 +380,10 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		db:       database{url: rf.databaseURL, startLocal: chosen["all"] || chosen["sink"], pgPort: rf.pgPort},
 		viewDir:  apiFlags.viewDir,
 		ready:    map[string]func() bool{},
+		given:    map[string]bool{},
+		stages:   chosen,
 	}
+	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	defer func() {
 		for i := len(env.closers) - 1; i >= 0; i-- {
@@ -358,6 +409,9 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		return err
 	}
 
+	if err := checkKafkaSecurity(ctx, env.Brokers, security, rf.security.checkTimeout); err != nil {
+		return err
+	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	err = topology.WaitForBrokers(waitCtx, env.Brokers, security.KgoOpts()...)
 	cancel()

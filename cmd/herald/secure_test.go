@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -87,4 +89,36 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 		conn.QueryRow(context.Background(), `SELECT status FROM dispatch_status WHERE id = 'secure-1'`).Scan(&status)
 		return status == "sent"
 	})
+}
+
+// TLS against a plaintext listener, and plaintext against a TLS one, stop
+// herald dlq, herald send and herald run with an error naming TLS as the
+// likely cause, not a hang or a bare time-out.
+func TestKafkaSecurityMismatch(t *testing.T) {
+	plain := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wantTLS := func(what string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), "TLS is the likely cause") {
+			t.Errorf("%s: err = %v, want one naming TLS as the likely cause", what, err)
+		}
+	}
+	tlsArgs := append(brokersFlag(plain), "--kafka-tls", "--kafka-check-timeout", "3s")
+	var out bytes.Buffer
+	wantTLS("dlq list --kafka-tls, plaintext broker", runDLQ(ctx, stdio{out: &out, err: io.Discard}, append([]string{"list"}, tlsArgs...)))
+	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
+	os.WriteFile(jsonl, []byte(sendRequest("tls-1")+"\n"), 0o600)
+	wantTLS("send --via kafka --kafka-tls, plaintext broker", sendFile(ctx, jsonl, append(tlsArgs, "--via", "kafka")...))
+	wantTLS("run --kafka-tls, plaintext broker", runPipeline(ctx, "run",
+		append(tlsArgs, "--data-dir", t.TempDir(), "--http-addr", "off", "--partitions", "1"), "all"))
+
+	files := heraldtest.NewTLSFiles(t, false)
+	sec, err := topology.LoadSecurity(topology.SecurityOptions{CAFile: files.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secure := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1, TLS: files.Server, Security: sec})
+	wantTLS("dlq list in plaintext, TLS broker", runDLQ(ctx, stdio{out: &out, err: io.Discard},
+		append([]string{"list", "--kafka-check-timeout", "3s"}, brokersFlag(secure)...)))
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"time"
 
 	"github.com/herald-dispatch/herald/internal/cli"
 
@@ -12,7 +13,11 @@ import (
 // kafkaSecurityFlags are the TLS and SASL flags of every command that
 // talks to Kafka. The password is best given as a file or a variable:
 // flags show in ps.
-type kafkaSecurityFlags struct{ o topology.SecurityOptions }
+type kafkaSecurityFlags struct {
+	o topology.SecurityOptions
+	// checkTimeout bounds checkKafkaSecurity (--kafka-check-timeout).
+	checkTimeout time.Duration
+}
 
 func (f *kafkaSecurityFlags) register(fs *flag.FlagSet) {
 	o := &f.o
@@ -26,9 +31,13 @@ func (f *kafkaSecurityFlags) register(fs *flag.FlagSet) {
 	cli.String(fs, &o.SASLUser, "kafka-sasl-user", "", "SASL user")
 	cli.String(fs, &o.SASLPassword, "kafka-sasl-password", "", "SASL password (prefer the variable or --kafka-sasl-password-file: flags show in ps)")
 	cli.String(fs, &o.SASLPasswordFile, "kafka-sasl-password-file", "", "file holding the SASL password")
+	cli.Duration(fs, &f.checkTimeout, "kafka-check-timeout", 10*time.Second, "how long a broker that accepts connections may take to answer a first request with the TLS and SASL settings above, before the command stops naming them as the likely cause")
 }
 
 func (f *kafkaSecurityFlags) load() (*topology.Security, error) {
+	if f.checkTimeout <= 0 {
+		return nil, fmt.Errorf("--kafka-check-timeout %s: want a positive duration", f.checkTimeout)
+	}
 	s, err := topology.LoadSecurity(f.o)
 	if err != nil {
 		return nil, fmt.Errorf("--kafka-*: %w", err)

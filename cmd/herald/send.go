@@ -44,12 +44,14 @@ import (
 // already went through is then a duplicate.
 
 var sendFlags struct {
-	file, via, apiURL, token, brokers string
-	dataDir                           string
-	batch, batchBytes, retries        int
-	progress, strict                  bool
-	generate                          int
-	campaign, out                     string
+	file, via, token           string
+	api                        apiTargetFlags
+	kafka                      kafkaTargetFlags
+	dataDir                    string
+	batch, batchBytes, retries int
+	progress, strict           bool
+	generate                   int
+	campaign, out              string
 }
 
 func init() {
@@ -62,10 +64,10 @@ func runSend(ctx context.Context, args []string) error {
 	f := &sendFlags
 	cli.String(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
 	cli.String(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
-	cli.String(fs, &f.apiURL, "api-url", "http://127.0.0.1:8080", "base URL of Herald's API, for --via api")
+	f.api.register(fs)
 	cli.String(fs, &f.token, "api-token", "", "bearer token of the API, for --via api; empty: the token herald run generated in <data-dir>/api-token, if any")
 	cli.String(fs, &f.dataDir, "data-dir", "./data", "data dir of a local herald run, whose generated API token is used when --api-token is empty")
-	cli.String(fs, &f.brokers, "brokers", "127.0.0.1:9092", "Kafka bootstrap brokers, for --via kafka")
+	f.kafka.register(fs)
 	cli.Int(fs, &f.batch, "send-batch", 500, "requests per batch (one POST, or one produce)")
 	cli.Int(fs, &f.batchBytes, "send-batch-bytes", 4<<20, "bytes per batch at most (keep it under the API's --api-max-body)")
 	cli.Int(fs, &f.retries, "send-retries", 5, "times a batch that failed as a whole is tried again")
@@ -125,9 +127,22 @@ func runSend(ctx context.Context, args []string) error {
 				token = strings.TrimSpace(string(b))
 			}
 		}
-		send = apiBatch(strings.TrimRight(f.apiURL, "/"), token, f.strict)
+		base, from, err := f.api.resolve()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "herald send: the API at %s (%s)\n", base, from)
+		send = apiBatch(base, token, f.strict)
 	case "kafka":
-		tc := topology.Config{Brokers: cli.SplitList(f.brokers), Security: security}
+		brokers, from, err := f.kafka.resolve()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "herald send: the Kafka cluster at %s (%s)\n", strings.Join(brokers, ","), from)
+		if err := checkKafkaSecurity(ctx, brokers, security, sec.checkTimeout); err != nil {
+			return err
+		}
+		tc := topology.Config{Brokers: brokers, Security: security}
 		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {

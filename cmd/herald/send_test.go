@@ -223,23 +223,28 @@ func TestSendTellsTheTruth(t *testing.T) {
 }
 
 // captureStdout returns what fn prints to standard output.
-func captureStdout(t *testing.T, fn func()) string {
+func captureStdout(t *testing.T, fn func()) string { t.Helper(); return capture(t, &os.Stdout, fn) }
+
+// captureStderr returns what fn writes to standard error.
+func captureStderr(t *testing.T, fn func()) string { t.Helper(); return capture(t, &os.Stderr, fn) }
+
+func capture(t *testing.T, f **os.File, fn func()) string {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := os.Stdout
-	os.Stdout = w
+	old := *f
+	*f = w
 	done := make(chan string)
 	go func() {
 		b, _ := io.ReadAll(r)
 		done <- string(b)
 	}()
-	defer func() { os.Stdout = old }()
+	defer func() { *f = old }()
 	fn()
 	w.Close()
-	os.Stdout = old
+	*f = old
 	return <-done
 }
 
@@ -277,5 +282,43 @@ func TestSendUsesGeneratedToken(t *testing.T) {
 	sendFile(context.Background(), path, "--api-url", srv.URL, "--data-dir", dir)
 	if got, _ := auth.Load().(string); got != "Bearer "+tok {
 		t.Errorf("Authorization %q, want the generated token", got)
+	}
+}
+
+// Without --api-url, `herald send` posts to the API `herald run` would
+// serve at HERALD_HTTP_ADDR, and says where.
+func TestSendFollowsRunsHTTPAddr(t *testing.T) {
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		posts.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		io.WriteString(w, `{"accepted":1}`)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	t.Setenv("HERALD_HTTP_ADDR", addr)
+	path := filepath.Join(t.TempDir(), "one.jsonl")
+	os.WriteFile(path, []byte(sendRequest("f-1")+"\n"), 0o644)
+	var err error
+	msgs := captureStderr(t, func() { err = sendFile(context.Background(), path, "--data-dir", t.TempDir()) })
+	if posts.Load() == 0 {
+		t.Fatalf("nothing posted to HERALD_HTTP_ADDR %s (err %v)", addr, err)
+	}
+	if want := "the API at http://" + addr + " (--http-addr)"; !strings.Contains(msgs, want) {
+		t.Errorf("send said %q, want %q", msgs, want)
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{"0.0.0.0:8080": "127.0.0.1:8080", ":9092": "127.0.0.1:9092", "[::]:80": "[::1]:80",
+		"10.0.0.5:8080": "10.0.0.5:8080", "herald:8080": "herald:8080"} {
+		if got := dialAddr(in); got != want {
+			t.Errorf("dialAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+	f := apiTargetFlags{httpAddr: "off"}
+	if _, _, err := f.resolve(); err == nil {
+		t.Error("--http-addr off resolved to a URL")
 	}
 }

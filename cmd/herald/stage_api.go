@@ -74,8 +74,17 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 	env.OnClose(cl.Close)
 
+	channels, err := providerChannels(env)
+	if err != nil {
+		return nil, err
+	}
+	if channels == nil {
+		log.Info("the providers are not known here (no --provider, no sender stage): requests are not checked for a channel with no provider")
+	}
 	api := &views.Server{
-		Config:   views.Config{Token: token, MaxBody: int64(f.maxBody)},
+		Config: views.Config{Token: token, MaxBody: int64(f.maxBody), Channels: channels,
+			StuckGrace: dispatcherFlags.sweepGrace},
+		Scanner:  view,
 		Table:    view,
 		Producer: cl,
 		Observer: metrics.NewAPI(env.Registry),

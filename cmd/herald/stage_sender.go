@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/herald-dispatch/herald/internal/cli"
@@ -56,7 +57,7 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Int(fs, &f.chain.UnknownMemory, "provider-unknown-memory", provider.DefaultUnknownMemory, "ids a failover chain keeps with the provider that left their outcome unknown (it may still deliver); -1 for none")
 	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
 	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
-	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit")
+	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit; when not set, a lower --send-concurrency lowers it too")
 	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
 	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
 	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
@@ -67,6 +68,53 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
 	cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
 	registerWebhookFlags(fs)
+}
+
+// limitConfig is the adaptive limit's configuration: its floor follows a
+// ceiling (--send-concurrency) set below it, unless --send-concurrency-min
+// was set too (then a floor above the ceiling is the sender's error).
+func (f *senderOptions) limitConfig(env *runEnv) sender.LimitConfig {
+	l := f.limit
+	if !env.Given("send-concurrency-min") && l.Min > f.concurrency {
+		l.Min = f.concurrency
+	}
+	return l
+}
+
+// channelsWithout returns the channels set has no provider for.
+func channelsWithout(set provider.Set) []contract.Channel {
+	var out []contract.Channel
+	for _, ch := range contract.Channels {
+		if _, ok := set[ch]; !ok {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// providerChannels returns the channels with a provider, when this
+// process knows them: --provider was given, or the sender runs here (with
+// the default providers). nil when it does not know (an API alone, with no
+// --provider): then the API checks no channel.
+func providerChannels(env *runEnv) ([]contract.Channel, error) {
+	specs := senderFlags.providers.Vals
+	if len(specs) == 0 {
+		if !env.Runs("sender") {
+			return nil, nil
+		}
+		specs = defaultProviders
+	}
+	out := []contract.Channel{}
+	for _, s := range specs {
+		ch, _, err := provider.ParseSpec(s)
+		if err != nil {
+			return nil, fmt.Errorf("--provider: %w", err)
+		}
+		if !slices.Contains(out, ch) {
+			out = append(out, ch)
+		}
+	}
+	return out, nil
 }
 
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
@@ -94,6 +142,10 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		return nil, err
 	}
 	env.OnClose(func() { set.Close() })
+	if missing := channelsWithout(set); len(missing) > 0 {
+		log.Warn("no provider for these channels: a request naming one fails over to its next channel, or ends failed (\"no provider configured for channel\"); the API in a process that knows the providers refuses it (422 no_provider)",
+			"channels", missing)
+	}
 	for _, s := range specs {
 		log.Info("provider", "spec", provider.Redact(s))
 	}
@@ -110,7 +162,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		Providers:      set,
 		Rates:          rates,
 		Concurrency:    f.concurrency,
-		Limit:          f.limit,
+		Limit:          f.limitConfig(env),
 		DrainTimeout:   f.drainTimeout,
 		CommitInterval: f.commitInterval,
 		AnsweredMemory: f.answeredMemory,

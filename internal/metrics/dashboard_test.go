@@ -146,6 +146,7 @@ func TestCountersPresentAtZero(t *testing.T) {
 	metrics.NewSender(reg)
 	metrics.NewCircuits(reg)
 	metrics.NewSink(reg)
+	metrics.NewDelay(reg)
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +171,10 @@ func TestCountersPresentAtZero(t *testing.T) {
 		"herald_api_cancels_total{outcome=conflict}",
 		"herald_sends_total{channel=sms,outcome=throttled}",
 		"herald_sink_rows_written_total{table=dispatch_attempts}",
+		"herald_sender_dlq_records_total{reason=malformed}",
+		"herald_sink_dead_letters_total{reason=undecodable_state}",
+		"herald_sink_dead_letters_total{reason=rejected_by_postgres}",
+		"herald_delay_dead_letters_total{tier=1s}",
 	} {
 		if !have[want] {
 			t.Errorf("%s missing before its first event", want)

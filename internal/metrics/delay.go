@@ -46,6 +46,9 @@ func NewDelay(reg prometheus.Registerer) *Delay {
 		}),
 	}
 	reg.MustRegister(d.forwards, d.hops, d.rejects, d.lateness)
+	for _, tier := range topology.Tiers {
+		d.rejects.WithLabelValues(topology.TierLabel(tier)) // present at 0 from the start
+	}
 	return d
 }
 

@@ -76,7 +76,11 @@ func NewSender(reg prometheus.Registerer) *Sender {
 	}
 	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters,
 		s.limit, s.calls, s.rateShare, s.members)
-	// Present at 0 from the start, per channel and outcome.
+	// Present at 0 from the start: by the reasons a command that does
+	// not decode is dead-lettered for, per channel and outcome.
+	for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {
+		s.deadLetters.WithLabelValues(r)
+	}
 	for _, ch := range contract.Channels {
 		for _, o := range []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomePermanent, contract.OutcomeThrottled} {
 			s.sends.WithLabelValues(string(ch), string(o))

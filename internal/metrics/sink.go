@@ -64,6 +64,9 @@ func NewSink(reg prometheus.Registerer) *Sink {
 	for _, table := range []string{"dispatch_status", "dispatch_attempts"} {
 		m.rows.WithLabelValues(table) // present at 0 from the start
 	}
+	for _, r := range []string{sink.ReasonUndecodable, sink.ReasonInvalid, sink.ReasonRejected} {
+		m.deadLetters.WithLabelValues(r)
+	}
 	return m
 }
 

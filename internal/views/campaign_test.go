@@ -68,6 +68,15 @@ func TestCampaigns(t *testing.T) {
 	if strings.Contains(body, email) || len(sum.Failures) != 1 || !strings.Contains(sum.Failures[0].Error, "<j***@example.com>") {
 		t.Errorf("failures not masked: %s", body)
 	}
+	// The progress is the list's, first_seen included.
+	var detail views.CampaignDetail
+	get("/v1/campaigns/camp-1", &detail)
+	var list views.CampaignList
+	get("/v1/campaigns", &list)
+	if want := now.Add(-time.Minute); !detail.Progress.FirstSeen.Equal(want) || len(list.Campaigns) != 1 ||
+		!list.Campaigns[0].FirstSeen.Equal(want) || detail.Progress.Total != 3 || detail.Progress.Final != 3 {
+		t.Errorf("progress %+v, list %+v: want first_seen %s in both", detail.Progress, list.Campaigns, want)
+	}
 	code, body = get("/v1/campaigns/camp-1?reveal=1", &sum)
 	if code != http.StatusOK || sum.Failures[0].Error != bounce {
 		t.Errorf("reveal: %d %s", code, body)

@@ -173,15 +173,14 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "campaign", err)
 		return
 	}
-	d := CampaignDetail{Summary: sum, Throughput: tp,
-		Progress: CampaignProgress{Campaign: name, Total: sum.Total, ByStatus: sum.ByStatus, Final: sum.Final, LastUpdate: sum.LastUpdate}}
-	var recent int64
-	for _, p := range tp {
-		if !p.At.Before(now.Add(-RateWindow)) {
-			recent += p.Final
-		}
+	// The progress is the list's (GET /v1/campaigns): the same counts,
+	// rate and first_seen.
+	prog, err := s.Store.Campaign(r.Context(), now, name)
+	if err != nil {
+		s.internal(w, "campaign", err)
+		return
 	}
-	d.Progress.progress(recent)
+	d := CampaignDetail{Summary: sum, Throughput: tp, Progress: prog}
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +28,9 @@ import (
 	"github.com/herald-dispatch/herald/internal/views"
 	"github.com/herald-dispatch/herald/internal/views/ui"
 )
+
+// strayText is text no page should show.
+var strayText = regexp.MustCompile(`\bnull\b|\bundefined\b|\bNaN\b|\[object `)
 
 // chromium finds Debian's Chromium (scripts/deps.sh installs it).
 func chromium() string {
@@ -142,6 +147,18 @@ func TestConsoleInBrowser(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	// noStrayText fails on text no page should show: a value the script
+	// left as null or undefined, a number that is not one.
+	noStrayText := func(where string) {
+		t.Helper()
+		var body string
+		if err := chromedp.Run(ctx, chromedp.Evaluate(`document.body.innerText`, &body)); err != nil {
+			t.Fatal(err)
+		}
+		if m := strayText.FindString(body); m != "" {
+			t.Errorf("%s shows a stray %q:\n%s", where, m, body)
+		}
+	}
 	page := func(hash, ready string) string {
 		t.Helper()
 		var html string
@@ -156,8 +173,36 @@ func TestConsoleInBrowser(t *testing.T) {
 				t.Errorf("%s shows %q unmasked", hash, secret)
 			}
 		}
+		noStrayText(hash)
 		return html
 	}
+
+	// eval evaluates a script in the page.
+	eval := func(js string, out any) {
+		t.Helper()
+		if err := chromedp.Run(ctx, chromedp.Evaluate(js, out)); err != nil {
+			t.Fatalf("%s: %v", js, err)
+		}
+	}
+	// ids reads the ids of a table's rows in one evaluation.
+	ids := func(sel string) []string {
+		t.Helper()
+		var out []string
+		eval(`[...document.querySelectorAll('`+sel+` tbody tr')].map(r => r.dataset.id)`, &out)
+		return out
+	}
+	// waitIDs waits until the table shows want.
+	waitIDs := func(sel string, want []string) {
+		t.Helper()
+		heraldtest.Settle(t, 10*time.Second, sel+" rows", func() error {
+			if got := ids(sel); !slices.Equal(got, want) {
+				return fmt.Errorf("%v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+	// confirmAll answers yes to the page's confirm() dialogs.
+	confirmAll := func() { eval(`window.confirm = () => true`, nil) }
 
 	// countsShown checks the count the page shows per reason.
 	countsShown := func(want map[string]int64) {
@@ -177,8 +222,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		return n
 	}
 
-	// Without the token, the console asks for it.
+	// Without the token, the console asks for it; a wrong one it says is
+	// refused.
 	page("", `[data-testid="need-token"]`)
+	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", "not-the-token", chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
+		chromedp.WaitVisible(`[data-testid="bad-token"]`, chromedp.ByQuery)); err != nil {
+		t.Fatal(err)
+	}
 	if err := chromedp.Run(ctx, chromedp.SendKeys("#token", fixtureToken, chromedp.ByID), chromedp.Click(`#token-form button`, chromedp.ByQuery),
 		chromedp.WaitVisible(`tr[data-campaign="billing-2026-01"]`, chromedp.ByQuery)); err != nil {
 		t.Fatal(err)
@@ -250,9 +300,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		shoot("console-message.png")
 		page("#/message/billing-g", `[data-field="hold_reason"]`)
-		if got := text(`[data-field="hold_reason"]`); got != "blackout" {
-			t.Errorf("hold reason %q", got)
-		}
+		// The hash changed without a reload: billing-e's page may show
+		// until billing-g's is rendered.
+		heraldtest.Settle(t, 10*time.Second, "billing-g's hold reason", func() error {
+			if got := text(`[data-field="hold_reason"]`); got != "blackout" {
+				return fmt.Errorf("hold reason %q", got)
+			}
+			return nil
+		})
 	})
 
 	t.Run("held", func(t *testing.T) {
@@ -374,6 +429,160 @@ func TestConsoleInBrowser(t *testing.T) {
 		if got, id := text(`[data-testid="replay-plan"] tr[data-dlq="0@2"] [data-field="action"]`), text(`[data-testid="replay-plan"] [data-field="id"]`); got != dlq.ActionWouldReplay || id != "km-1" {
 			t.Errorf("the row's dry run: %s %s", got, id)
 		}
+	})
+
+	// Find a notification by its id from any page.
+	t.Run("search", func(t *testing.T) {
+		page("#/held", `[data-testid="held"]`)
+		if err := chromedp.Run(ctx, chromedp.SendKeys("#search", "billing-f", chromedp.ByID), chromedp.Click(`#search-form button`, chromedp.ByQuery),
+			chromedp.WaitVisible(`[data-testid="history"] tbody tr`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		if got := text(`h1`); got != "Notification billing-f" {
+			t.Errorf("search opened %q", got)
+		}
+		noStrayText("the search's notification")
+		// An unknown id says so, and leaves nothing of the page before.
+		eval(`location.hash = "#/message/no-such-id"`, nil)
+		if err := chromedp.Run(ctx, chromedp.WaitVisible(`[data-testid="not-found"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		var left int
+		eval(`document.querySelectorAll('main table, main dl').length`, &left)
+		if got := text(`[data-testid="not-found"]`); !strings.Contains(got, "no-such-id") || left != 0 {
+			t.Errorf("unknown id: %q, %d tables of the page before", got, left)
+		}
+	})
+
+	// A campaign's notifications a page at a time, filtered by status, as
+	// the API lists them.
+	t.Run("paging and status filter", func(t *testing.T) {
+		eval(`sessionStorage.setItem("herald-page-size", "4")`, nil)
+		defer eval(`sessionStorage.removeItem("herald-page-size")`, nil)
+		page("#/campaign/billing-2026-01", `[data-testid="messages"] tbody tr`)
+		var want []string
+		cursor := ""
+		for {
+			var p views.MessagePage
+			getJSON(t, f.api.Handler(), "GET", "/v1/messages?campaign=billing-2026-01&limit=4&cursor="+cursor, &p)
+			var pg []string
+			for _, m := range p.Messages {
+				pg = append(pg, m.ID)
+			}
+			waitIDs(`[data-testid="messages"]`, pg)
+			want = append(want, pg...)
+			if cursor = p.NextCursor; cursor == "" {
+				break
+			}
+			if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="page-older"]`, chromedp.ByQuery)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(want) != 10 || text(`[data-testid="page-number"]`) != "page 3" {
+			t.Errorf("%d notifications over the pages, %s", len(want), text(`[data-testid="page-number"]`))
+		}
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="page-newer"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		waitIDs(`[data-testid="messages"]`, want[4:8])
+		eval(`(s => { s.value = "failed"; s.dispatchEvent(new Event("change")); })(document.querySelector('[data-testid="status-filter"]'))`, nil)
+		waitIDs(`[data-testid="messages"]`, []string{"billing-e", "billing-f"})
+		noStrayText("the filtered campaign")
+
+		page("#/held", `[data-testid="messages"] tbody tr`)
+		waitIDs(`[data-testid="messages"]`, []string{"billing-g", "billing-h"}) // billing-i was sent above
+		eval(`(s => { s.value = "deferred"; s.dispatchEvent(new Event("change")); })(document.querySelector('[data-testid="status-filter"]'))`, nil)
+		waitIDs(`[data-testid="messages"]`, []string{"billing-g"})
+	})
+
+	// Stuck is what the sweep would rescue: the API's GET /v1/stuck.
+	t.Run("stuck", func(t *testing.T) {
+		page("#/stuck", `[data-testid="stuck"] tbody tr`)
+		var s views.StuckResponse
+		getJSON(t, f.api.Handler(), "GET", "/v1/stuck", &s)
+		var want []string
+		for _, r := range s.Stuck {
+			want = append(want, r.ID)
+		}
+		if len(want) != 2 {
+			t.Fatalf("the API's stuck: %+v", s)
+		}
+		waitIDs(`[data-testid="stuck"]`, want)
+		if got := text(`tr[data-id="stuck-send"] [data-field="kind"]`); got != "no result past its send time-out" {
+			t.Errorf("stuck-send: %q", got)
+		}
+		if got := text(`tr[data-id="stuck-held"] [data-field="overdue"]`); got != "10 min" {
+			t.Errorf("stuck-held overdue %q", got)
+		}
+		shoot("console-stuck.png")
+	})
+
+	// One notification's retry and cancel, and a campaign's action: each
+	// publishes its control record and says so in the notice, not the
+	// error box.
+	t.Run("actions", func(t *testing.T) {
+		control := func(id string) (cancels, retries int) {
+			for _, r := range f.producer.records() {
+				if r.Topic != "herald.control" || string(r.Key) != id {
+					continue
+				}
+				c, rt, err := contract.DecodeControl(r.Key, r.Value)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c != nil {
+					cancels++
+				}
+				if rt != nil {
+					retries++
+				}
+			}
+			return
+		}
+		notice := func(want string) {
+			t.Helper()
+			heraldtest.Settle(t, 10*time.Second, "the notice", func() error {
+				var shown, errorShown bool
+				var got string
+				eval(`!document.getElementById("notice").hidden`, &shown)
+				eval(`!document.getElementById("error").hidden`, &errorShown)
+				eval(`document.getElementById("notice").innerText`, &got)
+				if !shown || !strings.Contains(got, want) || errorShown {
+					return fmt.Errorf("notice %q (shown %v, error box shown %v), want %q", got, shown, errorShown, want)
+				}
+				return nil
+			})
+		}
+		page("#/message/billing-e", `[data-testid="retry"]`)
+		confirmAll()
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="retry"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		notice("Retry: requested")
+		if _, n := control("billing-e"); n != 1 {
+			t.Errorf("%d retries published for billing-e", n)
+		}
+		page("#/message/billing-h", `[data-testid="cancel"]`)
+		confirmAll()
+		if err := chromedp.Run(ctx, chromedp.Click(`[data-testid="cancel"]`, chromedp.ByQuery)); err != nil {
+			t.Fatal(err)
+		}
+		notice("Cancel: requested")
+		if n, _ := control("billing-h"); n != 1 {
+			t.Errorf("%d cancels published for billing-h", n)
+		}
+		page("#/message/billing-a", `[data-testid="history"] tbody tr`)
+		var buttons int
+		eval(`document.querySelectorAll('[data-testid="cancel"], [data-testid="retry"]').length`, &buttons)
+		if buttons != 0 {
+			t.Errorf("a sent notification offers %d actions", buttons)
+		}
+		page("#/campaign/welcome", `[data-testid="messages"] tbody tr`)
+		confirmAll()
+		if err := chromedp.Run(ctx, chromedp.Click(`//button[text()="Cancel campaign"]`, chromedp.BySearch)); err != nil {
+			t.Fatal(err)
+		}
+		notice("cancel: ")
 	})
 
 	mu.Lock()

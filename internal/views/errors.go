@@ -10,6 +10,7 @@ import (
 const (
 	CodeBadRequest       = "bad_request"        // a parameter or body that does not parse
 	CodeInvalid          = "invalid_request"    // a dispatch request that fails validation
+	CodeNoProvider       = "no_provider"        // a dispatch request names a channel this Herald has no provider for ("channel" names it)
 	CodeUnauthorized     = "unauthorized"       // no or wrong bearer token
 	CodeForbidden        = "forbidden"          // reveal without a configured token
 	CodeNotFound         = "not_found"          // no such route

@@ -37,6 +37,23 @@ func (m *memTable) Get(id string) (*contract.State, error) {
 
 func (m *memTable) Recovered() bool { return !m.recovering }
 
+// ScanRaw encodes every state as the dispatcher table holds it.
+func (m *memTable) ScanRaw(_ context.Context, fn func([]byte)) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	for _, st := range m.states {
+		b, err := contract.EncodeState(st)
+		if err != nil {
+			return err
+		}
+		fn(b)
+	}
+	return nil
+}
+
 // memProducer records what is published, or fails with err.
 type memProducer struct {
 	mu   sync.Mutex
@@ -81,6 +98,9 @@ func (failingStore) Messages(context.Context, views.MessageQuery) (views.Message
 }
 func (failingStore) Campaigns(context.Context, time.Time, int) ([]views.CampaignProgress, error) {
 	return nil, errStore
+}
+func (failingStore) Campaign(context.Context, time.Time, string) (views.CampaignProgress, error) {
+	return views.CampaignProgress{}, errStore
 }
 func (failingStore) Throughput(context.Context, string, time.Time, time.Duration) ([]views.Point, error) {
 	return nil, errStore
@@ -165,7 +185,16 @@ func startFixture(t *testing.T) *fixture {
 	if _, err := sink.NewWriter(pool).Write(ctx, changes); err != nil {
 		t.Fatal(err)
 	}
-	f.api = &views.Server{Config: views.Config{Token: fixtureToken}, Table: f.table, Producer: f.producer,
+	// Stuck, as the sweep sees it, in the view only (GET /v1/stuck): a
+	// send past its time-out, a retry whose wake-up is 10 min overdue.
+	stuckSend := fixtureState("stuck-send", "billing-2026-01", contract.StatusSending, now, time.Hour)
+	timeout := now.Add(-5 * time.Minute)
+	stuckSend.TimeoutAt, stuckSend.Issue = &timeout, 1
+	stuckHeld := fixtureState("stuck-held", "welcome", contract.StatusRetrying, now, time.Hour)
+	overdue := now.Add(-10 * time.Minute)
+	stuckHeld.NextAttemptAt = &overdue
+	f.table.states[stuckSend.ID], f.table.states[stuckHeld.ID] = stuckSend, stuckHeld
+	f.api = &views.Server{Config: views.Config{Token: fixtureToken}, Table: f.table, Scanner: f.table, Producer: f.producer,
 		Store: views.PGStore{Q: pool}, Log: testLogger(t), Now: func() time.Time { return now },
 		DLQ: fixedDLQ{views.DLQResponse{Total: 2, Reasons: []views.ReasonCount{{Reason: "invalid", DeadLetters: 1}, {Reason: "malformed", DeadLetters: 1}},
 			DeadLetters: []views.DeadLetterRow{

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -62,6 +63,8 @@ type ItemResult struct {
 
 	// tooLarge: rejected for its size, which a single request answers 413.
 	tooLarge bool
+	// noProvider: rejected for naming this channel, which has no provider.
+	noProvider contract.Channel
 }
 
 // ErrBody is wrapped by SplitBody's errors: the body as a whole is not a
@@ -202,6 +205,24 @@ type Ingester struct {
 	Topic string
 	// Strict rejects requests with fields v1 does not define.
 	Strict bool
+	// Channels, when not nil, are the channels with a provider: a request
+	// naming another is rejected (it would only fail over to its next
+	// channel, or end failed with "no provider configured for channel").
+	Channels []contract.Channel
+}
+
+// unconfigured returns the first of the request's channels with no
+// provider, or "".
+func (in *Ingester) unconfigured(req *contract.Request) contract.Channel {
+	if in.Channels == nil {
+		return ""
+	}
+	for _, ch := range req.Channels {
+		if !slices.Contains(in.Channels, ch) {
+			return ch
+		}
+	}
+	return ""
 }
 
 // Ingest answers every item, in order. The error is only for a failure to
@@ -237,12 +258,19 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 				res.Warnings = append(res.Warnings, "unknown field "+f+": ignored")
 			}
 		}
+		var noProvider contract.Channel
+		if err == nil {
+			noProvider = in.unconfigured(req)
+		}
 		switch {
 		case err != nil:
 			res.Result = ResultRejected
 			res.ID = idOf(it.Raw)
 			res.Errors = problems(err)
 			res.Warnings = nil
+		case noProvider != "":
+			res.Result, res.ID, res.noProvider = ResultRejected, req.ID, noProvider
+			res.Errors = []contract.FieldError{{Field: "channels", Message: fmt.Sprintf("no provider configured for channel %s (this Herald sends %v)", noProvider, in.Channels)}}
 		case first[req.ID] != nil:
 			res.ID, res.Result = req.ID, ResultDuplicate
 			res.PayloadDiffers = !samePayload(first[req.ID], req)

@@ -1,8 +1,11 @@
 // Package views owns Herald's HTTP API and its console: reads of the
 // dispatcher's live state through a Goka view of its group table,
-// ingestion of dispatch requests, cancellation (one notification or a
-// campaign's), an operator's retry of a campaign's failures, lists and
-// campaign progress read from the sink's Postgres tables, the dead letters
+// ingestion of dispatch requests (refusing a channel with no provider when
+// it knows the providers), cancellation (one notification or a
+// campaign's), an operator's retry (one failed notification or a
+// campaign's failures), the stuck notifications as the dispatcher's sweep
+// defines them (dispatcher.Overdue over the view), lists and campaign
+// progress read from the sink's Postgres tables, the dead letters
 // of herald.dlq and their replay (through package dlq's Replayer), the
 // OpenAPI document (/v1/openapi.json) and the web console under /ui
 // (package internal/views/ui). It never changes a notification's state itself:
@@ -20,7 +23,8 @@
 // (cmd/herald).
 //
 // One face: every answer is JSON, every error has the shape of ErrorBody
-// with a stable code (errors.go), and every route and error answer is in
+// with a stable code (errors.go), a query parameter a route does not take
+// is refused (params), and every route and error answer is in
 // openapi.json, which TestOpenAPIConformance checks against the server.
 package views
 
@@ -35,6 +39,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +47,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -64,6 +70,14 @@ type Config struct {
 	// MaxCancelWait bounds a cancel's ?wait= (default
 	// DefaultMaxCancelWait).
 	MaxCancelWait time.Duration
+	// StuckGrace is how overdue a held notification's wake-up must be to
+	// count as stuck (GET /v1/stuck): the dispatcher's --sweep-grace
+	// (default dispatcher.DefaultSweepGrace).
+	StuckGrace time.Duration
+	// Channels, when not nil, are the channels with a provider: a request
+	// naming another is refused (422, code no_provider). nil: not checked
+	// (the API does not know the sender's providers).
+	Channels []contract.Channel
 }
 
 // Observer is told what the API does, for metrics.
@@ -93,6 +107,8 @@ type Server struct {
 	Producer Producer
 	Store    Store // nil: lists and campaigns answer 503
 	DLQ      DLQ   // nil: /v1/dlq answers 503
+	// Scanner reads the dispatcher table for GET /v1/stuck; nil: 503.
+	Scanner RawScanner
 	// Replayer replays dead letters; nil: /v1/dlq/replay answers 503.
 	Replayer *DLQReplayer
 	// Observer is told what the API does (default: nothing).
@@ -125,6 +141,9 @@ func (s *Server) withDefaults() {
 	if s.Now == nil {
 		s.Now = time.Now
 	}
+	if s.StuckGrace <= 0 {
+		s.StuckGrace = dispatcher.DefaultSweepGrace
+	}
 }
 
 type nopObserver struct{}
@@ -141,18 +160,40 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/openapi.json", serveOpenAPI},
-		{"GET /v1/messages", s.needStore(s.listMessages)},
-		{"GET /v1/messages/{id}", s.needView(s.getMessage)},
+		{"GET /v1/messages", params(s.needStore(s.listMessages), "campaign", "cursor", "limit", "since", "until", "status", "channel", "hold_reason")},
+		{"GET /v1/messages/{id}", params(s.needView(s.getMessage), "reveal")},
 		{"POST /v1/messages/lookup", s.needView(s.lookup)},
 		{"POST /v1/messages", s.needView(s.ingest)},
 		{"POST /v1/messages/{id}/cancel", s.needView(s.cancel)},
-		{"GET /v1/campaigns", s.needStore(s.listCampaigns)},
-		{"GET /v1/campaigns/{campaign}", s.needStore(s.campaign)},
+		{"GET /v1/campaigns", params(s.needStore(s.listCampaigns), "limit")},
+		{"GET /v1/campaigns/{campaign}", params(s.needStore(s.campaign), "reveal")},
 		{"POST /v1/campaigns/{campaign}/cancel", s.needStore(s.cancelCampaign)},
 		{"POST /v1/campaigns/{campaign}/retry", s.needStore(s.retryCampaign)},
-		{"GET /v1/held", s.needStore(s.held)},
-		{"GET /v1/dlq", s.dlq},
+		{"GET /v1/held", params(s.needStore(s.held))},
+		{"GET /v1/stuck", params(s.needView(s.stuck), "limit")},
+		{"POST /v1/messages/{id}/retry", s.needView(s.retry)},
+		{"GET /v1/dlq", params(s.dlq, "limit")},
 		{"POST /v1/dlq/replay", s.replayDLQ},
+	}
+}
+
+// params refuses, with 400 naming it, a query parameter the endpoint does
+// not take: a mistyped filter (?campain=x) would otherwise answer 200 with
+// everything, as if it had been applied.
+func params(h http.HandlerFunc, names ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for name := range r.URL.Query() {
+			if !slices.Contains(names, name) {
+				want := "no parameters"
+				if len(names) > 0 {
+					want = "want " + strings.Join(names, ", ")
+				}
+				writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("unknown parameter %q (%s)", name, want),
+					map[string]any{"parameter": name})
+				return
+			}
+		}
+		h(w, r)
 	}
 }
 
@@ -369,13 +410,15 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
 // single request rejected, or publishing failed), so that it has the error
 // shape too.
 type IngestResponse struct {
-	Code       string       `json:"code,omitempty"`
-	Error      string       `json:"error,omitempty"`
-	Accepted   int          `json:"accepted"`
-	Duplicates int          `json:"duplicates"`
-	Rejected   int          `json:"rejected"`
-	Failed     int          `json:"failed"`
-	Items      []ItemResult `json:"items"`
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Channel names the channel with no provider (code no_provider).
+	Channel    contract.Channel `json:"channel,omitempty"`
+	Accepted   int              `json:"accepted"`
+	Duplicates int              `json:"duplicates"`
+	Rejected   int              `json:"rejected"`
+	Failed     int              `json:"failed"`
+	Items      []ItemResult     `json:"items"`
 }
 
 // NewIngestResponse counts results.
@@ -413,7 +456,7 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
 		return
 	}
-	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict}
+	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict, Channels: s.Channels}
 	rs, err := in.Ingest(r.Context(), items)
 	if err != nil {
 		s.internal(w, "ingest", err)
@@ -445,6 +488,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		resp.Code, resp.Error = CodeInvalid, "the request is not valid: see items[0].errors"
 		if rs[0].tooLarge {
 			code, resp.Code, resp.Error = http.StatusRequestEntityTooLarge, CodeTooLarge, "the request is too large: see items[0].errors"
+		}
+		if ch := rs[0].noProvider; ch != "" {
+			resp.Code, resp.Channel = CodeNoProvider, ch
+			resp.Error = fmt.Sprintf("no provider configured for channel %s: see items[0].errors", ch)
 		}
 	}
 	writeJSON(w, code, resp)

@@ -27,6 +27,9 @@ type Store interface {
 	// Campaigns returns every campaign's progress, the most recently
 	// active first, at most limit.
 	Campaigns(ctx context.Context, now time.Time, limit int) ([]CampaignProgress, error)
+	// Campaign returns one campaign's progress, as Campaigns does, or an
+	// error wrapping sink.ErrCampaignNotFound.
+	Campaign(ctx context.Context, now time.Time, campaign string) (CampaignProgress, error)
 	// Throughput counts a campaign's notifications that became final, per
 	// bucket, from since to now.
 	Throughput(ctx context.Context, campaign string, since time.Time, bucket time.Duration) ([]Point, error)
@@ -87,8 +90,11 @@ type CampaignProgress struct {
 	// Rate is notifications that became final per second over the last
 	// RateWindow.
 	Rate float64 `json:"rate_per_second"`
-	// ETASeconds estimates the time to done at Rate; absent when nothing
-	// is left or nothing moves.
+	// Held counts the notifications waiting for their time (scheduled,
+	// deferred, retrying): they end when their hold does, not at Rate.
+	Held int64 `json:"held"`
+	// ETASeconds estimates the time to done of the notifications not held
+	// at Rate; absent when none is left or nothing moves.
 	ETASeconds *float64  `json:"eta_seconds,omitempty"`
 	FirstSeen  time.Time `json:"first_seen"`
 	LastUpdate time.Time `json:"last_update"`
@@ -234,15 +240,34 @@ var finalStatuses = func() []string {
 
 // Campaigns implements Store.
 func (p PGStore) Campaigns(ctx context.Context, now time.Time, limit int) ([]CampaignProgress, error) {
+	return p.campaigns(ctx, now, limit, "")
+}
+
+// Campaign implements Store.
+func (p PGStore) Campaign(ctx context.Context, now time.Time, campaign string) (CampaignProgress, error) {
+	cs, err := p.campaigns(ctx, now, 1, campaign)
+	if err != nil {
+		return CampaignProgress{}, err
+	}
+	if len(cs) == 0 {
+		return CampaignProgress{}, fmt.Errorf("views: campaign %q: %w", campaign, sink.ErrCampaignNotFound)
+	}
+	return cs[0], nil
+}
+
+// campaigns is the progress of the campaigns most recently active, at
+// most limit, or of the one named only.
+func (p PGStore) campaigns(ctx context.Context, now time.Time, limit int, only string) ([]CampaignProgress, error) {
 	rows, err := p.Q.Query(ctx, `
 		WITH c AS (
 			SELECT campaign, max(updated_at) AS last_update FROM dispatch_status
+			WHERE $4 = '' OR campaign = $4
 			GROUP BY campaign ORDER BY last_update DESC, campaign LIMIT $3)
 		SELECT s.campaign, s.status, count(*), min(s.created_at), max(s.updated_at),
 		       count(*) FILTER (WHERE s.status = ANY($1) AND s.updated_at >= $2)
 		FROM dispatch_status s JOIN c USING (campaign)
 		GROUP BY s.campaign, s.status, c.last_update
-		ORDER BY c.last_update DESC, s.campaign, s.status`, finalStatuses, now.Add(-RateWindow), limit)
+		ORDER BY c.last_update DESC, s.campaign, s.status`, finalStatuses, now.Add(-RateWindow), limit, only)
 	if err != nil {
 		return nil, fmt.Errorf("views: campaigns: %w", err)
 	}
@@ -289,7 +314,13 @@ func (c *CampaignProgress) progress(recent int64) {
 		c.Done = float64(c.Final) / float64(c.Total)
 	}
 	c.Rate = float64(recent) / RateWindow.Seconds()
-	if left := c.Total - c.Final; left > 0 && c.Rate > 0 {
+	c.Held = 0
+	for st, n := range c.ByStatus {
+		if contract.Status(st).Held() {
+			c.Held += n
+		}
+	}
+	if left := c.Total - c.Final - c.Held; left > 0 && c.Rate > 0 {
 		eta := float64(left) / c.Rate
 		c.ETASeconds = &eta
 	}

@@ -3,9 +3,12 @@
 // another origin) that `herald run` serves under /ui/. The pages read the
 // /v1 API with the API's bearer token, which the user types in once per
 // browser tab (kept in sessionStorage); they never ask for ?reveal, so
-// addresses stay masked. The console shows campaigns with live progress
-// and a throughput sparkline, a message's attempt history and hold reason,
-// the held notifications by reason and the DLQ by reason; it can cancel a
+// addresses stay masked. The console finds a notification by id and shows
+// campaigns with live progress and a throughput sparkline, a campaign's or
+// the held notifications a page at a time with a status filter, a
+// message's attempt history and hold reason, the held notifications by
+// reason, the stuck ones (what the dispatcher's sweep would rescue) and
+// the DLQ by reason; it can cancel or retry one notification, cancel a
 // campaign, retry its failures, and replay dead letters (a dry run first,
 // then a confirm that replays what the dry run showed).
 package ui

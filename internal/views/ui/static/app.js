@@ -4,6 +4,7 @@
 
 const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
+const noticeBox = document.getElementById("notice");
 let timer = null;
 
 function token() { return sessionStorage.getItem("herald-token") || ""; }
@@ -14,6 +15,16 @@ document.getElementById("token-form").addEventListener("submit", (ev) => {
   sessionStorage.setItem("herald-token", input.value);
   input.value = "";
   render();
+});
+
+// Find by id: the search box opens the notification's page.
+document.getElementById("search-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const input = document.getElementById("search");
+  const id = input.value.trim();
+  if (!id) return;
+  input.value = "";
+  location.hash = "#/message/" + encodeURIComponent(id);
 });
 
 async function api(method, path, body) {
@@ -65,6 +76,15 @@ function dur(s) {
   return (s / 3600).toFixed(1) + " h";
 }
 function link(href, text) { return el("a", { href }, text); }
+// eta is a campaign's time to done: what is not held at the current rate,
+// plus the held ones, which end when their hold does.
+function eta(p) {
+  const held = p.held || 0;
+  const rest = p.total - p.final - held;
+  let s = rest > 0 ? dur(p.eta_seconds) : (held ? "" : "done");
+  if (held) s += (s ? " + " : "") + held + " held";
+  return s;
+}
 
 // sparkline draws a series of counts as an SVG polyline.
 function sparkline(points) {
@@ -103,7 +123,7 @@ async function campaignsPage() {
     el("td", { class: "num", "data-field": "failed" }, c.by_status.failed || 0),
     el("td", { class: "num", "data-field": "held" }, (c.by_status.scheduled || 0) + (c.by_status.deferred || 0) + (c.by_status.retrying || 0)),
     el("td", { class: "num", "data-field": "rate" }, c.rate_per_second.toFixed(2) + "/s"),
-    el("td", { "data-field": "eta" }, dur(c.eta_seconds)),
+    el("td", { "data-field": "eta" }, eta(c)),
     el("td", {}, details[i] ? sparkline(details[i].throughput) : "")));
   return [el("h1", {}, "Campaigns"),
     table(["campaign", "progress", { name: "total", num: 1 }, { name: "final", num: 1 }, { name: "failed", num: 1 },
@@ -113,18 +133,18 @@ async function campaignsPage() {
 async function campaignPage(name) {
   const [d, msgs] = await Promise.all([
     api("GET", "/v1/campaigns/" + encodeURIComponent(name)),
-    api("GET", "/v1/messages?limit=50&campaign=" + encodeURIComponent(name))]);
+    messageList("campaign/" + name, { campaign: name }, STATUSES)]);
   const act = async (what, path) => {
     if (!confirm(`${what} campaign ${name}?`)) return;
     try {
       const r = await api("POST", path);
-      showError(`${r.action}: ${r.requested} requested`);
+      showNotice(`${r.action}: ${r.requested} requested`);
     } catch (e) { showError(e.message); }
   };
   const counts = el("dl", { class: "kv", "data-testid": "progress" },
     el("dt", {}, "progress"), el("dd", {}, progressBar(d.progress.done), " ", `${d.final} of ${d.total} final`),
     el("dt", {}, "rate"), el("dd", {}, d.progress.rate_per_second.toFixed(2) + "/s"),
-    el("dt", {}, "time to done"), el("dd", {}, dur(d.progress.eta_seconds)),
+    el("dt", {}, "time to done"), el("dd", { "data-field": "eta" }, eta(d.progress)),
     el("dt", {}, "throughput"), el("dd", {}, sparkline(d.throughput)),
     ...STATUSES.filter((s) => d.by_status[s]).flatMap((s) => [el("dt", {}, status(s)), el("dd", { "data-count": s }, d.by_status[s])]));
   const failures = table(["status", "channel", "last error", { name: "notifications", num: 1 }],
@@ -135,7 +155,35 @@ async function campaignPage(name) {
       el("button", { onclick: () => act("Cancel everything not yet started in", "/v1/campaigns/" + encodeURIComponent(name) + "/cancel") }, "Cancel campaign"), " ",
       el("button", { onclick: () => act("Retry the failed notifications of", "/v1/campaigns/" + encodeURIComponent(name) + "/retry?status=failed") }, "Retry failed")),
     counts, el("h2", {}, "Failures by last error"), failures,
-    el("h2", {}, "Notifications (newest first)"), messageTable(msgs.messages)];
+    el("h2", {}, "Notifications (newest first)"), ...msgs];
+}
+
+// Lists of notifications keep their status filter and page across the
+// live refresh, per list (a campaign's, the held ones).
+const lists = {};
+
+function pageSize() { return Number(sessionStorage.getItem("herald-page-size")) || 50; }
+
+// messageList reads one page of GET /v1/messages with the list's filter
+// and returns its controls (status filter, newer/older) and its table.
+async function messageList(key, query, statuses) {
+  const st = lists[key] || (lists[key] = { status: "", cursors: [""] });
+  const q = new URLSearchParams(query);
+  q.set("limit", String(pageSize()));
+  q.set("status", st.status || statuses.join(","));
+  const cursor = st.cursors[st.cursors.length - 1];
+  if (cursor) q.set("cursor", cursor);
+  const page = await api("GET", "/v1/messages?" + q.toString());
+  const filter = el("select", { "data-testid": "status-filter", onchange: () => { st.status = filter.value; st.cursors = [""]; render(); } },
+    el("option", { value: "" }, "any status"), ...statuses.map((x) => el("option", { value: x }, x)));
+  filter.value = st.status;
+  const newer = el("button", { type: "button", "data-testid": "page-newer", onclick: () => { st.cursors.pop(); render(); } }, "← newer");
+  newer.disabled = st.cursors.length < 2;
+  const older = el("button", { type: "button", "data-testid": "page-older", onclick: () => { st.cursors.push(page.next_cursor); render(); } }, "older →");
+  older.disabled = !page.next_cursor;
+  const controls = el("p", { class: "pager" }, el("label", {}, "status ", filter), newer, " ",
+    el("span", { "data-testid": "page-number" }, "page " + st.cursors.length), " ", older);
+  return [controls, messageTable(page.messages)];
 }
 
 function messageTable(ms) {
@@ -163,18 +211,47 @@ async function messagePage(id) {
   const hist = table([{ name: "attempt", num: 1 }, "channel", "outcome", { name: "code", num: 1 }, "error", "at"],
     m.history.map((a) => el("tr", {}, el("td", { class: "num" }, a.attempt || "—"), el("td", {}, a.channel), el("td", {}, a.outcome),
       el("td", { class: "num" }, a.code || ""), el("td", {}, a.error || ""), el("td", {}, when(a.at)))), "history");
-  return [el("h1", {}, "Notification ", m.id), kv, el("h2", {}, "Attempt history"), hist];
+  const act = async (what, path) => {
+    if (!confirm(`${what} notification ${m.id}?`)) return;
+    try {
+      const r = await api("POST", path);
+      showNotice(`${what}: ${r.result}`);
+      render();
+    } catch (e) { showError(`${what}: ${e.message}`); }
+  };
+  const base = "/v1/messages/" + encodeURIComponent(m.id);
+  const actions = el("p", {},
+    m.final ? null : el("button", { "data-testid": "cancel", onclick: () => act("Cancel", base + "/cancel") }, "Cancel"), " ",
+    m.status === "failed" ? el("button", { "data-testid": "retry", onclick: () => act("Retry", base + "/retry") }, "Retry") : null);
+  return [el("h1", {}, "Notification ", m.id), actions, kv, el("h2", {}, "Attempt history"), hist];
 }
 
 async function heldPage() {
   const [h, msgs] = await Promise.all([api("GET", "/v1/held"),
-    api("GET", "/v1/messages?limit=50&status=scheduled,deferred,retrying")]);
+    messageList("held", {}, ["scheduled", "deferred", "retrying"])]);
   const rows = h.held.map((x) => el("tr", { "data-reason": x.reason },
     el("td", {}, x.reason), el("td", {}, status(x.status)), el("td", { class: "num", "data-field": "count" }, x.notifications),
     el("td", {}, when(x.next_at))));
   return [el("h1", {}, "Held notifications"),
     table(["reason", "status", { name: "notifications", num: 1 }, "next due"], rows, "held"),
-    el("h2", {}, "Held, newest first"), messageTable(msgs.messages)];
+    el("h2", {}, "Held, newest first"), ...msgs];
+}
+
+// stuckPage shows what the dispatcher's sweep would rescue now (GET
+// /v1/stuck): sending past its time-out, or held past its wake-up by more
+// than the sweep's grace.
+async function stuckPage() {
+  const s = await api("GET", "/v1/stuck?limit=" + pageSize());
+  const kinds = { send_timeout: "no result past its send time-out", hold: "wake-up overdue" };
+  const rows = s.stuck.map((x) => el("tr", { "data-id": x.id, "data-kind": x.kind },
+    el("td", {}, link("#/message/" + encodeURIComponent(x.id), x.id)), el("td", {}, x.campaign), el("td", {}, status(x.status)),
+    el("td", { "data-field": "kind" }, kinds[x.kind] || x.kind), el("td", {}, when(x.due)),
+    el("td", { class: "num", "data-field": "overdue" }, dur(x.overdue_seconds)), el("td", {}, x.last_error || "")));
+  return [el("h1", {}, "Stuck notifications"),
+    el("p", { class: "muted", "data-testid": "stuck-total" }, `${s.total} stuck: what the dispatcher's sweep would rescue now `
+      + `(sending past its time-out with no result, or held past its wake-up by more than ${dur(s.grace_seconds)}). `
+      + "The sweep rescues each within a minute; one that stays here means no dispatcher sweeps its partition."),
+    table(["id", "campaign", "status", "why", "due", { name: "overdue", num: 1 }, "last error"], rows, "stuck")];
 }
 
 async function dlqPage() {
@@ -275,6 +352,14 @@ function replayTable(r, testid) {
 function showError(msg) {
   errorBox.textContent = msg;
   errorBox.hidden = !msg;
+  if (msg) showNotice("");
+}
+
+// showNotice says that an action went through (not in the error box).
+function showNotice(msg) {
+  noticeBox.textContent = msg;
+  noticeBox.hidden = !msg;
+  if (msg) { showError(""); setTimeout(() => { if (noticeBox.textContent === msg) showNotice(""); }, 8000); }
 }
 
 async function render() {
@@ -291,23 +376,35 @@ async function render() {
     if (page === "campaign") content = await campaignPage(arg);
     else if (page === "message") content = await messagePage(arg);
     else if (page === "held") content = await heldPage();
+    else if (page === "stuck") content = await stuckPage();
     else if (page === "dlq") content = await dlqPage();
     else content = await campaignsPage();
-    main.replaceChildren(...content);
+    main.replaceChildren(...content.filter((c) => c !== null && c !== undefined));
     main.dataset.page = page || "campaigns";
     document.getElementById("live").textContent = "updated " + new Date().toLocaleTimeString() + (replay ? " (paused while replaying)" : "");
     if (errorBox.textContent.startsWith("API")) showError("");
     if (replay) return; // no refresh: see openReplay
   } catch (e) {
     if (e.status === 401) {
-      main.replaceChildren(el("p", { "data-testid": "need-token" }, "This Herald needs its API token: type it above."));
+      main.replaceChildren(token()
+        ? el("p", { "data-testid": "bad-token" }, "Herald refused this token: type the right one above (herald run printed it; it is in <data-dir>/api-token).")
+        : el("p", { "data-testid": "need-token" }, "This Herald needs its API token: type it above."));
       main.dataset.page = "token";
       return;
+    }
+    if (e.status === 404) {
+      // Not the previous page's content under the new address.
+      const what = page === "message" ? `No notification with id ${arg}` : page === "campaign" ? `No campaign ${arg}` : "Not found";
+      main.replaceChildren(el("p", { "data-testid": "not-found" }, what + " (one published a moment ago may not be in the view yet)."));
+      main.dataset.page = "not-found";
+    } else if (main.dataset.page !== (page || "campaigns")) {
+      main.replaceChildren(el("p", { "data-testid": "page-error" }, "This page could not be loaded: " + e.message));
+      main.dataset.page = "error";
     }
     showError("API: " + e.message);
   }
   timer = setTimeout(render, 2000);
 }
 
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => { showNotice(""); render(); });
 render();
