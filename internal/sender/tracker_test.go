@@ -97,7 +97,8 @@ func TestTrackerStopWaitsForRunningAttempts(t *testing.T) {
 	canceledEarly := make(chan bool, 1)
 	go func() {
 		time.Sleep(30 * time.Millisecond)
-		// Attempts may still start during the drain: the context holds.
+		// Waiting attempts give up at once: the context ends before the
+		// drain, which waits only for the calls already made.
 		canceledEarly <- tr.ctx.Err() != nil
 		tr.complete(1)
 		tr.release()
@@ -110,8 +111,8 @@ func TestTrackerStopWaitsForRunningAttempts(t *testing.T) {
 	if el := time.Since(start); el < 25*time.Millisecond {
 		t.Errorf("stop returned after %s, before the attempts ended", el)
 	}
-	if <-canceledEarly {
-		t.Error("stop canceled waiting attempts before the drain ended")
+	if !<-canceledEarly {
+		t.Error("waiting attempts could still start during the drain: a backlog behind a slow provider holds the partition from its next owner")
 	}
 	if tr.ctx.Err() == nil {
 		t.Error("stop did not cancel the partition's context")
