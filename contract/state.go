@@ -139,7 +139,9 @@ type State struct {
 	// one per send timeout. It keeps at most MaxHistory entries (the
 	// oldest go first).
 	History []Attempt `json:"history,omitempty"`
-	// Request is the accepted request, kept for later attempts.
+	// Request is the accepted request, kept for later attempts. Once the
+	// notification is final (but failed) its content and the recipient's
+	// addresses are dropped (HasPayload).
 	Request *Request `json:"request,omitempty"`
 
 	// Applied records, per input topic, the partition and offset of the
@@ -157,6 +159,16 @@ type State struct {
 	// the repartition topic. A moved record at or below it is a replay of
 	// the move, not a new event.
 	Moved map[string]int64 `json:"moved,omitempty"`
+}
+
+// HasPayload reports whether s holds a payload: the request's content or
+// a recipient address. The dispatcher drops both once a notification is
+// final (sent, canceled, expired, rejected; a failed one keeps them for
+// an operator's retry until its retention ends), so a false answer for a
+// final state means they were removed, not that they never existed.
+func (s *State) HasPayload() bool {
+	r := s.Request
+	return r != nil && (len(r.Content) > 0 || r.Recipient.Email != "" || r.Recipient.Phone != "" || r.Recipient.PushToken != "")
 }
 
 // MaxHistory bounds State.History, so that a state always fits the

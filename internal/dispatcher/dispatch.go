@@ -267,12 +267,38 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 		s.History = append([]contract.Attempt(nil), s.History[len(s.History)-contract.MaxHistory:]...)
 	}
 	noteMoved(s, ev)
+	shed(s)
 	if d.Verdict != VerdictDuplicate { // a duplicate changes a counter, and emits nothing
 		d.Emits = effects(s, cfg)
 	}
 	s.LastSource = ev.Source
 	s.LastEmitted = !d.Emits.Empty()
 	return d
+}
+
+// shed drops the payload of a final state: the request's content and the
+// recipient's addresses, which nothing needs once the notification can
+// never be sent again. What duplicate protection, the API and the reports
+// need stays: the id, campaign, channel, status, history, versions,
+// timestamps and applied positions, and of the request its channels,
+// policy, windows, time zone, not_before and expires_at (the sink reads
+// the policy's id and version; a shed state never blanks a column it
+// wrote before).
+//
+// A failed state keeps its payload: an operator's Retry (onRetry) sends
+// it again, and needs the address and the content. It loses it with the
+// rest of the state after --state-retention (retire), or is shed when a
+// late success makes it sent.
+//
+// The request is replaced, never written through: cur shares it.
+func shed(s *contract.State) {
+	if !s.Status.Final() || s.Status == contract.StatusFailed || !s.HasPayload() {
+		return
+	}
+	r := *s.Request
+	r.Content = nil
+	r.Recipient = contract.Recipient{TZ: r.Recipient.TZ}
+	s.Request = &r
 }
 
 // NextVersion is the version of a state changed by an owner of epoch

@@ -260,6 +260,7 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 			s.UpdatedAt, now, s.LastSource, s.LastEmitted, s.Applied, ev.Source)
 	}
 	checkEmitsFollowState(t, d, now, cfg)
+	checkShed(t, cur, ev, s)
 	// The changelog keeps the state encoded; it must come back the same.
 	enc, err := contract.EncodeState(s)
 	if err != nil {
@@ -291,6 +292,33 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 		}
 	}
 	return d
+}
+
+// checkShed: a final state keeps no payload (content, recipient
+// addresses), but a failed one, which an operator's retry sends again; and
+// shedding keeps what the reports and the API read of the request (its
+// policy, channels, windows, time zone, not_before and expires_at).
+func checkShed(t *testing.T, cur *contract.State, ev Event, s *contract.State) {
+	t.Helper()
+	switch {
+	case s.Status.Final() && s.Status != contract.StatusFailed && s.HasPayload():
+		t.Errorf("final %s state keeps its payload: content %s, recipient %+v", s.Status, s.Request.Content, s.Request.Recipient)
+	case s.Status == contract.StatusFailed && cur != nil && cur.HasPayload() && !s.HasPayload():
+		t.Errorf("a failed state lost its payload: an operator's retry needs it")
+	}
+	was := ev.Request
+	if cur != nil {
+		was = cur.Request
+	}
+	if was == nil || s.Request == nil {
+		return
+	}
+	r := s.Request
+	if r.ID != was.ID || r.Campaign != was.Campaign || r.Policy != was.Policy || !reflect.DeepEqual(r.Channels, was.Channels) ||
+		!reflect.DeepEqual(r.Blackout, was.Blackout) || r.Recipient.TZ != was.Recipient.TZ ||
+		!reflect.DeepEqual(r.NotBefore, was.NotBefore) || !reflect.DeepEqual(r.ExpiresAt, was.ExpiresAt) {
+		t.Errorf("the request lost more than its payload:\n got %+v\nwant %+v", r, was)
+	}
 }
 
 // checkEmitsFollowState: a change emits exactly what its new state needs,
@@ -1280,6 +1308,73 @@ func TestDispatchCancel(t *testing.T) {
 }
 
 // retry is an operator's retry of the failure seen after `after` attempts.
+// shedPayload checks that a final state has no content and no address
+// left, and still has what the reports read.
+func shedPayload(t *testing.T, s *contract.State) {
+	t.Helper()
+	r := s.Request
+	if s.HasPayload() || r == nil || len(r.Content) != 0 || r.Recipient != (contract.Recipient{}) {
+		t.Errorf("final %s state keeps a payload: %+v", s.Status, r)
+		return
+	}
+	if r.ID != "n-1" || r.Campaign != "billing-2026-01" || len(r.Channels) != 2 || r.Policy.AttemptsPerChannel != 2 {
+		t.Errorf("the shed request lost what the reports read: %+v", r)
+	}
+	b, err := contract.EncodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"jane@example.com", "+821012345678", "statement"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the encoded state still holds %q", secret)
+		}
+	}
+}
+
+func TestDispatchShedsFinalPayload(t *testing.T) {
+	plain := newRequest(t, nil)
+	failed := given(plain, result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent))
+	runRows(t, []row{
+		{rule: "sent: the content and the addresses are dropped",
+			given: given(plain),
+			when:  result(time.Second, contract.OutcomeSuccess),
+			want:  want{verdict: VerdictApplied, status: contract.StatusSent, channel: "email", attempts: 1, onChan: 1, check: shedPayload}},
+		{rule: "canceled: dropped",
+			given: given(newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })),
+			when:  cancel(time.Minute),
+			want:  want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email", check: shedPayload}},
+		{rule: "expired: dropped",
+			when: newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:00:00Z" }),
+			want: want{verdict: VerdictApplied, status: contract.StatusExpired, channel: "email", check: shedPayload}},
+		{rule: "rejected: dropped",
+			cfg: func(c *DispatchConfig) {
+				c.Global = schedule.Rule{Windows: []contract.Window{{From: 0, To: 24 * 60}}, Loc: time.UTC}
+			},
+			when: plain,
+			want: want{verdict: VerdictApplied, status: contract.StatusRejected, channel: "email", check: shedPayload}},
+		{rule: "failed keeps its payload: an operator's retry sends it again",
+			given: failed[:2],
+			when:  failed[2],
+			want: want{verdict: VerdictApplied, status: contract.StatusFailed, channel: "sms", attempts: 2, onChan: 1,
+				check: func(t *testing.T, s *contract.State) {
+					if r := s.Request; string(r.Content) != `{"template":"statement"}` || r.Recipient.Email != "jane@example.com" {
+						t.Errorf("failed state lost its payload: %+v", r)
+					}
+				}}},
+		{rule: "a retry of a failed notification sends the kept payload",
+			given: failed,
+			when:  retry(time.Minute, 2),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 3, onChan: 1,
+				emits: []string{send("email", 3)}}},
+		{rule: "a late success makes a failed notification sent, and sheds it",
+			given: failed,
+			when: step{at: time.Minute, ev: func(s *contract.State) Event {
+				return Event{Result: &contract.SendResult{ID: s.ID, Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess, At: t0.Add(time.Minute)}}
+			}},
+			want: want{verdict: VerdictLateSuccess, status: contract.StatusSent, channel: "email", attempts: 2, onChan: 1, check: shedPayload}},
+	})
+}
+
 func retry(at time.Duration, after int) step {
 	return step{at: at, ev: func(s *contract.State) Event {
 		return Event{Retry: &contract.Retry{Kind: contract.ControlRetry, ID: s.ID, AfterAttempts: after,
