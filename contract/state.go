@@ -159,6 +159,14 @@ type State struct {
 	// the repartition topic. A moved record at or below it is a replay of
 	// the move, not a new event.
 	Moved map[string]int64 `json:"moved,omitempty"`
+	// Remembered marks the compact record that replaces a final state
+	// after the dispatcher's --state-retention: only ID, Status, UpdatedAt
+	// (when the final state last changed) and Version are set. It is kept
+	// so that a request with this id is still a duplicate, until
+	// --dedup-retention after UpdatedAt, when it is deleted (a tombstone).
+	// Readers that keep what a state said (the sink, the status feed) skip
+	// it: it removes what the state held, it reports no change.
+	Remembered bool `json:"remembered,omitempty"`
 }
 
 // HasPayload reports whether s holds a payload: the request's content or
