@@ -38,8 +38,14 @@ const (
 	timeoutAfter = sendTimeout + providerTimeout + margin
 )
 
+const (
+	stateRetention = 35 * 24 * time.Hour
+	dedupRetention = 395 * 24 * time.Hour
+)
+
 func testConfig() DispatchConfig {
-	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout, ProviderTimeout: providerTimeout, TimeoutMargin: margin}
+	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout, ProviderTimeout: providerTimeout, TimeoutMargin: margin,
+		StateRetention: stateRetention, DedupRetention: dedupRetention}
 }
 
 // request decodes a valid request through the contract, as the dispatcher
@@ -191,8 +197,11 @@ func (st *story) play(p step) Decision {
 	}
 	st.last = ev
 	d := checkDispatch(st.t, st.s, ev, t0.Add(p.at), st.cfg)
-	if d.State != nil {
+	switch {
+	case d.State != nil:
 		st.s = d.State
+	case d.Delete:
+		st.s = nil
 	}
 	return d
 }
@@ -219,22 +228,28 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 	if after := stateJSON(t, cur); after != before {
 		t.Fatalf("Dispatch mutated cur:\nbefore %s\nafter  %s", before, after)
 	}
+	checkRetention(t, cur, ev, now, cfg, d)
 	if d.State == nil {
-		if d.Verdict == VerdictApplied || d.Verdict == VerdictDuplicate {
+		remembered := cur != nil && cur.Remembered
+		if d.Verdict == VerdictApplied || (d.Verdict == VerdictDuplicate && !remembered) {
 			t.Fatalf("verdict %s without a new state", d.Verdict)
 		}
-		healed := d.Verdict == VerdictHealed && ev.Wakeup != nil && ev.Wakeup.SeenVersion != 0 && ev.Wakeup.SeenVersion < cur.Version
+		healed := d.Verdict == VerdictHealed && ev.Wakeup != nil && ev.Wakeup.SeenVersion != 0 &&
+			(cur == nil || ev.Wakeup.SeenVersion < cur.Version)
 		if d.Repair && (cur == nil || cur.LastSource != ev.Source) && !healed {
 			t.Errorf("repair asked for by a record that did not make the current state, nor a sweep that saw an older version")
 		}
 		if d.Verdict == VerdictHealed && !healed {
-			t.Errorf("healed by a wake-up that saw version %d of a state at %d", ev.Wakeup.SeenVersion, cur.Version)
+			t.Errorf("healed by a wake-up that saw version %d of a state %+v", ev.Wakeup.SeenVersion, cur)
 		}
 		return d
 	}
 	s := d.State
 	if cur != nil && s == cur {
 		t.Fatal("Dispatch returned cur itself as the new state")
+	}
+	if s.Remembered {
+		return d // checkRetention checked it
 	}
 	var v0 uint64
 	if cur != nil {
@@ -292,6 +307,83 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 		}
 	}
 	return d
+}
+
+// checkRetention: only a retire wake-up deletes or remembers, and only a
+// final state past its retention (or a record the changelog still shows
+// after its owner deleted it); a remembered record holds nothing but the
+// id, the status, the last change and its version, survives its
+// encoding in a few dozen bytes, and a request for it is a duplicate that
+// writes and sends nothing; nothing but a retire wake-up changes it.
+func checkRetention(t *testing.T, cur *contract.State, ev Event, now time.Time, cfg DispatchConfig, d Decision) {
+	t.Helper()
+	retire := ev.Wakeup != nil && ev.Wakeup.Kind == contract.WakeupRetire
+	healing := retire && ev.Wakeup.SeenVersion != 0 && (cur == nil || ev.Wakeup.SeenVersion < cur.Version)
+	var age time.Duration
+	if cur != nil {
+		age = now.Sub(cur.UpdatedAt)
+	}
+	final := cur != nil && cur.Status.Final()
+	if d.Delete {
+		switch {
+		case d.State != nil || d.Repair || !d.Emits.Empty():
+			t.Errorf("a deletion that also writes (%v, repair %v) or emits %v", d.State != nil, d.Repair, emitStrings(d.Emits))
+		case !retire:
+			t.Errorf("deleted by a %s event: only a retire wake-up deletes", topicOf(ev))
+		case cur == nil && !healing:
+			t.Errorf("deleted an unknown id on a wake-up that saw no record")
+		case cur != nil && !(final && age >= cfg.DedupRetention):
+			t.Errorf("deleted a %s state %s after its last change (dedup retention %s)", cur.Status, age, cfg.DedupRetention)
+		}
+	} else if retire && final && !healing && age >= cfg.DedupRetention {
+		t.Errorf("a final state %s past its dedup retention was not deleted (%s)", age, d.Verdict)
+	}
+	if retire && final && !healing && !cur.Remembered && age >= cfg.StateRetention && age < cfg.DedupRetention &&
+		(d.State == nil || !d.State.Remembered) {
+		t.Errorf("a final state %s past its state retention was not remembered (%s)", age, d.Verdict)
+	}
+	if cur != nil && cur.Remembered && !retire {
+		want := VerdictStale
+		if ev.Request != nil {
+			want = VerdictDuplicate
+		}
+		if d.State != nil || d.Repair || d.Delete || !d.Emits.Empty() || d.Verdict != want {
+			t.Errorf("a %s event for a remembered id: verdict %s, written %v, emits %v; want %s and nothing",
+				topicOf(ev), d.Verdict, d.State != nil || d.Repair || d.Delete, emitStrings(d.Emits), want)
+		}
+	}
+	s := d.State
+	if s == nil || !s.Remembered {
+		return
+	}
+	switch {
+	case !retire || cur == nil || cur.Remembered || !final || age < cfg.StateRetention:
+		t.Fatalf("remembered by a %s event a state %+v", topicOf(ev), cur)
+	case !reflect.DeepEqual(s, &contract.State{ID: cur.ID, Status: cur.Status, UpdatedAt: cur.UpdatedAt,
+		Version: NextVersion(cur.Version, ev.Epoch), Remembered: true}):
+		t.Errorf("remembered record %+v holds more, or other, than id, status, last change and version of %s", s, cur.ID)
+	case !d.Emits.Empty() || d.Repair || d.Delete:
+		t.Errorf("remembering emitted %v, repair %v, delete %v", emitStrings(d.Emits), d.Repair, d.Delete)
+	}
+	enc, err := contract.EncodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := contract.DecodeState(enc); err != nil || !reflect.DeepEqual(back, s) {
+		t.Errorf("remembered record does not survive its encoding (%v): %+v", err, back)
+	}
+	if n := len(enc) - len(s.ID); n > 40 {
+		t.Errorf("remembered record of %d bytes beside its id, want a few dozen", n)
+	}
+	// A replay of the same wake-up, and a re-published request, change
+	// nothing and send nothing.
+	if r := Dispatch(s, ev, now.Add(time.Minute), cfg); r.State != nil || r.Delete || !r.Emits.Empty() {
+		t.Errorf("the same retire wake-up again: %+v", r)
+	}
+	if r := Dispatch(s, Event{Request: &contract.Request{ID: s.ID, Channels: []contract.Channel{contract.ChannelEmail}}},
+		now.Add(time.Minute), cfg); r.State != nil || r.Verdict != VerdictDuplicate || !r.Emits.Empty() {
+		t.Errorf("a request for a remembered id: %+v, want a duplicate with nothing written or sent", r)
+	}
 }
 
 // checkShed: a final state keeps no payload (content, recipient
@@ -471,6 +563,8 @@ type want struct {
 	emits    []string
 	// repair: the current state is written again (Decision.Repair).
 	repair bool
+	// delete: the state is deleted (Decision.Delete).
+	delete bool
 	check  func(t *testing.T, s *contract.State)
 }
 
@@ -502,6 +596,9 @@ func runRows(t *testing.T, rows []row) {
 			}
 			if w.repair && !d.Repair {
 				t.Errorf("the state is not written again, want a repair")
+			}
+			if w.delete != d.Delete {
+				t.Errorf("deleted %v, want %v", d.Delete, w.delete)
 			}
 			if got := emitStrings(d.Emits); strings.Join(got, "\n") != strings.Join(w.emits, "\n") {
 				t.Errorf("emits\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(w.emits, "\n  "))

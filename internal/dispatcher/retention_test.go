@@ -56,3 +56,111 @@ func TestStateSizes(t *testing.T) {
 		t.Errorf("shedding saved %d bytes, less than the payload's %d", full-shed, payload)
 	}
 }
+
+const day = 24 * time.Hour
+
+// retireAt is the sweep's retire wake-up at t0+at, with the version it
+// read from the changelog: the state's own (the changelog has it).
+func retireAt(at time.Duration) step {
+	return step{at: at, ev: func(s *contract.State) Event {
+		w := &contract.Wakeup{ID: "n-1", Kind: contract.WakeupRetire, Due: t0.Add(at)}
+		if s != nil {
+			w.SeenVersion = s.Version
+		}
+		return Event{Wakeup: w}
+	}}
+}
+
+// remembers checks the remembered record: status and the final state's
+// last change (checkRetention checks that nothing else is kept).
+func remembers(status contract.Status, last time.Time) func(t *testing.T, s *contract.State) {
+	return func(t *testing.T, s *contract.State) {
+		if !s.Remembered || s.Status != status || !s.UpdatedAt.Equal(last) || s.Request != nil || s.History != nil {
+			t.Errorf("remembered record %+v, want %s last changed at %s", s, status, last)
+		}
+	}
+}
+
+func TestDispatchRetention(t *testing.T) {
+	plain := newRequest(t, nil)
+	sent := given(plain, result(time.Second, contract.OutcomeSuccess))
+	failed := given(plain, result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent))
+	held := newRequest(t, func(m map[string]any) { m["not_before"] = "2027-06-01T00:00:00Z" })
+	remembered := append(append([]step(nil), sent...), retireAt(36*day))
+	lateSuccess := step{at: 37 * day, ev: func(s *contract.State) Event {
+		return Event{Result: &contract.SendResult{ID: "n-1", Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess, At: t0.Add(37 * day)}}
+	}}
+	runRows(t, []row{
+		{rule: "a sent state past --state-retention becomes its remembered record",
+			given: sent,
+			when:  retireAt(time.Second + stateRetention),
+			want: want{verdict: VerdictRemembered, status: contract.StatusSent,
+				check: remembers(contract.StatusSent, t0.Add(time.Second))}},
+		{rule: "a failed state past --state-retention is remembered too: its payload goes, and a retry with it",
+			given: failed,
+			when:  retireAt(36 * day),
+			want: want{verdict: VerdictRemembered, status: contract.StatusFailed,
+				check: remembers(contract.StatusFailed, t0.Add(2*time.Second))}},
+		{rule: "a canceled state past --state-retention is remembered",
+			given: given(held, cancel(time.Minute)),
+			when:  retireAt(36 * day),
+			want: want{verdict: VerdictRemembered, status: contract.StatusCanceled,
+				check: remembers(contract.StatusCanceled, t0.Add(time.Minute))}},
+		{rule: "a final state within --state-retention is kept whole",
+			given: sent,
+			when:  retireAt(stateRetention),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a duplicate request moves the retention's clock on",
+			given: append(append([]step(nil), sent...), plain.after(30*day)),
+			when:  retireAt(36 * day),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a state that is not final is never retired, however old",
+			given: given(held),
+			when:  retireAt(400 * day),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a remembered record past --dedup-retention is deleted (a tombstone)",
+			given: remembered,
+			when:  retireAt(time.Second + dedupRetention),
+			want:  want{verdict: VerdictDeleted, delete: true}},
+		{rule: "a remembered record within --dedup-retention stays",
+			given: remembered,
+			when:  retireAt(dedupRetention),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a final state past --dedup-retention that was never remembered is deleted at once",
+			given: sent,
+			when:  retireAt(400 * day),
+			want:  want{verdict: VerdictDeleted, delete: true}},
+		{rule: "a request for a remembered id is a duplicate: nothing written, nothing sent",
+			given: remembered,
+			when:  plain.after(40 * day),
+			want:  want{verdict: VerdictDuplicate}},
+		{rule: "a late success for a remembered id is stale",
+			given: remembered,
+			when:  lateSuccess,
+			want:  want{verdict: VerdictStale}},
+		{rule: "a cancel for a remembered id is stale",
+			given: remembered,
+			when:  cancel(37 * day),
+			want:  want{verdict: VerdictStale}},
+		{rule: "a retry for a remembered failed id is stale: its request is gone",
+			given: append(append([]step(nil), failed...), retireAt(36*day)),
+			when:  retry(37*day, 2),
+			want:  want{verdict: VerdictStale}},
+		{rule: "after the tombstone, a request with the id is a new notification",
+			given: append(append([]step(nil), remembered...), retireAt(400*day)),
+			when:  plain.after(401 * day),
+			want:  want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 1, onChan: 1, emits: []string{send("email", 1)}}},
+		{rule: "a retire wake-up for an id with no state is stale, never parked",
+			when: retireAt(36 * day),
+			want: want{verdict: VerdictStale}},
+		{rule: "a retire wake-up that saw a record its owner deleted writes the tombstone again",
+			when: fixed(400*day, Event{Wakeup: &contract.Wakeup{ID: "n-1", Kind: contract.WakeupRetire, Due: t0.Add(400 * day), SeenVersion: 4}}),
+			want: want{verdict: VerdictHealed, delete: true}},
+		{rule: "a retire wake-up that saw an older version heals the changelog and retires nothing",
+			given: sent,
+			when: step{at: 36 * day, ev: func(s *contract.State) Event {
+				return Event{Wakeup: &contract.Wakeup{ID: s.ID, Kind: contract.WakeupRetire, Due: t0.Add(36 * day), SeenVersion: s.Version - 1}}
+			}},
+			want: want{verdict: VerdictHealed, repair: true}},
+	})
+}
