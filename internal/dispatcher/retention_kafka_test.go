@@ -61,19 +61,42 @@ func TestRetentionShedsRemembersAndDeletes(t *testing.T) {
 		s, err := contract.DecodeSummary(b)
 		return err == nil && s.Status == contract.StatusSent
 	})
+	var passes []int // retire wake-ups of each retention pass
 	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
-		Now: r.now, StateRetention: dispatcher.DefaultStateRetention, DedupRetention: dispatcher.DefaultDedupRetention}
+		Now: r.now, StateRetention: dispatcher.DefaultStateRetention, DedupRetention: dispatcher.DefaultDedupRetention,
+		ObserveRetire: func(n int) { passes = append(passes, n) }}
 	ctx := context.Background()
+	// Past --state-retention at the first sweep, but the first retention
+	// pass waits one RetireInterval (a rolling upgrade's margin).
+	r.setNow(rigT0.Add(dispatcher.DefaultStateRetention + time.Hour))
+	if n, err := sw.Sweep(ctx); err != nil || n != 0 || len(passes) != 0 {
+		t.Fatalf("first sweep: %d, %v, retention passes %v; want none", n, err, passes)
+	}
 	// Within --state-retention: kept whole.
 	r.setNow(rigT0.Add(dispatcher.DefaultStateRetention - time.Hour))
-	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
-		t.Fatalf("sweep: %d, %v", n, err)
+	sw2 := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
+		Now: r.now, StateRetention: dispatcher.DefaultStateRetention, DedupRetention: dispatcher.DefaultDedupRetention,
+		ObserveRetire: func(n int) { passes = append(passes, n) }}
+	for _, d := range []time.Duration{0, dispatcher.DefaultRetireInterval} {
+		r.setNow(rigT0.Add(dispatcher.DefaultStateRetention - time.Hour + d))
+		if _, err := sw2.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(passes) != 1 || passes[0] != 0 {
+		t.Fatalf("retention passes within --state-retention: %v, want one with nothing", passes)
 	}
 
 	// 2. Past --state-retention: the remembered record.
-	r.setNow(rigT0.Add(dispatcher.DefaultStateRetention + time.Hour))
+	r.setNow(rigT0.Add(dispatcher.DefaultStateRetention + time.Hour + dispatcher.DefaultRetireInterval))
 	if _, err := sw.Sweep(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := sw.Sweep(ctx); err != nil { // within RetireInterval of the last pass: none
+		t.Fatal(err)
+	}
+	if len(passes) != 2 || passes[1] != 1 {
+		t.Fatalf("retention passes %v, want a second with a's retire wake-up, and no third within RetireInterval", passes)
 	}
 	r.waitFor("a remembered", func() bool { s := v.State("a"); return s != nil && s.Remembered })
 	rec = r.lastChangelog("a")

@@ -164,3 +164,42 @@ func TestDispatchRetention(t *testing.T) {
 			want: want{verdict: VerdictHealed, repair: true}},
 	})
 }
+
+// The sweep's retention pass asks to retire a final state past
+// --state-retention and any record past --dedup-retention, with the
+// version it read, and nothing else.
+func TestRetirable(t *testing.T) {
+	last := t0
+	enc := func(s *contract.State) []byte {
+		b, err := contract.EncodeState(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	whole := func(st contract.Status) []byte {
+		return enc(&contract.State{ID: "n-1", Status: st, UpdatedAt: last, Version: 7, Request: request(t, nil)})
+	}
+	mem := enc(&contract.State{ID: "n-1", Status: contract.StatusSent, UpdatedAt: last, Version: 8, Remembered: true})
+	for _, c := range []struct {
+		name string
+		b    []byte
+		age  time.Duration
+		want uint64 // the wake-up's SeenVersion; 0: none
+	}{
+		{"sent within state retention", whole(contract.StatusSent), stateRetention - time.Second, 0},
+		{"sent past state retention", whole(contract.StatusSent), stateRetention, 7},
+		{"failed past state retention", whole(contract.StatusFailed), stateRetention, 7},
+		{"held, however old", whole(contract.StatusScheduled), 2 * dedupRetention, 0},
+		{"sending, however old", whole(contract.StatusSending), 2 * dedupRetention, 0},
+		{"remembered within dedup retention", mem, dedupRetention - time.Second, 0},
+		{"remembered past dedup retention", mem, dedupRetention, 8},
+		{"whole past dedup retention", whole(contract.StatusExpired), dedupRetention, 7},
+	} {
+		now := last.Add(c.age)
+		w, ok := retirable(c.b, now, stateRetention, dedupRetention)
+		if ok != (c.want != 0) || (ok && (w != contract.Wakeup{ID: "n-1", Kind: contract.WakeupRetire, Due: now, SeenVersion: c.want})) {
+			t.Errorf("%s: %+v %v, want seen version %d", c.name, w, ok, c.want)
+		}
+	}
+}

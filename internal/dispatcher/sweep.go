@@ -41,8 +41,8 @@ import (
 // sweep times it out. A second copy is harmless: a wake-up is checked
 // against the state when it comes, so the later of the two is stale.
 //
-// Retention: when StateRetention is set, a sweep at most every
-// RetireInterval also publishes a retire wake-up for each final state of
+// Retention: when StateRetention is set, a sweep every RetireInterval
+// (the first one RetireInterval after the first sweep) also publishes a retire wake-up for each final state of
 // an owned partition whose last change is older than StateRetention (and
 // not yet remembered), and for each remembered record older than
 // DedupRetention, at most RetireBatch per pass (the rest go at the next
@@ -145,7 +145,13 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if batch <= 0 {
 		batch = DefaultRetireBatch
 	}
-	retain := s.StateRetention > 0 && (s.lastRetire.IsZero() || now.Sub(s.lastRetire) >= every)
+	if s.StateRetention > 0 && s.lastRetire.IsZero() {
+		// The first retention pass waits one RetireInterval: a rolling
+		// upgrade has that long to replace the instances that do not
+		// know remembered records (docs/operations.md, Upgrades).
+		s.lastRetire = now
+	}
+	retain := s.StateRetention > 0 && now.Sub(s.lastRetire) >= every
 	it, err := s.View.Iterator()
 	if err != nil {
 		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
