@@ -72,6 +72,9 @@ const (
 //   - the sender's stale check (sender.ViewReader) and the dispatcher's
 //     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,
 //     TimeoutAt and Version, through DecodeProgress;
+//   - the dispatcher's retention pass (dispatcher.Sweeper) reads ID,
+//     Status, UpdatedAt, Version and Remembered of final states, through
+//     DecodeRetention, which skips the other fields by their length;
 //   - the sink, the status feed and the API decode the whole state
 //     (DecodeState), and the sink keeps the highest Version per id.
 //

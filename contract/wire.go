@@ -111,8 +111,7 @@ var (
 	channelEnum = newEnum[Channel, pb.Channel]("channel", ChannelEmail, ChannelSMS, ChannelPush)
 	outcomeEnum = newEnum[Outcome, pb.Outcome]("outcome", OutcomeSuccess, OutcomeTransient, OutcomePermanent,
 		OutcomeThrottled, OutcomeUnknown, OutcomeNotAttempted, OutcomeRetry)
-	wakeupEnum = newEnum[WakeupKind, pb.WakeupKind]("wake-up kind", WakeupHold, WakeupSendTimeout, WakeupResend,
-		WakeupRetire)
+	wakeupEnum = newEnum[WakeupKind, pb.WakeupKind]("wake-up kind", WakeupHold, WakeupSendTimeout, WakeupResend)
 )
 
 // timePB encodes t; the zero time is absent.

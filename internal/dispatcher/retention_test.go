@@ -50,10 +50,19 @@ func TestStateSizes(t *testing.T) {
 	}
 	full, shed := size(&kept), size(sent)
 	payload := len(r.Content) + len(r.Recipient.Email) + len(r.Recipient.Phone)
-	t.Logf("bytes per state (encoded): sending %d, sent with its payload %d, sent shed %d (payload %d bytes of content and addresses)",
-		size(sending), full, shed, payload)
+	d = Dispatch(sent, Event{Source: src(topology.TopicWakeups, 99), Epoch: 7, Wakeup: &contract.Wakeup{ID: r.ID,
+		Kind: contract.WakeupRetire, SeenVersion: sent.Version}}, now.Add(cfg.StateRetention+time.Hour), cfg)
+	if d.State == nil || !d.State.Remembered {
+		t.Fatalf("want a remembered record, got %+v", d)
+	}
+	mem := size(d.State)
+	t.Logf("bytes per state (encoded): sending %d, sent with its payload %d, sent shed %d (payload %d bytes of content and addresses), remembered %d (id %d bytes)",
+		size(sending), full, shed, payload, mem, len(r.ID))
 	if full-shed < payload {
 		t.Errorf("shedding saved %d bytes, less than the payload's %d", full-shed, payload)
+	}
+	if mem > len(r.ID)+40 {
+		t.Errorf("remembered record of %d bytes, want a few dozen", mem)
 	}
 }
 

@@ -285,7 +285,6 @@ const (
 	WakeupKind_WAKEUP_KIND_HOLD         WakeupKind = 1
 	WakeupKind_WAKEUP_KIND_SEND_TIMEOUT WakeupKind = 2
 	WakeupKind_WAKEUP_KIND_RESEND       WakeupKind = 3
-	WakeupKind_WAKEUP_KIND_RETIRE       WakeupKind = 4
 )
 
 // Enum value maps for WakeupKind.
@@ -295,14 +294,12 @@ var (
 		1: "WAKEUP_KIND_HOLD",
 		2: "WAKEUP_KIND_SEND_TIMEOUT",
 		3: "WAKEUP_KIND_RESEND",
-		4: "WAKEUP_KIND_RETIRE",
 	}
 	WakeupKind_value = map[string]int32{
 		"WAKEUP_KIND_UNSPECIFIED":  0,
 		"WAKEUP_KIND_HOLD":         1,
 		"WAKEUP_KIND_SEND_TIMEOUT": 2,
 		"WAKEUP_KIND_RESEND":       3,
-		"WAKEUP_KIND_RETIRE":       4,
 	}
 )
 
@@ -1894,14 +1891,13 @@ const file_herald_proto_rawDesc = "" +
 	"\x11OUTCOME_THROTTLED\x10\x04\x12\x13\n" +
 	"\x0fOUTCOME_UNKNOWN\x10\x05\x12\x19\n" +
 	"\x15OUTCOME_NOT_ATTEMPTED\x10\x06\x12\x11\n" +
-	"\rOUTCOME_RETRY\x10\a*\x8d\x01\n" +
+	"\rOUTCOME_RETRY\x10\a*u\n" +
 	"\n" +
 	"WakeupKind\x12\x1b\n" +
 	"\x17WAKEUP_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10WAKEUP_KIND_HOLD\x10\x01\x12\x1c\n" +
 	"\x18WAKEUP_KIND_SEND_TIMEOUT\x10\x02\x12\x16\n" +
-	"\x12WAKEUP_KIND_RESEND\x10\x03\x12\x16\n" +
-	"\x12WAKEUP_KIND_RETIRE\x10\x04*>\n" +
+	"\x12WAKEUP_KIND_RESEND\x10\x03*>\n" +
 	"\vControlKind\x12\x17\n" +
 	"\x13CONTROL_KIND_CANCEL\x10\x00\x12\x16\n" +
 	"\x12CONTROL_KIND_RETRY\x10\x01B8Z6github.com/herald-dispatch/herald/contract/internal/pbb\x06proto3"
