@@ -1,10 +1,17 @@
 package dispatcher
 
 import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -209,6 +216,80 @@ func TestRetirable(t *testing.T) {
 		w, ok := retirable(c.b, now, stateRetention, dedupRetention)
 		if ok != (c.want != 0) || (ok && (w != contract.Wakeup{ID: "n-1", Kind: contract.WakeupRetire, Due: now, SeenVersion: c.want})) {
 			t.Errorf("%s: %+v %v, want seen version %d", c.name, w, ok, c.want)
+		}
+	}
+}
+
+// BenchmarkLevelDBBytesPerState writes HERALD_BENCH_STATES (default
+// 100,000) sent states into a LevelDB store as the dispatcher opens it
+// (gokax.Storage), once with their payload (as releases before v1.7 kept
+// them), once shed, once as remembered records, and reports the bytes on
+// disk per state (docs/performance.md, "Bytes per state"):
+//
+//	go test -run '^$' -bench LevelDBBytesPerState -benchtime=1x ./internal/dispatcher
+func BenchmarkLevelDBBytesPerState(b *testing.B) {
+	n := 100_000
+	if v := os.Getenv("HERALD_BENCH_STATES"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cfg := testConfig()
+	now := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
+	tmpl, err := contract.Decode(nil, []byte(sizeRequest))
+	if err != nil {
+		b.Fatal(err)
+	}
+	forms := map[string]func(sent *contract.State, r *contract.Request) *contract.State{
+		"with payload": func(s *contract.State, r *contract.Request) *contract.State { k := *s; k.Request = r; return &k },
+		"shed":         func(s *contract.State, _ *contract.Request) *contract.State { return s },
+		"remembered": func(s *contract.State, _ *contract.Request) *contract.State {
+			return &contract.State{ID: s.ID, Status: s.Status, UpdatedAt: s.UpdatedAt, Version: s.Version + 1, Remembered: true}
+		},
+	}
+	for range b.N {
+		for _, name := range []string{"with payload", "shed", "remembered"} {
+			dir := b.TempDir()
+			st, err := gokax.Storage(dir)(string(topology.TableDispatcher), 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := st.Open(); err != nil {
+				b.Fatal(err)
+			}
+			var encoded int64
+			for i := range n {
+				r := *tmpl
+				r.ID = fmt.Sprintf("2026-01:user-%07d:bill", i)
+				r.Recipient.Email = fmt.Sprintf("user-%07d@example.com", i)
+				src := contract.Position{Topic: topology.TopicRequests, Partition: 0, Offset: int64(i)}
+				d := Dispatch(nil, Event{Source: src, Epoch: 7, Request: &r}, now, cfg)
+				d = Dispatch(d.State, Event{Source: contract.Position{Topic: topology.TopicResults, Offset: int64(i)}, Epoch: 7,
+					Result: &contract.SendResult{ID: r.ID, Attempt: 1, Channel: contract.ChannelEmail, Outcome: contract.OutcomeSuccess, At: now}}, now, cfg)
+				v, err := contract.EncodeState(forms[name](d.State, &r))
+				if err != nil {
+					b.Fatal(err)
+				}
+				encoded += int64(len(v))
+				if err := st.Set(r.ID, v); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := st.Close(); err != nil {
+				b.Fatal(err)
+			}
+			var disk int64
+			filepath.WalkDir(dir, func(_ string, e fs.DirEntry, err error) error {
+				if err == nil && !e.IsDir() {
+					if info, err := e.Info(); err == nil {
+						disk += info.Size()
+					}
+				}
+				return nil
+			})
+			b.Logf("%s: %d states, %d bytes encoded each, %d bytes on disk each", name, n, encoded/int64(n), disk/int64(n))
+			b.ReportMetric(float64(disk)/float64(n), strings.ReplaceAll(name, " ", "_")+"_disk_B/state")
 		}
 	}
 }
