@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,14 @@ import (
 // for a canceled one), and nothing is published.
 func TestAPIAnswersForRetiredStates(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	body := `{"schema":"herald.dispatch.v1","id":"shed","campaign":"billing","recipient":{"email":"jane@example.com"},` +
+		`"channels":["email"],"content":{"subject":"Your statement"},"policy":{"attempts_per_channel":3}}`
+	decoded, err := contract.Decode([]byte("shed"), []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	shed := fixtureState("shed", "billing", contract.StatusSent, now, time.Hour)
-	r := *shed.Request
+	r := *decoded
 	r.Content, r.Recipient = nil, contract.Recipient{}
 	shed.Request = &r
 	table := &memTable{states: map[string]*contract.State{
@@ -70,5 +77,29 @@ func TestAPIAnswersForRetiredStates(t *testing.T) {
 	}
 	if n := len(prod.records()); n != 0 {
 		t.Errorf("%d records published for ids that are final", n)
+	}
+
+	// A re-run of the shed notification's request is a duplicate with the
+	// same payload (its content and addresses are not there to compare);
+	// one with another policy differs. A remembered id is a duplicate.
+	other := strings.Replace(body, `"attempts_per_channel":3`, `"attempts_per_channel":2`, 1)
+	mem := strings.ReplaceAll(body, `"shed"`, `"mem-sent"`)
+	var ir views.IngestResponse
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/messages", strings.NewReader(body+"\n"+other+"\n"+mem+"\n"))
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
+		t.Fatal(err)
+	}
+	if len(ir.Items) != 3 || ir.Duplicates != 3 || ir.Items[0].PayloadDiffers || !ir.Items[1].PayloadDiffers ||
+		ir.Items[2].PayloadDiffers || ir.Items[2].Status != contract.StatusSent {
+		t.Errorf("re-run of retired ids: %d %+v", resp.StatusCode, ir)
+	}
+	if n := len(prod.records()); n != 0 {
+		t.Errorf("%d records published for known ids", n)
 	}
 }
