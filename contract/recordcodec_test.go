@@ -181,6 +181,19 @@ func TestRecordsKeepValuesTheyDoNotKnow(t *testing.T) {
 	if w, err := DecodeWakeup(key, b); err != nil || w.Kind != "digest" {
 		t.Errorf("wake-up: %+v, %v", w, err)
 	}
+	// retire (v1.7) came after the enum was fixed: it travels as its
+	// name, so a release before it reads an unknown kind (stale), not an
+	// error.
+	if b, err = EncodeWakeup(&Wakeup{ID: "x", Kind: WakeupRetire, Due: time.Unix(5, 0).UTC(), SeenVersion: 9}); err != nil {
+		t.Fatal(err)
+	}
+	var m pb.Wakeup
+	if err := unmarshalOpts.Unmarshal(b[1:], &m); err != nil || m.Kind != 0 || m.KindName != "retire" {
+		t.Errorf("retire wake-up on the wire: kind %v name %q, %v; want 0 and its name", m.Kind, m.KindName, err)
+	}
+	if w, err := DecodeWakeup(key, b); err != nil || w.Kind != WakeupRetire || w.SeenVersion != 9 {
+		t.Errorf("retire wake-up: %+v, %v", w, err)
+	}
 	if b, err = EncodeCommand(&SendCommand{ID: "x", Channel: "fax", Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}

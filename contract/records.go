@@ -136,6 +136,13 @@ const (
 	// that may have been answered already (dispatcher, Dispatch on
 	// replays). Attempt and Issue name the command.
 	WakeupResend WakeupKind = "resend"
+	// WakeupRetire asks the owner to apply the retention to a final state:
+	// the dispatcher's sweep publishes it for a final state past
+	// --state-retention (it becomes a remembered record, State.Remembered)
+	// and for a remembered one past --dedup-retention (it is deleted). The
+	// dispatcher decides from the state and its own clock; Due is when
+	// the sweep found it due.
+	WakeupRetire WakeupKind = "retire"
 )
 
 // Wakeup is a message the dispatcher sends to itself through the delay

@@ -72,6 +72,9 @@ const (
 //   - the sender's stale check (sender.ViewReader) and the dispatcher's
 //     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,
 //     TimeoutAt and Version, through DecodeProgress;
+//   - the dispatcher's retention pass (dispatcher.Sweeper) reads ID,
+//     Status, UpdatedAt, Version and Remembered of final states, through
+//     DecodeRetention, which skips the other fields by their length;
 //   - the sink, the status feed and the API decode the whole state
 //     (DecodeState), and the sink keeps the highest Version per id.
 //
@@ -139,7 +142,9 @@ type State struct {
 	// one per send timeout. It keeps at most MaxHistory entries (the
 	// oldest go first).
 	History []Attempt `json:"history,omitempty"`
-	// Request is the accepted request, kept for later attempts.
+	// Request is the accepted request, kept for later attempts. Once the
+	// notification is final (but failed) its content and the recipient's
+	// addresses are dropped (HasPayload).
 	Request *Request `json:"request,omitempty"`
 
 	// Applied records, per input topic, the partition and offset of the
@@ -157,6 +162,24 @@ type State struct {
 	// the repartition topic. A moved record at or below it is a replay of
 	// the move, not a new event.
 	Moved map[string]int64 `json:"moved,omitempty"`
+	// Remembered marks the compact record that replaces a final state
+	// after the dispatcher's --state-retention: only ID, Status, UpdatedAt
+	// (when the final state last changed) and Version are set. It is kept
+	// so that a request with this id is still a duplicate, until
+	// --dedup-retention after UpdatedAt, when it is deleted (a tombstone).
+	// Readers that keep what a state said (the sink, the status feed) skip
+	// it: it removes what the state held, it reports no change.
+	Remembered bool `json:"remembered,omitempty"`
+}
+
+// HasPayload reports whether s holds a payload: the request's content or
+// a recipient address. The dispatcher drops both once a notification is
+// final (sent, canceled, expired, rejected; a failed one keeps them for
+// an operator's retry until its retention ends), so a false answer for a
+// final state means they were removed, not that they never existed.
+func (s *State) HasPayload() bool {
+	r := s.Request
+	return r != nil && (len(r.Content) > 0 || r.Recipient.Email != "" || r.Recipient.Phone != "" || r.Recipient.PushToken != "")
 }
 
 // MaxHistory bounds State.History, so that a state always fits the

@@ -212,6 +212,56 @@ func DecodeProgress(b []byte) (*State, error) {
 	return s, nil
 }
 
+// Retention is what the dispatcher's retention pass reads of a state
+// (DecodeRetention): whether it is final, when it last changed, and
+// whether it is already a remembered record.
+type Retention struct {
+	ID         string
+	Status     Status
+	UpdatedAt  time.Time
+	Version    uint64
+	Remembered bool
+}
+
+// DecodeRetention reads ID, Status, UpdatedAt, Version and Remembered of
+// an encoded state, without decoding the request and the history: in the
+// binary encoding it reads the top-level fields only (scanHead), skipping
+// the others whole by their length.
+func DecodeRetention(b []byte) (Retention, error) {
+	enc, err := encodingOf(b)
+	if err != nil {
+		return Retention{}, fmt.Errorf("contract: state retention: %w", err)
+	}
+	if enc == encJSON {
+		var r struct {
+			ID         string    `json:"id"`
+			Status     Status    `json:"status"`
+			UpdatedAt  time.Time `json:"updated_at"`
+			Version    uint64    `json:"version"`
+			Remembered bool      `json:"remembered"`
+		}
+		if err := json.Unmarshal(b, &r); err != nil {
+			return Retention{}, fmt.Errorf("contract: state retention (JSON): %w", err)
+		}
+		return Retention(r), nil
+	}
+	h, err := scanHead(b[1:], lastRetentionField)
+	r := Retention{ID: string(h.ID), Version: h.Version, Remembered: h.Remembered}
+	if err == nil {
+		r.Status = statusEnum.from(h.Status, string(h.StatusName), &err)
+	}
+	if err == nil && h.UpdatedAt != nil {
+		var t *time.Time
+		if t, err = subTime(h.UpdatedAt, nil); t != nil {
+			r.UpdatedAt = *t
+		}
+	}
+	if err != nil {
+		return Retention{}, fmt.Errorf("contract: state retention: %w", err)
+	}
+	return r, nil
+}
+
 // subTime decodes the bytes of an embedded Time message, nil for none.
 func subTime(b []byte, err error) (*time.Time, error) {
 	if b == nil || err != nil {
@@ -235,6 +285,8 @@ type stateHead struct {
 	StatusName, HoldReasonName []byte
 	Attempts, Issue            int64
 	NextAttemptAt, TimeoutAt   []byte
+	UpdatedAt                  []byte
+	Remembered                 bool
 }
 
 // The numbers of the fields scanHead reads, from herald.proto's
@@ -253,9 +305,14 @@ var (
 	fieldIssue       = stateFields.ByName("issue").Number()
 	fieldNextAttempt = stateFields.ByName("next_attempt_at").Number()
 	fieldTimeoutAt   = stateFields.ByName("timeout_at").Number()
+	fieldUpdatedAt   = stateFields.ByName("updated_at").Number()
+	fieldRemembered  = stateFields.ByName("remembered").Number()
 
 	lastSummaryField  = max(fieldStatus, fieldHoldReason, fieldStatusName, fieldHoldName)
 	lastProgressField = max(lastSummaryField, fieldVersion, fieldID, fieldAttempts, fieldIssue, fieldNextAttempt, fieldTimeoutAt)
+	// The retention pass reads up to remembered, the last field: it skips
+	// the others by their length, without decoding them.
+	lastRetentionField = max(lastProgressField, fieldUpdatedAt, fieldRemembered)
 )
 
 // scanHead reads the top-level fields of an encoded pb.State that the
@@ -276,7 +333,7 @@ func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 		b = b[n:]
 		switch {
 		case typ == protowire.VarintType && (num == fieldVersion || num == fieldStatus || num == fieldHoldReason ||
-			num == fieldAttempts || num == fieldIssue):
+			num == fieldAttempts || num == fieldIssue || num == fieldRemembered):
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			switch num {
@@ -290,9 +347,11 @@ func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 				h.Attempts = int64(v)
 			case fieldIssue:
 				h.Issue = int64(v)
+			case fieldRemembered:
+				h.Remembered = v != 0
 			}
 		case typ == protowire.BytesType && (num == fieldID || num == fieldNextAttempt || num == fieldTimeoutAt ||
-			num == fieldStatusName || num == fieldHoldName):
+			num == fieldStatusName || num == fieldHoldName || num == fieldUpdatedAt):
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
 			switch num {
@@ -306,6 +365,8 @@ func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 				h.StatusName = v
 			case fieldHoldName:
 				h.HoldReasonName = v
+			case fieldUpdatedAt:
+				h.UpdatedAt = v
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)

@@ -37,7 +37,9 @@ func trickyStates(tb testing.TB) []*State {
 			out = append(out, s)
 		}
 	}
-	return append(out, &State{ID: "bare", Status: StatusSent}, benchState(tb))
+	out[0].UpdatedAt = now.Add(time.Hour)
+	return append(out, &State{ID: "bare", Status: StatusSent},
+		&State{ID: "remembered", Status: StatusCanceled, UpdatedAt: now, Version: 1<<32 + 9, Remembered: true}, benchState(tb))
 }
 
 func TestStateCodecRoundTrip(t *testing.T) {
@@ -113,6 +115,12 @@ func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
 			if err != nil || !sameState(p, want) {
 				t.Errorf("%q: progress %+v, %v; want %+v", b, p, err, want)
 			}
+			ret, err := DecodeRetention(b)
+			if wantR := (Retention{ID: full.ID, Status: full.Status, UpdatedAt: full.UpdatedAt, Version: full.Version,
+				Remembered: full.Remembered}); err != nil || !ret.UpdatedAt.Equal(wantR.UpdatedAt) || ret.ID != wantR.ID ||
+				ret.Status != wantR.Status || ret.Version != wantR.Version || ret.Remembered != wantR.Remembered {
+				t.Errorf("%q: retention %+v, %v; want %+v", b, ret, err, wantR)
+			}
 		}
 	}
 }
@@ -186,11 +194,12 @@ func TestUndecodableStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	decoders := map[string]func([]byte) error{
-		"state":    func(b []byte) error { _, err := DecodeState(b); return err },
-		"version":  func(b []byte) error { _, err := StateVersion(b); return err },
-		"summary":  func(b []byte) error { _, err := DecodeSummary(b); return err },
-		"progress": func(b []byte) error { _, err := DecodeProgress(b); return err },
-		"codec":    func(b []byte) error { _, err := StateCodec{}.Decode(b); return err },
+		"state":     func(b []byte) error { _, err := DecodeState(b); return err },
+		"version":   func(b []byte) error { _, err := StateVersion(b); return err },
+		"summary":   func(b []byte) error { _, err := DecodeSummary(b); return err },
+		"progress":  func(b []byte) error { _, err := DecodeProgress(b); return err },
+		"retention": func(b []byte) error { _, err := DecodeRetention(b); return err },
+		"codec":     func(b []byte) error { _, err := StateCodec{}.Decode(b); return err },
 	}
 	for name, dec := range decoders {
 		for _, b := range [][]byte{nil, []byte("not a state"), {0x02, 0x08, 0x01}} {

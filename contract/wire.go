@@ -193,7 +193,7 @@ func statePB(s *State) (*pb.State, error) {
 		LastError: s.LastError, SentAt: ts.ptr(s.SentAt), IssuedAt: ts.ptr(s.IssuedAt),
 		Cutoff: ts.ptr(s.Cutoff), TimeoutAt: ts.ptr(s.TimeoutAt),
 		Issue: int64(s.Issue), Commands: int64(s.Commands), Unknowns: int64(s.Unknowns),
-		DoubleDeliveries: int64(s.DoubleDeliveries), LastEmitted: s.LastEmitted,
+		DoubleDeliveries: int64(s.DoubleDeliveries), LastEmitted: s.LastEmitted, Remembered: s.Remembered,
 	}
 	ps := make([]pb.Position, len(s.Applied)+1) // the applied ones and the last source
 	if s.LastSource != (Position{}) {
@@ -284,7 +284,7 @@ func fromStatePB(m *pb.State) (*State, error) {
 		Version: m.Version, IssuedAt: fromTimePtrPB(m.IssuedAt), Cutoff: fromTimePtrPB(m.Cutoff),
 		TimeoutAt: fromTimePtrPB(m.TimeoutAt), Issue: int(m.Issue), Commands: int(m.Commands),
 		Unknowns: int(m.Unknowns), DoubleDeliveries: int(m.DoubleDeliveries),
-		LastEmitted: m.LastEmitted, Moved: m.Moved,
+		LastEmitted: m.LastEmitted, Moved: m.Moved, Remembered: m.Remembered,
 	}
 	if m.LastSource != nil {
 		s.LastSource = fromPositionPB(m.LastSource)

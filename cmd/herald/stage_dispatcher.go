@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-dispatch/herald/internal/cli"
@@ -29,6 +31,37 @@ type dispatcherOptions struct {
 	margin      time.Duration
 	sweepEvery  time.Duration
 	sweepGrace  time.Duration
+	// stateRetention and dedupRetention: see DispatchConfig.
+	stateRetention retention
+	dedupRetention retention
+}
+
+// retention is a flag of days or a Go duration: "35d", "395d", "840h".
+type retention time.Duration
+
+func (r *retention) String() string {
+	d := time.Duration(*r)
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (r *retention) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q: want whole days (35d) or a duration (840h)", s)
+		}
+		*r = retention(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want whole days (35d) or a duration (840h)", s)
+	}
+	*r = retention(d)
+	return nil
 }
 
 // dispatcherFlags are the dispatcher stage's flags.
@@ -44,6 +77,9 @@ func (f *dispatcherOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
 	cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
 	cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
+	f.stateRetention, f.dedupRetention = retention(dispatcher.DefaultStateRetention), retention(dispatcher.DefaultDedupRetention)
+	fs.Var(&f.stateRetention, "state-retention", cli.UsageWithEnv("state-retention", "how long a final state is kept whole after its last change (days, 35d, or a duration); then only its id, status and version are remembered, for duplicate protection"))
+	fs.Var(&f.dedupRetention, "dedup-retention", cli.UsageWithEnv("dedup-retention", "how long an id stays a duplicate after its final state's last change (days, 395d, or a duration; at least --state-retention); then it is deleted, and a request with the id is a new notification"))
 }
 
 // dispatchConfig builds the dispatcher's configuration from its flags.
@@ -68,8 +104,12 @@ func dispatchConfig() (dispatcher.DispatchConfig, error) {
 	if f.sendTimeout <= 0 || f.margin <= 0 || f.parkFor <= 0 {
 		return dispatcher.DispatchConfig{}, fmt.Errorf("--send-timeout, --send-timeout-margin and --park-for must be positive")
 	}
+	if f.stateRetention <= 0 || f.dedupRetention <= 0 {
+		return dispatcher.DispatchConfig{}, fmt.Errorf("--state-retention and --dedup-retention must be positive")
+	}
 	cfg := dispatcher.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout,
-		ProviderTimeout: senderFlags.timeout, TimeoutMargin: f.margin}
+		ProviderTimeout: senderFlags.timeout, TimeoutMargin: f.margin,
+		StateRetention: time.Duration(f.stateRetention), DedupRetention: time.Duration(f.dedupRetention)}
 	if err := cfg.Validate(); err != nil {
 		return dispatcher.DispatchConfig{}, err
 	}
@@ -103,7 +143,8 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	env.OnClose(cl.Close)
 	sw := &dispatcher.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
 		Publish: dispatcher.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
-		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept}
+		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept,
+		StateRetention: cfg.StateRetention, DedupRetention: cfg.DedupRetention}
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sup.Run(gctx) })

@@ -52,12 +52,29 @@ type DispatchConfig struct {
 	// send timeout fires, for clock skew and the result's publish (default
 	// DefaultTimeoutMargin).
 	TimeoutMargin time.Duration
+	// StateRetention is how long a final state is kept whole after its
+	// last change (--state-retention; default DefaultStateRetention). Past
+	// it, a retire wake-up replaces it with a remembered record
+	// (contract.State.Remembered): id, status, updated_at and version.
+	StateRetention time.Duration
+	// DedupRetention is how long an id stays known after its final
+	// state's last change (--dedup-retention; default
+	// DefaultDedupRetention, at least StateRetention). A request for it
+	// is a duplicate until then; past it, a retire wake-up deletes the
+	// record (a tombstone), and the id is new again.
+	DedupRetention time.Duration
 }
 
 // Defaults of DispatchConfig.
 const (
 	DefaultProviderTimeout = 10 * time.Second
 	DefaultTimeoutMargin   = 5 * time.Second
+	// DefaultStateRetention is longer than a billing cycle, so that a
+	// month's notifications are whole until the next month's run is over.
+	DefaultStateRetention = 35 * 24 * time.Hour
+	// DefaultDedupRetention is 13 months: a batch that re-runs any month
+	// of the last year sends nothing twice.
+	DefaultDedupRetention = 395 * 24 * time.Hour
 )
 
 // WithDefaults fills the zero fields of c.
@@ -74,6 +91,12 @@ func (c DispatchConfig) WithDefaults() DispatchConfig {
 	if c.TimeoutMargin <= 0 {
 		c.TimeoutMargin = DefaultTimeoutMargin
 	}
+	if c.StateRetention <= 0 {
+		c.StateRetention = DefaultStateRetention
+	}
+	if c.DedupRetention <= 0 {
+		c.DedupRetention = DefaultDedupRetention
+	}
 	return c
 }
 
@@ -82,6 +105,9 @@ func (c DispatchConfig) Validate() error {
 	c = c.WithDefaults()
 	if c.SendTimeout <= c.ProviderTimeout {
 		return fmt.Errorf("--send-timeout (%s) must be longer than --provider-timeout (%s): a send command's deadline bounds its provider call, so a shorter send timeout would cut off calls the provider could still answer", c.SendTimeout, c.ProviderTimeout)
+	}
+	if c.DedupRetention < c.StateRetention {
+		return fmt.Errorf("--dedup-retention (%s) must be at least --state-retention (%s): an id is remembered for duplicate protection after its state is gone, never forgotten before", c.DedupRetention, c.StateRetention)
 	}
 	return nil
 }
@@ -149,6 +175,12 @@ const (
 	// VerdictHealed: a sweep wake-up showed the changelog behind this
 	// owner's state, which is written again (onWakeup).
 	VerdictHealed Verdict = "healed"
+	// VerdictRemembered: a retire wake-up replaced a final state past
+	// StateRetention with its remembered record.
+	VerdictRemembered Verdict = "remembered"
+	// VerdictDeleted: a retire wake-up deleted a state or remembered
+	// record past DedupRetention (Decision.Delete).
+	VerdictDeleted Verdict = "deleted"
 )
 
 // Decision is the result of Dispatch.
@@ -157,7 +189,10 @@ type Decision struct {
 	State *contract.State
 	// Repair asks for the current state to be written again, unchanged
 	// (same version): see Dispatch on replays.
-	Repair  bool
+	Repair bool
+	// Delete asks for the state to be deleted: a tombstone in the
+	// changelog (retention, onRetire). State is nil and nothing is emitted.
+	Delete  bool
 	Emits   Emits
 	Verdict Verdict
 }
@@ -217,6 +252,12 @@ type Decision struct {
 // is built (Dispatcher.Graph); a caller of its own passes
 // DispatchConfig.WithDefaults().
 func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) Decision {
+	if w := ev.Wakeup; w != nil && w.Kind == contract.WakeupRetire {
+		return onRetire(cur, w, now, ev.Epoch, cfg)
+	}
+	if cur != nil && cur.Remembered {
+		return onRemembered(ev)
+	}
 	if cur != nil && applied(cur, ev.Source) {
 		if cur.LastSource == ev.Source {
 			d := Decision{Repair: true, Verdict: VerdictReplay}
@@ -267,12 +308,38 @@ func Dispatch(cur *contract.State, ev Event, now time.Time, cfg DispatchConfig) 
 		s.History = append([]contract.Attempt(nil), s.History[len(s.History)-contract.MaxHistory:]...)
 	}
 	noteMoved(s, ev)
+	shed(s)
 	if d.Verdict != VerdictDuplicate { // a duplicate changes a counter, and emits nothing
 		d.Emits = effects(s, cfg)
 	}
 	s.LastSource = ev.Source
 	s.LastEmitted = !d.Emits.Empty()
 	return d
+}
+
+// shed drops the payload of a final state: the request's content and the
+// recipient's addresses, which nothing needs once the notification can
+// never be sent again. What duplicate protection, the API and the reports
+// need stays: the id, campaign, channel, status, history, versions,
+// timestamps and applied positions, and of the request its channels,
+// policy, windows, time zone, not_before and expires_at (the sink reads
+// the policy's id and version; a shed state never blanks a column it
+// wrote before).
+//
+// A failed state keeps its payload: an operator's Retry (onRetry) sends
+// it again, and needs the address and the content. It loses it with the
+// rest of the state after --state-retention (retire), or is shed when a
+// late success makes it sent.
+//
+// The request is replaced, never written through: cur shares it.
+func shed(s *contract.State) {
+	if !s.Status.Final() || s.Status == contract.StatusFailed || !s.HasPayload() {
+		return
+	}
+	r := *s.Request
+	r.Content = nil
+	r.Recipient = contract.Recipient{TZ: r.Recipient.TZ}
+	s.Request = &r
 }
 
 // NextVersion is the version of a state changed by an owner of epoch
@@ -849,4 +916,66 @@ func onRetry(cur *contract.State, r *contract.Retry, now time.Time, cfg Dispatch
 	s.Status = contract.StatusScheduled // not held: advance decides
 	advance(s, now, cfg)
 	return Decision{State: s, Verdict: VerdictApplied}
+}
+
+// onRetire applies the retention to a final state, on a retire wake-up
+// from the sweep (sweep.go): a final state whose last change is older
+// than StateRetention becomes its remembered record, and a final state or
+// remembered record older than DedupRetention is deleted. The clock is
+// the state's UpdatedAt, which the remembered record keeps: a duplicate
+// request or a late success moves it on; the remembering does not.
+//
+// Anything else is stale: a state that is not final (a retry took a
+// failed one back to work), or not yet old enough (the sweep's clock, or
+// a change since it looked). A wake-up that saw an older version than
+// this owner holds heals the changelog first, as every sweep wake-up does
+// (onWakeup); and one that saw a record this owner no longer has (its
+// deletion's tombstone did not reach the changelog) writes the tombstone
+// again.
+//
+// The remembered record has no applied positions, so a replay of the
+// wake-up that made it is stale rather than a repair: a lost write of the
+// record is healed by the next retention pass, whose wake-up saw the
+// older, whole state in the changelog.
+func onRetire(cur *contract.State, w *contract.Wakeup, now time.Time, epoch int32, cfg DispatchConfig) Decision {
+	if cur == nil {
+		if w.SeenVersion != 0 {
+			return Decision{Delete: true, Verdict: VerdictHealed}
+		}
+		return Decision{Verdict: VerdictStale}
+	}
+	if w.SeenVersion != 0 && w.SeenVersion < cur.Version {
+		return Decision{Repair: true, Emits: repairEmits(cur, true, now, cfg), Verdict: VerdictHealed}
+	}
+	if !cur.Status.Final() {
+		return Decision{Verdict: VerdictStale}
+	}
+	age := now.Sub(cur.UpdatedAt)
+	switch {
+	case age >= cfg.DedupRetention:
+		return Decision{Delete: true, Verdict: VerdictDeleted}
+	case age >= cfg.StateRetention && !cur.Remembered:
+		return Decision{State: remembered(cur, epoch), Verdict: VerdictRemembered}
+	}
+	return Decision{Verdict: VerdictStale}
+}
+
+// remembered is the compact record that replaces the final state s after
+// StateRetention: its id, status, last change and a new version, and
+// nothing else (contract.State.Remembered).
+func remembered(s *contract.State, epoch int32) *contract.State {
+	return &contract.State{ID: s.ID, Status: s.Status, UpdatedAt: s.UpdatedAt,
+		Version: NextVersion(s.Version, epoch), Remembered: true}
+}
+
+// onRemembered answers an event for an id that is only remembered: a
+// request is a duplicate, and neither writes nor sends anything (a re-run
+// of a month would otherwise write a record per id); everything else (a
+// late result, a cancel, a retry, a wake-up) is stale: the notification
+// ended StateRetention ago, and what it was is no longer stored.
+func onRemembered(ev Event) Decision {
+	if ev.Request != nil {
+		return Decision{Verdict: VerdictDuplicate}
+	}
+	return Decision{Verdict: VerdictStale}
 }

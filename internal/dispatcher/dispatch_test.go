@@ -38,8 +38,14 @@ const (
 	timeoutAfter = sendTimeout + providerTimeout + margin
 )
 
+const (
+	stateRetention = 35 * 24 * time.Hour
+	dedupRetention = 395 * 24 * time.Hour
+)
+
 func testConfig() DispatchConfig {
-	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout, ProviderTimeout: providerTimeout, TimeoutMargin: margin}
+	return DispatchConfig{DefaultLoc: time.UTC, SendTimeout: sendTimeout, ProviderTimeout: providerTimeout, TimeoutMargin: margin,
+		StateRetention: stateRetention, DedupRetention: dedupRetention}
 }
 
 // request decodes a valid request through the contract, as the dispatcher
@@ -191,8 +197,11 @@ func (st *story) play(p step) Decision {
 	}
 	st.last = ev
 	d := checkDispatch(st.t, st.s, ev, t0.Add(p.at), st.cfg)
-	if d.State != nil {
+	switch {
+	case d.State != nil:
 		st.s = d.State
+	case d.Delete:
+		st.s = nil
 	}
 	return d
 }
@@ -219,22 +228,28 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 	if after := stateJSON(t, cur); after != before {
 		t.Fatalf("Dispatch mutated cur:\nbefore %s\nafter  %s", before, after)
 	}
+	checkRetention(t, cur, ev, now, cfg, d)
 	if d.State == nil {
-		if d.Verdict == VerdictApplied || d.Verdict == VerdictDuplicate {
+		remembered := cur != nil && cur.Remembered
+		if d.Verdict == VerdictApplied || (d.Verdict == VerdictDuplicate && !remembered) {
 			t.Fatalf("verdict %s without a new state", d.Verdict)
 		}
-		healed := d.Verdict == VerdictHealed && ev.Wakeup != nil && ev.Wakeup.SeenVersion != 0 && ev.Wakeup.SeenVersion < cur.Version
+		healed := d.Verdict == VerdictHealed && ev.Wakeup != nil && ev.Wakeup.SeenVersion != 0 &&
+			(cur == nil || ev.Wakeup.SeenVersion < cur.Version)
 		if d.Repair && (cur == nil || cur.LastSource != ev.Source) && !healed {
 			t.Errorf("repair asked for by a record that did not make the current state, nor a sweep that saw an older version")
 		}
 		if d.Verdict == VerdictHealed && !healed {
-			t.Errorf("healed by a wake-up that saw version %d of a state at %d", ev.Wakeup.SeenVersion, cur.Version)
+			t.Errorf("healed by a wake-up that saw version %d of a state %+v", ev.Wakeup.SeenVersion, cur)
 		}
 		return d
 	}
 	s := d.State
 	if cur != nil && s == cur {
 		t.Fatal("Dispatch returned cur itself as the new state")
+	}
+	if s.Remembered {
+		return d // checkRetention checked it
 	}
 	var v0 uint64
 	if cur != nil {
@@ -260,6 +275,7 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 			s.UpdatedAt, now, s.LastSource, s.LastEmitted, s.Applied, ev.Source)
 	}
 	checkEmitsFollowState(t, d, now, cfg)
+	checkShed(t, cur, ev, s)
 	// The changelog keeps the state encoded; it must come back the same.
 	enc, err := contract.EncodeState(s)
 	if err != nil {
@@ -291,6 +307,110 @@ func checkDispatch(t *testing.T, cur *contract.State, ev Event, now time.Time, c
 		}
 	}
 	return d
+}
+
+// checkRetention: only a retire wake-up deletes or remembers, and only a
+// final state past its retention (or a record the changelog still shows
+// after its owner deleted it); a remembered record holds nothing but the
+// id, the status, the last change and its version, survives its
+// encoding in a few dozen bytes, and a request for it is a duplicate that
+// writes and sends nothing; nothing but a retire wake-up changes it.
+func checkRetention(t *testing.T, cur *contract.State, ev Event, now time.Time, cfg DispatchConfig, d Decision) {
+	t.Helper()
+	retire := ev.Wakeup != nil && ev.Wakeup.Kind == contract.WakeupRetire
+	healing := retire && ev.Wakeup.SeenVersion != 0 && (cur == nil || ev.Wakeup.SeenVersion < cur.Version)
+	var age time.Duration
+	if cur != nil {
+		age = now.Sub(cur.UpdatedAt)
+	}
+	final := cur != nil && cur.Status.Final()
+	if d.Delete {
+		switch {
+		case d.State != nil || d.Repair || !d.Emits.Empty():
+			t.Errorf("a deletion that also writes (%v, repair %v) or emits %v", d.State != nil, d.Repair, emitStrings(d.Emits))
+		case !retire:
+			t.Errorf("deleted by a %s event: only a retire wake-up deletes", topicOf(ev))
+		case cur == nil && !healing:
+			t.Errorf("deleted an unknown id on a wake-up that saw no record")
+		case cur != nil && !(final && age >= cfg.DedupRetention):
+			t.Errorf("deleted a %s state %s after its last change (dedup retention %s)", cur.Status, age, cfg.DedupRetention)
+		}
+	} else if retire && final && !healing && age >= cfg.DedupRetention {
+		t.Errorf("a final state %s past its dedup retention was not deleted (%s)", age, d.Verdict)
+	}
+	if retire && final && !healing && !cur.Remembered && age >= cfg.StateRetention && age < cfg.DedupRetention &&
+		(d.State == nil || !d.State.Remembered) {
+		t.Errorf("a final state %s past its state retention was not remembered (%s)", age, d.Verdict)
+	}
+	if cur != nil && cur.Remembered && !retire {
+		want := VerdictStale
+		if ev.Request != nil {
+			want = VerdictDuplicate
+		}
+		if d.State != nil || d.Repair || d.Delete || !d.Emits.Empty() || d.Verdict != want {
+			t.Errorf("a %s event for a remembered id: verdict %s, written %v, emits %v; want %s and nothing",
+				topicOf(ev), d.Verdict, d.State != nil || d.Repair || d.Delete, emitStrings(d.Emits), want)
+		}
+	}
+	s := d.State
+	if s == nil || !s.Remembered {
+		return
+	}
+	switch {
+	case !retire || cur == nil || cur.Remembered || !final || age < cfg.StateRetention:
+		t.Fatalf("remembered by a %s event a state %+v", topicOf(ev), cur)
+	case !reflect.DeepEqual(s, &contract.State{ID: cur.ID, Status: cur.Status, UpdatedAt: cur.UpdatedAt,
+		Version: NextVersion(cur.Version, ev.Epoch), Remembered: true}):
+		t.Errorf("remembered record %+v holds more, or other, than id, status, last change and version of %s", s, cur.ID)
+	case !d.Emits.Empty() || d.Repair || d.Delete:
+		t.Errorf("remembering emitted %v, repair %v, delete %v", emitStrings(d.Emits), d.Repair, d.Delete)
+	}
+	enc, err := contract.EncodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := contract.DecodeState(enc); err != nil || !reflect.DeepEqual(back, s) {
+		t.Errorf("remembered record does not survive its encoding (%v): %+v", err, back)
+	}
+	if n := len(enc) - len(s.ID); n > 40 {
+		t.Errorf("remembered record of %d bytes beside its id, want a few dozen", n)
+	}
+	// A replay of the same wake-up, and a re-published request, change
+	// nothing and send nothing.
+	if r := Dispatch(s, ev, now.Add(time.Minute), cfg); r.State != nil || r.Delete || !r.Emits.Empty() {
+		t.Errorf("the same retire wake-up again: %+v", r)
+	}
+	if r := Dispatch(s, Event{Request: &contract.Request{ID: s.ID, Channels: []contract.Channel{contract.ChannelEmail}}},
+		now.Add(time.Minute), cfg); r.State != nil || r.Verdict != VerdictDuplicate || !r.Emits.Empty() {
+		t.Errorf("a request for a remembered id: %+v, want a duplicate with nothing written or sent", r)
+	}
+}
+
+// checkShed: a final state keeps no payload (content, recipient
+// addresses), but a failed one, which an operator's retry sends again; and
+// shedding keeps what the reports and the API read of the request (its
+// policy, channels, windows, time zone, not_before and expires_at).
+func checkShed(t *testing.T, cur *contract.State, ev Event, s *contract.State) {
+	t.Helper()
+	switch {
+	case s.Status.Final() && s.Status != contract.StatusFailed && s.HasPayload():
+		t.Errorf("final %s state keeps its payload: content %s, recipient %+v", s.Status, s.Request.Content, s.Request.Recipient)
+	case s.Status == contract.StatusFailed && cur != nil && cur.HasPayload() && !s.HasPayload():
+		t.Errorf("a failed state lost its payload: an operator's retry needs it")
+	}
+	was := ev.Request
+	if cur != nil {
+		was = cur.Request
+	}
+	if was == nil || s.Request == nil {
+		return
+	}
+	r := s.Request
+	if r.ID != was.ID || r.Campaign != was.Campaign || r.Policy != was.Policy || !reflect.DeepEqual(r.Channels, was.Channels) ||
+		!reflect.DeepEqual(r.Blackout, was.Blackout) || r.Recipient.TZ != was.Recipient.TZ ||
+		!reflect.DeepEqual(r.NotBefore, was.NotBefore) || !reflect.DeepEqual(r.ExpiresAt, was.ExpiresAt) {
+		t.Errorf("the request lost more than its payload:\n got %+v\nwant %+v", r, was)
+	}
 }
 
 // checkEmitsFollowState: a change emits exactly what its new state needs,
@@ -443,6 +563,8 @@ type want struct {
 	emits    []string
 	// repair: the current state is written again (Decision.Repair).
 	repair bool
+	// delete: the state is deleted (Decision.Delete).
+	delete bool
 	check  func(t *testing.T, s *contract.State)
 }
 
@@ -474,6 +596,9 @@ func runRows(t *testing.T, rows []row) {
 			}
 			if w.repair && !d.Repair {
 				t.Errorf("the state is not written again, want a repair")
+			}
+			if w.delete != d.Delete {
+				t.Errorf("deleted %v, want %v", d.Delete, w.delete)
 			}
 			if got := emitStrings(d.Emits); strings.Join(got, "\n") != strings.Join(w.emits, "\n") {
 				t.Errorf("emits\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(w.emits, "\n  "))
@@ -1280,6 +1405,73 @@ func TestDispatchCancel(t *testing.T) {
 }
 
 // retry is an operator's retry of the failure seen after `after` attempts.
+// shedPayload checks that a final state has no content and no address
+// left, and still has what the reports read.
+func shedPayload(t *testing.T, s *contract.State) {
+	t.Helper()
+	r := s.Request
+	if s.HasPayload() || r == nil || len(r.Content) != 0 || r.Recipient != (contract.Recipient{}) {
+		t.Errorf("final %s state keeps a payload: %+v", s.Status, r)
+		return
+	}
+	if r.ID != "n-1" || r.Campaign != "billing-2026-01" || len(r.Channels) != 2 || r.Policy.AttemptsPerChannel != 2 {
+		t.Errorf("the shed request lost what the reports read: %+v", r)
+	}
+	b, err := contract.EncodeState(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"jane@example.com", "+821012345678", "statement"} {
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the encoded state still holds %q", secret)
+		}
+	}
+}
+
+func TestDispatchShedsFinalPayload(t *testing.T) {
+	plain := newRequest(t, nil)
+	failed := given(plain, result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent))
+	runRows(t, []row{
+		{rule: "sent: the content and the addresses are dropped",
+			given: given(plain),
+			when:  result(time.Second, contract.OutcomeSuccess),
+			want:  want{verdict: VerdictApplied, status: contract.StatusSent, channel: "email", attempts: 1, onChan: 1, check: shedPayload}},
+		{rule: "canceled: dropped",
+			given: given(newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })),
+			when:  cancel(time.Minute),
+			want:  want{verdict: VerdictApplied, status: contract.StatusCanceled, channel: "email", check: shedPayload}},
+		{rule: "expired: dropped",
+			when: newRequest(t, func(m map[string]any) { m["expires_at"] = "2026-01-15T12:00:00Z" }),
+			want: want{verdict: VerdictApplied, status: contract.StatusExpired, channel: "email", check: shedPayload}},
+		{rule: "rejected: dropped",
+			cfg: func(c *DispatchConfig) {
+				c.Global = schedule.Rule{Windows: []contract.Window{{From: 0, To: 24 * 60}}, Loc: time.UTC}
+			},
+			when: plain,
+			want: want{verdict: VerdictApplied, status: contract.StatusRejected, channel: "email", check: shedPayload}},
+		{rule: "failed keeps its payload: an operator's retry sends it again",
+			given: failed[:2],
+			when:  failed[2],
+			want: want{verdict: VerdictApplied, status: contract.StatusFailed, channel: "sms", attempts: 2, onChan: 1,
+				check: func(t *testing.T, s *contract.State) {
+					if r := s.Request; string(r.Content) != `{"template":"statement"}` || r.Recipient.Email != "jane@example.com" {
+						t.Errorf("failed state lost its payload: %+v", r)
+					}
+				}}},
+		{rule: "a retry of a failed notification sends the kept payload",
+			given: failed,
+			when:  retry(time.Minute, 2),
+			want: want{verdict: VerdictApplied, status: contract.StatusSending, channel: "email", attempts: 3, onChan: 1,
+				emits: []string{send("email", 3)}}},
+		{rule: "a late success makes a failed notification sent, and sheds it",
+			given: failed,
+			when: step{at: time.Minute, ev: func(s *contract.State) Event {
+				return Event{Result: &contract.SendResult{ID: s.ID, Attempt: 1, Channel: "email", Outcome: contract.OutcomeSuccess, At: t0.Add(time.Minute)}}
+			}},
+			want: want{verdict: VerdictLateSuccess, status: contract.StatusSent, channel: "email", attempts: 2, onChan: 1, check: shedPayload}},
+	})
+}
+
 func retry(at time.Duration, after int) step {
 	return step{at: at, ev: func(s *contract.State) Event {
 		return Event{Retry: &contract.Retry{Kind: contract.ControlRetry, ID: s.ID, AfterAttempts: after,

@@ -185,6 +185,8 @@ func (d *Dispatcher) Process(ctx goka.Context, msg any) {
 		return
 	case dec.Repair:
 		ctx.SetValue(cur)
+	case dec.Delete:
+		ctx.Delete() // a tombstone: the changelog compacts it away
 	}
 	if dec.State != nil {
 		ctx.SetValue(dec.State)

@@ -41,8 +41,22 @@ import (
 // sweep times it out. A second copy is harmless: a wake-up is checked
 // against the state when it comes, so the later of the two is stale.
 //
+// Retention: when StateRetention is set, a sweep every RetireInterval
+// (the first one RetireInterval after the first sweep) also publishes a retire wake-up for each final state of
+// an owned partition whose last change is older than StateRetention (and
+// not yet remembered), and for each remembered record older than
+// DedupRetention, at most RetireBatch per pass (the rest go at the next
+// one). The owner decides (Dispatch, onRetire): it replaces the state with
+// its remembered record, or deletes it with a tombstone, so the changelog
+// compacts and the local stores shrink. These wake-ups carry the version
+// the sweep read too, so a remembered record or a tombstone the changelog
+// missed is written again by the next pass.
+//
 // Cost: one pass over the table's local view per Interval; final states
-// are skipped after a look at their status, without decoding them.
+// are skipped after a look at their status, without decoding them, except
+// in a retention pass, which reads their last change and stops there
+// (contract.DecodeRetention: the request and the history are skipped by
+// their length).
 type Sweeper struct {
 	// View is a view of the dispatcher table with raw values (codec.Bytes).
 	View interface {
@@ -62,12 +76,30 @@ type Sweeper struct {
 	Log             *slog.Logger
 	// Observe, if set, is told how many wake-ups each sweep made again.
 	Observe func(rescued int)
+	// StateRetention and DedupRetention are the dispatcher's
+	// (DispatchConfig); zero StateRetention: no retention pass.
+	StateRetention, DedupRetention time.Duration
+	// RetireInterval is the least time between two retention passes
+	// (default DefaultRetireInterval); RetireBatch bounds the retire
+	// wake-ups of one pass (default DefaultRetireBatch).
+	RetireInterval time.Duration
+	RetireBatch    int
+	// ObserveRetire, if set, is told how many retire wake-ups each
+	// retention pass published.
+	ObserveRetire func(retiring int)
+
+	lastRetire time.Time // when the last retention pass ran
 }
 
 // Defaults of Sweeper.
 const (
-	DefaultSweepInterval = time.Minute
-	DefaultSweepGrace    = time.Minute
+	DefaultSweepInterval  = time.Minute
+	DefaultSweepGrace     = time.Minute
+	DefaultRetireInterval = 10 * time.Minute
+	// DefaultRetireBatch bounds a pass at 100,000 wake-ups (a few MB to
+	// publish): 600,000 an hour, far above the seed's 1,000,000 a month,
+	// and a year's backlog after an upgrade is retired within a day.
+	DefaultRetireBatch = 100_000
 )
 
 // Run sweeps every Interval until ctx ends.
@@ -94,7 +126,9 @@ func (s *Sweeper) Run(ctx context.Context) error {
 	}
 }
 
-// Sweep makes one pass and returns how many wake-ups it published.
+// Sweep makes one pass and returns how many overdue wake-ups it
+// published (retire wake-ups, of a retention pass, are not counted: they
+// are the table's upkeep, not a rescue).
 func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	now := time.Now()
 	if s.Now != nil {
@@ -104,12 +138,26 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if grace <= 0 {
 		grace = DefaultSweepGrace
 	}
+	every, batch := s.RetireInterval, s.RetireBatch
+	if every <= 0 {
+		every = DefaultRetireInterval
+	}
+	if batch <= 0 {
+		batch = DefaultRetireBatch
+	}
+	if s.StateRetention > 0 && s.lastRetire.IsZero() {
+		// The first retention pass waits one RetireInterval: a rolling
+		// upgrade has that long to replace the instances that do not
+		// know remembered records (docs/operations.md, Upgrades).
+		s.lastRetire = now
+	}
+	retain := s.StateRetention > 0 && now.Sub(s.lastRetire) >= every
 	it, err := s.View.Iterator()
 	if err != nil {
 		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
 	}
 	defer it.Release()
-	var due []contract.Wakeup
+	var due, retiring []contract.Wakeup
 	for it.Next() {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -122,8 +170,17 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		b, _ := v.([]byte)
-		if w, ok := overdue(b, now, grace); ok {
-			due = append(due, w)
+		sum, err := contract.DecodeSummary(b)
+		switch {
+		case err != nil:
+		case !sum.Status.Final():
+			if w, ok := overdue(b, now, grace); ok {
+				due = append(due, w)
+			}
+		case retain && len(retiring) < batch:
+			if w, ok := retirable(b, now, s.StateRetention, max(s.DedupRetention, s.StateRetention)); ok {
+				retiring = append(retiring, w)
+			}
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -137,7 +194,34 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 	if s.Observe != nil {
 		s.Observe(len(due))
 	}
+	if retain {
+		if len(retiring) > 0 {
+			if err := s.Publish(ctx, retiring); err != nil {
+				return len(due), fmt.Errorf("sweep: publish %d retire wake-ups: %w", len(retiring), err)
+			}
+			s.log().Info("retention: final states past their retention sent to be remembered or deleted", "count", len(retiring))
+		}
+		s.lastRetire = now
+		if s.ObserveRetire != nil {
+			s.ObserveRetire(len(retiring))
+		}
+	}
 	return len(due), nil
+}
+
+// retirable returns the retire wake-up an encoded final state needs at
+// now: a whole state past stateRet, or any past dedupRet, since its last
+// change. The owner decides again from its own state (onRetire).
+func retirable(b []byte, now time.Time, stateRet, dedupRet time.Duration) (contract.Wakeup, bool) {
+	r, err := contract.DecodeRetention(b)
+	if err != nil || !r.Status.Final() || r.UpdatedAt.IsZero() {
+		return contract.Wakeup{}, false
+	}
+	age := now.Sub(r.UpdatedAt)
+	if age >= dedupRet || (!r.Remembered && age >= stateRet) {
+		return contract.Wakeup{ID: r.ID, Kind: contract.WakeupRetire, Due: now, SeenVersion: r.Version}, true
+	}
+	return contract.Wakeup{}, false
 }
 
 func (s *Sweeper) log() *slog.Logger {
@@ -147,14 +231,10 @@ func (s *Sweeper) log() *slog.Logger {
 	return slog.Default()
 }
 
-// overdue returns the wake-up an encoded state needs at now: its send
-// timeout once past TimeoutAt, its hold wake-up once overdue by more than
-// grace. A final state is recognised by its summary alone and not decoded
-// further.
+// overdue returns the wake-up an encoded state that is not final needs
+// at now: its send timeout once past TimeoutAt, its hold wake-up once
+// overdue by more than grace.
 func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
-	if sum, err := contract.DecodeSummary(b); err != nil || sum.Status.Final() {
-		return contract.Wakeup{}, false
-	}
 	st, err := contract.DecodeProgress(b)
 	if err != nil {
 		return contract.Wakeup{}, false

@@ -65,7 +65,8 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 	}
 	for _, topic := range dispatcher.Inputs {
 		for _, v := range []dispatcher.Verdict{dispatcher.VerdictApplied, dispatcher.VerdictDuplicate, dispatcher.VerdictReplay,
-			dispatcher.VerdictStale, dispatcher.VerdictUnknown, dispatcher.VerdictEarly, dispatcher.VerdictHealed} {
+			dispatcher.VerdictStale, dispatcher.VerdictUnknown, dispatcher.VerdictEarly, dispatcher.VerdictHealed,
+			dispatcher.VerdictRemembered, dispatcher.VerdictDeleted} {
 			d.events.WithLabelValues(topic, string(v))
 		}
 		for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {

@@ -54,7 +54,14 @@
 //     value, the reason and the source offset, and writes the rest. Dead
 //     letters are at-least-once: a crash before the Kafka commit sends them
 //     again.
-//   - Tombstones (nil values) are skipped.
+//   - Tombstones (nil values) are skipped, and so are remembered records
+//     (contract.State.Remembered, the dispatcher's retention): the row
+//     keeps what the last whole state wrote, for the reports. A final
+//     state that shed its payload (content and addresses) changes no
+//     column: the sink writes neither, and the policy's id and version
+//     stay in the shed state.
+//   - Rows are never deleted: the dispatcher's retention removes states
+//     from Kafka, not from PostgreSQL, whose retention is the operator's.
 //   - Superseded versions inside one batch are not written (only the newest
 //     per id is): if the newest version of an id is rejected, the older
 //     versions of that id in the same batch are dropped with it, and the

@@ -111,13 +111,20 @@ func (w *Writer) Write(ctx context.Context, changes []Change) (WriteResult, erro
 }
 
 // prepare keeps the newest version per id (a later record wins a tie),
-// checks each, and sorts them by id so that concurrent writers lock rows in
+// skips remembered records (contract.State.Remembered), checks each, and sorts them by id so that concurrent writers lock rows in
 // the same order.
 func prepare(changes []Change) ([]item, []Rejection) {
 	byID := make(map[string]int, len(changes))
 	items := make([]item, 0, len(changes))
 	var rejected []Rejection
 	for _, c := range changes {
+		if c.State != nil && c.State.Remembered {
+			// The compact record that replaces a final state after the
+			// dispatcher's --state-retention says nothing new: it drops
+			// what the state held. The row keeps what the last whole
+			// state wrote, for the reports.
+			continue
+		}
 		if err := check(c); err != nil {
 			rejected = append(rejected, Rejection{Change: c, Reason: ReasonInvalid, Err: err})
 			continue

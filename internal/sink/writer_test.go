@@ -271,3 +271,58 @@ func TestMergeAttempts(t *testing.T) {
 		})
 	}
 }
+
+// The dispatcher's retention changes nothing in PostgreSQL: a final state
+// that shed its payload (content and addresses) keeps every column,
+// and the remembered record that replaces it later (id, status, version
+// and its last change only) is skipped, so the row keeps the campaign,
+// policy, attempts and times the reports read.
+func TestWriterKeepsReportsThroughRetention(t *testing.T) {
+	pool := migratedPool(t, heraldtest.Postgres(t))
+	w := NewWriter(pool)
+	ctx := context.Background()
+	full := state("a", "c1", 4)
+	full.Request.Content = []byte(`{"subject":"hi"}`)
+	full.Request.Recipient = contract.Recipient{Email: "jane@example.com"}
+	shed := state("a", "c1", 5)
+	shed.UpdatedAt = full.UpdatedAt
+	mem := &contract.State{ID: "a", Status: contract.StatusSent, UpdatedAt: full.UpdatedAt, Version: 6, Remembered: true}
+	type report struct {
+		Campaign, Status, Channel, Policy string
+		PolicyVersion, Attempts           int
+		Version                           int64
+		Sent                              bool
+	}
+	read := func() report {
+		var r report
+		if err := pool.QueryRow(ctx, `SELECT campaign, status, channel, policy_id, policy_version, attempts, version, sent_at IS NOT NULL
+			FROM dispatch_status WHERE id = 'a'`).Scan(&r.Campaign, &r.Status, &r.Channel, &r.Policy, &r.PolicyVersion, &r.Attempts,
+			&r.Version, &r.Sent); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if _, err := w.Write(ctx, []Change{change(full)}); err != nil {
+		t.Fatal(err)
+	}
+	want := report{Campaign: "c1", Status: "sent", Channel: "email", Policy: "statements", PolicyVersion: 7, Attempts: 2, Version: 4, Sent: true}
+	if got := read(); got != want {
+		t.Fatalf("whole state: %+v, want %+v", got, want)
+	}
+	if res, err := w.Write(ctx, []Change{change(shed)}); err != nil || res.Applied != 1 {
+		t.Fatalf("shed state: %+v, %v", res, err)
+	}
+	want.Version = 5
+	if got := read(); got != want {
+		t.Fatalf("after the shed state: %+v, want %+v (only the version moves)", got, want)
+	}
+	// The remembered record, alone or in one batch with the shed state.
+	for _, batch := range [][]Change{{change(mem)}, {change(shed), change(mem)}} {
+		if res, err := w.Write(ctx, batch); err != nil || res.Applied != 0 || len(res.Rejected) != 0 {
+			t.Fatalf("remembered record: %+v, %v; want nothing applied, nothing rejected", res, err)
+		}
+		if got := read(); got != want {
+			t.Fatalf("after the remembered record: %+v, want %+v", got, want)
+		}
+	}
+}

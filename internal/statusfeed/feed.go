@@ -78,8 +78,13 @@ func ParseMode(s string) (Mode, error) {
 
 // NewRecord maps a state to its record. ok is false for a version that is
 // not published in mode: a duplicate request (it changes only a counter),
-// or, with ModeFinal, a status that is not final.
+// a remembered record (the dispatcher's retention dropped the state's
+// details; the status did not change), or, with ModeFinal, a status that
+// is not final.
 func NewRecord(s *contract.State, mode Mode, mask func(string) string) (Record, bool) {
+	if s.Remembered {
+		return Record{}, false
+	}
 	// A request after the first only counts a duplicate. (Versions carry
 	// the owner epoch in their high bits: the first is not always 1.)
 	if s.LastSource.Topic == topology.TopicRequests && s.Duplicates > 0 {

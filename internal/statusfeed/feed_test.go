@@ -40,6 +40,12 @@ func TestNewRecord(t *testing.T) {
 	if r, ok := NewRecord(state("a", 4, contract.StatusSent, topology.TopicResults), ModeFinal, mask); !ok || !r.Final {
 		t.Errorf("final mode: %+v %v", r, ok)
 	}
+	for _, m := range []Mode{ModeAll, ModeFinal} {
+		mem := &contract.State{ID: "a", Status: contract.StatusSent, Version: 5, UpdatedAt: time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC), Remembered: true}
+		if r, ok := NewRecord(mem, m, mask); ok {
+			t.Errorf("mode %v published the remembered record of a retired state: %+v", m, r)
+		}
+	}
 	if _, err := ParseMode("some"); err == nil {
 		t.Error("mode some accepted")
 	}

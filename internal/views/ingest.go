@@ -284,7 +284,7 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 				}
 				if st != nil {
 					res.Result, res.Status = ResultDuplicate, st.Status
-					res.PayloadDiffers = st.Request != nil && !samePayload(st.Request, req)
+					res.PayloadDiffers = st.Request != nil && !samePayload(st.Request, comparable(st, req))
 					break
 				}
 			}
@@ -332,6 +332,21 @@ func permanent(err error) bool {
 // samePayload reports whether two decoded requests are the same
 // notification: equal after decoding and defaults, whatever the spacing or
 // field order of their JSON.
+// comparable is req as the state st can be compared with: without its
+// content and addresses when st has shed them (a final state keeps
+// neither, contract.State.HasPayload), so that a re-run of the same
+// request is not reported as a different one. A remembered state keeps no
+// request, and is not compared.
+func comparable(st *contract.State, req *contract.Request) *contract.Request {
+	if st.HasPayload() {
+		return req
+	}
+	r := *req
+	r.Content = nil
+	r.Recipient = contract.Recipient{TZ: r.Recipient.TZ}
+	return &r
+}
+
 func samePayload(a, b *contract.Request) bool {
 	return bytes.Equal(canonical(a), canonical(b))
 }

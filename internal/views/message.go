@@ -44,7 +44,20 @@ type Message struct {
 	Content json.RawMessage `json:"content,omitempty"`
 	// Masked is true when addresses are masked.
 	Masked bool `json:"masked"`
+	// Remembered is true for an id that is only remembered: its state
+	// ended more than --state-retention ago and was replaced by its
+	// status, last change and version (contract.State.Remembered).
+	Remembered bool `json:"remembered,omitempty"`
+	// Note says what was removed: a final notification's content and
+	// addresses (NoteShed), or everything but the status (NoteRemembered).
+	Note string `json:"note,omitempty"`
 }
+
+// The notes of a message whose details were removed.
+const (
+	NoteShed       = "the content and the recipient's addresses were removed when the notification became final"
+	NoteRemembered = "only remembered: the notification ended and its details (request, recipient, content, history) were removed after the state retention (--state-retention); the id stays known, and a request with it is a duplicate, until the dedup retention (--dedup-retention) ends"
+)
 
 // NewMessage builds the answer for s. Unless reveal is set, the addresses
 // are masked everywhere they appear, including inside provider errors
@@ -68,6 +81,12 @@ func NewMessage(s *contract.State, reveal bool) Message {
 		if reveal {
 			m.Content = r.Content
 		}
+	}
+	switch {
+	case s.Remembered:
+		m.Remembered, m.Note = true, NoteRemembered
+	case s.Status.Final() && s.Request != nil && !s.HasPayload():
+		m.Note = NoteShed
 	}
 	if !reveal {
 		mask := m.Recipient.TextMasker()

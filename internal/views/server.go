@@ -514,7 +514,7 @@ type CancelResponse struct {
 	Result string          `json:"result"`
 	Status contract.Status `json:"status"`
 	// Note explains what a cancel of a sending notification can and
-	// cannot stop.
+	// cannot stop, or that the id is only remembered (NoteRemembered).
 	Note string `json:"note,omitempty"`
 }
 
@@ -576,7 +576,7 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	if st.Status == contract.StatusCanceled {
 		// Idempotent: the answer a cancel that saw it happen gets.
 		s.cancelOutcome(CancelDone)
-		writeJSON(w, http.StatusOK, CancelResponse{ID: id, Result: CancelDone, Status: st.Status})
+		writeJSON(w, http.StatusOK, CancelResponse{ID: id, Result: CancelDone, Status: st.Status, Note: rememberedNote(st)})
 		return
 	}
 	if st.Status.Final() {
@@ -622,7 +622,17 @@ const sendingCancelNote = "the notification is sending: its command is stopped b
 // conflict answers 409 for a notification that can no longer be canceled.
 func (s *Server) conflict(w http.ResponseWriter, st *contract.State) {
 	s.cancelOutcome(CancelConflict)
-	writeJSON(w, http.StatusConflict, CancelResponse{Code: CodeConflict, Error: "already final", ID: st.ID, Result: CancelConflict, Status: st.Status})
+	writeJSON(w, http.StatusConflict, CancelResponse{Code: CodeConflict, Error: "already final", ID: st.ID, Result: CancelConflict,
+		Status: st.Status, Note: rememberedNote(st)})
+}
+
+// rememberedNote is the note of a cancel's answer for an id that is only
+// remembered (NoteRemembered), or "".
+func rememberedNote(st *contract.State) string {
+	if st.Remembered {
+		return NoteRemembered
+	}
+	return ""
 }
 
 // awaitChange polls the view until id's state is newer than version and

@@ -477,10 +477,15 @@ type State struct {
 	Request          *Request               `protobuf:"bytes,27,opt,name=request,proto3" json:"request,omitempty"`
 	// applied holds one Position per input topic (contract.State.Applied is
 	// keyed by the position's topic).
-	Applied       []*Position      `protobuf:"bytes,28,rep,name=applied,proto3" json:"applied,omitempty"`
-	LastSource    *Position        `protobuf:"bytes,29,opt,name=last_source,json=lastSource,proto3" json:"last_source,omitempty"`
-	LastEmitted   bool             `protobuf:"varint,30,opt,name=last_emitted,json=lastEmitted,proto3" json:"last_emitted,omitempty"`
-	Moved         map[string]int64 `protobuf:"bytes,31,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Applied     []*Position      `protobuf:"bytes,28,rep,name=applied,proto3" json:"applied,omitempty"`
+	LastSource  *Position        `protobuf:"bytes,29,opt,name=last_source,json=lastSource,proto3" json:"last_source,omitempty"`
+	LastEmitted bool             `protobuf:"varint,30,opt,name=last_emitted,json=lastEmitted,proto3" json:"last_emitted,omitempty"`
+	Moved       map[string]int64 `protobuf:"bytes,31,rep,name=moved,proto3" json:"moved,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// remembered marks the compact record that replaces a final state after
+	// the dispatcher's --state-retention: id, status, updated_at (when the
+	// state last changed) and version only, kept for duplicate protection
+	// until --dedup-retention.
+	Remembered    bool `protobuf:"varint,32,opt,name=remembered,proto3" json:"remembered,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -730,6 +735,13 @@ func (x *State) GetMoved() map[string]int64 {
 		return x.Moved
 	}
 	return nil
+}
+
+func (x *State) GetRemembered() bool {
+	if x != nil {
+		return x.Remembered
+	}
+	return false
 }
 
 type Position struct {
@@ -1736,7 +1748,7 @@ const file_herald_proto_rawDesc = "" +
 	"\x04Time\x12\x18\n" +
 	"\aseconds\x18\x01 \x01(\x03R\aseconds\x12\x14\n" +
 	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x11R\x06offset\"\x94\v\n" +
+	"\x06offset\x18\x03 \x01(\x11R\x06offset\"\xb4\v\n" +
 	"\x05State\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x122\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1a.herald.internal.v1.StatusR\x06status\x12?\n" +
@@ -1778,7 +1790,10 @@ const file_herald_proto_rawDesc = "" +
 	"\vlast_source\x18\x1d \x01(\v2\x1c.herald.internal.v1.PositionR\n" +
 	"lastSource\x12!\n" +
 	"\flast_emitted\x18\x1e \x01(\bR\vlastEmitted\x12:\n" +
-	"\x05moved\x18\x1f \x03(\v2$.herald.internal.v1.State.MovedEntryR\x05moved\x1a8\n" +
+	"\x05moved\x18\x1f \x03(\v2$.herald.internal.v1.State.MovedEntryR\x05moved\x12\x1e\n" +
+	"\n" +
+	"remembered\x18  \x01(\bR\n" +
+	"remembered\x1a8\n" +
 	"\n" +
 	"MovedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
