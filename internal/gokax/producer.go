@@ -32,8 +32,18 @@ import (
 // Guarantees, enforced here and by franz-go:
 //   - records of one partition are written in the order Emit was called,
 //     once each (idempotence), and a promise is resolved only when its
-//     record is acknowledged by all in-sync replicas, with its offset (Goka
-//     stores a table write's offset as its local store's position);
+//     record is acknowledged by all in-sync replicas;
+//   - the local store's position moves only by reading the changelog,
+//     never by this process's own writes: a promise carries no offset, so
+//     Goka does not store it. A process that wrote while another owned the
+//     partition too (a zombie: paused, or cut off by a broker restart while
+//     the group moved on) would otherwise store a position past the other
+//     owner's writes, and its next recovery would skip them, leaving its
+//     table behind the changelog for good (the chaos suite's
+//     broker-restart: 142 states stuck "sending", their results judged
+//     stale against a version the changelog had replaced). The cost: a
+//     restart or a new assignment reads again what was written since the
+//     partition's last recovery (docs/performance.md, Restart to ready);
 //   - a record is retried until it lands or the producer is closed; Close
 //     waits up to CloseTimeout for what is buffered, then fails the rest;
 //   - records are placed like every other Herald producer's
@@ -83,7 +93,11 @@ func (p *kgoProducer) EmitWithHeaders(topic, key string, value []byte, headers g
 			finish(nil, fmt.Errorf("produce to %s: %w", r.Topic, err))
 			return
 		}
-		finish(&sarama.ProducerMessage{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Timestamp: r.Timestamp}, nil)
+		// No offset: Goka would store a table write's offset as its local
+		// store's position (see KgoProducer), and a restart or a new
+		// assignment would then recover only from there, skipping any
+		// record another writer put before it (below).
+		finish(&sarama.ProducerMessage{Topic: r.Topic, Partition: r.Partition, Timestamp: r.Timestamp}, nil)
 	})
 	return promise
 }

@@ -187,19 +187,3 @@ func (g gokaLogger) Print(v ...any)                 { g.l.Debug(fmt.Sprint(v...)
 func (g gokaLogger) Println(v ...any)               { g.l.Debug(fmt.Sprint(v...)) }
 func (g gokaLogger) Printf(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
 
-// LocalTableOffset returns the changelog offset the dispatcher's local
-// store of partition p under storageDir (as GokaOptions lays it out) has
-// read up to: a restart recovers from the next one. The processor must be
-// stopped (LevelDB locks its files).
-func LocalTableOffset(storageDir string, p int32) (int64, error) {
-	st, err := Storage(filepath.Join(storageDir, "processor"))(string(topology.TableDispatcher), p)
-	if err != nil {
-		return 0, fmt.Errorf("open the local store: %w", err)
-	}
-	defer st.Close()
-	off, err := st.GetOffset(-1)
-	if err != nil {
-		return 0, fmt.Errorf("read the local store's offset: %w", err)
-	}
-	return off, nil
-}
