@@ -186,4 +186,3 @@ type gokaLogger struct{ l *slog.Logger }
 func (g gokaLogger) Print(v ...any)                 { g.l.Debug(fmt.Sprint(v...)) }
 func (g gokaLogger) Println(v ...any)               { g.l.Debug(fmt.Sprint(v...)) }
 func (g gokaLogger) Printf(format string, v ...any) { g.l.Debug(fmt.Sprintf(format, v...)) }
-
