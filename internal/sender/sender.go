@@ -13,6 +13,10 @@
 // channel's attempts are paced by a token bucket at this process's share
 // of the channel's rate (Config.Rates, divided among the sender group's
 // members on every rebalance) and paused for the Retry-After of a 429.
+// On a channel with a failover chain, each provider of the chain has its
+// own concurrency limit, rate (Config.ProviderRates) and 429 pause
+// instead (providerPacer; the chain's side in provider/pace.go): one
+// vendor's 429 or slowness holds back that vendor only.
 //
 // Guarantees, as enforced here:
 //   - Every command the sender takes is answered with a result (success,
