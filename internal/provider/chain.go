@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -220,7 +219,8 @@ func (c *Chain) SendReserved(ctx context.Context, cmd *contract.SendCommand, r *
 		res.Provider = l.name
 		last = res
 		failed = append(failed, fmt.Sprintf("%s: %v", l.name, res.Err))
-		if !slices.Contains(called, false) {
+		if !c.mayTake(called) {
+			failed = append(failed, c.openCircuits())
 			break
 		}
 		if c.pastBudget(cmd) {
@@ -245,6 +245,17 @@ func (c *Chain) SendReserved(ctx context.Context, cmd *contract.SendCommand, r *
 	}
 	last.Err = fmt.Errorf("no provider of %s took the attempt: %s", c.channel, strings.Join(failed, "; "))
 	return last
+}
+
+// mayTake reports whether a provider not in called has a circuit that
+// may let an attempt through.
+func (c *Chain) mayTake(called []bool) bool {
+	for i, l := range c.links {
+		if !called[i] && l.br.mayAllow() {
+			return true
+		}
+	}
+	return false
 }
 
 // call makes r's call and gives its place back with the answer.
@@ -414,6 +425,20 @@ func (b *breaker) allow() (ok, probe bool) {
 	}
 	b.probing = true
 	return true, true
+}
+
+// mayAllow reports whether allow might let an attempt through now,
+// without taking the probe.
+func (b *breaker) mayAllow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case CircuitOpen:
+		return b.now().Sub(b.openedAt) >= b.coolDown
+	case CircuitHalfOpen:
+		return !b.probing
+	}
+	return true
 }
 
 // record counts an answer.

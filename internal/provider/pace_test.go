@@ -188,3 +188,19 @@ func TestReservationRelease(t *testing.T) {
 		t.Errorf("after release: %d out, %d given back unused, %d calls; want 0, 1, 0", out, unused, a.calls.Load())
 	}
 }
+
+// A definite failure close to the cut-off with no other circuit letting
+// an attempt through is the attempt's answer (as before pacing), not
+// not_attempted: there was no next provider to hold back.
+func TestChainFailoverNearTheCutoffWithEveryOtherCircuitOpen(t *testing.T) {
+	a := &scripted{answers: []Result{Transient(0, errRefused)}}
+	b := &scripted{answers: []Result{Success(200)}}
+	c, clk := testChain(ChainOptions{FailureThreshold: 1, CoolDown: time.Hour, MinBudget: time.Second}, a, b)
+	c.links[1].br.record(healthFailed, false) // p2's circuit opens
+	cmd := cmdN("x")
+	cmd.Cutoff = clk.t.Add(500 * time.Millisecond)
+	r := c.Send(context.Background(), cmd)
+	if r.Outcome != contract.OutcomeTransient || r.Provider != "p1" || b.calls.Load() != 0 {
+		t.Fatalf("%+v: want p1's definite transient as the answer, p2 not called", r)
+	}
+}
