@@ -291,7 +291,7 @@ func (c *Chain) openCircuits() string {
 		}
 	}
 	if len(open) == 0 {
-		return "every remaining circuit open"
+		return "no other provider's circuit lets the attempt through"
 	}
 	return strings.Join(open, "; ")
 }
