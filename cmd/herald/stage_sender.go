@@ -44,7 +44,10 @@ type senderOptions struct {
 // senderFlags are the sender stage's flags.
 var senderFlags senderOptions
 
-var _ sender.Observer = (*metrics.Sender)(nil)
+var (
+	_ sender.Observer         = (*metrics.Sender)(nil)
+	_ sender.ProviderObserver = (*metrics.Sender)(nil)
+)
 
 // register registers the sender stage's flags on fs.
 func (f *senderOptions) register(fs *flag.FlagSet) {
@@ -55,7 +58,7 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Int(fs, &f.chain.FailureThreshold, "provider-circuit-failures", provider.DefaultCircuitFailures, "consecutive failures that open a provider's circuit in a failover chain (its attempts then go to the next provider without a call); -1 for never")
 	cli.Duration(fs, &f.chain.CoolDown, "provider-circuit-cooldown", provider.DefaultCircuitCoolDown, "how long an open circuit skips its provider before one probe attempt")
 	cli.Int(fs, &f.chain.UnknownMemory, "provider-unknown-memory", provider.DefaultUnknownMemory, "ids a failover chain keeps with the provider that left their outcome unknown (it may still deliver); -1 for none")
-	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s: each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
+	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s, or of one provider of a channel's failover chain, CHANNEL/PROVIDER=N/s (PROVIDER its name: a template's name, or its URL's host): each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
 	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
 	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit; when not set, a lower --send-concurrency lowers it too")
 	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
@@ -117,6 +120,24 @@ func providerChannels(env *runEnv) ([]contract.Channel, error) {
 	return out, nil
 }
 
+// parseRates reads the --rate values: a channel's (CHANNEL=N/s) and a
+// provider's of a failover chain (CHANNEL/PROVIDER=N/s).
+func parseRates(specs []string) (map[contract.Channel]float64, map[sender.RateTarget]float64, error) {
+	rates, providerRates := map[contract.Channel]float64{}, map[sender.RateTarget]float64{}
+	for _, s := range specs {
+		t, r, err := sender.ParseRateTarget(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--rate: %w", err)
+		}
+		if t.Provider == "" {
+			rates[t.Channel] = r
+		} else {
+			providerRates[t] = r
+		}
+	}
+	return rates, providerRates, nil
+}
+
 func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
 	f := &senderFlags
 	log := env.Log.With("stage", "sender")
@@ -149,26 +170,25 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 	for _, s := range specs {
 		log.Info("provider", "spec", provider.Redact(s))
 	}
-	rates := map[contract.Channel]float64{}
-	for _, s := range f.rates.Vals {
-		ch, r, err := sender.ParseRate(s)
-		if err != nil {
-			return nil, fmt.Errorf("--rate: %w", err)
-		}
-		rates[ch] = r
+	rates, providerRates, err := parseRates(f.rates.Vals)
+	if err != nil {
+		return nil, err
 	}
+	observer := metrics.NewSender(env.Registry)
 	cfg := sender.Config{
-		Topology:       env.Topology,
-		Providers:      set,
-		Rates:          rates,
-		Concurrency:    f.concurrency,
-		Limit:          f.limitConfig(env),
-		DrainTimeout:   f.drainTimeout,
-		CommitInterval: f.commitInterval,
-		AnsweredMemory: f.answeredMemory,
-		MinBudget:      f.minBudget,
-		Observer:       metrics.NewSender(env.Registry),
-		Log:            log,
+		Topology:         env.Topology,
+		Providers:        set,
+		Rates:            rates,
+		ProviderRates:    providerRates,
+		Concurrency:      f.concurrency,
+		Limit:            f.limitConfig(env),
+		DrainTimeout:     f.drainTimeout,
+		CommitInterval:   f.commitInterval,
+		AnsweredMemory:   f.answeredMemory,
+		MinBudget:        f.minBudget,
+		Observer:         observer,
+		ProviderObserver: observer,
+		Log:              log,
 	}
 	var view *views.StateView
 	if f.staleCheck {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
+	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -91,4 +92,26 @@ func TestChannelWithoutProvider(t *testing.T) {
 		}
 	}
 	senderFlags.providers.Vals = nil
+}
+
+// --rate takes a channel's rate and a chained provider's, by name; a
+// provider that is not in its channel's chain stops start-up, naming the
+// chain's providers; the chain's providers' series are on the registry.
+func TestRateOfAProvider(t *testing.T) {
+	if err := startSenderWith(t, "--provider", "sms=mock://", "--provider", "sms=mock://?latency=1ms",
+		"--rate", "sms=50/s", "--rate", "sms/mock#2=20/s"); err != nil {
+		t.Fatalf("a channel's and a chained provider's rate: %v", err)
+	}
+	err := startSenderWith(t, "--provider", "sms=mock://", "--provider", "sms=mock://", "--rate", "sms/twilio=20/s")
+	if err == nil || !strings.Contains(err.Error(), `no provider named "twilio"`) || !strings.Contains(err.Error(), "mock#2") {
+		t.Fatalf("a rate for a provider not in the chain: %v", err)
+	}
+	if err := startSenderWith(t, "--provider", "sms=mock://", "--rate", "sms/=20/s"); err == nil || !strings.Contains(err.Error(), "--rate") {
+		t.Fatalf("a rate naming no provider: %v", err)
+	}
+	rates, providerRates, err := parseRates([]string{"sms=50/s", "sms/mock#2=20/s", "email=60/m"})
+	if err != nil || rates[contract.ChannelSMS] != 50 || rates[contract.ChannelEmail] != 1 || len(providerRates) != 1 ||
+		providerRates[sender.RateTarget{Channel: contract.ChannelSMS, Provider: "mock#2"}] != 20 {
+		t.Fatalf("parseRates: %v %v %v", rates, providerRates, err)
+	}
 }

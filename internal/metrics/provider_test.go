@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -10,6 +11,8 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/internal/sender"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // Every provider of a chain has its circuit gauge from the start (0,
@@ -38,3 +41,48 @@ herald_provider_circuit_state{channel="sms",provider="mock"} 0
 }
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// Every provider of a chain has its sender series from the start, at 0:
+// its concurrency limit (then its floor), calls in flight, rate share
+// and throttle pauses.
+func TestProviderSenderSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := metrics.NewSender(reg)
+	set, err := provider.OpenSet([]string{"sms=mock://", "sms=mock://"}, provider.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	if _, err := sender.New(sender.Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}, Providers: set,
+		ProviderRates: map[sender.RateTarget]float64{{Channel: contract.ChannelSMS, Provider: "mock#2"}: 20},
+		Limit:         sender.LimitConfig{Min: 7}, Observer: m, ProviderObserver: m}); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int{"herald_provider_concurrency_limit": 2, "herald_provider_in_flight": 2,
+		"herald_provider_rate_share": 2, "herald_provider_throttle_pauses_total": 2} {
+		if n := testutil.CollectAndCount(reg, name); n != want {
+			t.Errorf("%s: %d series, want %d (one per provider of the chain)", name, n, want)
+		}
+	}
+	if err := testutil.GatherAndCompare(reg, stringsReader(`
+# HELP herald_provider_rate_share Attempts per second a provider of a channel's failover chain may take from this process: its --rate CHANNEL/PROVIDER divided by the sender group's members (0: unlimited), by channel and provider.
+# TYPE herald_provider_rate_share gauge
+herald_provider_rate_share{channel="sms",provider="mock"} 0
+herald_provider_rate_share{channel="sms",provider="mock#2"} 20
+# HELP herald_provider_concurrency_limit Calls a provider of a channel's failover chain may have in flight in this process: its own adaptive concurrency limit, by channel and provider.
+# TYPE herald_provider_concurrency_limit gauge
+herald_provider_concurrency_limit{channel="sms",provider="mock"} 7
+herald_provider_concurrency_limit{channel="sms",provider="mock#2"} 7
+`), "herald_provider_rate_share", "herald_provider_concurrency_limit"); err != nil {
+		t.Error(err)
+	}
+	m.ProviderPaused(contract.ChannelSMS, "mock", time.Second)
+	if err := testutil.GatherAndCompare(reg, stringsReader(`
+# HELP herald_provider_throttle_pauses_total Times a 429 paused a provider of a channel's failover chain (its other providers take the calls meanwhile), by channel and provider.
+# TYPE herald_provider_throttle_pauses_total counter
+herald_provider_throttle_pauses_total{channel="sms",provider="mock"} 1
+herald_provider_throttle_pauses_total{channel="sms",provider="mock#2"} 0
+`), "herald_provider_throttle_pauses_total"); err != nil {
+		t.Error(err)
+	}
+}

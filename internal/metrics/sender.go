@@ -21,6 +21,10 @@ type Sender struct {
 	calls       *prometheus.GaugeVec
 	rateShare   *prometheus.GaugeVec
 	members     prometheus.Gauge
+
+	// Each provider of a failover chain (sender.ProviderObserver).
+	providerLimit, providerCalls, providerRate *prometheus.GaugeVec
+	providerPauses                             *prometheus.CounterVec
 }
 
 // NewSender registers the sender's metrics on reg.
@@ -73,9 +77,25 @@ func NewSender(reg prometheus.Registerer) *Sender {
 			Name: "herald_sender_group_members",
 			Help: "Members of the sender's consumer group that the rates are divided by.",
 		}),
+		providerLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_provider_concurrency_limit",
+			Help: "Calls a provider of a channel's failover chain may have in flight in this process: its own adaptive concurrency limit, by channel and provider.",
+		}, []string{"channel", "provider"}),
+		providerCalls: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_provider_in_flight",
+			Help: "Calls holding a slot under the concurrency limit of a provider of a channel's failover chain in this process, by channel and provider.",
+		}, []string{"channel", "provider"}),
+		providerRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_provider_rate_share",
+			Help: "Attempts per second a provider of a channel's failover chain may take from this process: its --rate CHANNEL/PROVIDER divided by the sender group's members (0: unlimited), by channel and provider.",
+		}, []string{"channel", "provider"}),
+		providerPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_provider_throttle_pauses_total",
+			Help: "Times a 429 paused a provider of a channel's failover chain (its other providers take the calls meanwhile), by channel and provider.",
+		}, []string{"channel", "provider"}),
 	}
 	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters,
-		s.limit, s.calls, s.rateShare, s.members)
+		s.limit, s.calls, s.rateShare, s.members, s.providerLimit, s.providerCalls, s.providerRate, s.providerPauses)
 	// Present at 0 from the start: by the reasons a command that does
 	// not decode is dead-lettered for, per channel and outcome.
 	for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {
@@ -131,4 +151,33 @@ func (s *Sender) ProviderInFlight(ch contract.Channel, delta int) {
 func (s *Sender) RateShare(ch contract.Channel, perSecond float64, members int) {
 	s.rateShare.WithLabelValues(string(ch)).Set(perSecond)
 	s.members.Set(float64(members))
+}
+
+// ProviderAdded makes a chained provider's series, at 0 until told
+// otherwise.
+func (s *Sender) ProviderAdded(ch contract.Channel, p string) {
+	s.providerLimit.WithLabelValues(string(ch), p)
+	s.providerCalls.WithLabelValues(string(ch), p)
+	s.providerRate.WithLabelValues(string(ch), p)
+	s.providerPauses.WithLabelValues(string(ch), p)
+}
+
+// ProviderLimit sets a chained provider's concurrency limit.
+func (s *Sender) ProviderLimit(ch contract.Channel, p string, limit int) {
+	s.providerLimit.WithLabelValues(string(ch), p).Set(float64(limit))
+}
+
+// ProviderCalls moves a chained provider's calls in flight.
+func (s *Sender) ProviderCalls(ch contract.Channel, p string, delta int) {
+	s.providerCalls.WithLabelValues(string(ch), p).Add(float64(delta))
+}
+
+// ProviderRateShare sets a chained provider's rate in this process.
+func (s *Sender) ProviderRateShare(ch contract.Channel, p string, perSecond float64) {
+	s.providerRate.WithLabelValues(string(ch), p).Set(perSecond)
+}
+
+// ProviderPaused counts a chained provider's throttle pause.
+func (s *Sender) ProviderPaused(ch contract.Channel, p string, _ time.Duration) {
+	s.providerPauses.WithLabelValues(string(ch), p).Inc()
 }

@@ -135,9 +135,10 @@ type Chain struct {
 }
 
 type link struct {
-	name string
-	p    Provider
-	br   *breaker
+	name  string
+	p     Provider
+	br    *breaker
+	pacer Pacer // nil: none (pace.go)
 }
 
 // Named is a provider with a name of its own (a template's name:), used
@@ -177,52 +178,122 @@ func (c *Chain) Circuits() []ProviderCircuit {
 	return out
 }
 
-// Send makes one attempt through the chain.
+// Send makes one attempt through the chain: Reserve, its wait bounded by
+// the command's cut-off less the min budget, then SendReserved.
 func (c *Chain) Send(ctx context.Context, cmd *contract.SendCommand) Result {
-	if i, ok := c.pinned.get(cmd.ID); ok {
-		// A provider that may still deliver an earlier attempt keeps the id.
-		l := c.links[i]
-		_, probe := l.br.allow()
-		return c.finish(ctx, i, cmd, l.p.Send(ctx, cmd), probe)
+	wctx, cancel := c.untilBudget(ctx, cmd)
+	r, err := c.Reserve(wctx, cmd)
+	cancel()
+	if err != nil {
+		return NotAttempted(fmt.Errorf("not attempted: no provider of %s had a place before the command's cut-off (%s) less the --send-min-budget of %s: %w",
+			c.channel, cmd.Until().UTC().Format(time.RFC3339Nano), c.minBudget, err))
+	}
+	return c.SendReserved(ctx, cmd, r)
+}
+
+// SendReserved makes cmd's attempt through the chain, starting with the
+// provider r reserved (Reserve), and uses r up.
+func (c *Chain) SendReserved(ctx context.Context, cmd *contract.SendCommand, r *Reservation) Result {
+	defer r.Release()
+	if r.link < 0 {
+		res := Transient(0, fmt.Errorf("no provider of %s took the attempt: %s", c.channel, c.openCircuits()))
+		res.RetryAfter = c.untilProbe()
+		return res
+	}
+	if r.pinned {
+		return c.finish(ctx, r.link, cmd, c.call(ctx, r, cmd), r.probe)
 	}
 	var (
 		failed []string
 		last   Result
-		called bool
 	)
-	for i, l := range c.links {
-		ok, probe := l.br.allow()
-		if !ok {
-			failed = append(failed, l.name+": circuit open")
-			continue
+	called := make([]bool, len(c.links))
+	for {
+		i, l := r.link, c.links[r.link]
+		called[i] = true
+		res := c.call(ctx, r, cmd)
+		if ctx.Err() != nil || res.Outcome == contract.OutcomeSuccess || !definite(l.p, res) {
+			return c.finish(ctx, i, cmd, res, r.probe)
 		}
-		if called && c.pastBudget(cmd) {
-			l.br.record(healthUnknown, probe)
+		l.br.record(healthFailed, r.probe)
+		res.Provider = l.name
+		last = res
+		failed = append(failed, fmt.Sprintf("%s: %v", l.name, res.Err))
+		if !c.mayTake(called) {
+			failed = append(failed, c.openCircuits())
+			break
+		}
+		if c.pastBudget(cmd) {
 			return NotAttempted(fmt.Errorf("not attempted: %s failed and the command's cut-off (%s) is less than the --send-min-budget of %s away: %s",
-				last.Provider, cmd.Until().UTC().Format(time.RFC3339Nano), c.minBudget, strings.Join(failed, "; ")))
+				l.name, cmd.Until().UTC().Format(time.RFC3339Nano), c.minBudget, strings.Join(failed, "; ")))
 		}
-		r := l.p.Send(ctx, cmd)
-		if ctx.Err() == nil && r.Outcome != contract.OutcomeSuccess && definite(l.p, r) {
-			l.br.record(healthFailed, probe)
-			r.Provider = l.name
-			last, called = r, true
-			failed = append(failed, fmt.Sprintf("%s: %v", l.name, r.Err))
-			if i < len(c.links)-1 {
-				c.log.Info("provider failed before taking the attempt; trying the next of the channel",
-					"channel", c.channel, "provider", l.name, "id", cmd.ID, "attempt", cmd.Attempt, "code", r.Code, "error", r.Err)
-			}
-			continue
+		wctx, cancel := c.untilBudget(ctx, cmd)
+		next, err := c.reserve(wctx, called)
+		cancel()
+		if err != nil {
+			return NotAttempted(fmt.Errorf("not attempted: %s failed and no other provider of %s had a place before the command's cut-off (%s) less the --send-min-budget of %s: %s",
+				l.name, c.channel, cmd.Until().UTC().Format(time.RFC3339Nano), c.minBudget, strings.Join(failed, "; ")))
 		}
-		return c.finish(ctx, i, cmd, r, probe)
+		if next.link < 0 {
+			failed = append(failed, c.openCircuits())
+			break
+		}
+		c.log.Info("provider failed before taking the attempt; trying the next of the channel",
+			"channel", c.channel, "provider", l.name, "next", next.Provider(), "id", cmd.ID, "attempt", cmd.Attempt, "code", res.Code, "error", res.Err)
+		r = next
+		defer r.Release()
 	}
-	err := fmt.Errorf("no provider of %s took the attempt: %s", c.channel, strings.Join(failed, "; "))
-	if called {
-		last.Err = err
-		return last
+	last.Err = fmt.Errorf("no provider of %s took the attempt: %s", c.channel, strings.Join(failed, "; "))
+	return last
+}
+
+// mayTake reports whether a provider not in called has a circuit that
+// may let an attempt through.
+func (c *Chain) mayTake(called []bool) bool {
+	for i, l := range c.links {
+		if !called[i] && l.br.mayAllow() {
+			return true
+		}
 	}
-	r := Transient(0, err)
-	r.RetryAfter = c.untilProbe()
-	return r
+	return false
+}
+
+// call makes r's call and gives its place back with the answer.
+func (c *Chain) call(ctx context.Context, r *Reservation, cmd *contract.SendCommand) Result {
+	l, p := c.links[r.link], r.permit
+	r.permit = nil
+	start := c.now()
+	res := l.p.Send(ctx, cmd)
+	if ctx.Err() != nil && res.Outcome != contract.OutcomeSuccess {
+		p.Done(nil, 0) // cut at shutdown: says nothing of the provider
+	} else {
+		p.Done(&res, c.now().Sub(start))
+	}
+	return res
+}
+
+// untilBudget bounds ctx by cmd's cut-off less the min budget: no
+// provider is waited for past it.
+func (c *Chain) untilBudget(ctx context.Context, cmd *contract.SendCommand) (context.Context, context.CancelFunc) {
+	until := cmd.Until()
+	if until.IsZero() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, until.Sub(c.now())-c.minBudget)
+}
+
+// openCircuits names the providers whose circuit is open.
+func (c *Chain) openCircuits() string {
+	var open []string
+	for _, l := range c.links {
+		if l.br.current() == CircuitOpen {
+			open = append(open, l.name+": circuit open")
+		}
+	}
+	if len(open) == 0 {
+		return "no other provider's circuit lets the attempt through"
+	}
+	return strings.Join(open, "; ")
 }
 
 // finish records the answer of link i, which ends the attempt.
@@ -354,6 +425,20 @@ func (b *breaker) allow() (ok, probe bool) {
 	}
 	b.probing = true
 	return true, true
+}
+
+// mayAllow reports whether allow might let an attempt through now,
+// without taking the probe.
+func (b *breaker) mayAllow() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch b.state {
+	case CircuitOpen:
+		return b.now().Sub(b.openedAt) >= b.coolDown
+	case CircuitHalfOpen:
+		return !b.probing
+	}
+	return true
 }
 
 // record counts an answer.

@@ -14,6 +14,9 @@
 // A channel given more than one provider gets a Chain of them (chain.go):
 // a definite failure moves the attempt to the next provider, an unknown
 // outcome never does, and a circuit breaker per provider skips a dead one.
+// The sender paces each provider of a chain on its own (pace.go): one
+// paused, past its rate or at its concurrency limit is skipped for a call
+// another provider can take.
 //
 // A provider never retries by itself: one Send is one attempt, and the
 // dispatcher decides what happens next from the Result. Every provider

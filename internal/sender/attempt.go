@@ -35,10 +35,12 @@ type gateStep struct {
 //
 //  1. provider: a channel without a provider, or a command without an
 //     address, fails permanently at once (the next channel takes over).
-//  2. slot: wait for a slot under the channel's concurrency limit, then
-//     for its rate token and 429 pause (await), at most until the
-//     command's cut-off less MinBudget. Before the checks below, so that
-//     they read the state as it is when the call can start.
+//  2. slot: wait for a slot under the channel's concurrency limit, then,
+//     on a failover chain, for a place at one of its providers (its own
+//     limit, rate and 429 pause: providerPacer), then for the channel's
+//     rate token and 429 pause (await), at most until the command's
+//     cut-off less MinBudget. Before the checks below, so that they read
+//     the state as it is when the call can start.
 //  3. one call per attempt: at most one command per (id, attempt) goes
 //     past this point at a time. A copy of the command being called, or
 //     another issue of its attempt, waits for the slot: the answered gate
@@ -79,6 +81,10 @@ type call struct {
 	p    provider.Provider
 	g    *gate
 	lim  *channelLimit
+	// chain is the channel's failover chain, if it has one, and rsv the
+	// place reserved at one of its providers when ready.
+	chain *provider.Chain
+	rsv   *provider.Reservation
 
 	// sl is the channel slot, held when ready (a slot and a token came in
 	// time); the answer, if a call was made, moves the channel's limit.
@@ -95,8 +101,11 @@ func newCall(wait context.Context, cmd *contract.SendCommand) *call {
 		res: contract.SendResult{ID: cmd.ID, Attempt: cmd.Attempt, Issue: cmd.Issue, Channel: cmd.Channel}}
 }
 
-// releaseSlot gives the channel slot back, with the call's answer.
+// releaseSlot gives the channel slot back, with the call's answer, and
+// a provider's place not used.
 func (c *call) releaseSlot() {
+	c.rsv.Release()
+	c.rsv = nil
 	if c.ready {
 		c.lim.release(c.sl, c.latency, c.answered, c.throttled)
 		c.ready = false
@@ -142,7 +151,7 @@ func (ss *session) gateProvider(c *call) verdict {
 	s, cmd := ss.s, c.cmd
 	c.p = s.cfg.Providers[cmd.Channel]
 	if c.p != nil && cmd.Address != "" {
-		c.g, c.lim = s.gates[cmd.Channel], s.limits[cmd.Channel]
+		c.g, c.lim, c.chain = s.gates[cmd.Channel], s.limits[cmd.Channel], s.chains[cmd.Channel]
 		return verdictNext
 	}
 	c.res.Outcome = contract.OutcomePermanent
@@ -156,11 +165,11 @@ func (ss *session) gateProvider(c *call) verdict {
 }
 
 func (ss *session) gateSlot(c *call) verdict {
-	sl, ready, err := ss.await(c.wait, c.cmd, c.lim, c.g)
+	sl, rsv, ready, err := ss.await(c.wait, c.cmd, c.lim, c.chain, c.g)
 	if err != nil {
 		return verdictAbandon
 	}
-	c.sl, c.ready = sl, ready
+	c.sl, c.rsv, c.ready = sl, rsv, ready
 	return verdictNext // not ready: the cut-off gate answers
 }
 
@@ -205,7 +214,7 @@ func (ss *session) gateCutoff(c *call) verdict {
 	now := s.now()
 	why := PastCutoff(cmd, now, s.cfg.MinBudget)
 	if why == "" && !c.ready {
-		why = fmt.Sprintf("not attempted: no %s call slot or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
+		why = fmt.Sprintf("not attempted: no %s call slot, provider place or rate token came in time (the command's cut-off is %s, and no call starts within the --send-min-budget of %s before it)",
 			cmd.Channel, cmd.Until().UTC().Format(time.RFC3339Nano), s.cfg.MinBudget)
 	}
 	if why == "" {
@@ -251,7 +260,14 @@ func (ss *session) gateFrozen(*call) verdict {
 func (ss *session) gateCall(c *call) verdict {
 	s, cmd := ss.s, c.cmd
 	start := s.now()
-	pr := c.p.Send(ss.base, cmd)
+	var pr provider.Result
+	if c.rsv != nil {
+		rsv := c.rsv
+		c.rsv = nil
+		pr = c.chain.SendReserved(ss.base, cmd, rsv)
+	} else {
+		pr = c.p.Send(ss.base, cmd)
+	}
 	end := s.now()
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
 		return verdictAbandon // cut off at shutdown: the answer is unknown
@@ -273,7 +289,9 @@ func (ss *session) gateCall(c *call) verdict {
 }
 
 // observe tells the observer, the channel's gate and the log what a
-// provider answered at end.
+// provider answered at end. A 429 from a provider of a failover chain
+// paused that provider alone (providerPacer), not the channel: the
+// chain's other providers take its calls meanwhile.
 func (ss *session) observe(c *call, pr provider.Result, end time.Time) {
 	s, cmd, res := ss.s, c.cmd, &c.res
 	s.obs.Attempt(cmd.Channel, pr.Outcome, c.latency)
@@ -287,7 +305,7 @@ func (ss *session) observe(c *call, pr provider.Result, end time.Time) {
 		if d <= 0 {
 			d = DefaultThrottlePause
 		}
-		if c.g.pause(d) {
+		if c.chain == nil && c.g.pause(d) {
 			s.obs.Paused(cmd.Channel, d)
 			s.log.Info("provider throttled the channel; pausing it", "channel", cmd.Channel, "for", d)
 		}
@@ -300,14 +318,15 @@ func (ss *session) observe(c *call, pr provider.Result, end time.Time) {
 	}
 }
 
-// await waits for a slot under the channel's concurrency limit, then for
-// the channel's gate (rate and 429 pause), holding the slot meanwhile: a
-// token is taken only when a call can start at once, so calls never
-// bunch up beyond the rate. It waits until wait ends (err: the command
-// is abandoned) or until the command's cut-off less the minimum budget,
-// since no call may start after that: then ready is false and the command
-// is answered not_attempted, not held past its cut-off.
-func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, g *gate) (sl slot, ready bool, err error) {
+// await waits for a slot under the channel's concurrency limit, then, on
+// a failover chain, for a place at one of its providers (chain.Reserve),
+// then for the channel's gate (rate and 429 pause), holding the slot and
+// the place meanwhile: a token is taken only when a call can start at
+// once, so calls never bunch up beyond the rate. It waits until wait ends
+// (err: the command is abandoned) or until the command's cut-off less the
+// minimum budget, since no call may start after that: then ready is false
+// and the command is answered not_attempted, not held past its cut-off.
+func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *channelLimit, chain *provider.Chain, g *gate) (sl slot, rsv *provider.Reservation, ready bool, err error) {
 	ctx := wait
 	if until := cmd.Until(); !until.IsZero() {
 		var cancel context.CancelFunc
@@ -316,13 +335,19 @@ func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *c
 	}
 	sl, err = lim.acquire(ctx)
 	if err == nil {
-		if err = g.wait(ctx); err == nil {
-			return sl, true, nil
+		if chain != nil {
+			rsv, err = chain.Reserve(ctx, cmd)
+		}
+		if err == nil {
+			if err = g.wait(ctx); err == nil {
+				return sl, rsv, true, nil
+			}
+			rsv.Release()
 		}
 		lim.release(sl, 0, false, false)
 	}
 	if wait.Err() != nil {
-		return slot{}, false, err
+		return slot{}, nil, false, err
 	}
-	return slot{}, false, nil // the cut-off came first
+	return slot{}, nil, false, nil // the cut-off came first
 }

@@ -90,18 +90,66 @@ func (g *gate) pause(d time.Duration) bool {
 	}
 }
 
-// ParseRate reads a --rate value, CHANNEL=N/s (also N/m, N/h, or a bare
-// N meaning per second). It returns the rate per second.
+// tryPass lets an attempt start now, without waiting: the gate is not
+// paused and a token is free (it is taken).
+func (g *gate) tryPass() bool {
+	if until := g.pausedUntil.Load(); until > g.now().UnixNano() {
+		return false
+	}
+	return g.limiter == nil || g.limiter.Allow()
+}
+
+// delay is about how long until an attempt could pass: what is left of
+// the pause, or the time to the next token.
+func (g *gate) delay() time.Duration {
+	d := time.Duration(g.pausedUntil.Load() - g.now().UnixNano())
+	if g.limiter != nil {
+		if t := g.limiter.Tokens(); t < 1 {
+			d = max(d, time.Duration((1-t)/float64(g.limiter.Limit())*float64(time.Second)))
+		}
+	}
+	return max(d, 0)
+}
+
+// RateTarget is what a --rate value limits: a channel, or one provider
+// of a channel's failover chain (Provider, its name).
+type RateTarget struct {
+	Channel  contract.Channel
+	Provider string
+}
+
+func (t RateTarget) String() string {
+	if t.Provider == "" {
+		return string(t.Channel)
+	}
+	return string(t.Channel) + "/" + t.Provider
+}
+
+// ParseRate reads a --rate value for a channel, CHANNEL=N/s (also N/m,
+// N/h, or a bare N meaning per second). It returns the rate per second.
 func ParseRate(spec string) (contract.Channel, float64, error) {
-	ch, r, ok := strings.Cut(spec, "=")
-	c := contract.Channel(strings.TrimSpace(ch))
-	if !ok || !c.Valid() {
-		return "", 0, fmt.Errorf("rate %q: want CHANNEL=N/s with CHANNEL one of %v", spec, contract.Channels)
+	t, n, err := ParseRateTarget(spec)
+	if err == nil && t.Provider != "" {
+		return "", 0, fmt.Errorf("rate %q: want CHANNEL=N/s", spec)
+	}
+	return t.Channel, n, err
+}
+
+// ParseRateTarget reads a --rate value, CHANNEL=N/s for a channel or
+// CHANNEL/PROVIDER=N/s for one provider of its failover chain, by the
+// provider's name (a template's name, or its URL's host). It returns the
+// rate per second.
+func ParseRateTarget(spec string) (RateTarget, float64, error) {
+	key, r, ok := strings.Cut(spec, "=")
+	ch, name, named := strings.Cut(key, "/")
+	t := RateTarget{Channel: contract.Channel(strings.TrimSpace(ch)), Provider: strings.TrimSpace(name)}
+	if !ok || !t.Channel.Valid() || (named && t.Provider == "") {
+		return RateTarget{}, 0, fmt.Errorf("rate %q: want CHANNEL=N/s or CHANNEL/PROVIDER=N/s with CHANNEL one of %v", spec, contract.Channels)
 	}
 	num, unit, _ := strings.Cut(strings.TrimSpace(r), "/")
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
-		return "", 0, fmt.Errorf("rate %q: want a positive number per second, such as %s=100/s", spec, c)
+		return RateTarget{}, 0, fmt.Errorf("rate %q: want a positive number per second, such as %s=100/s", spec, t)
 	}
 	switch strings.TrimSpace(unit) {
 	case "", "s":
@@ -110,7 +158,7 @@ func ParseRate(spec string) (contract.Channel, float64, error) {
 	case "h":
 		n /= 3600
 	default:
-		return "", 0, fmt.Errorf("rate %q: unit %q: want s, m or h", spec, unit)
+		return RateTarget{}, 0, fmt.Errorf("rate %q: unit %q: want s, m or h", spec, unit)
 	}
-	return c, n, nil
+	return t, n, nil
 }

@@ -207,9 +207,14 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 // back with its answer. Calls waiting for a slot get one first come,
 // first served, so that commands start about in the order they were
 // polled, as the partition trackers prefer.
+//
+// The same type holds each provider of a failover chain to its own limit
+// (providerPacer), so that a slow vendor does not cap a fast one.
 type channelLimit struct {
-	ch  contract.Channel
-	obs Observer
+	// onLimit is told the limit when it changes (and at the start),
+	// onInFlight every move of the calls holding a slot.
+	onLimit    func(limit int)
+	onInFlight func(delta int)
 
 	mu       sync.Mutex
 	limit    *adaptiveLimit
@@ -232,9 +237,24 @@ type slotWaiter struct {
 var errNoSlot = errors.New("sender: no slot")
 
 func newChannelLimit(ch contract.Channel, cfg LimitConfig, now func() time.Time, obs Observer) *channelLimit {
-	c := &channelLimit{ch: ch, obs: obs, limit: newAdaptiveLimit(cfg, now)}
-	obs.ConcurrencyLimit(ch, c.limit.Limit())
+	return newLimit(cfg, now, func(n int) { obs.ConcurrencyLimit(ch, n) }, func(d int) { obs.ProviderInFlight(ch, d) })
+}
+
+// newLimit is a limit that tells onLimit and onInFlight its moves.
+func newLimit(cfg LimitConfig, now func() time.Time, onLimit, onInFlight func(int)) *channelLimit {
+	c := &channelLimit{onLimit: onLimit, onInFlight: onInFlight, limit: newAdaptiveLimit(cfg, now)}
+	onLimit(c.limit.Limit())
 	return c
+}
+
+// tryAcquire takes a slot if one is free now and nobody waits for one.
+func (c *channelLimit) tryAcquire() (slot, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inFlight < c.limit.Limit() && c.waiting.Len() == 0 {
+		return c.give(), true
+	}
+	return slot{}, false
 }
 
 // acquire waits for a slot until ctx ends.
@@ -267,7 +287,7 @@ func (c *channelLimit) acquire(ctx context.Context) (slot, error) {
 // give takes a slot; c.mu is held.
 func (c *channelLimit) give() slot {
 	c.inFlight++
-	c.obs.ProviderInFlight(c.ch, 1)
+	c.onInFlight(1)
 	return slot{inFlight: c.inFlight}
 }
 
@@ -277,15 +297,29 @@ func (c *channelLimit) release(s slot, latency time.Duration, answered, throttle
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight--
-	c.obs.ProviderInFlight(c.ch, -1)
+	c.onInFlight(-1)
 	if answered && c.limit.Sample(latency, throttled, s.inFlight) {
-		c.obs.ConcurrencyLimit(c.ch, c.limit.Limit())
+		c.onLimit(c.limit.Limit())
 	}
 	for c.inFlight < c.limit.Limit() && c.waiting.Len() > 0 {
 		w := c.waiting.Remove(c.waiting.Front()).(*slotWaiter)
 		w.granted, w.ok = c.give(), true
 		close(w.ready)
 	}
+}
+
+// full reports whether every slot is taken or waited for.
+func (c *channelLimit) full() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inFlight >= c.limit.Limit() || c.waiting.Len() > 0
+}
+
+// base is the provider's base latency, at least the latency floor.
+func (c *channelLimit) base() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return max(c.limit.Base(), c.limit.cfg.Floor)
 }
 
 // state returns the limit and the calls in flight.

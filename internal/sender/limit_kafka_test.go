@@ -269,3 +269,63 @@ func TestSenderRateHoldsAcrossInstances(t *testing.T) {
 		})
 	}
 }
+
+// shareLog keeps the rate shares a ProviderObserver is told.
+type shareLog struct {
+	mu    sync.Mutex
+	share map[string]float64
+}
+
+func (o *shareLog) ProviderAdded(contract.Channel, string)                 {}
+func (o *shareLog) ProviderLimit(contract.Channel, string, int)            {}
+func (o *shareLog) ProviderCalls(contract.Channel, string, int)            {}
+func (o *shareLog) ProviderPaused(contract.Channel, string, time.Duration) {}
+func (o *shareLog) ProviderRateShare(ch contract.Channel, p string, r float64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.share == nil {
+		o.share = map[string]float64{}
+	}
+	o.share[string(ch)+"/"+p] = r
+}
+
+func (o *shareLog) get(k string) float64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.share[k]
+}
+
+// A chained provider's rate is for the whole sender group, as a
+// channel's: with no channel rate at all, two senders follow their group
+// and each takes half of it.
+func TestSenderProviderRateDividedAcrossInstances(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
+	c.Topology.HeartbeatInterval = 100 * time.Millisecond
+	var senders []*sender.Sender
+	var logs []*shareLog
+	for range 2 {
+		chain := provider.NewChain(contract.ChannelSMS, []string{"a", "b"},
+			[]provider.Provider{provider.NewMock(provider.Simulation{}), provider.NewMock(provider.Simulation{})}, provider.ChainOptions{Log: quietLog()})
+		obs := &shareLog{}
+		s, _ := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelSMS: chain},
+			ProviderRates: map[sender.RateTarget]float64{{Channel: contract.ChannelSMS, Provider: "b"}: 90},
+			DrainTimeout:  200 * time.Millisecond, ProviderObserver: obs, Log: quietLog()})
+		senders, logs = append(senders, s), append(logs, obs)
+	}
+	heraldtest.WaitFor(t, 30*time.Second, "both senders dividing b's rate by 2 members", func() bool {
+		for i, s := range senders {
+			if s.Members() != 2 || logs[i].get("sms/b") != 45 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, l := range logs {
+		if got := l.get("sms/a"); got != 0 {
+			t.Errorf("sender %d: a's share %v, want 0 (unlimited)", i, got)
+		}
+	}
+}

@@ -13,6 +13,10 @@
 // channel's attempts are paced by a token bucket at this process's share
 // of the channel's rate (Config.Rates, divided among the sender group's
 // members on every rebalance) and paused for the Retry-After of a 429.
+// On a channel with a failover chain, each provider of the chain has its
+// own concurrency limit, rate (Config.ProviderRates) and 429 pause
+// instead (providerPacer; the chain's side in provider/pace.go): one
+// vendor's 429 or slowness holds back that vendor only.
 //
 // Guarantees, as enforced here:
 //   - Every command the sender takes is answered with a result (success,
@@ -182,6 +186,17 @@ type Config struct {
 	// by the group's members, divided again on every rebalance. Absent or
 	// 0 means unlimited.
 	Rates map[contract.Channel]float64
+	// ProviderRates is the pace of single providers of failover chains
+	// (RateTarget.Provider a name of the chain of RateTarget.Channel), in
+	// attempts per second for the whole sender group, divided as Rates
+	// are. Each provider of a chain is also paused by its own 429s and
+	// held to its own adaptive concurrency limit (providerPacer); the
+	// channel's limit is then fixed at Concurrency and its gate paced by
+	// Rates only, never paused by one provider's 429.
+	ProviderRates map[RateTarget]float64
+	// ProviderObserver is told what the sender does with each provider
+	// of a failover chain (default: nothing).
+	ProviderObserver ProviderObserver
 	// Concurrency bounds the commands in flight (default
 	// DefaultConcurrency, 4000), and is the ceiling of each channel's
 	// adaptive concurrency limit.
@@ -231,6 +246,8 @@ type Sender struct {
 	answered *answered
 	gates    map[contract.Channel]*gate
 	limits   map[contract.Channel]*channelLimit
+	chains   map[contract.Channel]*provider.Chain // the channels' failover chains, paced per provider
+	pacers   []*providerPacer
 	members  atomic.Int32 // the sender group's members the rates are divided by
 	sem      *semaphore.Weighted
 	obs      Observer
@@ -268,6 +285,9 @@ func (c Config) withDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.ProviderObserver == nil {
+		c.ProviderObserver = nopProviderObserver{}
+	}
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
@@ -299,10 +319,19 @@ func New(cfg Config) (*Sender, error) {
 		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
 		svc: service.Service{Name: "sender", Log: cfg.Log}}
+	var err error
+	s.chains, s.pacers, err = pacers(cfg.Providers, cfg.ProviderRates, cfg.Limit, s.now, cfg.ProviderObserver, s.log)
+	if err != nil {
+		return nil, err
+	}
 	for _, ch := range contract.Channels {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)
-		s.limits[ch] = newChannelLimit(ch, cfg.Limit, s.now, s.obs)
+		lc := cfg.Limit
+		if s.chains[ch] != nil {
+			lc.Min = lc.Max // each provider adapts its own limit
+		}
+		s.limits[ch] = newChannelLimit(ch, lc, s.now, s.obs)
 	}
 	s.members.Store(1)
 	return s, nil
@@ -322,9 +351,14 @@ func (s *Sender) ConcurrencyLimit(ch contract.Channel) (limit, inFlight int) {
 	return s.limits[ch].state()
 }
 
-// rated reports whether any channel has a rate.
+// rated reports whether any channel or provider has a rate.
 func (s *Sender) rated() bool {
 	for _, r := range s.cfg.Rates {
+		if r > 0 {
+			return true
+		}
+	}
+	for _, r := range s.cfg.ProviderRates {
 		if r > 0 {
 			return true
 		}
@@ -344,7 +378,15 @@ func (s *Sender) divide(members int) {
 			s.obs.RateShare(ch, shares[ch], members)
 		}
 	}
-	s.log.Info("sender: rates divided among the sender group's members", "members", members, "per_second", shares)
+	providerShares := map[string]float64{}
+	for _, p := range s.pacers {
+		if p.g.limiter != nil {
+			r := p.g.share(members)
+			providerShares[RateTarget{p.ch, p.name}.String()] = r
+			s.cfg.ProviderObserver.ProviderRateShare(p.ch, p.name, r)
+		}
+	}
+	s.log.Info("sender: rates divided among the sender group's members", "members", members, "per_second", shares, "providers_per_second", providerShares)
 }
 
 // Run consumes until ctx ends, starting a new session after a failed one.

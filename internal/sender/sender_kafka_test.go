@@ -491,6 +491,51 @@ func TestSenderThrottlePausesTheChannel(t *testing.T) {
 	}
 }
 
+// A 429 from one provider of a failover chain pauses that provider, not
+// the channel: the chain's next provider takes every command while it is
+// paused (Retry-After 1 h: a paused channel would answer none of them).
+func TestSenderThrottlePausesOnlyTheChainedProvider(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
+	var throttling atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		throttling.Add(1)
+		w.Header().Set("Retry-After", "3600")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	a, _ := provider.NewWebhook(srv.URL, provider.Options{})
+	b := provider.NewMock(provider.Simulation{})
+	chain := provider.NewChain(contract.ChannelSMS, []string{"a", "b"}, []provider.Provider{a, b}, provider.ChainOptions{Log: quietLog()})
+	c.Produce(t, c.Client(t), command("t-first", contract.ChannelSMS, 1))
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelSMS: chain},
+		Concurrency: 50, Log: quietLog()})
+	defer stop()
+	first := results(t, c, 1, 20*time.Second)
+	if len(first) != 1 || first[0].Outcome != contract.OutcomeThrottled || first[0].Provider != "a" {
+		t.Fatalf("first result %+v, want a's 429", first)
+	}
+	var recs []*kgo.Record
+	for i := range 20 {
+		recs = append(recs, command(fmt.Sprintf("s-%02d", i), contract.ChannelSMS, 1))
+	}
+	c.Produce(t, c.Client(t), recs...)
+	got := results(t, c, 21, 20*time.Second)
+	if len(got) != 21 {
+		t.Fatalf("%d results, want 21: the channel was paused", len(got))
+	}
+	for _, r := range got {
+		if r.ID != "t-first" && (r.Outcome != contract.OutcomeSuccess || r.Provider != "b") {
+			t.Errorf("%s: %s by %q, want success by b", r.ID, r.Outcome, r.Provider)
+		}
+	}
+	if n := throttling.Load(); n != 1 || b.Counts().Accepted != 20 {
+		t.Errorf("the throttling provider got %d calls, the other accepted %d; want 1 and 20", n, b.Counts().Accepted)
+	}
+}
+
 // countingProvider records the calls it gets and answers success after a
 // delay.
 type countingProvider struct {
