@@ -213,8 +213,8 @@ func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic strin
 		v, _ := json.Marshal(contract.Wakeup{ID: id, Kind: contract.WakeupHold, Due: d})
 		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(id), Value: v,
 			Headers: []kgo.RecordHeader{
-				{Key: delay.HeaderDue, Value: delay.FormatDue(d)},
-				{Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)},
+				{Key: topology.HeaderDue, Value: topology.FormatDue(d)},
+				{Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)},
 			}}, func(_ *kgo.Record, err error) {
 			if err != nil && failed.Add(1) == 1 {
 				firstErr.Store(err)
@@ -265,7 +265,7 @@ func BenchmarkHoldMillion(b *testing.B) {
 
 	// Hold: n records due in 90 minutes, in the 1h tier.
 	far := time.Now().Add(90 * time.Minute)
-	hold := delay.Route(far, time.Now(), topology.TopicWakeups)
+	hold := topology.Route(far, time.Now(), topology.TopicWakeups)
 	took := produceMany(b, c, n, "hold", hold, func(int) time.Time { return far })
 	b.Logf("held %d records in %s: produced in %v (%.0f/s)", n, hold, took.Round(time.Millisecond), float64(n)/took.Seconds())
 	heraldtest.WaitFor(b, 2*time.Minute, "all records held", func() bool {

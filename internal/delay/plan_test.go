@@ -27,10 +27,10 @@ func delayed(key string, ts, due time.Time) *kgo.Record {
 		Key:       []byte(key),
 		Value:     []byte(`{"id":"` + key + `"}`),
 		Timestamp: ts.Truncate(time.Millisecond),
-		Topic:     Route(due, ts, target),
+		Topic:     topology.Route(due, ts, target),
 		Headers: []kgo.RecordHeader{
-			{Key: HeaderDue, Value: FormatDue(due)},
-			{Key: HeaderTarget, Value: []byte(target)},
+			{Key: topology.HeaderDue, Value: topology.FormatDue(due)},
+			{Key: topology.HeaderTarget, Value: []byte(target)},
 		},
 	}
 }

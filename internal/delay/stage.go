@@ -157,7 +157,7 @@ func (c Config) validate() error {
 		return errors.New("delay: no DLQ topic")
 	}
 	for _, t := range c.Targets {
-		if _, isTier := TierOfTopic(t); isTier {
+		if _, isTier := topology.TierOfTopic(t); isTier {
 			return fmt.Errorf("delay: target %s is a tier topic", t)
 		}
 	}
@@ -497,7 +497,7 @@ func (s *Stage) release(p *partition, recs []*kgo.Record, steps []Step, now time
 		case Forward:
 			s.cfg.Observer.Forwarded(p.tier, acked.Sub(st.Due))
 		case Hop:
-			to, _ := TierOfTopic(st.Topic)
+			to, _ := topology.TierOfTopic(st.Topic)
 			s.cfg.Observer.Hopped(p.tier, to)
 		case Reject:
 			s.cfg.Observer.Rejected(p.tier)

@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
@@ -439,7 +438,7 @@ func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 	v := r.c.TableView(t)
 	r.waitFor("c sending", func() bool { s := v.State("c"); return s != nil && s.Status == contract.StatusSending })
 	timeoutAt := *v.State("c").TimeoutAt
-	if n := len(r.c.ReadAll(t, topology.TierTopic(delay.Tier(timeoutAt.Sub(r.now()))))); n != 0 {
+	if n := len(r.c.ReadAll(t, topology.TierTopic(topology.Tier(timeoutAt.Sub(r.now()))))); n != 0 {
 		t.Fatalf("%d records on the timeout's tier: a send must not set a timer", n)
 	}
 

@@ -15,7 +15,6 @@ import (
 	"github.com/lovoo/goka/tester"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -269,7 +268,7 @@ func TestDispatcherCallbackMovedRecords(t *testing.T) {
 			}
 			if key == "ghost" {
 				parked++
-				if target := string(hdr[delay.HeaderTarget]); target != topology.TopicControl {
+				if target := string(hdr[topology.HeaderTarget]); target != topology.TopicControl {
 					t.Errorf("the moved cancel was parked to %q, want %s", target, topology.TopicControl)
 				}
 			}

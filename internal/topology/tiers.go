@@ -2,14 +2,27 @@ package topology
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
-// The delay tiers are topics like any other, so their names live here;
-// internal/delay owns how records move through them.
+// The delay tiers are topics like any other, so their names live here, and
+// so does how a record is addressed to them (the headers and the tier a
+// wait goes to), which every stage that delays a record uses: the
+// dispatcher routes its holds and timeouts with Route, the delay stage
+// hops with it. internal/delay owns how records move through the tiers.
 
 // TierPrefix starts every delay tier topic's name.
 const TierPrefix = "herald.delay."
+
+// Record headers of a delayed record.
+const (
+	// HeaderDue is the instant a delayed record may be released (Unix
+	// nanoseconds, decimal; FormatDue, ParseDue).
+	HeaderDue = "herald-due"
+	// HeaderTarget is the topic a delayed record goes to when it is due.
+	HeaderTarget = "herald-target"
+)
 
 // Tiers are the fixed delays, ascending. The smallest bounds the lateness
 // of the last hop; the largest bounds the number of hops a long wait takes.
@@ -46,4 +59,49 @@ func TierLabel(d time.Duration) string {
 		return fmt.Sprintf("%dm", int(d.Minutes()))
 	}
 	return fmt.Sprintf("%dh", int(d.Hours()))
+}
+
+// Tier picks the tier for a record with remaining wait d: the largest tier
+// not longer than d, or the smallest tier when d is shorter than all.
+func Tier(d time.Duration) time.Duration {
+	t := Tiers[0]
+	for _, tier := range Tiers {
+		if tier > d {
+			break
+		}
+		t = tier
+	}
+	return t
+}
+
+// TierOfTopic returns the delay of a tier topic.
+func TierOfTopic(topic string) (time.Duration, bool) {
+	for _, d := range Tiers {
+		if TierTopic(d) == topic {
+			return d, true
+		}
+	}
+	return 0, false
+}
+
+// Route returns the topic a record due at due should be published to at
+// now: the target itself when it is due, else a tier topic.
+func Route(due, now time.Time, target string) string {
+	rem := due.Sub(now)
+	if rem <= 0 {
+		return target
+	}
+	return TierTopic(Tier(rem))
+}
+
+// FormatDue encodes a due time for HeaderDue.
+func FormatDue(t time.Time) []byte { return strconv.AppendInt(nil, t.UnixNano(), 10) }
+
+// ParseDue decodes HeaderDue.
+func ParseDue(b []byte) (time.Time, error) {
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("bad %s header %q: %w", HeaderDue, b, err)
+	}
+	return time.Unix(0, n), nil
 }
