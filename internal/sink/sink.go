@@ -372,30 +372,27 @@ func (s *Sink) abandon(err error, n int) error {
 // up only when ctx ends (or a test hook simulates a crash).
 func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	c := s.cfg
-	backoff := service.Backoff{Min: c.RetryMin, Max: c.RetryMax}
-	for failures := 0; ; failures++ {
+	failures := 0
+	err := service.Retry(ctx, service.Backoff{Min: c.RetryMin, Max: c.RetryMax}, func(context.Context) error {
 		err := fn()
-		if err == nil {
-			if failures > 0 {
-				c.Log.Info("sink: "+what+" succeeded after retries", "failures", failures)
-			}
-			s.ready.Store(true)
-			return nil
-		}
 		if errors.Is(err, errCrash) {
-			return err
+			return service.Permanent(err) // a simulated crash stops the sink
 		}
-		if ctx.Err() != nil {
-			return err
-		}
+		return err
+	}, func(err error, n int, wait time.Duration) {
+		failures = n
 		s.ready.Store(false)
 		c.Observer.Retry()
-		wait := backoff.Next()
-		c.Log.Warn("sink: "+what+" failed, retrying", "failures", failures+1, "backoff", wait, "err", err)
-		if !service.Sleep(ctx, wait) {
-			return err
-		}
+		c.Log.Warn("sink: "+what+" failed, retrying", "failures", n, "backoff", wait, "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("sink: %s: %w", what, err)
 	}
+	if failures > 0 {
+		c.Log.Info("sink: "+what+" succeeded after retries", "failures", failures)
+	}
+	s.ready.Store(true)
+	return nil
 }
 
 func (s *Sink) at(point string) error {
