@@ -242,8 +242,8 @@ func TestEnumsMatchTheProto(t *testing.T) {
 	check("outcome", oc, pb.Outcome_name, "OUTCOME_")
 	check("wake-up kind", wk, pb.WakeupKind_name, "WAKEUP_KIND_")
 	// Every value the Go code knows has one.
-	if len(st) != len(Statuses)+1 || len(ch) != len(Channels)+1 {
-		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses), len(ch)-1, len(Channels))
+	if len(st) != len(Statuses())+1 || len(ch) != len(Channels())+1 {
+		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses()), len(ch)-1, len(Channels()))
 	}
 }
 

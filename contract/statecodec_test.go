@@ -18,7 +18,7 @@ import (
 func trickyStates(tb testing.TB) []*State {
 	now := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
 	var out []*State
-	for _, st := range Statuses {
+	for _, st := range Statuses() {
 		for _, r := range []HoldReason{HoldSchedule, HoldBlackout, HoldBackoff, HoldRateLimit, ""} {
 			req, err := Decode(nil, benchRequest)
 			if err != nil {

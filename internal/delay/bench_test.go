@@ -231,12 +231,13 @@ func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic strin
 }
 
 func bucketQuantile(buckets map[float64]uint64, total float64, q float64) string {
-	for _, ub := range metrics.DelayLatenessBuckets {
+	bounds := metrics.DelayLatenessBuckets()
+	for _, ub := range bounds {
 		if float64(buckets[ub]) >= q*total {
 			return fmt.Sprintf("<=%gs", ub)
 		}
 	}
-	return ">" + fmt.Sprint(metrics.DelayLatenessBuckets[len(metrics.DelayLatenessBuckets)-1]) + "s"
+	return ">" + fmt.Sprint(bounds[len(bounds)-1]) + "s"
 }
 
 // BenchmarkHoldMillion holds 1,000,000 records (HERALD_BENCH_HOLD sets
@@ -288,8 +289,9 @@ func BenchmarkHoldMillion(b *testing.B) {
 	// Release: n more records due all at once, lead seconds after their
 	// publication starts (in a tier long enough that none hops first).
 	lead := max(30*time.Second, 2*took+5*time.Second)
-	tier := topology.Tiers[len(topology.Tiers)-1]
-	for _, d := range topology.Tiers {
+	tiers := topology.Tiers()
+	tier := tiers[len(tiers)-1]
+	for _, d := range tiers {
 		if d >= lead {
 			tier = d
 			break

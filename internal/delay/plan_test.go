@@ -194,7 +194,7 @@ func TestSimulatedTiers(t *testing.T) {
 		}
 		// Every tier partition acts on what it can release now.
 		acted := false
-		for _, d := range topology.Tiers {
+		for _, d := range topology.Tiers() {
 			topic := topology.TierTopic(d)
 			steps, _ := Plan(queues[topic], d, now, 0, allowWakeups)
 			for i, st := range steps {
@@ -231,7 +231,7 @@ func TestSimulatedTiers(t *testing.T) {
 		if len(arrivals) > 0 {
 			wake = arrivals[0].at
 		}
-		for _, d := range topology.Tiers {
+		for _, d := range topology.Tiers() {
 			_, next := Plan(queues[topology.TierTopic(d)], d, now, 0, allowWakeups)
 			if !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
 				wake = next
@@ -242,8 +242,8 @@ func TestSimulatedTiers(t *testing.T) {
 		}
 		now = wake
 	}
-	if maxLate > topology.Tiers[0] {
-		t.Errorf("max lateness %v, want at most the smallest tier %v", maxLate, topology.Tiers[0])
+	if maxLate > topology.Tiers()[0] {
+		t.Errorf("max lateness %v, want at most the smallest tier %v", maxLate, topology.Tiers()[0])
 	}
 	t.Logf("max lateness %v (scheduling only, no processing time)", maxLate)
 	maxHops, sumHops, count := map[time.Duration]int{}, map[time.Duration]int{}, map[time.Duration]int{}

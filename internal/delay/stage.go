@@ -45,7 +45,7 @@ type Config struct {
 	// (tests; default none).
 	ClientOpts []kgo.Opt
 	// Targets are the topics a delayed record may be released to
-	// (required; Herald passes topology.DelayTargets). A record naming
+	// (required; Herald passes topology.DelayTargets()). A record naming
 	// another target is rejected to the DLQ: the delay stage must not
 	// become a way to write to any topic.
 	Targets []string
@@ -172,7 +172,7 @@ func New(cfg Config) (*Stage, error) {
 	}
 	s := &Stage{cfg: cfg, tiers: map[string]time.Duration{}, allowed: map[string]bool{},
 		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log}}
-	for _, d := range topology.Tiers {
+	for _, d := range topology.Tiers() {
 		s.tiers[topology.TierTopic(d)] = d
 	}
 	for _, t := range cfg.Targets {
@@ -212,7 +212,7 @@ func (s *Stage) Run(ctx context.Context) error {
 // workers, and the final commit when it ends.
 func (s *Stage) session(ctx context.Context) error {
 	topics := make([]string, 0, len(s.tiers))
-	for _, d := range topology.Tiers {
+	for _, d := range topology.Tiers() {
 		topics = append(topics, topology.TierTopic(d))
 	}
 	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "delay", Group: s.cfg.Group, Topics: topics,

@@ -77,7 +77,7 @@ func NewSender(reg prometheus.Registerer) *Sender {
 	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters,
 		s.limit, s.calls, s.rateShare, s.members)
 	// Present at 0 from the start, per channel and outcome.
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		for _, o := range []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomePermanent, contract.OutcomeThrottled} {
 			s.sends.WithLabelValues(string(ch), string(o))
 		}

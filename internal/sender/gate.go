@@ -96,7 +96,7 @@ func ParseRate(spec string) (contract.Channel, float64, error) {
 	ch, r, ok := strings.Cut(spec, "=")
 	c := contract.Channel(strings.TrimSpace(ch))
 	if !ok || !c.Valid() {
-		return "", 0, fmt.Errorf("rate %q: want CHANNEL=N/s with CHANNEL one of %v", spec, contract.Channels)
+		return "", 0, fmt.Errorf("rate %q: want CHANNEL=N/s with CHANNEL one of %v", spec, contract.Channels())
 	}
 	num, unit, _ := strings.Cut(strings.TrimSpace(r), "/")
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)

@@ -299,7 +299,7 @@ func New(cfg Config) (*Sender, error) {
 		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
 		svc: service.Service{Name: "sender", Log: cfg.Log}}
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)
 		s.limits[ch] = newChannelLimit(ch, cfg.Limit, s.now, s.obs)
@@ -338,7 +338,7 @@ func (s *Sender) divide(members int) {
 		return
 	}
 	shares := map[contract.Channel]float64{}
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		if s.cfg.Rates[ch] > 0 {
 			shares[ch] = s.gates[ch].share(members)
 			s.obs.RateShare(ch, shares[ch], members)

@@ -24,14 +24,17 @@ const (
 	HeaderTarget = "herald-target"
 )
 
-// Tiers are the fixed delays, ascending. The smallest bounds the lateness
+// tiers are the fixed delays, ascending. The smallest bounds the lateness
 // of the last hop; the largest bounds the number of hops a long wait takes.
-var Tiers = []time.Duration{
+var tiers = [...]time.Duration{
 	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
 	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 30 * time.Second,
 	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 30 * time.Minute,
 	time.Hour, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour,
 }
+
+// Tiers returns the fixed delays, ascending (a fresh slice each call).
+func Tiers() []time.Duration { return append([]time.Duration(nil), tiers[:]...) }
 
 // TierTopic names the topic of a tier.
 func TierTopic(d time.Duration) string {
@@ -40,8 +43,8 @@ func TierTopic(d time.Duration) string {
 
 // TierTopics lists every tier topic, in tier order.
 func TierTopics() []string {
-	ts := make([]string, len(Tiers))
-	for i, d := range Tiers {
+	ts := make([]string, len(tiers))
+	for i, d := range tiers {
 		ts[i] = TierTopic(d)
 	}
 	return ts
@@ -64,8 +67,8 @@ func TierLabel(d time.Duration) string {
 // Tier picks the tier for a record with remaining wait d: the largest tier
 // not longer than d, or the smallest tier when d is shorter than all.
 func Tier(d time.Duration) time.Duration {
-	t := Tiers[0]
-	for _, tier := range Tiers {
+	t := tiers[0]
+	for _, tier := range tiers {
 		if tier > d {
 			break
 		}
@@ -76,7 +79,7 @@ func Tier(d time.Duration) time.Duration {
 
 // TierOfTopic returns the delay of a tier topic.
 func TierOfTopic(topic string) (time.Duration, bool) {
-	for _, d := range Tiers {
+	for _, d := range tiers {
 		if TierTopic(d) == topic {
 			return d, true
 		}

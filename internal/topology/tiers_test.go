@@ -40,7 +40,7 @@ func TestRoute(t *testing.T) {
 }
 
 func TestTierOfTopic(t *testing.T) {
-	for _, d := range Tiers {
+	for _, d := range Tiers() {
 		got, ok := TierOfTopic(TierTopic(d))
 		if !ok || got != d {
 			t.Errorf("TierOfTopic(%s) = %v, %v; want %v, true", TierTopic(d), got, ok, d)
@@ -63,5 +63,16 @@ func TestDueRoundTrips(t *testing.T) {
 		if _, err := ParseDue([]byte(bad)); err == nil {
 			t.Errorf("ParseDue(%q) parsed", bad)
 		}
+	}
+}
+
+func TestTiersIsACopy(t *testing.T) {
+	ts := Tiers()
+	ts[0] = time.Hour
+	if got := Tiers()[0]; got != 100*time.Millisecond {
+		t.Fatalf("Tiers()[0] = %v after a caller changed its copy, want 100ms", got)
+	}
+	if got := Tier(0); got != 100*time.Millisecond {
+		t.Fatalf("Tier(0) = %v after a caller changed its copy of Tiers, want 100ms", got)
 	}
 }

@@ -62,10 +62,10 @@ const (
 	TopicRepartition = string(GroupDispatcher) + "-loop"
 )
 
-// DelayTargets are the topics the delay stage releases records to: the
+// DelayTargets returns the topics the delay stage releases records to: the
 // dispatcher's wake-ups, and the results and cancels it parks while their
-// id has no state yet.
-var DelayTargets = []string{TopicWakeups, TopicResults, TopicControl}
+// id has no state yet (a fresh slice each call).
+func DelayTargets() []string { return []string{TopicWakeups, TopicResults, TopicControl} }
 
 // GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
 // notification id, is the topic GroupDispatcher + "-table".

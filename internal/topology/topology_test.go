@@ -153,7 +153,7 @@ func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
 		t.Errorf("stream retention %s ms, want 7 days", r)
 	}
 	// Retention must outlast the longest delay tier, with room for an outage.
-	if max := Tiers[len(Tiers)-1]; c.Retention < 3*max {
+	if max := tiers[len(tiers)-1]; c.Retention < 3*max {
 		t.Errorf("retention %v is not well beyond the longest tier %v", c.Retention, max)
 	}
 	if _, ok := specs[TopicDLQ]; !ok {
