@@ -20,7 +20,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup        = "herald-delay"
+	DefaultGroup        = topology.GroupDelay
 	DefaultMaxBuffer    = 1000
 	DefaultMaxBatch     = 1000
 	DefaultFetchMaxWait = 100 * time.Millisecond

@@ -109,7 +109,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup          = "herald-sender"
+	DefaultGroup          = topology.GroupSender
 	DefaultConcurrency    = 4000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultCommitInterval = time.Second

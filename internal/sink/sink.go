@@ -19,7 +19,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup         = "herald-sink"
+	DefaultGroup         = topology.GroupSink
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second

@@ -99,7 +99,7 @@ func NewRecord(s *contract.State, mode Mode, mask func(string) string) (Record, 
 
 // Defaults of Config.
 const (
-	DefaultGroup = "herald-status"
+	DefaultGroup = topology.GroupStatus
 	DefaultMode  = ModeAll
 )
 

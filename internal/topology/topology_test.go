@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -181,4 +182,10 @@ func BenchmarkPartition(b *testing.B) {
 			_ = int32(h.Sum32()) % 12
 		}
 	})
+}
+
+func TestTableDispatcherIsGokasName(t *testing.T) {
+	if want := goka.GroupTable(GroupDispatcher); TableDispatcher != want {
+		t.Fatalf("TableDispatcher = %q, want Goka's %q", TableDispatcher, want)
+	}
 }
