@@ -171,7 +171,7 @@ func New(cfg Config) (*Stage, error) {
 		return nil, err
 	}
 	s := &Stage{cfg: cfg, tiers: map[string]time.Duration{}, allowed: map[string]bool{},
-		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log}}
+		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log, Now: cfg.Now}}
 	for _, d := range topology.Tiers() {
 		s.tiers[topology.TierTopic(d)] = d
 	}

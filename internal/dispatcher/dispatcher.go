@@ -265,5 +265,7 @@ func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog
 	if d.Placement.Partitions == 0 {
 		d.Placement.Partitions = tc.WithDefaults().Partitions
 	}
-	return gokax.NewSupervisor(d.Graph(), tc, storageDir, log, d.Fence)
+	sup := gokax.NewSupervisor(d.Graph(), tc, storageDir, log, d.Fence)
+	sup.Now = d.Now // sessions are timed on the dispatcher's clock
+	return sup
 }

@@ -217,7 +217,8 @@ type Config struct {
 	Observer Observer
 	// Log is the logger (default slog.Default()).
 	Log *slog.Logger
-	// Now is the clock of cut-offs and results (default time.Now).
+	// Now is the clock of cut-offs, results and restarts (default
+	// time.Now).
 	Now func() time.Time
 	// ClientOpts are appended to the franz-go client's options (tests;
 	// default none).
@@ -298,7 +299,7 @@ func New(cfg Config) (*Sender, error) {
 	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, limits: map[contract.Channel]*channelLimit{},
 		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
-		svc: service.Service{Name: "sender", Log: cfg.Log}}
+		svc: service.Service{Name: "sender", Log: cfg.Log, Now: cfg.Now}}
 	for _, ch := range contract.Channels() {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)

@@ -83,7 +83,8 @@ type Config struct {
 	Observer Observer
 	// Log is the logger (default slog.Default()).
 	Log *slog.Logger
-	// Now is the clock of dead letters (default time.Now).
+	// Now is the clock of dead letters and of the restarts (default
+	// time.Now).
 	Now func() time.Time
 	// KgoOpts are appended to the client's options (tests; default none).
 	KgoOpts []kgo.Opt
@@ -158,7 +159,7 @@ func New(cfg Config) (*Sink, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log}}, nil
+	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log, Now: cfg.Now}}, nil
 }
 
 // Ready reports whether the sink runs and its last write went through.
