@@ -8,6 +8,7 @@ import (
 // The lists of statuses and channels are fresh slices: a caller that
 // changes one changes nobody else's.
 func TestListsAreCopies(t *testing.T) {
+	t.Parallel()
 	st := Statuses()
 	want := slices.Clone(st)
 	st[0], st[len(st)-1] = "mangled", "mangled"

@@ -36,6 +36,7 @@ func delayed(key string, ts, due time.Time) *kgo.Record {
 }
 
 func TestDecide(t *testing.T) {
+	t.Parallel()
 	ms := time.Millisecond
 	noDue := delayed("a", t0, t0)
 	noDue.Headers = noDue.Headers[1:]
@@ -101,6 +102,7 @@ func TestDecide(t *testing.T) {
 // waiting head waits too, even when it could go, and the partition sleeps
 // until the head's release.
 func TestPlanHeadOfLine(t *testing.T) {
+	t.Parallel()
 	tier := time.Second
 	q := []*kgo.Record{
 		delayed("a", t0, t0.Add(5*time.Second)),                         // leaves at t0+1s (hop)
@@ -132,6 +134,7 @@ func actions(steps []Step) []Action {
 
 // TestPlanBatch: at most max steps per plan; the rest comes next time.
 func TestPlanBatch(t *testing.T) {
+	t.Parallel()
 	var q []*kgo.Record
 	for i := range 10 {
 		q = append(q, delayed(fmt.Sprint(i), t0, t0.Add(time.Second)))
@@ -154,6 +157,7 @@ func TestPlanBatch(t *testing.T) {
 // before its due time, and no later than the smallest tier after it (the
 // head of the smallest tier can hold a record behind it that long).
 func TestSimulatedTiers(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n = 20000
 	type arrival struct {

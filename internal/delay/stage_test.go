@@ -155,6 +155,7 @@ func quantiles(ds []time.Duration) string {
 // reach the target exactly once and never early; records with bad headers
 // go to the DLQ. Reports the lateness.
 func TestReleaseOnTime(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -232,6 +233,7 @@ func TestReleaseOnTime(t *testing.T) {
 // released exactly once, never early, and a stop returns promptly even
 // though its partitions are waiting for due times seconds away.
 func TestRestartAndRebalanceMidHold(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

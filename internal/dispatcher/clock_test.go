@@ -10,6 +10,7 @@ import (
 
 // The supervisor times the dispatcher's sessions on the dispatcher's clock.
 func TestSupervisorRunsOnTheDispatcherClock(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	d := &dispatcher.Dispatcher{Now: func() time.Time { return at }}
 	sup := d.Supervisor(topology.Config{Brokers: []string{"127.0.0.1:1"}}, t.TempDir(), nil)

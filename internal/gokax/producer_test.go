@@ -19,6 +19,7 @@ import (
 // the partition Herald's hash gives its key, and resolves each promise
 // with the record's offset (Goka stores it as the local store's position).
 func TestKgoProducerPlacesOrdersAndReportsOffsets(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	p, err := gokax.KgoProducer(c.Topology)(c.Topology.Brokers, "test", topology.Hasher)
 	if err != nil {
@@ -75,6 +76,7 @@ func TestKgoProducerPlacesOrdersAndReportsOffsets(t *testing.T) {
 
 // The Ledger is clean only when every write was acknowledged.
 func TestLedgerCountsFailedAndPendingWrites(t *testing.T) {
+	t.Parallel()
 	fin := map[string]goka.PromiseFinisher{}
 	inner := func([]string, string, func() hash.Hash32) (goka.Producer, error) { return stubProducer(fin), nil }
 	l := new(gokax.Ledger)

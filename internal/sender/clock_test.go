@@ -9,6 +9,7 @@ import (
 
 // The sender's restarts are timed on its own clock.
 func TestServiceRunsOnTheSenderClock(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	s, err := New(Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}, Now: func() time.Time { return at }})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 var errFlaky = errors.New("flaky")
 
 func TestRetryBacksOffUntilSuccess(t *testing.T) {
+	t.Parallel()
 	b := Backoff{Min: time.Millisecond, Max: 4 * time.Millisecond}
 	tries := 0
 	var waits []time.Duration
@@ -44,6 +45,7 @@ func TestRetryBacksOffUntilSuccess(t *testing.T) {
 }
 
 func TestRetryReturnsPermanentAtOnce(t *testing.T) {
+	t.Parallel()
 	tries := 0
 	err := Retry(context.Background(), Backoff{Min: time.Millisecond}, func(context.Context) error {
 		tries++
@@ -57,6 +59,7 @@ func TestRetryReturnsPermanentAtOnce(t *testing.T) {
 // Retry stops with its context: during the wait, and after a try that
 // failed because the context ended; the last error and the cause survive.
 func TestRetryStopsWithItsContext(t *testing.T) {
+	t.Parallel()
 	cause := errors.New("shutting down")
 	t.Run("during the wait", func(t *testing.T) {
 		ctx, cancel := context.WithCancelCause(context.Background())

@@ -11,6 +11,7 @@ import (
 
 // The sink's restarts are timed on its own clock.
 func TestServiceRunsOnTheSinkClock(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 	// New only keeps the pool; nothing here reaches PostgreSQL.
 	s, err := New(Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}, Pool: new(pgxpool.Pool),

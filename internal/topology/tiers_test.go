@@ -6,6 +6,7 @@ import (
 )
 
 func TestTierPicksTheLargestNotLonger(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct{ d, want time.Duration }{
 		{0, 100 * time.Millisecond},
 		{50 * time.Millisecond, 100 * time.Millisecond},
@@ -22,6 +23,7 @@ func TestTierPicksTheLargestNotLonger(t *testing.T) {
 }
 
 func TestRoute(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 15, 12, 0, 0, 0, time.UTC)
 	for _, c := range []struct {
 		due  time.Time
@@ -40,6 +42,7 @@ func TestRoute(t *testing.T) {
 }
 
 func TestTierOfTopic(t *testing.T) {
+	t.Parallel()
 	for _, d := range Tiers() {
 		got, ok := TierOfTopic(TierTopic(d))
 		if !ok || got != d {
@@ -54,6 +57,7 @@ func TestTierOfTopic(t *testing.T) {
 }
 
 func TestDueRoundTrips(t *testing.T) {
+	t.Parallel()
 	due := time.Date(2026, 3, 29, 1, 30, 0, 123456789, time.UTC)
 	got, err := ParseDue(FormatDue(due))
 	if err != nil || !got.Equal(due) {
@@ -67,6 +71,7 @@ func TestDueRoundTrips(t *testing.T) {
 }
 
 func TestTiersIsACopy(t *testing.T) {
+	t.Parallel()
 	ts := Tiers()
 	ts[0] = time.Hour
 	if got := Tiers()[0]; got != 100*time.Millisecond {

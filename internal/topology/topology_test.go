@@ -43,6 +43,7 @@ func gokaPartition(key string, n int) int32 {
 }
 
 func TestMurmur2MatchesKafka(t *testing.T) {
+	t.Parallel()
 	for _, v := range kafkaMurmur2Vectors {
 		if got := int32(murmur2([]byte(v.key))); got != v.hash {
 			t.Errorf("murmur2(%q) = %d, Kafka says %d", v.key, got, v.hash)
@@ -78,6 +79,7 @@ func TestMurmur2MatchesKafka(t *testing.T) {
 // views' lookups) and Sarama's custom hash partitioner over Hasher (what
 // Goka's producer uses for ctx.Emit and the loop stream).
 func TestPartitionersAgreeWithJava(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []string{"", "a", "ab", "abc", "abcd", "2026-01:user-123:bill", "ü-ñ-漢字"}
 	for i := 0; i < 3000; i++ {
@@ -132,6 +134,7 @@ func TestPartitionersAgreeWithJava(t *testing.T) {
 }
 
 func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
+	t.Parallel()
 	c := Config{Partitions: 6}.WithDefaults()
 	specs := map[string]TopicSpec{}
 	for _, s := range c.Topics() {
@@ -185,6 +188,7 @@ func BenchmarkPartition(b *testing.B) {
 }
 
 func TestTableDispatcherIsGokasName(t *testing.T) {
+	t.Parallel()
 	if want := goka.GroupTable(GroupDispatcher); TableDispatcher != want {
 		t.Fatalf("TableDispatcher = %q, want Goka's %q", TableDispatcher, want)
 	}
