@@ -311,8 +311,8 @@ func TestBackoffJitter(t *testing.T) {
 	b := contract.Backoff{Initial: contract.Duration(10 * time.Second), Multiplier: 2, Max: contract.Duration(time.Hour)}
 	// Deterministic: the same key and n give the same wait, so a replayed
 	// transition computes the same due time.
-	if Backoff(b, 3, "n-1") != Backoff(b, 3, "n-1") {
-		t.Fatal("Backoff is not deterministic")
+	if first, again := Backoff(b, 3, "n-1"), Backoff(b, 3, "n-1"); first != again {
+		t.Fatalf("Backoff is not deterministic: %s, then %s", first, again)
 	}
 	// Spread: over many keys the waits cover most of ±10% and differ.
 	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
