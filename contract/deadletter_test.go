@@ -8,6 +8,7 @@ import (
 )
 
 func TestDeadLetterRecordKeepsBytesAndRoundTrips(t *testing.T) {
+	t.Parallel()
 	value := []byte("{\"id\":\"a\x00\" not json \xff")
 	_, err := Decode([]byte("k"), []byte(`{"schema":"herald.dispatch.v1","id":"a\u0000"}`))
 	at := time.Date(2026, 11, 29, 18, 0, 0, 123, time.UTC)
@@ -50,6 +51,7 @@ func TestDeadLetterRecordKeepsBytesAndRoundTrips(t *testing.T) {
 // MaxDeadLetterValue bytes and says how long the original was, so that
 // writing it can never fail for its size.
 func TestDeadLetterOfAHugeRecordIsTruncated(t *testing.T) {
+	t.Parallel()
 	value := make([]byte, MaxDeadLetterValue+10)
 	d := NewDeadLetter(Position{Topic: "herald.requests"}, []byte("k"), value, ErrTooLarge, time.Now())
 	if len(d.Value) != MaxDeadLetterValue || d.Truncated != len(value) {

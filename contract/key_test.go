@@ -7,6 +7,7 @@ import (
 )
 
 func TestKeyProblem(t *testing.T) {
+	t.Parallel()
 	if p := KeyProblem([]byte("a"), "a"); p != nil {
 		t.Fatalf("same key and id: %v", p)
 	}

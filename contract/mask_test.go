@@ -3,6 +3,7 @@ package contract
 import "testing"
 
 func TestMaskAddress(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"":                 "",
 		"jane@example.com": "j***@example.com",
@@ -19,6 +20,7 @@ func TestMaskAddress(t *testing.T) {
 }
 
 func TestMaskText(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"":                                    "",
 		"timeout":                             "timeout",
@@ -38,6 +40,7 @@ func TestMaskText(t *testing.T) {
 // A recipient's own addresses are masked wherever they appear, even where
 // they do not look like an address on their own (a push token).
 func TestTextMasker(t *testing.T) {
+	t.Parallel()
 	r := Recipient{Email: "jane@example.com", PushToken: "tok-0123456789ab"}
 	got := r.TextMasker()("push to tok-0123456789ab failed; mail jane@example.com, cc bob@example.org")
 	want := "push to tok-********89ab failed; mail j***@example.com, cc b***@example.org"

@@ -12,6 +12,7 @@ import (
 )
 
 func TestDecodeCommand(t *testing.T) {
+	t.Parallel()
 	ok := `{"id":"a","channel":"email","attempt":1,"address":"x@y.z","content":{}}`
 	if c, err := DecodeCommand([]byte("a"), []byte(ok)); err != nil || c.ID != "a" || c.Channel != ChannelEmail {
 		t.Fatalf("valid: %+v %v", c, err)
@@ -44,6 +45,7 @@ func TestDecodeCommand(t *testing.T) {
 
 // Every internal record comes back as it was encoded.
 func TestRecordsRoundTrip(t *testing.T) {
+	t.Parallel()
 	cmd, res, w := benchRecords()
 	key := []byte(cmd.ID)
 	check := func(what string, got, want any, err error) {
@@ -101,6 +103,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 // A record of Herald's own that does not decode, or whose id is not its
 // key, is refused with the reason its dead letter gives.
 func TestInternalRecordsAreChecked(t *testing.T) {
+	t.Parallel()
 	decoders := map[string]func(key, value []byte) error{
 		"result":  func(k, v []byte) error { _, err := DecodeResult(k, v); return err },
 		"wake-up": func(k, v []byte) error { _, err := DecodeWakeup(k, v); return err },
@@ -124,6 +127,7 @@ func TestInternalRecordsAreChecked(t *testing.T) {
 // Records in the JSON of earlier releases (still in the topics at an
 // upgrade, and what docs/events.md shows) decode as they did.
 func TestRecordsFromThePreviousReleaseDecode(t *testing.T) {
+	t.Parallel()
 	cmd, res, w := benchRecords()
 	key := []byte(cmd.ID)
 	if got, err := DecodeCommand(key, legacyJSON(t, cmd)); err != nil || !reflect.DeepEqual(got, cmd) {
@@ -147,6 +151,7 @@ func TestRecordsFromThePreviousReleaseDecode(t *testing.T) {
 
 // Every record is written in the binary encoding, smaller than its JSON.
 func TestRecordsAreBinary(t *testing.T) {
+	t.Parallel()
 	cmd, res, w := benchRecords()
 	for name, enc := range map[string]func() ([]byte, error){
 		"command": func() ([]byte, error) { return EncodeCommand(cmd) },
@@ -167,6 +172,7 @@ func TestRecordsAreBinary(t *testing.T) {
 // a wake-up of a newer kind is read (and found stale), a command on an
 // unknown channel is refused by its validation, not by its encoding.
 func TestRecordsKeepValuesTheyDoNotKnow(t *testing.T) {
+	t.Parallel()
 	key := []byte("x")
 	b, err := EncodeResult(&SendResult{ID: "x", Attempt: 1, Channel: "webpush", Outcome: "bounced"})
 	if err != nil {
@@ -204,6 +210,7 @@ func TestRecordsKeepValuesTheyDoNotKnow(t *testing.T) {
 
 // A value that is neither encoding is malformed, and says why.
 func TestRecordsOfNeitherEncoding(t *testing.T) {
+	t.Parallel()
 	for _, v := range [][]byte{[]byte("x"), {0x02, 0x0a}, {FormatProto, 0x0a, 0x09}} {
 		_, err := DecodeResult([]byte("a"), v)
 		if !errors.Is(err, ErrMalformed) {
@@ -218,6 +225,7 @@ func TestRecordsOfNeitherEncoding(t *testing.T) {
 // The Go enumerations map to herald.proto's enums value for value: the
 // proto name of each is its Go value in capitals, after the enum's prefix.
 func TestEnumsMatchTheProto(t *testing.T) {
+	t.Parallel()
 	check := func(name string, goVals []string, pbNames map[int32]string, prefix string) {
 		t.Helper()
 		if len(goVals) != len(pbNames) {
@@ -255,14 +263,15 @@ func TestEnumsMatchTheProto(t *testing.T) {
 	check("outcome", oc, pb.Outcome_name, "OUTCOME_")
 	check("wake-up kind", wk, pb.WakeupKind_name, "WAKEUP_KIND_")
 	// Every value the Go code knows has one.
-	if len(st) != len(Statuses)+1 || len(ch) != len(Channels)+1 {
-		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses), len(ch)-1, len(Channels))
+	if len(st) != len(Statuses())+1 || len(ch) != len(Channels())+1 {
+		t.Errorf("statuses %d/%d, channels %d/%d", len(st)-1, len(Statuses()), len(ch)-1, len(Channels()))
 	}
 }
 
 // Readable shows a binary value as the JSON people know, and leaves
 // everything else alone.
 func TestReadable(t *testing.T) {
+	t.Parallel()
 	cmd, res, w := benchRecords()
 	st := benchState(t)
 	at := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
@@ -298,6 +307,7 @@ func TestReadable(t *testing.T) {
 // The provider that answered and its message id travel with the result,
 // in the binary encoding and in JSON.
 func TestResultProviderRoundTrip(t *testing.T) {
+	t.Parallel()
 	res := &SendResult{ID: "n-1", Attempt: 2, Channel: ChannelSMS, Outcome: OutcomeSuccess, Code: 201,
 		At: time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC), Provider: "twilio", ProviderMessageID: "SM1234567890abcdef"}
 	b, err := EncodeResult(res)

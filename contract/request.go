@@ -42,8 +42,12 @@ const (
 	ChannelPush  Channel = "push"
 )
 
-// Channels lists the known channels in a stable order.
-var Channels = []Channel{ChannelEmail, ChannelSMS, ChannelPush}
+// channels lists the known channels in a stable order.
+var channels = [...]Channel{ChannelEmail, ChannelSMS, ChannelPush}
+
+// Channels lists the known channels in a stable order (a fresh slice each
+// call).
+func Channels() []Channel { return append([]Channel(nil), channels[:]...) }
 
 // Valid reports whether c is a known channel.
 func (c Channel) Valid() bool {

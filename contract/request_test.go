@@ -47,6 +47,7 @@ func encode(t testing.TB, v any) []byte {
 }
 
 func TestDecodeValid(t *testing.T) {
+	t.Parallel()
 	r, err := Decode([]byte(validKey), encode(t, validRequest()))
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +79,7 @@ func TestDecodeValid(t *testing.T) {
 // TestDecodeDefaults: fields the producer leaves out get the documented
 // policy defaults, and the optional parts stay empty.
 func TestDecodeDefaults(t *testing.T) {
+	t.Parallel()
 	m := map[string]any{
 		"schema": SchemaV1, "id": "n-1", "campaign": "c",
 		"recipient": map[string]any{"phone": "+15550100"},
@@ -114,6 +116,7 @@ func TestDecodeDefaults(t *testing.T) {
 // TestDecodeUnknownFieldsTolerated: producers may move ahead of the
 // dispatcher, at every level of the request.
 func TestDecodeUnknownFieldsTolerated(t *testing.T) {
+	t.Parallel()
 	m := validRequest()
 	m["priority"] = "high"
 	m["trace"] = map[string]any{"span": 1}
@@ -132,6 +135,7 @@ type problem struct{ field, msg string }
 // TestDecodeProblems has one row per rule of the contract: each invalid
 // request yields exactly the listed problems, each naming its field.
 func TestDecodeProblems(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		key    string // "" means the request's own id; "-" means no key
@@ -386,6 +390,7 @@ func TestDecodeProblems(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
+	t.Parallel()
 	for _, in := range []string{
 		``, `   `, `null`, `[]`, `[{"id":"x"}]`, `"x"`, `42`, `true`,
 		`{`, `{"id":`, `{"id":"x",}`, `{"id":"x"} trailing`, `{"id":"x"}{"id":"y"}`, `{'id':'x'}`,
@@ -417,6 +422,7 @@ func TestDecodeMalformed(t *testing.T) {
 }
 
 func TestReason(t *testing.T) {
+	t.Parallel()
 	mismatch := &ValidationError{Problems: []FieldError{{"campaign", "required"}, {"key", "differs"}}}
 	tests := []struct {
 		err  error
@@ -451,6 +457,7 @@ func TestReason(t *testing.T) {
 // TestValidateDoesNotPanic: Validate is exported and may see requests that
 // did not come through Decode.
 func TestValidateDoesNotPanic(t *testing.T) {
+	t.Parallel()
 	for _, r := range []*Request{
 		{},
 		{Content: json.RawMessage("  ")},
@@ -463,6 +470,7 @@ func TestValidateDoesNotPanic(t *testing.T) {
 }
 
 func TestParseClock(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want Clock
@@ -482,6 +490,7 @@ func TestParseClock(t *testing.T) {
 }
 
 func TestParseWindow(t *testing.T) {
+	t.Parallel()
 	w, err := ParseWindow("22:00-06:00")
 	if err != nil || w != (Window{From: 1320, To: 360}) || w.String() != "22:00-06:00" {
 		t.Errorf("ParseWindow = %v, %v", w, err)
@@ -496,6 +505,7 @@ func TestParseWindow(t *testing.T) {
 // TestRequestJSONRoundTrip: the JSON a decoded request marshals to is a
 // valid request that decodes to the same thing (the changelog keeps it).
 func TestRequestJSONRoundTrip(t *testing.T) {
+	t.Parallel()
 	r, err := Decode([]byte(validKey), encode(t, validRequest()))
 	if err != nil {
 		t.Fatal(err)
@@ -520,6 +530,7 @@ func TestRequestJSONRoundTrip(t *testing.T) {
 // A request over MaxRequestBytes is refused as too large, whatever it
 // holds, so that its state always fits the changelog.
 func TestDecodeRefusesOversizedRequests(t *testing.T) {
+	t.Parallel()
 	m := map[string]any{"schema": SchemaV1, "id": "big", "campaign": "c", "recipient": map[string]any{"email": "a@example.com"},
 		"channels": []string{"email"}, "content": map[string]any{"text": strings.Repeat("x", MaxRequestBytes)}}
 	b, _ := json.Marshal(m)
@@ -537,6 +548,7 @@ func TestDecodeRefusesOversizedRequests(t *testing.T) {
 // The largest state Herald can write (a request at the limit and a full
 // history of errors at their limit) fits Kafka's default 1 MiB message.
 func TestLargestStateFitsTheChangelog(t *testing.T) {
+	t.Parallel()
 	m := map[string]any{"schema": SchemaV1, "id": strings.Repeat("i", MaxIDLength), "campaign": "c",
 		"recipient": map[string]any{"email": "a@example.com"}, "channels": []string{"email"},
 		"content": map[string]any{"text": strings.Repeat("<", MaxRequestBytes-2048)}}

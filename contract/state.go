@@ -26,9 +26,12 @@ const (
 	StatusCanceled Status = "canceled"
 )
 
-// Statuses lists every status, non-final first.
-var Statuses = []Status{StatusScheduled, StatusDeferred, StatusSending, StatusRetrying,
+// statuses lists every status, non-final first.
+var statuses = [...]Status{StatusScheduled, StatusDeferred, StatusSending, StatusRetrying,
 	StatusSent, StatusFailed, StatusExpired, StatusRejected, StatusCanceled}
+
+// Statuses lists every status, non-final first (a fresh slice each call).
+func Statuses() []Status { return append([]Status(nil), statuses[:]...) }
 
 // Final reports whether s is a final status.
 func (s Status) Final() bool {

@@ -18,7 +18,7 @@ import (
 func trickyStates(tb testing.TB) []*State {
 	now := time.Date(2026, 1, 31, 9, 0, 0, 0, time.UTC)
 	var out []*State
-	for _, st := range Statuses {
+	for _, st := range Statuses() {
 		for _, r := range []HoldReason{HoldSchedule, HoldBlackout, HoldBackoff, HoldRateLimit, ""} {
 			req, err := Decode(nil, benchRequest)
 			if err != nil {
@@ -43,6 +43,7 @@ func trickyStates(tb testing.TB) []*State {
 }
 
 func TestStateCodecRoundTrip(t *testing.T) {
+	t.Parallel()
 	for _, s := range trickyStates(t) {
 		b, err := StateCodec{}.Encode(s)
 		if err != nil {
@@ -91,6 +92,7 @@ func legacyJSON(tb testing.TB, v any) []byte {
 // reason, and for content and ids that try to fool it, in the binary
 // encoding and in the JSON of earlier releases.
 func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
+	t.Parallel()
 	for _, s := range trickyStates(t) {
 		bin, err := EncodeState(s)
 		if err != nil {
@@ -129,6 +131,7 @@ func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
 // table and its changelog (JSON, testdata/state-v1.4.json) decodes to the
 // same State, and so does every light decoder.
 func TestStateFromThePreviousReleaseDecodes(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("testdata/state-v1.4.json")
 	if err != nil {
 		t.Fatal(err)
@@ -157,6 +160,7 @@ func TestStateFromThePreviousReleaseDecodes(t *testing.T) {
 // while EncodeState writes the fields in number order and the fields they
 // read come first.
 func TestStateFieldOrder(t *testing.T) {
+	t.Parallel()
 	if lastProgressField >= stateFields.ByName("campaign").Number() {
 		t.Errorf("the progress fields end at %d, after campaign", lastProgressField)
 	}
@@ -189,6 +193,7 @@ func TestStateFieldOrder(t *testing.T) {
 // A value that is neither encoding, or a binary value cut short, is an
 // error that says so, from every decoder of the state.
 func TestUndecodableStates(t *testing.T) {
+	t.Parallel()
 	bin, err := EncodeState(benchState(t))
 	if err != nil {
 		t.Fatal(err)
@@ -234,6 +239,7 @@ func TestUndecodableStates(t *testing.T) {
 // was, by every decoder; only a position filed under another topic is
 // refused.
 func TestStateKeepsValuesItDoesNotKnow(t *testing.T) {
+	t.Parallel()
 	s := &State{ID: "a", Status: "paused", HoldReason: "quota", Channel: "webpush", Version: 7,
 		Request:  &Request{Channels: []Channel{"webpush", ChannelEmail}},
 		History:  []Attempt{{Attempt: 1, Channel: "webpush", Outcome: "bounced"}, {Attempt: 2, Channel: ChannelEmail, Outcome: OutcomeSuccess}},
@@ -262,6 +268,7 @@ func TestStateKeepsValuesItDoesNotKnow(t *testing.T) {
 // Every time survives: nanoseconds, a producer's offset, a set zero time,
 // years far from now.
 func TestStateTimesRoundTrip(t *testing.T) {
+	t.Parallel()
 	seoul := time.FixedZone("", 9*3600)
 	far := time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
 	early := time.Date(1, 1, 1, 0, 0, 0, 1, time.UTC)
@@ -289,6 +296,7 @@ func TestStateTimesRoundTrip(t *testing.T) {
 // The summary's fast path falls back to a full read of anything that is
 // not the dispatcher's own encoding, and still answers right.
 func TestDecodeSummaryFallback(t *testing.T) {
+	t.Parallel()
 	got, err := DecodeSummary([]byte(`{"version": 1, "hold_reason": "schedule", "status": "scheduled"}`))
 	if err != nil || got.Status != StatusScheduled || got.HoldReason != HoldSchedule {
 		t.Errorf("reordered: %+v %v", got, err)

@@ -6,6 +6,7 @@ import (
 )
 
 func TestUnknownFields(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		name, json string
 		want       []string

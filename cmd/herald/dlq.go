@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -314,7 +313,7 @@ func printDLQList(out io.Writer, entries []dlq.Entry, asJSON bool) error {
 func readableValue(d contract.DeadLetter) string {
 	topic := d.Topic
 	for _, h := range d.Headers {
-		if h.Key == delay.HeaderTarget || h.Key == dispatcher.HeaderOriginTopic {
+		if h.Key == topology.HeaderTarget || h.Key == dispatcher.HeaderOriginTopic {
 			topic = string(h.Value)
 		}
 	}

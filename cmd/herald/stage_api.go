@@ -42,7 +42,7 @@ func (f *apiOptions) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
 	cli.Duration(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
 	cli.Duration(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
-	cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups)+")")
+	cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups())+")")
 }
 
 // startAPI serves the /v1 API, the console (/ui/), Goka's monitor and the

@@ -36,7 +36,7 @@ func (f *delayOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.fetchMaxWait, "delay-fetch-max-wait", delay.DefaultFetchMaxWait, "longest fetch wait of the delay stage (bounds how soon a resumed partition is fetched)")
 	cli.Duration(fs, &f.commitInterval, "delay-commit-interval", delay.DefaultCommitInterval, "how often the delay stage commits released offsets (a crash releases at most this much again)")
 	cli.Duration(fs, &f.shutdownGrace, "delay-shutdown-grace", delay.DefaultShutdownGrace, "how long a release in flight may finish at shutdown before it is abandoned (and released again after the restart)")
-	cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets, ",")+"); others go to the DLQ")
+	cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets(), ",")+"); others go to the DLQ")
 }
 
 func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
@@ -46,7 +46,7 @@ func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, 
 	}
 	targets := f.targets.Vals
 	if len(targets) == 0 {
-		targets = topology.DelayTargets
+		targets = topology.DelayTargets()
 	}
 	s, err := delay.New(delay.Config{
 		Topology:               env.Topology,

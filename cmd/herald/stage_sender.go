@@ -87,7 +87,7 @@ func (f *senderOptions) limitConfig(env *runEnv) sender.LimitConfig {
 // channelsWithout returns the channels set has no provider for.
 func channelsWithout(set provider.Set) []contract.Channel {
 	var out []contract.Channel
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		if _, ok := set[ch]; !ok {
 			out = append(out, ch)
 		}

@@ -84,23 +84,20 @@ func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, e
 // error stops it.
 func migrateWhenReachable(ctx context.Context, url string, log *slog.Logger) error {
 	backoff := service.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
-	for {
+	err := service.Retry(ctx, backoff, func(ctx context.Context) error {
 		mctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
 		_, err := migrations.Migrate(mctx, url, log)
-		cancel()
 		var connErr *pgconn.ConnectError
-		switch {
-		case err == nil:
-			return nil
-		case ctx.Err() != nil:
-			return nil
-		case !errors.As(err, &connErr):
-			return err
+		if err != nil && !errors.As(err, &connErr) {
+			return service.Permanent(err)
 		}
-		wait := backoff.Next()
+		return err
+	}, func(err error, _ int, wait time.Duration) {
 		log.Warn("PostgreSQL is not reachable; the sink waits for it (the other stages run)", "err", err, "retry_in", wait)
-		if !service.Sleep(ctx, wait) {
-			return nil
-		}
+	})
+	if ctx.Err() != nil {
+		return nil
 	}
+	return err
 }

@@ -38,7 +38,7 @@ func webhookOptions() (map[contract.Channel]provider.WebhookOptions, error) {
 		ch, v, ok := strings.Cut(spec, "=")
 		c := contract.Channel(strings.TrimSpace(ch))
 		if !ok || !c.Valid() {
-			return "", "", provider.WebhookOptions{}, fmt.Errorf("--%s: want CHANNEL=..., with a channel of %v", flagName, contract.Channels)
+			return "", "", provider.WebhookOptions{}, fmt.Errorf("--%s: want CHANNEL=..., with a channel of %v", flagName, contract.Channels())
 		}
 		o := out[c]
 		if o.Headers == nil {

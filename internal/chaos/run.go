@@ -731,7 +731,7 @@ func (r *run) groupStates(ctx context.Context) []string {
 
 func (r *run) finalCount(ctx context.Context) (int, error) {
 	var finals []string
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if s.Final() {
 			finals = append(finals, string(s))
 		}
@@ -750,7 +750,7 @@ func (r *run) finalCount(ctx context.Context) (int, error) {
 // notFinal lists the campaign's ids whose status is not final.
 func (r *run) notFinal(ctx context.Context) ([]string, error) {
 	var finals []string
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if s.Final() {
 			finals = append(finals, string(s))
 		}

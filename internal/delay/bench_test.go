@@ -213,8 +213,8 @@ func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic strin
 		v, _ := json.Marshal(contract.Wakeup{ID: id, Kind: contract.WakeupHold, Due: d})
 		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(id), Value: v,
 			Headers: []kgo.RecordHeader{
-				{Key: delay.HeaderDue, Value: delay.FormatDue(d)},
-				{Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)},
+				{Key: topology.HeaderDue, Value: topology.FormatDue(d)},
+				{Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)},
 			}}, func(_ *kgo.Record, err error) {
 			if err != nil && failed.Add(1) == 1 {
 				firstErr.Store(err)
@@ -231,12 +231,13 @@ func produceMany(b *testing.B, c *heraldtest.Cluster, n int, prefix, topic strin
 }
 
 func bucketQuantile(buckets map[float64]uint64, total float64, q float64) string {
-	for _, ub := range metrics.DelayLatenessBuckets {
+	bounds := metrics.DelayLatenessBuckets()
+	for _, ub := range bounds {
 		if float64(buckets[ub]) >= q*total {
 			return fmt.Sprintf("<=%gs", ub)
 		}
 	}
-	return ">" + fmt.Sprint(metrics.DelayLatenessBuckets[len(metrics.DelayLatenessBuckets)-1]) + "s"
+	return ">" + fmt.Sprint(bounds[len(bounds)-1]) + "s"
 }
 
 // BenchmarkHoldMillion holds 1,000,000 records (HERALD_BENCH_HOLD sets
@@ -265,7 +266,7 @@ func BenchmarkHoldMillion(b *testing.B) {
 
 	// Hold: n records due in 90 minutes, in the 1h tier.
 	far := time.Now().Add(90 * time.Minute)
-	hold := delay.Route(far, time.Now(), topology.TopicWakeups)
+	hold := topology.Route(far, time.Now(), topology.TopicWakeups)
 	took := produceMany(b, c, n, "hold", hold, func(int) time.Time { return far })
 	b.Logf("held %d records in %s: produced in %v (%.0f/s)", n, hold, took.Round(time.Millisecond), float64(n)/took.Seconds())
 	heraldtest.WaitFor(b, 2*time.Minute, "all records held", func() bool {
@@ -288,8 +289,9 @@ func BenchmarkHoldMillion(b *testing.B) {
 	// Release: n more records due all at once, lead seconds after their
 	// publication starts (in a tier long enough that none hops first).
 	lead := max(30*time.Second, 2*took+5*time.Second)
-	tier := topology.Tiers[len(topology.Tiers)-1]
-	for _, d := range topology.Tiers {
+	tiers := topology.Tiers()
+	tier := tiers[len(tiers)-1]
+	for _, d := range tiers {
 		if d >= lead {
 			tier = d
 			break

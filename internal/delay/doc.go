@@ -7,20 +7,23 @@
 // A record that must wait is published to a tier topic (herald.delay.100ms
 // ... herald.delay.24h). Each tier holds every record for one fixed delay,
 // so a tier partition's order is its due order and its consumer only ever
-// waits for its head. Every delayed record carries two headers: HeaderDue,
-// the instant it may be released (Unix nanoseconds, decimal), and
-// HeaderTarget, the topic it goes to then. Its key and value (and headers)
-// pass through untouched, so the target sees the record as it was
-// published, on the same partition (the key hash is the same everywhere).
+// waits for its head. Every delayed record carries two headers, named in
+// internal/topology with the routing every stage that delays a record
+// uses: topology.HeaderDue, the instant it may be released (Unix
+// nanoseconds, decimal), and topology.HeaderTarget, the topic it goes to
+// then. Its key and value (and headers) pass through untouched, so the
+// target sees the record as it was published, on the same partition (the
+// key hash is the same everywhere).
 //
 // A record in tier T leaves it at min(timestamp + T, due). If it is due by
 // then it is forwarded to its target; otherwise it hops: it is published
-// again to Route(due, now, target), the largest tier not longer than what
-// remains. A long wait therefore hops through several tiers, largest first;
-// TestSimulatedTiers measures a mean of about 4 hops for delays under a
-// minute, 7 under an hour and 10 under a day (at most 19). Because a record
-// is forwarded only when the clock has reached its due time, nothing is
-// ever released early, whatever the record's timestamp says.
+// again to topology.Route(due, now, target), the largest tier not longer
+// than what remains. A long wait therefore hops through several tiers,
+// largest first; TestSimulatedTiers measures a mean of about 4 hops for
+// delays under a minute, 7 under an hour and 10 under a day (at most 19).
+// Because a record is forwarded only when the clock has reached its due
+// time, nothing is ever released early, whatever the record's timestamp
+// says.
 //
 // # The stage
 //

@@ -114,6 +114,7 @@ func clockOf(t time.Time) contract.Clock { return contract.Clock(t.Hour()*60 + t
 // send command, never before its due time, and every notification ends
 // sent.
 func TestDispatcherHoldsAndReleases(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -46,7 +46,7 @@ var ErrBadRecord = errors.New("bad delayed record")
 // Step is the decision about one record.
 type Step struct {
 	Action Action
-	// Due is the record's HeaderDue.
+	// Due is the record's topology.HeaderDue.
 	Due time.Time
 	// Release is when the record may leave its tier: the earlier of its
 	// timestamp plus the tier's delay and Due.
@@ -64,7 +64,7 @@ type Step struct {
 func Decide(r *kgo.Record, tier time.Duration, now time.Time, allowed func(topic string) bool) Step {
 	due, target, err := Headers(r)
 	if err == nil && allowed != nil && !allowed(target) {
-		err = fmt.Errorf("%w: %s %q is not a topic the delay stage releases to", ErrBadRecord, HeaderTarget, target)
+		err = fmt.Errorf("%w: %s %q is not a topic the delay stage releases to", ErrBadRecord, topology.HeaderTarget, target)
 	}
 	if err != nil {
 		return Step{Action: Reject, Err: err, Release: now}
@@ -80,7 +80,7 @@ func Decide(r *kgo.Record, tier time.Duration, now time.Time, allowed func(topic
 	case !now.Before(due):
 		st.Action, st.Topic = Forward, target
 	default:
-		st.Action, st.Topic = Hop, Route(due, now, target)
+		st.Action, st.Topic = Hop, topology.Route(due, now, target)
 	}
 	return st
 }
@@ -90,15 +90,15 @@ func Headers(r *kgo.Record) (due time.Time, target string, err error) {
 	var haveDue, haveTarget bool
 	for _, h := range r.Headers {
 		switch h.Key {
-		case HeaderDue:
+		case topology.HeaderDue:
 			if haveDue {
 				continue
 			}
 			haveDue = true
-			if due, err = ParseDue(h.Value); err != nil {
+			if due, err = topology.ParseDue(h.Value); err != nil {
 				return time.Time{}, "", fmt.Errorf("%w: %w", ErrBadRecord, err)
 			}
-		case HeaderTarget:
+		case topology.HeaderTarget:
 			if haveTarget {
 				continue
 			}
@@ -108,9 +108,9 @@ func Headers(r *kgo.Record) (due time.Time, target string, err error) {
 	}
 	switch {
 	case !haveDue:
-		return time.Time{}, "", fmt.Errorf("%w: no %s header", ErrBadRecord, HeaderDue)
+		return time.Time{}, "", fmt.Errorf("%w: no %s header", ErrBadRecord, topology.HeaderDue)
 	case target == "":
-		return time.Time{}, "", fmt.Errorf("%w: no %s header", ErrBadRecord, HeaderTarget)
+		return time.Time{}, "", fmt.Errorf("%w: no %s header", ErrBadRecord, topology.HeaderTarget)
 	}
 	return due, target, nil
 }
@@ -133,14 +133,4 @@ func Plan(q []*kgo.Record, tier time.Duration, now time.Time, max int, allowed f
 		steps = append(steps, st)
 	}
 	return steps, time.Time{}
-}
-
-// TierOfTopic returns the delay of a tier topic.
-func TierOfTopic(topic string) (time.Duration, bool) {
-	for _, d := range topology.Tiers {
-		if topology.TierTopic(d) == topic {
-			return d, true
-		}
-	}
-	return 0, false
 }

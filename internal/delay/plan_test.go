@@ -27,15 +27,16 @@ func delayed(key string, ts, due time.Time) *kgo.Record {
 		Key:       []byte(key),
 		Value:     []byte(`{"id":"` + key + `"}`),
 		Timestamp: ts.Truncate(time.Millisecond),
-		Topic:     Route(due, ts, target),
+		Topic:     topology.Route(due, ts, target),
 		Headers: []kgo.RecordHeader{
-			{Key: HeaderDue, Value: FormatDue(due)},
-			{Key: HeaderTarget, Value: []byte(target)},
+			{Key: topology.HeaderDue, Value: topology.FormatDue(due)},
+			{Key: topology.HeaderTarget, Value: []byte(target)},
 		},
 	}
 }
 
 func TestDecide(t *testing.T) {
+	t.Parallel()
 	ms := time.Millisecond
 	noDue := delayed("a", t0, t0)
 	noDue.Headers = noDue.Headers[1:]
@@ -101,6 +102,7 @@ func TestDecide(t *testing.T) {
 // waiting head waits too, even when it could go, and the partition sleeps
 // until the head's release.
 func TestPlanHeadOfLine(t *testing.T) {
+	t.Parallel()
 	tier := time.Second
 	q := []*kgo.Record{
 		delayed("a", t0, t0.Add(5*time.Second)),                         // leaves at t0+1s (hop)
@@ -132,6 +134,7 @@ func actions(steps []Step) []Action {
 
 // TestPlanBatch: at most max steps per plan; the rest comes next time.
 func TestPlanBatch(t *testing.T) {
+	t.Parallel()
 	var q []*kgo.Record
 	for i := range 10 {
 		q = append(q, delayed(fmt.Sprint(i), t0, t0.Add(time.Second)))
@@ -154,6 +157,7 @@ func TestPlanBatch(t *testing.T) {
 // before its due time, and no later than the smallest tier after it (the
 // head of the smallest tier can hold a record behind it that long).
 func TestSimulatedTiers(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	const n = 20000
 	type arrival struct {
@@ -194,7 +198,7 @@ func TestSimulatedTiers(t *testing.T) {
 		}
 		// Every tier partition acts on what it can release now.
 		acted := false
-		for _, d := range topology.Tiers {
+		for _, d := range topology.Tiers() {
 			topic := topology.TierTopic(d)
 			steps, _ := Plan(queues[topic], d, now, 0, allowWakeups)
 			for i, st := range steps {
@@ -231,7 +235,7 @@ func TestSimulatedTiers(t *testing.T) {
 		if len(arrivals) > 0 {
 			wake = arrivals[0].at
 		}
-		for _, d := range topology.Tiers {
+		for _, d := range topology.Tiers() {
 			_, next := Plan(queues[topology.TierTopic(d)], d, now, 0, allowWakeups)
 			if !next.IsZero() && (wake.IsZero() || next.Before(wake)) {
 				wake = next
@@ -242,8 +246,8 @@ func TestSimulatedTiers(t *testing.T) {
 		}
 		now = wake
 	}
-	if maxLate > topology.Tiers[0] {
-		t.Errorf("max lateness %v, want at most the smallest tier %v", maxLate, topology.Tiers[0])
+	if maxLate > topology.Tiers()[0] {
+		t.Errorf("max lateness %v, want at most the smallest tier %v", maxLate, topology.Tiers()[0])
 	}
 	t.Logf("max lateness %v (scheduling only, no processing time)", maxLate)
 	maxHops, sumHops, count := map[time.Duration]int{}, map[time.Duration]int{}, map[time.Duration]int{}

@@ -20,7 +20,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup        = "herald-delay"
+	DefaultGroup        = topology.GroupDelay
 	DefaultMaxBuffer    = 1000
 	DefaultMaxBatch     = 1000
 	DefaultFetchMaxWait = 100 * time.Millisecond
@@ -45,7 +45,7 @@ type Config struct {
 	// (tests; default none).
 	ClientOpts []kgo.Opt
 	// Targets are the topics a delayed record may be released to
-	// (required; Herald passes topology.DelayTargets). A record naming
+	// (required; Herald passes topology.DelayTargets()). A record naming
 	// another target is rejected to the DLQ: the delay stage must not
 	// become a way to write to any topic.
 	Targets []string
@@ -157,7 +157,7 @@ func (c Config) validate() error {
 		return errors.New("delay: no DLQ topic")
 	}
 	for _, t := range c.Targets {
-		if _, isTier := TierOfTopic(t); isTier {
+		if _, isTier := topology.TierOfTopic(t); isTier {
 			return fmt.Errorf("delay: target %s is a tier topic", t)
 		}
 	}
@@ -171,8 +171,8 @@ func New(cfg Config) (*Stage, error) {
 		return nil, err
 	}
 	s := &Stage{cfg: cfg, tiers: map[string]time.Duration{}, allowed: map[string]bool{},
-		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log}}
-	for _, d := range topology.Tiers {
+		parts: map[topicPartition]*partition{}, svc: service.Service{Name: "delay", Log: cfg.Log, Now: cfg.Now}}
+	for _, d := range topology.Tiers() {
 		s.tiers[topology.TierTopic(d)] = d
 	}
 	for _, t := range cfg.Targets {
@@ -212,7 +212,7 @@ func (s *Stage) Run(ctx context.Context) error {
 // workers, and the final commit when it ends.
 func (s *Stage) session(ctx context.Context) error {
 	topics := make([]string, 0, len(s.tiers))
-	for _, d := range topology.Tiers {
+	for _, d := range topology.Tiers() {
 		topics = append(topics, topology.TierTopic(d))
 	}
 	opts := append(s.cfg.Topology.ConsumerOpts(topology.Consumer{Name: "delay", Group: s.cfg.Group, Topics: topics,
@@ -414,7 +414,9 @@ type partition struct {
 }
 
 // work is a partition's worker: it releases what is due, then sleeps on one
-// timer until its head may leave or a record arrives in an empty queue.
+// timer until its head may leave or a record arrives in an empty queue. A
+// release that fails is retried (planned again at the time of the retry)
+// until it succeeds or the stage stops.
 func (s *Stage) work(ctx context.Context, p *partition) {
 	defer close(p.done)
 	timer := time.NewTimer(time.Hour)
@@ -422,30 +424,19 @@ func (s *Stage) work(ctx context.Context, p *partition) {
 	defer timer.Stop()
 	backoff := service.Backoff{Min: 250 * time.Millisecond, Max: 10 * time.Second}
 	for ctx.Err() == nil {
-		now := s.cfg.Now()
-		p.mu.Lock()
-		steps, next := Plan(p.q, p.tier, now, s.cfg.MaxBatch, s.isAllowed)
-		recs := p.q[:len(steps)]
-		p.mu.Unlock()
-
-		if len(steps) > 0 {
-			if err := s.release(p, recs, steps, now); err != nil {
-				if s.produceCtx.Err() != nil {
-					return
-				}
-				wait := backoff.Next()
-				s.cfg.Log.Error("delay: release failed; retrying", "topic", p.tp.topic, "partition", p.tp.partition,
-					"records", len(recs), "err", err, "in", wait)
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return
-				case <-timer.C:
-				}
-				continue
-			}
-			backoff.Reset()
-			s.pop(p, recs)
+		var now, next time.Time
+		var released bool
+		err := service.Retry(ctx, backoff, func(context.Context) error {
+			var err error
+			now, next, released, err = s.releaseDue(p)
+			return err
+		}, func(err error, _ int, wait time.Duration) {
+			s.cfg.Log.Error("delay: release failed; retrying", "topic", p.tp.topic, "partition", p.tp.partition, "err", err, "in", wait)
+		})
+		if err != nil {
+			return
+		}
+		if released {
 			continue
 		}
 		if next.IsZero() {
@@ -464,6 +455,30 @@ func (s *Stage) work(ctx context.Context, p *partition) {
 		case <-p.wake:
 		}
 	}
+}
+
+// releaseDue releases the records of p that may leave now (Plan) and
+// reports whether there were any; when there were none, next is when its
+// head may leave (zero: nothing buffered). A failure once the stage's
+// produces have stopped is Permanent.
+func (s *Stage) releaseDue(p *partition) (now, next time.Time, released bool, err error) {
+	now = s.cfg.Now()
+	p.mu.Lock()
+	steps, next := Plan(p.q, p.tier, now, s.cfg.MaxBatch, s.isAllowed)
+	recs := p.q[:len(steps)]
+	p.mu.Unlock()
+	if len(steps) == 0 {
+		return now, next, false, nil
+	}
+	if err := s.release(p, recs, steps, now); err != nil {
+		err = fmt.Errorf("release %d records: %w", len(recs), err)
+		if s.produceCtx.Err() != nil {
+			return now, next, false, service.Permanent(err)
+		}
+		return now, next, false, err
+	}
+	s.pop(p, recs)
+	return now, next, true, nil
 }
 
 func (s *Stage) isAllowed(topic string) bool { return s.allowed[topic] }
@@ -497,7 +512,7 @@ func (s *Stage) release(p *partition, recs []*kgo.Record, steps []Step, now time
 		case Forward:
 			s.cfg.Observer.Forwarded(p.tier, acked.Sub(st.Due))
 		case Hop:
-			to, _ := TierOfTopic(st.Topic)
+			to, _ := topology.TierOfTopic(st.Topic)
 			s.cfg.Observer.Hopped(p.tier, to)
 		case Reject:
 			s.cfg.Observer.Rejected(p.tier)

@@ -55,11 +55,11 @@ func heldRecord(id string, due, now time.Time) *kgo.Record {
 	w := contract.Wakeup{ID: id, Kind: contract.WakeupHold, Due: due}
 	b, _ := json.Marshal(w)
 	return &kgo.Record{
-		Topic: delay.Route(due, now, topology.TopicWakeups),
+		Topic: topology.Route(due, now, topology.TopicWakeups),
 		Key:   []byte(id), Value: b,
 		Headers: []kgo.RecordHeader{
-			{Key: delay.HeaderDue, Value: delay.FormatDue(due)},
-			{Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)},
+			{Key: topology.HeaderDue, Value: topology.FormatDue(due)},
+			{Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)},
 		},
 	}
 }
@@ -155,6 +155,7 @@ func quantiles(ds []time.Duration) string {
 // reach the target exactly once and never early; records with bad headers
 // go to the DLQ. Reports the lateness.
 func TestReleaseOnTime(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -182,13 +183,13 @@ func TestReleaseOnTime(t *testing.T) {
 	// the stage must not write to.
 	bad := []*kgo.Record{
 		{Topic: topology.TierTopic(time.Second), Key: []byte("bad-no-due"), Value: []byte("x"),
-			Headers: []kgo.RecordHeader{{Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)}}},
+			Headers: []kgo.RecordHeader{{Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)}}},
 		{Topic: topology.TierTopic(time.Second), Key: []byte("bad-due"), Value: []byte("x"),
-			Headers: []kgo.RecordHeader{{Key: delay.HeaderDue, Value: []byte("soon")}, {Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)}}},
+			Headers: []kgo.RecordHeader{{Key: topology.HeaderDue, Value: []byte("soon")}, {Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)}}},
 		{Topic: topology.TierTopic(2 * time.Second), Key: []byte("bad-no-target"), Value: []byte("x"),
-			Headers: []kgo.RecordHeader{{Key: delay.HeaderDue, Value: delay.FormatDue(now)}}},
+			Headers: []kgo.RecordHeader{{Key: topology.HeaderDue, Value: topology.FormatDue(now)}}},
 		{Topic: topology.TierTopic(2 * time.Second), Key: []byte("bad-target"), Value: []byte("x"),
-			Headers: []kgo.RecordHeader{{Key: delay.HeaderDue, Value: delay.FormatDue(now)}, {Key: delay.HeaderTarget, Value: []byte(topology.TopicSend)}}},
+			Headers: []kgo.RecordHeader{{Key: topology.HeaderDue, Value: topology.FormatDue(now)}, {Key: topology.HeaderTarget, Value: []byte(topology.TopicSend)}}},
 	}
 	c.Produce(t, cl, append(recs, bad...)...)
 	t.Logf("%d records produced in %v over tiers %v", n, time.Since(now), tiers)
@@ -232,6 +233,7 @@ func TestReleaseOnTime(t *testing.T) {
 // released exactly once, never early, and a stop returns promptly even
 // though its partitions are waiting for due times seconds away.
 func TestRestartAndRebalanceMidHold(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
@@ -237,6 +236,7 @@ func (r *crashRig) commands(id string) []contract.SendCommand {
 // unacknowledged; after a crash the earlier record is replayed and its
 // command made.
 func TestCrashZeroProduceRecordDoesNotCommitPastPendingWrites(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	due := rigT0.Add(time.Minute)
@@ -304,6 +304,7 @@ func TestCrashFailedProduceBlocksLaterCommits(t *testing.T) {
 // new, and its state and command are written. Before the clean mark, the
 // replay found the state in the local store and judged the request by it.
 func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	failed := atomic.Bool{}
 	r.faults.fail = func(topic, key string) bool {
@@ -336,6 +337,7 @@ func TestCrashLostChangelogWriteIsRepairedByTheReplay(t *testing.T) {
 // not written). Before the clean mark the local store kept "sent" while
 // the changelog, the views and Postgres kept "sending" for good.
 func TestLocalStoreAheadOfTheChangelogIsRecovered(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	r.request("a", time.Time{})
@@ -386,6 +388,7 @@ func TestLocalStoreAheadOfTheChangelogIsRecovered(t *testing.T) {
 // stale against issue 0 (the chaos suite's broker-restart: 142 states
 // stuck "sending").
 func TestRecoveryDoesNotSkipAnotherWritersRecords(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	r.request("a", time.Time{})
@@ -416,6 +419,7 @@ func TestRecoveryDoesNotSkipAnotherWritersRecords(t *testing.T) {
 // A held state whose wake-up was lost (no delay stage runs here, so the
 // wake-up never comes back) is found by the sweep and woken.
 func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	due := rigT0.Add(time.Minute)
@@ -448,6 +452,7 @@ func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 // here) is timed out by the sweep once its state is past TimeoutAt, and
 // the dispatcher issues it again.
 func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	r.request("c", time.Time{})
@@ -455,7 +460,7 @@ func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 	v := r.c.TableView(t)
 	r.waitFor("c sending", func() bool { s := v.State("c"); return s != nil && s.Status == contract.StatusSending })
 	timeoutAt := *v.State("c").TimeoutAt
-	if n := len(r.c.ReadAll(t, topology.TierTopic(delay.Tier(timeoutAt.Sub(r.now()))))); n != 0 {
+	if n := len(r.c.ReadAll(t, topology.TierTopic(topology.Tier(timeoutAt.Sub(r.now()))))); n != 0 {
 		t.Fatalf("%d records on the timeout's tier: a send must not set a timer", n)
 	}
 
@@ -486,6 +491,7 @@ func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 // produce lands after the new owner's write) loses everywhere the
 // changelog is read: the new owner's epoch makes its version higher.
 func TestZombieWriteLosesToTheNewOwner(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	r.request("a", time.Time{})
@@ -530,6 +536,7 @@ func TestZombieWriteLosesToTheNewOwner(t *testing.T) {
 // Goka's topic checks work while any listed broker is up: the first one
 // listed here is dead.
 func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -563,6 +570,7 @@ func TestTopicCheckerWithTheFirstBrokerDown(t *testing.T) {
 // resend check instead: stale once the result came, and for a command
 // that was really lost, the same command again when it comes due.
 func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	v := r.c.TableView(t)
 	r.changelog = v.Version
@@ -628,6 +636,7 @@ func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
 // immediate copy that a sender in another process might call again.
 // Before ChangelogReady, the replay made a's command a second time.
 func TestReplayWhileTheViewRecoversSendsNothingAtOnce(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.changelog = func(string) (uint64, bool) { return 0, false }
 	r.changelogReady = func() bool { return false }
@@ -666,6 +675,7 @@ func TestReplayWhileTheViewRecoversSendsNothingAtOnce(t *testing.T) {
 // writes it again. Before, the wake-up was stale against the local state
 // and the disagreement lasted for good (issue 21, finding 1).
 func TestSweepHealsAChangelogBehindTheProcessor(t *testing.T) {
+	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
 	r.request("a", time.Time{})

@@ -640,6 +640,7 @@ func fmtTime(t time.Time) string {
 func given(steps ...step) []step { return steps }
 
 func TestDispatchRequests(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	window := func(from, to string) func(m map[string]any) {
 		return func(m map[string]any) { m["blackout"] = []any{map[string]any{"from": from, "to": to}} }
@@ -748,6 +749,7 @@ func mustZone(name string) *time.Location {
 }
 
 func TestDispatchDuplicatesAndReplays(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	dupCount := func(n int) func(t *testing.T, s *contract.State) {
 		return func(t *testing.T, s *contract.State) {
@@ -871,6 +873,7 @@ func TestDispatchDuplicatesAndReplays(t *testing.T) {
 // repartition topic (placement.go), with the position they were published
 // at as their origin.
 func TestDispatchMoved(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	scheduled := newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })
 	dupCount := func(n int) func(t *testing.T, s *contract.State) {
@@ -945,6 +948,7 @@ func TestDispatchMoved(t *testing.T) {
 }
 
 func TestDispatchResults(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	history := func(outcomes ...contract.Outcome) func(t *testing.T, s *contract.State) {
 		return func(t *testing.T, s *contract.State) {
@@ -1166,6 +1170,7 @@ func TestDispatchResults(t *testing.T) {
 }
 
 func TestDispatchWakeups(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	b1 := backoff(t, 1)
 	scheduled := newRequest(t, func(m map[string]any) { m["not_before"] = "2026-01-15T18:00:00Z" })
@@ -1353,6 +1358,7 @@ func TestDispatchWakeups(t *testing.T) {
 }
 
 func TestDispatchCancel(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	canceled := func(t *testing.T, s *contract.State) {
 		if s.LastError != "canceled: customer closed account" {
@@ -1480,6 +1486,7 @@ func retry(at time.Duration, after int) step {
 }
 
 func TestDispatchRetry(t *testing.T) {
+	t.Parallel()
 	plain := newRequest(t, nil)
 	// email #1 and sms #2 fail permanently: failed after 2 attempts.
 	failed := given(plain, result(time.Second, contract.OutcomePermanent), result(2*time.Second, contract.OutcomePermanent))
@@ -1546,6 +1553,7 @@ func TestDispatchRetry(t *testing.T) {
 // TestDispatchVersionsCount plays a long story and checks the version
 // counts the changes and nothing else.
 func TestDispatchVersionsCount(t *testing.T) {
+	t.Parallel()
 	st := newStory(t, testConfig())
 	b1 := backoff(t, 1)
 	steps := []step{

@@ -9,7 +9,6 @@ import (
 	"github.com/lovoo/goka"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -214,10 +213,10 @@ func (d *Dispatcher) emit(ctx goka.Context, e Emits, now time.Time) {
 		if err != nil {
 			ctx.Fail(fmt.Errorf("dispatcher: %w", err))
 		}
-		topic := delay.Route(w.Due, now, topology.TopicWakeups)
+		topic := topology.Route(w.Due, now, topology.TopicWakeups)
 		ctx.Emit(goka.Stream(topic), w.ID, b, goka.WithCtxEmitHeaders(goka.Headers{
-			delay.HeaderDue:    delay.FormatDue(w.Due),
-			delay.HeaderTarget: []byte(topology.TopicWakeups),
+			topology.HeaderDue:    topology.FormatDue(w.Due),
+			topology.HeaderTarget: []byte(topology.TopicWakeups),
 		}))
 	}
 }
@@ -228,7 +227,7 @@ func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, n
 	parkFor, delayBy := d.ParkFor, d.ParkDelay
 	since := now
 	if b, ok := ctx.Headers()[HeaderParkedSince]; ok {
-		if t, err := delay.ParseDue(b); err == nil {
+		if t, err := topology.ParseDue(b); err == nil {
 			since = t
 		}
 	}
@@ -237,10 +236,10 @@ func (d *Dispatcher) park(ctx goka.Context, src contract.Position, raw []byte, n
 		return
 	}
 	due := now.Add(delayBy)
-	ctx.Emit(goka.Stream(delay.Route(due, now, src.Topic)), ctx.Key(), raw, goka.WithCtxEmitHeaders(goka.Headers{
-		delay.HeaderDue:    delay.FormatDue(due),
-		delay.HeaderTarget: []byte(src.Topic),
-		HeaderParkedSince:  delay.FormatDue(since),
+	ctx.Emit(goka.Stream(topology.Route(due, now, src.Topic)), ctx.Key(), raw, goka.WithCtxEmitHeaders(goka.Headers{
+		topology.HeaderDue:    topology.FormatDue(due),
+		topology.HeaderTarget: []byte(src.Topic),
+		HeaderParkedSince:     topology.FormatDue(since),
 	}))
 }
 
@@ -268,5 +267,7 @@ func (d *Dispatcher) Supervisor(tc topology.Config, storageDir string, log *slog
 	if d.Placement.Partitions == 0 {
 		d.Placement.Partitions = tc.WithDefaults().Partitions
 	}
-	return gokax.NewSupervisor(d.Graph(), tc, storageDir, log, d.Fence)
+	sup := gokax.NewSupervisor(d.Graph(), tc, storageDir, log, d.Fence)
+	sup.Now = d.Now // sessions are timed on the dispatcher's clock
+	return sup
 }

@@ -63,6 +63,7 @@ func badRecords(n int) (recs []*kgo.Record, reasons map[string]string) {
 // letters with their reasons, and duplicates published after the restart
 // are still recognised from the recovered table.
 func TestDispatcherFoundation(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/lovoo/goka/tester"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/delay"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -122,6 +121,7 @@ func (h *gokaHarness) deadLetters() []contract.DeadLetter {
 }
 
 func TestDispatcherCallbackNewRequest(t *testing.T) {
+	t.Parallel()
 	h := newGokaHarness(t)
 	h.tt.Consume(topology.TopicRequests, "n-1", requestJSON("n-1"))
 
@@ -144,6 +144,7 @@ func TestDispatcherCallbackNewRequest(t *testing.T) {
 }
 
 func TestDispatcherCallbackDuplicate(t *testing.T) {
+	t.Parallel()
 	h := newGokaHarness(t)
 	h.tt.Consume(topology.TopicRequests, "n-1", requestJSON("n-1"))
 	h.sends()
@@ -158,6 +159,7 @@ func TestDispatcherCallbackDuplicate(t *testing.T) {
 }
 
 func TestDispatcherCallbackDeadLetters(t *testing.T) {
+	t.Parallel()
 	h := newGokaHarness(t)
 	cases := []struct {
 		topic, key string
@@ -193,6 +195,7 @@ func TestDispatcherCallbackDeadLetters(t *testing.T) {
 }
 
 func TestDispatcherCallbackResult(t *testing.T) {
+	t.Parallel()
 	h := newGokaHarness(t)
 	h.tt.Consume(topology.TopicRequests, "n-1", requestJSON("n-1"))
 	h.now = h.now.Add(time.Second)
@@ -215,6 +218,7 @@ func TestDispatcherCallbackResult(t *testing.T) {
 // no duplicate. (Goka's tester has one partition, so nothing is misplaced
 // here; the move itself is tested on the broker, placement_kafka_test.go.)
 func TestDispatcherCallbackMovedRecords(t *testing.T) {
+	t.Parallel()
 	h := newGokaHarness(t)
 	origin := func(topic string, part, off int) tester.EmitOption {
 		return tester.WithHeaders(goka.Headers{
@@ -269,7 +273,7 @@ func TestDispatcherCallbackMovedRecords(t *testing.T) {
 			}
 			if key == "ghost" {
 				parked++
-				if target := string(hdr[delay.HeaderTarget]); target != topology.TopicControl {
+				if target := string(hdr[topology.HeaderTarget]); target != topology.TopicControl {
 					t.Errorf("the moved cancel was parked to %q, want %s", target, topology.TopicControl)
 				}
 			}
@@ -282,6 +286,7 @@ func TestDispatcherCallbackMovedRecords(t *testing.T) {
 
 // The repartition topic is the dispatcher group's Goka loop stream.
 func TestRepartitionTopicIsTheLoopStream(t *testing.T) {
+	t.Parallel()
 	g := new(dispatcher.Dispatcher).Graph()
 	if l := g.LoopStream(); l == nil || l.Topic() != topology.TopicRepartition {
 		t.Fatalf("loop stream %v, want %s", l, topology.TopicRepartition)

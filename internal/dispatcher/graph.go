@@ -8,10 +8,13 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-// Inputs are the topics the dispatcher consumes. All are read as
-// raw bytes and decoded inside the callback, so that a record that does not
-// decode goes to the DLQ instead of stopping the processor.
-var Inputs = []string{topology.TopicRequests, topology.TopicResults, topology.TopicWakeups, topology.TopicControl}
+// Inputs returns the topics the dispatcher consumes (a fresh slice each
+// call). All are read as raw bytes and decoded inside the callback, so that
+// a record that does not decode goes to the DLQ instead of stopping the
+// processor.
+func Inputs() []string {
+	return []string{topology.TopicRequests, topology.TopicResults, topology.TopicWakeups, topology.TopicControl}
+}
 
 // graph is the dispatcher's Goka group graph: one callback for
 // all inputs and for the loop stream (TopicRepartition, where misplaced
@@ -19,7 +22,7 @@ var Inputs = []string{topology.TopicRequests, topology.TopicResults, topology.To
 // it emits to (send commands, the delay tiers, the DLQ).
 func graph(cb goka.ProcessCallback) *goka.GroupGraph {
 	edges := []goka.Edge{}
-	for _, t := range Inputs {
+	for _, t := range Inputs() {
 		edges = append(edges, goka.Input(goka.Stream(t), new(codec.Bytes), cb))
 	}
 	edges = append(edges,

@@ -132,6 +132,7 @@ func (p *crashingProducer) EmitWithHeaders(topic, key string, value []byte, h go
 // the table and in PostgreSQL, the dead letter names the original position,
 // and only misplaced records were moved.
 func TestAnyProducer(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -12,6 +12,7 @@ import (
 )
 
 func TestFilter(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	e := Entry{Partition: 2, Offset: 7, Letter: contract.DeadLetter{Reason: "invalid", Topic: "herald.requests", Key: []byte("k"), At: at}}
 	for _, tc := range []struct {
@@ -38,6 +39,7 @@ func TestFilter(t *testing.T) {
 }
 
 func TestRecordRoundTrip(t *testing.T) {
+	t.Parallel()
 	d := contract.DeadLetter{Reason: "malformed", Error: "x", Topic: "herald.send", Partition: 1, Offset: 9,
 		At: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), Key: []byte("k"), Value: []byte("raw"),
 		Headers: []contract.Header{{Key: "h", Value: []byte("v")}}}
@@ -54,6 +56,7 @@ func TestRecordRoundTrip(t *testing.T) {
 // Kgo keeps the consumed record's key, value, position, timestamp and
 // headers, takes the reason from the error unless the stage names one.
 func TestKgo(t *testing.T) {
+	t.Parallel()
 	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := ts.Add(time.Hour)
 	in := &kgo.Record{Topic: "herald.send", Partition: 2, Offset: 5, Key: []byte("k"), Value: []byte("{"), Timestamp: ts,
@@ -75,6 +78,7 @@ func TestKgo(t *testing.T) {
 }
 
 func TestReadFixes(t *testing.T) {
+	t.Parallel()
 	fixes, err := ReadFixes([]byte("# comment\n\n{\"id\":\"a\",\"x\":1}\r\n  {\"id\":\"b\"}  \n"))
 	if err != nil || len(fixes) != 2 || string(fixes["a"]) != `{"id":"a","x":1}` || string(fixes["b"]) != `{"id":"b"}` {
 		t.Fatalf("%q %v", fixes, err)
@@ -87,6 +91,7 @@ func TestReadFixes(t *testing.T) {
 }
 
 func TestFilterCheck(t *testing.T) {
+	t.Parallel()
 	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	if err := (Filter{At: []string{"0@0", "11@42"}, Since: at, Until: at.Add(time.Second)}).Check(); err != nil {
 		t.Errorf("good filter: %v", err)
@@ -100,6 +105,7 @@ func TestFilterCheck(t *testing.T) {
 }
 
 func TestParseWhen(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Time{"": {}, "90m": now.Add(-90 * time.Minute), "2026-01-02T03:04:05Z": time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} {
 		if got, err := ParseWhen(in, now); err != nil || !got.Equal(want) {
@@ -114,6 +120,7 @@ func TestParseWhen(t *testing.T) {
 // A truncated dead letter is replayed only with a fix: its value is no
 // longer the original.
 func TestReplaySkipsTruncatedWithoutAFix(t *testing.T) {
+	t.Parallel()
 	rp := &Replayer{IntakeTopic: "herald.requests", DryRun: true, Now: time.Now}
 	e := Entry{Letter: contract.DeadLetter{Topic: "herald.requests", Key: []byte("k"), Value: []byte(`{"id":`), Truncated: 900000}}
 	out, err := rp.Replay(context.Background(), []Entry{e})

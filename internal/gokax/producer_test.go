@@ -20,6 +20,7 @@ import (
 // with its partition but no offset (Goka would store a table write's
 // offset as its local store's position; see KgoProducer).
 func TestKgoProducerPlacesOrdersAndReportsOffsets(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	p, err := gokax.KgoProducer(c.Topology)(c.Topology.Brokers, "test", topology.Hasher)
 	if err != nil {
@@ -76,6 +77,7 @@ func TestKgoProducerPlacesOrdersAndReportsOffsets(t *testing.T) {
 
 // The Ledger is clean only when every write was acknowledged.
 func TestLedgerCountsFailedAndPendingWrites(t *testing.T) {
+	t.Parallel()
 	fin := map[string]goka.PromiseFinisher{}
 	inner := func([]string, string, func() hash.Hash32) (goka.Producer, error) { return stubProducer(fin), nil }
 	l := new(gokax.Ledger)

@@ -10,6 +10,7 @@ import (
 // (no mark) or a store from before the mark is wiped, and a running
 // processor's store carries no mark.
 func TestLocalStoreTrustsOnlyACleanClose(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "processor")
 	s := localStore{dir: dir}
 	if wiped, err := s.open(); err != nil || wiped {

@@ -259,8 +259,8 @@ func BenchmarkHop5Delay(b *testing.B) {
 			b.Fatal(err)
 		}
 		recs[i] = &kgo.Record{Topic: tier, Key: []byte(id(i)), Value: v, Headers: []kgo.RecordHeader{
-			{Key: delay.HeaderDue, Value: delay.FormatDue(due)},
-			{Key: delay.HeaderTarget, Value: []byte(topology.TopicWakeups)},
+			{Key: topology.HeaderDue, Value: topology.FormatDue(due)},
+			{Key: topology.HeaderTarget, Value: []byte(topology.TopicWakeups)},
 		}}
 	}
 	c := cluster(b, recs...)

@@ -133,7 +133,7 @@ func (e *Env) RunBaseline(ctx context.Context, bc BaselineConfig) (*Result, erro
 
 	res := &Result{Name: bc.Name, Concurrency: bc.Concurrency, Rate: bc.Rate, N: plan.W.N, Records: plan.Records(),
 		Valid: plan.Valid(), Duplicates: len(plan.Rerun), Kinds: map[string]int{}, Provider: providerLabel(bc.Provider)}
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		res.Kinds[k.String()] = plan.Count(k)
 	}
 

@@ -17,7 +17,7 @@ import (
 // finalStatuses are the final statuses as SQL literals' values.
 func finalStatuses() []string {
 	var out []string
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if s.Final() {
 			out = append(out, string(s))
 		}

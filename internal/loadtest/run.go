@@ -238,7 +238,7 @@ func (e *Env) Run(ctx context.Context, rc RunConfig) (*Result, error) {
 	s.res = &Result{Name: rc.Name, Partitions: rc.Partitions, Instances: rc.Instances, Concurrency: rc.Concurrency,
 		Rate: rc.Rate, N: plan.W.N, Records: plan.Records(), Valid: plan.Valid(), Duplicates: len(plan.Rerun),
 		Kinds: map[string]int{}, Provider: providerLabel(rc.Provider)}
-	for _, k := range Kinds {
+	for _, k := range Kinds() {
 		s.res.Kinds[k.String()] = plan.Count(k)
 	}
 	if err := s.drive(ctx); err != nil {

@@ -42,8 +42,10 @@ const (
 	numKinds
 )
 
-// Kinds lists every kind, in report order.
-var Kinds = []Kind{KindNormal, KindBlackout, KindNotBefore, KindMalformed, KindWindowQueued, KindExpiring, KindSlowProvider}
+// Kinds lists every kind, in report order (a fresh slice each call).
+func Kinds() []Kind {
+	return []Kind{KindNormal, KindBlackout, KindNotBefore, KindMalformed, KindWindowQueued, KindExpiring, KindSlowProvider}
+}
 
 func (k Kind) String() string {
 	switch k {

@@ -41,6 +41,7 @@ func (d *describing) Unregister(prometheus.Collector) bool { return true }
 // TestDashboardMetrics checks that every metric the Grafana dashboard
 // queries is one that a Herald stage registers.
 func TestDashboardMetrics(t *testing.T) {
+	t.Parallel()
 	reg := &describing{names: map[string]bool{}}
 	metrics.NewDispatch(reg)
 	metrics.NewAPI(reg)
@@ -96,6 +97,7 @@ func TestDashboardMetrics(t *testing.T) {
 // variable, and the headline lag is the backlog of the stages that work
 // through records, without the delay group's held wake-ups.
 func TestDashboardInstanceAndLag(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../deploy/grafana/herald.json")
 	if err != nil {
 		t.Fatal(err)
@@ -140,6 +142,7 @@ func TestDashboardInstanceAndLag(t *testing.T) {
 // TestCountersPresentAtZero: the labelled counters the dashboard reads
 // exist before their first event.
 func TestCountersPresentAtZero(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	metrics.NewAPI(reg)
 	metrics.NewDispatch(reg)
@@ -184,6 +187,7 @@ func TestCountersPresentAtZero(t *testing.T) {
 
 // Grafana keys panels by id: two panels with one id break links and edits.
 func TestDashboardPanelIDsUnique(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../deploy/grafana/herald.json")
 	if err != nil {
 		t.Fatal(err)

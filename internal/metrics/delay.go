@@ -10,9 +10,11 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-// DelayLatenessBuckets are the buckets of
-// herald_delay_release_lateness_seconds.
-var DelayLatenessBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+// DelayLatenessBuckets returns the buckets of
+// herald_delay_release_lateness_seconds (a fresh slice each call).
+func DelayLatenessBuckets() []float64 {
+	return []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300}
+}
 
 // Delay implements delay.Observer with Prometheus metrics.
 type Delay struct {
@@ -42,11 +44,11 @@ func NewDelay(reg prometheus.Registerer) *Delay {
 		lateness: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "herald_delay_release_lateness_seconds",
 			Help:    "How long after its due time a delayed record was acknowledged by its target topic.",
-			Buckets: DelayLatenessBuckets,
+			Buckets: DelayLatenessBuckets(),
 		}),
 	}
 	reg.MustRegister(d.forwards, d.hops, d.rejects, d.lateness)
-	for _, tier := range topology.Tiers {
+	for _, tier := range topology.Tiers() {
 		d.rejects.WithLabelValues(topology.TierLabel(tier)) // present at 0 from the start
 	}
 	return d
@@ -108,7 +110,7 @@ func (c heldRecords) Collect(ch chan<- prometheus.Metric) {
 	if err != nil || held == nil {
 		return
 	}
-	for _, d := range topology.Tiers {
+	for _, d := range topology.Tiers() {
 		ch <- prometheus.MustNewConstMetric(heldRecordsDesc, prometheus.GaugeValue, float64(held[d]), topology.TierLabel(d))
 	}
 }

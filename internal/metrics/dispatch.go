@@ -59,11 +59,11 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 	// input topic's verdicts, every dead-letter reason.
 	// (failed is a from too: an operator's retry leaves it.)
 	for _, from := range append([]string{"new", string(contract.StatusFailed)}, nonFinal()...) {
-		for _, to := range contract.Statuses {
+		for _, to := range contract.Statuses() {
 			d.transitions.WithLabelValues(from, string(to))
 		}
 	}
-	for _, topic := range dispatcher.Inputs {
+	for _, topic := range dispatcher.Inputs() {
 		for _, v := range []dispatcher.Verdict{dispatcher.VerdictApplied, dispatcher.VerdictDuplicate, dispatcher.VerdictReplay,
 			dispatcher.VerdictStale, dispatcher.VerdictUnknown, dispatcher.VerdictEarly, dispatcher.VerdictHealed,
 			dispatcher.VerdictRemembered, dispatcher.VerdictDeleted} {
@@ -78,7 +78,7 @@ func NewDispatch(reg prometheus.Registerer) *Dispatch {
 
 func nonFinal() []string {
 	var out []string
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if !s.Final() {
 			out = append(out, string(s))
 		}

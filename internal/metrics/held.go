@@ -46,8 +46,11 @@ type Held struct {
 	duration time.Duration
 }
 
-// HoldReasons lists the hold reasons the gauge always exports.
-var HoldReasons = []contract.HoldReason{contract.HoldSchedule, contract.HoldBlackout, contract.HoldBackoff, contract.HoldRateLimit}
+// HoldReasons lists the hold reasons the gauge always exports (a fresh
+// slice each call).
+func HoldReasons() []contract.HoldReason {
+	return []contract.HoldReason{contract.HoldSchedule, contract.HoldBlackout, contract.HoldBackoff, contract.HoldRateLimit}
+}
 
 // NewHeld registers the gauges on reg. Nothing is exported before the first
 // Refresh.
@@ -130,10 +133,10 @@ func (h *Held) Collect(ch chan<- prometheus.Metric) {
 	if !h.scanned {
 		return
 	}
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		ch <- prometheus.MustNewConstMetric(h.statusDesc, prometheus.GaugeValue, float64(h.status[s]), string(s))
 	}
-	for _, r := range HoldReasons {
+	for _, r := range HoldReasons() {
 		ch <- prometheus.MustNewConstMetric(h.heldDesc, prometheus.GaugeValue, float64(h.held[r]), string(r))
 	}
 	ch <- prometheus.MustNewConstMetric(h.ageDesc, prometheus.GaugeValue, float64(h.at.UnixNano())/1e9)

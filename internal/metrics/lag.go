@@ -11,10 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-// DefaultLagGroups are the consumer groups of Herald's stages.
-var DefaultLagGroups = []string{"herald-dispatcher", "herald-delay", "herald-sender", "herald-sink"}
+// DefaultLagGroups returns the consumer groups of Herald's stages (a fresh
+// slice each call).
+func DefaultLagGroups() []string {
+	return []string{string(topology.GroupDispatcher), topology.GroupDelay, topology.GroupSender, topology.GroupSink, topology.GroupStatus}
+}
 
 // DefaultLagInterval is how often Lag asks the brokers.
 const DefaultLagInterval = 10 * time.Second
@@ -57,7 +62,7 @@ type lagSample struct {
 // NewLag registers the lag gauges on reg.
 func NewLag(reg prometheus.Registerer, adm *kadm.Client, groups []string) *Lag {
 	if len(groups) == 0 {
-		groups = DefaultLagGroups
+		groups = DefaultLagGroups()
 	}
 	l := &Lag{
 		adm:    adm,

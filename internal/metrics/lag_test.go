@@ -17,6 +17,7 @@ import (
 )
 
 func TestLag(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	cl := c.Client(t)
 	adm := kadm.NewClient(cl)

@@ -18,6 +18,7 @@ import (
 // Every provider of a chain has its circuit gauge from the start (0,
 // closed), and the gauge follows the circuit.
 func TestCircuitGauge(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	c := metrics.NewCircuits(reg)
 	set, err := provider.OpenSet([]string{"sms=http://127.0.0.1:1/a", "sms=mock://"},

@@ -101,7 +101,7 @@ func NewSender(reg prometheus.Registerer) *Sender {
 	for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {
 		s.deadLetters.WithLabelValues(r)
 	}
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		for _, o := range []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomePermanent, contract.OutcomeThrottled} {
 			s.sends.WithLabelValues(string(ch), string(o))
 		}

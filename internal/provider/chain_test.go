@@ -55,6 +55,7 @@ func (c *circuitLog) get(k string) (CircuitState, bool) {
 // delivered once, by the second provider, and the first one's circuit is
 // open.
 func TestChainDeadThenLiveWebhook(t *testing.T) {
+	t.Parallel()
 	mock := NewMockServer(MockServerOptions{})
 	live := httptest.NewServer(mock)
 	defer live.Close()
@@ -140,6 +141,7 @@ func cmdN(id string) *contract.SendCommand {
 var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection errRefused")}
 
 func TestChainMovesOnlyOnDefiniteFailures(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name  string
 		first Result
@@ -181,6 +183,7 @@ func TestChainMovesOnlyOnDefiniteFailures(t *testing.T) {
 // next attempt goes to the same provider even when its circuit is open,
 // since it may still deliver the first one.
 func TestChainUnknownPinsTheID(t *testing.T) {
+	t.Parallel()
 	a := &scripted{answers: []Result{Unknown(errors.New("timeout")), Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Success(200)}}
 	c, _ := testChain(ChainOptions{FailureThreshold: 1}, a, b)
@@ -214,6 +217,7 @@ func TestChainUnknownPinsTheID(t *testing.T) {
 // A command's cut-off is the chain's: not_attempted does not move on (a
 // mock next in line would deliver after the cut-off).
 func TestChainStopsAtTheCutoff(t *testing.T) {
+	t.Parallel()
 	mock := NewMock(Simulation{}) // checks no cut-off: it would deliver
 	c, _ := testChain(ChainOptions{}, providerFunc(func(ctx context.Context, cmd *contract.SendCommand) Result {
 		return notHandedOver("test", 0)
@@ -231,6 +235,7 @@ func (f providerFunc) Send(ctx context.Context, c *contract.SendCommand) Result 
 func (f providerFunc) Close() error                                             { return nil }
 
 func TestBreaker(t *testing.T) {
+	t.Parallel()
 	a := &scripted{answers: []Result{Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Success(200)}}
 	obs := &circuitLog{}
@@ -274,6 +279,7 @@ func TestBreaker(t *testing.T) {
 }
 
 func TestBreakerOneProbeAtATime(t *testing.T) {
+	t.Parallel()
 	b := &breaker{threshold: 1, coolDown: time.Second, now: time.Now}
 	b.record(healthFailed, false)
 	b.openedAt = time.Now().Add(-time.Hour)
@@ -289,6 +295,7 @@ func TestBreakerOneProbeAtATime(t *testing.T) {
 }
 
 func TestChainEveryCircuitOpen(t *testing.T) {
+	t.Parallel()
 	a := &scripted{answers: []Result{Transient(0, errRefused)}}
 	b := &scripted{answers: []Result{Result{Outcome: contract.OutcomeTransient, Code: 503, Failover: true}}}
 	c, clk := testChain(ChainOptions{FailureThreshold: 1, CoolDown: time.Minute}, a, b)
@@ -304,6 +311,7 @@ func TestChainEveryCircuitOpen(t *testing.T) {
 }
 
 func TestPinsBounded(t *testing.T) {
+	t.Parallel()
 	p := newPins(2)
 	p.put("a", 1)
 	p.put("b", 1)
@@ -324,6 +332,7 @@ func TestPinsBounded(t *testing.T) {
 // A webhook that takes the request and never answers: unknown, and the
 // chain must not move it (the second server sees nothing).
 func TestChainWebhookUnknownDoesNotMove(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
 	defer hang.Close()
@@ -345,6 +354,7 @@ func TestChainWebhookUnknownDoesNotMove(t *testing.T) {
 // Many attempts at once through a chain whose first provider is down:
 // each is delivered exactly once, by the second (run with -race).
 func TestChainConcurrent(t *testing.T) {
+	t.Parallel()
 	mock := NewMockServer(MockServerOptions{})
 	live := httptest.NewServer(mock)
 	defer live.Close()
@@ -373,6 +383,7 @@ func TestChainConcurrent(t *testing.T) {
 // After a failover, the next provider is not called within the min budget
 // of the cut-off (the sender's rule for the first call).
 func TestChainFailoverKeepsTheMinBudget(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		left  time.Duration
 		calls int32

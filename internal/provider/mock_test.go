@@ -17,6 +17,7 @@ import (
 )
 
 func TestParseSimulation(t *testing.T) {
+	t.Parallel()
 	u, _ := url.Parse("mock://?latency=1s&jitter=200ms&fail=0.01&permanent=0.001&throttle=0.5&retry_after=3s&seed=x")
 	s, err := ParseSimulation(u.Query())
 	if err != nil {
@@ -36,6 +37,7 @@ func TestParseSimulation(t *testing.T) {
 }
 
 func TestSimulationRatesAndDeterminism(t *testing.T) {
+	t.Parallel()
 	s := Simulation{Latency: time.Second, Jitter: 200 * time.Millisecond, Fail: 0.05, Permanent: 0.01}
 	const n = 20000
 	var perm, fail int
@@ -79,6 +81,7 @@ func TestSimulationRatesAndDeterminism(t *testing.T) {
 }
 
 func TestMockProviderLatencyAndCancel(t *testing.T) {
+	t.Parallel()
 	m := NewMock(Simulation{Latency: 50 * time.Millisecond})
 	start := time.Now()
 	r := m.Send(context.Background(), testCommand("a", 1))
@@ -98,6 +101,7 @@ func TestMockProviderLatencyAndCancel(t *testing.T) {
 }
 
 func TestOpenAndParseSpec(t *testing.T) {
+	t.Parallel()
 	ch, u, err := ParseSpec("email=mock://?latency=1s&fail=0.01")
 	if err != nil || ch != contract.ChannelEmail || u != "mock://?latency=1s&fail=0.01" {
 		t.Fatalf("ParseSpec: %s %s %v", ch, u, err)
@@ -153,6 +157,7 @@ func post(t *testing.T, base string, path string, id string, ch contract.Channel
 }
 
 func TestMockServerIdempotencyAndStats(t *testing.T) {
+	t.Parallel()
 	m := NewMockServer(MockServerOptions{Simulation: Simulation{Latency: time.Millisecond}})
 	srv := httptest.NewServer(m)
 	defer srv.Close()
@@ -234,6 +239,7 @@ func TestMockServerIdempotencyAndStats(t *testing.T) {
 }
 
 func TestMockServerCountsDuplicatesWithoutIdempotency(t *testing.T) {
+	t.Parallel()
 	m := NewMockServer(MockServerOptions{IgnoreIdempotency: true})
 	srv := httptest.NewServer(m)
 	defer srv.Close()
@@ -254,6 +260,7 @@ func TestMockServerCountsDuplicatesWithoutIdempotency(t *testing.T) {
 }
 
 func TestMockServerRejectsBadBodies(t *testing.T) {
+	t.Parallel()
 	m := NewMockServer(MockServerOptions{})
 	srv := httptest.NewServer(m)
 	defer srv.Close()

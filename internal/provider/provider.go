@@ -163,7 +163,7 @@ func ParseSpec(spec string) (contract.Channel, string, error) {
 	}
 	c := contract.Channel(ch)
 	if !c.Valid() {
-		return "", "", fmt.Errorf("provider %q: unknown channel %q (have %v)", Redact(spec), ch, contract.Channels)
+		return "", "", fmt.Errorf("provider %q: unknown channel %q (have %v)", Redact(spec), ch, contract.Channels())
 	}
 	return c, u, nil
 }

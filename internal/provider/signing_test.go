@@ -17,6 +17,7 @@ import (
 // The example of the Standard Webhooks specification: a receiver using
 // any Standard Webhooks library accepts Herald's signatures.
 func TestSignWebhookSpecVector(t *testing.T) {
+	t.Parallel()
 	key, err := ParseWebhookSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	if err != nil {
 		t.Fatal(err)
@@ -29,6 +30,7 @@ func TestSignWebhookSpecVector(t *testing.T) {
 
 // The worked example in docs/sending.md is right.
 func TestSignWebhookDocExample(t *testing.T) {
+	t.Parallel()
 	doc, err := os.ReadFile("../../docs/sending.md")
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +90,7 @@ func TestSignWebhookDocExample(t *testing.T) {
 }
 
 func TestWebhookSecretAndRedact(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_!!", "whsec_c2hvcnQ="} {
 		if _, err := ParseWebhookSecret(bad); err == nil {
 			t.Errorf("secret %q accepted", bad)

@@ -109,6 +109,7 @@ func (f *fakeSMTP) serve(c net.Conn) {
 }
 
 func TestSMTPSendsAndClassifies(t *testing.T) {
+	t.Parallel()
 	f := startFakeSMTP(t)
 	u, _ := url.Parse("smtp://" + f.ln.Addr().String() + "?from=herald@example.com&tls=none&conns=2")
 	p, err := NewSMTP(u, Options{Timeout: 5 * time.Second})
@@ -162,6 +163,7 @@ func TestSMTPSendsAndClassifies(t *testing.T) {
 }
 
 func TestSMTPConnectionRefusedIsTransient(t *testing.T) {
+	t.Parallel()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
@@ -185,6 +187,7 @@ func mustURL(s string) *url.URL { u, _ := url.Parse(s); return u }
 // passed before the session begins is not attempted, and the server gets
 // no message; one whose session began before it is delivered.
 func TestSMTPCutoffBoundsTheSessionStart(t *testing.T) {
+	t.Parallel()
 	f := startFakeSMTP(t)
 	u, _ := url.Parse("smtp://" + f.ln.Addr().String() + "?from=herald@example.com&tls=none&conns=1")
 	p, err := NewSMTP(u, Options{Timeout: 5 * time.Second})
@@ -215,6 +218,7 @@ func TestSMTPCutoffBoundsTheSessionStart(t *testing.T) {
 // attempt is not_attempted. A relay slow to answer the dot itself, past
 // the cut-off, has the message: its answer is awaited.
 func TestSMTPHandOverIsTheEndOfData(t *testing.T) {
+	t.Parallel()
 	f := startFakeSMTP(t)
 	u, _ := url.Parse("smtp://" + f.ln.Addr().String() + "?from=herald@example.com&tls=none&conns=1")
 	p, err := NewSMTP(u, Options{Timeout: 10 * time.Second})

@@ -540,7 +540,7 @@ func (t *Template) funcs() template.FuncMap {
 		"secret": func(name string) (string, error) {
 			s, ok := t.secrets[name]
 			if !ok {
-				return "", fmt.Errorf("no secret %q in secrets:", name)
+				return "", fmt.Errorf("no secret %q in the template's secrets section", name)
 			}
 			return s.get()
 		},

@@ -85,6 +85,7 @@ func TestTemplateErrorsNameTheLine(t *testing.T) {
 // not sent again by net/http (its body cannot be rewound, even with an
 // Idempotency-Key header), and the outcome is unknown.
 func TestTemplateRequestIsNotReplayed(t *testing.T) {
+	t.Parallel()
 	var arrivals atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := arrivals.Add(1)
@@ -118,6 +119,7 @@ func TestTemplateRequestIsNotReplayed(t *testing.T) {
 
 // The cut-off bounds the hand-over: a command past it is not sent.
 func TestTemplateCutoff(t *testing.T) {
+	t.Parallel()
 	var arrivals atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { arrivals.Add(1) }))
 	defer srv.Close()
@@ -173,6 +175,7 @@ request:
 
 // A bearer token read from a file is read again when the file changes.
 func TestTemplateTokenFileReread(t *testing.T) {
+	t.Parallel()
 	tokFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokFile, []byte("first-token\n"), 0o600)
 	var mu sync.Mutex
@@ -219,6 +222,7 @@ func TestTemplateHidesSecrets(t *testing.T) {
 // Answer rules: status and body fields decide the outcome, failover, the
 // retry-after and the message id.
 func TestTemplateAnswerRules(t *testing.T) {
+	t.Parallel()
 	answers := map[string]func(http.ResponseWriter){
 		"ok": func(w http.ResponseWriter) {
 			w.WriteHeader(200)
@@ -296,6 +300,7 @@ func encodeStd(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // A template file may be JSON (YAML's subset); its errors name lines too.
 func TestTemplateJSONFile(t *testing.T) {
+	t.Parallel()
 	var got string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)

@@ -31,6 +31,7 @@ func testCommand(id string, attempt int) *contract.SendCommand {
 }
 
 func TestWebhookClassifiesEveryResponseClass(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		status int
 		want   contract.Outcome
@@ -89,6 +90,7 @@ func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 // provider may have delivered); a connection refused is transient (nothing
 // reached it).
 func TestWebhookTimeoutIsUnknownAndRefusedIsTransient(t *testing.T) {
+	t.Parallel()
 	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -123,6 +125,7 @@ func TestWebhookTimeoutIsUnknownAndRefusedIsTransient(t *testing.T) {
 }
 
 func TestWebhookRetryAfter(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	var header atomic.Value
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -151,6 +154,7 @@ func TestWebhookRetryAfter(t *testing.T) {
 }
 
 func TestParseRetryAfterOn503(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "120")
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -164,6 +168,7 @@ func TestParseRetryAfterOn503(t *testing.T) {
 }
 
 func TestWebhookBodyAndIdempotencyKey(t *testing.T) {
+	t.Parallel()
 	type seen struct {
 		key  string
 		ct   string
@@ -226,6 +231,7 @@ func TestWebhookBodyAndIdempotencyKey(t *testing.T) {
 }
 
 func TestWebhookReusesConnections(t *testing.T) {
+	t.Parallel()
 	var newConns atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(5 * time.Millisecond)
@@ -264,6 +270,7 @@ func TestWebhookReusesConnections(t *testing.T) {
 // The cut-off rule (handover.go): the command's cut-off bounds when the
 // request may reach the provider, not how long its answer may take.
 func TestWebhookCutoffBoundsTheHandOverNotTheAnswer(t *testing.T) {
+	t.Parallel()
 	var got atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got.Add(1)
@@ -322,6 +329,7 @@ func TestWebhookCutoffBoundsTheHandOverNotTheAnswer(t *testing.T) {
 // and net/http must not send it again on a new connection (it would, for
 // a request with an Idempotency-Key and a rewindable body).
 func TestWebhookNoTransportReplay(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -404,6 +412,7 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 // a request it can rewind (GetBody) on a new connection. The webhook's
 // cannot be: the server sees it once, and the outcome is unknown.
 func TestWebhookNoHTTP2Replay(t *testing.T) {
+	t.Parallel()
 	tlsSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
 	tlsSrv.StartTLS() // for its certificate and a pool that trusts it
 	cert, roots := tlsSrv.TLS.Certificates[0], tlsSrv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs

@@ -61,6 +61,7 @@ func rules(t testing.TB, rs []rule) []Rule {
 // instants with the offset the zone has then, so a row shows which of two
 // equal wall clocks it means.
 func TestRelease(t *testing.T) {
+	t.Parallel()
 	seoul := []rule{{"Asia/Seoul", []string{"22:00-06:00"}}}
 	tests := []struct {
 		name  string
@@ -204,6 +205,7 @@ func TestRelease(t *testing.T) {
 }
 
 func TestInside(t *testing.T) {
+	t.Parallel()
 	r := Rule{Windows: windows(t, "22:00-06:00", "12:00-13:00"), Loc: zone(t, "Asia/Seoul")}
 	tests := []struct {
 		at     string
@@ -234,6 +236,7 @@ func TestInside(t *testing.T) {
 }
 
 func TestReleaseAlwaysBlackout(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		rules []rule
@@ -259,6 +262,7 @@ func TestReleaseAlwaysBlackout(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	b := contract.Backoff{Initial: contract.Duration(time.Second), Multiplier: 2, Max: contract.Duration(10 * time.Minute)}
 	within := func(d, base time.Duration) bool {
 		return float64(d) >= 0.9*float64(base)-1 && float64(d) <= 1.1*float64(base)+1
@@ -303,11 +307,12 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestBackoffJitter(t *testing.T) {
+	t.Parallel()
 	b := contract.Backoff{Initial: contract.Duration(10 * time.Second), Multiplier: 2, Max: contract.Duration(time.Hour)}
 	// Deterministic: the same key and n give the same wait, so a replayed
 	// transition computes the same due time.
-	if Backoff(b, 3, "n-1") != Backoff(b, 3, "n-1") {
-		t.Fatal("Backoff is not deterministic")
+	if first, again := Backoff(b, 3, "n-1"), Backoff(b, 3, "n-1"); first != again {
+		t.Fatalf("Backoff is not deterministic: %s, then %s", first, again)
 	}
 	// Spread: over many keys the waits cover most of ±10% and differ.
 	lo, hi := time.Duration(math.MaxInt64), time.Duration(0)
@@ -336,6 +341,7 @@ func TestBackoffJitter(t *testing.T) {
 const propertyCases = 3000
 
 func TestReleaseProperties(t *testing.T) {
+	t.Parallel()
 	zones := []string{"America/New_York", "Europe/Berlin", "America/Santiago", "Australia/Lord_Howe",
 		"Pacific/Apia", "Asia/Kathmandu", "Asia/Seoul", "UTC"}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -400,6 +406,7 @@ func TestReleaseProperties(t *testing.T) {
 // TestInsideFixedAgrees: away from offset changes Inside takes a shortcut in
 // minutes; it must say what the wall-clock placement says.
 func TestInsideFixedAgrees(t *testing.T) {
+	t.Parallel()
 	zones := []string{"America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kathmandu", "Asia/Seoul", "UTC"}
 	rng := rand.New(rand.NewPCG(7, 8))
 	year := instant(t, "2026-01-01T00:00:00Z")
@@ -429,6 +436,7 @@ func TestInsideFixedAgrees(t *testing.T) {
 }
 
 func TestNextStart(t *testing.T) {
+	t.Parallel()
 	seoul, _ := time.LoadLocation("Asia/Seoul")
 	ny, _ := time.LoadLocation("America/New_York")
 	night := []contract.Window{{From: 22 * 60, To: 6 * 60}}

@@ -7,6 +7,7 @@ import (
 )
 
 func TestAnsweredRemembersTheNewest(t *testing.T) {
+	t.Parallel()
 	a := newAnswered(2)
 	k := func(i int) attemptKey { return attemptKey{id: "n", attempt: i} }
 	res := func(i int) contract.SendResult {
@@ -39,6 +40,7 @@ func TestAnsweredRemembersTheNewest(t *testing.T) {
 // only copies of its command (same or older issue), and a later issue may
 // call again.
 func TestAnsweredAnswersAnAttemptWhateverTheIssue(t *testing.T) {
+	t.Parallel()
 	outcomes := []contract.Outcome{contract.OutcomeSuccess, contract.OutcomeUnknown, contract.OutcomeNotAttempted,
 		contract.OutcomeTransient, contract.OutcomeThrottled, contract.OutcomePermanent}
 	for _, o := range outcomes {
@@ -65,6 +67,7 @@ func TestAnsweredAnswersAnAttemptWhateverTheIssue(t *testing.T) {
 // attempt, in order), and any newer answer replaces an older one that is
 // not a success.
 func TestAnsweredKeepsTheSettlingAnswer(t *testing.T) {
+	t.Parallel()
 	a := newAnswered(10)
 	r := func(issue int, o contract.Outcome) contract.SendResult {
 		return contract.SendResult{ID: "n", Attempt: 1, Issue: issue, Outcome: o}

@@ -147,6 +147,7 @@ func hasOutcome(s *contract.State, o contract.Outcome) bool {
 //     email (history: unknown, then success); where it stays slow, the
 //     status is failed with "outcome unknown" after MaxReissues re-issues.
 func TestPipelineSendsRespectTheClock(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -144,7 +144,7 @@ func ParseRateTarget(spec string) (RateTarget, float64, error) {
 	ch, name, named := strings.Cut(key, "/")
 	t := RateTarget{Channel: contract.Channel(strings.TrimSpace(ch)), Provider: strings.TrimSpace(name)}
 	if !ok || !t.Channel.Valid() || (named && t.Provider == "") {
-		return RateTarget{}, 0, fmt.Errorf("rate %q: want CHANNEL=N/s or CHANNEL/PROVIDER=N/s with CHANNEL one of %v", spec, contract.Channels)
+		return RateTarget{}, 0, fmt.Errorf("rate %q: want CHANNEL=N/s or CHANNEL/PROVIDER=N/s with CHANNEL one of %v", spec, contract.Channels())
 	}
 	num, unit, _ := strings.Cut(strings.TrimSpace(r), "/")
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)

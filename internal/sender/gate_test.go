@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseRate(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in   string
 		ch   contract.Channel
@@ -95,6 +96,7 @@ func TestGateUnlimitedAndPause(t *testing.T) {
 // A gate's share is the group's rate divided by the members, with the
 // bucket sized for the share; an unlimited gate stays unlimited.
 func TestGateShare(t *testing.T) {
+	t.Parallel()
 	g := newGate(600, time.Now)
 	for _, c := range []struct {
 		members int

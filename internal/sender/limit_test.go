@@ -56,6 +56,7 @@ func feedWindow(t *testing.T, a *adaptiveLimit, clk *fakeClock, p phase) int {
 }
 
 func TestAdaptiveLimit(t *testing.T) {
+	t.Parallel()
 	const ms = time.Millisecond
 	base := LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 10 * ms, Memory: 30 * time.Second}
 	grown := phase{windows: 8, latency: 100 * ms} // 10 doubled 7 times passes 1000
@@ -213,6 +214,7 @@ func wantLimits(want ...int) func(t *testing.T, prev int, limits []int) {
 // (latency grows with the calls beyond 200): the limit settles where the
 // latency is the tolerance times the base, 300 calls, and stays there.
 func TestAdaptiveLimitSettlesAtAQueueingProvider(t *testing.T) {
+	t.Parallel()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	a := newAdaptiveLimit(LimitConfig{Min: 50, Max: 5000, Tolerance: 1.5, Floor: 10 * time.Millisecond, Memory: time.Minute}, clk.now)
 	var limits []int
@@ -231,6 +233,7 @@ func TestAdaptiveLimitSettlesAtAQueueingProvider(t *testing.T) {
 // TestAdaptiveLimitWindow: answers within one base latency of the
 // window's first do not move the limit; the first one after does.
 func TestAdaptiveLimitWindow(t *testing.T) {
+	t.Parallel()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	a := newAdaptiveLimit(LimitConfig{Min: 10, Max: 100, Tolerance: 1.5, Floor: 200 * time.Millisecond, Memory: time.Minute}, clk.now)
 	for range 50 {
@@ -246,6 +249,7 @@ func TestAdaptiveLimitWindow(t *testing.T) {
 }
 
 func TestLimitConfigValidate(t *testing.T) {
+	t.Parallel()
 	ok := LimitConfig{Max: 100}.withDefaults()
 	if err := ok.validate(); err != nil || ok.Min != DefaultLimitMin || ok.Tolerance != DefaultLatencyTolerance {
 		t.Fatalf("defaults %+v: %v", ok, err)
@@ -281,6 +285,7 @@ func (o *countingObserver) ProviderInFlight(_ contract.Channel, d int) { o.calls
 // first served as calls end; a waiter whose context ends leaves the
 // queue; answers move the limit and the observer sees it.
 func TestChannelLimitSlots(t *testing.T) {
+	t.Parallel()
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	obs := &countingObserver{}
 	c := newChannelLimit(contract.ChannelEmail, LimitConfig{Min: 2, Max: 4, Tolerance: 1.5, Floor: 10 * time.Millisecond, Memory: time.Minute}, clk.now, obs)

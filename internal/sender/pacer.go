@@ -156,7 +156,7 @@ func pacers(providers provider.Set, rates map[RateTarget]float64, cfg LimitConfi
 		}
 	}
 	var all []*providerPacer
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		c := chains[ch]
 		if c == nil {
 			continue

@@ -12,6 +12,7 @@ import (
 // A process that was paused past half its session timeout calls no
 // provider for what it polled before, and ends its session.
 func TestPauseWatchdog(t *testing.T) {
+	t.Parallel()
 	s := &Sender{cfg: Config{Topology: topology.Config{SessionTimeout: 2 * time.Second}}}
 	ss := &session{s: s, stopPoll: func() {}}
 	ss.lastTick.Store(time.Now().UnixNano())

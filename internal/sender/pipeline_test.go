@@ -182,6 +182,7 @@ func pipelineSize(t *testing.T) int {
 // the mock's decisions predict; the state records the channel that
 // succeeded.
 func TestPipelineExactlyOnce(t *testing.T) {
+	t.Parallel()
 	n := pipelineSize(t)
 	emailQuery := "latency=200ms&fail=0.05&permanent=0.01"
 	p := startPipeline(t, pipelineOptions{Partitions: 4, Concurrency: 2000,

@@ -113,7 +113,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup          = "herald-sender"
+	DefaultGroup          = topology.GroupSender
 	DefaultConcurrency    = 4000
 	DefaultDrainTimeout   = 10 * time.Second
 	DefaultCommitInterval = time.Second
@@ -232,7 +232,8 @@ type Config struct {
 	Observer Observer
 	// Log is the logger (default slog.Default()).
 	Log *slog.Logger
-	// Now is the clock of cut-offs and results (default time.Now).
+	// Now is the clock of cut-offs, results and restarts (default
+	// time.Now).
 	Now func() time.Time
 	// ClientOpts are appended to the franz-go client's options (tests;
 	// default none).
@@ -318,13 +319,13 @@ func New(cfg Config) (*Sender, error) {
 	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, limits: map[contract.Channel]*channelLimit{},
 		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
-		svc: service.Service{Name: "sender", Log: cfg.Log}}
+		svc: service.Service{Name: "sender", Log: cfg.Log, Now: cfg.Now}}
 	var err error
 	s.chains, s.pacers, err = pacers(cfg.Providers, cfg.ProviderRates, cfg.Limit, s.now, cfg.ProviderObserver, s.log)
 	if err != nil {
 		return nil, err
 	}
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		s.gates[ch] = newGate(cfg.Rates[ch], s.now)
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)
 		lc := cfg.Limit
@@ -372,7 +373,7 @@ func (s *Sender) divide(members int) {
 		return
 	}
 	shares := map[contract.Channel]float64{}
-	for _, ch := range contract.Channels {
+	for _, ch := range contract.Channels() {
 		if s.cfg.Rates[ch] > 0 {
 			shares[ch] = s.gates[ch].share(members)
 			s.obs.RateShare(ch, shares[ch], members)

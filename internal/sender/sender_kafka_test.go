@@ -119,6 +119,7 @@ func (s staleIDs) Get(id string) (*contract.State, error) {
 // classification, stale commands reach no provider, undecodable ones go to
 // the DLQ, and a clean stop commits every offset.
 func TestSenderPublishesResults(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -261,6 +262,7 @@ func countOutcome(rs []contract.SendResult, ch contract.Channel, o contract.Outc
 // remembered by the new sender (recall). The provider's idempotency key
 // turns the second sends into replays, not deliveries.
 func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -361,6 +363,7 @@ func TestSenderStopMidwayResendsOnlyTheUncommittedWindow(t *testing.T) {
 // before releasing them, so the second starts exactly where the first
 // stopped: nothing is sent twice, nothing is skipped.
 func TestSenderRebalanceDrainsBeforeRelease(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -425,6 +428,7 @@ func (c *counting) Send(ctx context.Context, cmd *contract.SendCommand) provider
 // other attempt on that channel starts within the second, while another
 // channel carries on.
 func TestSenderThrottlePausesTheChannel(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -577,6 +581,7 @@ func (p *countingProvider) Close() error { return nil }
 // A command whose cut-off has passed is answered not_attempted, never
 // called.
 func TestSenderOneCallPerAttemptAndCutoffs(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(300 * time.Millisecond)
 	dup := command("dup", contract.ChannelEmail, 1)
@@ -655,6 +660,7 @@ func TestSenderAwaitsACallSpanningTheCutoff(t *testing.T) {
 // delivered, so it is answered with that success under its own issue,
 // without a second call (one call per attempt, answered).
 func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(500 * time.Millisecond)
 	first := command("reissued", contract.ChannelEmail, 1)
@@ -687,6 +693,7 @@ func TestSenderAnswersANewIssueOfABusyAttempt(t *testing.T) {
 // issue, so that the dispatcher applies it) without calling the provider
 // (issue 21, item 5).
 func TestSenderDoesNotCallAnAnsweredAttemptAgainUnderANewIssue(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(10 * time.Millisecond)
 	c.Produce(t, c.Client(t), command("timed-out", contract.ChannelEmail, 1))
@@ -714,6 +721,7 @@ func TestSenderDoesNotCallAnAnsweredAttemptAgainUnderANewIssue(t *testing.T) {
 // (issue 21, item 5: 1,765 delivered attempts called again after a kill
 // during a send burst).
 func TestSenderRemembersAnswersAcrossARestart(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	first := newCountingProvider(10 * time.Millisecond)
 	var ids []string
@@ -756,6 +764,7 @@ func TestSenderRemembersAnswersAcrossARestart(t *testing.T) {
 // a rebalance, or a dispatcher replay), while the state view still shows
 // the attempt sending, is not sent again by the sender that answered it.
 func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(10 * time.Millisecond)
 	cmd := command("again", contract.ChannelEmail, 1)
@@ -791,6 +800,7 @@ func TestSenderDoesNotCallAgainForAnAnsweredCommand(t *testing.T) {
 // answered with its twin's result, not not_attempted: that answer would
 // have the dispatcher issue the attempt again although its twin delivered.
 func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(10 * time.Millisecond)
 	rec, cmd := commandWith("late-copy", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
@@ -821,6 +831,7 @@ func TestSenderLateCopyOfAnAnsweredCommandIsNotNotAttempted(t *testing.T) {
 // notification is held, perhaps in a blackout window (issue 21, item 4:
 // the sender did not remember not_attempted answers).
 func TestSenderRemembersNotAttempted(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newCountingProvider(10 * time.Millisecond)
 	late, _ := commandWith("held", contract.ChannelEmail, 1, func(c *contract.SendCommand) {

@@ -15,6 +15,7 @@ import (
 // 4: a copy of a command answered not_attempted, called inside the
 // window). One that has not issued it yet is a view that lags.
 func TestStaleHeld(t *testing.T) {
+	t.Parallel()
 	held := []contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusRetrying, "paused"}
 	for _, st := range held {
 		cases := []struct {
@@ -52,6 +53,7 @@ func TestStaleHeld(t *testing.T) {
 }
 
 func TestStale(t *testing.T) {
+	t.Parallel()
 	cmd := &contract.SendCommand{ID: "a", Attempt: 3}
 	cases := []struct {
 		name  string
@@ -107,6 +109,7 @@ func typicalState(t testing.TB) []byte {
 }
 
 func TestViewReader(t *testing.T) {
+	t.Parallel()
 	b := typicalState(t)
 	r := ViewReader{View: fakeView{"a": b, "bad": []byte("{")}}
 	s, err := r.Get("a")
@@ -149,6 +152,7 @@ func TestViewReader(t *testing.T) {
 
 // With a budget, a call is not started that close to the cut-off.
 func TestPastCutoffBudget(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 	cmd := &contract.SendCommand{Deadline: now.Add(time.Hour), Cutoff: now.Add(500 * time.Millisecond)}
 	if why := PastCutoff(cmd, now, time.Second); !strings.Contains(why, "500ms left") {
@@ -160,6 +164,7 @@ func TestPastCutoffBudget(t *testing.T) {
 }
 
 func TestPastCutoff(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 1, 5, 12, 0, 0, 0, time.UTC)
 	cases := []struct {
 		deadline, cutoff time.Time

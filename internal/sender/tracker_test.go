@@ -8,6 +8,7 @@ import (
 )
 
 func TestTrackerCommitsOnlyTheCompletedPrefix(t *testing.T) {
+	t.Parallel()
 	tr := newPartitionTracker(context.Background())
 	if _, _, ok := tr.commitOffset(); ok {
 		t.Fatal("commit offset before anything completed")
@@ -49,6 +50,7 @@ func TestTrackerCommitsOnlyTheCompletedPrefix(t *testing.T) {
 // commit offset is always the first offset not yet completed, over many
 // records completing in random order (exercising the slice compaction).
 func TestTrackerRandomOrder(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	tr := newPartitionTracker(context.Background())
 	const n = 20000
@@ -91,6 +93,7 @@ func TestTrackerRandomOrder(t *testing.T) {
 }
 
 func TestTrackerStopWaitsForRunningAttempts(t *testing.T) {
+	t.Parallel()
 	tr := newPartitionTracker(context.Background())
 	tr.begin(1, 0)
 	tr.begin(2, 0)

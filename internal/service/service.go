@@ -2,7 +2,8 @@
 // the manner of River's baseservice): a name, a logger, a clock, and Run,
 // which runs a session of the part until its context ends and starts a new
 // session after one fails. Backoff is the wait policy of that restart, and
-// of every retry loop in Herald (a release, a batch write, a publish).
+// of Retry (retry.go), the one retry loop of Herald's parts (a release, a
+// batch write, a publish).
 //
 // Guarantees, as enforced here:
 //   - Run stops with its context: it returns once ctx has ended and the

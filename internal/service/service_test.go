@@ -43,6 +43,7 @@ func run(t *testing.T, s *Service, fails int, err error) []time.Duration {
 }
 
 func TestRestartBacksOff(t *testing.T) {
+	t.Parallel()
 	s := &Service{Name: "t", MinBackoff: time.Second, MaxBackoff: 5 * time.Second}
 	waits := run(t, s, 5, errors.New("boom"))
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 5 * time.Second, 5 * time.Second}
@@ -53,6 +54,7 @@ func TestRestartBacksOff(t *testing.T) {
 
 // A session that returns nil before its context ended failed too.
 func TestEarlyReturnIsAFailure(t *testing.T) {
+	t.Parallel()
 	s := &Service{}
 	waits := run(t, s, 2, nil)
 	if !slices.Equal(waits, []time.Duration{DefaultMinBackoff, 2 * DefaultMinBackoff}) {
@@ -62,6 +64,7 @@ func TestEarlyReturnIsAFailure(t *testing.T) {
 
 // After a session that ran Healthy, the wait starts at MinBackoff again.
 func TestHealthyRunResetsBackoff(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Unix(0, 0), step: time.Minute}
 	s := &Service{MinBackoff: time.Second, Healthy: time.Minute, Now: clock.now}
 	waits := run(t, s, 3, errors.New("boom"))
@@ -75,6 +78,7 @@ func TestHealthyRunResetsBackoff(t *testing.T) {
 // consumer's session, and one that had recovered must not wait longer at
 // each restart (the chaos suite's broker-restart saw 1, 2, 4, 8, 16 s).
 func TestWasHealthyResetsBackoff(t *testing.T) {
+	t.Parallel()
 	s := &Service{MinBackoff: time.Second, MaxBackoff: time.Minute}
 	waits := run(t, s, 4, WasHealthy(errors.New("consumer group: EOF")))
 	if !slices.Equal(waits, []time.Duration{time.Second, time.Second, time.Second, time.Second}) {
@@ -86,6 +90,7 @@ func TestWasHealthyResetsBackoff(t *testing.T) {
 }
 
 func TestPermanentStops(t *testing.T) {
+	t.Parallel()
 	bad := errors.New("bad option")
 	s := &Service{}
 	calls := 0
@@ -100,6 +105,7 @@ func TestPermanentStops(t *testing.T) {
 
 // A context that ends during the wait ends Run without another session.
 func TestStopsWithContextDuringWait(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Service{MinBackoff: time.Hour}
 	calls := 0
@@ -125,6 +131,7 @@ func TestStopsWithContextDuringWait(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	b := Backoff{Min: 100 * time.Millisecond, Max: 300 * time.Millisecond}
 	var got []time.Duration
 	for range 4 {

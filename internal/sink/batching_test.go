@@ -15,6 +15,7 @@ import (
 )
 
 func TestBatchingLimits(t *testing.T) {
+	t.Parallel()
 	b := Batching{MinSize: 100, MaxSize: 10000, MinInterval: 20 * time.Millisecond, MaxInterval: 220 * time.Millisecond}
 	for _, tc := range []struct {
 		name      string
@@ -43,6 +44,7 @@ func TestBatchingLimits(t *testing.T) {
 }
 
 func TestBatchingValidateAndDefaults(t *testing.T) {
+	t.Parallel()
 	if err := DefaultBatching().Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
@@ -87,6 +89,7 @@ func batches(cfg Config) (count, records int64) {
 // and not the long one (a sink that waited --sink-batch-interval, here a
 // minute, would time the trickle out).
 func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
+	t.Parallel()
 	c, cl, cfg := setup(t, "")
 	cfg.BatchMinSize, cfg.BatchSize = 5, 2000
 	cfg.BatchMinInterval, cfg.BatchInterval = 20*time.Millisecond, time.Minute
@@ -121,6 +124,7 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 // written, and only one: the collector waits until the writer takes it.
 // Everything is written and committed in the end.
 func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
+	t.Parallel()
 	c, cl, cfg := setup(t, "")
 	cfg.BatchMinSize, cfg.BatchSize = 1, 1000
 	var (

@@ -19,7 +19,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGroup         = "herald-sink"
+	DefaultGroup         = topology.GroupSink
 	DefaultRetryMin      = 100 * time.Millisecond
 	DefaultRetryMax      = 10 * time.Second
 	DefaultShutdownGrace = 10 * time.Second
@@ -83,7 +83,8 @@ type Config struct {
 	Observer Observer
 	// Log is the logger (default slog.Default()).
 	Log *slog.Logger
-	// Now is the clock of dead letters (default time.Now).
+	// Now is the clock of dead letters and of the restarts (default
+	// time.Now).
 	Now func() time.Time
 	// KgoOpts are appended to the client's options (tests; default none).
 	KgoOpts []kgo.Opt
@@ -158,7 +159,7 @@ func New(cfg Config) (*Sink, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log}}, nil
+	return &Sink{cfg: cfg, writer: NewWriter(cfg.Pool), svc: service.Service{Name: "sink", Log: cfg.Log, Now: cfg.Now}}, nil
 }
 
 // Ready reports whether the sink runs and its last write went through.
@@ -372,30 +373,27 @@ func (s *Sink) abandon(err error, n int) error {
 // up only when ctx ends (or a test hook simulates a crash).
 func (s *Sink) retry(ctx context.Context, what string, fn func() error) error {
 	c := s.cfg
-	backoff := service.Backoff{Min: c.RetryMin, Max: c.RetryMax}
-	for failures := 0; ; failures++ {
+	failures := 0
+	err := service.Retry(ctx, service.Backoff{Min: c.RetryMin, Max: c.RetryMax}, func(context.Context) error {
 		err := fn()
-		if err == nil {
-			if failures > 0 {
-				c.Log.Info("sink: "+what+" succeeded after retries", "failures", failures)
-			}
-			s.ready.Store(true)
-			return nil
-		}
 		if errors.Is(err, errCrash) {
-			return err
+			return service.Permanent(err) // a simulated crash stops the sink
 		}
-		if ctx.Err() != nil {
-			return err
-		}
+		return err
+	}, func(err error, n int, wait time.Duration) {
+		failures = n
 		s.ready.Store(false)
 		c.Observer.Retry()
-		wait := backoff.Next()
-		c.Log.Warn("sink: "+what+" failed, retrying", "failures", failures+1, "backoff", wait, "err", err)
-		if !service.Sleep(ctx, wait) {
-			return err
-		}
+		c.Log.Warn("sink: "+what+" failed, retrying", "failures", n, "backoff", wait, "err", err)
+	})
+	if err != nil {
+		return fmt.Errorf("sink: %s: %w", what, err)
 	}
+	if failures > 0 {
+		c.Log.Info("sink: "+what+" succeeded after retries", "failures", failures)
+	}
+	s.ready.Store(true)
+	return nil
 }
 
 func (s *Sink) at(point string) error {

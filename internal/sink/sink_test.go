@@ -88,6 +88,7 @@ func wantAll(idList []string, v uint64) map[string]uint64 {
 }
 
 func TestSinkStatusesArrive(t *testing.T) {
+	t.Parallel()
 	c, cl, cfg := setup(t, "")
 	all := ids("n", 300)
 	produce(t, c, cl, all, "nov", 1, 2, 3, 4)
@@ -117,6 +118,7 @@ func TestSinkStatusesArrive(t *testing.T) {
 // The same changes played twice, and older versions after newer ones,
 // leave the newest.
 func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
+	t.Parallel()
 	c, cl, cfg := setup(t, "")
 	all := ids("r", 200)
 	adm := admin(t, c)
@@ -154,6 +156,7 @@ func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
 // INSERT; or after PostgreSQL committed, before Kafka did) loses nothing:
 // the next one replays the batch.
 func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
+	t.Parallel()
 	for _, point := range []string{"copied", "pg-committed"} {
 		t.Run(point, func(t *testing.T) {
 			c, cl, cfg := setup(t, "")
@@ -211,6 +214,7 @@ func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
 // PostgreSQL stopped for 10 s: the sink retries, lag grows, nothing is
 // lost, and it catches up once PostgreSQL is back.
 func TestSinkSurvivesPostgresOutage(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("10 s outage")
 	}
@@ -256,6 +260,7 @@ func TestSinkSurvivesPostgresOutage(t *testing.T) {
 // Poison records go to herald.dlq with their bytes and reason, tombstones
 // are skipped, and everything else arrives.
 func TestSinkPoisonGoesToDLQ(t *testing.T) {
+	t.Parallel()
 	c, cl, cfg := setup(t, "")
 	good := ids("g", 60)
 	var recs []*kgo.Record

@@ -17,6 +17,7 @@ import (
 // Versions written in any order, in one batch or across batches, any
 // number of times, leave the newest; attempts are written once each.
 func TestWriterNewestWinsWhateverTheOrder(t *testing.T) {
+	t.Parallel()
 	pool := migratedPool(t, heraldtest.Postgres(t))
 	w := NewWriter(pool)
 	ctx := context.Background()
@@ -69,6 +70,7 @@ func TestWriterNewestWinsWhateverTheOrder(t *testing.T) {
 // rejected; one the sink's checks refuse never reaches PostgreSQL; the
 // rest of the batch is written.
 func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
+	t.Parallel()
 	pool := migratedPool(t, heraldtest.Postgres(t))
 	w := NewWriter(pool)
 	var batch []Change
@@ -116,6 +118,7 @@ func TestWriterRejectsPoisonAndWritesTheRest(t *testing.T) {
 // A write against a PostgreSQL that is gone is an error to retry, not a
 // rejection.
 func TestWriterUnreachableIsRetryable(t *testing.T) {
+	t.Parallel()
 	srv := heraldtest.PostgresServer(t)
 	pool := migratedPool(t, srv.URL())
 	if err := srv.Stop(); err != nil {
@@ -135,6 +138,7 @@ func TestWriterUnreachableIsRetryable(t *testing.T) {
 // The campaign summary counts per channel and status, spreads delivery
 // times and lists failure reasons.
 func TestCampaignSummary(t *testing.T) {
+	t.Parallel()
 	pool := migratedPool(t, heraldtest.Postgres(t))
 	ctx := context.Background()
 	var batch []Change
@@ -179,6 +183,7 @@ func TestCampaignSummary(t *testing.T) {
 // with the status, not with a later version that keeps the status, nor
 // with a stale one.
 func TestWriterStatusSyncedAtMovesWithTheStatus(t *testing.T) {
+	t.Parallel()
 	pool := migratedPool(t, heraldtest.Postgres(t))
 	w := NewWriter(pool)
 	ctx := context.Background()
@@ -226,6 +231,7 @@ func TestWriterStatusSyncedAtMovesWithTheStatus(t *testing.T) {
 // the shorter one (no copy), and merges by attempt number otherwise (a
 // history cut to contract.MaxHistory).
 func TestMergeAttempts(t *testing.T) {
+	t.Parallel()
 	at := func(ns ...int) []contract.Attempt {
 		out := make([]contract.Attempt, len(ns))
 		for i, n := range ns {

@@ -104,7 +104,7 @@ func NewRecord(s *contract.State, mode Mode, mask func(string) string) (Record, 
 
 // Defaults of Config.
 const (
-	DefaultGroup = "herald-status"
+	DefaultGroup = topology.GroupStatus
 	DefaultMode  = ModeAll
 )
 
@@ -229,18 +229,16 @@ func (f *Feed) session(ctx context.Context) error {
 // until ctx ends: nothing is committed before the records are in.
 func produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record, log *slog.Logger) error {
 	backoff := service.Backoff{Min: 100 * time.Millisecond, Max: 10 * time.Second}
-	for {
-		err := cl.ProduceSync(ctx, recs...).FirstErr()
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		wait := backoff.Next()
+	err := service.Retry(ctx, backoff, func(ctx context.Context) error {
+		return cl.ProduceSync(ctx, recs...).FirstErr()
+	}, func(err error, _ int, wait time.Duration) {
 		log.Warn("status feed: publish failed, retrying", "records", len(recs), "backoff", wait, "err", err)
-		if !service.Sleep(ctx, wait) {
-			return ctx.Err()
-		}
 		for _, r := range recs {
 			r.Partition, r.Offset = 0, 0 // placed again by the partitioner
 		}
+	})
+	if err != nil {
+		return fmt.Errorf("statusfeed: publish %d records: %w", len(recs), err)
 	}
+	return nil
 }

@@ -27,6 +27,7 @@ func state(id string, v uint64, st contract.Status, from string) *contract.State
 func mask(s string) string { return strings.ReplaceAll(s, "jane@example.com", "j***@example.com") }
 
 func TestNewRecord(t *testing.T) {
+	t.Parallel()
 	if _, ok := NewRecord(state("a", 2, contract.StatusSending, topology.TopicRequests), ModeAll, mask); ok {
 		t.Error("a duplicate request is not a status change")
 	}
@@ -52,6 +53,7 @@ func TestNewRecord(t *testing.T) {
 }
 
 func TestFeedPublishesStatusChanges(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	cl := c.Client(t)
 	var recs []*kgo.Record

@@ -9,6 +9,7 @@ import (
 )
 
 func TestConsumerOpts(t *testing.T) {
+	t.Parallel()
 	c := Config{Brokers: []string{"127.0.0.1:1"}, ClientID: "h", SessionTimeout: 7 * time.Second, HeartbeatInterval: 2 * time.Second}
 	for _, tc := range []struct {
 		name string
@@ -73,6 +74,7 @@ func TestConsumerOpts(t *testing.T) {
 // A fetch has room for every partition it asks for: a smaller limit
 // starved the partitions the broker filled last.
 func TestFetchHasRoomForEveryPartition(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		partitions int
 		part       int32

@@ -17,6 +17,7 @@ import (
 )
 
 func TestLoadSecurityRefusesHalfConfigurations(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pw := filepath.Join(dir, "pw")
 	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
@@ -51,6 +52,7 @@ func TestLoadSecurityRefusesHalfConfigurations(t *testing.T) {
 // uses it) connect with Security, and that a client without it or with a
 // wrong password does not.
 func TestSecureBroker(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		mutual bool

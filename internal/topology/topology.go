@@ -62,17 +62,30 @@ const (
 	TopicRepartition = string(GroupDispatcher) + "-loop"
 )
 
-// DelayTargets are the topics the delay stage releases records to: the
+// DelayTargets returns the topics the delay stage releases records to: the
 // dispatcher's wake-ups, and the results and cancels it parks while their
-// id has no state yet.
-var DelayTargets = []string{TopicWakeups, TopicResults, TopicControl}
+// id has no state yet (a fresh slice each call).
+func DelayTargets() []string { return []string{TopicWakeups, TopicResults, TopicControl} }
 
-// GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
-// notification id, is the topic GroupDispatcher + "-table".
-const GroupDispatcher goka.Group = "herald-dispatcher"
+// The consumer groups of Herald's stages. Each stage's DefaultGroup is one
+// of these, and metrics.DefaultLagGroups lists them all.
+const (
+	// GroupDispatcher is the dispatcher's Goka group. Its table, keyed by
+	// notification id, is the topic GroupDispatcher + "-table".
+	GroupDispatcher goka.Group = "herald-dispatcher"
+	// GroupDelay is the delay stage's group (every tier topic).
+	GroupDelay = "herald-delay"
+	// GroupSender is the sender's group (TopicSend).
+	GroupSender = "herald-sender"
+	// GroupSink is the sink's group (the dispatcher's table).
+	GroupSink = "herald-sink"
+	// GroupStatus is the status feed's group (the dispatcher's table).
+	GroupStatus = "herald-status"
+)
 
-// TableDispatcher is the dispatcher's group table (a compacted topic).
-var TableDispatcher = goka.GroupTable(GroupDispatcher)
+// TableDispatcher is the dispatcher's group table (a compacted topic), as
+// goka.GroupTable(GroupDispatcher) names it.
+const TableDispatcher = goka.Table(GroupDispatcher + "-table")
 
 // Config describes the cluster and how Herald's topics are laid out on it.
 type Config struct {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/IBM/sarama"
+	"github.com/lovoo/goka"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -42,6 +43,7 @@ func gokaPartition(key string, n int) int32 {
 }
 
 func TestMurmur2MatchesKafka(t *testing.T) {
+	t.Parallel()
 	for _, v := range kafkaMurmur2Vectors {
 		if got := int32(murmur2([]byte(v.key))); got != v.hash {
 			t.Errorf("murmur2(%q) = %d, Kafka says %d", v.key, got, v.hash)
@@ -77,6 +79,7 @@ func TestMurmur2MatchesKafka(t *testing.T) {
 // views' lookups) and Sarama's custom hash partitioner over Hasher (what
 // Goka's producer uses for ctx.Emit and the loop stream).
 func TestPartitionersAgreeWithJava(t *testing.T) {
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	keys := []string{"", "a", "ab", "abc", "abcd", "2026-01:user-123:bill", "ü-ñ-漢字"}
 	for i := 0; i < 3000; i++ {
@@ -131,6 +134,7 @@ func TestPartitionersAgreeWithJava(t *testing.T) {
 }
 
 func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
+	t.Parallel()
 	c := Config{Partitions: 6}.WithDefaults()
 	specs := map[string]TopicSpec{}
 	for _, s := range c.Topics() {
@@ -153,7 +157,7 @@ func TestTopicsAreCopartitionedAndConfigured(t *testing.T) {
 		t.Errorf("stream retention %s ms, want 7 days", r)
 	}
 	// Retention must outlast the longest delay tier, with room for an outage.
-	if max := Tiers[len(Tiers)-1]; c.Retention < 3*max {
+	if max := tiers[len(tiers)-1]; c.Retention < 3*max {
 		t.Errorf("retention %v is not well beyond the longest tier %v", c.Retention, max)
 	}
 	if _, ok := specs[TopicDLQ]; !ok {
@@ -181,4 +185,11 @@ func BenchmarkPartition(b *testing.B) {
 			_ = int32(h.Sum32()) % 12
 		}
 	})
+}
+
+func TestTableDispatcherIsGokasName(t *testing.T) {
+	t.Parallel()
+	if want := goka.GroupTable(GroupDispatcher); TableDispatcher != want {
+		t.Fatalf("TableDispatcher = %q, want Goka's %q", TableDispatcher, want)
+	}
 }

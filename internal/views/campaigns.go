@@ -74,7 +74,7 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("status"); v != "" {
 		for _, st := range strings.Split(v, ",") {
 			if !known(contract.Status(st)) {
-				badRequest(w, fmt.Sprintf("status: unknown status %q (want one of %v, comma-separated)", st, contract.Statuses))
+				badRequest(w, fmt.Sprintf("status: unknown status %q (want one of %v, comma-separated)", st, contract.Statuses()))
 				return
 			}
 			q.Statuses = append(q.Statuses, contract.Status(st))
@@ -108,7 +108,7 @@ func (s *Server) listMessages(w http.ResponseWriter, r *http.Request) {
 }
 
 func known(st contract.Status) bool {
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if s == st {
 			return true
 		}

@@ -230,7 +230,7 @@ func (p PGStore) Messages(ctx context.Context, q MessageQuery) (MessagePage, err
 
 var finalStatuses = func() []string {
 	var out []string
-	for _, s := range contract.Statuses {
+	for _, s := range contract.Statuses() {
 		if s.Final() {
 			out = append(out, string(s))
 		}
