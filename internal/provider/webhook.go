@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -62,30 +61,11 @@ func NewWebhook(url string, o Options) (*Webhook, error) {
 			return nil, err
 		}
 	}
-	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          o.Concurrency,
-		MaxIdleConnsPerHost:   o.Concurrency,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: o.Timeout,
-	}
 	return &Webhook{
 		url:     url,
 		headers: o.webhook.Headers.Clone(),
 		key:     key,
-		client: &http.Client{
-			Transport: tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		client:  httpClient(o),
 		timeout: o.Timeout,
 		now:     time.Now,
 	}, nil
