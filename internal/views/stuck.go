@@ -2,7 +2,6 @@ package views
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -22,28 +21,7 @@ type RawScanner interface {
 
 // ScanRaw calls fn with every encoded state in the view.
 func (v *StateView) ScanRaw(ctx context.Context, fn func(raw []byte)) error {
-	it, err := v.view.Iterator()
-	if err != nil {
-		return fmt.Errorf("views: scan: %w", err)
-	}
-	defer it.Release()
-	var n int
-	for it.Next() {
-		if n++; n%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		raw, err := it.Value()
-		if err != nil {
-			return fmt.Errorf("views: scan %q: %w", it.Key(), err)
-		}
-		if b, _ := raw.([]byte); b != nil {
-			fn(b)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("views: scan: %w", err)
-	}
-	return nil
+	return v.scan(ctx, func(_ string, b []byte) error { fn(b); return nil })
 }
 
 // StuckRow is a notification the dispatcher's sweep would rescue now

@@ -106,6 +106,19 @@ func (v *StateView) Version(id string) (version uint64, ok bool) {
 // Scan calls fn with the status and hold reason of every notification in
 // the view, decoding only those (contract.DecodeSummary).
 func (v *StateView) Scan(ctx context.Context, fn func(contract.Summary)) error {
+	return v.scan(ctx, func(key string, b []byte) error {
+		s, err := contract.DecodeSummary(b)
+		if err != nil {
+			return fmt.Errorf("views: scan %q: %w", key, err)
+		}
+		fn(s)
+		return nil
+	})
+}
+
+// scan calls fn with the key and the encoded state of every notification
+// in the view, and stops at fn's first error or when ctx ends.
+func (v *StateView) scan(ctx context.Context, fn func(key string, b []byte) error) error {
 	it, err := v.view.Iterator()
 	if err != nil {
 		return fmt.Errorf("views: scan: %w", err)
@@ -120,15 +133,11 @@ func (v *StateView) Scan(ctx context.Context, fn func(contract.Summary)) error {
 		if err != nil {
 			return fmt.Errorf("views: scan %q: %w", it.Key(), err)
 		}
-		b, _ := raw.([]byte)
-		if b == nil {
-			continue
+		if b, _ := raw.([]byte); b != nil {
+			if err := fn(it.Key(), b); err != nil {
+				return err
+			}
 		}
-		s, err := contract.DecodeSummary(b)
-		if err != nil {
-			return fmt.Errorf("views: scan %q: %w", it.Key(), err)
-		}
-		fn(s)
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("views: scan: %w", err)
