@@ -231,6 +231,32 @@ func (r *crashRig) commands(id string) []contract.SendCommand {
 	return out
 }
 
+// sentButNotWritten publishes id's request, then a success for its
+// command whose changelog write the producer reports done but never
+// writes (as Sarama's idempotent producer did after a broker restart),
+// and waits until the result is committed: the processor holds "sent",
+// the changelog "sending". It returns the command.
+func (r *crashRig) sentButNotWritten(v *heraldtest.View, id string) contract.SendCommand {
+	r.t.Helper()
+	r.request(id, time.Time{})
+	r.waitFor(id+" sending", func() bool { s := v.State(id); return s != nil && s.Status == contract.StatusSending })
+	cmd := r.commands(id)[0]
+	var dropped atomic.Bool
+	r.faults.mu.Lock()
+	r.faults.drop = func(topic, key string) bool {
+		return topic == string(topology.TableDispatcher) && key == id && dropped.CompareAndSwap(false, true)
+	}
+	r.faults.mu.Unlock()
+	r.produce(topology.TopicResults, id, contract.SendResult{ID: id, Attempt: cmd.Attempt, Issue: cmd.Issue,
+		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
+	r.waitFor("the result applied", func() bool { return r.obs.count(topology.TopicResults, dispatcher.VerdictApplied) == 1 })
+	r.waitFor("the result committed", func() bool { return r.committed(topology.TopicResults) == 1 })
+	if s := v.State(id); s == nil || s.Status != contract.StatusSending {
+		r.t.Fatalf("the changelog has %v, want sending (the fault drops the sent state's write)", s)
+	}
+	return cmd
+}
+
 // A record that writes nothing (a stale wake-up) is not committed ahead of
 // an earlier record of its partition whose send command is still
 // unacknowledged; after a crash the earlier record is replayed and its
@@ -340,24 +366,8 @@ func TestLocalStoreAheadOfTheChangelogIsRecovered(t *testing.T) {
 	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
-	r.request("a", time.Time{})
 	v := r.c.TableView(t)
-	r.waitFor("a sending", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
-	cmd := r.commands("a")[0]
-	// The success's changelog write is reported done but never written.
-	var dropped atomic.Bool
-	r.faults.mu.Lock()
-	r.faults.drop = func(topic, key string) bool {
-		return topic == string(topology.TableDispatcher) && key == "a" && dropped.CompareAndSwap(false, true)
-	}
-	r.faults.mu.Unlock()
-	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: cmd.Attempt, Issue: cmd.Issue,
-		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
-	r.waitFor("the result applied", func() bool { return r.obs.count(topology.TopicResults, dispatcher.VerdictApplied) == 1 })
-	r.waitFor("the result committed", func() bool { return r.committed(topology.TopicResults) == 1 })
-	if s := v.State("a"); s == nil || s.Status != contract.StatusSending {
-		t.Fatalf("the changelog has %v, want sending (the fault drops the sent state's write)", s)
-	}
+	cmd := r.sentButNotWritten(v, "a")
 	// A later write fails: the processor stops with its store ahead.
 	r.faults.mu.Lock()
 	r.faults.drop = nil
@@ -678,22 +688,8 @@ func TestSweepHealsAChangelogBehindTheProcessor(t *testing.T) {
 	t.Parallel()
 	r := newCrashRig(t)
 	r.start()
-	r.request("a", time.Time{})
 	v := r.c.TableView(t)
-	r.waitFor("a sending", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSending })
-	cmd := r.commands("a")[0]
-	var dropped atomic.Bool
-	r.faults.mu.Lock()
-	r.faults.drop = func(topic, key string) bool {
-		return topic == string(topology.TableDispatcher) && key == "a" && dropped.CompareAndSwap(false, true)
-	}
-	r.faults.mu.Unlock()
-	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: cmd.Attempt, Issue: cmd.Issue,
-		Channel: cmd.Channel, Outcome: contract.OutcomeSuccess, At: r.now()})
-	r.waitFor("the result committed", func() bool { return r.committed(topology.TopicResults) == 1 })
-	if s := v.State("a"); s == nil || s.Status != contract.StatusSending {
-		t.Fatalf("the changelog has %v, want sending (the fault drops the sent state's write)", s)
-	}
+	r.sentButNotWritten(v, "a")
 	gv := r.c.RawTableView(t, "sweep-heal-test")
 	r.waitFor("a in the sweep's view", func() bool { x, _ := gv.Get("a"); return x != nil })
 	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
