@@ -231,6 +231,43 @@ func (r *crashRig) commands(id string) []contract.SendCommand {
 	return out
 }
 
+// holdXRequestA publishes x's and a's requests with x's send command held
+// back (its state's write lands), so nothing of the partition commits past
+// x, and waits for a's command.
+func (r *crashRig) holdXRequestA() {
+	r.t.Helper()
+	r.faults.mu.Lock()
+	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "x" }
+	r.faults.mu.Unlock()
+	r.request("x", time.Time{})
+	r.request("a", time.Time{})
+	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+}
+
+// crashAndReplay fails the held produces (x's command never lands), starts
+// the dispatcher again, and waits for both requests to be replayed.
+func (r *crashRig) crashAndReplay() {
+	r.t.Helper()
+	r.faults.release(sarama.ErrOutOfBrokers)
+	r.stop()
+	r.start()
+	r.waitFor("both requests replayed", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay) >= 2 })
+}
+
+// resendChecks reads the resend wake-ups on the delay tiers (the rig runs
+// no delay stage), by id.
+func (r *crashRig) resendChecks() map[string]contract.Wakeup {
+	checks := map[string]contract.Wakeup{}
+	for _, tp := range topology.TierTopics() {
+		for _, rec := range r.c.ReadAll(r.t, tp) {
+			if w, err := contract.DecodeWakeup(rec.Key, rec.Value); err == nil && w.Kind == contract.WakeupResend {
+				checks[w.ID] = *w
+			}
+		}
+	}
+	return checks
+}
+
 // sentButNotWritten publishes id's request, then a success for its
 // command whose changelog write the producer reports done but never
 // writes (as Sarama's idempotent producer did after a broker restart),
@@ -587,22 +624,14 @@ func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
 	r.start()
 	// x's command is held back (its state's write lands), so nothing of
 	// the partition commits past x; a's writes all land.
-	r.faults.mu.Lock()
-	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "x" }
-	r.faults.mu.Unlock()
-	r.request("x", time.Time{})
-	r.request("a", time.Time{})
-	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
+	r.holdXRequestA()
 	r.waitFor("both states in the changelog", func() bool {
 		x, a := v.State("x"), v.State("a")
 		return x != nil && a != nil && x.Status == contract.StatusSending && a.Status == contract.StatusSending
 	})
 	// The crash: x's command never lands. A sender has answered a, and
 	// its result reaches the dispatcher after the replay.
-	r.faults.release(sarama.ErrOutOfBrokers)
-	r.stop()
-	r.start()
-	r.waitFor("both requests replayed", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay) >= 2 })
+	r.crashAndReplay()
 	r.produce(topology.TopicResults, "a", contract.SendResult{ID: "a", Attempt: 1, Channel: contract.ChannelEmail,
 		Outcome: contract.OutcomeSuccess, Code: 202, At: r.now()})
 	r.waitFor("a sent", func() bool { s := v.State("a"); return s != nil && s.Status == contract.StatusSent })
@@ -614,14 +643,7 @@ func TestReplayDoesNotSendAnAnsweredCommandAgain(t *testing.T) {
 	}
 	// The resend checks went to the delay tiers (the rig runs no delay
 	// stage): deliver them when due.
-	checks := map[string]contract.Wakeup{}
-	for _, tp := range topology.TierTopics() {
-		for _, rec := range r.c.ReadAll(t, tp) {
-			if w, err := contract.DecodeWakeup(rec.Key, rec.Value); err == nil && w.Kind == contract.WakeupResend {
-				checks[w.ID] = *w
-			}
-		}
-	}
+	checks := r.resendChecks()
 	if len(checks) != 2 {
 		t.Fatalf("resend checks %+v, want one for x and one for a", checks)
 	}
@@ -651,27 +673,9 @@ func TestReplayWhileTheViewRecoversSendsNothingAtOnce(t *testing.T) {
 	r.changelog = func(string) (uint64, bool) { return 0, false }
 	r.changelogReady = func() bool { return false }
 	r.start()
-	r.faults.mu.Lock()
-	r.faults.hold = func(topic, key string) bool { return topic == topology.TopicSend && key == "x" }
-	r.faults.mu.Unlock()
-	r.request("x", time.Time{})
-	r.request("a", time.Time{})
-	r.waitFor("a's command", func() bool { return len(r.commands("a")) == 1 })
-	r.faults.release(sarama.ErrOutOfBrokers)
-	r.stop()
-	r.start()
-	r.waitFor("both requests replayed", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictReplay) >= 2 })
-	r.waitFor("the resend checks", func() bool {
-		n := 0
-		for _, tp := range topology.TierTopics() {
-			for _, rec := range r.c.ReadAll(t, tp) {
-				if w, err := contract.DecodeWakeup(rec.Key, rec.Value); err == nil && w.Kind == contract.WakeupResend {
-					n++
-				}
-			}
-		}
-		return n == 2
-	})
+	r.holdXRequestA()
+	r.crashAndReplay()
+	r.waitFor("the resend checks", func() bool { return len(r.resendChecks()) == 2 })
 	if n := len(r.commands("a")); n != 1 {
 		t.Fatalf("a's command was made %d times, want once: a replay judged by a view still recovering sent it again", n)
 	}
