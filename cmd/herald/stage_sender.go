@@ -60,7 +60,8 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Int(fs, &f.chain.UnknownMemory, "provider-unknown-memory", provider.DefaultUnknownMemory, "ids a failover chain keeps with the provider that left their outcome unknown (it may still deliver); -1 for none")
 	cli.ListVar(fs, &f.rates, "rate", "attempts per second of a channel for the whole deployment, CHANNEL=N/s, or of one provider of a channel's failover chain, CHANNEL/PROVIDER=N/s (PROVIDER its name: a template's name, or its URL's host): each process takes the rate divided by the sender group's members, divided again on every rebalance (default unlimited)")
 	cli.Int(fs, &f.concurrency, "send-concurrency", sender.DefaultConcurrency, "send commands in flight per process, and the ceiling of each channel's adaptive concurrency limit")
-	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor and start of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit; when not set, a lower --send-concurrency lowers it too")
+	cli.Int(fs, &f.limit.Min, "send-concurrency-min", sender.DefaultLimitMin, "floor of each channel's adaptive concurrency limit (provider calls in flight per process); equal to --send-concurrency for a fixed limit; when not set, a lower --send-concurrency lowers it too")
+	cli.Int(fs, &f.limit.Start, "send-concurrency-start", sender.DefaultLimitStart, "where each channel's adaptive concurrency limit starts, between --send-concurrency-min and --send-concurrency; when not set, it is moved between them")
 	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
 	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
 	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
@@ -75,11 +76,16 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 
 // limitConfig is the adaptive limit's configuration: its floor follows a
 // ceiling (--send-concurrency) set below it, unless --send-concurrency-min
-// was set too (then a floor above the ceiling is the sender's error).
+// was set too (then a floor above the ceiling is the sender's error), and
+// its start is moved between the two unless --send-concurrency-start was
+// set.
 func (f *senderOptions) limitConfig(env *runEnv) sender.LimitConfig {
 	l := f.limit
 	if !env.Given("send-concurrency-min") && l.Min > f.concurrency {
 		l.Min = f.concurrency
+	}
+	if !env.Given("send-concurrency-start") {
+		l.Start = min(max(l.Start, l.Min), f.concurrency)
 	}
 	return l
 }

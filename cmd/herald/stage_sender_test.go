@@ -62,6 +62,13 @@ func TestSendConcurrencyFloorFollowsCeiling(t *testing.T) {
 	if err := startSenderWith(t, "--send-concurrency-min", "30"); err == nil || !strings.Contains(err.Error(), "above the ceiling") {
 		t.Fatalf("a floor of 30 set above a ceiling of 10: %v", err)
 	}
+	// The start (default 50) follows a ceiling of 10 down unless set.
+	if err := startSenderWith(t, "--send-concurrency-min", "5"); err != nil {
+		t.Fatalf("a floor of 5 and the default start under a ceiling of 10: %v", err)
+	}
+	if err := startSenderWith(t, "--send-concurrency-start", "30"); err == nil || !strings.Contains(err.Error(), "start (30) is outside [10, 10]") {
+		t.Fatalf("a start of 30 set above a ceiling of 10: %v", err)
+	}
 }
 
 // A channel with no provider is warned about at start-up, and the API of a

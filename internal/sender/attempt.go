@@ -87,11 +87,12 @@ type call struct {
 	rsv   *provider.Reservation
 
 	// sl is the channel slot, held when ready (a slot and a token came in
-	// time); the answer, if a call was made, moves the channel's limit.
-	sl                  slot
-	ready               bool
-	answered, throttled bool
-	latency             time.Duration
+	// time); the outcome of the call, if one was made, moves the
+	// channel's limit.
+	sl      slot
+	ready   bool
+	outcome callOutcome
+	latency time.Duration
 	// flying: this command holds its attempt's in-flight slot.
 	flying bool
 }
@@ -107,7 +108,7 @@ func (c *call) releaseSlot() {
 	c.rsv.Release()
 	c.rsv = nil
 	if c.ready {
-		c.lim.release(c.sl, c.latency, c.answered, c.throttled)
+		c.lim.release(c.sl, c.outcome)
 		c.ready = false
 	}
 }
@@ -272,8 +273,8 @@ func (ss *session) gateCall(c *call) verdict {
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {
 		return verdictAbandon // cut off at shutdown: the answer is unknown
 	}
-	c.latency, c.throttled = end.Sub(start), pr.Outcome == contract.OutcomeThrottled
-	c.answered = pr.Outcome != contract.OutcomeNotAttempted
+	c.latency = end.Sub(start)
+	c.outcome = outcomeOf(pr.Outcome, c.latency)
 	c.res.Outcome, c.res.Code = pr.Outcome, pr.Code
 	c.res.Provider, c.res.ProviderMessageID = pr.Provider, pr.MessageID
 	c.res.RetryAfter = contract.Duration(pr.RetryAfter)
@@ -344,7 +345,7 @@ func (ss *session) await(wait context.Context, cmd *contract.SendCommand, lim *c
 			}
 			rsv.Release()
 		}
-		lim.release(sl, 0, false, false)
+		lim.release(sl, callOutcome{})
 	}
 	if wait.Err() != nil {
 		return slot{}, nil, false, err

@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -14,9 +15,16 @@ import (
 
 // Defaults of LimitConfig.
 const (
-	// DefaultLimitMin is the floor of a channel's concurrency limit, and
-	// where it starts.
-	DefaultLimitMin = 50
+	// DefaultLimitMin is the floor of a channel's concurrency limit: low
+	// enough that a provider which loses calls (timeouts at the accept
+	// queue of a provider slow to take connections) is held to a
+	// concurrency it can take.
+	DefaultLimitMin = 10
+	// DefaultLimitStart is where a channel's concurrency limit starts,
+	// within [Min, Max]: the base latency is learnt before the provider
+	// is loaded, and the limit doubles from here each window while the
+	// provider keeps up.
+	DefaultLimitStart = 50
 	// DefaultLatencyTolerance is how many times its base latency a
 	// provider may take before its limit stops growing and shrinks.
 	DefaultLatencyTolerance = 1.5
@@ -33,18 +41,24 @@ const (
 
 // throttleBackoff is what a window with a 429 multiplies the limit by,
 // and maxShrink the most one window of high latency takes off it.
+// lossBackoff is what a window with a lost call (no answer: the call
+// timed out or its connection broke) multiplies it by, as TCP halves its
+// window on a lost packet.
 const (
 	throttleBackoff = 0.9
 	maxShrink       = 0.5
+	lossBackoff     = 0.5
 )
 
 // LimitConfig tunes the adaptive concurrency limit of each channel
 // (adaptiveLimit).
 type LimitConfig struct {
-	// Min is the limit's floor and its start (0: DefaultLimitMin, or Max
-	// if lower); Max its ceiling (Config.Concurrency). Min = Max fixes
-	// the limit.
+	// Min is the limit's floor (0: DefaultLimitMin, or Max if lower);
+	// Max its ceiling (Config.Concurrency). Min = Max fixes the limit.
 	Min, Max int
+	// Start is where the limit starts (0: DefaultLimitStart, moved into
+	// [Min, Max]); one given must be within [Min, Max].
+	Start int
 	// Tolerance is the latency, as a multiple of the base latency, at
 	// which the limit stops growing; above it the limit shrinks (0:
 	// DefaultLatencyTolerance; else more than 1).
@@ -59,6 +73,9 @@ type LimitConfig struct {
 func (c LimitConfig) withDefaults() LimitConfig {
 	if c.Min == 0 {
 		c.Min = min(DefaultLimitMin, c.Max)
+	}
+	if c.Start == 0 {
+		c.Start = min(max(DefaultLimitStart, c.Min), c.Max)
 	}
 	if c.Tolerance == 0 {
 		c.Tolerance = DefaultLatencyTolerance
@@ -78,6 +95,8 @@ func (c LimitConfig) validate() error {
 		return fmt.Errorf("sender: the concurrency floor must be positive, got %d", c.Min)
 	case c.Min > c.Max:
 		return fmt.Errorf("sender: the concurrency floor (%d) is above the ceiling, the concurrency (%d)", c.Min, c.Max)
+	case c.Start < c.Min || c.Start > c.Max:
+		return fmt.Errorf("sender: the concurrency limit's start (%d) is outside [%d, %d], its floor and ceiling", c.Start, c.Min, c.Max)
 	case !(c.Tolerance > 1):
 		return fmt.Errorf("sender: the latency tolerance must be more than 1, got %v", c.Tolerance)
 	case c.Floor < 0:
@@ -103,14 +122,24 @@ func (c LimitConfig) validate() error {
 //     least Floor: the provider's unloaded latency, forgotten after Memory
 //     so that a provider that is slower for good is not held to its old
 //     speed;
-//   - with r = window latency / base: a window with a 429 multiplies the
-//     limit by 0.9; r above Tolerance multiplies it by Tolerance/r (at
+//   - a window with a lost call halves the limit (TCP's loss response),
+//     whatever the latency of the other answers: a provider that gives
+//     no answer to a call is past what it can take, however fast it
+//     answers the rest (a full accept queue stalls only the connections
+//     behind it). Only a call started after the last halving counts, so
+//     that one stall, whose timeouts come over several windows, halves
+//     the limit once (TCP's one reduction per round trip). Until Memory
+//     has passed without a loss, the limit then grows by one a window at
+//     most above the value it was halved to (TCP's congestion avoidance),
+//     so that it does not double straight back into the stall;
+//   - else, with r = window latency / base: a window with a 429 multiplies
+//     the limit by 0.9; r above Tolerance multiplies it by Tolerance/r (at
 //     least 0.5); r at or below Tolerance adds limit × (Tolerance-r) /
 //     (Tolerance-1), at most doubling it (r near 1, TCP's slow start) and
 //     at least 1, unless fewer than half the limit were in flight during
 //     the window (the limit was not what held the calls back).
 //
-// The limit stays within [Min, Max] and starts at Min. It is not safe for
+// The limit stays within [Min, Max] and starts at Start. It is not safe for
 // concurrent use (channelLimit serialises it) and reads time only from
 // now, so tests drive it with a fake clock.
 //
@@ -125,11 +154,17 @@ type adaptiveLimit struct {
 	limit float64
 
 	// The current window: its start, its answers' latencies, whether one
-	// was a 429, and the most calls in flight when one of them started.
-	start     time.Time
-	window    []time.Duration
-	throttled bool
-	peak      int
+	// was a 429 or a lost call that started after the last loss, and the
+	// most calls in flight when one of them started.
+	start           time.Time
+	window          []time.Duration
+	throttled, lost bool
+	peak            int
+
+	// lastLoss is when a loss last halved the limit, and threshold the
+	// limit it was halved to (0: no loss in the last Memory).
+	lastLoss  time.Time
+	threshold float64
 
 	// bases are the window latencies of the last Memory that may still
 	// become the base: increasing in latency and time, so bases[0] is the
@@ -143,7 +178,7 @@ type timedLatency struct {
 }
 
 func newAdaptiveLimit(cfg LimitConfig, now func() time.Time) *adaptiveLimit {
-	return &adaptiveLimit{cfg: cfg, now: now, limit: float64(cfg.Min)}
+	return &adaptiveLimit{cfg: cfg, now: now, limit: float64(cmp.Or(cfg.Start, cfg.Min))}
 }
 
 // Limit is the number of calls that may be in flight.
@@ -157,16 +192,17 @@ func (a *adaptiveLimit) Base() time.Duration {
 	return max(a.bases[0].latency, a.cfg.Floor)
 }
 
-// Sample records one provider answer: its latency, whether it was a 429,
-// and the calls in flight when it started (itself included). It reports
-// whether the limit changed.
-func (a *adaptiveLimit) Sample(latency time.Duration, throttled bool, inFlight int) bool {
+// Sample records one provider call: its latency, whether it was a 429,
+// whether it was lost (no answer), and the calls in flight when it
+// started (itself included). It reports whether the limit changed.
+func (a *adaptiveLimit) Sample(latency time.Duration, throttled, lost bool, inFlight int) bool {
 	now := a.now()
 	if len(a.window) == 0 {
 		a.start = now
 	}
 	a.window = append(a.window, latency)
 	a.throttled = a.throttled || throttled
+	a.lost = a.lost || lost && now.Add(-latency).After(a.lastLoss)
 	a.peak = max(a.peak, inFlight)
 	if now.Sub(a.start) < max(a.Base(), a.cfg.Floor) {
 		return false
@@ -187,18 +223,26 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 	}
 	r := float64(latency) / float64(max(a.Base(), 1))
 	old, tol := a.Limit(), a.cfg.Tolerance
+	if a.threshold > 0 && now.Sub(a.lastLoss) > a.cfg.Memory {
+		a.threshold = 0
+	}
 	switch {
+	case a.lost:
+		a.limit = max(a.limit*lossBackoff, float64(a.cfg.Min))
+		a.lastLoss, a.threshold = now, a.limit
 	case a.throttled:
 		a.limit *= throttleBackoff
 	case r > tol:
 		a.limit *= max(maxShrink, tol/r)
 	case float64(a.peak) < a.limit/2:
 		// Too few calls to tell whether more would queue.
+	case a.threshold > 0 && a.limit >= a.threshold:
+		a.limit++ // after a loss: one more call a window
 	default:
 		a.limit += max(1, a.limit*min(1, (tol-r)/(tol-1)))
 	}
 	a.limit = min(max(a.limit, float64(a.cfg.Min)), float64(a.cfg.Max))
-	a.window, a.throttled, a.peak = a.window[:0], false, 0
+	a.window, a.throttled, a.lost, a.peak = a.window[:0], false, false, 0
 	return a.Limit() != old
 }
 
@@ -276,7 +320,7 @@ func (c *channelLimit) acquire(ctx context.Context) (slot, error) {
 	c.mu.Lock()
 	if w.ok { // given as ctx ended: hand it on
 		c.mu.Unlock()
-		c.release(w.granted, 0, false, false)
+		c.release(w.granted, callOutcome{})
 	} else {
 		c.waiting.Remove(e)
 		c.mu.Unlock()
@@ -291,14 +335,14 @@ func (c *channelLimit) give() slot {
 	return slot{inFlight: c.inFlight}
 }
 
-// release gives s back. answered says a provider answered the call, in
-// latency, with a 429 if throttled: the answer then moves the limit.
-func (c *channelLimit) release(s slot, latency time.Duration, answered, throttled bool) {
+// release gives s back with the call's outcome: a call made moves the
+// limit (a call the provider answered, or one lost without an answer).
+func (c *channelLimit) release(s slot, o callOutcome) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.inFlight--
 	c.onInFlight(-1)
-	if answered && c.limit.Sample(latency, throttled, s.inFlight) {
+	if o.made && c.limit.Sample(o.latency, o.throttled, o.lost, s.inFlight) {
 		c.onLimit(c.limit.Limit())
 	}
 	for c.inFlight < c.limit.Limit() && c.waiting.Len() > 0 {
@@ -306,6 +350,23 @@ func (c *channelLimit) release(s slot, latency time.Duration, answered, throttle
 		w.granted, w.ok = c.give(), true
 		close(w.ready)
 	}
+}
+
+// callOutcome is what a provider call tells a limit: whether it was made
+// (the request may have reached the provider), how long it took, and
+// whether it was answered with a 429 or lost (no answer: timed out, or
+// the connection broke after the request was sent). The zero value is a
+// call not made, which does not move the limit.
+type callOutcome struct {
+	made, throttled, lost bool
+	latency               time.Duration
+}
+
+// outcomeOf is what a provider call that ended in o after latency tells
+// a limit.
+func outcomeOf(o contract.Outcome, latency time.Duration) callOutcome {
+	return callOutcome{made: o != contract.OutcomeNotAttempted, throttled: o == contract.OutcomeThrottled,
+		lost: o == contract.OutcomeUnknown, latency: latency}
 }
 
 // full reports whether every slot is taken or waited for.

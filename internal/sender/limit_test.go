@@ -19,13 +19,17 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 // phase is a run of windows in which a provider answers in latency: the
 // calls in flight are inFlight(limit) (nil: the whole limit), and every
 // sample of a window is a 429 if throttled. A window of outliers ends
-// with that many answers of 20 s among its eleven.
+// with that many answers of 20 s among its eleven; its answers
+// after the first are that many calls lost without an answer after
+// lostAfter (0: latency).
 type phase struct {
-	windows  int
-	latency  time.Duration
-	inFlight func(limit int) int
-	throttle bool
-	outliers int
+	windows   int
+	latency   time.Duration
+	inFlight  func(limit int) int
+	throttle  bool
+	outliers  int
+	lost      int
+	lostAfter time.Duration
 }
 
 // feedWindow gives a one window of answers: eleven, a tenth of the
@@ -38,11 +42,14 @@ func feedWindow(t *testing.T, a *adaptiveLimit, clk *fakeClock, p phase) int {
 		inFlight = p.inFlight(a.Limit())
 	}
 	for i := 0; i <= 10; i++ {
-		lat := p.latency
+		lat, lost := p.latency, i >= 1 && i <= p.lost
 		if i >= 11-p.outliers {
 			lat = 20 * time.Second
 		}
-		a.Sample(lat, p.throttle, inFlight)
+		if lost && p.lostAfter > 0 {
+			lat = p.lostAfter
+		}
+		a.Sample(lat, p.throttle, lost, inFlight)
 		if len(a.window) == 0 {
 			if i != 10 {
 				t.Fatalf("the window ended after %d answers, want 11", i+1)
@@ -138,6 +145,39 @@ func TestAdaptiveLimit(t *testing.T) {
 			want:   wantLimits(160),
 		},
 		{
+			name:   "a lost call halves the limit, however fast the other answers",
+			cfg:    base,
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}},
+			want:   wantLimits(500),
+		},
+		{
+			name:   "after a loss the limit grows by one a window, not by doubling",
+			cfg:    base,
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}, {windows: 3, latency: 100 * ms}},
+			want:   wantLimits(501, 502, 503),
+		},
+		{
+			// A stall's calls time out over several windows: those that
+			// started before the halving do not halve it again.
+			name:   "the losses of one stall halve the limit once",
+			cfg:    base,
+			phases: []phase{grown, {windows: 3, latency: 100 * ms, lost: 3, lostAfter: 3 * time.Second}},
+			want:   wantLimits(500, 501, 502),
+		},
+		{
+			name:   "a call lost after the halving halves it again, down to the floor",
+			cfg:    base,
+			phases: []phase{grown, {windows: 8, latency: 100 * ms, lost: 1, lostAfter: 5 * ms}},
+			want:   wantLimits(500, 250, 125, 62, 31, 15, 10, 10),
+		},
+		{
+			name: "once Memory passes without a loss, the limit doubles again",
+			cfg:  LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 10 * ms, Memory: time.Second},
+			// 100 ms windows: ten of them after the loss are the Memory.
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}, {windows: 12, latency: 100 * ms}},
+			want:   wantLimits(501, 502, 503, 504, 505, 506, 507, 508, 509, 510, 1000, 1000),
+		},
+		{
 			name:   "most answers timing out shrink it",
 			cfg:    base,
 			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 1, latency: 100 * ms, outliers: 6}},
@@ -177,7 +217,7 @@ func TestAdaptiveLimit(t *testing.T) {
 			clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 			a := newAdaptiveLimit(c.cfg, clk.now)
 			if a.Limit() != c.cfg.Min {
-				t.Fatalf("starts at %d, want the floor %d", a.Limit(), c.cfg.Min)
+				t.Fatalf("starts at %d, want the floor %d (no Start given)", a.Limit(), c.cfg.Min)
 			}
 			var prev int
 			var limits []int
@@ -237,13 +277,13 @@ func TestAdaptiveLimitWindow(t *testing.T) {
 	clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
 	a := newAdaptiveLimit(LimitConfig{Min: 10, Max: 100, Tolerance: 1.5, Floor: 200 * time.Millisecond, Memory: time.Minute}, clk.now)
 	for range 50 {
-		if a.Sample(time.Millisecond, false, 10) {
+		if a.Sample(time.Millisecond, false, false, 10) {
 			t.Fatal("the limit moved within the window")
 		}
 		clk.advance(3 * time.Millisecond)
 	}
 	clk.advance(50 * time.Millisecond)
-	if !a.Sample(time.Millisecond, false, 10) || a.Limit() != 20 {
+	if !a.Sample(time.Millisecond, false, false, 10) || a.Limit() != 20 {
 		t.Fatalf("limit %d after the window, want 20", a.Limit())
 	}
 }
@@ -254,12 +294,23 @@ func TestLimitConfigValidate(t *testing.T) {
 	if err := ok.validate(); err != nil || ok.Min != DefaultLimitMin || ok.Tolerance != DefaultLatencyTolerance {
 		t.Fatalf("defaults %+v: %v", ok, err)
 	}
-	if c := (LimitConfig{Max: 8}).withDefaults(); c.Min != 8 || c.validate() != nil {
-		t.Errorf("the default floor above the ceiling is not lowered to it: %+v", c)
+	if ok.Start != DefaultLimitStart {
+		t.Errorf("default start %d, want %d", ok.Start, DefaultLimitStart)
+	}
+	if c := (LimitConfig{Max: 8}).withDefaults(); c.Min != 8 || c.Start != 8 || c.validate() != nil {
+		t.Errorf("the default floor and start above the ceiling are not lowered to it: %+v", c)
+	}
+	if c := (LimitConfig{Min: 100, Max: 100}).withDefaults(); c.Start != 100 || c.validate() != nil {
+		t.Errorf("a fixed limit above the default start does not start at it: %+v", c)
+	}
+	if a := newAdaptiveLimit(LimitConfig{Max: 1000}.withDefaults(), time.Now); a.Limit() != DefaultLimitStart {
+		t.Errorf("starts at %d, want %d", a.Limit(), DefaultLimitStart)
 	}
 	for _, bad := range []LimitConfig{
 		{Min: -1, Max: 10},
 		{Min: 11, Max: 10},
+		{Min: 10, Max: 100, Start: 5},
+		{Min: 10, Max: 100, Start: 101},
 		{Max: 10, Tolerance: 1},
 		{Max: 10, Tolerance: 0.5},
 		{Max: 10, Floor: -time.Millisecond},
@@ -322,14 +373,14 @@ func TestChannelLimitSlots(t *testing.T) {
 		t.Fatalf("%d in flight, %d waiting after a canceled wait, want 2, 3", calls, queued(c))
 	}
 	// One answer at the base ends no window: the first waiter moves up.
-	c.release(a, 5*time.Millisecond, true, false)
+	c.release(a, callOutcome{made: true, latency: 5 * time.Millisecond})
 	if g := <-gave; g.i != 0 || g.s.inFlight != 2 {
 		t.Fatalf("first served: %+v, want waiter 0 as the second in flight", g)
 	}
 	// One more, after the window: the limit doubles to its ceiling of 4
 	// and the two other waiters move up, in order.
 	clk.advance(20 * time.Millisecond)
-	c.release(b, 5*time.Millisecond, true, false)
+	c.release(b, callOutcome{made: true, latency: 5 * time.Millisecond})
 	got := map[int]int{}
 	for range 2 {
 		g := <-gave
@@ -346,11 +397,21 @@ func TestChannelLimitSlots(t *testing.T) {
 		t.Errorf("observer %+v, want limit 4, 3 in flight", obs)
 	}
 	c.mu.Unlock()
-	c.release(slot{}, 0, false, false)
-	c.release(slot{}, 0, false, false)
-	c.release(slot{}, 0, false, false)
+	c.release(slot{}, callOutcome{})
+	c.release(slot{}, callOutcome{})
+	c.release(slot{}, callOutcome{})
 	if l, calls := c.state(); l != 4 || calls != 0 {
 		t.Fatalf("limit %d, in flight %d after unanswered releases", l, calls)
+	}
+	// A call lost without an answer halves it, once its window ends.
+	clk.advance(20 * time.Millisecond)
+	lost, _ := c.acquire(ctx)
+	c.release(lost, callOutcome{made: true, lost: true, latency: 5 * time.Millisecond})
+	clk.advance(20 * time.Millisecond)
+	next, _ := c.acquire(ctx)
+	c.release(next, callOutcome{made: true, latency: 5 * time.Millisecond})
+	if l, _ := c.state(); l != 2 || obs.limit != 2 {
+		t.Fatalf("limit %d (observer %d) after a lost call, want 2", l, obs.limit)
 	}
 }
 

@@ -74,7 +74,7 @@ func (p *providerPacer) TryTake() (provider.Permit, bool) {
 		return nil, false
 	}
 	if !p.g.tryPass() {
-		p.lim.release(sl, 0, false, false)
+		p.lim.release(sl, callOutcome{})
 		return nil, false
 	}
 	return &pacerPermit{p: p, sl: sl}, true
@@ -88,7 +88,7 @@ func (p *providerPacer) Take(ctx context.Context) (provider.Permit, error) {
 		return nil, err
 	}
 	if err := p.g.wait(ctx); err != nil {
-		p.lim.release(sl, 0, false, false)
+		p.lim.release(sl, callOutcome{})
 		return nil, fmt.Errorf("provider %s of %s: %w", p.name, p.ch, err)
 	}
 	return &pacerPermit{p: p, sl: sl}, nil
@@ -114,12 +114,12 @@ type pacerPermit struct {
 func (pm *pacerPermit) Done(r *provider.Result, latency time.Duration) {
 	p := pm.p
 	if r == nil {
-		p.lim.release(pm.sl, 0, false, false)
+		p.lim.release(pm.sl, callOutcome{})
 		return
 	}
-	throttled := r.Outcome == contract.OutcomeThrottled
-	p.lim.release(pm.sl, latency, r.Outcome != contract.OutcomeNotAttempted, throttled)
-	if !throttled {
+	o := outcomeOf(r.Outcome, latency)
+	p.lim.release(pm.sl, o)
+	if !o.throttled {
 		return
 	}
 	d := r.RetryAfter

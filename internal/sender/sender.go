@@ -330,7 +330,7 @@ func New(cfg Config) (*Sender, error) {
 		s.obs.RateShare(ch, cfg.Rates[ch], 1)
 		lc := cfg.Limit
 		if s.chains[ch] != nil {
-			lc.Min = lc.Max // each provider adapts its own limit
+			lc.Min, lc.Start = lc.Max, lc.Max // each provider adapts its own limit
 		}
 		s.limits[ch] = newChannelLimit(ch, lc, s.now, s.obs)
 	}
