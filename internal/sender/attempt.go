@@ -274,7 +274,7 @@ func (ss *session) gateCall(c *call) verdict {
 		return verdictAbandon // cut off at shutdown: the answer is unknown
 	}
 	c.latency = end.Sub(start)
-	c.outcome = outcomeOf(pr.Outcome, c.latency)
+	c.outcome = outcomeOf(pr.Outcome, pr.Code, c.latency)
 	c.res.Outcome, c.res.Code = pr.Outcome, pr.Code
 	c.res.Provider, c.res.ProviderMessageID = pr.Provider, pr.MessageID
 	c.res.RetryAfter = contract.Duration(pr.RetryAfter)

@@ -362,11 +362,15 @@ type callOutcome struct {
 	latency               time.Duration
 }
 
-// outcomeOf is what a provider call that ended in o after latency tells
-// a limit.
-func outcomeOf(o contract.Outcome, latency time.Duration) callOutcome {
+// outcomeOf is what a provider call that ended in o (with the provider's
+// code, 0 for none) after latency tells a limit. A call is lost when it
+// got no answer: its outcome is unknown (sent, not answered), or it is a
+// transient failure with no code from the provider (its connection could
+// not be made or broke before the request was written: a connect that
+// timed out at a full accept queue, a provider down).
+func outcomeOf(o contract.Outcome, code int, latency time.Duration) callOutcome {
 	return callOutcome{made: o != contract.OutcomeNotAttempted, throttled: o == contract.OutcomeThrottled,
-		lost: o == contract.OutcomeUnknown, latency: latency}
+		lost: o == contract.OutcomeUnknown || o == contract.OutcomeTransient && code == 0, latency: latency}
 }
 
 // full reports whether every slot is taken or waited for.

@@ -415,6 +415,29 @@ func TestChannelLimitSlots(t *testing.T) {
 	}
 }
 
+// TestOutcomeOf: what a call's outcome tells the limit.
+func TestOutcomeOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		o    contract.Outcome
+		code int
+		want callOutcome
+	}{
+		{contract.OutcomeSuccess, 202, callOutcome{made: true}},
+		{contract.OutcomeThrottled, 429, callOutcome{made: true, throttled: true}},
+		{contract.OutcomeTransient, 503, callOutcome{made: true}},
+		{contract.OutcomePermanent, 400, callOutcome{made: true}},
+		{contract.OutcomeUnknown, 0, callOutcome{made: true, lost: true}},
+		{contract.OutcomeTransient, 0, callOutcome{made: true, lost: true}},
+		{contract.OutcomeNotAttempted, 0, callOutcome{}},
+	} {
+		tc.want.latency = time.Second
+		if got := outcomeOf(tc.o, tc.code, time.Second); got != tc.want {
+			t.Errorf("%s %d: %+v, want %+v", tc.o, tc.code, got, tc.want)
+		}
+	}
+}
+
 func queued(c *channelLimit) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

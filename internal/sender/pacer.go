@@ -117,7 +117,7 @@ func (pm *pacerPermit) Done(r *provider.Result, latency time.Duration) {
 		p.lim.release(pm.sl, callOutcome{})
 		return
 	}
-	o := outcomeOf(r.Outcome, latency)
+	o := outcomeOf(r.Outcome, r.Code, latency)
 	p.lim.release(pm.sl, o)
 	if !o.throttled {
 		return
