@@ -1,4 +1,10 @@
-package views
+// Package ingest owns the way into Herald: it cuts a body or a file into
+// dispatch requests (SplitBody), validates each with the dispatcher's own
+// decoder, answers duplicates it can see early, and publishes the valid
+// ones to herald.requests, placed where the dispatcher keeps their state
+// (Ingester). POST /v1/messages (package views) and `herald send` share
+// it, so both accept and refuse the same requests.
+package ingest
 
 import (
 	"bytes"
@@ -61,10 +67,11 @@ type ItemResult struct {
 	// new payload is not used. Reuse an id only for the same notification.
 	PayloadDiffers bool `json:"payload_differs,omitempty"`
 
-	// tooLarge: rejected for its size, which a single request answers 413.
-	tooLarge bool
-	// noProvider: rejected for naming this channel, which has no provider.
-	noProvider contract.Channel
+	// TooLarge: rejected for its size, which a single request over HTTP
+	// answers 413.
+	TooLarge bool `json:"-"`
+	// NoProvider: rejected for naming this channel, which has no provider.
+	NoProvider contract.Channel `json:"-"`
 }
 
 // ErrBody is wrapped by SplitBody's errors: the body as a whole is not a
@@ -181,6 +188,12 @@ func splitLines(body []byte) []Item {
 	return items
 }
 
+// Table answers which ids the dispatcher already knows: the state of one
+// notification, or nil when the id is unknown (tableview.StateView).
+type Table interface {
+	Get(id string) (*contract.State, error)
+}
+
 // Ingester validates dispatch requests with the dispatcher's own decoder
 // (contract.Decode) and publishes the valid ones to herald.requests, keyed
 // by id, byte for byte as they came.
@@ -239,7 +252,7 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 	for i, it := range items {
 		res := ItemResult{Index: it.Index, Line: it.Line}
 		if len(it.Raw) > contract.MaxRequestBytes {
-			res.Result, res.ID, res.tooLarge = ResultRejected, idOf(it.Raw), true
+			res.Result, res.ID, res.TooLarge = ResultRejected, idOf(it.Raw), true
 			res.Errors = []contract.FieldError{{Field: "request", Message: fmt.Sprintf("%d bytes, more than the %d a request may have", len(it.Raw), contract.MaxRequestBytes)}}
 			out[i] = res
 			continue
@@ -269,7 +282,7 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 			res.Errors = problems(err)
 			res.Warnings = nil
 		case noProvider != "":
-			res.Result, res.ID, res.noProvider = ResultRejected, req.ID, noProvider
+			res.Result, res.ID, res.NoProvider = ResultRejected, req.ID, noProvider
 			res.Errors = []contract.FieldError{{Field: "channels", Message: fmt.Sprintf("no provider configured for channel %s (this Herald sends %v)", noProvider, in.Channels)}}
 		case first[req.ID] != nil:
 			res.ID, res.Result = req.ID, ResultDuplicate
@@ -308,7 +321,7 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 		i := pos[pr.Record]
 		if permanent(pr.Err) {
 			out[i].Result = ResultRejected
-			out[i].tooLarge = errors.Is(pr.Err, kerr.MessageTooLarge) || errors.Is(pr.Err, kerr.RecordListTooLarge)
+			out[i].TooLarge = errors.Is(pr.Err, kerr.MessageTooLarge) || errors.Is(pr.Err, kerr.RecordListTooLarge)
 			out[i].Errors = []contract.FieldError{{Field: "request", Message: "the broker refuses it: " + pr.Err.Error()}}
 			continue
 		}
