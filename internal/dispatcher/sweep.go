@@ -29,6 +29,10 @@ import (
 //     only what nobody answered: a command record lost, a sender that
 //     never came back.
 //
+// The test of what is overdue, and the wake-up each gets, is
+// tableview.Overdue, which GET /v1/stuck applies too, so that the API's
+// stuck list is what the sweep rescues.
+//
 // Self-healing: each wake-up carries the version the sweep read from the
 // changelog (Wakeup.SeenVersion). An owner whose own state is newer knows
 // the changelog is behind it and writes its state again (Dispatch,
