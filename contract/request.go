@@ -400,96 +400,130 @@ func (r *Request) ApplyDefaults() {
 
 // Validate checks r against contract v1 and returns a *ValidationError
 // naming every problem, or nil. When key is not nil it must equal r.ID.
+// Problems are listed in the order of the fields below.
 func (r *Request) Validate(key []byte) error {
-	var ps []FieldError
-	add := func(field, format string, args ...any) {
-		ps = append(ps, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+	var ps fieldErrors
+	r.validateNames(&ps, key)
+	r.validateChannels(&ps)
+	r.validateRecipient(&ps)
+	r.validatePolicy(&ps)
+	r.validateTimes(&ps)
+	if len(ps) > 0 {
+		return &ValidationError{Problems: ps}
 	}
+	return nil
+}
+
+// fieldErrors collects the problems Validate finds.
+type fieldErrors []FieldError
+
+func (ps *fieldErrors) add(field, format string, args ...any) {
+	*ps = append(*ps, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// validateNames checks the schema, the id (and that it is the key), the
+// campaign and the policy's id.
+func (r *Request) validateNames(ps *fieldErrors, key []byte) {
 	switch r.Schema {
 	case SchemaV1:
 	case "":
-		add("schema", "required: %q", SchemaV1)
+		ps.add("schema", "required: %q", SchemaV1)
 	default:
-		add("schema", "want %q, got %q", SchemaV1, truncate(r.Schema, 64))
+		ps.add("schema", "want %q, got %q", SchemaV1, truncate(r.Schema, 64))
 	}
 	switch {
 	case r.ID == "":
-		add("id", "required")
+		ps.add("id", "required")
 	case len(r.ID) > MaxIDLength:
-		add("id", "longer than %d bytes", MaxIDLength)
+		ps.add("id", "longer than %d bytes", MaxIDLength)
 	case ControlChar(r.ID) >= 0:
-		add("id", "%s", controlMessage(r.ID))
+		ps.add("id", "%s", controlMessage(r.ID))
 	case key != nil && KeyProblem(key, r.ID) != nil:
-		ps = append(ps, *KeyProblem(key, r.ID))
+		*ps = append(*ps, *KeyProblem(key, r.ID))
 	}
 	switch {
 	case r.Campaign == "":
-		add("campaign", "required")
+		ps.add("campaign", "required")
 	case ControlChar(r.Campaign) >= 0:
-		add("campaign", "%s", controlMessage(r.Campaign))
+		ps.add("campaign", "%s", controlMessage(r.Campaign))
 	}
 	if ControlChar(r.Policy.ID) >= 0 {
-		add("policy.id", "%s", controlMessage(r.Policy.ID))
+		ps.add("policy.id", "%s", controlMessage(r.Policy.ID))
 	}
+}
+
+// validateChannels checks that the channels are known, listed once each,
+// and each has its address.
+func (r *Request) validateChannels(ps *fieldErrors) {
 	if len(r.Channels) == 0 {
-		add("channels", "must list at least one channel")
+		ps.add("channels", "must list at least one channel")
 	}
 	seen := map[Channel]bool{}
 	for i, c := range r.Channels {
 		field := fmt.Sprintf("channels[%d]", i)
 		switch {
 		case !c.Valid():
-			add(field, "unknown channel %q (want email, sms or push)", truncate(string(c), 32))
+			ps.add(field, "unknown channel %q (want email, sms or push)", truncate(string(c), 32))
 		case seen[c]:
-			add(field, "channel %q listed twice", c)
+			ps.add(field, "channel %q listed twice", c)
 		case r.Recipient.Address(c) == "":
-			add("recipient."+addressField(c), "required by channel %q", c)
+			ps.add("recipient."+addressField(c), "required by channel %q", c)
 		}
 		seen[c] = true
 	}
+}
+
+// validateRecipient checks the recipient's email and time zone, and the
+// content.
+func (r *Request) validateRecipient(ps *fieldErrors) {
 	if r.Recipient.Email != "" && !strings.Contains(r.Recipient.Email, "@") {
-		add("recipient.email", "not an email address")
+		ps.add("recipient.email", "not an email address")
 	}
 	if tz := r.Recipient.TZ; tz != "" {
 		// "Local" would be whatever zone the dispatcher's machine is in.
 		if _, err := LoadLocation(tz); err != nil || tz == "Local" {
-			add("recipient.tz", "unknown time zone %q (want an IANA name such as \"Asia/Seoul\")", truncate(tz, 64))
+			ps.add("recipient.tz", "unknown time zone %q (want an IANA name such as \"Asia/Seoul\")", truncate(tz, 64))
 		}
 	}
 	switch c := bytes.TrimSpace(r.Content); {
 	case len(c) == 0:
-		add("content", "required: a JSON object for the provider")
+		ps.add("content", "required: a JSON object for the provider")
 	case c[0] != '{':
-		add("content", "must be a JSON object, got %s", describeJSON(c))
+		ps.add("content", "must be a JSON object, got %s", describeJSON(c))
 	}
+}
+
+// validatePolicy checks the retry policy's bounds.
+func (r *Request) validatePolicy(ps *fieldErrors) {
 	p := r.Policy
 	if p.AttemptsPerChannel < 1 || p.AttemptsPerChannel > 100 {
-		add("policy.attempts_per_channel", "must be between 1 and 100, got %d", p.AttemptsPerChannel)
+		ps.add("policy.attempts_per_channel", "must be between 1 and 100, got %d", p.AttemptsPerChannel)
 	}
 	if p.Version < 0 {
-		add("policy.version", "must not be negative")
+		ps.add("policy.version", "must not be negative")
 	}
 	if p.Backoff.Initial.D() <= 0 {
-		add("policy.backoff.initial", "must be positive")
+		ps.add("policy.backoff.initial", "must be positive")
 	}
 	if p.Backoff.Multiplier < 1 || p.Backoff.Multiplier > 100 {
-		add("policy.backoff.multiplier", "must be between 1 and 100, got %g", p.Backoff.Multiplier)
+		ps.add("policy.backoff.multiplier", "must be between 1 and 100, got %g", p.Backoff.Multiplier)
 	}
 	if p.Backoff.Max.D() < p.Backoff.Initial.D() {
-		add("policy.backoff.max", "must not be less than initial (%s), got %s", p.Backoff.Initial.D(), p.Backoff.Max.D())
+		ps.add("policy.backoff.max", "must not be less than initial (%s), got %s", p.Backoff.Initial.D(), p.Backoff.Max.D())
 	}
+}
+
+// validateTimes checks the blackout windows and that expires_at comes
+// after not_before.
+func (r *Request) validateTimes(ps *fieldErrors) {
 	for i, w := range r.Blackout {
 		if w.From == w.To {
-			add(fmt.Sprintf("blackout[%d]", i), "from and to are both %s: a window must be neither empty nor the whole day", w.From)
+			ps.add(fmt.Sprintf("blackout[%d]", i), "from and to are both %s: a window must be neither empty nor the whole day", w.From)
 		}
 	}
 	if r.NotBefore != nil && r.ExpiresAt != nil && !r.ExpiresAt.After(*r.NotBefore) {
-		add("expires_at", "must be after not_before (%s), got %s", r.NotBefore.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339))
+		ps.add("expires_at", "must be after not_before (%s), got %s", r.NotBefore.Format(time.RFC3339), r.ExpiresAt.Format(time.RFC3339))
 	}
-	if len(ps) > 0 {
-		return &ValidationError{Problems: ps}
-	}
-	return nil
 }
 
 // ControlChar returns the byte index of the first control character (C0,

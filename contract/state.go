@@ -70,7 +70,7 @@ const (
 // decoders beside it (statecodec.go):
 //   - every reader of the changelog (the dispatcher's recovery, every view,
 //     gokax.VersionedUpdate) reads only Version, through StateVersion;
-//   - the held gauge's scan of the table (views.StateView.Scan) reads only
+//   - the held gauge's scan of the table (tableview.StateView.Scan) reads only
 //     Status and HoldReason, through DecodeSummary;
 //   - the sender's stale check (sender.ViewReader) and the dispatcher's
 //     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,

@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/sink"
+	"github.com/herald-dispatch/herald/internal/report"
 )
 
 func init() {
@@ -52,7 +52,7 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer conn.Close(context.Background())
-	sum, err := sink.CampaignSummary(ctx, conn, campaign)
+	sum, err := report.CampaignSummary(ctx, conn, campaign)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func runReport(ctx context.Context, out io.Writer, args []string) error {
 }
 
 // printSummary writes a campaign summary as tables.
-func printSummary(w io.Writer, s *sink.Summary) error {
+func printSummary(w io.Writer, s *report.Summary) error {
 	fmt.Fprintf(w, "Campaign %s: %d notifications, %d final, last update %s\n\n",
 		s.Campaign, s.Total, s.Final, s.LastUpdate.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/report"
 	"github.com/herald-dispatch/herald/internal/sink"
 )
 
@@ -51,11 +52,11 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	report := func(args ...string) error {
+	reportOn := func(args ...string) error {
 		out.Reset()
 		return runReport(ctx, &out, append([]string{"--database-url", dsn, "--campaign"}, args...))
 	}
-	if err := report("nov"); err != nil {
+	if err := reportOn("nov"); err != nil {
 		t.Fatal(err)
 	}
 	table := out.String()
@@ -74,10 +75,10 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Errorf("report shows an address unmasked:\n%s", table)
 	}
 
-	if err := report("nov", "--json", "--reveal"); err != nil {
+	if err := reportOn("nov", "--json", "--reveal"); err != nil {
 		t.Fatal(err)
 	}
-	var sum sink.Summary
+	var sum report.Summary
 	if err := json.Unmarshal(out.Bytes(), &sum); err != nil {
 		t.Fatalf("%v:\n%s", err, out.String())
 	}
@@ -86,7 +87,7 @@ func TestMigrateAndReport(t *testing.T) {
 		t.Fatalf("json: %+v", sum)
 	}
 
-	if err := report("nope"); err == nil ||
+	if err := reportOn("nope"); err == nil ||
 		!strings.Contains(err.Error(), "campaign not found") {
 		t.Fatalf("unknown campaign: %v", err)
 	}

@@ -30,8 +30,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dispatch/herald/internal/broker"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // A stage is one part of the pipeline that `herald run` starts: the
@@ -90,7 +90,7 @@ type runEnv struct {
 	ready      map[string]func() bool
 	closers    []func()
 	processors []func() *goka.Processor
-	tableView  *views.StateView
+	tableView  *tableview.StateView
 	loops      []func(context.Context) error
 }
 
@@ -152,7 +152,7 @@ func (e *runEnv) Database(ctx context.Context) (*pipelineDB, error) {
 // a view is a full local copy of the table, so one per process is enough.
 // Its storage is --api-view-dir, or <data-dir>/goka/views/table; LevelDB
 // allows one process per directory. The view runs with the pipeline.
-func (e *runEnv) TableView() (*views.StateView, error) {
+func (e *runEnv) TableView() (*tableview.StateView, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.tableView != nil {
@@ -162,7 +162,7 @@ func (e *runEnv) TableView() (*views.StateView, error) {
 	if dir == "" {
 		dir = filepath.Join(e.DataDir, "goka", "views", "table")
 	}
-	v, err := views.NewStateView(e.Topology, dir, e.Log.With("component", "table-view"))
+	v, err := tableview.NewStateView(e.Topology, dir, e.Log.With("component", "table-view"))
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/term"
 
+	"github.com/herald-dispatch/herald/internal/ingest"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -149,7 +150,7 @@ func runSend(ctx context.Context, args []string) error {
 			return fmt.Errorf("kafka client: %w", err)
 		}
 		defer cl.Close()
-		in := &views.Ingester{Producer: cl, Strict: f.strict}
+		in := &ingest.Ingester{Producer: cl, Strict: f.strict}
 		send = in.Ingest
 	default:
 		return fmt.Errorf("--via %q: want api or kafka", f.via)
@@ -290,7 +291,7 @@ func openInput(name string) (io.ReadCloser, int64, error) {
 }
 
 // batchFunc publishes one batch and answers each item.
-type batchFunc func(ctx context.Context, items []views.Item) ([]views.ItemResult, error)
+type batchFunc func(ctx context.Context, items []ingest.Item) ([]ingest.ItemResult, error)
 
 // errFatal marks a batch error that retrying cannot fix.
 var errFatal = errors.New("fatal")
@@ -302,7 +303,7 @@ func apiBatch(base, token string, strict bool) batchFunc {
 		path += "?strict=1"
 	}
 	client := &http.Client{Timeout: 2 * time.Minute}
-	return func(ctx context.Context, items []views.Item) ([]views.ItemResult, error) {
+	return func(ctx context.Context, items []ingest.Item) ([]ingest.ItemResult, error) {
 		var body bytes.Buffer
 		for _, it := range items {
 			body.Write(it.Raw)
@@ -370,7 +371,7 @@ type fileSender struct {
 func (s *fileSender) run(ctx context.Context, r io.Reader) (sendStats, error) {
 	var st sendStats
 	br := bufio.NewReaderSize(r, 1<<20)
-	var items []views.Item
+	var items []ingest.Item
 	size, line, shown := 0, 0, 0
 	flush := func() error {
 		if len(items) > 0 {
@@ -392,7 +393,7 @@ func (s *fileSender) run(ctx context.Context, r io.Reader) (sendStats, error) {
 		if len(b) > 0 {
 			line++
 			if t := bytes.TrimSpace(b); len(t) > 0 {
-				items = append(items, views.Item{Index: len(items), Line: line, Raw: t})
+				items = append(items, ingest.Item{Index: len(items), Line: line, Raw: t})
 				size += len(t) + 1
 			}
 			if len(items) >= s.batch || size >= s.batchBytes {
@@ -412,7 +413,7 @@ func (s *fileSender) run(ctx context.Context, r io.Reader) (sendStats, error) {
 }
 
 // sendBatch sends one batch, again after a failure of the whole batch.
-func (s *fileSender) sendBatch(ctx context.Context, items []views.Item) ([]views.ItemResult, error) {
+func (s *fileSender) sendBatch(ctx context.Context, items []ingest.Item) ([]ingest.ItemResult, error) {
 	wait := s.backoff
 	if wait <= 0 {
 		wait = 500 * time.Millisecond
@@ -440,7 +441,7 @@ func (s *fileSender) sendBatch(ctx context.Context, items []views.Item) ([]views
 // summary counts them all.
 const maxWarningLines = 20
 
-func (s *fileSender) report(st *sendStats, rs []views.ItemResult) {
+func (s *fileSender) report(st *sendStats, rs []ingest.ItemResult) {
 	for _, r := range rs {
 		st.items++
 		if len(r.Warnings) > 0 {
@@ -449,16 +450,16 @@ func (s *fileSender) report(st *sendStats, rs []views.ItemResult) {
 			}
 		}
 		switch r.Result {
-		case views.ResultAccepted:
+		case ingest.ResultAccepted:
 			st.accepted++
-		case views.ResultDuplicate:
+		case ingest.ResultDuplicate:
 			st.duplicates++
 			if r.PayloadDiffers {
 				if st.differs++; st.differs <= maxWarningLines {
 					s.say("line %d%s: duplicate with a different payload: the first one stands\n", r.Line, idSuffix(r.ID))
 				}
 			}
-		case views.ResultRejected:
+		case ingest.ResultRejected:
 			st.rejected++
 			var ps []string
 			for _, p := range r.Errors {

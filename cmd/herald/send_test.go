@@ -20,6 +20,8 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/ingest"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -92,7 +94,7 @@ func TestSendKafka(t *testing.T) {
 
 func TestSendAPI(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
-	view, err := views.NewStateView(c.Topology, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	view, err := tableview.NewStateView(c.Topology, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +147,7 @@ func TestSendReport(t *testing.T) {
 	defer fh.Close()
 	var out bytes.Buffer
 	var progressed int
-	s := fileSender{batch: 2, batchBytes: 1 << 20, send: (&views.Ingester{Producer: c.Client(t)}).Ingest, out: &out,
+	s := fileSender{batch: 2, batchBytes: 1 << 20, send: (&ingest.Ingester{Producer: c.Client(t)}).Ingest, out: &out,
 		progress: func(n int) { progressed += n }}
 	st, err := s.run(context.Background(), fh)
 	if err != nil {
@@ -252,10 +254,10 @@ func TestSendReportsWarningsAndDifferingPayloads(t *testing.T) {
 	var out bytes.Buffer
 	s := fileSender{out: &out}
 	var st sendStats
-	s.report(&st, []views.ItemResult{
-		{Line: 1, ID: "a", Result: views.ResultAccepted, Warnings: []string{"unknown field sendAt: ignored"}},
-		{Line: 2, ID: "b", Result: views.ResultDuplicate, PayloadDiffers: true},
-		{Line: 3, ID: "c", Result: views.ResultDuplicate},
+	s.report(&st, []ingest.ItemResult{
+		{Line: 1, ID: "a", Result: ingest.ResultAccepted, Warnings: []string{"unknown field sendAt: ignored"}},
+		{Line: 2, ID: "b", Result: ingest.ResultDuplicate, PayloadDiffers: true},
+		{Line: 3, ID: "c", Result: ingest.ResultDuplicate},
 	})
 	if st.warned != 1 || st.differs != 1 || st.duplicates != 2 ||
 		!strings.Contains(out.String(), "line 1 (a): unknown field sendAt: ignored") ||

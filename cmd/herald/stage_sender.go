@@ -15,7 +15,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
-	"github.com/herald-dispatch/herald/internal/views"
+	"github.com/herald-dispatch/herald/internal/tableview"
 )
 
 // defaultProviders are the providers when no --provider is given: the
@@ -196,7 +196,7 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		ProviderObserver: observer,
 		Log:              log,
 	}
-	var view *views.StateView
+	var view *tableview.StateView
 	if f.staleCheck {
 		view, err = env.TableView()
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/gokax"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -27,6 +28,10 @@ import (
 //     every command it takes (effects, dispatch.go). The sweep times out
 //     only what nobody answered: a command record lost, a sender that
 //     never came back.
+//
+// The test of what is overdue, and the wake-up each gets, is
+// tableview.Overdue, which GET /v1/stuck applies too, so that the API's
+// stuck list is what the sweep rescues.
 //
 // Self-healing: each wake-up carries the version the sweep read from the
 // changelog (Wakeup.SeenVersion). An owner whose own state is newer knows
@@ -94,7 +99,7 @@ type Sweeper struct {
 // Defaults of Sweeper.
 const (
 	DefaultSweepInterval  = time.Minute
-	DefaultSweepGrace     = time.Minute
+	DefaultSweepGrace     = tableview.DefaultGrace
 	DefaultRetireInterval = 10 * time.Minute
 	// DefaultRetireBatch bounds a pass at 100,000 wake-ups (a few MB to
 	// publish): 600,000 an hour, far above the seed's 1,000,000 a month,
@@ -174,7 +179,7 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		switch {
 		case err != nil:
 		case !sum.Status.Final():
-			if w, ok := overdue(b, now, grace); ok {
+			if w, ok := tableview.Overdue(b, now, grace); ok {
 				due = append(due, w)
 			}
 		case retain && len(retiring) < batch:
@@ -229,28 +234,6 @@ func (s *Sweeper) log() *slog.Logger {
 		return s.Log
 	}
 	return slog.Default()
-}
-
-// overdue returns the wake-up an encoded state that is not final needs
-// at now: its send timeout once past TimeoutAt, its hold wake-up once
-// overdue by more than grace.
-func overdue(b []byte, now time.Time, grace time.Duration) (contract.Wakeup, bool) {
-	st, err := contract.DecodeProgress(b)
-	if err != nil {
-		return contract.Wakeup{}, false
-	}
-	seen, err := contract.StateVersion(b)
-	if err != nil {
-		return contract.Wakeup{}, false
-	}
-	switch {
-	case st.Status == contract.StatusSending && st.TimeoutAt != nil && !now.Before(*st.TimeoutAt):
-		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupSendTimeout, Due: *st.TimeoutAt, Attempt: st.Attempts, Issue: st.Issue,
-			SeenVersion: seen}, true
-	case st.Status.Held() && st.NextAttemptAt != nil && now.Sub(*st.NextAttemptAt) > grace:
-		return contract.Wakeup{ID: st.ID, Kind: contract.WakeupHold, Due: *st.NextAttemptAt, SeenVersion: seen}, true
-	}
-	return contract.Wakeup{}, false
 }
 
 // PublishWakeups returns a Sweeper.Publish that writes wake-ups to

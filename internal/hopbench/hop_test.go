@@ -25,8 +25,8 @@ import (
 	"github.com/herald-dispatch/herald/internal/sender"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/statusfeed"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // The throwaway PostgreSQL of the sink's hop is started on first use, once
@@ -229,7 +229,7 @@ func BenchmarkHop4Sender(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { set.Close() })
-	view, err := views.NewStateView(c.Topology, b.TempDir(), heraldtest.QuietLog())
+	view, err := tableview.NewStateView(c.Topology, b.TempDir(), heraldtest.QuietLog())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 )
 
-// Scanner walks every notification's status (views.StateView).
+// Scanner walks every notification's status (tableview.StateView).
 type Scanner interface {
 	Scan(ctx context.Context, fn func(contract.Summary)) error
 }

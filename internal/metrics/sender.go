@@ -77,27 +77,39 @@ func NewSender(reg prometheus.Registerer) *Sender {
 			Name: "herald_sender_group_members",
 			Help: "Members of the sender's consumer group that the rates are divided by.",
 		}),
-		providerLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "herald_provider_concurrency_limit",
-			Help: "Calls a provider of a channel's failover chain may have in flight in this process: its own adaptive concurrency limit, by channel and provider.",
-		}, []string{"channel", "provider"}),
-		providerCalls: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "herald_provider_in_flight",
-			Help: "Calls holding a slot under the concurrency limit of a provider of a channel's failover chain in this process, by channel and provider.",
-		}, []string{"channel", "provider"}),
-		providerRate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "herald_provider_rate_share",
-			Help: "Attempts per second a provider of a channel's failover chain may take from this process: its --rate CHANNEL/PROVIDER divided by the sender group's members (0: unlimited), by channel and provider.",
-		}, []string{"channel", "provider"}),
-		providerPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "herald_provider_throttle_pauses_total",
-			Help: "Times a 429 paused a provider of a channel's failover chain (its other providers take the calls meanwhile), by channel and provider.",
-		}, []string{"channel", "provider"}),
 	}
+	s.newProviderMetrics()
 	reg.MustRegister(s.sends, s.latency, s.endToEnd, s.inFlight, s.skipped, s.pauses, s.deadLetters,
 		s.limit, s.calls, s.rateShare, s.members, s.providerLimit, s.providerCalls, s.providerRate, s.providerPauses)
-	// Present at 0 from the start: by the reasons a command that does
-	// not decode is dead-lettered for, per channel and outcome.
+	s.presentAtZero()
+	return s
+}
+
+// newProviderMetrics makes the metrics of each provider of a failover
+// chain (sender.ProviderObserver).
+func (s *Sender) newProviderMetrics() {
+	s.providerLimit = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_provider_concurrency_limit",
+		Help: "Calls a provider of a channel's failover chain may have in flight in this process: its own adaptive concurrency limit, by channel and provider.",
+	}, []string{"channel", "provider"})
+	s.providerCalls = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_provider_in_flight",
+		Help: "Calls holding a slot under the concurrency limit of a provider of a channel's failover chain in this process, by channel and provider.",
+	}, []string{"channel", "provider"})
+	s.providerRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "herald_provider_rate_share",
+		Help: "Attempts per second a provider of a channel's failover chain may take from this process: its --rate CHANNEL/PROVIDER divided by the sender group's members (0: unlimited), by channel and provider.",
+	}, []string{"channel", "provider"})
+	s.providerPauses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "herald_provider_throttle_pauses_total",
+		Help: "Times a 429 paused a provider of a channel's failover chain (its other providers take the calls meanwhile), by channel and provider.",
+	}, []string{"channel", "provider"})
+}
+
+// presentAtZero makes the labelled series present at 0 from the start: by
+// the reasons a command that does not decode is dead-lettered for, per
+// channel and outcome.
+func (s *Sender) presentAtZero() {
 	for _, r := range []string{contract.ReasonMalformed, contract.ReasonInvalid, contract.ReasonKeyMismatch} {
 		s.deadLetters.WithLabelValues(r)
 	}
@@ -109,7 +121,6 @@ func NewSender(reg prometheus.Registerer) *Sender {
 		s.pauses.WithLabelValues(string(ch))
 		s.calls.WithLabelValues(string(ch))
 	}
-	return s
 }
 
 // Attempt counts a provider answer and its latency.

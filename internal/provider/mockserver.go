@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -193,37 +194,13 @@ func (m *MockServer) serveSend(w http.ResponseWriter, r *http.Request) {
 	m.stats.Requests++
 	m.mu.Unlock()
 
-	var body WebhookBody
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		m.badRequest(w, "read body: "+err.Error())
-		return
-	}
-	if err := json.Unmarshal(raw, &body); err != nil {
-		m.badRequest(w, "body: "+err.Error())
-		return
-	}
-	if body.ID == "" || body.Attempt < 1 || !body.Channel.Valid() {
-		m.badRequest(w, "body needs id, attempt >= 1 and a known channel")
-		return
-	}
-	sim, err := m.sim.Override(r.URL.Query())
-	if err != nil {
-		m.badRequest(w, err.Error())
+	body, sim, ok := m.decodeSend(w, r)
+	if !ok {
 		return
 	}
 	d := sim.Decide(body.ID, body.Attempt)
-	if d.Delay > 0 {
-		t := time.NewTimer(d.Delay)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-			m.mu.Lock()
-			m.stats.Abandoned++
-			m.mu.Unlock()
-			return
-		}
+	if !m.wait(r.Context(), d.Delay) {
+		return
 	}
 	key := r.Header.Get(HeaderIdempotencyKey)
 
@@ -248,6 +225,59 @@ func (m *MockServer) serveSend(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, d.Code, map[string]string{"error": d.Result().Err.Error()})
 		return
 	}
+	idx := m.deliver(body, key, cs)
+	m.mu.Unlock()
+	writeJSON(w, d.Code, acceptance{ID: body.ID, Delivery: int(idx) + 1, Channel: body.Channel, Attempt: body.Attempt})
+}
+
+// decodeSend reads a webhook body and the request's overrides of the
+// simulation (query parameters); it answers 400 itself when either is bad.
+func (m *MockServer) decodeSend(w http.ResponseWriter, r *http.Request) (WebhookBody, Simulation, bool) {
+	var body WebhookBody
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		m.badRequest(w, "read body: "+err.Error())
+		return body, Simulation{}, false
+	}
+	if err := json.Unmarshal(raw, &body); err != nil {
+		m.badRequest(w, "body: "+err.Error())
+		return body, Simulation{}, false
+	}
+	if body.ID == "" || body.Attempt < 1 || !body.Channel.Valid() {
+		m.badRequest(w, "body needs id, attempt >= 1 and a known channel")
+		return body, Simulation{}, false
+	}
+	sim, err := m.sim.Override(r.URL.Query())
+	if err != nil {
+		m.badRequest(w, err.Error())
+		return body, Simulation{}, false
+	}
+	return body, sim, true
+}
+
+// wait holds the answer for the simulated delay; false when the caller
+// gave up first (counted as abandoned).
+func (m *MockServer) wait(ctx context.Context, delay time.Duration) bool {
+	if delay <= 0 {
+		return true
+	}
+	t := time.NewTimer(delay)
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		t.Stop()
+		m.mu.Lock()
+		m.stats.Abandoned++
+		m.mu.Unlock()
+		return false
+	}
+}
+
+// deliver records an accepted delivery and counts it (unique or a
+// duplicate of its id, overall and on its channel cs); m.mu is held. It
+// returns the delivery's index.
+func (m *MockServer) deliver(body WebhookBody, key string, cs *ChannelStats) int32 {
 	idx := int32(len(m.deliveries))
 	m.deliveries = append(m.deliveries, Delivery{ID: body.ID, Channel: body.Channel, Attempt: body.Attempt,
 		Key: key, At: m.now().UTC()})
@@ -273,8 +303,7 @@ func (m *MockServer) serveSend(w http.ResponseWriter, r *http.Request) {
 	} else {
 		cs.Duplicates++
 	}
-	m.mu.Unlock()
-	writeJSON(w, d.Code, acceptance{ID: body.ID, Delivery: int(idx) + 1, Channel: body.Channel, Attempt: body.Attempt})
+	return idx
 }
 
 type acceptance struct {

@@ -95,22 +95,26 @@ type TemplateData struct {
 type templateFile struct {
 	Name    string                `yaml:"name"`
 	Secrets map[string]secretSpec `yaml:"secrets"`
-	Request struct {
-		Method            tstr      `yaml:"method"`
-		URL               tstr      `yaml:"url"`
-		Headers           rawNode   `yaml:"headers"`
-		Auth              *authFile `yaml:"auth"`
-		JSON              rawNode   `yaml:"json"`
-		Form              rawNode   `yaml:"form"`
-		IdempotencyHeader string    `yaml:"idempotency_header"`
-		Timestamp         tstr      `yaml:"timestamp"`
-	} `yaml:"request"`
-	Answer struct {
-		MessageID  tstr       `yaml:"message_id"`
-		Error      tstr       `yaml:"error"`
-		RetryAfter tstr       `yaml:"retry_after"`
-		Rules      []ruleFile `yaml:"rules"`
-	} `yaml:"answer"`
+	Request requestFile           `yaml:"request"`
+	Answer  answerFile            `yaml:"answer"`
+}
+
+type requestFile struct {
+	Method            tstr      `yaml:"method"`
+	URL               tstr      `yaml:"url"`
+	Headers           rawNode   `yaml:"headers"`
+	Auth              *authFile `yaml:"auth"`
+	JSON              rawNode   `yaml:"json"`
+	Form              rawNode   `yaml:"form"`
+	IdempotencyHeader string    `yaml:"idempotency_header"`
+	Timestamp         tstr      `yaml:"timestamp"`
+}
+
+type answerFile struct {
+	MessageID  tstr       `yaml:"message_id"`
+	Error      tstr       `yaml:"error"`
+	RetryAfter tstr       `yaml:"retry_after"`
+	Rules      []ruleFile `yaml:"rules"`
 }
 
 // rawNode keeps a part of the file as its YAML node (decoding into a
@@ -159,17 +163,19 @@ type authFile struct {
 		Username tstr `yaml:"username"`
 		Password tstr `yaml:"password"`
 	} `yaml:"basic"`
-	Bearer *tstr `yaml:"bearer"`
-	HMAC   *struct {
-		Key         tstr `yaml:"key"`
-		KeyEncoding tstr `yaml:"key_encoding"`
-		Algorithm   tstr `yaml:"algorithm"`
-		Message     tstr `yaml:"message"`
-		Header      tstr `yaml:"header"`
-		Prefix      tstr `yaml:"prefix"`
-		Encoding    tstr `yaml:"encoding"`
-	} `yaml:"hmac"`
-	line int
+	Bearer *tstr     `yaml:"bearer"`
+	HMAC   *hmacFile `yaml:"hmac"`
+	line   int
+}
+
+type hmacFile struct {
+	Key         tstr `yaml:"key"`
+	KeyEncoding tstr `yaml:"key_encoding"`
+	Algorithm   tstr `yaml:"algorithm"`
+	Message     tstr `yaml:"message"`
+	Header      tstr `yaml:"header"`
+	Prefix      tstr `yaml:"prefix"`
+	Encoding    tstr `yaml:"encoding"`
 }
 
 func (a *authFile) UnmarshalYAML(n *yaml.Node) error {
@@ -321,10 +327,39 @@ func OpenTemplate(path string, o Options) (*Template, error) {
 var yamlLine = regexp.MustCompile(`(?:^|\b)line (\d+): `)
 
 // parseTemplate checks a template file's text; errors name path and line.
+// It decodes the file, then builds the Template part by part, in the
+// file's order: secrets first (every template may read them), then the
+// request (method and URL, headers, auth, body, timestamp format) and the
+// answer's rules.
 func parseTemplate(path string, raw []byte) (*Template, error) {
-	fail := func(line int, format string, args ...any) error {
-		return fmt.Errorf("template %s:%d: %s", path, line, fmt.Sprintf(format, args...))
+	f, err := decodeTemplateFile(path, raw)
+	if err != nil {
+		return nil, err
 	}
+	p := &templateParser{path: path, t: &Template{name: f.Name, file: path, secrets: map[string]*secretSource{}, now: time.Now}}
+	if p.t.name == "" {
+		base := path[strings.LastIndexAny(path, `/\`)+1:]
+		p.t.name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml"), ".json")
+	}
+	for _, step := range []func() error{
+		func() error { return p.secrets(f.Secrets) },
+		func() error { return p.target(&f.Request) },
+		func() error { return p.headers(&f.Request) },
+		func() error { return p.auth(f.Request.Auth) },
+		func() error { return p.body(&f.Request) },
+		func() error { return p.timestamp(&f.Request) },
+		func() error { return p.answer(&f.Answer) },
+	} {
+		if err := step(); err != nil {
+			return nil, err
+		}
+	}
+	return p.t, nil
+}
+
+// decodeTemplateFile decodes a template file strictly (an unknown field is
+// an error); errors name path and line.
+func decodeTemplateFile(path string, raw []byte) (*templateFile, error) {
 	var f templateFile
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
@@ -337,181 +372,244 @@ func parseTemplate(path string, raw []byte) (*Template, error) {
 		msg = strings.ReplaceAll(strings.TrimPrefix(msg, "unmarshal errors:\n  "), "\n  ", "; ")
 		return nil, fmt.Errorf("template %s", yamlLine.ReplaceAllString(msg, path+":$1: "))
 	}
-	t := &Template{name: f.Name, file: path, secrets: map[string]*secretSource{}, now: time.Now}
-	if t.name == "" {
-		base := path[strings.LastIndexAny(path, `/\`)+1:]
-		t.name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(base, ".yaml"), ".yml"), ".json")
+	return &f, nil
+}
+
+// templateParser builds a Template from its decoded file, one part at a
+// time; its errors name the file and the line.
+type templateParser struct {
+	path string
+	t    *Template
+}
+
+func (p *templateParser) fail(line int, format string, args ...any) error {
+	return fmt.Errorf("template %s:%d: %s", p.path, line, fmt.Sprintf(format, args...))
+}
+
+// parse compiles one Go template of the file and runs it once on a sample
+// command, which finds unknown fields and secrets.
+func (p *templateParser) parse(what string, s tstr) (*template.Template, error) {
+	tt, err := template.New(what).Funcs(p.t.funcs()).Option("missingkey=error").Parse(s.s)
+	if err != nil {
+		return nil, p.fail(s.line, "%s: %v", what, strings.TrimPrefix(err.Error(), "template: "))
 	}
-	for name, s := range f.Secrets {
+	if err := tt.Funcs(p.t.funcs()).Option("missingkey=zero").Execute(io.Discard, sampleData()); err != nil {
+		return nil, p.fail(s.line, "%s: %v", what, strings.TrimPrefix(err.Error(), "template: "))
+	}
+	return tt.Option("missingkey=error"), nil
+}
+
+// secrets reads each secret once, from its environment variable or its
+// file: one that is not there is an error now, not at the first send.
+func (p *templateParser) secrets(specs map[string]secretSpec) error {
+	for name, s := range specs {
 		switch {
 		case (s.Env == "") == (s.File == ""):
-			return nil, fail(s.line, "secret %s: give exactly one of env: and file:", name)
+			return p.fail(s.line, "secret %s: give exactly one of env: and file:", name)
 		case s.Env != "":
 			v, ok := os.LookupEnv(s.Env)
 			if !ok || strings.TrimSpace(v) == "" {
-				return nil, fail(s.line, "secret %s: the environment variable %s is not set", name, s.Env)
+				return p.fail(s.line, "secret %s: the environment variable %s is not set", name, s.Env)
 			}
-			t.secrets[name] = &secretSource{value: strings.TrimSpace(v)}
+			p.t.secrets[name] = &secretSource{value: strings.TrimSpace(v)}
 		default:
 			src := &secretSource{file: os.ExpandEnv(s.File)}
 			if src.file == "" {
-				return nil, fail(s.line, "secret %s: file %q names no file (is its variable set?)", name, s.File)
+				return p.fail(s.line, "secret %s: file %q names no file (is its variable set?)", name, s.File)
 			}
 			if _, err := src.get(); err != nil {
-				return nil, fail(s.line, "secret %s: %v", name, err)
+				return p.fail(s.line, "secret %s: %v", name, err)
 			}
-			t.secrets[name] = src
+			p.t.secrets[name] = src
 		}
 	}
-	parse := func(what string, s tstr) (*template.Template, error) {
-		tt, err := template.New(what).Funcs(t.funcs()).Option("missingkey=error").Parse(s.s)
-		if err != nil {
-			return nil, fail(s.line, "%s: %v", what, strings.TrimPrefix(err.Error(), "template: "))
-		}
-		// A dry run with a sample command finds unknown fields and secrets.
-		if err := tt.Funcs(t.funcs()).Option("missingkey=zero").Execute(io.Discard, sampleData()); err != nil {
-			return nil, fail(s.line, "%s: %v", what, strings.TrimPrefix(err.Error(), "template: "))
-		}
-		return tt.Option("missingkey=error"), nil
-	}
-	t.method = strings.ToUpper(strings.TrimSpace(f.Request.Method.s))
+	return nil
+}
+
+// target checks the request's method (default POST) and URL, which must
+// render, for a sample command, to an http or https URL with a host.
+func (p *templateParser) target(r *requestFile) error {
+	t := p.t
+	t.method = strings.ToUpper(strings.TrimSpace(r.Method.s))
 	if t.method == "" {
 		t.method = http.MethodPost
 	}
 	if !slices.Contains([]string{"POST", "PUT", "PATCH", "GET", "DELETE"}, t.method) {
-		return nil, fail(f.Request.Method.line, "method %q: want POST, PUT, PATCH, GET or DELETE", f.Request.Method.s)
+		return p.fail(r.Method.line, "method %q: want POST, PUT, PATCH, GET or DELETE", r.Method.s)
 	}
-	if f.Request.URL.s == "" {
-		return nil, fmt.Errorf("template %s: request.url is required", path)
+	if r.URL.s == "" {
+		return fmt.Errorf("template %s: request.url is required", p.path)
 	}
 	var err error
-	if t.url, err = parse("url", f.Request.URL); err != nil {
-		return nil, err
+	if t.url, err = p.parse("url", r.URL); err != nil {
+		return err
 	}
 	var sample strings.Builder
 	t.url.Option("missingkey=zero").Execute(&sample, sampleData())
 	if u, err := url.Parse(sample.String()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fail(f.Request.URL.line, "url: want an http:// or https:// URL")
+		return p.fail(r.URL.line, "url: want an http:// or https:// URL")
 	}
 	t.url.Option("missingkey=error")
-	if h := f.Request.Headers.n; h != nil {
-		if h.Kind != yaml.MappingNode {
-			return nil, fail(h.Line, "headers: want a mapping of Name: value")
-		}
-		for i := 0; i+1 < len(h.Content); i += 2 {
-			k, v := h.Content[i], h.Content[i+1]
-			tt, err := parse("header "+k.Value, tstr{v.Value, v.Line})
-			if err != nil {
-				return nil, err
-			}
-			if strings.EqualFold(k.Value, "Authorization") && f.Request.Auth != nil {
-				return nil, fail(k.Line, "headers: Authorization is set by auth:")
-			}
-			t.headers = append(t.headers, namedTemplate{http.CanonicalHeaderKey(k.Value), tt})
-		}
+	return nil
+}
+
+// headers compiles the request's headers, in the file's order; an
+// Authorization header is auth:'s alone.
+func (p *templateParser) headers(r *requestFile) error {
+	h := r.Headers.n
+	if h == nil {
+		return nil
 	}
-	if a := f.Request.Auth; a != nil {
-		n := 0
-		t.auth = &authSpec{}
-		if a.Basic != nil {
-			n++
-			if t.auth.user, err = parse("auth.basic.username", a.Basic.Username); err != nil {
-				return nil, err
-			}
-			if t.auth.pass, err = parse("auth.basic.password", a.Basic.Password); err != nil {
-				return nil, err
-			}
-		}
-		if a.Bearer != nil {
-			n++
-			if t.auth.bearer, err = parse("auth.bearer", *a.Bearer); err != nil {
-				return nil, err
-			}
-		}
-		if h := a.HMAC; h != nil {
-			n++
-			hs := &hmacSpec{keyEncoding: h.KeyEncoding.s, header: h.Header.s, prefix: h.Prefix.s}
-			if hs.key, err = parse("auth.hmac.key", h.Key); err != nil {
-				return nil, err
-			}
-			if hs.message, err = parse("auth.hmac.message", h.Message); err != nil {
-				return nil, err
-			}
-			switch strings.ToLower(h.Algorithm.s) {
-			case "", "sha256":
-				hs.newHash = sha256.New
-			case "sha1":
-				hs.newHash = sha1.New
-			case "sha512":
-				hs.newHash = sha512.New
-			default:
-				return nil, fail(h.Algorithm.line, "auth.hmac.algorithm %q: want sha256, sha1 or sha512", h.Algorithm.s)
-			}
-			switch h.KeyEncoding.s {
-			case "", "raw", "base64", "hex":
-			default:
-				return nil, fail(h.KeyEncoding.line, "auth.hmac.key_encoding %q: want raw, base64 or hex", h.KeyEncoding.s)
-			}
-			switch h.Encoding.s {
-			case "", "base64":
-				hs.outputEncoder = base64.StdEncoding.EncodeToString
-			case "hex":
-				hs.outputEncoder = hex.EncodeToString
-			default:
-				return nil, fail(h.Encoding.line, "auth.hmac.encoding %q: want base64 or hex", h.Encoding.s)
-			}
-			if hs.header == "" {
-				return nil, fail(a.line, "auth.hmac.header: the header to carry the signature is required")
-			}
-			t.auth.hmac = hs
-		}
-		if n != 1 {
-			return nil, fail(a.line, "auth: give one of basic:, bearer: and hmac:")
-		}
+	if h.Kind != yaml.MappingNode {
+		return p.fail(h.Line, "headers: want a mapping of Name: value")
 	}
-	switch {
-	case f.Request.JSON.n != nil && f.Request.Form.n != nil:
-		return nil, fail(f.Request.Form.n.Line, "request: give json: or form:, not both")
-	case f.Request.JSON.n != nil:
-		jb, err := compileJSON(f.Request.JSON.n, parse)
+	for i := 0; i+1 < len(h.Content); i += 2 {
+		k, v := h.Content[i], h.Content[i+1]
+		tt, err := p.parse("header "+k.Value, tstr{v.Value, v.Line})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		t.body, t.ctype = jb, "application/json"
-	case f.Request.Form.n != nil:
-		fb, err := compileForm(f.Request.Form.n, parse, fail)
-		if err != nil {
-			return nil, err
+		if strings.EqualFold(k.Value, "Authorization") && r.Auth != nil {
+			return p.fail(k.Line, "headers: Authorization is set by auth:")
 		}
-		t.body, t.ctype = fb, "application/x-www-form-urlencoded"
+		p.t.headers = append(p.t.headers, namedTemplate{http.CanonicalHeaderKey(k.Value), tt})
 	}
-	t.idemKey = f.Request.IdempotencyHeader
-	switch ts := f.Request.Timestamp.s; ts {
-	case "", "unix", "unix_ms", "rfc3339":
-		t.tsFmt = ts
+	return nil
+}
+
+// auth compiles the one authentication a template may have: basic,
+// bearer or an HMAC signature.
+func (p *templateParser) auth(a *authFile) error {
+	if a == nil {
+		return nil
+	}
+	n := 0
+	p.t.auth = &authSpec{}
+	var err error
+	if a.Basic != nil {
+		n++
+		if p.t.auth.user, err = p.parse("auth.basic.username", a.Basic.Username); err != nil {
+			return err
+		}
+		if p.t.auth.pass, err = p.parse("auth.basic.password", a.Basic.Password); err != nil {
+			return err
+		}
+	}
+	if a.Bearer != nil {
+		n++
+		if p.t.auth.bearer, err = p.parse("auth.bearer", *a.Bearer); err != nil {
+			return err
+		}
+	}
+	if a.HMAC != nil {
+		n++
+		if p.t.auth.hmac, err = p.hmac(a.HMAC, a.line); err != nil {
+			return err
+		}
+	}
+	if n != 1 {
+		return p.fail(a.line, "auth: give one of basic:, bearer: and hmac:")
+	}
+	return nil
+}
+
+// hmac compiles an HMAC signature: key and message templates, the
+// algorithm, the key's and the output's encodings, and the header that
+// carries it (line is auth:'s, for a missing header).
+func (p *templateParser) hmac(h *hmacFile, line int) (*hmacSpec, error) {
+	hs := &hmacSpec{keyEncoding: h.KeyEncoding.s, header: h.Header.s, prefix: h.Prefix.s}
+	var err error
+	if hs.key, err = p.parse("auth.hmac.key", h.Key); err != nil {
+		return nil, err
+	}
+	if hs.message, err = p.parse("auth.hmac.message", h.Message); err != nil {
+		return nil, err
+	}
+	switch strings.ToLower(h.Algorithm.s) {
+	case "", "sha256":
+		hs.newHash = sha256.New
+	case "sha1":
+		hs.newHash = sha1.New
+	case "sha512":
+		hs.newHash = sha512.New
 	default:
-		return nil, fail(f.Request.Timestamp.line, "request.timestamp %q: want unix, unix_ms or rfc3339", ts)
+		return nil, p.fail(h.Algorithm.line, "auth.hmac.algorithm %q: want sha256, sha1 or sha512", h.Algorithm.s)
 	}
-	t.answer = answerRules{messageID: f.Answer.MessageID.s, errField: f.Answer.Error.s, retryAfter: f.Answer.RetryAfter.s}
-	if t.answer.retryAfter == "" {
-		t.answer.retryAfter = "header:Retry-After"
+	switch h.KeyEncoding.s {
+	case "", "raw", "base64", "hex":
+	default:
+		return nil, p.fail(h.KeyEncoding.line, "auth.hmac.key_encoding %q: want raw, base64 or hex", h.KeyEncoding.s)
 	}
-	for _, r := range f.Answer.Rules {
+	switch h.Encoding.s {
+	case "", "base64":
+		hs.outputEncoder = base64.StdEncoding.EncodeToString
+	case "hex":
+		hs.outputEncoder = hex.EncodeToString
+	default:
+		return nil, p.fail(h.Encoding.line, "auth.hmac.encoding %q: want base64 or hex", h.Encoding.s)
+	}
+	if hs.header == "" {
+		return nil, p.fail(line, "auth.hmac.header: the header to carry the signature is required")
+	}
+	return hs, nil
+}
+
+// body compiles the request's body: a JSON document or a form, or none.
+func (p *templateParser) body(r *requestFile) error {
+	switch {
+	case r.JSON.n != nil && r.Form.n != nil:
+		return p.fail(r.Form.n.Line, "request: give json: or form:, not both")
+	case r.JSON.n != nil:
+		jb, err := compileJSON(r.JSON.n, p.parse)
+		if err != nil {
+			return err
+		}
+		p.t.body, p.t.ctype = jb, "application/json"
+	case r.Form.n != nil:
+		fb, err := compileForm(r.Form.n, p.parse, p.fail)
+		if err != nil {
+			return err
+		}
+		p.t.body, p.t.ctype = fb, "application/x-www-form-urlencoded"
+	}
+	return nil
+}
+
+// timestamp takes the idempotency header and the format of .Timestamp.
+func (p *templateParser) timestamp(r *requestFile) error {
+	p.t.idemKey = r.IdempotencyHeader
+	switch ts := r.Timestamp.s; ts {
+	case "", "unix", "unix_ms", "rfc3339":
+		p.t.tsFmt = ts
+	default:
+		return p.fail(r.Timestamp.line, "request.timestamp %q: want unix, unix_ms or rfc3339", ts)
+	}
+	return nil
+}
+
+// answer checks how an answer is read: its message id, error and
+// Retry-After (default the header), and the rules that classify it.
+func (p *templateParser) answer(a *answerFile) error {
+	p.t.answer = answerRules{messageID: a.MessageID.s, errField: a.Error.s, retryAfter: a.RetryAfter.s}
+	if p.t.answer.retryAfter == "" {
+		p.t.answer.retryAfter = "header:Retry-After"
+	}
+	for _, r := range a.Rules {
 		o := contract.Outcome(r.Outcome.s)
 		switch o {
 		case contract.OutcomeSuccess, contract.OutcomeTransient, contract.OutcomeThrottled, contract.OutcomePermanent:
 		default:
-			return nil, fail(r.line, "rule: outcome %q: want success, transient, throttled or permanent", r.Outcome.s)
+			return p.fail(r.line, "rule: outcome %q: want success, transient, throttled or permanent", r.Outcome.s)
 		}
 		if r.Failover && o == contract.OutcomeSuccess {
-			return nil, fail(r.line, "rule: failover: a success does not fail over")
+			return p.fail(r.line, "rule: failover: a success does not fail over")
 		}
 		if len(r.Equals) > 0 && r.Field == "" {
-			return nil, fail(r.line, "rule: equals: needs field:")
+			return p.fail(r.line, "rule: equals: needs field:")
 		}
-		t.answer.rules = append(t.answer.rules, rule{r.Status, r.Field, r.Equals, o, r.Failover})
+		p.t.answer.rules = append(p.t.answer.rules, rule{r.Status, r.Field, r.Equals, o, r.Failover})
 	}
-	return t, nil
+	return nil
 }
 
 func sampleData() *TemplateData {
@@ -705,6 +803,63 @@ func (f formBody) render(exec func(*template.Template) (string, error)) ([]byte,
 // build renders the request of one command under ctx. Its body cannot be
 // rewound (no GetBody): net/http never sends it twice.
 func (t *Template) build(ctx context.Context, cmd *contract.SendCommand) (*http.Request, error) {
+	data, err := t.data(cmd)
+	if err != nil {
+		return nil, err
+	}
+	exec := func(tt *template.Template) (string, error) {
+		var b strings.Builder
+		if err := tt.Execute(&b, data); err != nil {
+			return "", fmt.Errorf("render %w", err)
+		}
+		return b.String(), nil
+	}
+	u, err := exec(t.url)
+	if err != nil {
+		return nil, err
+	}
+	var body []byte
+	if t.body != nil {
+		if body, err = t.body.render(exec); err != nil {
+			return nil, err
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, t.method, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("url: %w", unwrapURLError(err))
+	}
+	if body != nil {
+		// Not bytes.NewReader: that would give the request a GetBody, and
+		// net/http replays such a request (with an Idempotency-Key, even a
+		// POST) when a reused connection fails after it was written.
+		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		req.Header.Set("Content-Type", t.ctype)
+	}
+	for _, h := range t.headers {
+		v, err := exec(h.t)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set(h.name, v)
+	}
+	if t.idemKey != "" {
+		req.Header.Set(t.idemKey, data.IdempotencyKey)
+	}
+	if t.auth != nil {
+		if t.auth.hmac != nil { // the HMAC message alone sees the rendered request
+			data.Method, data.URL, data.Path, data.Body = t.method, u, req.URL.RequestURI(), string(body)
+		}
+		if err := t.auth.authorize(req, exec); err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// data is what the templates see of cmd: its fields, its content decoded,
+// the idempotency key (the id when the command has none) and the time in
+// the template's format.
+func (t *Template) data(cmd *contract.SendCommand) (*TemplateData, error) {
 	data := &TemplateData{ID: cmd.ID, Campaign: cmd.Campaign, Channel: string(cmd.Channel), Address: cmd.Address,
 		IdempotencyKey: cmd.IdempotencyKey, Attempt: cmd.Attempt, Content: map[string]any{}}
 	if data.IdempotencyKey == "" {
@@ -724,70 +879,34 @@ func (t *Template) build(ctx context.Context, cmd *contract.SendCommand) (*http.
 	default:
 		data.Timestamp = strconv.FormatInt(now.Unix(), 10)
 	}
-	exec := func(tt *template.Template) (string, error) {
-		var b strings.Builder
-		if err := tt.Execute(&b, data); err != nil {
-			return "", fmt.Errorf("render %w", err)
+	return data, nil
+}
+
+// authorize sets req's authentication: basic, bearer or an HMAC signature
+// in its header.
+func (a *authSpec) authorize(req *http.Request, exec func(*template.Template) (string, error)) error {
+	switch {
+	case a.user != nil:
+		user, err1 := exec(a.user)
+		pass, err2 := exec(a.pass)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
 		}
-		return b.String(), nil
-	}
-	fail := func(err error) (*http.Request, error) { return nil, err }
-	u, err := exec(t.url)
-	if err != nil {
-		return fail(err)
-	}
-	var body []byte
-	if t.body != nil {
-		if body, err = t.body.render(exec); err != nil {
-			return fail(err)
-		}
-	}
-	req, err := http.NewRequestWithContext(ctx, t.method, u, nil)
-	if err != nil {
-		return fail(fmt.Errorf("url: %w", unwrapURLError(err)))
-	}
-	if body != nil {
-		// Not bytes.NewReader: that would give the request a GetBody, and
-		// net/http replays such a request (with an Idempotency-Key, even a
-		// POST) when a reused connection fails after it was written.
-		req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-		req.Header.Set("Content-Type", t.ctype)
-	}
-	for _, h := range t.headers {
-		v, err := exec(h.t)
+		req.SetBasicAuth(user, pass)
+	case a.bearer != nil:
+		tok, err := exec(a.bearer)
 		if err != nil {
-			return fail(err)
+			return err
 		}
-		req.Header.Set(h.name, v)
-	}
-	if t.idemKey != "" {
-		req.Header.Set(t.idemKey, data.IdempotencyKey)
-	}
-	if a := t.auth; a != nil {
-		switch {
-		case a.user != nil:
-			user, err1 := exec(a.user)
-			pass, err2 := exec(a.pass)
-			if err := errors.Join(err1, err2); err != nil {
-				return fail(err)
-			}
-			req.SetBasicAuth(user, pass)
-		case a.bearer != nil:
-			tok, err := exec(a.bearer)
-			if err != nil {
-				return fail(err)
-			}
-			req.Header.Set("Authorization", "Bearer "+tok)
-		case a.hmac != nil:
-			data.Method, data.URL, data.Path, data.Body = t.method, u, req.URL.RequestURI(), string(body)
-			sig, err := a.hmac.sign(exec)
-			if err != nil {
-				return fail(err)
-			}
-			req.Header.Set(a.hmac.header, sig)
+		req.Header.Set("Authorization", "Bearer "+tok)
+	case a.hmac != nil:
+		sig, err := a.hmac.sign(exec)
+		if err != nil {
+			return err
 		}
+		req.Header.Set(a.hmac.header, sig)
 	}
-	return req, nil
+	return nil
 }
 
 func (h *hmacSpec) sign(exec func(*template.Template) (string, error)) (string, error) {

@@ -85,27 +85,9 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 	defer cancel()
 	ctx, h := handOverBy(ctx, cmd.Until())
 	defer h.release()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	req, err := w.request(ctx, cmd, body)
 	if err != nil {
 		return Permanent(0, fmt.Errorf("webhook: %w", err))
-	}
-	// One Send is one request on the wire: the transport must never send
-	// it again by itself (notReplayable).
-	notReplayable(req)
-	for name, vs := range w.headers {
-		req.Header[name] = vs
-	}
-	req.Header.Set("Content-Type", "application/json")
-	key := cmd.IdempotencyKey
-	if key == "" {
-		key = cmd.ID
-	}
-	req.Header.Set(HeaderIdempotencyKey, key)
-	if w.key != nil {
-		now := w.now()
-		req.Header.Set(HeaderWebhookID, key)
-		req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
-		req.Header.Set(HeaderWebhookSignature, SignWebhook(w.key, key, now, body))
 	}
 	// Whether the request was written decides what a failure means: before
 	// it, nothing reached the provider (transient; not attempted when the
@@ -142,6 +124,40 @@ func (w *Webhook) Send(ctx context.Context, cmd *contract.SendCommand) Result {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 	}()
+	return w.answer(resp)
+}
+
+// request is the POST of one command's body: the configured headers, the
+// idempotency key (the id when the command has none) and, with a signing
+// key, the signature headers. One Send is one request on the wire: the
+// transport must never send it again by itself (notReplayable).
+func (w *Webhook) request(ctx context.Context, cmd *contract.SendCommand, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	notReplayable(req)
+	for name, vs := range w.headers {
+		req.Header[name] = vs
+	}
+	req.Header.Set("Content-Type", "application/json")
+	key := cmd.IdempotencyKey
+	if key == "" {
+		key = cmd.ID
+	}
+	req.Header.Set(HeaderIdempotencyKey, key)
+	if w.key != nil {
+		now := w.now()
+		req.Header.Set(HeaderWebhookID, key)
+		req.Header.Set(HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(HeaderWebhookSignature, SignWebhook(w.key, key, now, body))
+	}
+	return req, nil
+}
+
+// answer classifies the provider's answer by its status (Classify), with
+// its Retry-After and, for a failure, the start of its body.
+func (w *Webhook) answer(resp *http.Response) Result {
 	r := Classify(resp.StatusCode)
 	r.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), w.now())
 	if r.Outcome != contract.OutcomeSuccess {

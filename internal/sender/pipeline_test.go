@@ -19,8 +19,8 @@ import (
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // pipeline is the whole send path on the embedded broker
@@ -31,7 +31,7 @@ type pipeline struct {
 	*heraldtest.Pipeline
 	c    *heraldtest.Cluster
 	mock *provider.MockServer
-	view *views.StateView
+	view *tableview.StateView
 	obs  *benchObserver
 }
 
@@ -103,7 +103,7 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: o.Partitions})
 	log := quietLog()
 	mock, mockURL := heraldtest.MockProvider(t, provider.MockServerOptions{})
-	view, err := views.NewStateView(c.Topology, filepath.Join(t.TempDir(), "views", "sender"), log)
+	view, err := tableview.NewStateView(c.Topology, filepath.Join(t.TempDir(), "views", "sender"), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestPipelineExactlyOnce(t *testing.T) {
 	}
 }
 
-func countStatus(t *testing.T, v *views.StateView, want contract.Status) int {
+func countStatus(t *testing.T, v *tableview.StateView, want contract.Status) int {
 	t.Helper()
 	n := 0
 	if err := v.Scan(context.Background(), func(s contract.Summary) {

@@ -9,7 +9,7 @@ import (
 
 // StateReader reads the dispatcher's current state of a notification; nil
 // when the id is unknown. A Goka view of the dispatcher table
-// (views.StateView) is the real one. If it also has a Recovered() bool
+// (tableview.StateView) is the real one. If it also has a Recovered() bool
 // method, the sender waits for it to report true before it consumes.
 type StateReader interface {
 	Get(id string) (*contract.State, error)
@@ -83,7 +83,7 @@ func PastCutoff(cmd *contract.SendCommand, now time.Time, budget time.Duration) 
 }
 
 // TableView is the part of a Goka view of the dispatcher table (with
-// codec.Bytes values, as views.StateView.Goka() returns) that ViewReader
+// codec.Bytes values, as tableview.StateView.Goka() returns) that ViewReader
 // uses.
 type TableView interface {
 	Get(key string) (any, error)

@@ -2,9 +2,8 @@
 // the dispatcher table's changelog (herald-dispatcher-table, whole
 // contract.State values keyed by notification id) and writes the newest
 // state of each notification to dispatch_status, and every provider attempt
-// in State.History to dispatch_attempts, in bulk. It also answers the
-// reporting queries (CampaignSummary) that `herald report` and the HTTP API
-// print.
+// in State.History to dispatch_attempts, in bulk. Package report reads
+// what it writes (`herald report`, the HTTP API's campaigns).
 //
 // # How a batch is written
 //

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/report"
 
 	"github.com/herald-dispatch/herald/contract"
 )
@@ -135,8 +136,9 @@ func TestWriterUnreachableIsRetryable(t *testing.T) {
 	}
 }
 
-// The campaign summary counts per channel and status, spreads delivery
-// times and lists failure reasons.
+// What the writer writes, the campaign summary (package report) reads: it
+// counts per channel and status, spreads delivery times and lists failure
+// reasons.
 func TestCampaignSummary(t *testing.T) {
 	t.Parallel()
 	pool := migratedPool(t, heraldtest.Postgres(t))
@@ -157,24 +159,24 @@ func TestCampaignSummary(t *testing.T) {
 	if _, err := NewWriter(pool).Write(ctx, batch); err != nil {
 		t.Fatal(err)
 	}
-	sum, err := CampaignSummary(ctx, pool, "nov")
+	sum, err := report.CampaignSummary(ctx, pool, "nov")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sum.Total != 14 || sum.Final != 13 || sum.ByStatus["sent"] != 10 || sum.ByStatus["failed"] != 3 || sum.ByStatus["retrying"] != 1 {
 		t.Fatalf("counts: %+v", sum)
 	}
-	if len(sum.Counts) != 3 || sum.Counts[0] != (StatusCount{Channel: "email", Status: "retrying", Notifications: 1, Attempts: 1}) {
+	if len(sum.Counts) != 3 || sum.Counts[0] != (report.StatusCount{Channel: "email", Status: "retrying", Notifications: 1, Attempts: 1}) {
 		t.Fatalf("per channel/status: %+v", sum.Counts)
 	}
 	d := sum.Delivery
 	if d == nil || d.Sent != 10 || d.MinSeconds != 4 || d.MaxSeconds != 13 || d.P50Seconds != 8.5 || !d.LastSent.Equal(t0.Add(13*time.Second)) {
 		t.Fatalf("delivery: %+v", d)
 	}
-	if len(sum.Failures) != 1 || sum.Failures[0] != (FailureReason{Status: "failed", Channel: "sms", Error: "sms: invalid number", Notifications: 3}) {
+	if len(sum.Failures) != 1 || sum.Failures[0] != (report.FailureReason{Status: "failed", Channel: "sms", Error: "sms: invalid number", Notifications: 3}) {
 		t.Fatalf("failures: %+v", sum.Failures)
 	}
-	if _, err := CampaignSummary(ctx, pool, "nope"); !errors.Is(err, ErrCampaignNotFound) {
+	if _, err := report.CampaignSummary(ctx, pool, "nope"); !errors.Is(err, report.ErrCampaignNotFound) {
 		t.Fatalf("unknown campaign: %v", err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/sink"
+	"github.com/herald-dispatch/herald/internal/report"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
@@ -20,8 +20,8 @@ type viewStore struct {
 	ids  []string
 }
 
-func (v viewStore) CampaignSummary(context.Context, string) (*sink.Summary, error) {
-	return &sink.Summary{}, nil
+func (v viewStore) CampaignSummary(context.Context, string) (*report.Summary, error) {
+	return &report.Summary{}, nil
 }
 
 func (v viewStore) Targets(_ context.Context, _ string, statuses []contract.Status, after string, limit int) ([]views.Target, error) {

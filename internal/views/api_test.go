@@ -17,6 +17,8 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/ingest"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -134,7 +136,7 @@ func TestAPIWithoutToken(t *testing.T) {
 	t.Run("ingest one", func(t *testing.T) {
 		var r views.IngestResponse
 		code, b := s.call("POST", "/v1/messages", "", "application/json", request("one-1", later(time.Hour)), &r)
-		if code != http.StatusAccepted || r.Accepted != 1 || r.Items[0].ID != "one-1" || r.Items[0].Result != views.ResultAccepted {
+		if code != http.StatusAccepted || r.Accepted != 1 || r.Items[0].ID != "one-1" || r.Items[0].Result != ingest.ResultAccepted {
 			t.Errorf("%d %s", code, b)
 		}
 		s.state("one-1", statusIs(contract.StatusScheduled))
@@ -204,7 +206,7 @@ func TestAPIWithoutToken(t *testing.T) {
 			if code != http.StatusOK || len(r.Items) != 3 {
 				t.Fatalf("%q: %d %s", ct, code, b)
 			}
-			if r.Items[1].Line != 3 || r.Items[1].Result != views.ResultRejected || !hasField(r.Items[1].Errors, "json") ||
+			if r.Items[1].Line != 3 || r.Items[1].Result != ingest.ResultRejected || !hasField(r.Items[1].Errors, "json") ||
 				r.Items[2].Line != 4 || r.Items[2].ID != "line-4" {
 				t.Errorf("%q: %s", ct, b)
 			}
@@ -385,7 +387,7 @@ func TestAPIWithoutToken(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&r)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || r.Failed != 1 ||
-			r.Items[0].Result != views.ResultFailed || r.Items[0].Error == "" || r.Items[1].Result != views.ResultDuplicate {
+			r.Items[0].Result != ingest.ResultFailed || r.Items[0].Error == "" || r.Items[1].Result != ingest.ResultDuplicate {
 			t.Errorf("ingest: %d %+v", resp.StatusCode, r)
 		}
 		s.call("POST", "/v1/messages", "", "", request("pf-2", later(time.Hour)), nil)
@@ -595,7 +597,7 @@ func TestAPIWithToken(t *testing.T) {
 // it has recovered.
 func TestNotReady(t *testing.T) {
 	c := startCluster(t)
-	view, err := views.NewStateView(c.Topology, filepath.Join(t.TempDir(), "views"), testLogger(t))
+	view, err := tableview.NewStateView(c.Topology, filepath.Join(t.TempDir(), "views"), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/report"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -60,7 +61,7 @@ func TestCampaigns(t *testing.T) {
 		return resp.StatusCode, string(raw)
 	}
 
-	var sum sink.Summary
+	var sum report.Summary
 	code, body := get("/v1/campaigns/camp-1", &sum)
 	if code != http.StatusOK || sum.Total != 3 || sum.ByStatus["sent"] != 2 || sum.ByStatus["failed"] != 1 || sum.Final != 3 {
 		t.Fatalf("%d %s", code, body)

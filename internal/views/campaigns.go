@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/sink"
+	"github.com/herald-dispatch/herald/internal/report"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -138,7 +138,7 @@ func (s *Server) listCampaigns(w http.ResponseWriter, r *http.Request) {
 // `herald report`, its progress, and its throughput over the last
 // ThroughputSpan.
 type CampaignDetail struct {
-	*sink.Summary
+	*report.Summary
 	Progress   CampaignProgress `json:"progress"`
 	Throughput []Point          `json:"throughput"`
 }
@@ -151,7 +151,7 @@ func (s *Server) campaign(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("campaign")
 	sum, err := s.Store.CampaignSummary(r.Context(), name)
 	switch {
-	case errors.Is(err, sink.ErrCampaignNotFound):
+	case errors.Is(err, report.ErrCampaignNotFound):
 		writeError(w, http.StatusNotFound, CodeUnknownCampaign, "unknown campaign (the sink writes statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
 		return
 	case err != nil:
@@ -247,7 +247,7 @@ func (s *Server) retryCampaign(w http.ResponseWriter, r *http.Request) {
 // rest of the trail).
 func (s *Server) campaignAction(w http.ResponseWriter, r *http.Request, name, action, reason string,
 	statuses []contract.Status, record func(Target) ([]byte, error)) {
-	if _, err := s.Store.CampaignSummary(r.Context(), name); errors.Is(err, sink.ErrCampaignNotFound) {
+	if _, err := s.Store.CampaignSummary(r.Context(), name); errors.Is(err, report.ErrCampaignNotFound) {
 		writeError(w, http.StatusNotFound, CodeUnknownCampaign, "unknown campaign (the sink writes statuses in batches, a moment after they happen)", map[string]any{"campaign": name})
 		return
 	} else if err != nil {

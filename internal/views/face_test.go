@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/ingest"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
@@ -21,7 +22,7 @@ func TestAPIOneFace(t *testing.T) {
 		body := "[" + string(request("arr-1", later(time.Hour))) + `, {"id": "arr-bad",}, ` + string(request("arr-2", later(time.Hour))) + "]"
 		var r views.IngestResponse
 		code, b := s.call("POST", "/v1/messages", token, "application/json", []byte(body), &r)
-		if code != http.StatusOK || r.Accepted != 2 || r.Rejected != 1 || r.Items[1].Result != views.ResultRejected ||
+		if code != http.StatusOK || r.Accepted != 2 || r.Rejected != 1 || r.Items[1].Result != ingest.ResultRejected ||
 			r.Items[0].ID != "arr-1" || r.Items[2].ID != "arr-2" {
 			t.Fatalf("%d %s", code, b)
 		}
@@ -59,7 +60,7 @@ func TestAPIOneFace(t *testing.T) {
 		var r views.IngestResponse
 		code, b := s.call("POST", "/v1/messages", token, "application/x-ndjson", []byte(body), &r)
 		if code != http.StatusOK || r.Duplicates != 3 || r.Items[0].PayloadDiffers || !r.Items[1].PayloadDiffers ||
-			r.Items[2].Result != views.ResultAccepted || !r.Items[3].PayloadDiffers || r.Items[0].Status != contract.StatusScheduled {
+			r.Items[2].Result != ingest.ResultAccepted || !r.Items[3].PayloadDiffers || r.Items[0].Status != contract.StatusScheduled {
 			t.Errorf("%d %s", code, b)
 		}
 	})

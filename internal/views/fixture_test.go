@@ -14,6 +14,7 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/dlq"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/report"
 	"github.com/herald-dispatch/herald/internal/sink"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
@@ -90,7 +91,7 @@ type failingStore struct{}
 
 var errStore = errors.New("database is down")
 
-func (failingStore) CampaignSummary(context.Context, string) (*sink.Summary, error) {
+func (failingStore) CampaignSummary(context.Context, string) (*report.Summary, error) {
 	return nil, errStore
 }
 func (failingStore) Messages(context.Context, views.MessageQuery) (views.MessagePage, error) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/ingest"
 	"github.com/herald-dispatch/herald/internal/views"
 )
 
@@ -40,7 +41,7 @@ func TestIngestRefusesChannelWithoutProvider(t *testing.T) {
 		t.Fatalf("email: %d %+v", code, resp)
 	}
 	code, resp = post(append(append(request("np-b1", emailOnly), '\n'), request("np-b2", func(m map[string]any) { m["channels"] = []string{"push"} })...))
-	if code != http.StatusOK || resp.Accepted != 1 || resp.Rejected != 1 || resp.Items[1].Result != views.ResultRejected {
+	if code != http.StatusOK || resp.Accepted != 1 || resp.Rejected != 1 || resp.Items[1].Result != ingest.ResultRejected {
 		t.Fatalf("batch: %d %+v", code, resp)
 	}
 	if n := len(prod.records()); n != 2 {

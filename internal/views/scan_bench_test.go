@@ -13,8 +13,8 @@ import (
 
 	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
-	"github.com/herald-dispatch/herald/internal/views"
 )
 
 // benchState is a typical state: a request with content, two attempts.
@@ -55,7 +55,7 @@ func BenchmarkScan(b *testing.B) {
 			recs = recs[:0]
 		}
 	}
-	view, err := views.NewStateView(c.Topology, b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	view, err := tableview.NewStateView(c.Topology, b.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,13 +1,14 @@
 // Package views owns Herald's HTTP API and its console: reads of the
-// dispatcher's live state through a Goka view of its group table,
-// ingestion of dispatch requests (refusing a channel with no provider when
-// it knows the providers), cancellation (one notification or a
-// campaign's), an operator's retry (one failed notification or a
-// campaign's failures), the stuck notifications as the dispatcher's sweep
-// defines them (dispatcher.Overdue over the view), lists and campaign
-// progress read from the sink's Postgres tables, the dead letters
-// of herald.dlq and their replay (through package dlq's Replayer), the
-// OpenAPI document (/v1/openapi.json) and the web console under /ui
+// dispatcher's live state through the process's view of its group table
+// (package tableview), ingestion of dispatch requests (package ingest,
+// refusing a channel with no provider when it knows the providers),
+// cancellation (one notification or a campaign's), an operator's retry
+// (one failed notification or a campaign's failures), the stuck
+// notifications as the dispatcher's sweep defines them (tableview.Overdue
+// over the view), lists and campaign progress read from the sink's
+// Postgres tables (campaign reports through package report), the dead
+// letters of herald.dlq and their replay (through package dlq's Replayer),
+// the OpenAPI document (/v1/openapi.json) and the web console under /ui
 // (package internal/views/ui). It never changes a notification's state itself:
 // every change is an event on a co-partitioned topic that the dispatcher
 // applies (a request on herald.requests, a replayed one too, a Cancel on
@@ -47,7 +48,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/ingest"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -72,7 +74,7 @@ type Config struct {
 	MaxCancelWait time.Duration
 	// StuckGrace is how overdue a held notification's wake-up must be to
 	// count as stuck (GET /v1/stuck): the dispatcher's --sweep-grace
-	// (default dispatcher.DefaultSweepGrace).
+	// (default tableview.DefaultGrace).
 	StuckGrace time.Duration
 	// Channels, when not nil, are the channels with a provider: a request
 	// naming another is refused (422, code no_provider). nil: not checked
@@ -104,7 +106,7 @@ const (
 type Server struct {
 	Config
 	Table    Table
-	Producer Producer
+	Producer ingest.Producer
 	Store    Store // nil: lists and campaigns answer 503
 	DLQ      DLQ   // nil: /v1/dlq answers 503
 	// Scanner reads the dispatcher table for GET /v1/stuck; nil: 503.
@@ -142,7 +144,7 @@ func (s *Server) withDefaults() {
 		s.Now = time.Now
 	}
 	if s.StuckGrace <= 0 {
-		s.StuckGrace = dispatcher.DefaultSweepGrace
+		s.StuckGrace = tableview.DefaultGrace
 	}
 }
 
@@ -413,19 +415,19 @@ type IngestResponse struct {
 	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
 	// Channel names the channel with no provider (code no_provider).
-	Channel    contract.Channel `json:"channel,omitempty"`
-	Accepted   int              `json:"accepted"`
-	Duplicates int              `json:"duplicates"`
-	Rejected   int              `json:"rejected"`
-	Failed     int              `json:"failed"`
-	Items      []ItemResult     `json:"items"`
+	Channel    contract.Channel    `json:"channel,omitempty"`
+	Accepted   int                 `json:"accepted"`
+	Duplicates int                 `json:"duplicates"`
+	Rejected   int                 `json:"rejected"`
+	Failed     int                 `json:"failed"`
+	Items      []ingest.ItemResult `json:"items"`
 }
 
 // NewIngestResponse counts results.
-func NewIngestResponse(rs []ItemResult) IngestResponse {
-	t := Tally(rs)
-	return IngestResponse{Accepted: t[ResultAccepted], Duplicates: t[ResultDuplicate],
-		Rejected: t[ResultRejected], Failed: t[ResultFailed], Items: rs}
+func NewIngestResponse(rs []ingest.ItemResult) IngestResponse {
+	t := ingest.Tally(rs)
+	return IngestResponse{Accepted: t[ingest.ResultAccepted], Duplicates: t[ingest.ResultDuplicate],
+		Rejected: t[ingest.ResultRejected], Failed: t[ingest.ResultFailed], Items: rs}
 }
 
 // boolParam reads a 1/0 query parameter; it answers 400 itself.
@@ -451,19 +453,19 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	items, batch, err := SplitBody(body, r.Header.Get("Content-Type"))
+	items, batch, err := ingest.SplitBody(body, r.Header.Get("Content-Type"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error(), nil)
 		return
 	}
-	in := Ingester{Table: s.Table, Producer: s.Producer, Strict: strict, Channels: s.Channels}
+	in := ingest.Ingester{Table: s.Table, Producer: s.Producer, Strict: strict, Channels: s.Channels}
 	rs, err := in.Ingest(r.Context(), items)
 	if err != nil {
 		s.internal(w, "ingest", err)
 		return
 	}
 	resp := NewIngestResponse(rs)
-	for result, n := range Tally(rs) {
+	for result, n := range ingest.Tally(rs) {
 		s.Observer.Items(result, n)
 	}
 	level := slog.LevelDebug // one line per batch: herald send makes thousands
@@ -486,10 +488,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	case resp.Rejected == 1:
 		code = http.StatusUnprocessableEntity
 		resp.Code, resp.Error = CodeInvalid, "the request is not valid: see items[0].errors"
-		if rs[0].tooLarge {
+		if rs[0].TooLarge {
 			code, resp.Code, resp.Error = http.StatusRequestEntityTooLarge, CodeTooLarge, "the request is too large: see items[0].errors"
 		}
-		if ch := rs[0].noProvider; ch != "" {
+		if ch := rs[0].NoProvider; ch != "" {
 			resp.Code, resp.Channel = CodeNoProvider, ch
 			resp.Error = fmt.Sprintf("no provider configured for channel %s: see items[0].errors", ch)
 		}

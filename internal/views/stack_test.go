@@ -25,6 +25,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/metrics"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 	"github.com/herald-dispatch/herald/internal/views"
 )
@@ -36,7 +37,7 @@ type stack struct {
 	t        *testing.T
 	cluster  *heraldtest.Cluster
 	client   *kgo.Client
-	view     *views.StateView
+	view     *tableview.StateView
 	sup      *gokax.Supervisor
 	registry *prometheus.Registry
 	api      *views.Server
@@ -102,7 +103,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	dir := t.TempDir()
 	sup := heraldtest.StartDispatcher(t, c, heraldtest.DispatcherOptions{Observer: metrics.NewDispatch(reg), Log: log,
 		Storage: filepath.Join(dir, "goka"), MinBackoff: 100 * time.Millisecond})
-	view, err := views.NewStateView(c.Topology, filepath.Join(dir, "goka", "views"), log)
+	view, err := tableview.NewStateView(c.Topology, filepath.Join(dir, "goka", "views"), log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/sink"
+	"github.com/herald-dispatch/herald/internal/report"
 )
 
 // Store reads the sink's Postgres tables: lists, campaign progress, the
@@ -20,15 +20,15 @@ import (
 // batch, 200 ms, on a healthy system).
 type Store interface {
 	// CampaignSummary returns the summary, or an error wrapping
-	// sink.ErrCampaignNotFound.
-	CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error)
+	// report.ErrCampaignNotFound.
+	CampaignSummary(ctx context.Context, campaign string) (*report.Summary, error)
 	// Messages returns one page of notifications, newest first.
 	Messages(ctx context.Context, q MessageQuery) (MessagePage, error)
 	// Campaigns returns every campaign's progress, the most recently
 	// active first, at most limit.
 	Campaigns(ctx context.Context, now time.Time, limit int) ([]CampaignProgress, error)
 	// Campaign returns one campaign's progress, as Campaigns does, or an
-	// error wrapping sink.ErrCampaignNotFound.
+	// error wrapping report.ErrCampaignNotFound.
 	Campaign(ctx context.Context, now time.Time, campaign string) (CampaignProgress, error)
 	// Throughput counts a campaign's notifications that became final, per
 	// bucket, from since to now.
@@ -133,11 +133,11 @@ type Target struct {
 // HOT updates (docs/sink.md); a status or channel filter is applied to the
 // campaign's rows in that order. The campaign list and the held counts
 // group the whole table: their cost grows with it (docs/api.md).
-type PGStore struct{ Q sink.Querier }
+type PGStore struct{ Q report.Querier }
 
 // CampaignSummary implements Store.
-func (p PGStore) CampaignSummary(ctx context.Context, campaign string) (*sink.Summary, error) {
-	return sink.CampaignSummary(ctx, p.Q, campaign)
+func (p PGStore) CampaignSummary(ctx context.Context, campaign string) (*report.Summary, error) {
+	return report.CampaignSummary(ctx, p.Q, campaign)
 }
 
 // ErrBadCursor is wrapped by Messages for a cursor it did not make.
@@ -250,7 +250,7 @@ func (p PGStore) Campaign(ctx context.Context, now time.Time, campaign string) (
 		return CampaignProgress{}, err
 	}
 	if len(cs) == 0 {
-		return CampaignProgress{}, fmt.Errorf("views: campaign %q: %w", campaign, sink.ErrCampaignNotFound)
+		return CampaignProgress{}, fmt.Errorf("views: campaign %q: %w", campaign, report.ErrCampaignNotFound)
 	}
 	return cs[0], nil
 }

@@ -9,23 +9,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // RawScanner reads every encoded state of the dispatcher table
-// (*StateView).
+// (*tableview.StateView).
 type RawScanner interface {
 	ScanRaw(ctx context.Context, fn func(raw []byte)) error
 }
 
-// ScanRaw calls fn with every encoded state in the view.
-func (v *StateView) ScanRaw(ctx context.Context, fn func(raw []byte)) error {
-	return v.scan(ctx, func(_ string, b []byte) error { fn(b); return nil })
-}
-
 // StuckRow is a notification the dispatcher's sweep would rescue now
-// (dispatcher.Overdue): sending past its time-out with no result
+// (tableview.Overdue): sending past its time-out with no result
 // (kind send_timeout), or held past its wake-up by more than the sweep's
 // grace (kind hold).
 type StuckRow struct {
@@ -68,7 +63,7 @@ func (s *Server) stuck(w http.ResponseWriter, r *http.Request) {
 	resp := StuckResponse{Stuck: []StuckRow{}, GraceSeconds: grace.Seconds()}
 	var decodeErr error
 	err := s.Scanner.ScanRaw(r.Context(), func(b []byte) {
-		wk, ok := dispatcher.Overdue(b, now, grace)
+		wk, ok := tableview.Overdue(b, now, grace)
 		if !ok {
 			return
 		}

@@ -1,21 +1,10 @@
 package views
 
-import (
-	"context"
-	"fmt"
-	"log/slog"
-	"path/filepath"
+import "github.com/herald-dispatch/herald/contract"
 
-	"github.com/lovoo/goka"
-	"github.com/lovoo/goka/codec"
-
-	"github.com/herald-dispatch/herald/contract"
-	"github.com/herald-dispatch/herald/internal/gokax"
-	"github.com/herald-dispatch/herald/internal/topology"
-)
-
-// Table is what the API reads of the dispatcher's state. StateView is the
-// real one, a Goka view over the dispatcher's group table.
+// Table is what the API reads of the dispatcher's state.
+// tableview.StateView, a Goka view over the dispatcher's group table, is
+// the real one.
 type Table interface {
 	// Get returns the state of one notification, or nil when the id is
 	// unknown.
@@ -23,124 +12,4 @@ type Table interface {
 	// Recovered reports whether the table has caught up with its changelog
 	// once, so that a missing id really is unknown.
 	Recovered() bool
-}
-
-// StateView is a Goka view over topology.TableDispatcher: a local, LevelDB
-// backed copy of every notification's state, kept up to date from the
-// table's changelog. Reads never go to Kafka.
-//
-// Freshness: the view lags the dispatcher by the changelog's produce flush
-// (5 ms) plus a fetch, a few milliseconds on a healthy cluster. A request
-// accepted a moment ago can therefore still read as unknown; the API says
-// so in its answers instead of pretending otherwise.
-//
-// Storage: the view keeps its copy and the changelog offset it has read up
-// to under its storage dir. Like the processors' storage, it must be wiped
-// together with the broker's log, never alone the other way round (goka
-// issue 415). Two processes cannot share one storage dir (LevelDB locks it).
-type StateView struct {
-	view *goka.View
-}
-
-// NewStateView builds a view of the dispatcher table with Herald's Sarama
-// settings and its storage under storageDir. Run it with Run.
-func NewStateView(tc topology.Config, storageDir string, log *slog.Logger) (*StateView, error) {
-	tc = tc.WithDefaults()
-	v, err := goka.NewView(tc.Brokers, topology.TableDispatcher, new(codec.Bytes),
-		append(gokax.ViewOptions(tc, tc.ClientID+"-view", log),
-			goka.WithViewClientID(tc.ClientID+"-view"),
-			goka.WithViewStorageBuilder(gokax.Storage(filepath.Clean(storageDir))),
-			goka.WithViewAutoReconnect(),
-		)...)
-	if err != nil {
-		return nil, fmt.Errorf("views: dispatcher table view: %w", err)
-	}
-	return &StateView{view: v}, nil
-}
-
-// Run keeps the view up to date until ctx ends. With auto-reconnect, it
-// only returns early when the view cannot even start.
-func (v *StateView) Run(ctx context.Context) error {
-	if err := v.view.Run(ctx); err != nil && ctx.Err() == nil {
-		return fmt.Errorf("views: dispatcher table view: %w", err)
-	}
-	return nil
-}
-
-// Recovered reports whether every partition has caught up once.
-func (v *StateView) Recovered() bool { return v.view.Recovered() }
-
-// Goka returns the underlying view, for Goka's monitor.
-func (v *StateView) Goka() *goka.View { return v.view }
-
-// Get returns the state stored for id, or nil.
-func (v *StateView) Get(id string) (*contract.State, error) {
-	raw, err := v.view.Get(id)
-	if err != nil {
-		return nil, fmt.Errorf("views: get %q: %w", id, err)
-	}
-	b, _ := raw.([]byte)
-	if b == nil {
-		return nil, nil
-	}
-	return contract.DecodeState(b)
-}
-
-// Version returns the version of id's state in the view, reading only
-// the version (contract.StateVersion); ok is false when the view has no
-// state for id or cannot read it. It is the dispatcher's
-// Dispatcher.Changelog.
-func (v *StateView) Version(id string) (version uint64, ok bool) {
-	raw, err := v.view.Get(id)
-	if err != nil {
-		return 0, false
-	}
-	b, _ := raw.([]byte)
-	if b == nil {
-		return 0, false
-	}
-	version, err = contract.StateVersion(b)
-	return version, err == nil
-}
-
-// Scan calls fn with the status and hold reason of every notification in
-// the view, decoding only those (contract.DecodeSummary).
-func (v *StateView) Scan(ctx context.Context, fn func(contract.Summary)) error {
-	return v.scan(ctx, func(key string, b []byte) error {
-		s, err := contract.DecodeSummary(b)
-		if err != nil {
-			return fmt.Errorf("views: scan %q: %w", key, err)
-		}
-		fn(s)
-		return nil
-	})
-}
-
-// scan calls fn with the key and the encoded state of every notification
-// in the view, and stops at fn's first error or when ctx ends.
-func (v *StateView) scan(ctx context.Context, fn func(key string, b []byte) error) error {
-	it, err := v.view.Iterator()
-	if err != nil {
-		return fmt.Errorf("views: scan: %w", err)
-	}
-	defer it.Release()
-	var n int
-	for it.Next() {
-		if n++; n%4096 == 0 && ctx.Err() != nil {
-			return ctx.Err()
-		}
-		raw, err := it.Value()
-		if err != nil {
-			return fmt.Errorf("views: scan %q: %w", it.Key(), err)
-		}
-		if b, _ := raw.([]byte); b != nil {
-			if err := fn(it.Key(), b); err != nil {
-				return err
-			}
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("views: scan: %w", err)
-	}
-	return nil
 }

@@ -1,4 +1,10 @@
-package sink
+// Package report owns the reads of the PostgreSQL status tables that
+// report on a campaign (CampaignSummary, over the reporting views of
+// internal/migrations): what `herald report` prints and what
+// GET /v1/campaigns/{campaign} serves. The sink writes those tables; this
+// package only reads them, so what it answers trails the dispatcher by the
+// sink's lag.
+package report
 
 import (
 	"context"
@@ -77,20 +83,21 @@ type FailureReason struct {
 // MaxFailureReasons bounds Summary.Failures.
 const MaxFailureReasons = 20
 
-// CampaignSummary reads a campaign's report from the reporting views.
+// CampaignSummary reads a campaign's report from the reporting views
+// (campaign_status_counts, campaign_delivery_spread, campaign_failures).
 func CampaignSummary(ctx context.Context, q Querier, campaign string) (*Summary, error) {
 	sum := &Summary{Campaign: campaign, ByStatus: map[string]int64{}, Counts: []StatusCount{}, Failures: []FailureReason{}}
 	rows, err := q.Query(ctx, `SELECT channel, status, notifications, attempts, duplicates, last_update
 		FROM campaign_status_counts WHERE campaign = $1 ORDER BY channel, status`, campaign)
 	if err != nil {
-		return nil, fmt.Errorf("sink: report %s: %w", campaign, err)
+		return nil, fmt.Errorf("report: report %s: %w", campaign, err)
 	}
 	for rows.Next() {
 		var c StatusCount
 		var last time.Time
 		if err := rows.Scan(&c.Channel, &c.Status, &c.Notifications, &c.Attempts, &c.Duplicates, &last); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("sink: report %s: %w", campaign, err)
+			return nil, fmt.Errorf("report: report %s: %w", campaign, err)
 		}
 		sum.Counts = append(sum.Counts, c)
 		sum.Total += c.Notifications
@@ -104,10 +111,10 @@ func CampaignSummary(ctx context.Context, q Querier, campaign string) (*Summary,
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sink: report %s: %w", campaign, err)
+		return nil, fmt.Errorf("report: report %s: %w", campaign, err)
 	}
 	if sum.Total == 0 {
-		return nil, fmt.Errorf("sink: %w: %q", ErrCampaignNotFound, campaign)
+		return nil, fmt.Errorf("report: %w: %q", ErrCampaignNotFound, campaign)
 	}
 
 	var d DeliverySpread
@@ -117,7 +124,7 @@ func CampaignSummary(ctx context.Context, q Querier, campaign string) (*Summary,
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 	case err != nil:
-		return nil, fmt.Errorf("sink: report %s: delivery: %w", campaign, err)
+		return nil, fmt.Errorf("report: report %s: delivery: %w", campaign, err)
 	default:
 		d.FirstSent, d.LastSent = d.FirstSent.UTC(), d.LastSent.UTC()
 		sum.Delivery = &d
@@ -126,18 +133,18 @@ func CampaignSummary(ctx context.Context, q Querier, campaign string) (*Summary,
 	rows, err = q.Query(ctx, `SELECT status, channel, last_error, notifications FROM campaign_failures
 		WHERE campaign = $1 ORDER BY notifications DESC, status, channel, last_error LIMIT $2`, campaign, MaxFailureReasons)
 	if err != nil {
-		return nil, fmt.Errorf("sink: report %s: failures: %w", campaign, err)
+		return nil, fmt.Errorf("report: report %s: failures: %w", campaign, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var f FailureReason
 		if err := rows.Scan(&f.Status, &f.Channel, &f.Error, &f.Notifications); err != nil {
-			return nil, fmt.Errorf("sink: report %s: failures: %w", campaign, err)
+			return nil, fmt.Errorf("report: report %s: failures: %w", campaign, err)
 		}
 		sum.Failures = append(sum.Failures, f)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sink: report %s: failures: %w", campaign, err)
+		return nil, fmt.Errorf("report: report %s: failures: %w", campaign, err)
 	}
 	return sum, nil
 }

@@ -1,4 +1,10 @@
-package views
+// Package ingest owns the way into Herald: it cuts a body or a file into
+// dispatch requests (SplitBody), validates each with the dispatcher's own
+// decoder, answers duplicates it can see early, and publishes the valid
+// ones to herald.requests, placed where the dispatcher keeps their state
+// (Ingester). POST /v1/messages (package views) and `herald send` share
+// it, so both accept and refuse the same requests.
+package ingest
 
 import (
 	"bytes"
@@ -61,10 +67,11 @@ type ItemResult struct {
 	// new payload is not used. Reuse an id only for the same notification.
 	PayloadDiffers bool `json:"payload_differs,omitempty"`
 
-	// tooLarge: rejected for its size, which a single request answers 413.
-	tooLarge bool
-	// noProvider: rejected for naming this channel, which has no provider.
-	noProvider contract.Channel
+	// TooLarge: rejected for its size, which a single request over HTTP
+	// answers 413.
+	TooLarge bool `json:"-"`
+	// NoProvider: rejected for naming this channel, which has no provider.
+	NoProvider contract.Channel `json:"-"`
 }
 
 // ErrBody is wrapped by SplitBody's errors: the body as a whole is not a
@@ -181,6 +188,12 @@ func splitLines(body []byte) []Item {
 	return items
 }
 
+// Table answers which ids the dispatcher already knows: the state of one
+// notification, or nil when the id is unknown (tableview.StateView).
+type Table interface {
+	Get(id string) (*contract.State, error)
+}
+
 // Ingester validates dispatch requests with the dispatcher's own decoder
 // (contract.Decode) and publishes the valid ones to herald.requests, keyed
 // by id, byte for byte as they came.
@@ -237,65 +250,96 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 	var recs []*kgo.Record
 	var idx []int
 	for i, it := range items {
-		res := ItemResult{Index: it.Index, Line: it.Line}
-		if len(it.Raw) > contract.MaxRequestBytes {
-			res.Result, res.ID, res.tooLarge = ResultRejected, idOf(it.Raw), true
-			res.Errors = []contract.FieldError{{Field: "request", Message: fmt.Sprintf("%d bytes, more than the %d a request may have", len(it.Raw), contract.MaxRequestBytes)}}
-			out[i] = res
-			continue
+		res, req, err := in.check(it, first)
+		if err != nil {
+			return nil, err
 		}
-		req, err := contract.Decode(nil, it.Raw)
-		unknown := contract.UnknownFields(it.Raw)
-		if err == nil && in.Strict && len(unknown) > 0 {
-			ve := &contract.ValidationError{}
-			for _, f := range unknown {
-				ve.Problems = append(ve.Problems, contract.FieldError{Field: f, Message: "unknown field (strict=1 refuses it)"})
-			}
-			err = ve
-		}
-		for _, f := range unknown {
-			if !in.Strict {
-				res.Warnings = append(res.Warnings, "unknown field "+f+": ignored")
-			}
-		}
-		var noProvider contract.Channel
-		if err == nil {
-			noProvider = in.unconfigured(req)
-		}
-		switch {
-		case err != nil:
-			res.Result = ResultRejected
-			res.ID = idOf(it.Raw)
-			res.Errors = problems(err)
-			res.Warnings = nil
-		case noProvider != "":
-			res.Result, res.ID, res.noProvider = ResultRejected, req.ID, noProvider
-			res.Errors = []contract.FieldError{{Field: "channels", Message: fmt.Sprintf("no provider configured for channel %s (this Herald sends %v)", noProvider, in.Channels)}}
-		case first[req.ID] != nil:
-			res.ID, res.Result = req.ID, ResultDuplicate
-			res.PayloadDiffers = !samePayload(first[req.ID], req)
-		default:
-			res.ID = req.ID
-			first[req.ID] = req
-			if in.Table != nil {
-				st, err := in.Table.Get(req.ID)
-				if err != nil {
-					return nil, err
-				}
-				if st != nil {
-					res.Result, res.Status = ResultDuplicate, st.Status
-					res.PayloadDiffers = st.Request != nil && !samePayload(st.Request, comparable(st, req))
-					break
-				}
-			}
-			res.Result = ResultAccepted
+		if res.Result == ResultAccepted {
 			recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(req.ID), Value: bytes.TrimSpace(it.Raw)})
 			idx = append(idx, i)
 		}
 		out[i] = res
 	}
+	in.publish(ctx, recs, idx, out)
+	return out, nil
+}
+
+// check answers one item: rejected (too large, invalid, or naming a
+// channel with no provider), a duplicate (of an item earlier in the batch,
+// in first, or of a notification the table knows), or accepted, which
+// returns the request to publish and records it in first. The error is
+// only for a failure to read the table.
+func (in *Ingester) check(it Item, first map[string]*contract.Request) (ItemResult, *contract.Request, error) {
+	res := ItemResult{Index: it.Index, Line: it.Line}
+	if len(it.Raw) > contract.MaxRequestBytes {
+		res.Result, res.ID, res.TooLarge = ResultRejected, idOf(it.Raw), true
+		res.Errors = []contract.FieldError{{Field: "request", Message: fmt.Sprintf("%d bytes, more than the %d a request may have", len(it.Raw), contract.MaxRequestBytes)}}
+		return res, nil, nil
+	}
+	req, err := in.decode(it.Raw, &res)
+	var noProvider contract.Channel
+	if err == nil {
+		noProvider = in.unconfigured(req)
+	}
+	switch {
+	case err != nil:
+		res.Result = ResultRejected
+		res.ID = idOf(it.Raw)
+		res.Errors = problems(err)
+		res.Warnings = nil
+	case noProvider != "":
+		res.Result, res.ID, res.NoProvider = ResultRejected, req.ID, noProvider
+		res.Errors = []contract.FieldError{{Field: "channels", Message: fmt.Sprintf("no provider configured for channel %s (this Herald sends %v)", noProvider, in.Channels)}}
+	case first[req.ID] != nil:
+		res.ID, res.Result = req.ID, ResultDuplicate
+		res.PayloadDiffers = !samePayload(first[req.ID], req)
+	default:
+		res.ID = req.ID
+		first[req.ID] = req
+		if in.Table != nil {
+			st, err := in.Table.Get(req.ID)
+			if err != nil {
+				return res, nil, err
+			}
+			if st != nil {
+				res.Result, res.Status = ResultDuplicate, st.Status
+				res.PayloadDiffers = st.Request != nil && !samePayload(st.Request, comparable(st, req))
+				return res, nil, nil
+			}
+		}
+		res.Result = ResultAccepted
+		return res, req, nil
+	}
+	return res, nil, nil
+}
+
+// decode decodes and validates one request with the dispatcher's decoder.
+// Fields v1 does not define are warnings on res, or, with Strict, the
+// error.
+func (in *Ingester) decode(raw []byte, res *ItemResult) (*contract.Request, error) {
+	req, err := contract.Decode(nil, raw)
+	unknown := contract.UnknownFields(raw)
+	if err == nil && in.Strict && len(unknown) > 0 {
+		ve := &contract.ValidationError{}
+		for _, f := range unknown {
+			ve.Problems = append(ve.Problems, contract.FieldError{Field: f, Message: "unknown field (strict=1 refuses it)"})
+		}
+		err = ve
+	}
+	for _, f := range unknown {
+		if !in.Strict {
+			res.Warnings = append(res.Warnings, "unknown field "+f+": ignored")
+		}
+	}
+	return req, err
+}
+
+// publish produces recs (the accepted items, at out[idx[j]]) and turns
+// the items whose produce failed into failed results, or rejected ones
+// when the broker refuses the record for what it is.
+func (in *Ingester) publish(ctx context.Context, recs []*kgo.Record, idx []int, out []ItemResult) {
 	if len(recs) == 0 {
-		return out, nil
+		return
 	}
 	pos := make(map[*kgo.Record]int, len(recs))
 	for j, r := range recs {
@@ -308,13 +352,12 @@ func (in *Ingester) Ingest(ctx context.Context, items []Item) ([]ItemResult, err
 		i := pos[pr.Record]
 		if permanent(pr.Err) {
 			out[i].Result = ResultRejected
-			out[i].tooLarge = errors.Is(pr.Err, kerr.MessageTooLarge) || errors.Is(pr.Err, kerr.RecordListTooLarge)
+			out[i].TooLarge = errors.Is(pr.Err, kerr.MessageTooLarge) || errors.Is(pr.Err, kerr.RecordListTooLarge)
 			out[i].Errors = []contract.FieldError{{Field: "request", Message: "the broker refuses it: " + pr.Err.Error()}}
 			continue
 		}
 		out[i].Result, out[i].Error = ResultFailed, pr.Err.Error()
 	}
-	return out, nil
 }
 
 // permanent reports whether the broker refuses a record for what it is,
