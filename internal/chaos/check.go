@@ -62,7 +62,14 @@ type Evidence struct {
 	// bound on all-final had passed after the last fault; explained in
 	// the details (the run's finalFailure fails it).
 	Late []string
+	// Tail are ids not final at half that bound: not a failure, shown
+	// (tailDetails of them) so that a passing run tells what bounds its
+	// time to all-final.
+	Tail []string
 }
+
+// tailDetails bounds the ids of Evidence.Tail explained.
+const tailDetails = 5
 
 // Verdict is a run's outcome at the provider.
 type Verdict struct {
@@ -229,6 +236,13 @@ func Check(e *Evidence) *Verdict {
 			}
 			v.Details = append(v.Details, set.what+": "+e.explain(id, delivered[id], calls[id]))
 		}
+	}
+	for j, id := range e.Tail {
+		if j == tailDetails {
+			v.Details = append(v.Details, fmt.Sprintf("tail (not a failure): %d more not final at half the bound", len(e.Tail)-tailDetails))
+			break
+		}
+		v.Details = append(v.Details, "tail (not a failure): not final at half the bound after the last fault: "+e.explain(id, delivered[id], calls[id]))
 	}
 	return v
 }

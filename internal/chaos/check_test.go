@@ -281,3 +281,17 @@ func TestCheckLate(t *testing.T) {
 		t.Fatalf("passed %v, details:\n%s", v.Passed(), d)
 	}
 }
+
+// The tail (ids not final at half the bound) is explained on a passing
+// run, at most tailDetails of them, and fails nothing.
+func TestCheckTail(t *testing.T) {
+	e := evidence(t, 8, true)
+	for i := range 7 {
+		e.Tail = append(e.Tail, e.Plan.ID(i))
+	}
+	v := Check(e)
+	d := strings.Join(v.Details, "\n")
+	if !v.Passed() || strings.Count(d, "tail (not a failure): not final at half the bound") != tailDetails || !strings.Contains(d, "2 more not final at half the bound") {
+		t.Fatalf("passed %v, details:\n%s", v.Passed(), d)
+	}
+}

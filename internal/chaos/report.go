@@ -85,7 +85,7 @@ func Summary(w io.Writer, results []*Result) {
 			}
 		}
 		if len(v.Details) > 0 {
-			fmt.Fprintln(w, "\nOffending ids:\n\n```")
+			fmt.Fprintln(w, "\nOffending ids (and the tail, the ids last to be final):\n\n```")
 			for _, d := range v.Details {
 				fmt.Fprintln(w, d)
 			}

@@ -284,6 +284,10 @@ type run struct {
 	stopSupervisors context.CancelFunc
 	readyz          []string
 
+	// tail are the ids not final when half of FinalTimeout had passed
+	// after the last fault (nil: all were), reported on a passing run
+	// too, so that a run shows what bounds its time to all-final.
+	tail []string
 	// late are the ids not final when FinalTimeout had passed after the
 	// last fault (nil before).
 	late []string
@@ -354,7 +358,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ev := &Evidence{Plan: plan, Partitions: cfg.Partitions, Deliveries: r.prov.Mock.Deliveries(), Calls: r.prov.Calls(),
 		Open: r.prov.InFlight(), Rows: rows, Faults: res.Faults, Honour: cfg.Honour, Channels: channels,
 		AttemptsPerChannel: cfg.AttemptsPerChannel, InFlightWindow: cfg.InFlightWindow, T0: t0, Strict: cfg.Strict,
-		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances, Late: r.late}
+		SendConcurrency: cfg.SendConcurrency, Instances: cfg.Instances, Late: r.late, Tail: r.tail}
 	res.Verdict = Check(ev)
 	if f := finalFailure(res, cfg.FinalTimeout); f != "" {
 		res.Verdict.Failures = append(res.Verdict.Failures, f)
@@ -633,6 +637,11 @@ func (r *run) waitAllFinal(ctx context.Context, valid int, lastFault time.Time) 
 		final, err := r.finalCount(ctx)
 		if err == nil && final >= valid {
 			return time.Now(), time.Since(lastFault)
+		}
+		if r.tail == nil && time.Now().After(lastFault.Add(r.cfg.FinalTimeout/2)) {
+			if r.tail, err = r.notFinal(ctx); err != nil {
+				r.tail = []string{}
+			}
 		}
 		if r.late == nil && time.Now().After(bound) {
 			if r.late, err = r.notFinal(ctx); err != nil {
