@@ -17,11 +17,14 @@ func parseDispatcherFlags(t *testing.T, args ...string) (dispatcher.DispatchConf
 	t.Helper()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
-	dispatcherFlags.register(fs)
+	var f dispatcherOptions
+	var shared sharedFlags
+	f.register(fs)
+	shared.register(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return dispatcher.DispatchConfig{}, err
 	}
-	return dispatchConfig()
+	return f.config(shared.providerTimeout)
 }
 
 func TestRetentionFlags(t *testing.T) {
