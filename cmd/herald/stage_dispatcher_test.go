@@ -57,3 +57,16 @@ func TestRetentionFlags(t *testing.T) {
 		}
 	}
 }
+
+// --provider-timeout, a shared setting, reaches the dispatcher's
+// configuration: a send timeout not longer than it is refused.
+func TestProviderTimeoutReachesDispatcher(t *testing.T) {
+	cfg, err := parseDispatcherFlags(t, "--provider-timeout", "20s")
+	if err != nil || cfg.ProviderTimeout != 20*time.Second {
+		t.Fatalf("--provider-timeout 20s: %s, %v", cfg.ProviderTimeout, err)
+	}
+	_, err = parseDispatcherFlags(t, "--provider-timeout", "2m", "--send-timeout", "1m")
+	if err == nil || !strings.Contains(err.Error(), "longer than --provider-timeout (2m0s)") {
+		t.Fatalf("a send timeout shorter than the provider timeout: %v", err)
+	}
+}
