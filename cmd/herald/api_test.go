@@ -42,11 +42,10 @@ func httpCall(addr, method, path, token, body string) (int, string) {
 // TestAPIStage runs the dispatcher and the api stage as `herald run` does,
 // against a test broker, and checks what the HTTP server offers.
 func TestAPIStage(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	addr := freeAddr(t)
-	t.Setenv("HERALD_API_TOKEN", "stage-token")
-	t.Setenv("HERALD_GOKA_MONITOR", "true")
-	run := startRun(t, c, "--http-addr", addr, "--stages", "dispatcher,api", "--log-level", "warn",
+	run := startRun(t, c, "--api-token", "stage-token", "--goka-monitor", "--http-addr", addr, "--stages", "dispatcher,api", "--log-level", "warn",
 		"--held-scan-interval", "100ms", "--lag-interval", "100ms")
 	do := func(method, path, token, body string) (int, string) { return httpCall(addr, method, path, token, body) }
 	eventually := func(what string, cond func() bool) {

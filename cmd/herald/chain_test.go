@@ -23,6 +23,7 @@ import (
 // SMS-only notification is sent, each delivered exactly once by the live
 // provider, and the dead provider's circuit is open on /metrics.
 func TestRunFailoverChain(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	dsn := heraldtest.Postgres(t)
 	mock := provider.NewMockServer(provider.MockServerOptions{})
@@ -35,9 +36,8 @@ func TestRunFailoverChain(t *testing.T) {
 	dead := l.Addr().String()
 	l.Close()
 
-	t.Setenv("HERALD_API_TOKEN", "chain-token")
 	addr := freeAddr(t)
-	startRun(t, c, "--http-addr", addr, "--database-url", dsn, "--log-level", "warn",
+	startRun(t, c, "--api-token", "chain-token", "--http-addr", addr, "--database-url", dsn, "--log-level", "warn",
 		"--provider", "sms=http://"+dead, "--provider", "sms="+live.URL+"/sms",
 		"--provider-circuit-failures", "3", "--provider-circuit-cooldown", "1h")
 	do := func(method, path, body string) (int, string) {

@@ -25,13 +25,7 @@ const chartDir = "../../deploy/helm/herald"
 func runEnvNames() map[string]bool {
 	fs := flag.NewFlagSet("herald run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	var rf runFlags
-	rf.register(fs, "all")
-	for _, s := range pipelineStages() {
-		if s.flags != nil {
-			s.flags(fs)
-		}
-	}
+	new(runFlags).register(fs, "all")
 	names := map[string]bool{cli.EnvName("config"): true, "DATABASE_URL": true, cli.EnvPrefix + "_DATABASE_URL": true}
 	fs.VisitAll(func(f *flag.Flag) { names[cli.EnvName(f.Name)] = true })
 	return names

@@ -13,6 +13,7 @@ import (
 // storage/test.go, so the standard package is in the binary through Goka
 // alone; this test names every importer it finds.)
 func TestBinaryLinksNoTestTools(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
 	}
@@ -47,6 +48,7 @@ func TestBinaryLinksNoTestTools(t *testing.T) {
 // Imports the package map (docs/architecture.md) rules out: the dispatcher
 // routes its holds through topology, not through the delay stage.
 func TestForbiddenImports(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
 	}

@@ -31,6 +31,7 @@ func dlqRequest(id string) string {
 // fix-up file, the replay record, and dedup of a replayed id that was
 // already dispatched.
 func TestDLQListShowReplay(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	run := startRun(t, c, "--http-addr", "off", "--stages", "dispatcher", "--log-level", "error")
 	cl := c.Client(t)

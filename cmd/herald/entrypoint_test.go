@@ -22,7 +22,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The tests that need PostgreSQL share one throwaway cluster, a fresh
+	// database each.
+	heraldtest.PostgresMain(m)
 }
 
 // nobody is the unprivileged user the entrypoint test runs herald as, like
@@ -70,6 +72,7 @@ func heraldCmd(ctx context.Context, bin string, env []string, args ...string) *e
 // generates its API token there. On a data dir it cannot write, it stops
 // at once with one clear error.
 func TestEntrypointUnprivileged(t *testing.T) {
+	t.Parallel()
 	bin := heraldBinary(t)
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	dsn := heraldtest.Postgres(t)

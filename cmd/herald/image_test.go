@@ -13,6 +13,7 @@ import (
 // the build context has no .git, so compose passes HERALD_VERSION and
 // HERALD_COMMIT as the Dockerfile's build args.
 func TestImageStampsVersion(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile("../../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)

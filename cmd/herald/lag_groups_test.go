@@ -22,10 +22,10 @@ import (
 // later, goes through every stage (dispatcher, delay, sender, sink, status
 // feed) first, so that every stage's group has joined when they are listed.
 func TestDefaultLagGroupsAreTheGroupsHeraldRuns(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	dsn := heraldtest.Postgres(t)
-	t.Setenv("HERALD_API_TOKEN", "lag-token")
-	run := startRun(t, c, "--http-addr", freeAddr(t), "--database-url", dsn, "--log-level", "warn",
+	run := startRun(t, c, "--api-token", "lag-token", "--http-addr", freeAddr(t), "--database-url", dsn, "--log-level", "warn",
 		"--provider", "email=mock://", "--sink-batch-interval", "50ms")
 
 	cl := c.Client(t)

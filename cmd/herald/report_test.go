@@ -21,6 +21,7 @@ import (
 // prints what it wrote, as tables and as JSON, with addresses in provider
 // errors masked unless --reveal.
 func TestMigrateAndReport(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	dsn := heraldtest.Postgres(t)

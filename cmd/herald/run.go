@@ -30,35 +30,54 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/herald-dispatch/herald/internal/broker"
+	"github.com/herald-dispatch/herald/internal/dispatcher"
+	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // A stage is one part of the pipeline that `herald run` starts: the
 // dispatcher, the delay stage, the sender, the sink, the status feed, the
-// API. Each lives in its own stage_*.go file; pipelineStages lists them.
+// API. Each lives in its own stage_*.go file; runFlags.pipelineStages
+// lists them.
 type stage struct {
 	name string
 	// flags registers the stage's flags on the run command.
 	flags func(fs *flag.FlagSet)
 	// start prepares the stage; the returned loop runs until ctx ends and
 	// returns nil after a clean stop. start runs in the order of
-	// pipelineStages, the loops run concurrently.
-	start func(ctx context.Context, env *runEnv) (func(ctx context.Context) error, error)
+	// runFlags.pipelineStages, the loops run concurrently.
+	start func(ctx context.Context, env *runEnv) (stageLoop, error)
 }
 
+// stageLoop is a stage's run loop.
+type stageLoop = func(ctx context.Context) error
+
 // pipelineStages lists the stages of the pipeline commands, in the order
-// they start. No stage depends on another having started: what they share
-// (the database, the table view) the run environment resolves once, for
-// whichever asks first.
-func pipelineStages() []stage {
+// they start, each given its own options and the shared settings it reads
+// (no stage reads another's options). No stage depends on another having
+// started: what they share (the database, the table view) the run
+// environment resolves once, for whichever asks first.
+func (f *runFlags) pipelineStages() []stage {
 	return []stage{
-		{name: "dispatcher", flags: dispatcherFlags.register, start: startDispatcher},
-		{name: "delay", flags: delayFlags.register, start: startDelay},
-		{name: "sender", flags: senderFlags.register, start: startSender},
-		{name: "sink", flags: sinkFlags.register, start: startSink},
-		{name: "status", flags: statusFlags.register, start: startStatusFeed},
-		{name: "api", flags: apiFlags.register, start: startAPI},
+		{name: "dispatcher", flags: f.dispatcher.register, start: func(_ context.Context, env *runEnv) (stageLoop, error) {
+			return startDispatcher(env, &f.dispatcher, f.shared)
+		}},
+		{name: "delay", flags: f.delay.register, start: func(_ context.Context, env *runEnv) (stageLoop, error) {
+			return startDelay(env, &f.delay)
+		}},
+		{name: "sender", flags: f.sender.register, start: func(_ context.Context, env *runEnv) (stageLoop, error) {
+			return startSender(env, &f.sender, f.shared)
+		}},
+		{name: "sink", flags: f.sink.register, start: func(ctx context.Context, env *runEnv) (stageLoop, error) {
+			return startSink(ctx, env, &f.sink)
+		}},
+		{name: "status", flags: f.status.register, start: func(_ context.Context, env *runEnv) (stageLoop, error) {
+			return startStatusFeed(env, &f.status)
+		}},
+		{name: "api", flags: f.api.register, start: func(ctx context.Context, env *runEnv) (stageLoop, error) {
+			return startAPI(ctx, env, &f.api, f.shared)
+		}},
 	}
 }
 
@@ -85,6 +104,8 @@ type runEnv struct {
 	db database
 	// viewDir is the storage of the table view (TableView).
 	viewDir string
+	// security are the Kafka TLS and SASL settings (--kafka-*).
+	security *topology.Security
 
 	mu         sync.Mutex
 	ready      map[string]func() bool
@@ -230,7 +251,10 @@ func (e *runEnv) notReady() []string {
 	return out
 }
 
-// runFlags are the flags every pipeline command shares.
+// runFlags are the flags of one pipeline command's invocation: the
+// process's own, the settings several stages share, and each stage's
+// options. runPipeline builds one per invocation; nothing of it lives in a
+// package variable.
 type runFlags struct {
 	brokers, dataDir, databaseURL, httpAddr, brokerAddr string
 	logLevel, logFormat, stages                         string
@@ -239,8 +263,47 @@ type runFlags struct {
 	partitions, replication, pgPort                     int
 	retention, sessionTimeout, heartbeat                time.Duration
 	security                                            kafkaSecurityFlags
+
+	shared     sharedFlags
+	dispatcher dispatcherOptions
+	delay      delayOptions
+	sender     senderOptions
+	sink       sinkOptions
+	status     statusOptions
+	api        apiOptions
 }
 
+// sharedFlags are the settings more than one stage reads. Each is defined
+// once, here, and runFlags.pipelineStages passes them to the stages that read
+// them, so that two stages cannot disagree on one.
+type sharedFlags struct {
+	// providerTimeout (--provider-timeout) bounds one provider attempt in
+	// the sender; the dispatcher's send timeout must be longer, and fires
+	// after a command's cut-off plus it.
+	providerTimeout time.Duration
+	// sweepGrace (--sweep-grace) is how overdue a wake-up is before the
+	// dispatcher's sweep makes it again, and before the API shows it stuck.
+	sweepGrace time.Duration
+	// providers (--provider) are the sender's providers; the API checks
+	// requests' channels against them.
+	providers cli.List
+	// viewDir (--api-view-dir) is the storage of the process's one table
+	// view (runEnv.TableView), read by the api, sender and dispatcher.
+	viewDir string
+}
+
+// register registers the shared settings' flags on fs.
+func (f *sharedFlags) register(fs *flag.FlagSet) {
+	// Lists append: start each parse empty.
+	f.providers = cli.List{}
+	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
+	cli.Duration(fs, &f.providerTimeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
+	cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
+	cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
+}
+
+// register registers every flag of a pipeline command on fs: the
+// process's, the shared settings', then each stage's.
 func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	cli.String(fs, &f.brokers, "brokers", "", "Kafka bootstrap brokers, host:port,...; empty starts the embedded broker")
 	cli.String(fs, &f.dataDir, "data-dir", "./data", "directory for the embedded broker's log, Goka's storage and the local Postgres")
@@ -259,6 +322,10 @@ func (f *runFlags) register(fs *flag.FlagSet, defaultStages string) {
 	cli.String(fs, &f.memoryLimit, "memory-limit", "", "soft memory limit of the Go runtime (debug.SetMemoryLimit), e.g. 400MiB or 1GB; empty keeps GOMEMLIMIT, or no limit. Set it below the container's limit: the garbage collector then works harder instead of the process being killed")
 	cli.Bool(fs, &f.pprof, "pprof", false, "serve Go's profiles (net/http/pprof) under /debug/pprof/ on --http-addr; off by default, they expose the process's internals")
 	f.security.register(fs)
+	f.shared.register(fs)
+	for _, s := range f.pipelineStages() {
+		s.flags(fs)
+	}
 }
 
 // applyMemoryLimit sets the runtime's soft memory limit from --memory-limit.
@@ -286,8 +353,8 @@ func checkNumbers(rf *runFlags) error {
 	if rf.replication < 1 || rf.replication > math.MaxInt16 {
 		return fmt.Errorf("--replication %d: want at least 1", rf.replication)
 	}
-	if senderFlags.concurrency < 1 || senderFlags.limit.Min < 1 {
-		return fmt.Errorf("--send-concurrency %d, --send-concurrency-min %d: want at least 1", senderFlags.concurrency, senderFlags.limit.Min)
+	if rf.sender.concurrency < 1 || rf.sender.limit.Min < 1 {
+		return fmt.Errorf("--send-concurrency %d, --send-concurrency-min %d: want at least 1", rf.sender.concurrency, rf.sender.limit.Min)
 	}
 	if rf.pgPort < 0 || rf.pgPort > 65535 {
 		return fmt.Errorf("--pg-port %d: want a port, 1 to 65535, or 0 for a free one", rf.pgPort)
@@ -297,9 +364,9 @@ func checkNumbers(rf *runFlags) error {
 		v    time.Duration
 	}{
 		{"retention", rf.retention}, {"session-timeout", rf.sessionTimeout}, {"heartbeat-interval", rf.heartbeat},
-		{"held-scan-interval", apiFlags.heldInterval}, {"lag-interval", apiFlags.lagInterval},
-		{"delay-fetch-max-wait", delayFlags.fetchMaxWait}, {"delay-commit-interval", delayFlags.commitInterval},
-		{"delay-shutdown-grace", delayFlags.shutdownGrace},
+		{"held-scan-interval", rf.api.heldInterval}, {"lag-interval", rf.api.lagInterval},
+		{"delay-fetch-max-wait", rf.delay.fetchMaxWait}, {"delay-commit-interval", rf.delay.commitInterval},
+		{"delay-shutdown-grace", rf.delay.shutdownGrace},
 	} {
 		if d.v <= 0 {
 			return fmt.Errorf("--%s %s: want a positive duration", d.name, d.v)
@@ -318,57 +385,58 @@ func init() {
 		run: func(ctx context.Context, args []string) error { return runPipeline(ctx, "run", args, "all") }})
 }
 
-// runPipeline parses the flags of a pipeline command and runs the chosen
-// stages until ctx ends.
+// runPipeline runs a pipeline command: it reads the invocation's flags
+// into one runFlags, lists the stages, wires them (the run environment,
+// Kafka and its topics) and runs the chosen ones until ctx ends.
 func runPipeline(ctx context.Context, name string, args []string, defaultStages string) error {
+	rf := new(runFlags)
+	stages := rf.pipelineStages()
 	fs := flag.NewFlagSet("herald "+name, flag.ContinueOnError)
-	var rf runFlags
 	rf.register(fs, defaultStages)
-	stages := pipelineStages()
-	for _, s := range stages {
-		if s.flags != nil {
-			s.flags(fs)
-		}
-	}
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	log, err := cli.NewLogger(rf.logLevel, rf.logFormat)
+	env, err := newRunEnv(rf, stages)
 	if err != nil {
 		return err
+	}
+	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
+	defer env.close()
+	if err := env.connect(ctx, rf); err != nil {
+		return err
+	}
+	return env.run(ctx, stages)
+}
+
+// newRunEnv checks the process's settings and builds the run environment:
+// the logger, the stages chosen, the data dir. Nothing is created before
+// every setting has been read and checked.
+func newRunEnv(rf *runFlags, stages []stage) (*runEnv, error) {
+	log, err := cli.NewLogger(rf.logLevel, rf.logFormat)
+	if err != nil {
+		return nil, err
 	}
 	slog.SetDefault(log)
 	security, err := rf.security.load()
 	if err != nil {
-		return err
+		return nil, err
 	}
-
-	chosen := map[string]bool{}
-	for _, s := range cli.SplitList(rf.stages) {
-		chosen[s] = true
+	chosen, err := chooseStages(rf.stages, stages)
+	if err != nil {
+		return nil, err
 	}
-	var names []string
-	for _, s := range stages {
-		names = append(names, s.name)
-	}
-	for s := range chosen {
-		if s != "all" && !slices.Contains(names, s) {
-			return fmt.Errorf("--stages: unknown stage %q (have %s)", s, strings.Join(names, ", "))
-		}
-	}
-
-	if err := checkNumbers(&rf); err != nil {
-		return err
+	if err := checkNumbers(rf); err != nil {
+		return nil, err
 	}
 	if err := applyMemoryLimit(rf.memoryLimit, log); err != nil {
-		return err
+		return nil, err
 	}
 	dataDir, err := filepath.Abs(rf.dataDir)
 	if err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
 	if err := checkDataDir(dataDir); err != nil {
-		return err
+		return nil, err
 	}
 	env := &runEnv{
 		Log:      log,
@@ -377,64 +445,85 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 		Pprof:    rf.pprof,
 		Mux:      http.NewServeMux(),
 		Registry: prometheus.NewRegistry(),
+		security: security,
 		db:       database{url: rf.databaseURL, startLocal: chosen["all"] || chosen["sink"], pgPort: rf.pgPort},
-		viewDir:  apiFlags.viewDir,
+		viewDir:  rf.shared.viewDir,
 		ready:    map[string]func() bool{},
 		given:    map[string]bool{},
 		stages:   chosen,
 	}
-	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
 	env.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	defer func() {
-		for i := len(env.closers) - 1; i >= 0; i-- {
-			env.closers[i]()
-		}
-	}()
+	return env, nil
+}
 
-	env.Brokers = cli.SplitList(rf.brokers)
-	if len(env.Brokers) == 0 {
-		b, err := broker.Start(broker.Config{Addr: rf.brokerAddr, DataDir: filepath.Join(dataDir, "kafka"),
-			Partitions: rf.partitions, Log: log})
+// chooseStages reads --stages: stage names of the pipeline, or all.
+func chooseStages(list string, stages []stage) (map[string]bool, error) {
+	chosen := map[string]bool{}
+	for _, s := range cli.SplitList(list) {
+		chosen[s] = true
+	}
+	var names []string
+	for _, s := range stages {
+		names = append(names, s.name)
+	}
+	for s := range chosen {
+		if s != "all" && !slices.Contains(names, s) {
+			return nil, fmt.Errorf("--stages: unknown stage %q (have %s)", s, strings.Join(names, ", "))
+		}
+	}
+	return chosen, nil
+}
+
+// connect reaches Kafka: the brokers of --brokers, or else the embedded
+// broker it starts; then it settles the topology, checks the TLS and SASL
+// settings, waits for the brokers and creates the topics.
+func (e *runEnv) connect(ctx context.Context, rf *runFlags) error {
+	e.Brokers = cli.SplitList(rf.brokers)
+	if len(e.Brokers) == 0 {
+		dir := filepath.Join(e.DataDir, "kafka")
+		b, err := broker.Start(broker.Config{Addr: rf.brokerAddr, DataDir: dir, Partitions: rf.partitions, Log: e.Log})
 		if err != nil {
 			return fmt.Errorf("embedded broker: %w (is another herald or a Kafka on %s? pass --brokers to use it)", err, rf.brokerAddr)
 		}
-		env.OnClose(b.Close)
-		env.Brokers = b.Addrs()
-		log.Info("embedded broker started", "addr", strings.Join(env.Brokers, ","), "data", filepath.Join(dataDir, "kafka"))
+		e.OnClose(b.Close)
+		e.Brokers = b.Addrs()
+		e.Log.Info("embedded broker started", "addr", strings.Join(e.Brokers, ","), "data", dir)
 	}
-	env.Topology = topology.Config{Brokers: env.Brokers, Partitions: rf.partitions, Replication: rf.replication,
+	e.Topology = topology.Config{Brokers: e.Brokers, Partitions: rf.partitions, Replication: rf.replication,
 		Retention: rf.retention, ClientID: "herald", SessionTimeout: rf.sessionTimeout, HeartbeatInterval: rf.heartbeat,
-		Security: security}.WithDefaults()
-	if err := env.Topology.Validate(); err != nil {
+		Security: e.security}.WithDefaults()
+	if err := e.Topology.Validate(); err != nil {
 		return err
 	}
-
-	if err := checkKafkaSecurity(ctx, env.Brokers, security, rf.security.checkTimeout); err != nil {
+	if err := checkKafkaSecurity(ctx, e.Brokers, e.security, rf.security.checkTimeout); err != nil {
 		return err
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = topology.WaitForBrokers(waitCtx, env.Brokers, security.KgoOpts()...)
+	err := topology.WaitForBrokers(waitCtx, e.Brokers, e.security.KgoOpts()...)
 	cancel()
 	if err != nil {
 		return err
 	}
-	if err := topology.EnsureTopics(ctx, env.Topology); err != nil {
-		return err
-	}
+	return topology.EnsureTopics(ctx, e.Topology)
+}
 
+// run starts the chosen stages in order, then runs their loops, the
+// shared loops (the table view) and the HTTP server until ctx ends or one
+// of them fails.
+func (e *runEnv) run(ctx context.Context, stages []stage) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range stages {
-		if !chosen["all"] && !chosen[s.name] {
+		if !e.Runs(s.name) {
 			continue
 		}
-		loop, err := s.start(gctx, env)
+		loop, err := s.start(gctx, e)
 		if err != nil {
 			return fmt.Errorf("stage %s: %w", s.name, err)
 		}
 		if loop == nil {
 			continue
 		}
-		log.Info("stage started", "stage", s.name)
+		e.Log.Info("stage started", "stage", s.name)
 		g.Go(func() error {
 			if err := loop(gctx); err != nil {
 				return fmt.Errorf("stage %s: %w", s.name, err)
@@ -442,15 +531,22 @@ func runPipeline(ctx context.Context, name string, args []string, defaultStages 
 			return nil
 		})
 	}
-	for _, loop := range env.loops {
+	for _, loop := range e.loops {
 		g.Go(func() error { return loop(gctx) })
 	}
-	g.Go(func() error { return serveHTTP(gctx, env) })
-	log.Info("herald running", "brokers", strings.Join(env.Brokers, ","), "kafka_security", security.String(), "http", env.HTTPAddr,
-		"partitions", env.Topology.Partitions, "data_dir", dataDir)
-	err = g.Wait()
-	log.Info("herald stopped")
+	g.Go(func() error { return serveHTTP(gctx, e) })
+	e.Log.Info("herald running", "brokers", strings.Join(e.Brokers, ","), "kafka_security", e.security.String(), "http", e.HTTPAddr,
+		"partitions", e.Topology.Partitions, "data_dir", e.DataDir)
+	err := g.Wait()
+	e.Log.Info("herald stopped")
 	return err
+}
+
+// close runs the cleanups registered with OnClose, in reverse order.
+func (e *runEnv) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
 }
 
 // serveHTTP serves the stages' routes plus /healthz, /readyz and /metrics

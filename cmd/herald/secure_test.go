@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,32 +93,46 @@ func TestRunOverTLSAndSASL(t *testing.T) {
 
 // TLS against a plaintext listener, and plaintext against a TLS one, stop
 // herald dlq, herald send and herald run with an error naming TLS as the
-// likely cause, not a hang or a bare time-out.
+// likely cause, not a hang or a bare time-out. Each check waits out its
+// --kafka-check-timeout on a listener that does not answer, so they run
+// side by side.
 func TestKafkaSecurityMismatch(t *testing.T) {
+	t.Parallel()
 	plain := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	wantTLS := func(what string, err error) {
-		t.Helper()
-		if err == nil || !strings.Contains(err.Error(), "TLS is the likely cause") {
-			t.Errorf("%s: err = %v, want one naming TLS as the likely cause", what, err)
-		}
-	}
-	tlsArgs := append(brokersFlag(plain), "--kafka-tls", "--kafka-check-timeout", "3s")
-	var out bytes.Buffer
-	wantTLS("dlq list --kafka-tls, plaintext broker", runDLQ(ctx, stdio{out: &out, err: io.Discard}, append([]string{"list"}, tlsArgs...)))
-	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
-	os.WriteFile(jsonl, []byte(sendRequest("tls-1")+"\n"), 0o600)
-	wantTLS("send --via kafka --kafka-tls, plaintext broker", sendFile(ctx, jsonl, append(tlsArgs, "--via", "kafka")...))
-	wantTLS("run --kafka-tls, plaintext broker", runPipeline(ctx, "run",
-		append(tlsArgs, "--data-dir", t.TempDir(), "--http-addr", "off", "--partitions", "1"), "all"))
-
 	files := heraldtest.NewTLSFiles(t, false)
 	sec, err := topology.LoadSecurity(topology.SecurityOptions{CAFile: files.CA})
 	if err != nil {
 		t.Fatal(err)
 	}
 	secure := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1, TLS: files.Server, Security: sec})
-	wantTLS("dlq list in plaintext, TLS broker", runDLQ(ctx, stdio{out: &out, err: io.Discard},
-		append([]string{"list", "--kafka-check-timeout", "3s"}, brokersFlag(secure)...)))
+	tlsArgs := slices.Concat(brokersFlag(plain), []string{"--kafka-tls", "--kafka-check-timeout", "2s"})
+	jsonl := filepath.Join(t.TempDir(), "req.jsonl")
+	os.WriteFile(jsonl, []byte(sendRequest("tls-1")+"\n"), 0o600)
+	for _, tc := range []struct {
+		what string
+		run  func(ctx context.Context, t *testing.T) error
+	}{
+		{"dlq list --kafka-tls, plaintext broker", func(ctx context.Context, t *testing.T) error {
+			return runDLQ(ctx, stdio{out: io.Discard, err: io.Discard}, slices.Concat([]string{"list"}, tlsArgs))
+		}},
+		{"send --via kafka --kafka-tls, plaintext broker", func(ctx context.Context, t *testing.T) error {
+			return sendFile(ctx, jsonl, slices.Concat(tlsArgs, []string{"--via", "kafka"})...)
+		}},
+		{"run --kafka-tls, plaintext broker", func(ctx context.Context, t *testing.T) error {
+			return runPipeline(ctx, "run", slices.Concat(tlsArgs, []string{"--data-dir", t.TempDir(), "--http-addr", "off", "--partitions", "1"}), "all")
+		}},
+		{"dlq list in plaintext, TLS broker", func(ctx context.Context, t *testing.T) error {
+			return runDLQ(ctx, stdio{out: io.Discard, err: io.Discard},
+				slices.Concat([]string{"list", "--kafka-check-timeout", "2s"}, brokersFlag(secure)))
+		}},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			if err := tc.run(ctx, t); err == nil || !strings.Contains(err.Error(), "TLS is the likely cause") {
+				t.Errorf("err = %v, want one naming TLS as the likely cause", err)
+			}
+		})
+	}
 }

@@ -44,10 +44,12 @@ import (
 // away) is retried with a backoff; sending it again is safe, since what
 // already went through is then a duplicate.
 
-var sendFlags struct {
+// sendFlags are the flags of one `herald send`.
+type sendFlags struct {
 	file, via, token           string
 	api                        apiTargetFlags
 	kafka                      kafkaTargetFlags
+	security                   kafkaSecurityFlags
 	dataDir                    string
 	batch, batchBytes, retries int
 	progress, strict           bool
@@ -55,14 +57,7 @@ var sendFlags struct {
 	campaign, out              string
 }
 
-func init() {
-	register(command{name: "send", summary: "publish dispatch requests from a JSONL file, through the API or straight to Kafka",
-		run: runSend})
-}
-
-func runSend(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("herald send", flag.ContinueOnError)
-	f := &sendFlags
+func (f *sendFlags) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.file, "file", "", "JSONL file of dispatch requests, one a line; - reads standard input")
 	cli.String(fs, &f.via, "via", "api", "api (POST to --api-url) or kafka (publish to --brokers)")
 	f.api.register(fs)
@@ -77,33 +72,78 @@ func runSend(ctx context.Context, args []string) error {
 	cli.Int(fs, &f.generate, "generate", 0, "instead of --file, make this many sample requests (for the tour)")
 	cli.String(fs, &f.campaign, "campaign", "tour", "campaign of the --generate requests")
 	cli.String(fs, &f.out, "out", "", "with --generate, write the requests to this JSONL file instead of sending them")
-	var sec kafkaSecurityFlags
-	sec.register(fs)
+	f.security.register(fs)
+}
+
+func init() {
+	register(command{name: "send", summary: "publish dispatch requests from a JSONL file, through the API or straight to Kafka",
+		run: runSend})
+}
+
+// runSend reads its flags, takes the requests (a file, or generated ones),
+// opens the way in (the API or Kafka), sends them in batches and sums up.
+func runSend(ctx context.Context, args []string) error {
+	var f sendFlags
+	fs := flag.NewFlagSet("herald send", flag.ContinueOnError)
+	f.register(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
-	security, err := sec.load()
+	security, err := f.security.load()
 	if err != nil {
 		return err
 	}
+	cleanup, done, err := f.generateInput()
+	if err != nil || done {
+		return err
+	}
+	defer cleanup()
+	if err := f.check(); err != nil {
+		return err
+	}
+	in, total, err := openInput(f.file)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	send, closeSend, err := f.batchFunc(ctx, security)
+	if err != nil {
+		return err
+	}
+	defer closeSend()
+	start := time.Now()
+	st, err := f.sendAll(ctx, in, total, send, start)
+	return f.summary(st, time.Since(start), err)
+}
+
+// generateInput makes the --generate requests: into --out (then the
+// command is done), or into a temporary file that becomes --file, removed
+// by cleanup.
+func (f *sendFlags) generateInput() (cleanup func(), done bool, err error) {
+	cleanup = func() {}
 	if f.generate < 0 {
-		return errors.New("--generate must not be negative")
+		return cleanup, false, errors.New("--generate must not be negative")
 	}
-	if f.generate > 0 {
-		if f.file != "" {
-			return errors.New("--generate and --file exclude each other")
-		}
-		path, err := generateRequests(f.generate, f.campaign, f.out)
-		if err != nil {
-			return err
-		}
-		if f.out != "" {
-			fmt.Printf("%s: %d sample requests (campaign %s); send them with: herald send --file %s\n", f.out, f.generate, f.campaign, f.out)
-			return nil
-		}
-		defer os.Remove(path)
-		f.file = path
+	if f.generate == 0 {
+		return cleanup, false, nil
 	}
+	if f.file != "" {
+		return cleanup, false, errors.New("--generate and --file exclude each other")
+	}
+	path, err := generateRequests(f.generate, f.campaign, f.out)
+	if err != nil {
+		return cleanup, false, err
+	}
+	if f.out != "" {
+		fmt.Printf("%s: %d sample requests (campaign %s); send them with: herald send --file %s\n", f.out, f.generate, f.campaign, f.out)
+		return cleanup, true, nil
+	}
+	f.file = path
+	return func() { os.Remove(path) }, false, nil
+}
+
+// check refuses settings out of their range.
+func (f *sendFlags) check() error {
 	if f.file == "" {
 		return errors.New("--file is required (- for standard input), or --generate N")
 	}
@@ -113,13 +153,12 @@ func runSend(ctx context.Context, args []string) error {
 	if f.via != "api" && f.via != "kafka" {
 		return fmt.Errorf("--via %q: want api or kafka", f.via)
 	}
-	in, total, err := openInput(f.file)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
+	return nil
+}
 
-	var send batchFunc
+// batchFunc opens the way in of --via and says which it is: the API, or
+// Kafka with a producer that closeSend closes.
+func (f *sendFlags) batchFunc(ctx context.Context, security *topology.Security) (send batchFunc, closeSend func(), err error) {
 	switch f.via {
 	case "api":
 		token := f.token
@@ -130,62 +169,65 @@ func runSend(ctx context.Context, args []string) error {
 		}
 		base, from, err := f.api.resolve()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		fmt.Fprintf(os.Stderr, "herald send: the API at %s (%s)\n", base, from)
-		send = apiBatch(base, token, f.strict)
+		return apiBatch(base, token, f.strict), func() {}, nil
 	case "kafka":
 		brokers, from, err := f.kafka.resolve()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		fmt.Fprintf(os.Stderr, "herald send: the Kafka cluster at %s (%s)\n", strings.Join(brokers, ","), from)
-		if err := checkKafkaSecurity(ctx, brokers, security, sec.checkTimeout); err != nil {
-			return err
+		if err := checkKafkaSecurity(ctx, brokers, security, f.security.checkTimeout); err != nil {
+			return nil, nil, err
 		}
 		tc := topology.Config{Brokers: brokers, Security: security}
 		opts := append(append(tc.KgoOpts(), kgo.ClientID("herald-send")), topology.KgoProducerOpts()...)
 		cl, err := kgo.NewClient(opts...)
 		if err != nil {
-			return fmt.Errorf("kafka client: %w", err)
+			return nil, nil, fmt.Errorf("kafka client: %w", err)
 		}
-		defer cl.Close()
 		in := &ingest.Ingester{Producer: cl, Strict: f.strict}
-		send = in.Ingest
-	default:
-		return fmt.Errorf("--via %q: want api or kafka", f.via)
+		return in.Ingest, cl.Close, nil
 	}
+	return nil, nil, fmt.Errorf("--via %q: want api or kafka", f.via)
+}
 
-	var bar *progressbar.ProgressBar
-	start := time.Now()
-	if f.progress && term.IsTerminal(int(os.Stderr.Fd())) {
-		// No rate of its own: its first frames divide by microseconds
-		// (97276265 req/s). The description carries ours (rateText).
-		bar = progressbar.NewOptions64(total,
-			progressbar.OptionSetDescription("sending"),
-			progressbar.OptionSetWriter(os.Stderr),
-			progressbar.OptionShowCount(),
-			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionSetPredictTime(true),
-			progressbar.OptionFullWidth(),
-			progressbar.OptionClearOnFinish(),
-		)
-	}
+// sendAll sends the requests of in (total lines, -1 when unknown) in
+// batches, with a progress bar when --progress and standard error is a
+// terminal.
+func (f *sendFlags) sendAll(ctx context.Context, in io.Reader, total int64, send batchFunc, start time.Time) (sendStats, error) {
 	s := fileSender{batch: f.batch, batchBytes: f.batchBytes, retries: f.retries, send: send, out: os.Stderr}
-	if bar != nil {
-		done := 0
-		s.progress = func(n int) {
-			done += n
-			bar.Describe("sending " + rateText(done, time.Since(start)))
-			bar.Add(n)
-		}
-		s.clear = func() { bar.Clear() }
+	if !f.progress || !term.IsTerminal(int(os.Stderr.Fd())) {
+		return s.run(ctx, in)
 	}
+	// No rate of its own: its first frames divide by microseconds
+	// (97276265 req/s). The description carries ours (rateText).
+	bar := progressbar.NewOptions64(total,
+		progressbar.OptionSetDescription("sending"),
+		progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowCount(),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionFullWidth(),
+		progressbar.OptionClearOnFinish(),
+	)
+	done := 0
+	s.progress = func(n int) {
+		done += n
+		bar.Describe("sending " + rateText(done, time.Since(start)))
+		bar.Add(n)
+	}
+	s.clear = func() { bar.Clear() }
 	st, err := s.run(ctx, in)
-	if bar != nil {
-		bar.Finish()
-	}
-	elapsed := time.Since(start)
+	bar.Finish()
+	return st, err
+}
+
+// summary prints what happened to the requests, and returns an error when
+// the run stopped or any request was not taken.
+func (f *sendFlags) summary(st sendStats, elapsed time.Duration, err error) error {
 	if err != nil && st.items == 0 {
 		return fmt.Errorf("%s: nothing sent: %w", f.file, err)
 	}

@@ -93,6 +93,7 @@ func TestSendKafka(t *testing.T) {
 }
 
 func TestSendAPI(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 3})
 	view, err := tableview.NewStateView(c.Topology, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
@@ -138,6 +139,7 @@ func TestSendAPI(t *testing.T) {
 // TestSendReport checks what the sender prints for each line that was not
 // accepted, with the file's line numbers across batches.
 func TestSendReport(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	path, _ := writeRequests(t)
 	fh, err := os.Open(path)

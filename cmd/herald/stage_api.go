@@ -24,22 +24,17 @@ import (
 type apiOptions struct {
 	token        string
 	maxBody      int
-	viewDir      string
 	heldInterval time.Duration
 	lagInterval  time.Duration
 	lagGroups    cli.List
 	gokaMonitor  bool
 }
 
-// apiFlags are the API stage's flags.
-var apiFlags apiOptions
-
 // register registers the API stage's flags on fs.
 func (f *apiOptions) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.token, "api-token", "", "bearer token every /v1 route requires, and that allows ?reveal=1; empty: the token in <data-dir>/api-token, generated and printed on the first start; off: no auth, no reveal (prefer the variable to the flag: flags show in ps)")
 	cli.Bool(fs, &f.gokaMonitor, "goka-monitor", false, "serve Goka's monitor at /goka/ (its page loads jQuery, Bootstrap and d3 from public CDNs: blank offline)")
 	cli.Int(fs, &f.maxBody, "api-max-body", views.DefaultMaxBody, "largest request body the API reads, in bytes")
-	cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
 	cli.Duration(fs, &f.heldInterval, "held-scan-interval", metrics.DefaultHeldInterval, "how often the view is scanned for herald_notifications and herald_held_notifications")
 	cli.Duration(fs, &f.lagInterval, "lag-interval", metrics.DefaultLagInterval, "how often consumer lag is read from the brokers")
 	cli.ListVar(fs, &f.lagGroups, "lag-group", "consumer group whose lag /metrics exports (default: "+fmt.Sprint(metrics.DefaultLagGroups())+")")
@@ -50,8 +45,7 @@ func (f *apiOptions) register(fs *flag.FlagSet) {
 // without the token, else 404).
 // It needs a view of the dispatcher table and a producer, and no processor,
 // so `herald api` can run it alone and scale it apart from the pipeline.
-func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	f := &apiFlags
+func startAPI(ctx context.Context, env *runEnv, f *apiOptions, shared sharedFlags) (stageLoop, error) {
 	log := env.Log.With("stage", "api")
 	if f.maxBody <= 0 {
 		return nil, fmt.Errorf("--api-max-body must be positive")
@@ -74,7 +68,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 	env.OnClose(cl.Close)
 
-	channels, err := providerChannels(env)
+	channels, err := providerChannels(shared.providers.Vals, env.Runs("sender"))
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +77,7 @@ func startAPI(ctx context.Context, env *runEnv) (func(context.Context) error, er
 	}
 	api := &views.Server{
 		Config: views.Config{Token: token, MaxBody: int64(f.maxBody), Channels: channels,
-			StuckGrace: dispatcherFlags.sweepGrace},
+			StuckGrace: shared.sweepGrace},
 		Scanner:  view,
 		Table:    view,
 		Producer: cl,

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"math"
@@ -25,9 +24,6 @@ type delayOptions struct {
 	targets        cli.List
 }
 
-// delayFlags are the delay stage's flags.
-var delayFlags delayOptions
-
 // register registers the delay stage's flags on fs.
 func (f *delayOptions) register(fs *flag.FlagSet) {
 	cli.Int(fs, &f.maxBuffer, "delay-max-buffer", delay.DefaultMaxBuffer, "delayed records buffered in memory per tier partition; beyond that its fetching pauses and they wait in Kafka")
@@ -39,8 +35,8 @@ func (f *delayOptions) register(fs *flag.FlagSet) {
 	cli.ListVar(fs, &f.targets, "delay-target", "topic delayed records may be released to (default "+strings.Join(topology.DelayTargets(), ",")+"); others go to the DLQ")
 }
 
-func startDelay(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	f := &delayFlags
+// startDelay runs the delay stage: the tiers' consumers and releases.
+func startDelay(env *runEnv, f *delayOptions) (stageLoop, error) {
 	if f.maxBuffer <= 0 || f.maxBatch <= 0 || f.fetchPartBytes <= 0 || f.fetchPartBytes > math.MaxInt32 {
 		return nil, fmt.Errorf("--delay-max-buffer, --delay-max-batch and --delay-fetch-partition-bytes must be positive")
 	}

@@ -30,7 +30,6 @@ type dispatcherOptions struct {
 	parkFor     time.Duration
 	margin      time.Duration
 	sweepEvery  time.Duration
-	sweepGrace  time.Duration
 	// stateRetention and dedupRetention: see DispatchConfig.
 	stateRetention retention
 	dedupRetention retention
@@ -64,9 +63,6 @@ func (r *retention) Set(s string) error {
 	return nil
 }
 
-// dispatcherFlags are the dispatcher stage's flags.
-var dispatcherFlags dispatcherOptions
-
 // register registers the dispatcher stage's flags on fs.
 func (f *dispatcherOptions) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.defaultTZ, "default-tz", "UTC", "time zone of recipients without recipient.tz")
@@ -75,16 +71,15 @@ func (f *dispatcherOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
 	cli.Duration(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
 	cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
-	cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
 	cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 	f.stateRetention, f.dedupRetention = retention(dispatcher.DefaultStateRetention), retention(dispatcher.DefaultDedupRetention)
 	fs.Var(&f.stateRetention, "state-retention", cli.UsageWithEnv("state-retention", "how long a final state is kept whole after its last change (days, 35d, or a duration); then only its id, status and version are remembered, for duplicate protection"))
 	fs.Var(&f.dedupRetention, "dedup-retention", cli.UsageWithEnv("dedup-retention", "how long an id stays a duplicate after its final state's last change (days, 395d, or a duration; at least --state-retention); then it is deleted, and a request with the id is a new notification"))
 }
 
-// dispatchConfig builds the dispatcher's configuration from its flags.
-func dispatchConfig() (dispatcher.DispatchConfig, error) {
-	f := &dispatcherFlags
+// config builds the dispatcher's configuration from its flags and the
+// sender's provider timeout, which its send timeout must exceed.
+func (f *dispatcherOptions) config(providerTimeout time.Duration) (dispatcher.DispatchConfig, error) {
 	loc, err := contract.LoadLocation(f.defaultTZ)
 	if err != nil {
 		return dispatcher.DispatchConfig{}, fmt.Errorf("--default-tz: %w", err)
@@ -108,7 +103,7 @@ func dispatchConfig() (dispatcher.DispatchConfig, error) {
 		return dispatcher.DispatchConfig{}, fmt.Errorf("--state-retention and --dedup-retention must be positive")
 	}
 	cfg := dispatcher.DispatchConfig{DefaultLoc: loc, Global: global, SendTimeout: f.sendTimeout,
-		ProviderTimeout: senderFlags.timeout, TimeoutMargin: f.margin,
+		ProviderTimeout: providerTimeout, TimeoutMargin: f.margin,
 		StateRetention: time.Duration(f.stateRetention), DedupRetention: time.Duration(f.dedupRetention)}
 	if err := cfg.Validate(); err != nil {
 		return dispatcher.DispatchConfig{}, err
@@ -116,13 +111,15 @@ func dispatchConfig() (dispatcher.DispatchConfig, error) {
 	return cfg, nil
 }
 
-func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	cfg, err := dispatchConfig()
+// startDispatcher runs the dispatcher's processor (under its supervisor)
+// and its sweep.
+func startDispatcher(env *runEnv, f *dispatcherOptions, shared sharedFlags) (stageLoop, error) {
+	cfg, err := f.config(shared.providerTimeout)
 	if err != nil {
 		return nil, err
 	}
 	obs := metrics.NewDispatch(env.Registry)
-	if dispatcherFlags.sweepEvery <= 0 || dispatcherFlags.sweepGrace <= 0 {
+	if f.sweepEvery <= 0 || shared.sweepGrace <= 0 {
 		return nil, fmt.Errorf("--sweep-interval and --sweep-grace must be positive")
 	}
 	view, err := env.TableView()
@@ -130,7 +127,7 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 		return nil, err
 	}
 	d := &dispatcher.Dispatcher{Config: cfg, Observer: obs, Log: env.Log.With("stage", "dispatcher"),
-		Fence: new(gokax.Fence), ParkFor: dispatcherFlags.parkFor, Changelog: view.Version,
+		Fence: new(gokax.Fence), ParkFor: f.parkFor, Changelog: view.Version,
 		ChangelogReady: view.Recovered}
 	sup := d.Supervisor(env.Topology, filepath.Join(env.DataDir, "goka"), env.Log)
 	env.AddReady("dispatcher", sup.Ready)
@@ -142,7 +139,7 @@ func startDispatcher(ctx context.Context, env *runEnv) (func(context.Context) er
 	}
 	env.OnClose(cl.Close)
 	sw := &dispatcher.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
-		Publish: dispatcher.PublishWakeups(cl), Interval: dispatcherFlags.sweepEvery, Grace: dispatcherFlags.sweepGrace,
+		Publish: dispatcher.PublishWakeups(cl), Interval: f.sweepEvery, Grace: shared.sweepGrace,
 		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept,
 		StateRetention: cfg.StateRetention, DedupRetention: cfg.DedupRetention}
 	return func(ctx context.Context) error {

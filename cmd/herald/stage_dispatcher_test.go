@@ -17,11 +17,14 @@ func parseDispatcherFlags(t *testing.T, args ...string) (dispatcher.DispatchConf
 	t.Helper()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(new(bytes.Buffer))
-	dispatcherFlags.register(fs)
+	var f dispatcherOptions
+	var shared sharedFlags
+	f.register(fs)
+	shared.register(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return dispatcher.DispatchConfig{}, err
 	}
-	return dispatchConfig()
+	return f.config(shared.providerTimeout)
 }
 
 func TestRetentionFlags(t *testing.T) {
@@ -52,5 +55,18 @@ func TestRetentionFlags(t *testing.T) {
 		if _, err := parseDispatcherFlags(t, bad.args...); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%v: %v, want an error saying %q", bad.args, err, bad.want)
 		}
+	}
+}
+
+// --provider-timeout, a shared setting, reaches the dispatcher's
+// configuration: a send timeout not longer than it is refused.
+func TestProviderTimeoutReachesDispatcher(t *testing.T) {
+	cfg, err := parseDispatcherFlags(t, "--provider-timeout", "20s")
+	if err != nil || cfg.ProviderTimeout != 20*time.Second {
+		t.Fatalf("--provider-timeout 20s: %s, %v", cfg.ProviderTimeout, err)
+	}
+	_, err = parseDispatcherFlags(t, "--provider-timeout", "2m", "--send-timeout", "1m")
+	if err == nil || !strings.Contains(err.Error(), "longer than --provider-timeout (2m0s)") {
+		t.Fatalf("a send timeout shorter than the provider timeout: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -15,34 +16,33 @@ import (
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
-	"github.com/herald-dispatch/herald/internal/tableview"
 )
 
 // defaultProviders are the providers when no --provider is given: the
 // simulations `make run` demonstrates with. Naming any provider replaces
 // all of them, so a production config never sends one channel to a mock
 // by accident.
-var defaultProviders = []string{
-	"email=mock://?latency=1s&fail=0.01",
-	"sms=mock://?latency=50ms",
+func defaultProviders() []string {
+	return []string{
+		"email=mock://?latency=1s&fail=0.01",
+		"sms=mock://?latency=50ms",
+	}
 }
 
+// senderOptions are the sender stage's flags; --provider and
+// --provider-timeout, which other stages read too, are sharedFlags.
 type senderOptions struct {
-	providers      cli.List
 	rates          cli.List
 	concurrency    int
 	limit          sender.LimitConfig
-	timeout        time.Duration
 	drainTimeout   time.Duration
 	answeredMemory int
 	minBudget      time.Duration
 	commitInterval time.Duration
 	staleCheck     bool
 	chain          provider.ChainOptions
+	webhooks       webhookFlags
 }
-
-// senderFlags are the sender stage's flags.
-var senderFlags senderOptions
 
 var (
 	_ sender.Observer         = (*metrics.Sender)(nil)
@@ -53,8 +53,7 @@ var (
 func (f *senderOptions) register(fs *flag.FlagSet) {
 	// Lists append: start each parse empty (tests run herald several times
 	// in one process).
-	f.providers, f.rates = cli.List{}, cli.List{}
-	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
+	f.rates = cli.List{}
 	cli.Int(fs, &f.chain.FailureThreshold, "provider-circuit-failures", provider.DefaultCircuitFailures, "consecutive failures that open a provider's circuit in a failover chain (its attempts then go to the next provider without a call); -1 for never")
 	cli.Duration(fs, &f.chain.CoolDown, "provider-circuit-cooldown", provider.DefaultCircuitCoolDown, "how long an open circuit skips its provider before one probe attempt")
 	cli.Int(fs, &f.chain.UnknownMemory, "provider-unknown-memory", provider.DefaultUnknownMemory, "ids a failover chain keeps with the provider that left their outcome unknown (it may still deliver); -1 for none")
@@ -65,13 +64,12 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Float(fs, &f.limit.Tolerance, "send-latency-tolerance", sender.DefaultLatencyTolerance, "a channel's concurrency limit grows while its provider answers within this multiple of its base latency and shrinks above it (more than 1)")
 	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
 	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
-	cli.Duration(fs, &f.timeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
 	cli.Duration(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
 	cli.Duration(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
 	cli.Int(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
 	cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
 	cli.Bool(fs, &f.staleCheck, "send-stale-check", true, "skip commands whose attempt the dispatcher table has moved past (keeps a view of the table)")
-	registerWebhookFlags(fs)
+	f.webhooks.register(fs)
 }
 
 // limitConfig is the adaptive limit's configuration: its floor follows a
@@ -102,16 +100,15 @@ func channelsWithout(set provider.Set) []contract.Channel {
 }
 
 // providerChannels returns the channels with a provider, when this
-// process knows them: --provider was given, or the sender runs here (with
-// the default providers). nil when it does not know (an API alone, with no
-// --provider): then the API checks no channel.
-func providerChannels(env *runEnv) ([]contract.Channel, error) {
-	specs := senderFlags.providers.Vals
+// process knows them: --provider was given (specs), or the sender runs
+// here (with the default providers). nil when it does not know (an API
+// alone, with no --provider): then the API checks no channel.
+func providerChannels(specs []string, runsSender bool) ([]contract.Channel, error) {
 	if len(specs) == 0 {
-		if !env.Runs("sender") {
+		if !runsSender {
 			return nil, nil
 		}
-		specs = defaultProviders
+		specs = defaultProviders()
 	}
 	out := []contract.Channel{}
 	for _, s := range specs {
@@ -144,37 +141,12 @@ func parseRates(specs []string) (map[contract.Channel]float64, map[sender.RateTa
 	return rates, providerRates, nil
 }
 
-func startSender(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	f := &senderFlags
+// startSender opens the providers and runs the sender.
+func startSender(env *runEnv, f *senderOptions, shared sharedFlags) (stageLoop, error) {
 	log := env.Log.With("stage", "sender")
-	specs := f.providers.Vals
-	if len(specs) == 0 {
-		specs = defaultProviders
-		log.Warn("no --provider given: using simulated providers", "providers", specs)
-	}
-	wh, err := webhookOptions()
+	set, err := f.openProviders(env, log, shared)
 	if err != nil {
 		return nil, err
-	}
-	if ch := unsignedWebhooks(specs, wh); len(ch) > 0 {
-		log.Warn("webhook bodies are not signed: receivers cannot tell Herald from anyone else (set --webhook-secret)", "channels", ch)
-	}
-	if f.chain.CoolDown <= 0 || f.chain.FailureThreshold == 0 || f.chain.UnknownMemory == 0 {
-		return nil, fmt.Errorf("--provider-circuit-cooldown must be positive, --provider-circuit-failures and --provider-unknown-memory non-zero (-1 for none)")
-	}
-	chain := f.chain
-	chain.Observer, chain.Log, chain.MinBudget = metrics.NewCircuits(env.Registry), log, f.minBudget
-	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: f.timeout, Log: log, Webhooks: wh, Chain: chain})
-	if err != nil {
-		return nil, err
-	}
-	env.OnClose(func() { set.Close() })
-	if missing := channelsWithout(set); len(missing) > 0 {
-		log.Warn("no provider for these channels: a request naming one fails over to its next channel, or ends failed (\"no provider configured for channel\"); the API in a process that knows the providers refuses it (422 no_provider)",
-			"channels", missing)
-	}
-	for _, s := range specs {
-		log.Info("provider", "spec", provider.Redact(s))
 	}
 	rates, providerRates, err := parseRates(f.rates.Vals)
 	if err != nil {
@@ -196,9 +168,8 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		ProviderObserver: observer,
 		Log:              log,
 	}
-	var view *tableview.StateView
 	if f.staleCheck {
-		view, err = env.TableView()
+		view, err := env.TableView()
 		if err != nil {
 			return nil, err
 		}
@@ -214,4 +185,40 @@ func startSender(ctx context.Context, env *runEnv) (func(context.Context) error,
 		g.Go(func() error { return sd.Run(gctx) })
 		return g.Wait()
 	}, nil
+}
+
+// openProviders opens the providers of --provider (or the default mocks),
+// with their webhook settings and failover chains, closed when herald
+// stops; it warns of unsigned webhooks and of channels with no provider.
+func (f *senderOptions) openProviders(env *runEnv, log *slog.Logger, shared sharedFlags) (provider.Set, error) {
+	specs := shared.providers.Vals
+	if len(specs) == 0 {
+		specs = defaultProviders()
+		log.Warn("no --provider given: using simulated providers", "providers", specs)
+	}
+	wh, err := f.webhooks.resolve()
+	if err != nil {
+		return nil, err
+	}
+	if ch := unsignedWebhooks(specs, wh); len(ch) > 0 {
+		log.Warn("webhook bodies are not signed: receivers cannot tell Herald from anyone else (set --webhook-secret)", "channels", ch)
+	}
+	if f.chain.CoolDown <= 0 || f.chain.FailureThreshold == 0 || f.chain.UnknownMemory == 0 {
+		return nil, fmt.Errorf("--provider-circuit-cooldown must be positive, --provider-circuit-failures and --provider-unknown-memory non-zero (-1 for none)")
+	}
+	chain := f.chain
+	chain.Observer, chain.Log, chain.MinBudget = metrics.NewCircuits(env.Registry), log, f.minBudget
+	set, err := provider.OpenSet(specs, provider.Options{Concurrency: f.concurrency, Timeout: shared.providerTimeout, Log: log, Webhooks: wh, Chain: chain})
+	if err != nil {
+		return nil, err
+	}
+	env.OnClose(func() { set.Close() })
+	if missing := channelsWithout(set); len(missing) > 0 {
+		log.Warn("no provider for these channels: a request naming one fails over to its next channel, or ends failed (\"no provider configured for channel\"); the API in a process that knows the providers refuses it (422 no_provider)",
+			"channels", missing)
+	}
+	for _, s := range specs {
+		log.Info("provider", "spec", provider.Redact(s))
+	}
+	return set, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"io"
 	"log/slog"
@@ -31,21 +30,23 @@ func startSenderLogged(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	senderFlags = senderOptions{} // a List keeps what an earlier parse (another test's run) put in it
-	senderFlags.register(fs)
+	var f senderOptions
+	var shared sharedFlags
+	f.register(fs)
+	shared.register(fs)
 	if err := cli.Parse(fs, append(args, "--send-stale-check=false")); err != nil {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
 	env := &runEnv{Log: slog.New(slog.NewTextHandler(&logs, nil)), Registry: prometheus.NewRegistry(), given: map[string]bool{}, ready: map[string]func() bool{},
 		Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}.WithDefaults()}
-	fs.Visit(func(f *flag.Flag) { env.given[f.Name] = true })
+	fs.Visit(func(fl *flag.Flag) { env.given[fl.Name] = true })
 	defer func() {
 		for _, c := range env.closers {
 			c()
 		}
 	}()
-	_, err := startSender(context.Background(), env)
+	_, err := startSender(env, &f, shared)
 	return logs.String(), err
 }
 
@@ -91,14 +92,12 @@ func TestChannelWithoutProvider(t *testing.T) {
 		{"api", []string{"push=mock://", "sms=mock://"}, []contract.Channel{contract.ChannelPush, contract.ChannelSMS}},
 		{"api", nil, nil}, // an API alone does not know the providers: nothing checked
 	} {
-		senderFlags.providers.Vals = tc.providers
 		env := &runEnv{stages: map[string]bool{tc.stages: true}}
-		got, err := providerChannels(env)
+		got, err := providerChannels(tc.providers, env.Runs("sender"))
 		if err != nil || !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
 			t.Errorf("stages %s, providers %v: %v %v, want %v", tc.stages, tc.providers, got, err, tc.want)
 		}
 	}
-	senderFlags.providers.Vals = nil
 }
 
 // --rate takes a channel's rate and a chained provider's, by name; a

@@ -24,9 +24,6 @@ type sinkOptions struct {
 	retryMax                        time.Duration
 }
 
-// sinkFlags are the sink stage's flags.
-var sinkFlags sinkOptions
-
 // register registers the sink stage's flags on fs.
 func (f *sinkOptions) register(fs *flag.FlagSet) {
 	cli.Int(fs, &f.batchSize, "sink-batch-size", sink.DefaultBatchSize, "the most changelog records in a sink batch (taken when the sink is that far behind)")
@@ -38,8 +35,7 @@ func (f *sinkOptions) register(fs *flag.FlagSet) {
 
 // startSink resolves the pipeline's database (starting the local Postgres
 // if needed) and returns the sink's loop: migrate, then consume.
-func startSink(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	f := &sinkFlags
+func startSink(ctx context.Context, env *runEnv, f *sinkOptions) (stageLoop, error) {
 	batching := sink.Batching{MinSize: f.batchMinSize, MaxSize: f.batchSize, MinInterval: f.batchMinInterval, MaxInterval: f.batchInterval}
 	if err := batching.Validate(); err != nil {
 		return nil, fmt.Errorf("--sink-batch-min-size, --sink-batch-size, --sink-batch-min-interval, --sink-batch-interval: %w", err)

@@ -11,6 +11,7 @@ import (
 // Batch bounds out of order stop `herald run` with an error naming the
 // flags, before the sink starts.
 func TestSinkBatchFlagsOutOfOrder(t *testing.T) {
+	t.Parallel()
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 2})
 	for _, tc := range []struct {
 		args []string

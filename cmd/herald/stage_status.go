@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 
@@ -15,9 +14,6 @@ type statusOptions struct {
 	mode string
 }
 
-// statusFlags are the status feed stage's flags.
-var statusFlags statusOptions
-
 // register registers the status feed stage's flags on fs.
 func (f *statusOptions) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.mode, "status-feed", string(statusfeed.DefaultMode),
@@ -26,11 +22,11 @@ func (f *statusOptions) register(fs *flag.FlagSet) {
 
 // startStatusFeed publishes herald.status from the dispatcher table's
 // changelog (package statusfeed).
-func startStatusFeed(ctx context.Context, env *runEnv) (func(context.Context) error, error) {
-	if statusFlags.mode == "off" {
+func startStatusFeed(env *runEnv, o *statusOptions) (stageLoop, error) {
+	if o.mode == "off" {
 		return nil, nil
 	}
-	mode, err := statusfeed.ParseMode(statusFlags.mode)
+	mode, err := statusfeed.ParseMode(o.mode)
 	if err != nil {
 		return nil, fmt.Errorf("--status-feed: %w", err)
 	}

@@ -20,17 +20,17 @@ func TestWebhookFlags(t *testing.T) {
 	sf := filepath.Join(dir, "secret")
 	os.WriteFile(sf, []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"), 0o600)
 	t.Setenv("HERALD_WEBHOOK_HEADER", "email=Authorization: Bearer sk-env")
+	var f webhookFlags
 	parse := func(args ...string) error {
-		webhookFlags = struct{ headers, headerFiles, secrets, secretFiles cli.List }{}
 		fs := flag.NewFlagSet("t", flag.ContinueOnError)
 		fs.SetOutput(new(bytes.Buffer))
-		registerWebhookFlags(fs)
+		f.register(fs)
 		return cli.Parse(fs, args)
 	}
 	if err := parse("--webhook-header-file", "sms="+hf, "--webhook-secret-file", "sms="+sf); err != nil {
 		t.Fatal(err)
 	}
-	wh, err := webhookOptions()
+	wh, err := f.resolve()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestWebhookFlags(t *testing.T) {
 		if err := parse(tc.args...); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := webhookOptions(); err == nil {
+		if _, err := f.resolve(); err == nil {
 			t.Errorf("%v accepted", tc.args)
 		} else if strings.Contains(err.Error(), "MfKQ9r8G") {
 			t.Errorf("the error shows the secret: %v", err)
