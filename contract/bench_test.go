@@ -139,6 +139,14 @@ func BenchmarkDecodePartial(b *testing.B) {
 				}
 			}
 		})
+		b.Run("status/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if s, err := DecodeStatus(raw); err != nil || s.Attempts != 2 || s.LastError == "" {
+					b.Fatal(s, err)
+				}
+			}
+		})
 	}
 }
 

@@ -130,6 +130,9 @@ func FuzzDecodeState(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if sf, err := DecodeStatus(value); err != nil || !sameState(sf, statusFields(st)) {
+			t.Fatalf("DecodeStatus = %+v, %v; DecodeState's fields %+v", sf, err, statusFields(st))
+		}
 		b, err := EncodeState(st)
 		if err != nil {
 			return // a state no dispatcher writes (an applied position under another topic)
