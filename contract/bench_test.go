@@ -76,7 +76,10 @@ func BenchmarkEncodeState(b *testing.B) {
 	s := benchState(b)
 	for name, enc := range map[string]func() ([]byte, error){
 		"binary": func() ([]byte, error) { return EncodeState(s) },
-		"json":   func() ([]byte, error) { return legacyJSON(b, s), nil },
+		// The same bytes through a pb.State and protobuf's marshaller, as
+		// EncodeState wrote them before appendState.
+		"binary-protobuf": func() ([]byte, error) { return protoBytes(b, s) },
+		"json":            func() ([]byte, error) { return legacyJSON(b, s), nil },
 	} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()

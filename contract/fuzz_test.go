@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"regexp"
@@ -134,6 +135,9 @@ func FuzzDecodeState(f *testing.F) {
 			t.Fatalf("DecodeStatus = %+v, %v; DecodeState's fields %+v", sf, err, statusFields(st))
 		}
 		b, err := EncodeState(st)
+		if want, werr := protoBytes(t, st); (werr == nil) != (err == nil) || err == nil && !bytes.Equal(b, want) {
+			t.Fatalf("EncodeState = %x, %v; protobuf's marshaller %x, %v", b, err, want, werr)
+		}
 		if err != nil {
 			return // a state no dispatcher writes (an applied position under another topic)
 		}

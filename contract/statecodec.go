@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -33,16 +34,25 @@ func (StateCodec) Decode(data []byte) (any, error) {
 // EncodeState encodes s as the dispatcher table stores it: FormatProto
 // and a pb.State (wire.go).
 func EncodeState(s *State) ([]byte, error) {
-	m, err := statePB(s)
+	bp := encodeBufs.Get().(*[]byte)
+	defer encodeBufs.Put(bp)
+	b, err := appendState(append((*bp)[:0], FormatProto), s)
+	if cap(b) <= maxPooledEncodeBuf {
+		*bp = b
+	}
 	if err != nil {
 		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
 	}
-	b, err := marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
-	}
-	return b, nil
+	// The value outlives this call (the producer holds it until the broker
+	// has it): a copy of the exact size.
+	return append(make([]byte, 0, len(b)), b...), nil
 }
+
+// encodeBufs are the scratch buffers EncodeState writes into; one larger
+// than maxPooledEncodeBuf (a state with a very large content) is not kept.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledEncodeBuf = 64 << 10
 
 // DecodeState reads a value of the dispatcher table or its changelog, in
 // the binary encoding or in the JSON of earlier releases.
