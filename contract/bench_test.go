@@ -110,6 +110,17 @@ func BenchmarkDecodeState(b *testing.B) {
 			}
 		})
 	}
+	// The binary encoding through a pb.State and protobuf's decoder, as
+	// DecodeState read it before scanState.
+	raw := encodings(b, benchState(b))["binary"]
+	b.Run("binary-protobuf", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeStatePB(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkDecodePartial measures what the readers that need a few

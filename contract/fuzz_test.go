@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
 	"testing"
 )
@@ -127,6 +128,13 @@ func FuzzDecodeState(f *testing.F) {
 		st, err := DecodeState(value)
 		if (st == nil) == (err == nil) {
 			t.Fatalf("DecodeState = %v, %v", st, err)
+		}
+		if len(value) > 0 && value[0] == FormatProto {
+			// scanState decides what protobuf's decoder would, the same way.
+			pst, perr := decodeStatePB(value)
+			if (err == nil) != (perr == nil) || !reflect.DeepEqual(st, pst) {
+				t.Fatalf("DecodeState = %+v, %v; through protobuf's decoder %+v, %v", st, err, pst, perr)
+			}
 		}
 		if err != nil {
 			return

@@ -3,10 +3,13 @@ package contract
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/herald-dispatch/herald/contract/internal/pb"
 )
@@ -59,6 +62,23 @@ func TestAppendStateMatchesProtobuf(t *testing.T) {
 		if err != nil || !bytes.Equal(enc, want) {
 			t.Errorf("%q: EncodeState %x, %v", s.ID, enc, err)
 		}
+		// And DecodeState reads them back on its own path, as protobuf's
+		// decoder does.
+		scanned, ok := scanState(enc[1:])
+		viaPB, err := decodeStatePB(enc)
+		if !ok || err != nil || !reflect.DeepEqual(scanned, viaPB) {
+			t.Errorf("%q: scanState %+v, %v; protobuf's decoder %+v, %v", s.ID, scanned, ok, viaPB, err)
+		}
+	}
+	// A request whose content is present but empty (no encoder writes it):
+	// both decoders read it the same way.
+	var raw []byte
+	raw = protowire.AppendTag(raw, 27, protowire.BytesType)
+	raw = protowire.AppendBytes(raw, protowire.AppendBytes(protowire.AppendTag(nil, 6, protowire.BytesType), nil))
+	scanned, ok := scanState(raw)
+	viaPB, err := decodeStatePB(append([]byte{FormatProto}, raw...))
+	if !ok || err != nil || !reflect.DeepEqual(scanned, viaPB) {
+		t.Errorf("empty content: scanState %#v, %v; protobuf's decoder %#v, %v", scanned.Request, ok, viaPB.Request, err)
 	}
 	// What protobuf refuses, EncodeState refuses.
 	for _, s := range []*State{{ID: "bad\xff"}, {ID: "x", Request: &Request{Channels: []Channel{"\xfe"}}},

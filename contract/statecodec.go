@@ -68,6 +68,15 @@ func DecodeState(b []byte) (*State, error) {
 		}
 		return &s, nil
 	}
+	if s, ok := scanState(b[1:]); ok {
+		return s, nil
+	}
+	return decodeStatePB(b)
+}
+
+// decodeStatePB is DecodeState through a pb.State and protobuf's decoder:
+// for what scanState leaves to it (and, in the tests, to compare).
+func decodeStatePB(b []byte) (*State, error) {
 	var m pb.State
 	if err := unmarshalOpts.Unmarshal(b[1:], &m); err != nil {
 		return nil, fmt.Errorf("contract: decode state: %w", err)
