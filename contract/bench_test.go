@@ -76,7 +76,10 @@ func BenchmarkEncodeState(b *testing.B) {
 	s := benchState(b)
 	for name, enc := range map[string]func() ([]byte, error){
 		"binary": func() ([]byte, error) { return EncodeState(s) },
-		"json":   func() ([]byte, error) { return legacyJSON(b, s), nil },
+		// The same bytes through a pb.State and protobuf's marshaller, as
+		// EncodeState wrote them before appendState.
+		"binary-protobuf": func() ([]byte, error) { return protoBytes(b, s) },
+		"json":            func() ([]byte, error) { return legacyJSON(b, s), nil },
 	} {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -107,6 +110,17 @@ func BenchmarkDecodeState(b *testing.B) {
 			}
 		})
 	}
+	// The binary encoding through a pb.State and protobuf's decoder, as
+	// DecodeState read it before scanState.
+	raw := encodings(b, benchState(b))["binary"]
+	b.Run("binary-protobuf", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeStatePB(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkDecodePartial measures what the readers that need a few
@@ -135,6 +149,14 @@ func BenchmarkDecodePartial(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if s, err := DecodeProgress(raw); err != nil || s.Attempts != 2 {
+					b.Fatal(s, err)
+				}
+			}
+		})
+		b.Run("status/"+name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if s, err := DecodeStatus(raw); err != nil || s.Attempts != 2 || s.LastError == "" {
 					b.Fatal(s, err)
 				}
 			}

@@ -1,8 +1,10 @@
 package contract
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"reflect"
 	"regexp"
 	"testing"
 )
@@ -127,10 +129,23 @@ func FuzzDecodeState(f *testing.F) {
 		if (st == nil) == (err == nil) {
 			t.Fatalf("DecodeState = %v, %v", st, err)
 		}
+		if len(value) > 0 && value[0] == FormatProto {
+			// scanState decides what protobuf's decoder would, the same way.
+			pst, perr := decodeStatePB(value)
+			if (err == nil) != (perr == nil) || !reflect.DeepEqual(st, pst) {
+				t.Fatalf("DecodeState = %+v, %v; through protobuf's decoder %+v, %v", st, err, pst, perr)
+			}
+		}
 		if err != nil {
 			return
 		}
+		if sf, err := DecodeStatus(value); err != nil || !sameState(sf, statusFields(st)) {
+			t.Fatalf("DecodeStatus = %+v, %v; DecodeState's fields %+v", sf, err, statusFields(st))
+		}
 		b, err := EncodeState(st)
+		if want, werr := protoBytes(t, st); (werr == nil) != (err == nil) || err == nil && !bytes.Equal(b, want) {
+			t.Fatalf("EncodeState = %x, %v; protobuf's marshaller %x, %v", b, err, want, werr)
+		}
 		if err != nil {
 			return // a state no dispatcher writes (an applied position under another topic)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -33,16 +34,25 @@ func (StateCodec) Decode(data []byte) (any, error) {
 // EncodeState encodes s as the dispatcher table stores it: FormatProto
 // and a pb.State (wire.go).
 func EncodeState(s *State) ([]byte, error) {
-	m, err := statePB(s)
+	bp := encodeBufs.Get().(*[]byte)
+	defer encodeBufs.Put(bp)
+	b, err := appendState(append((*bp)[:0], FormatProto), s)
+	if cap(b) <= maxPooledEncodeBuf {
+		*bp = b
+	}
 	if err != nil {
 		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
 	}
-	b, err := marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("contract: encode state %q: %w", s.ID, err)
-	}
-	return b, nil
+	// The value outlives this call (the producer holds it until the broker
+	// has it): a copy of the exact size.
+	return append(make([]byte, 0, len(b)), b...), nil
 }
+
+// encodeBufs are the scratch buffers EncodeState writes into; one larger
+// than maxPooledEncodeBuf (a state with a very large content) is not kept.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+const maxPooledEncodeBuf = 64 << 10
 
 // DecodeState reads a value of the dispatcher table or its changelog, in
 // the binary encoding or in the JSON of earlier releases.
@@ -58,6 +68,15 @@ func DecodeState(b []byte) (*State, error) {
 		}
 		return &s, nil
 	}
+	if s, ok := scanState(b[1:]); ok {
+		return s, nil
+	}
+	return decodeStatePB(b)
+}
+
+// decodeStatePB is DecodeState through a pb.State and protobuf's decoder:
+// for what scanState leaves to it (and, in the tests, to compare).
+func decodeStatePB(b []byte) (*State, error) {
 	var m pb.State
 	if err := unmarshalOpts.Unmarshal(b[1:], &m); err != nil {
 		return nil, fmt.Errorf("contract: decode state: %w", err)
@@ -210,6 +229,145 @@ func DecodeProgress(b []byte) (*State, error) {
 		return nil, fmt.Errorf("contract: state progress: %w", err)
 	}
 	return s, nil
+}
+
+// DecodeStatus reads what a status record tells of an encoded state
+// (statusfeed.NewRecord), without the request, the history, the applied
+// positions and the moves, which are most of its bytes: the returned State
+// has only ID, Campaign, Status, HoldReason, Channel, Attempts, Duplicates,
+// NextAttemptAt, UpdatedAt, LastError, SentAt, Version, LastSource and
+// Remembered set. In the binary encoding it reads the top-level fields and
+// skips the others whole by their length; the JSON of earlier releases is
+// decoded in full and trimmed to the same fields.
+func DecodeStatus(b []byte) (*State, error) {
+	enc, err := encodingOf(b)
+	if err != nil {
+		return nil, fmt.Errorf("contract: state status: %w", err)
+	}
+	if enc == encJSON {
+		s, err := DecodeState(b)
+		if err != nil {
+			return nil, err
+		}
+		return statusFields(s), nil
+	}
+	s, err := scanStatus(b[1:])
+	if err != nil {
+		return nil, fmt.Errorf("contract: state status: %w", err)
+	}
+	return s, nil
+}
+
+// statusFields is the part of s that DecodeStatus returns.
+func statusFields(s *State) *State {
+	return &State{ID: s.ID, Campaign: s.Campaign, Status: s.Status, HoldReason: s.HoldReason, Channel: s.Channel,
+		Attempts: s.Attempts, Duplicates: s.Duplicates, NextAttemptAt: s.NextAttemptAt, UpdatedAt: s.UpdatedAt,
+		LastError: s.LastError, SentAt: s.SentAt, Version: s.Version, LastSource: s.LastSource, Remembered: s.Remembered}
+}
+
+// The fields DecodeStatus reads besides scanHead's.
+var (
+	fieldCampaign    = stateFields.ByName("campaign").Number()
+	fieldChannel     = stateFields.ByName("channel").Number()
+	fieldChannelName = stateFields.ByName("channel_name").Number()
+	fieldDuplicates  = stateFields.ByName("duplicates").Number()
+	fieldLastError   = stateFields.ByName("last_error").Number()
+	fieldSentAt      = stateFields.ByName("sent_at").Number()
+	fieldLastSource  = stateFields.ByName("last_source").Number()
+)
+
+// scanStatus is DecodeStatus of a pb.State's bytes. A field it does not
+// read is skipped whole; a field written twice keeps its last value, as
+// protobuf's decoder does.
+func scanStatus(b []byte) (*State, error) {
+	var (
+		s                                  State
+		status, hold, channel              int32
+		statusName, holdName, channelName  string
+		nextAt, updatedAt, sentAt, lastSrc []byte
+	)
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+		switch {
+		case typ == protowire.VarintType && (num == fieldVersion || num == fieldStatus || num == fieldHoldReason ||
+			num == fieldAttempts || num == fieldChannel || num == fieldDuplicates || num == fieldRemembered):
+			var v uint64
+			v, n = protowire.ConsumeVarint(b)
+			switch num {
+			case fieldVersion:
+				s.Version = v
+			case fieldStatus:
+				status = int32(v)
+			case fieldHoldReason:
+				hold = int32(v)
+			case fieldAttempts:
+				s.Attempts = int(int64(v))
+			case fieldChannel:
+				channel = int32(v)
+			case fieldDuplicates:
+				s.Duplicates = int(int64(v))
+			case fieldRemembered:
+				s.Remembered = v != 0
+			}
+		case typ == protowire.BytesType && (num == fieldID || num == fieldCampaign || num == fieldStatusName ||
+			num == fieldHoldName || num == fieldChannelName || num == fieldLastError || num == fieldNextAttempt ||
+			num == fieldUpdatedAt || num == fieldSentAt || num == fieldLastSource):
+			var v []byte
+			v, n = protowire.ConsumeBytes(b)
+			switch num {
+			case fieldID:
+				s.ID = string(v)
+			case fieldCampaign:
+				s.Campaign = string(v)
+			case fieldStatusName:
+				statusName = string(v)
+			case fieldHoldName:
+				holdName = string(v)
+			case fieldChannelName:
+				channelName = string(v)
+			case fieldLastError:
+				s.LastError = string(v)
+			case fieldNextAttempt:
+				nextAt = v
+			case fieldUpdatedAt:
+				updatedAt = v
+			case fieldSentAt:
+				sentAt = v
+			case fieldLastSource:
+				lastSrc = v
+			}
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return nil, protowire.ParseError(n)
+		}
+		b = b[n:]
+	}
+	var err error
+	s.Status = statusEnum.from(pb.Status(status), statusName, &err)
+	s.HoldReason = holdEnum.from(pb.HoldReason(hold), holdName, &err)
+	s.Channel = channelEnum.from(pb.Channel(channel), channelName, &err)
+	s.NextAttemptAt, err = subTime(nextAt, err)
+	s.SentAt, err = subTime(sentAt, err)
+	var at *time.Time
+	if at, err = subTime(updatedAt, err); at != nil {
+		s.UpdatedAt = *at
+	}
+	if lastSrc != nil && err == nil {
+		var m pb.Position
+		if err = unmarshalOpts.Unmarshal(lastSrc, &m); err == nil {
+			s.LastSource = fromPositionPB(&m)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &s, nil
 }
 
 // Retention is what the dispatcher's retention pass reads of a state

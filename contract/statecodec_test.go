@@ -93,7 +93,14 @@ func legacyJSON(tb testing.TB, v any) []byte {
 // encoding and in the JSON of earlier releases.
 func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
 	t.Parallel()
-	for _, s := range trickyStates(t) {
+	sent := time.Date(2026, 1, 31, 9, 0, 1, 5, time.FixedZone("", 3600))
+	// Every field DecodeStatus reads, set, a channel outside the enum
+	// (travels by name) and a duplicate request as the last source.
+	status := &State{ID: "n-1", Campaign: "billing", Status: StatusSent, Channel: Channel("fax"), Attempts: 3,
+		Duplicates: 2, UpdatedAt: sent, SentAt: &sent, LastError: "sms attempt 1: transient", Version: 1<<32 + 7,
+		LastSource: Position{Topic: "herald.requests", Partition: 4, Offset: 99}, History: []Attempt{{Attempt: 1}},
+		Moved: map[string]int64{"herald.results": 3}}
+	for _, s := range append(trickyStates(t), status) {
 		bin, err := EncodeState(s)
 		if err != nil {
 			t.Fatal(err)
@@ -116,6 +123,10 @@ func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
 				NextAttemptAt: full.NextAttemptAt, TimeoutAt: full.TimeoutAt, Version: full.Version}
 			if err != nil || !sameState(p, want) {
 				t.Errorf("%q: progress %+v, %v; want %+v", b, p, err, want)
+			}
+			st, err := DecodeStatus(b)
+			if want := statusFields(full); err != nil || !sameState(st, want) {
+				t.Errorf("%q: status %+v, %v; want %+v", b, st, err, want)
 			}
 			ret, err := DecodeRetention(b)
 			if wantR := (Retention{ID: full.ID, Status: full.Status, UpdatedAt: full.UpdatedAt, Version: full.Version,

@@ -11,14 +11,19 @@ import (
 // table (the processor's and the view's), so with 12 partitions it opens
 // 24 databases, and LevelDB's defaults, sized for one database per
 // process, cost about 16 MiB each before a single state is stored: a
-// 4 MiB write buffer (twice, while one is flushed), an 8 MiB block cache,
-// and a buffer pool that keeps the blocks it has read. A heap profile of
-// a 100,000-notification run showed 184 MiB in that pool and 112 MiB in
-// write buffers; with the values below, 30 MiB and 23 MiB. The states are
-// small and read mostly right after they are written, from the write
-// buffer or the OS page cache. The price is compaction: smaller write
-// buffers flush more often, and compaction took 12% of the process's CPU
-// in that run (docs/performance.md).
+// 4 MiB write buffer (twice, while one is flushed) and an 8 MiB block
+// cache. A heap profile of a 100,000-notification run showed 184 MiB of
+// cached blocks and 112 MiB in write buffers; with the values below,
+// 30 MiB and 23 MiB. The states are small and read mostly right after
+// they are written, from the write buffer or the OS page cache. The price
+// is compaction: smaller write buffers flush more often, and compaction
+// took 10-12% of the process's CPU in such a run (docs/performance.md).
+//
+// LevelDB's buffer pool stays on: it holds at most 15 block buffers per
+// database (a few hundred KiB), and without it every block a Get or a
+// compaction reads is a new allocation, 1.4 GB in a 100,000-notification
+// burst, 22% of all the process allocated (BenchmarkTableChurn: 19 KB
+// allocated per notification without it, 6.7 KB with it).
 const (
 	// TableWriteBuffer is the write buffer (memtable) of each database.
 	TableWriteBuffer = 512 << 10
@@ -31,9 +36,6 @@ func tableOptions() *opt.Options {
 	return &opt.Options{
 		WriteBuffer:        TableWriteBuffer,
 		BlockCacheCapacity: TableBlockCache,
-		// The pool keeps every block buffer it ever handed out; without it
-		// a read allocates, and the garbage collector returns the memory.
-		DisableBufferPool: true,
 		// Most Gets of a new notification's id miss: a bloom filter (10
 		// bits a key, about 1% false positives) answers them without
 		// reading a block of every table.

@@ -195,7 +195,9 @@ func (f *Feed) session(ctx context.Context) error {
 			if r.Value == nil {
 				return
 			}
-			s, err := contract.DecodeState(r.Value)
+			// The fields of a record only: the request and the history, most
+			// of a state's bytes, are skipped.
+			s, err := contract.DecodeStatus(r.Value)
 			if err != nil || s.ID == "" {
 				c.Log.Warn("status feed: skipping a changelog value that is not a state", "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
