@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -168,5 +169,33 @@ func TestHistorySeedsWhatTheDispatcherRecovers(t *testing.T) {
 		if string(r.Key) != "bill-new-0000001" {
 			t.Fatalf("a send command for history id %s", r.Key)
 		}
+	}
+}
+
+// The comparison pairs a history run with the empty-table run before it
+// and judges issue 23's targets; a run without its pair is left out.
+func TestHistoryComparison(t *testing.T) {
+	rss := func(mb int64) map[string]ProcUsage { return map[string]ProcUsage{"herald-1": {PeakRSS: mb << 20}} }
+	empty := &Result{Name: "p12-i1", Partitions: 12, Instances: 1, Throughput: Throughput{To90: 1000}, Procs: rss(500)}
+	good := &Result{Name: "p12-i1-history", Partitions: 12, Instances: 1, History: &HistoryStats{States: 10},
+		Throughput: Throughput{To90: 950}, Procs: rss(550), Ready: map[string]time.Duration{"herald-1": 20 * time.Second}}
+	bad := &Result{Name: "p12-i1-history", Partitions: 12, Instances: 1, History: &HistoryStats{States: 10},
+		Throughput: Throughput{To90: 800}, Procs: rss(700), Ready: map[string]time.Duration{"herald-1": 90 * time.Second}}
+	out := HistoryComparison([]*Result{empty, good})
+	for _, want := range []string{"0.95× (target ≥ 0.90×: met)", "1.10× (target ≤ 1.20×: met)", "20s (target < 1m0s: met)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out)
+		}
+	}
+	out = HistoryComparison([]*Result{empty, bad})
+	for _, want := range []string{"0.80× (target ≥ 0.90×: MISSED)", "1.40× (target ≤ 1.20×: MISSED)", "1m30s (target < 1m0s: MISSED)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("comparison lacks %q:\n%s", want, out)
+		}
+	}
+	other := *empty
+	other.Instances = 2
+	if out := HistoryComparison([]*Result{&other, good}); out != "" {
+		t.Errorf("a history run compared with another point:\n%s", out)
 	}
 }

@@ -114,6 +114,7 @@ func (r *Report) Summary() string {
 	if cmp := r.comparison(); cmp != "" {
 		b.WriteString(cmp)
 	}
+	b.WriteString(HistoryComparison(r.Runs))
 	if r.Recommendation != nil {
 		b.WriteString("\nRecommendation for " + r.Recommendation.Target.String() + ":\n")
 		rc := r.Recommendation
@@ -164,6 +165,7 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 		u := x.Procs[name]
 		fmt.Fprintf(b, "  process      %-28s cpu %7.1f s  peak rss %s\n", name, u.CPU, mib(u.PeakRSS))
 	}
+	writeHistorySummary(b, x)
 	if bs := x.Baseline; bs != nil {
 		fmt.Fprintf(b, "  baseline     %d claims (%d rows), %d sends, %d stale results, %d rescued\n",
 			bs.Claims, bs.Claimed, bs.Sends, bs.Stale, bs.Rescued)
