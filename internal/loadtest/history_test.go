@@ -199,3 +199,14 @@ func TestHistoryComparison(t *testing.T) {
 		t.Errorf("a history run compared with another point:\n%s", out)
 	}
 }
+
+// The herald processes' CPU counts from the first publication: a
+// history's recovery before it is not the burst's.
+func TestHeraldCPULeavesOutStartUp(t *testing.T) {
+	r := &Result{Procs: map[string]ProcUsage{"herald-1": {CPU: 500, PeakRSS: 2}, "herald-2": {CPU: 60, PeakRSS: 3},
+		"api-1": {CPU: 40}, "broker": {CPU: 9}},
+		CPUBefore: map[string]float64{"herald-1": 430, "herald-2": 1, "broker": 5}}
+	if cpu, rss := r.HeraldCPU(); cpu != 129 || rss != 3 {
+		t.Fatalf("HeraldCPU = %v, %v; want 70 + 59 s and the highest peak", cpu, rss)
+	}
+}

@@ -163,7 +163,11 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	}
 	for _, name := range sortedKeys(x.Procs) {
 		u := x.Procs[name]
-		fmt.Fprintf(b, "  process      %-28s cpu %7.1f s  peak rss %s\n", name, u.CPU, mib(u.PeakRSS))
+		fmt.Fprintf(b, "  process      %-28s cpu %7.1f s  peak rss %s", name, u.CPU, mib(u.PeakRSS))
+		if before := x.CPUBefore[name]; before >= 1 {
+			fmt.Fprintf(b, "  (cpu %.1f s of it before the first record)", before)
+		}
+		b.WriteString("\n")
 	}
 	writeHistorySummary(b, x)
 	if bs := x.Baseline; bs != nil {

@@ -177,6 +177,9 @@ type Result struct {
 	// History is what was seeded into the changelog before the run (nil:
 	// an empty table).
 	History *HistoryStats `json:"history,omitempty"`
+	// CPUBefore is each process's CPU seconds at the first publication:
+	// its start-up (a history's recovery; the load test's own seeding).
+	CPUBefore map[string]float64 `json:"cpu_before_burst,omitempty"`
 	// Ready is how long each herald process took from its start to
 	// answering /readyz (its table and view recovered).
 	Ready map[string]time.Duration `json:"ready,omitempty"`
@@ -197,11 +200,14 @@ func (r *Result) Passed() bool {
 	return r.Complete && len(r.Errors) == 0 && len(Failed(r.Checks)) == 0
 }
 
-// HeraldCPU sums the CPU seconds of the herald run processes.
+// HeraldCPU sums the CPU seconds the herald run processes spent from the
+// first publication on (their start-up, and a history's recovery, left
+// out: CPUBefore), and gives the highest peak RSS among them, start-up
+// included.
 func (r *Result) HeraldCPU() (cpu float64, peakRSS int64) {
 	for name, u := range r.Procs {
 		if strings.HasPrefix(name, "herald-") {
-			cpu += u.CPU
+			cpu += u.CPU - r.CPUBefore[name]
 			peakRSS = max(peakRSS, u.PeakRSS)
 		}
 	}
@@ -271,6 +277,10 @@ func (e *Env) Run(ctx context.Context, rc RunConfig) (*Result, error) {
 		Ready: s.ready}
 	for _, k := range Kinds() {
 		s.res.Kinds[k.String()] = plan.Count(k)
+	}
+	s.res.CPUBefore = map[string]float64{}
+	for name, u := range s.watch.Sample() {
+		s.res.CPUBefore[name] = u.CPU
 	}
 	if err := s.drive(ctx); err != nil {
 		return s.res, err
