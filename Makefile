@@ -7,7 +7,7 @@ PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 10 minutes on 2 cores.
 TESTFLAGS ?= -count=1 -timeout 20m
 
-.PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest chaos lint fuzz proto deps clean deploy-check helm
+.PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest loadtest-history chaos lint fuzz proto deps clean deploy-check helm
 
 all: build
 
@@ -67,6 +67,14 @@ bench-heavy: deps
 ## loadtest: the end-to-end load test (100,000 notifications by default).
 loadtest: deps build-loadtest
 	./bin/herald-loadtest --herald-bin ./$(BIN) $(LOADTEST_FLAGS)
+
+## loadtest-history: issue 23's year of history: 12,000,000 final states seeded into the
+## dispatcher's changelog (11 months remembered, the last month shed), then the normal
+## 100,000 burst on top, beside the same burst on an empty table (about 25 minutes on 2
+## cores). HISTORY sets the states; LOADTEST_FLAGS adds flags (e.g. --api-only 1).
+HISTORY ?= 12000000
+loadtest-history: deps build-loadtest
+	./bin/herald-loadtest --herald-bin ./$(BIN) --history $(HISTORY) --baseline=false $(LOADTEST_FLAGS)
 
 ## chaos: the chaos suite: a broker, 2 and 3 `herald run` instances, PostgreSQL and a
 ## recording provider, with kill -9s, a broker restart, a PostgreSQL stop, a provider outage

@@ -46,6 +46,10 @@ type loadtestFlags struct {
 	windowShare, expiringShare, slowShare                        float64
 	windowAfter, windowLength, expireAfter, slowLatency, transit time.Duration
 	providerTimeout                                              time.Duration
+	// Issue 23: a year of history under the burst, and API-only processes.
+	history, apiOnly int
+	historySpan      time.Duration
+	historyEmpty     bool
 }
 
 func main() {
@@ -124,6 +128,10 @@ func run(ctx context.Context, args []string) error {
 	cli.Duration(fs, &f.settle, "settle", 0, "pause between the processes being ready and the first record (0: 2 s, 8 s with several instances)")
 	cli.Duration(fs, &f.quiet, "quiet", loadtest.DefaultQuiet, "watch this long for late provider calls after the last notification is final")
 	cli.String(fs, &f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+	cli.Int(fs, &f.history, "history", 0, "final states seeded straight into the dispatcher's changelog before each run (12000000: a year at 1,000,000 a month), the older than --state-retention as remembered records; 0: an empty table")
+	cli.Duration(fs, &f.historySpan, "history-span", loadtest.DefaultHistorySpan, "how far back the --history states' last changes go (below --dedup-retention)")
+	cli.Bool(fs, &f.historyEmpty, "history-empty", true, "with --history, run each point on an empty table first, for comparison")
+	cli.Int(fs, &f.apiOnly, "api-only", 0, "extra API-only processes (herald run --stages api) beside the --instances")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
@@ -191,20 +199,47 @@ func run(ctx context.Context, args []string) error {
 	if len(points) == 0 {
 		return errors.New("--sweep: no point has instances <= partitions")
 	}
+	if f.history < 0 || f.apiOnly < 0 {
+		return errors.New("--history and --api-only must not be negative")
+	}
+	hist := loadtest.History{States: f.history, Span: f.historySpan}
+	if f.history > 0 {
+		if err := hist.Validate(0); err != nil {
+			return fmt.Errorf("--history: %w", err)
+		}
+	}
 	for _, pt := range points {
-		if !f.herald {
+		if !f.herald || ctx.Err() != nil {
 			break
 		}
-		res, err := env.Run(ctx, loadtest.RunConfig{Workload: wl, Rate: f.rate, Provider: spec,
+		rc := loadtest.RunConfig{Workload: wl, Rate: f.rate, Provider: spec,
 			Partitions: pt.Partitions, Instances: pt.Instances, Concurrency: f.concurrency, ProviderTimeout: f.providerTimeout,
-			RunArgs: f.runArgs.Vals, Timeout: f.timeout, Settle: f.settle, RerunDelay: f.rerunDelay, Quiet: f.quiet})
-		if res != nil {
-			rep.Runs = append(rep.Runs, res)
+			RunArgs: f.runArgs.Vals, Timeout: f.timeout, Settle: f.settle, RerunDelay: f.rerunDelay, Quiet: f.quiet,
+			APIOnly: f.apiOnly}
+		rc.Name = fmt.Sprintf("p%d-i%d", pt.Partitions, pt.Instances)
+		if f.apiOnly > 0 {
+			rc.Name += fmt.Sprintf("-api%d", f.apiOnly)
 		}
-		if err != nil {
-			runErr = errors.Join(runErr, fmt.Errorf("run p%d-i%d: %w", pt.Partitions, pt.Instances, err))
-			if ctx.Err() != nil {
-				break
+		cfgs := []loadtest.RunConfig{rc}
+		if f.history > 0 {
+			withHist := rc
+			withHist.History = hist
+			withHist.Name += "-history"
+			cfgs = []loadtest.RunConfig{withHist}
+			if f.historyEmpty {
+				cfgs = []loadtest.RunConfig{rc, withHist}
+			}
+		}
+		for _, rc := range cfgs {
+			res, err := env.Run(ctx, rc)
+			if res != nil {
+				rep.Runs = append(rep.Runs, res)
+			}
+			if err != nil {
+				runErr = errors.Join(runErr, fmt.Errorf("run %s: %w", rc.Name, err))
+				if ctx.Err() != nil {
+					break
+				}
 			}
 		}
 	}

@@ -75,7 +75,18 @@ func Start(cfg Config) (*Broker, error) {
 			return net.Listen(network, net.JoinHostPort(host, strconv.Itoa(port)))
 		}),
 		kfake.WithLogger(kfakeLogger{log.With("component", "broker")}),
-		kfake.BrokerConfigs(map[string]string{"log.retention.ms": strconv.Itoa(7 * 24 * 3600 * 1000)}),
+		// No retention by age unless a topic sets its own: every stream
+		// topic Herald creates does (topology.Config.Topics), and its
+		// compacted ones (the dispatcher's changelog, the DLQ replays)
+		// must keep their records until a newer one or a tombstone
+		// replaces them. Kafka ignores retention.ms under
+		// cleanup.policy=compact; kfake does not, so the 7 days this
+		// broker used to set dropped every state unchanged for a week
+		// from the changelog at its next cleaning pass, and a process
+		// recovering the table then took a known id for a new one. Set
+		// here, not per topic, so data dirs made before are covered too
+		// (options override kfake's persisted broker configs).
+		kfake.BrokerConfigs(map[string]string{"log.retention.ms": "-1"}),
 	}
 	if cfg.Partitions > 0 {
 		opts = append(opts, kfake.DefaultNumPartitions(cfg.Partitions))

@@ -114,6 +114,7 @@ func (r *Report) Summary() string {
 	if cmp := r.comparison(); cmp != "" {
 		b.WriteString(cmp)
 	}
+	b.WriteString(HistoryComparison(r.Runs))
 	if r.Recommendation != nil {
 		b.WriteString("\nRecommendation for " + r.Recommendation.Target.String() + ":\n")
 		rc := r.Recommendation
@@ -162,8 +163,13 @@ func writeRunSummary(b *strings.Builder, x *Result) {
 	}
 	for _, name := range sortedKeys(x.Procs) {
 		u := x.Procs[name]
-		fmt.Fprintf(b, "  process      %-28s cpu %7.1f s  peak rss %s\n", name, u.CPU, mib(u.PeakRSS))
+		fmt.Fprintf(b, "  process      %-28s cpu %7.1f s  peak rss %s", name, u.CPU, mib(u.PeakRSS))
+		if before := x.CPUBefore[name]; before >= 1 {
+			fmt.Fprintf(b, "  (cpu %.1f s of it before the first record)", before)
+		}
+		b.WriteString("\n")
 	}
+	writeHistorySummary(b, x)
 	if bs := x.Baseline; bs != nil {
 		fmt.Fprintf(b, "  baseline     %d claims (%d rows), %d sends, %d stale results, %d rescued\n",
 			bs.Claims, bs.Claimed, bs.Sends, bs.Stale, bs.Rescued)

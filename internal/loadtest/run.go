@@ -57,6 +57,15 @@ type RunConfig struct {
 	// Quiet is how long the run watches for late provider calls after the
 	// last notification became final.
 	Quiet time.Duration
+	// History, when its States is set, is seeded into the dispatcher's
+	// changelog before any herald starts (history.go): the run's burst
+	// then lands on a table that has lived that long. Its Partitions are
+	// the run's.
+	History History
+	// APIOnly is the number of extra `herald run --stages api` processes
+	// (an API-only replica: a view of the table and the HTTP API, no
+	// processor), started beside the Instances.
+	APIOnly int
 }
 
 // Run defaults.
@@ -162,9 +171,28 @@ type Result struct {
 	Samples       []Sample             `json:"samples"`
 	Errors        []string             `json:"errors,omitempty"`
 	// Baseline holds the baseline's own counters (baseline runs only).
-	Baseline     *baseline.Stats `json:"baseline,omitempty"`
-	endToEndHist *hdrhistogram.Histogram
-	latenessHist *hdrhistogram.Histogram
+	Baseline *baseline.Stats `json:"baseline,omitempty"`
+	// APIOnly is the number of API-only processes (RunConfig.APIOnly).
+	APIOnly int `json:"api_only,omitempty"`
+	// History is what was seeded into the changelog before the run (nil:
+	// an empty table).
+	History *HistoryStats `json:"history,omitempty"`
+	// CPUBefore is each process's CPU seconds at the first publication:
+	// its start-up (a history's recovery; the load test's own seeding).
+	CPUBefore map[string]float64 `json:"cpu_before_burst,omitempty"`
+	// Ready is how long each herald process took from its start to
+	// answering /readyz (its table and view recovered).
+	Ready map[string]time.Duration `json:"ready,omitempty"`
+	// Lookups is GET /v1/messages/{id} on the first process after the
+	// run, one at a time, per kind of id: "burst", and with a history
+	// "history-remembered" and "history-final".
+	Lookups map[string]Latency `json:"lookups,omitempty"`
+	// ChangelogBytes is the dispatcher changelog's size in the broker's
+	// data dir after the run; Stores each herald's local storage.
+	ChangelogBytes int64                 `json:"changelog_bytes,omitempty"`
+	Stores         map[string]StoreBytes `json:"stores,omitempty"`
+	endToEndHist   *hdrhistogram.Histogram
+	latenessHist   *hdrhistogram.Histogram
 }
 
 // Passed reports whether the run completed and every check passed.
@@ -172,11 +200,14 @@ func (r *Result) Passed() bool {
 	return r.Complete && len(r.Errors) == 0 && len(Failed(r.Checks)) == 0
 }
 
-// HeraldCPU sums the CPU seconds of the herald run processes.
+// HeraldCPU sums the CPU seconds the herald run processes spent from the
+// first publication on (their start-up, and a history's recovery, left
+// out: CPUBefore), and gives the highest peak RSS among them, start-up
+// included.
 func (r *Result) HeraldCPU() (cpu float64, peakRSS int64) {
 	for name, u := range r.Procs {
 		if strings.HasPrefix(name, "herald-") {
-			cpu += u.CPU
+			cpu += u.CPU - r.CPUBefore[name]
 			peakRSS = max(peakRSS, u.PeakRSS)
 		}
 	}
@@ -200,6 +231,11 @@ type runState struct {
 	pool    *pgxpool.Pool
 	watch   *ProcWatch
 	res     *Result
+	// apiURLs are the herald processes' HTTP bases; ready how long each
+	// took to answer /readyz; history what was seeded (nil: none).
+	apiURLs []string
+	ready   map[string]time.Duration
+	history *HistoryStats
 }
 
 // Run runs one configuration to the end and checks it. The error is for
@@ -237,13 +273,23 @@ func (e *Env) Run(ctx context.Context, rc RunConfig) (*Result, error) {
 	}
 	s.res = &Result{Name: rc.Name, Partitions: rc.Partitions, Instances: rc.Instances, Concurrency: rc.Concurrency,
 		Rate: rc.Rate, N: plan.W.N, Records: plan.Records(), Valid: plan.Valid(), Duplicates: len(plan.Rerun),
-		Kinds: map[string]int{}, Provider: providerLabel(rc.Provider)}
+		Kinds: map[string]int{}, Provider: providerLabel(rc.Provider), APIOnly: rc.APIOnly, History: s.history,
+		Ready: s.ready}
 	for _, k := range Kinds() {
 		s.res.Kinds[k.String()] = plan.Count(k)
+	}
+	s.res.CPUBefore = map[string]float64{}
+	for name, u := range s.watch.Sample() {
+		s.res.CPUBefore[name] = u.CPU
 	}
 	if err := s.drive(ctx); err != nil {
 		return s.res, err
 	}
+	if s.res.Lookups, err = s.measureLookups(ctx); err != nil {
+		s.res.Errors = append(s.res.Errors, err.Error())
+	}
+	s.cleanup() // the stores and the changelog are measured closed
+	s.measureDisk()
 	return s.res, nil
 }
 
@@ -291,6 +337,11 @@ func (s *runState) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("broker: %w", err)
 	}
+	if rc.History.States > 0 {
+		if err := s.seedHistory(ctx); err != nil {
+			return err
+		}
+	}
 	if s.dbURL, err = s.env.NewDatabase(ctx, rc.Name); err != nil {
 		return err
 	}
@@ -300,13 +351,17 @@ func (s *runState) start(ctx context.Context) error {
 
 	emailURL := s.prov.ChannelURL("email", rc.Provider.Email)
 	smsURL := s.prov.ChannelURL("sms", rc.Provider.SMS)
-	readyURLs := make([]string, rc.Instances)
-	for i := range rc.Instances {
+	readyURLs := make([]string, rc.Instances+rc.APIOnly)
+	started := make([]time.Time, rc.Instances+rc.APIOnly)
+	for i := range rc.Instances + rc.APIOnly {
 		addr, err := FreeAddr()
 		if err != nil {
 			return err
 		}
 		name := fmt.Sprintf("herald-%d", i+1)
+		if i >= rc.Instances {
+			name = fmt.Sprintf("api-%d", i-rc.Instances+1)
+		}
 		args := []string{"run", "--brokers", strings.Join(s.brokers, ","),
 			"--data-dir", filepath.Join(s.dir, name), "--http-addr", addr,
 			"--database-url", s.dbURL, "--partitions", strconv.Itoa(rc.Partitions),
@@ -323,6 +378,10 @@ func (s *runState) start(ctx context.Context) error {
 			args = append(args, "--"+f, strconv.Itoa(rc.Concurrency))
 		}
 		args = append(args, rc.RunArgs...)
+		if i >= rc.Instances {
+			args = append(args, "--stages", "api")
+		}
+		started[i] = time.Now()
 		c, err := startChild(name, s.env.cfg.Binary, args, filepath.Join(s.dir, name+".log"), nil)
 		if err != nil {
 			return err
@@ -330,14 +389,33 @@ func (s *runState) start(ctx context.Context) error {
 		s.heralds = append(s.heralds, c)
 		s.watch.Watch(name, c.pid(), false)
 		readyURLs[i] = "http://" + addr + "/readyz"
-		s.metrics = append(s.metrics, "http://"+addr+"/metrics")
-	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	for i, c := range s.heralds {
-		if err := waitReady(rctx, c, readyURLs[i]); err != nil {
-			return err
+		s.apiURLs = append(s.apiURLs, "http://"+addr)
+		if i < rc.Instances { // an API-only process has no sender gauges
+			s.metrics = append(s.metrics, "http://"+addr+"/metrics")
 		}
+	}
+	// A table of a year takes a while to recover.
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute+time.Duration(rc.History.States/10_000)*time.Second)
+	defer cancel()
+	s.ready = map[string]time.Duration{}
+	errs := make([]error, len(s.heralds))
+	took := make([]time.Duration, len(s.heralds))
+	var wg sync.WaitGroup
+	for i, c := range s.heralds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = waitReady(rctx, c, readyURLs[i])
+			took[i] = time.Since(started[i])
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, c := range s.heralds {
+		s.ready[c.name] = took[i]
+		s.logf("%s ready in %s", c.name, took[i].Round(100*time.Millisecond))
 	}
 	settle := rc.Settle
 	if align := s.plan.PublishAlignment(time.Now().Add(settle)); align > 0 {
@@ -439,6 +517,7 @@ func (s *runState) cleanup() {
 	wg.Wait()
 	if s.pool != nil {
 		s.pool.Close()
+		s.pool = nil
 	}
 	if s.broker != nil {
 		if err := s.broker.stop(30 * time.Second); err != nil {
@@ -447,6 +526,7 @@ func (s *runState) cleanup() {
 	}
 	if s.prov != nil {
 		s.prov.Close()
+		s.prov = nil
 	}
 }
 
