@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/herald-dispatch/herald/contract/internal/pb"
 )
@@ -89,5 +90,43 @@ func TestAppendStateMatchesProtobuf(t *testing.T) {
 		if b, err := EncodeState(s); err == nil {
 			t.Errorf("%+v: EncodeState = %x, want an error", s, b)
 		}
+	}
+}
+
+// subTime reads a Time message as protobuf's decoder and fromTimePB do,
+// the odd ones (a field twice, an unknown field) through protobuf itself.
+func TestSubTimeMatchesProtobuf(t *testing.T) {
+	t.Parallel()
+	enc := func(m *pb.Time) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cases := [][]byte{
+		{}, // present, all zero
+		enc(&pb.Time{Seconds: 1767171600, Nanos: 5}),
+		enc(&pb.Time{Seconds: -300000000, Nanos: 999999999, Offset: -(3*3600 + 1800)}),
+		enc(&pb.Time{Offset: 14 * 3600}),
+		append(enc(&pb.Time{Seconds: 1}), enc(&pb.Time{Seconds: 2})...),                                    // seconds twice: the last wins
+		protowire.AppendVarint(protowire.AppendTag(enc(&pb.Time{Seconds: 7}), 9, protowire.VarintType), 1), // unknown field 9
+	}
+	for _, b := range cases {
+		got, err := subTime(b, nil)
+		var m pb.Time
+		if perr := proto.Unmarshal(b, &m); perr != nil || err != nil {
+			t.Fatalf("%x: protobuf %v, subTime %v", b, perr, err)
+		}
+		if want := fromTimePB(&m); got == nil || !got.Equal(want) || got.Location().String() != want.Location().String() {
+			t.Errorf("%x: subTime %v, protobuf %v", b, got, want)
+		}
+		_, off := got.Zone()
+		if _, wantOff := fromTimePB(&m).Zone(); off != wantOff {
+			t.Errorf("%x: offset %d, want %d", b, off, wantOff)
+		}
+	}
+	if _, err := subTime([]byte{0x08}, nil); err == nil {
+		t.Error("a truncated Time: no error")
 	}
 }

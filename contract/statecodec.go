@@ -420,10 +420,14 @@ func DecodeRetention(b []byte) (Retention, error) {
 	return r, nil
 }
 
-// subTime decodes the bytes of an embedded Time message, nil for none.
+// subTime decodes the bytes of an embedded Time message, nil for none:
+// with scanTime, and protobuf's decoder for anything scanTime leaves to it.
 func subTime(b []byte, err error) (*time.Time, error) {
 	if b == nil || err != nil {
 		return nil, err
+	}
+	if t, ok := scanTime(b); ok {
+		return &t, nil
 	}
 	var m pb.Time
 	if err := unmarshalOpts.Unmarshal(b, &m); err != nil {

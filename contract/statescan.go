@@ -447,6 +447,16 @@ func (d *scanner) time() time.Time {
 	if !ok {
 		return time.Time{}
 	}
+	t, ok := scanTime(b)
+	if !ok {
+		d.bad = true
+	}
+	return t
+}
+
+// scanTime decodes the bytes of a Time message as fromTimePB does, or
+// reports !ok for anything but the shape the encoders write.
+func scanTime(b []byte) (time.Time, bool) {
 	var m pb.Time
 	td := scanner{b: b}
 	for td.next() {
@@ -462,10 +472,9 @@ func (d *scanner) time() time.Time {
 		}
 	}
 	if td.bad {
-		d.bad = true
-		return time.Time{}
+		return time.Time{}, false
 	}
-	return fromTimePB(&m)
+	return fromTimePB(&m), true
 }
 
 func (d *scanner) timePtr() *time.Time {
