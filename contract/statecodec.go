@@ -66,12 +66,30 @@ func DecodeState(b []byte) (*State, error) {
 		if err := json.Unmarshal(b, &s); err != nil {
 			return nil, fmt.Errorf("contract: decode state (JSON): %w", err)
 		}
+		s.emptyAsNil()
 		return &s, nil
 	}
 	if s, ok := scanState(b[1:]); ok {
 		return s, nil
 	}
 	return decodeStatePB(b)
+}
+
+// emptyAsNil makes the empty lists of a state decoded from JSON nil, as
+// the binary encoding, which cannot tell the two apart, decodes them: a
+// state reads the same whatever its encoding (FuzzDecodeState).
+func (s *State) emptyAsNil() {
+	if len(s.History) == 0 {
+		s.History = nil
+	}
+	if r := s.Request; r != nil {
+		if len(r.Channels) == 0 {
+			r.Channels = nil
+		}
+		if len(r.Blackout) == 0 {
+			r.Blackout = nil
+		}
+	}
 }
 
 // decodeStatePB is DecodeState through a pb.State and protobuf's decoder:
@@ -280,12 +298,7 @@ var (
 // read is skipped whole; a field written twice keeps its last value, as
 // protobuf's decoder does.
 func scanStatus(b []byte) (*State, error) {
-	var (
-		s                                  State
-		status, hold, channel              int32
-		statusName, holdName, channelName  string
-		nextAt, updatedAt, sentAt, lastSrc []byte
-	)
+	var x statusScan
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
@@ -293,52 +306,17 @@ func scanStatus(b []byte) (*State, error) {
 		}
 		b = b[n:]
 		switch {
-		case typ == protowire.VarintType && (num == fieldVersion || num == fieldStatus || num == fieldHoldReason ||
-			num == fieldAttempts || num == fieldChannel || num == fieldDuplicates || num == fieldRemembered):
+		case typ == protowire.VarintType && x.varintField(num):
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
-			switch num {
-			case fieldVersion:
-				s.Version = v
-			case fieldStatus:
-				status = int32(v)
-			case fieldHoldReason:
-				hold = int32(v)
-			case fieldAttempts:
-				s.Attempts = int(int64(v))
-			case fieldChannel:
-				channel = int32(v)
-			case fieldDuplicates:
-				s.Duplicates = int(int64(v))
-			case fieldRemembered:
-				s.Remembered = v != 0
+			if n >= 0 {
+				x.setVarint(num, v)
 			}
-		case typ == protowire.BytesType && (num == fieldID || num == fieldCampaign || num == fieldStatusName ||
-			num == fieldHoldName || num == fieldChannelName || num == fieldLastError || num == fieldNextAttempt ||
-			num == fieldUpdatedAt || num == fieldSentAt || num == fieldLastSource):
+		case typ == protowire.BytesType && x.bytesField(num):
 			var v []byte
 			v, n = protowire.ConsumeBytes(b)
-			switch num {
-			case fieldID:
-				s.ID = string(v)
-			case fieldCampaign:
-				s.Campaign = string(v)
-			case fieldStatusName:
-				statusName = string(v)
-			case fieldHoldName:
-				holdName = string(v)
-			case fieldChannelName:
-				channelName = string(v)
-			case fieldLastError:
-				s.LastError = string(v)
-			case fieldNextAttempt:
-				nextAt = v
-			case fieldUpdatedAt:
-				updatedAt = v
-			case fieldSentAt:
-				sentAt = v
-			case fieldLastSource:
-				lastSrc = v
+			if n >= 0 {
+				x.setBytes(num, v)
 			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
@@ -348,26 +326,105 @@ func scanStatus(b []byte) (*State, error) {
 		}
 		b = b[n:]
 	}
+	return x.state()
+}
+
+// statusScan is what scanStatus has read of a state: the fields it keeps,
+// and the enums and times it resolves at the end.
+type statusScan struct {
+	s                                  State
+	status, hold, channel              int32
+	statusName, holdName, channelName  string
+	nextAt, updatedAt, sentAt, lastSrc []byte
+}
+
+// varintField reports whether num is a varint field scanStatus reads.
+func (x *statusScan) varintField(num protowire.Number) bool {
+	switch num {
+	case fieldVersion, fieldStatus, fieldHoldReason, fieldAttempts, fieldChannel, fieldDuplicates, fieldRemembered:
+		return true
+	}
+	return false
+}
+
+func (x *statusScan) setVarint(num protowire.Number, v uint64) {
+	switch num {
+	case fieldVersion:
+		x.s.Version = v
+	case fieldStatus:
+		x.status = int32(v)
+	case fieldHoldReason:
+		x.hold = int32(v)
+	case fieldAttempts:
+		x.s.Attempts = int(int64(v))
+	case fieldChannel:
+		x.channel = int32(v)
+	case fieldDuplicates:
+		x.s.Duplicates = int(int64(v))
+	case fieldRemembered:
+		x.s.Remembered = v != 0
+	}
+}
+
+// bytesField reports whether num is a length-delimited field scanStatus
+// reads.
+func (x *statusScan) bytesField(num protowire.Number) bool {
+	switch num {
+	case fieldID, fieldCampaign, fieldStatusName, fieldHoldName, fieldChannelName, fieldLastError, fieldNextAttempt,
+		fieldUpdatedAt, fieldSentAt, fieldLastSource:
+		return true
+	}
+	return false
+}
+
+func (x *statusScan) setBytes(num protowire.Number, v []byte) {
+	switch num {
+	case fieldID:
+		x.s.ID = string(v)
+	case fieldCampaign:
+		x.s.Campaign = string(v)
+	case fieldStatusName:
+		x.statusName = string(v)
+	case fieldHoldName:
+		x.holdName = string(v)
+	case fieldChannelName:
+		x.channelName = string(v)
+	case fieldLastError:
+		x.s.LastError = string(v)
+	case fieldNextAttempt:
+		x.nextAt = v
+	case fieldUpdatedAt:
+		x.updatedAt = v
+	case fieldSentAt:
+		x.sentAt = v
+	case fieldLastSource:
+		x.lastSrc = v
+	}
+}
+
+// state resolves the enums, times and last source read into the state.
+func (x *statusScan) state() (*State, error) {
+	s := &x.s
 	var err error
-	s.Status = statusEnum.from(pb.Status(status), statusName, &err)
-	s.HoldReason = holdEnum.from(pb.HoldReason(hold), holdName, &err)
-	s.Channel = channelEnum.from(pb.Channel(channel), channelName, &err)
-	s.NextAttemptAt, err = subTime(nextAt, err)
-	s.SentAt, err = subTime(sentAt, err)
+	s.Status = statusEnum.from(pb.Status(x.status), x.statusName, &err)
+	s.HoldReason = holdEnum.from(pb.HoldReason(x.hold), x.holdName, &err)
+	s.Channel = channelEnum.from(pb.Channel(x.channel), x.channelName, &err)
+	s.NextAttemptAt, err = subTime(x.nextAt, err)
+	s.SentAt, err = subTime(x.sentAt, err)
 	var at *time.Time
-	if at, err = subTime(updatedAt, err); at != nil {
+	if at, err = subTime(x.updatedAt, err); at != nil {
 		s.UpdatedAt = *at
 	}
-	if lastSrc != nil && err == nil {
+	if x.lastSrc != nil && err == nil {
 		var m pb.Position
-		if err = unmarshalOpts.Unmarshal(lastSrc, &m); err == nil {
+		if err = unmarshalOpts.Unmarshal(x.lastSrc, &m); err == nil {
 			s.LastSource = fromPositionPB(&m)
 		}
 	}
 	if err != nil {
 		return nil, err
 	}
-	return &s, nil
+	return s, nil
 }
 
 // Retention is what the dispatcher's retention pass reads of a state

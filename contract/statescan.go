@@ -24,119 +24,143 @@ import (
 func scanState(b []byte) (s *State, ok bool) {
 	s = new(State)
 	d := scanner{b: b}
-	var status, hold, channel int32
-	var statusName, holdName, channelName string
+	var e stateEnums
 	for d.next() {
-		switch d.num {
-		case 1:
-			s.Version = d.uvarint()
-		case 2:
-			status = d.int32()
-		case 3:
-			hold = d.int32()
-		case 4:
-			statusName = d.str()
-		case 5:
-			holdName = d.str()
-		case 6:
-			s.ID = d.str()
-		case 7:
-			s.Attempts = d.int()
-		case 8:
-			s.Issue = d.int()
-		case 9:
-			s.NextAttemptAt = d.timePtr()
-		case 10:
-			s.TimeoutAt = d.timePtr()
-		case 11:
-			s.Campaign = d.str()
-		case 12:
-			channel = d.int32()
-		case 13:
-			channelName = d.str()
-		case 14:
-			s.ChannelIndex = d.int()
-		case 15:
-			s.ChannelAttempts = d.int()
-		case 16:
-			s.Duplicates = d.int()
-		case 17:
-			s.FirstSeen = d.time()
-		case 18:
-			s.UpdatedAt = d.time()
-		case 19:
-			s.LastError = d.str()
-		case 20:
-			s.SentAt = d.timePtr()
-		case 21:
-			s.IssuedAt = d.timePtr()
-		case 22:
-			s.Cutoff = d.timePtr()
-		case 23:
-			s.Commands = d.int()
-		case 24:
-			s.Unknowns = d.int()
-		case 25:
-			s.DoubleDeliveries = d.int()
-		case 26:
-			d.repeated()
-			if a, ok := scanAttempt(d.msg()); ok {
-				s.History = append(s.History, a)
-			} else {
-				d.fail()
-			}
-		case 27:
-			if r, ok := scanRequest(d.msg()); ok {
-				s.Request = r
-			} else {
-				d.fail()
-			}
-		case 28:
-			d.repeated()
-			if p, ok := scanPosition(d.msg()); ok {
-				if s.Applied == nil {
-					s.Applied = make(map[string]Position, 2)
-				}
-				s.Applied[p.Topic] = p
-			} else {
-				d.fail()
-			}
-		case 29:
-			if p, ok := scanPosition(d.msg()); ok {
-				s.LastSource = p
-			} else {
-				d.fail()
-			}
-		case 30:
-			s.LastEmitted = d.bool()
-		case 31:
-			d.repeated()
-			k, v, ok := scanMoved(d.msg())
-			if !ok {
-				d.fail()
-				break
-			}
-			if s.Moved == nil {
-				s.Moved = make(map[string]int64, 1)
-			}
-			s.Moved[k] = v
-		case 32:
-			s.Remembered = d.bool()
-		default:
-			d.fail()
+		if !s.scanScalar(&d, &e) {
+			s.scanNested(&d)
 		}
 	}
 	if d.bad {
 		return nil, false
 	}
 	var err error
-	s.Status = statusEnum.from(pb.Status(status), statusName, &err)
-	s.HoldReason = holdEnum.from(pb.HoldReason(hold), holdName, &err)
-	s.Channel = channelEnum.from(pb.Channel(channel), channelName, &err)
+	s.Status = statusEnum.from(pb.Status(e.status), e.statusName, &err)
+	s.HoldReason = holdEnum.from(pb.HoldReason(e.hold), e.holdName, &err)
+	s.Channel = channelEnum.from(pb.Channel(e.channel), e.channelName, &err)
 	if err != nil {
 		return nil, false // protobuf's path reports it
 	}
 	return s, true
+}
+
+// stateEnums are a state's enum fields as read: each as a number and a
+// name (herald.proto writes both).
+type stateEnums struct {
+	status, hold, channel             int32
+	statusName, holdName, channelName string
+}
+
+// scanScalar reads d's field into s or e if it is one of the state's
+// scalar fields (1 to 25), and reports whether it was.
+func (s *State) scanScalar(d *scanner, e *stateEnums) bool {
+	switch d.num {
+	case 1:
+		s.Version = d.uvarint()
+	case 2:
+		e.status = d.int32()
+	case 3:
+		e.hold = d.int32()
+	case 4:
+		e.statusName = d.str()
+	case 5:
+		e.holdName = d.str()
+	case 6:
+		s.ID = d.str()
+	case 7:
+		s.Attempts = d.int()
+	case 8:
+		s.Issue = d.int()
+	case 9:
+		s.NextAttemptAt = d.timePtr()
+	case 10:
+		s.TimeoutAt = d.timePtr()
+	case 11:
+		s.Campaign = d.str()
+	case 12:
+		e.channel = d.int32()
+	case 13:
+		e.channelName = d.str()
+	case 14:
+		s.ChannelIndex = d.int()
+	case 15:
+		s.ChannelAttempts = d.int()
+	case 16:
+		s.Duplicates = d.int()
+	case 17:
+		s.FirstSeen = d.time()
+	case 18:
+		s.UpdatedAt = d.time()
+	case 19:
+		s.LastError = d.str()
+	case 20:
+		s.SentAt = d.timePtr()
+	case 21:
+		s.IssuedAt = d.timePtr()
+	case 22:
+		s.Cutoff = d.timePtr()
+	case 23:
+		s.Commands = d.int()
+	case 24:
+		s.Unknowns = d.int()
+	case 25:
+		s.DoubleDeliveries = d.int()
+	default:
+		return false
+	}
+	return true
+}
+
+// scanNested reads d's field into s: one of the state's messages and
+// repeated fields (26 to 32), or anything else, which fails d.
+func (s *State) scanNested(d *scanner) {
+	switch d.num {
+	case 26:
+		d.repeated()
+		if a, ok := scanAttempt(d.msg()); ok {
+			s.History = append(s.History, a)
+		} else {
+			d.fail()
+		}
+	case 27:
+		if r, ok := scanRequest(d.msg()); ok {
+			s.Request = r
+		} else {
+			d.fail()
+		}
+	case 28:
+		d.repeated()
+		if p, ok := scanPosition(d.msg()); ok {
+			if s.Applied == nil {
+				s.Applied = make(map[string]Position, 2)
+			}
+			s.Applied[p.Topic] = p
+		} else {
+			d.fail()
+		}
+	case 29:
+		if p, ok := scanPosition(d.msg()); ok {
+			s.LastSource = p
+		} else {
+			d.fail()
+		}
+	case 30:
+		s.LastEmitted = d.bool()
+	case 31:
+		d.repeated()
+		k, v, ok := scanMoved(d.msg())
+		if !ok {
+			d.fail()
+			break
+		}
+		if s.Moved == nil {
+			s.Moved = make(map[string]int64, 1)
+		}
+		s.Moved[k] = v
+	case 32:
+		s.Remembered = d.bool()
+	default:
+		d.fail()
+	}
 }
 
 func scanAttempt(b []byte, ok bool) (Attempt, bool) {
@@ -200,26 +224,9 @@ func scanRequest(b []byte, ok bool) (*Request, bool) {
 		case 3:
 			r.Campaign = d.str()
 		case 4:
-			rb, ok := d.msg()
-			if !ok {
-				break
-			}
-			rd := scanner{b: rb}
-			for rd.next() {
-				switch rd.num {
-				case 1:
-					r.Recipient.Email = rd.str()
-				case 2:
-					r.Recipient.Phone = rd.str()
-				case 3:
-					r.Recipient.PushToken = rd.str()
-				case 4:
-					r.Recipient.TZ = rd.str()
-				default:
-					rd.fail()
-				}
-			}
-			if rd.bad {
+			if rc, ok := scanRecipient(d.msg()); ok {
+				r.Recipient = rc
+			} else {
 				d.fail()
 			}
 		case 5:
@@ -231,57 +238,18 @@ func scanRequest(b []byte, ok bool) (*Request, bool) {
 				r.Content = append(json.RawMessage(nil), v...)
 			}
 		case 7:
-			pbb, ok := d.msg()
-			if !ok {
-				break
-			}
-			pd := scanner{b: pbb}
-			p := &r.Policy
-			for pd.next() {
-				switch pd.num {
-				case 1:
-					p.ID = pd.str()
-				case 2:
-					p.Version = pd.int()
-				case 3:
-					p.AttemptsPerChannel = pd.int()
-				case 4:
-					p.Backoff.Initial = Duration(pd.int64())
-				case 5:
-					p.Backoff.Multiplier = pd.double()
-				case 6:
-					p.Backoff.Max = Duration(pd.int64())
-				case 7:
-					p.FallbackOnUnknown = pd.bool()
-				default:
-					pd.fail()
-				}
-			}
-			if pd.bad {
+			if p, ok := scanPolicy(d.msg()); ok {
+				r.Policy = p
+			} else {
 				d.fail()
 			}
 		case 8:
 			d.repeated()
-			wb, ok := d.msg()
-			if !ok {
-				break
-			}
-			wd := scanner{b: wb}
-			var w Window
-			for wd.next() {
-				switch wd.num {
-				case 1:
-					w.From = Clock(wd.int32())
-				case 2:
-					w.To = Clock(wd.int32())
-				default:
-					wd.fail()
-				}
-			}
-			if wd.bad {
+			if w, ok := scanWindow(d.msg()); ok {
+				r.Blackout = append(r.Blackout, w)
+			} else {
 				d.fail()
 			}
-			r.Blackout = append(r.Blackout, w)
 		case 9:
 			r.NotBefore = d.timePtr()
 		case 10:
@@ -291,6 +259,81 @@ func scanRequest(b []byte, ok bool) (*Request, bool) {
 		}
 	}
 	return r, !d.bad
+}
+
+// scanRecipient reads a pb.Recipient's bytes, as scanAttempt a
+// pb.Attempt's: false when they did not parse (ok false) or do not scan.
+func scanRecipient(b []byte, ok bool) (Recipient, bool) {
+	var rc Recipient
+	if !ok {
+		return rc, false
+	}
+	d := scanner{b: b}
+	for d.next() {
+		switch d.num {
+		case 1:
+			rc.Email = d.str()
+		case 2:
+			rc.Phone = d.str()
+		case 3:
+			rc.PushToken = d.str()
+		case 4:
+			rc.TZ = d.str()
+		default:
+			d.fail()
+		}
+	}
+	return rc, !d.bad
+}
+
+// scanPolicy reads a pb.Policy's bytes, as scanRecipient.
+func scanPolicy(b []byte, ok bool) (Policy, bool) {
+	var p Policy
+	if !ok {
+		return p, false
+	}
+	d := scanner{b: b}
+	for d.next() {
+		switch d.num {
+		case 1:
+			p.ID = d.str()
+		case 2:
+			p.Version = d.int()
+		case 3:
+			p.AttemptsPerChannel = d.int()
+		case 4:
+			p.Backoff.Initial = Duration(d.int64())
+		case 5:
+			p.Backoff.Multiplier = d.double()
+		case 6:
+			p.Backoff.Max = Duration(d.int64())
+		case 7:
+			p.FallbackOnUnknown = d.bool()
+		default:
+			d.fail()
+		}
+	}
+	return p, !d.bad
+}
+
+// scanWindow reads a pb.Window's bytes, as scanRecipient.
+func scanWindow(b []byte, ok bool) (Window, bool) {
+	var w Window
+	if !ok {
+		return w, false
+	}
+	d := scanner{b: b}
+	for d.next() {
+		switch d.num {
+		case 1:
+			w.From = Clock(d.int32())
+		case 2:
+			w.To = Clock(d.int32())
+		default:
+			d.fail()
+		}
+	}
+	return w, !d.bad
 }
 
 func scanPosition(b []byte, ok bool) (Position, bool) {
