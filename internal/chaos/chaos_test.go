@@ -159,7 +159,9 @@ func BrokerRestartFaults() []Fault {
 // measures the machine rather than Herald: with the fixes of issue 21,
 // a run there lost nothing and delivered nothing twice, and was still
 // 6.5 s over the 30 s bound, every late id queued behind the slow
-// provider, none stuck.
+// provider, none stuck. (On one core, since the sender's limit halves
+// on a lost call, the runs were all final 17-25 s after the last
+// restart; docs/operations.md.)
 const DefaultHogCores = 1
 
 // BrokerRestart is the broker-restart run: 2 instances, n requests over a
