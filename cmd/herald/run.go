@@ -294,7 +294,7 @@ type sharedFlags struct {
 
 // register registers the shared settings' flags on fs.
 func (f *sharedFlags) register(fs *flag.FlagSet) {
-	// Lists append: start each parse empty.
+	// Lists append: start each parse empty (a value registered again).
 	f.providers = cli.List{}
 	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
 	cli.Duration(fs, &f.providerTimeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
@@ -509,7 +509,9 @@ func (e *runEnv) connect(ctx context.Context, rf *runFlags) error {
 
 // run starts the chosen stages in order, then runs their loops, the
 // shared loops (the table view) and the HTTP server until ctx ends or one
-// of them fails.
+// of them fails. When a stage fails to start, the loops of the stages
+// started before it are stopped, and have returned, before run returns
+// (and the cleanups close what they use).
 func (e *runEnv) run(ctx context.Context, stages []stage) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range stages {
@@ -518,7 +520,10 @@ func (e *runEnv) run(ctx context.Context, stages []stage) error {
 		}
 		loop, err := s.start(gctx, e)
 		if err != nil {
-			return fmt.Errorf("stage %s: %w", s.name, err)
+			err = fmt.Errorf("stage %s: %w", s.name, err)
+			g.Go(func() error { return err }) // cancels gctx
+			g.Wait()
+			return err
 		}
 		if loop == nil {
 			continue

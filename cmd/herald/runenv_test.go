@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"testing"
@@ -31,4 +32,33 @@ func TestRunEnvDatabase(t *testing.T) {
 		t.Fatalf("%d closers, want the one pool's", len(env.closers))
 	}
 	env.closers[0]()
+}
+
+// A stage that fails to start stops the loops of the stages started before
+// it: they have returned when run does, before the cleanups close what
+// they use.
+func TestRunStopsStartedStagesWhenOneFailsToStart(t *testing.T) {
+	env := &runEnv{Log: slog.New(slog.DiscardHandler), stages: map[string]bool{"all": true}, HTTPAddr: "off"}
+	stopped := make(chan struct{})
+	stages := []stage{
+		{name: "first", start: func(context.Context, *runEnv) (stageLoop, error) {
+			return func(ctx context.Context) error {
+				<-ctx.Done()
+				close(stopped)
+				return nil
+			}, nil
+		}},
+		{name: "second", start: func(context.Context, *runEnv) (stageLoop, error) {
+			return nil, errors.New("no way")
+		}},
+	}
+	err := env.run(context.Background(), stages)
+	if err == nil || err.Error() != "stage second: no way" {
+		t.Fatalf("err = %v, want the second stage's", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the first stage's loop still runs after run returned")
+	}
 }

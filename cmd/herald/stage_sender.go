@@ -51,8 +51,7 @@ var (
 
 // register registers the sender stage's flags on fs.
 func (f *senderOptions) register(fs *flag.FlagSet) {
-	// Lists append: start each parse empty (tests run herald several times
-	// in one process).
+	// Lists append: start each parse empty (a value registered again).
 	f.rates = cli.List{}
 	cli.Int(fs, &f.chain.FailureThreshold, "provider-circuit-failures", provider.DefaultCircuitFailures, "consecutive failures that open a provider's circuit in a failover chain (its attempts then go to the next provider without a call); -1 for never")
 	cli.Duration(fs, &f.chain.CoolDown, "provider-circuit-cooldown", provider.DefaultCircuitCoolDown, "how long an open circuit skips its provider before one probe attempt")
