@@ -44,7 +44,7 @@ herald_provider_circuit_state{channel="sms",provider="mock"} 0
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
 
 // Every provider of a chain has its sender series from the start, at 0:
-// its concurrency limit (then its floor), calls in flight, rate share
+// its concurrency limit (then its start), calls in flight, rate share
 // and throttle pauses.
 func TestProviderSenderSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
@@ -56,7 +56,7 @@ func TestProviderSenderSeries(t *testing.T) {
 	defer set.Close()
 	if _, err := sender.New(sender.Config{Topology: topology.Config{Brokers: []string{"127.0.0.1:1"}}, Providers: set,
 		ProviderRates: map[sender.RateTarget]float64{{Channel: contract.ChannelSMS, Provider: "mock#2"}: 20},
-		Limit:         sender.LimitConfig{Min: 7}, Observer: m, ProviderObserver: m}); err != nil {
+		Limit:         sender.LimitConfig{Min: 7, Start: 9}, Observer: m, ProviderObserver: m}); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]int{"herald_provider_concurrency_limit": 2, "herald_provider_in_flight": 2,
@@ -72,8 +72,8 @@ herald_provider_rate_share{channel="sms",provider="mock"} 0
 herald_provider_rate_share{channel="sms",provider="mock#2"} 20
 # HELP herald_provider_concurrency_limit Calls a provider of a channel's failover chain may have in flight in this process: its own adaptive concurrency limit, by channel and provider.
 # TYPE herald_provider_concurrency_limit gauge
-herald_provider_concurrency_limit{channel="sms",provider="mock"} 7
-herald_provider_concurrency_limit{channel="sms",provider="mock#2"} 7
+herald_provider_concurrency_limit{channel="sms",provider="mock"} 9
+herald_provider_concurrency_limit{channel="sms",provider="mock#2"} 9
 `), "herald_provider_rate_share", "herald_provider_concurrency_limit"); err != nil {
 		t.Error(err)
 	}

@@ -174,7 +174,7 @@ func TestSenderSlotWaitEndsAtTheCutoff(t *testing.T) {
 	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
 	p := newLatencyProvider(4 * time.Second)
 	const budget = 100 * time.Millisecond
-	runSender(t, sender.Config{Topology: c.Topology, Concurrency: 10, Limit: sender.LimitConfig{Min: 1},
+	runSender(t, sender.Config{Topology: c.Topology, Concurrency: 10, Limit: sender.LimitConfig{Min: 1, Start: 1},
 		Providers: provider.Set{contract.ChannelEmail: p, contract.ChannelSMS: provider.NewMock(provider.Simulation{})},
 		MinBudget: budget, DrainTimeout: 100 * time.Millisecond, Log: quietLog()})
 	c.Produce(t, c.Client(t), command("warm-up", contract.ChannelSMS, 1))
