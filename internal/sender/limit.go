@@ -41,13 +41,14 @@ const (
 
 // throttleBackoff is what a window with a 429 multiplies the limit by,
 // and maxShrink the most one window of high latency takes off it.
-// lossBackoff is what a window with a lost call (no answer: the call
-// timed out or its connection broke) multiplies it by, as TCP halves its
-// window on a lost packet.
+// lossBackoff is what a window in which at least lossShare of the calls
+// were lost (no answer: the call timed out or its connection broke)
+// multiplies it by, as TCP halves its window on a lost packet.
 const (
 	throttleBackoff = 0.9
 	maxShrink       = 0.5
 	lossBackoff     = 0.5
+	lossShare       = 0.1
 )
 
 // LimitConfig tunes the adaptive concurrency limit of each channel
@@ -122,13 +123,18 @@ func (c LimitConfig) validate() error {
 //     least Floor: the provider's unloaded latency, forgotten after Memory
 //     so that a provider that is slower for good is not held to its old
 //     speed;
-//   - a window with a lost call halves the limit (TCP's loss response),
-//     whatever the latency of the other answers: a provider that gives
-//     no answer to a call is past what it can take, however fast it
-//     answers the rest (a full accept queue stalls only the connections
-//     behind it). Only a call started after the last halving counts, so
-//     that one stall, whose timeouts come over several windows, halves
-//     the limit once (TCP's one reduction per round trip). Until Memory
+//   - a window in which a tenth of the calls or more were lost halves
+//     the limit (TCP's loss response), whatever the latency of the other
+//     answers: a provider that gives no answer to that many calls is past
+//     what it can take, however fast it answers the rest (a full accept
+//     queue stalls only the connections behind it). Fewer lost calls are
+//     the provider's own slow answers to a few requests, not queueing
+//     (the load test sends 0.2% of its notifications to a provider that
+//     answers after the timeout; halving on each of those held a 1 s
+//     provider's limit at a few dozen). Only a call started after the
+//     last halving counts, so that one stall, whose timeouts come over
+//     several windows, halves the limit once (TCP's one reduction per
+//     round trip). Until Memory
 //     has passed without a loss, the limit then grows by one a window at
 //     most above the value it was halved to (TCP's congestion avoidance),
 //     so that it does not double straight back into the stall;
@@ -154,12 +160,13 @@ type adaptiveLimit struct {
 	limit float64
 
 	// The current window: its start, its answers' latencies, whether one
-	// was a 429 or a lost call that started after the last loss, and the
-	// most calls in flight when one of them started.
-	start           time.Time
-	window          []time.Duration
-	throttled, lost bool
-	peak            int
+	// was a 429, how many were lost calls that started after the last
+	// loss, and the most calls in flight when one of them started.
+	start     time.Time
+	window    []time.Duration
+	throttled bool
+	lost      int
+	peak      int
 
 	// lastLoss is when a loss last halved the limit, and threshold the
 	// limit it was halved to (0: no loss in the last Memory).
@@ -202,7 +209,9 @@ func (a *adaptiveLimit) Sample(latency time.Duration, throttled, lost bool, inFl
 	}
 	a.window = append(a.window, latency)
 	a.throttled = a.throttled || throttled
-	a.lost = a.lost || lost && now.Add(-latency).After(a.lastLoss)
+	if lost && now.Add(-latency).After(a.lastLoss) {
+		a.lost++
+	}
 	a.peak = max(a.peak, inFlight)
 	if now.Sub(a.start) < max(a.Base(), a.cfg.Floor) {
 		return false
@@ -227,7 +236,7 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 		a.threshold = 0
 	}
 	switch {
-	case a.lost:
+	case float64(a.lost) >= lossShare*float64(len(a.window)):
 		a.limit = max(a.limit*lossBackoff, float64(a.cfg.Min))
 		a.lastLoss, a.threshold = now, a.limit
 	case a.throttled:
@@ -242,7 +251,7 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 		a.limit += max(1, a.limit*min(1, (tol-r)/(tol-1)))
 	}
 	a.limit = min(max(a.limit, float64(a.cfg.Min)), float64(a.cfg.Max))
-	a.window, a.throttled, a.lost, a.peak = a.window[:0], false, false, 0
+	a.window, a.throttled, a.lost, a.peak = a.window[:0], false, 0, 0
 	return a.Limit() != old
 }
 

@@ -145,15 +145,22 @@ func TestAdaptiveLimit(t *testing.T) {
 			want:   wantLimits(160),
 		},
 		{
-			name:   "a lost call halves the limit, however fast the other answers",
+			name:   "lost calls halve the limit, however fast the other answers",
 			cfg:    base,
-			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}},
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 2}}, // 2 of 11
 			want:   wantLimits(500),
+		},
+		{
+			// A provider's slow answer to the odd request is not queueing.
+			name:   "fewer than a tenth of the calls lost do not halve it",
+			cfg:    base,
+			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 2, latency: 100 * ms, lost: 1}}, // 1 of 11
+			want:   wantLimits(160, 320),
 		},
 		{
 			name:   "after a loss the limit grows by one a window, not by doubling",
 			cfg:    base,
-			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}, {windows: 3, latency: 100 * ms}},
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 2}, {windows: 3, latency: 100 * ms}},
 			want:   wantLimits(501, 502, 503),
 		},
 		{
@@ -167,14 +174,14 @@ func TestAdaptiveLimit(t *testing.T) {
 		{
 			name:   "a call lost after the halving halves it again, down to the floor",
 			cfg:    base,
-			phases: []phase{grown, {windows: 8, latency: 100 * ms, lost: 1, lostAfter: 5 * ms}},
+			phases: []phase{grown, {windows: 8, latency: 100 * ms, lost: 2, lostAfter: 5 * ms}},
 			want:   wantLimits(500, 250, 125, 62, 31, 15, 10, 10),
 		},
 		{
 			name: "once Memory passes without a loss, the limit doubles again",
 			cfg:  LimitConfig{Min: 10, Max: 1000, Tolerance: 1.5, Floor: 10 * ms, Memory: time.Second},
 			// 100 ms windows: ten of them after the loss are the Memory.
-			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 1}, {windows: 12, latency: 100 * ms}},
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 2}, {windows: 12, latency: 100 * ms}},
 			want:   wantLimits(501, 502, 503, 504, 505, 506, 507, 508, 509, 510, 1000, 1000),
 		},
 		{
