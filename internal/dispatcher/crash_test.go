@@ -277,6 +277,9 @@ func (r *crashRig) sentButNotWritten(v *heraldtest.View, id string) contract.Sen
 	r.t.Helper()
 	r.request(id, time.Time{})
 	r.waitFor(id+" sending", func() bool { s := v.State(id); return s != nil && s.Status == contract.StatusSending })
+	// The state and its command are two records: the view may show the
+	// first before the second can be read.
+	r.waitFor(id+"'s command", func() bool { return len(r.commands(id)) > 0 })
 	cmd := r.commands(id)[0]
 	var dropped atomic.Bool
 	r.faults.mu.Lock()
