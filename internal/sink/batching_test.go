@@ -97,6 +97,9 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 	produce(t, c, cl, backlog, "nov", 1, 2, 3, 4) // 4,000 records
 	startSink(t, cfg, nil)
 	heraldtest.WaitFor(t, 60*time.Second, "the backlog written", func() bool { return allAt(rows(t, cfg.Pool), wantAll(backlog, 4)) })
+	// The observer hears of a batch after its transaction commits, so the
+	// rows can be visible a moment before the last batch is counted.
+	heraldtest.WaitFor(t, 30*time.Second, "the backlog's batches reported", func() bool { _, r := batches(cfg); return r >= 4000 })
 
 	n, recs := batches(cfg)
 	t.Logf("the backlog of 4,000 records took %d batches", n)
@@ -113,6 +116,10 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 	for i, id := range trickle {
 		produce(t, c, cl, []string{id}, "nov", 2)
 		heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("trickle record %d written", i), func() bool { return rows(t, cfg.Pool)[id].Version == 2 })
+		heraldtest.WaitFor(t, 30*time.Second, fmt.Sprintf("trickle record %d's batch reported", i), func() bool {
+			_, r := batches(cfg)
+			return r >= recs+int64(i+1)
+		})
 	}
 	n2, recs2 := batches(cfg)
 	if n2-n != int64(len(trickle)) || recs2-recs != int64(len(trickle)) {
