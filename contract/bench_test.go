@@ -170,7 +170,7 @@ func benchRecords() (*SendCommand, *SendResult, *Wakeup) {
 	cmd := &SendCommand{ID: "2026-01:user-123:bill", Campaign: "billing-2026-01", Channel: ChannelEmail, Attempt: 1,
 		Address: "jane@example.com", Content: json.RawMessage(`{"template":"statement","amount":"42.00","currency":"EUR","period":"2026-01"}`),
 		IdempotencyKey: "2026-01:user-123:bill", RequestedAt: t0, IssuedAt: t0.Add(10 * time.Millisecond),
-		Deadline: t0.Add(10 * time.Minute), Cutoff: t0.Add(10 * time.Minute)}
+		Deadline: t0.Add(10 * time.Minute), Cutoff: t0.Add(10 * time.Minute), CallTimeout: Duration(DefaultProviderTimeout)}
 	res := &SendResult{ID: cmd.ID, Attempt: 1, Channel: ChannelEmail, Outcome: OutcomeTransient, Error: "503 Service Unavailable",
 		Code: 503, RetryAfter: Duration(30 * time.Second), At: t0.Add(time.Second), Latency: Duration(812 * time.Millisecond)}
 	w := &Wakeup{ID: cmd.ID, Kind: WakeupSendTimeout, Due: t0.Add(10*time.Minute + 30*time.Second), Attempt: 1}

@@ -41,7 +41,21 @@ type SendCommand struct {
 	// issued again because its outcome stayed unknown or it was not
 	// attempted). A result echoes it.
 	Issue int `json:"issue,omitempty"`
+	// CallTimeout (v1.8) is the dispatcher's --provider-timeout: how long
+	// the dispatcher assumes a provider call may take after Cutoff, so
+	// that its send timeout (Cutoff + CallTimeout + --send-timeout-margin)
+	// fires only when no call for the command can still run. The sender
+	// bounds each call for this command by it, whatever its own
+	// --provider-timeout, so two processes configured apart still keep the
+	// rule. Zero (a command from before v1.8) leaves the sender's own.
+	CallTimeout Duration `json:"call_timeout,omitempty"`
 }
+
+// DefaultProviderTimeout is the default --provider-timeout: how long one
+// provider call may take, which the sender applies and the dispatcher's
+// send timeout assumes (SendCommand.CallTimeout). Defined once, here,
+// where both stages read it.
+const DefaultProviderTimeout = 10 * time.Second
 
 // Until returns the instant from which no request for c may reach a
 // provider: Cutoff, or Deadline when there is no Cutoff, or zero for

@@ -340,7 +340,7 @@ func commandPB(c *SendCommand) *pb.SendCommand {
 	m := &pb.SendCommand{Id: c.ID, Campaign: c.Campaign,
 		Attempt: int64(c.Attempt), Address: c.Address, Content: c.Content, IdempotencyKey: c.IdempotencyKey,
 		RequestedAt: ts.val(c.RequestedAt), IssuedAt: ts.val(c.IssuedAt), Deadline: ts.val(c.Deadline),
-		Cutoff: ts.val(c.Cutoff), Issue: int64(c.Issue)}
+		Cutoff: ts.val(c.Cutoff), Issue: int64(c.Issue), CallTimeout: int64(c.CallTimeout)}
 	m.Channel, m.ChannelName = channelEnum.pb(c.Channel)
 	return m
 }
@@ -350,7 +350,7 @@ func fromCommandPB(m *pb.SendCommand) (*SendCommand, error) {
 	return &SendCommand{ID: m.Id, Campaign: m.Campaign, Channel: channelEnum.from(m.Channel, m.ChannelName, &err),
 		Attempt: int(m.Attempt), Address: m.Address, Content: m.Content, IdempotencyKey: m.IdempotencyKey,
 		RequestedAt: fromTimePB(m.RequestedAt), IssuedAt: fromTimePB(m.IssuedAt), Deadline: fromTimePB(m.Deadline),
-		Cutoff: fromTimePB(m.Cutoff), Issue: int(m.Issue)}, err
+		Cutoff: fromTimePB(m.Cutoff), Issue: int(m.Issue), CallTimeout: Duration(m.CallTimeout)}, err
 }
 
 func resultPB(r *SendResult) *pb.SendResult {

@@ -23,10 +23,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/herald-dispatch/herald/internal/loadtest"
-	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string) error {
 	cli.Duration(fs, &f.expireAfter, "expire-after", loadtest.DefaultExpireAfter, "expires_at of an expiring notification, after publication")
 	cli.Duration(fs, &f.slowLatency, "slow-latency", loadtest.DefaultSlowLatency, "how long the slow email provider takes (must exceed --provider-timeout); it delivers even when the caller gave up")
 	cli.Duration(fs, &f.transit, "cutoff-transit", loadtest.DefaultCutoffTransit, "a call arriving at the provider this soon after a window's opening or an expiry counts as started before it")
-	cli.Duration(fs, &f.providerTimeout, "provider-timeout", provider.DefaultTimeout, "--provider-timeout of every herald run")
+	cli.Duration(fs, &f.providerTimeout, "provider-timeout", contract.DefaultProviderTimeout, "--provider-timeout of every herald run")
 	cli.Int(fs, &f.seed, "seed", 1, "seed of the generated run")
 	cli.String(fs, &f.emailSim, "email-provider", "latency=1s&fail=0.01&permanent=0.001", "email simulation, as the mock provider's query (latency, jitter, fail, permanent, throttle)")
 	cli.String(fs, &f.smsSim, "sms-provider", "latency=50ms", "SMS simulation, as the mock provider's query")

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/cli"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -31,7 +33,6 @@ import (
 
 	"github.com/herald-dispatch/herald/internal/broker"
 	"github.com/herald-dispatch/herald/internal/dispatcher"
-	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
@@ -297,7 +298,7 @@ func (f *sharedFlags) register(fs *flag.FlagSet) {
 	// Lists append: start each parse empty (a value registered again).
 	f.providers = cli.List{}
 	cli.ListVar(fs, &f.providers, "provider", "provider of a channel, CHANNEL=URL (http(s)://, smtp(s)://, mock://, template:PATH); repeat a channel for a failover chain, in order; default email and sms mocks")
-	cli.Duration(fs, &f.providerTimeout, "provider-timeout", provider.DefaultTimeout, "timeout of one provider attempt")
+	cli.Duration(fs, &f.providerTimeout, "provider-timeout", contract.DefaultProviderTimeout, "timeout of one provider attempt; the dispatcher's send timeout assumes it, and each send command carries it to the sender, which bounds the command's call by it too")
 	cli.Duration(fs, &f.sweepGrace, "sweep-grace", dispatcher.DefaultSweepGrace, "how overdue a wake-up must be before the sweep makes it again")
 	cli.String(fs, &f.viewDir, "api-view-dir", "", "storage of the API's view of the dispatcher table; empty: <data-dir>/goka/views/table (one process per dir; shared by the api and sender stages)")
 }

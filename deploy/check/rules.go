@@ -15,7 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/herald-dispatch/herald/internal/provider"
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/sender"
 )
 
@@ -287,7 +287,7 @@ func checkStop(out *problems, c corev1.Container, env map[string]string, spec co
 	// A clean stop awaits every call already at a provider: the send
 	// drain is at least the provider timeout (a call cut off is sent
 	// again by the partition's next owner).
-	drain, providerTimeout := sender.DefaultDrainTimeout, provider.DefaultTimeout
+	drain, providerTimeout := sender.DefaultDrainTimeout, contract.DefaultProviderTimeout
 	for name, p := range map[string]*time.Duration{"HERALD_SEND_DRAIN_TIMEOUT": &drain, "HERALD_PROVIDER_TIMEOUT": &providerTimeout} {
 		if v := env[name]; v != "" {
 			d, err := time.ParseDuration(v)

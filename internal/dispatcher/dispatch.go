@@ -46,7 +46,9 @@ type DispatchConfig struct {
 	// deadline is IssuedAt + SendTimeout (default DefaultSendTimeout).
 	SendTimeout time.Duration
 	// ProviderTimeout is the sender's timeout of one provider call
-	// (--provider-timeout; default DefaultProviderTimeout).
+	// (--provider-timeout; default contract.DefaultProviderTimeout). Each
+	// send command carries it (SendCommand.CallTimeout), and the sender
+	// bounds the command's call by it.
 	ProviderTimeout time.Duration
 	// TimeoutMargin is added after cut-off + ProviderTimeout before the
 	// send timeout fires, for clock skew and the result's publish (default
@@ -67,8 +69,7 @@ type DispatchConfig struct {
 
 // Defaults of DispatchConfig.
 const (
-	DefaultProviderTimeout = 10 * time.Second
-	DefaultTimeoutMargin   = 5 * time.Second
+	DefaultTimeoutMargin = 5 * time.Second
 	// DefaultStateRetention is longer than a billing cycle, so that a
 	// month's notifications are whole until the next month's run is over.
 	DefaultStateRetention = 35 * 24 * time.Hour
@@ -86,7 +87,7 @@ func (c DispatchConfig) WithDefaults() DispatchConfig {
 		c.SendTimeout = DefaultSendTimeout
 	}
 	if c.ProviderTimeout <= 0 {
-		c.ProviderTimeout = DefaultProviderTimeout
+		c.ProviderTimeout = contract.DefaultProviderTimeout
 	}
 	if c.TimeoutMargin <= 0 {
 		c.TimeoutMargin = DefaultTimeoutMargin
@@ -520,6 +521,21 @@ func stamp(s *contract.State, now time.Time, cfg DispatchConfig) {
 	s.IssuedAt, s.Cutoff, s.TimeoutAt = &issued, &cutoff, &timeout
 }
 
+// callTimeout is how long a provider call for s's command may take, which
+// the command carries to the sender (SendCommand.CallTimeout): the
+// provider timeout, or less if the state's send timeout was stamped with
+// a shorter one (a restart with a longer --provider-timeout must not let
+// a call outlive the TimeoutAt already written).
+func callTimeout(s *contract.State, cfg DispatchConfig) time.Duration {
+	pt := cfg.ProviderTimeout
+	if s.TimeoutAt != nil && s.Cutoff != nil {
+		if d := s.TimeoutAt.Sub(*s.Cutoff) - cfg.TimeoutMargin; d > 0 && d < pt {
+			pt = d
+		}
+	}
+	return pt
+}
+
 // clearCommand forgets the command of a state that stops sending.
 func clearCommand(s *contract.State) {
 	s.IssuedAt, s.Cutoff, s.TimeoutAt = nil, nil, nil
@@ -580,6 +596,7 @@ func effects(s *contract.State, cfg DispatchConfig) Emits {
 				IssuedAt:       issued,
 				Deadline:       issued.Add(cfg.SendTimeout),
 				Cutoff:         cutoff,
+				CallTimeout:    contract.Duration(callTimeout(s, cfg)),
 			},
 		}
 	case s.Status.Held() && s.NextAttemptAt != nil:

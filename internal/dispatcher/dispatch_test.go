@@ -440,6 +440,12 @@ func checkEmitsFollowState(t *testing.T, d Decision, now time.Time, cfg Dispatch
 		if len(e.Wakeups) != 0 || s.TimeoutAt == nil || !s.TimeoutAt.Equal(timeout) {
 			t.Errorf("sending state with wake-ups %v and timeout_at %v, want none and %s (cut-off + provider timeout + margin)", e.Wakeups, s.TimeoutAt, timeout)
 		}
+		// The command carries the provider timeout its send timeout
+		// assumes, so a call started before the cut-off ends before
+		// TimeoutAt whatever the sender's own --provider-timeout.
+		if c != nil && (c.CallTimeout.D() != cfg.ProviderTimeout || c.Cutoff.Add(c.CallTimeout.D()).After(timeout)) {
+			t.Errorf("send command with call timeout %s, want the provider timeout %s (ending before timeout_at %s)", c.CallTimeout.D(), cfg.ProviderTimeout, timeout)
+		}
 		if s.NextAttemptAt != nil || s.HoldReason != "" {
 			t.Errorf("sending state still held: %v %s", s.NextAttemptAt, s.HoldReason)
 		}
@@ -1594,5 +1600,40 @@ func BenchmarkDispatchNewRequest(b *testing.B) {
 		if d.Emits.Send == nil {
 			b.Fatal("no send command")
 		}
+	}
+}
+
+// A send command's call timeout is the provider timeout, or the shorter
+// one its state's send timeout was stamped with: a process restarted with
+// a longer --provider-timeout that makes a sending state's command again
+// (a replay, a resend) must not let the call outlive the TimeoutAt that
+// the state already carries.
+func TestCallTimeoutFollowsTheStampedSendTimeout(t *testing.T) {
+	t.Parallel()
+	cfg := DispatchConfig{ProviderTimeout: 30 * time.Second, TimeoutMargin: 5 * time.Second}.WithDefaults()
+	cutoff := time.Date(2026, 1, 5, 0, 10, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name    string
+		timeout time.Time // the state's TimeoutAt
+		want    time.Duration
+	}{
+		{"stamped with a 10 s provider timeout", cutoff.Add(15 * time.Second), 10 * time.Second},
+		{"stamped with this process's", cutoff.Add(35 * time.Second), 30 * time.Second},
+		{"stamped with a longer one", cutoff.Add(time.Minute), 30 * time.Second},
+		{"no room left: the provider timeout", cutoff.Add(2 * time.Second), 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			issued, c, to := cutoff.Add(-time.Minute), cutoff, tc.timeout
+			s := &contract.State{ID: "x", Status: contract.StatusSending, Channel: contract.ChannelEmail, Attempts: 1,
+				Request: &contract.Request{ID: "x"}, IssuedAt: &issued, Cutoff: &c, TimeoutAt: &to}
+			e := effects(s, cfg)
+			if e.Send == nil || e.Send.CallTimeout.D() != tc.want {
+				t.Fatalf("command %+v: want call timeout %s", e.Send, tc.want)
+			}
+		})
+	}
+	s := &contract.State{ID: "y", Status: contract.StatusSending, Channel: contract.ChannelEmail, Attempts: 1, Request: &contract.Request{ID: "y"}}
+	if e := effects(s, cfg); e.Send == nil || e.Send.CallTimeout.D() != 30*time.Second {
+		t.Fatalf("a state stamped before v1.8 (no cut-off): command %+v, want the provider timeout", e.Send)
 	}
 }

@@ -137,7 +137,7 @@ func TestDispatcherCallbackNewRequest(t *testing.T) {
 	// No timer per send: the state records when the send times out (the
 	// cut-off, the 30 s deadline, plus the provider timeout plus the
 	// margin), and only the sweep acts on it, if no result comes.
-	due := h.now.Add(30*time.Second + dispatcher.DefaultProviderTimeout + dispatcher.DefaultTimeoutMargin)
+	due := h.now.Add(30*time.Second + contract.DefaultProviderTimeout + dispatcher.DefaultTimeoutMargin)
 	if w := h.wakeups(); len(w) != 0 || s.TimeoutAt == nil || !s.TimeoutAt.Equal(due) || !cmds[0].Cutoff.Equal(h.now.Add(30*time.Second)) {
 		t.Fatalf("wakeups = %+v, timeout_at %v, want none and %s; command cut-off %s", w, s.TimeoutAt, due, cmds[0].Cutoff)
 	}

@@ -16,6 +16,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/herald-dispatch/herald/contract"
 	"github.com/herald-dispatch/herald/internal/loadtest/baseline"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/topology"
@@ -38,7 +39,7 @@ type RunConfig struct {
 	// sender's default).
 	Concurrency int
 	// ProviderTimeout is every `herald run`'s --provider-timeout (0:
-	// provider.DefaultTimeout). The slow_provider share's email calls
+	// contract.DefaultProviderTimeout). The slow_provider share's email calls
 	// (Workload.SlowLatency) must take longer.
 	ProviderTimeout time.Duration
 	// Brokers is an existing Kafka; empty starts `herald broker` with a
@@ -105,7 +106,7 @@ func (rc RunConfig) withDefaults() RunConfig {
 		rc.Provider = DefaultProviderSpec()
 	}
 	if rc.ProviderTimeout <= 0 {
-		rc.ProviderTimeout = provider.DefaultTimeout
+		rc.ProviderTimeout = contract.DefaultProviderTimeout
 	}
 	return rc
 }

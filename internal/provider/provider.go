@@ -110,15 +110,12 @@ type Options struct {
 	webhook WebhookOptions
 }
 
-// DefaultTimeout is the default per-attempt timeout.
-const DefaultTimeout = 10 * time.Second
-
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 100
 	}
 	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
+		o.Timeout = contract.DefaultProviderTimeout
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()

@@ -256,18 +256,28 @@ func (ss *session) gateFrozen(*call) verdict {
 // gateCall makes the provider call. It is not bounded by the cut-off
 // here: the provider abandons a request it has not handed over by then
 // (not_attempted), and waits up to --provider-timeout for the answer to
-// one it has (the cut-off rule, provider/handover.go). Only a shutdown
+// one it has (the cut-off rule, provider/handover.go). The command's
+// CallTimeout, the provider timeout the dispatcher's send timeout
+// assumes, bounds the whole call too, so a sender whose own
+// --provider-timeout is longer still answers before that send timeout
+// fires and the attempt is issued again. Otherwise only a shutdown
 // (ss.base) cuts it.
 func (ss *session) gateCall(c *call) verdict {
 	s, cmd := ss.s, c.cmd
+	ctx := ss.base
+	if d := cmd.CallTimeout.D(); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ss.base, d)
+		defer cancel()
+	}
 	start := s.now()
 	var pr provider.Result
 	if c.rsv != nil {
 		rsv := c.rsv
 		c.rsv = nil
-		pr = c.chain.SendReserved(ss.base, cmd, rsv)
+		pr = c.chain.SendReserved(ctx, cmd, rsv)
 	} else {
-		pr = c.p.Send(ss.base, cmd)
+		pr = c.p.Send(ctx, cmd)
 	}
 	end := s.now()
 	if pr.Outcome != contract.OutcomeSuccess && ss.base.Err() != nil {

@@ -652,6 +652,45 @@ func TestSenderAwaitsACallSpanningTheCutoff(t *testing.T) {
 	}
 }
 
+// A command carries the provider timeout the dispatcher's send timeout
+// assumes (CallTimeout), and the sender bounds the command's call by it
+// even when its own provider's timeout is longer: a sender configured
+// apart from the dispatcher (--stages, two deployments) answers before
+// the dispatcher gives the attempt up and issues it again, rather than
+// leaving a call running beside the re-issue's.
+func TestSenderBoundsACallByTheCommandsCallTimeout(t *testing.T) {
+	t.Parallel()
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 1})
+	p := newCountingProvider(time.Hour) // answers only when its context ends
+	p.answerAt["quick"] = time.Now()    // no CallTimeout: no deadline, answered at once
+	rec, _ := commandWith("bounded", contract.ChannelEmail, 1, func(c *contract.SendCommand) {
+		c.Deadline, c.Cutoff = time.Now().Add(time.Hour), time.Now().Add(time.Hour)
+		c.CallTimeout = contract.Duration(700 * time.Millisecond)
+	})
+	c.Produce(t, c.Client(t), rec, command("quick", contract.ChannelEmail, 1))
+	before := time.Now()
+	_, stop := runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: 10, Log: quietLog(), CommitInterval: 100 * time.Millisecond})
+	got := results(t, c, 2, 30*time.Second)
+	stop()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	byID := map[string]contract.SendResult{}
+	for _, r := range got {
+		byID[r.ID] = r
+	}
+	dl := p.until["bounded"]
+	if dl.IsZero() || dl.Before(before.Add(700*time.Millisecond)) || dl.After(time.Now()) {
+		t.Fatalf("the bounded call's context ends at %v (started after %v): want its CallTimeout, 700 ms after the call began", dl, before)
+	}
+	if r := byID["bounded"]; r.Outcome != contract.OutcomeUnknown || p.calls["bounded#1"] != 1 {
+		t.Fatalf("the bounded call: result %+v, calls %v; want one call, answered unknown at its CallTimeout", r, p.calls)
+	}
+	if dl := p.until["quick"]; !dl.IsZero() || byID["quick"].Outcome != contract.OutcomeSuccess {
+		t.Fatalf("a command without CallTimeout: deadline %v, result %+v; want no deadline and the provider's answer", dl, byID["quick"])
+	}
+}
+
 // A command issued again for the same attempt (a send timeout applied
 // before a lagging result) that reaches the sender while the first
 // command's call or result is still in flight waits for that slot and is

@@ -1292,8 +1292,11 @@ type SendCommand struct {
 	Cutoff         *Time                  `protobuf:"bytes,11,opt,name=cutoff,proto3" json:"cutoff,omitempty"`
 	Issue          int64                  `protobuf:"varint,12,opt,name=issue,proto3" json:"issue,omitempty"`
 	ChannelName    string                 `protobuf:"bytes,13,opt,name=channel_name,json=channelName,proto3" json:"channel_name,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// call_timeout is the dispatcher's --provider-timeout in nanoseconds
+	// (v1.8); 0 when absent.
+	CallTimeout   int64 `protobuf:"varint,14,opt,name=call_timeout,json=callTimeout,proto3" json:"call_timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SendCommand) Reset() {
@@ -1415,6 +1418,13 @@ func (x *SendCommand) GetChannelName() string {
 		return x.ChannelName
 	}
 	return ""
+}
+
+func (x *SendCommand) GetCallTimeout() int64 {
+	if x != nil {
+		return x.CallTimeout
+	}
+	return 0
 }
 
 // SendResult is contract.SendResult, on herald.results. Durations in
@@ -1848,7 +1858,7 @@ const file_herald_proto_rawDesc = "" +
 	"\x13fallback_on_unknown\x18\a \x01(\bR\x11fallbackOnUnknown\",\n" +
 	"\x06Window\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x05R\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\x05R\x02to\"\xfc\x03\n" +
+	"\x02to\x18\x02 \x01(\x05R\x02to\"\x9f\x04\n" +
 	"\vSendCommand\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\bcampaign\x18\x02 \x01(\tR\bcampaign\x125\n" +
@@ -1863,7 +1873,8 @@ const file_herald_proto_rawDesc = "" +
 	" \x01(\v2\x18.herald.internal.v1.TimeR\bdeadline\x120\n" +
 	"\x06cutoff\x18\v \x01(\v2\x18.herald.internal.v1.TimeR\x06cutoff\x12\x14\n" +
 	"\x05issue\x18\f \x01(\x03R\x05issue\x12!\n" +
-	"\fchannel_name\x18\r \x01(\tR\vchannelName\"\xdb\x03\n" +
+	"\fchannel_name\x18\r \x01(\tR\vchannelName\x12!\n" +
+	"\fcall_timeout\x18\x0e \x01(\x03R\vcallTimeout\"\xdb\x03\n" +
 	"\n" +
 	"SendResult\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
