@@ -138,7 +138,7 @@ func startDispatcher(env *runEnv, f *dispatcherOptions, shared sharedFlags) (sta
 		return nil, fmt.Errorf("dispatcher sweep: client: %w", err)
 	}
 	env.OnClose(cl.Close)
-	sw := &dispatcher.Sweeper{View: view.Goka(), Fence: d.Fence, Partitions: env.Topology.Partitions,
+	sw := &dispatcher.Sweeper{View: view.Goka(), InFlight: view.InFlight, Fence: d.Fence, Partitions: env.Topology.Partitions,
 		Publish: dispatcher.PublishWakeups(cl), Interval: f.sweepEvery, Grace: shared.sweepGrace,
 		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept,
 		StateRetention: cfg.StateRetention, DedupRetention: cfg.DedupRetention}

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/dispatcher"
 	"github.com/herald-dispatch/herald/internal/gokax"
 	"github.com/herald-dispatch/herald/internal/heraldtest"
+	"github.com/herald-dispatch/herald/internal/tableview"
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
@@ -466,10 +467,40 @@ func TestRecoveryDoesNotSkipAnotherWritersRecords(t *testing.T) {
 	}
 }
 
+// sweepers are the two ways a Sweeper reads the table: iterating a whole
+// view, and through the process's StateView and its index of the states
+// in flight (what herald run does).
+var sweepers = []struct {
+	name string
+	new  func(t *testing.T, r *crashRig, group string) *dispatcher.Sweeper
+}{
+	{"whole view", func(t *testing.T, r *crashRig, group string) *dispatcher.Sweeper {
+		return &dispatcher.Sweeper{View: r.c.RawTableView(t, group), Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl), Now: r.now}
+	}},
+	{"in flight", func(t *testing.T, r *crashRig, group string) *dispatcher.Sweeper {
+		v, err := tableview.NewStateView(r.c.Topology, t.TempDir(), heraldtest.QuietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		heraldtest.Background(t, group, v.Run)
+		heraldtest.WaitFor(t, 60*time.Second, "the state view to recover", v.Recovered)
+		return &dispatcher.Sweeper{View: v.Goka(), InFlight: v.InFlight, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl), Now: r.now}
+	}},
+}
+
 // A held state whose wake-up was lost (no delay stage runs here, so the
 // wake-up never comes back) is found by the sweep and woken.
 func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 	t.Parallel()
+	for _, mode := range sweepers {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testSweepWakesAStateWhoseWakeupWasLost(t, mode.new)
+		})
+	}
+}
+
+func testSweepWakesAStateWhoseWakeupWasLost(t *testing.T, newSweeper func(*testing.T, *crashRig, string) *dispatcher.Sweeper) {
 	r := newCrashRig(t)
 	r.start()
 	due := rigT0.Add(time.Minute)
@@ -477,12 +508,11 @@ func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 	r.request("b", rigT0.Add(time.Hour)) // not due yet: left alone
 	r.waitFor("the requests", func() bool { return r.obs.count(topology.TopicRequests, dispatcher.VerdictApplied) == 2 })
 
-	v := r.c.RawTableView(t, "sweep-test")
+	sw := newSweeper(t, r, "sweep-test")
+	v := sw.View
 	ctx := context.Background()
 	r.waitFor("the states in the view", func() bool { x, _ := v.Get("b"); return x != nil })
-
-	sw := &dispatcher.Sweeper{View: v, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
-		Grace: time.Minute, Now: r.now}
+	sw.Grace = time.Minute
 	// Not overdue yet: nothing.
 	r.setNow(due.Add(30 * time.Second))
 	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
@@ -503,6 +533,15 @@ func TestSweepWakesAStateWhoseWakeupWasLost(t *testing.T) {
 // the dispatcher issues it again.
 func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 	t.Parallel()
+	for _, mode := range sweepers {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			testSweepTimesOutACommandNobodyAnswered(t, mode.new)
+		})
+	}
+}
+
+func testSweepTimesOutACommandNobodyAnswered(t *testing.T, newSweeper func(*testing.T, *crashRig, string) *dispatcher.Sweeper) {
 	r := newCrashRig(t)
 	r.start()
 	r.request("c", time.Time{})
@@ -514,12 +553,10 @@ func TestSweepTimesOutACommandNobodyAnswered(t *testing.T) {
 		t.Fatalf("%d records on the timeout's tier: a send must not set a timer", n)
 	}
 
-	gv := r.c.RawTableView(t, "sweep-timeout-test")
+	sw := newSweeper(t, r, "sweep-timeout-test")
 	ctx := context.Background()
-	r.waitFor("c in the view", func() bool { x, _ := gv.Get("c"); return x != nil })
-
-	sw := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
-		Grace: time.Hour, Now: r.now}
+	r.waitFor("c in the view", func() bool { x, _ := sw.View.Get("c"); return x != nil })
+	sw.Grace = time.Hour
 	r.setNow(timeoutAt.Add(-time.Second))
 	if n, err := sw.Sweep(ctx); err != nil || n != 0 {
 		t.Fatalf("sweep before the timeout: %d, %v", n, err)

@@ -57,16 +57,24 @@ import (
 // the sweep read too, so a remembered record or a tombstone the changelog
 // missed is written again by the next pass.
 //
-// Cost: one pass over the table's local view per Interval; final states
-// are skipped after a look at their status, without decoding them, except
-// in a retention pass, which reads their last change and stops there
-// (contract.DecodeRetention: the request and the history are skipped by
-// their length).
+// Cost: with InFlight (the process's tableview.StateView), a sweep reads
+// only the states in flight of the partitions this process owns, one Get
+// each: the work in flight, not the table, which keeps every notification
+// for --dedup-retention. A retention pass, and a sweep without InFlight,
+// iterate the whole view instead; final states are skipped after a look at
+// their status, without decoding them, except in a retention pass, which
+// reads their last change and stops there (contract.DecodeRetention: the
+// request and the history are skipped by their length).
 type Sweeper struct {
 	// View is a view of the dispatcher table with raw values (codec.Bytes).
 	View interface {
 		Iterator() (goka.Iterator, error)
+		Get(key string) (any, error)
 	}
+	// InFlight, if set, lists the ids of a partition's non-final states in
+	// View (tableview.StateView.InFlight); a sweep that is not a retention
+	// pass then reads only those. Nil: every sweep iterates the view.
+	InFlight func(partition int32) []string
 	// Fence says which partitions this process owns; only their states
 	// are swept.
 	Fence *gokax.Fence
@@ -157,15 +165,74 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		s.lastRetire = now
 	}
 	retain := s.StateRetention > 0 && now.Sub(s.lastRetire) >= every
+	var (
+		due, retiring []contract.Wakeup
+		err           error
+	)
+	if s.InFlight != nil && !retain {
+		due, err = s.scanInFlight(ctx, now, grace)
+	} else {
+		due, retiring, err = s.scanAll(ctx, now, grace, retain, batch)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(due) > 0 {
+		if err := s.Publish(ctx, due); err != nil {
+			return 0, fmt.Errorf("sweep: publish %d wake-ups: %w", len(due), err)
+		}
+	}
+	if s.Observe != nil {
+		s.Observe(len(due))
+	}
+	if retain {
+		if err := s.publishRetiring(ctx, retiring); err != nil {
+			return len(due), err
+		}
+		s.lastRetire = now
+	}
+	return len(due), nil
+}
+
+// scanInFlight returns the overdue wake-ups among the states in flight of
+// the owned partitions, reading each state again from the view (the
+// index is a snapshot: a state gone final since is skipped by Overdue).
+func (s *Sweeper) scanInFlight(ctx context.Context, now time.Time, grace time.Duration) ([]contract.Wakeup, error) {
+	var due []contract.Wakeup
+	for p := range int32(s.Partitions) {
+		if !s.Fence.Owns(p) {
+			continue
+		}
+		for _, id := range s.InFlight(p) {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			v, err := s.View.Get(id)
+			if err != nil {
+				continue
+			}
+			if b, _ := v.([]byte); b != nil {
+				if w, ok := tableview.Overdue(b, now, grace); ok {
+					due = append(due, w)
+				}
+			}
+		}
+	}
+	return due, nil
+}
+
+// scanAll iterates the whole view: the overdue wake-ups of the owned
+// partitions' states in flight and, in a retention pass (retain), the
+// retire wake-ups of their final states, at most batch.
+func (s *Sweeper) scanAll(ctx context.Context, now time.Time, grace time.Duration, retain bool, batch int) (due, retiring []contract.Wakeup, err error) {
 	it, err := s.View.Iterator()
 	if err != nil {
-		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
+		return nil, nil, fmt.Errorf("sweep: iterate the table: %w", err)
 	}
 	defer it.Release()
-	var due, retiring []contract.Wakeup
 	for it.Next() {
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		if !s.Fence.Owns(topology.Partition(it.Key(), s.Partitions)) {
 			continue
@@ -189,29 +256,23 @@ func (s *Sweeper) Sweep(ctx context.Context) (int, error) {
 		}
 	}
 	if err := it.Err(); err != nil {
-		return 0, fmt.Errorf("sweep: iterate the table: %w", err)
+		return nil, nil, fmt.Errorf("sweep: iterate the table: %w", err)
 	}
-	if len(due) > 0 {
-		if err := s.Publish(ctx, due); err != nil {
-			return 0, fmt.Errorf("sweep: publish %d wake-ups: %w", len(due), err)
+	return due, retiring, nil
+}
+
+// publishRetiring publishes a retention pass's retire wake-ups.
+func (s *Sweeper) publishRetiring(ctx context.Context, retiring []contract.Wakeup) error {
+	if len(retiring) > 0 {
+		if err := s.Publish(ctx, retiring); err != nil {
+			return fmt.Errorf("sweep: publish %d retire wake-ups: %w", len(retiring), err)
 		}
+		s.log().Info("retention: final states past their retention sent to be remembered or deleted", "count", len(retiring))
 	}
-	if s.Observe != nil {
-		s.Observe(len(due))
+	if s.ObserveRetire != nil {
+		s.ObserveRetire(len(retiring))
 	}
-	if retain {
-		if len(retiring) > 0 {
-			if err := s.Publish(ctx, retiring); err != nil {
-				return len(due), fmt.Errorf("sweep: publish %d retire wake-ups: %w", len(retiring), err)
-			}
-			s.log().Info("retention: final states past their retention sent to be remembered or deleted", "count", len(retiring))
-		}
-		s.lastRetire = now
-		if s.ObserveRetire != nil {
-			s.ObserveRetire(len(retiring))
-		}
-	}
-	return len(due), nil
+	return nil
 }
 
 // retirable returns the retire wake-up an encoded final state needs at

@@ -24,22 +24,47 @@ import (
 // stored. A value that does not decode is stored as it is (the reader that
 // decodes it reports it), and a tombstone deletes.
 func VersionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) error {
-	if value == nil {
-		return goka.DefaultUpdate(ctx, s, key, value)
-	}
-	nv, err := contract.StateVersion(value)
-	if err == nil {
-		old, gerr := s.Get(key)
-		if gerr != nil {
-			return fmt.Errorf("dispatcher table: read %q: %w", key, gerr)
+	_, err := versionedUpdate(ctx, s, key, value)
+	return err
+}
+
+// VersionedUpdateObserved is VersionedUpdate that then calls stored with
+// every value it stored (nil: a tombstone deleted the key), after the
+// store, in the partition's order. A record dropped for its lower version
+// is not reported. A view that keeps something derived from its states
+// (tableview's index of the states in flight) sees through it every
+// change of its storage that comes from the changelog.
+func VersionedUpdateObserved(stored func(partition int32, key string, value []byte)) goka.UpdateCallback {
+	return func(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) error {
+		ok, err := versionedUpdate(ctx, s, key, value)
+		if ok {
+			stored(ctx.Partition(), key, value)
 		}
-		if old != nil {
-			if ov, oerr := contract.StateVersion(old); oerr == nil && nv < ov {
-				return nil
+		return err
+	}
+}
+
+// versionedUpdate applies VersionedUpdate's rule and reports whether it
+// stored (or deleted) the value.
+func versionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) (bool, error) {
+	if value != nil {
+		nv, err := contract.StateVersion(value)
+		if err == nil {
+			old, gerr := s.Get(key)
+			if gerr != nil {
+				return false, fmt.Errorf("dispatcher table: read %q: %w", key, gerr)
+			}
+			if old != nil {
+				if ov, oerr := contract.StateVersion(old); oerr == nil && nv < ov {
+					return false, nil
+				}
 			}
 		}
 	}
-	return goka.DefaultUpdate(ctx, s, key, value)
+	if err := goka.DefaultUpdate(ctx, s, key, value); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // TopicChecker is the topic manager of Herald's Goka processors and views.

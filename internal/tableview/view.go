@@ -3,8 +3,11 @@
 // the rules for reading its encoded states without decoding them whole: a
 // state's version (Version: the dispatcher's check of the changelog before
 // it sends a replayed command again), the status summaries (Scan: the held
-// gauge), and which states are overdue (Overdue: the dispatcher's sweep
-// rescues them, GET /v1/stuck lists them). The sender's stale check reads
+// gauge), which states are in flight (InFlight: an index of the non-final
+// states the view keeps as it stores them, so the sweep reads the work in
+// flight and not a year of history), and which states are overdue
+// (Overdue: the dispatcher's sweep rescues them, GET /v1/stuck lists
+// them). The sender's stale check reads
 // the same view (StateView.Goka) through sender.ViewReader.
 //
 // It holds no HTTP and no stage: the API (package views), the sender, the
@@ -40,24 +43,33 @@ import (
 // to under its storage dir. Like the processors' storage, it must be wiped
 // together with the broker's log, never alone the other way round (goka
 // issue 415). Two processes cannot share one storage dir (LevelDB locks it).
+//
+// In flight: the view keeps an index of its non-final states per partition
+// (InFlight, inflight.go), so the sweep looks at the work in flight and not
+// at the whole table.
 type StateView struct {
 	view *goka.View
+	ix   *inFlight
 }
 
 // NewStateView builds a view of the dispatcher table with Herald's Sarama
 // settings and its storage under storageDir. Run it with Run.
 func NewStateView(tc topology.Config, storageDir string, log *slog.Logger) (*StateView, error) {
 	tc = tc.WithDefaults()
+	ix := newInFlight()
 	v, err := goka.NewView(tc.Brokers, topology.TableDispatcher, new(codec.Bytes),
 		append(gokax.ViewOptions(tc, tc.ClientID+"-view", log),
 			goka.WithViewClientID(tc.ClientID+"-view"),
-			goka.WithViewStorageBuilder(gokax.Storage(filepath.Clean(storageDir))),
+			goka.WithViewStorageBuilder(ix.builder(gokax.Storage(filepath.Clean(storageDir)))),
+			// After ViewOptions, so it replaces its VersionedUpdate: the
+			// same rule, reporting each stored value to the index.
+			goka.WithViewCallback(gokax.VersionedUpdateObserved(ix.stored)),
 			goka.WithViewAutoReconnect(),
 		)...)
 	if err != nil {
 		return nil, fmt.Errorf("tableview: dispatcher table view: %w", err)
 	}
-	return &StateView{view: v}, nil
+	return &StateView{view: v, ix: ix}, nil
 }
 
 // Run keeps the view up to date until ctx ends. With auto-reconnect, it
@@ -71,6 +83,12 @@ func (v *StateView) Run(ctx context.Context) error {
 
 // Recovered reports whether every partition has caught up once.
 func (v *StateView) Recovered() bool { return v.view.Recovered() }
+
+// InFlight returns the ids of partition's states that are not final (held,
+// queued, sending, or unreadable), sorted: the only states the sweep can
+// find overdue. It is the index's snapshot; a state may have become final
+// since, so a reader reads each state again (the sweep does).
+func (v *StateView) InFlight(partition int32) []string { return v.ix.ids(partition) }
 
 // Goka returns the underlying view, for Goka's monitor.
 func (v *StateView) Goka() *goka.View { return v.view }
