@@ -24,48 +24,58 @@ import (
 // stored. A value that does not decode is stored as it is (the reader that
 // decodes it reports it), and a tombstone deletes.
 func VersionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) error {
-	_, err := versionedUpdate(ctx, s, key, value)
+	_, _, err := versionedUpdate(ctx, s, key, value, false)
 	return err
 }
 
 // VersionedUpdateObserved is VersionedUpdate that then calls stored with
-// every value it stored (nil: a tombstone deleted the key), after the
-// store, in the partition's order. A record dropped for its lower version
-// is not reported. A view that keeps something derived from its states
-// (tableview's index of the states in flight) sees through it every
-// change of its storage that comes from the changelog.
-func VersionedUpdateObserved(stored func(partition int32, key string, value []byte)) goka.UpdateCallback {
+// every value it stored (nil: a tombstone deleted the key) and the value
+// it replaced (nil: none), after the store, in the partition's order. A
+// record dropped for its lower version is not reported. A view that keeps
+// something derived from its states (tableview's index of the states in
+// flight and counts by status) sees through it every change of its
+// storage that comes from the changelog.
+func VersionedUpdateObserved(stored func(partition int32, key string, old, value []byte)) goka.UpdateCallback {
 	return func(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) error {
-		ok, err := versionedUpdate(ctx, s, key, value)
+		ok, old, err := versionedUpdate(ctx, s, key, value, true)
 		if ok {
-			stored(ctx.Partition(), key, value)
+			stored(ctx.Partition(), key, old, value)
 		}
 		return err
 	}
 }
 
 // versionedUpdate applies VersionedUpdate's rule and reports whether it
-// stored (or deleted) the value.
-func versionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte) (bool, error) {
+// stored (or deleted) the value. It reads the stored value first to
+// compare versions, and, with wantOld, always, to return it.
+func versionedUpdate(ctx goka.UpdateContext, s storage.Storage, key string, value []byte, wantOld bool) (bool, []byte, error) {
+	var (
+		old []byte
+		nv  uint64
+		err error = errNoVersion
+	)
 	if value != nil {
-		nv, err := contract.StateVersion(value)
-		if err == nil {
-			old, gerr := s.Get(key)
-			if gerr != nil {
-				return false, fmt.Errorf("dispatcher table: read %q: %w", key, gerr)
-			}
-			if old != nil {
-				if ov, oerr := contract.StateVersion(old); oerr == nil && nv < ov {
-					return false, nil
-				}
-			}
+		nv, err = contract.StateVersion(value)
+	}
+	if err == nil || wantOld {
+		var gerr error
+		if old, gerr = s.Get(key); gerr != nil {
+			return false, nil, fmt.Errorf("dispatcher table: read %q: %w", key, gerr)
+		}
+	}
+	if err == nil && old != nil {
+		if ov, oerr := contract.StateVersion(old); oerr == nil && nv < ov {
+			return false, nil, nil
 		}
 	}
 	if err := goka.DefaultUpdate(ctx, s, key, value); err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return true, nil
+	return true, old, nil
 }
+
+// errNoVersion stands for a tombstone's version: it has none to compare.
+var errNoVersion = errors.New("no version")
 
 // TopicChecker is the topic manager of Herald's Goka processors and views.
 // Herald creates its topics itself (topology.EnsureTopics), so this one only

@@ -16,23 +16,33 @@ type Scanner interface {
 	Scan(ctx context.Context, fn func(contract.Summary)) error
 }
 
+// Counter is a Scanner that also keeps the counts a scan would make
+// (tableview.StateView.Counts, from the index it keeps as it stores each
+// state); Held then reads them instead of scanning.
+type Counter interface {
+	Counts() (map[contract.Status]int, map[contract.HoldReason]int)
+}
+
 // DefaultHeldInterval is how often Held scans the view.
 const DefaultHeldInterval = 15 * time.Second
 
 // Held exports how many notifications are in each status, and how many are
-// held for each reason, by scanning the view of the dispatcher table.
+// held for each reason, from the view of the dispatcher table.
 //
-// Why a scan and not counters fed by transitions: the counts must be right
-// after a restart or a rebalance, and a hold's reason can change without a
-// status change (backoff to rate_limit). A scan is correct by construction.
-// It reads only the start of each state (contract.DecodeSummary, under 1 µs a
-// state), so its cost is mostly LevelDB's iteration: about 2.6 s of one
-// core per million notifications on an idle development machine
-// (BenchmarkScan), several times that while the pipeline is busy. It
-// therefore runs in the background every interval rather than on each
-// scrape, and herald_view_scan_duration_seconds shows what it costs. Every API instance holds the whole
-// view, so every instance exports the same numbers: aggregate with max(),
-// not sum().
+// Why not counters fed by transitions: the counts must be right after a
+// restart or a rebalance, and a hold's reason can change without a status
+// change (backoff to rate_limit). The view's own counts (Counter) are
+// right by construction: they are kept from what the view stores, and
+// rebuilt from its local store when it opens, whoever owns the partitions.
+// A Scanner without them is scanned: it reads only the start of each
+// state (contract.DecodeSummary, under 1 µs a state), so its cost is
+// mostly LevelDB's iteration: about 2.6 s of one core per million
+// notifications on an idle development machine (BenchmarkScan), several
+// times that while the pipeline is busy, and a table keeps a year of
+// notifications. Either way it runs in the background every interval
+// rather than on each scrape, and herald_view_scan_duration_seconds shows
+// what it costs. Every API instance holds the whole view, so every
+// instance exports the same numbers: aggregate with max(), not sum().
 type Held struct {
 	scanner Scanner
 
@@ -70,19 +80,25 @@ func NewHeld(reg prometheus.Registerer, s Scanner) *Held {
 	return h
 }
 
-// Refresh scans the view once and replaces the exported counts.
+// Refresh counts the view once (Counter's counts, or a scan) and
+// replaces the exported counts.
 func (h *Held) Refresh(ctx context.Context) error {
 	start := time.Now()
-	status := map[contract.Status]int{}
-	held := map[contract.HoldReason]int{}
-	err := h.scanner.Scan(ctx, func(s contract.Summary) {
-		status[s.Status]++
-		if s.Status.Held() {
-			held[s.HoldReason]++
+	var status map[contract.Status]int
+	var held map[contract.HoldReason]int
+	if c, ok := h.scanner.(Counter); ok {
+		status, held = c.Counts()
+	} else {
+		status, held = map[contract.Status]int{}, map[contract.HoldReason]int{}
+		err := h.scanner.Scan(ctx, func(s contract.Summary) {
+			status[s.Status]++
+			if s.Status.Held() {
+				held[s.HoldReason]++
+			}
+		})
+		if err != nil {
+			return err
 		}
-	})
-	if err != nil {
-		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

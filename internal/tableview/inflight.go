@@ -2,6 +2,7 @@ package tableview
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 
@@ -10,83 +11,106 @@ import (
 	"github.com/herald-dispatch/herald/contract"
 )
 
-// inFlight is the index of the view's states in flight: per partition,
-// the ids whose state is not final (held, queued or sending). The sweep
-// reads it instead of iterating the whole view (InFlight): the table holds
-// every notification for --dedup-retention, a year of them at the seed's
-// volume, and a pass over them every minute cost more than half a core
-// (docs/performance.md, A year of history), while the states that can be
-// overdue are only those in flight.
+// inFlight is the index of the view's states: per partition, the ids
+// whose state is not final (held, queued or sending), and how many states
+// there are of each status and hold reason. The sweep reads the ids
+// instead of iterating the whole view (InFlight), and the held gauge the
+// counts (Counts): the table holds every notification for
+// --dedup-retention, a year of them at the seed's volume, and a pass over
+// them every minute cost more than half a core (docs/performance.md, A
+// year of history), while the states that can be overdue are only those
+// in flight.
 //
-// Guarantee: after a partition's storage is opened, the index holds
-// exactly the ids of its non-final states, as the view's storage does.
+// Guarantee: after a partition's storage is opened, the index describes
+// exactly what the view's storage holds for it.
 //   - At open (seed), the partition's local store is read once, whole,
-//     before Goka recovers anything into it, and its set replaced.
+//     before Goka recovers anything into it, and its entry replaced.
 //   - Every later change of the storage comes through the view's update
-//     callback (gokax.VersionedUpdateObserved), which reports a value
-//     after storing it: a non-final state adds its id, a final or
-//     remembered one or a tombstone removes it. The view writes its
-//     storage through nothing else.
-//   - A value that does not decode stays in the index (the sweep reads
-//     the stored state again and skips what it cannot read), so the index
-//     errs on the side of being looked at.
+//     callback (gokax.VersionedUpdateObserved), which reports the value it
+//     stored and the one it replaced, after storing it, in the partition's
+//     order: the replaced one is taken out of the counts and the set, the
+//     stored one put in. The view writes its storage through nothing
+//     else, and one goroutine writes a partition.
+//   - A value whose summary does not decode is counted under no status
+//     and stays in the set (the sweep reads the stored state again and
+//     skips what it cannot read), so the index errs on the side of being
+//     looked at.
 //
 // A crash loses nothing: the index lives in memory and is rebuilt from
 // the local store at the next open.
 type inFlight struct {
 	mu    sync.RWMutex
-	parts map[int32]map[string]struct{}
+	parts map[int32]*partIndex
 }
 
-func newInFlight() *inFlight { return &inFlight{parts: map[int32]map[string]struct{}{}} }
+// partIndex is one partition's part of the index.
+type partIndex struct {
+	ids    map[string]struct{}
+	status map[contract.Status]int
+	held   map[contract.HoldReason]int
+}
 
-// stored is the update callback's report: value was stored for key in
-// partition (nil: deleted).
-func (ix *inFlight) stored(partition int32, key string, value []byte) {
-	live := value != nil && inFlightValue(value)
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	p := ix.parts[partition]
-	if live {
-		if p == nil {
-			p = map[string]struct{}{}
-			ix.parts[partition] = p
+func newPartIndex() *partIndex {
+	return &partIndex{ids: map[string]struct{}{}, status: map[contract.Status]int{}, held: map[contract.HoldReason]int{}}
+}
+
+// add counts the encoded state b of key in (n 1) or out (n -1) of p.
+func (p *partIndex) add(key string, b []byte, n int) {
+	s, err := contract.DecodeSummary(b)
+	if err == nil {
+		p.status[s.Status] += n
+		if s.Status.Held() {
+			p.held[s.HoldReason] += n
 		}
-		p[key] = struct{}{}
-	} else if p != nil {
-		delete(p, key)
+	}
+	if n > 0 && (err != nil || !s.Status.Final()) {
+		p.ids[key] = struct{}{}
 	}
 }
 
-// inFlightValue reports whether an encoded state may still need the
-// sweep: not final, or unreadable.
-func inFlightValue(b []byte) bool {
-	s, err := contract.DecodeSummary(b)
-	return err != nil || !s.Status.Final()
+func newInFlight() *inFlight { return &inFlight{parts: map[int32]*partIndex{}} }
+
+// stored is the update callback's report: value was stored for key in
+// partition (nil: deleted) in place of old (nil: none).
+func (ix *inFlight) stored(partition int32, key string, old, value []byte) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	p := ix.parts[partition]
+	if p == nil {
+		p = newPartIndex()
+		ix.parts[partition] = p
+	}
+	if old != nil {
+		p.add(key, old, -1)
+	}
+	delete(p.ids, key)
+	if value != nil {
+		p.add(key, value, 1)
+	}
 }
 
-// seed replaces partition's set with the non-final states of st.
+// seed replaces partition's entry with what st holds.
 func (ix *inFlight) seed(partition int32, st storage.Storage) error {
 	it, err := st.Iterator()
 	if err != nil {
 		return fmt.Errorf("tableview: index partition %d: %w", partition, err)
 	}
 	defer it.Release()
-	set := map[string]struct{}{}
+	p := newPartIndex()
 	for it.Next() {
 		v, err := it.Value()
 		if err != nil {
 			return fmt.Errorf("tableview: index partition %d: %w", partition, err)
 		}
-		if v != nil && inFlightValue(v) {
-			set[string(it.Key())] = struct{}{}
+		if v != nil {
+			p.add(string(it.Key()), v, 1)
 		}
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("tableview: index partition %d: %w", partition, err)
 	}
 	ix.mu.Lock()
-	ix.parts[partition] = set
+	ix.parts[partition] = p
 	ix.mu.Unlock()
 	return nil
 }
@@ -94,14 +118,42 @@ func (ix *inFlight) seed(partition int32, st storage.Storage) error {
 // ids returns the ids in flight in partition, sorted (a copy).
 func (ix *inFlight) ids(partition int32) []string {
 	ix.mu.RLock()
-	p := ix.parts[partition]
-	out := make([]string, 0, len(p))
-	for id := range p {
-		out = append(out, id)
+	var out []string
+	if p := ix.parts[partition]; p != nil {
+		out = make([]string, 0, len(p.ids))
+		for id := range p.ids {
+			out = append(out, id)
+		}
 	}
 	ix.mu.RUnlock()
 	slices.Sort(out)
 	return out
+}
+
+// partitions returns the partitions the index has seen, sorted.
+func (ix *inFlight) partitions() []int32 {
+	ix.mu.RLock()
+	out := slices.Collect(maps.Keys(ix.parts))
+	ix.mu.RUnlock()
+	slices.Sort(out)
+	return out
+}
+
+// counts returns the states of every partition by status, and the held
+// ones by hold reason (copies).
+func (ix *inFlight) counts() (map[contract.Status]int, map[contract.HoldReason]int) {
+	status, held := map[contract.Status]int{}, map[contract.HoldReason]int{}
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for _, p := range ix.parts {
+		for s, n := range p.status {
+			status[s] += n
+		}
+		for r, n := range p.held {
+			held[r] += n
+		}
+	}
+	return status, held
 }
 
 // builder wraps b so that each partition's storage seeds the index when

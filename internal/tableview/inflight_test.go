@@ -3,6 +3,7 @@ package tableview_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"testing"
@@ -25,7 +26,9 @@ func stateRec(t *testing.T, id string, status contract.Status, version uint64) *
 		return rec
 	}
 	s := &contract.State{ID: id, Campaign: "c", Status: status, Version: version, Channel: contract.ChannelEmail,
-		UpdatedAt: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
+		UpdatedAt: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC),
+		HoldReason: map[contract.Status]contract.HoldReason{contract.StatusScheduled: contract.HoldSchedule,
+			contract.StatusDeferred: contract.HoldBlackout, contract.StatusRetrying: contract.HoldBackoff}[status]}
 	b, err := contract.EncodeState(s)
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +52,27 @@ func inFlightIDs(t *testing.T, v *tableview.StateView, partitions int) []string 
 	}
 	slices.Sort(all)
 	return all
+}
+
+// checkCounts compares the index's counts with a scan of the view, the
+// truth they stand for, leaving out statuses with none.
+func checkCounts(t *testing.T, v *tableview.StateView, when string) {
+	t.Helper()
+	wantStatus, wantHeld := map[contract.Status]int{}, map[contract.HoldReason]int{}
+	if err := v.Scan(context.Background(), func(s contract.Summary) {
+		wantStatus[s.Status]++
+		if s.Status.Held() {
+			wantHeld[s.HoldReason]++
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	status, held := v.Counts()
+	maps.DeleteFunc(status, func(_ contract.Status, n int) bool { return n == 0 })
+	maps.DeleteFunc(held, func(_ contract.HoldReason, n int) bool { return n == 0 })
+	if !reflect.DeepEqual(status, wantStatus) || !reflect.DeepEqual(held, wantHeld) {
+		t.Fatalf("%s: counts %v %v, a scan counts %v %v", when, status, held, wantStatus, wantHeld)
+	}
 }
 
 // runView starts a StateView on dir and waits until it has recovered; the
@@ -96,6 +120,7 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 	if got := inFlightIDs(t, v, partitions); !reflect.DeepEqual(got, want) {
 		t.Fatalf("in flight after recovery: %v, want %v", got, want)
 	}
+	checkCounts(t, v, "after recovery")
 
 	c.Produce(t, cl,
 		stateRec(t, "sending", contract.StatusSent, 5),      // final now
@@ -110,6 +135,21 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 	if got := inFlightIDs(t, v, partitions); !reflect.DeepEqual(got, want) {
 		t.Fatalf("in flight after the updates: %v, want %v", got, want)
 	}
+	checkCounts(t, v, "after the updates")
+	var scanned []string
+	if err := v.ScanInFlight(context.Background(), func(b []byte) {
+		st, err := contract.DecodeState(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scanned = append(scanned, st.ID)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(scanned)
+	if !reflect.DeepEqual(scanned, want) {
+		t.Fatalf("ScanInFlight read %v, want %v", scanned, want)
+	}
 	stop()
 
 	// While the view is down: one state goes final, one arrives.
@@ -120,6 +160,7 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 	if got := inFlightIDs(t, v, partitions); !reflect.DeepEqual(got, want) {
 		t.Fatalf("in flight after a restart on the same data dir: %v, want %v (the local store's, then the changelog's since)", got, want)
 	}
+	checkCounts(t, v, "after a restart")
 }
 
 // Seeding reads a partition's store whole: many states, of which every
@@ -148,4 +189,5 @@ func TestInFlightIndexSeedsFromTheStore(t *testing.T) {
 	if got := inFlightIDs(t, v, 2); !reflect.DeepEqual(got, want) {
 		t.Fatalf("in flight from the store: %d ids, want %d", len(got), len(want))
 	}
+	checkCounts(t, v, "from the store")
 }

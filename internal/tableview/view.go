@@ -90,6 +90,14 @@ func (v *StateView) Recovered() bool { return v.view.Recovered() }
 // since, so a reader reads each state again (the sweep does).
 func (v *StateView) InFlight(partition int32) []string { return v.ix.ids(partition) }
 
+// Counts returns how many states the view holds of each status, and of
+// each hold reason among the held ones, from the index the view keeps as
+// it stores them: what a Scan would count, without reading the table
+// (metrics.Held reads it).
+func (v *StateView) Counts() (map[contract.Status]int, map[contract.HoldReason]int) {
+	return v.ix.counts()
+}
+
 // Goka returns the underlying view, for Goka's monitor.
 func (v *StateView) Goka() *goka.View { return v.view }
 
@@ -165,7 +173,25 @@ func (v *StateView) scan(ctx context.Context, fn func(key string, b []byte) erro
 	return nil
 }
 
-// ScanRaw calls fn with every encoded state in the view.
-func (v *StateView) ScanRaw(ctx context.Context, fn func(raw []byte)) error {
-	return v.scan(ctx, func(_ string, b []byte) error { fn(b); return nil })
+// ScanInFlight calls fn with the encoded state of every notification in
+// flight (InFlight, every partition), read from the view now: the only
+// states Overdue can find overdue, so GET /v1/stuck costs the work in
+// flight, not the table. A state that went final since the index was read
+// is passed as it is now; one deleted since is skipped.
+func (v *StateView) ScanInFlight(ctx context.Context, fn func(raw []byte)) error {
+	for _, p := range v.ix.partitions() {
+		for _, id := range v.ix.ids(p) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			raw, err := v.view.Get(id)
+			if err != nil {
+				return fmt.Errorf("tableview: get %q: %w", id, err)
+			}
+			if b, _ := raw.([]byte); b != nil {
+				fn(b)
+			}
+		}
+	}
+	return nil
 }

@@ -38,8 +38,9 @@ func (m *memTable) Get(id string) (*contract.State, error) {
 
 func (m *memTable) Recovered() bool { return !m.recovering }
 
-// ScanRaw encodes every state as the dispatcher table holds it.
-func (m *memTable) ScanRaw(_ context.Context, fn func([]byte)) error {
+// ScanInFlight encodes every state as the dispatcher table holds it (final
+// ones too: the stuck list must skip them itself).
+func (m *memTable) ScanInFlight(_ context.Context, fn func([]byte)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {

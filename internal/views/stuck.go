@@ -13,10 +13,11 @@ import (
 	"github.com/herald-dispatch/herald/internal/topology"
 )
 
-// RawScanner reads every encoded state of the dispatcher table
-// (*tableview.StateView).
+// RawScanner reads the encoded state of every notification in flight in
+// the dispatcher table (*tableview.StateView: its index of the non-final
+// states, the only ones the sweep can find overdue).
 type RawScanner interface {
-	ScanRaw(ctx context.Context, fn func(raw []byte)) error
+	ScanInFlight(ctx context.Context, fn func(raw []byte)) error
 }
 
 // StuckRow is a notification the dispatcher's sweep would rescue now
@@ -62,7 +63,7 @@ func (s *Server) stuck(w http.ResponseWriter, r *http.Request) {
 	now := s.Now()
 	resp := StuckResponse{Stuck: []StuckRow{}, GraceSeconds: grace.Seconds()}
 	var decodeErr error
-	err := s.Scanner.ScanRaw(r.Context(), func(b []byte) {
+	err := s.Scanner.ScanInFlight(r.Context(), func(b []byte) {
 		wk, ok := tableview.Overdue(b, now, grace)
 		if !ok {
 			return
