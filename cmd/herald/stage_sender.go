@@ -36,6 +36,7 @@ type senderOptions struct {
 	concurrency    int
 	limit          sender.LimitConfig
 	drainTimeout   time.Duration
+	recallTimeout  time.Duration
 	answeredMemory int
 	minBudget      time.Duration
 	commitInterval time.Duration
@@ -64,6 +65,7 @@ func (f *senderOptions) register(fs *flag.FlagSet) {
 	cli.Duration(fs, &f.limit.Floor, "send-latency-floor", sender.DefaultLatencyFloor, "the least base latency: a faster provider's latency is noise, not queueing, to the concurrency limit")
 	cli.Duration(fs, &f.limit.Memory, "send-latency-memory", sender.DefaultLatencyMemory, "how long a provider's least latency is remembered as its base latency")
 	cli.Duration(fs, &f.drainTimeout, "send-drain-timeout", sender.DefaultDrainTimeout, "how long in-flight attempts may finish on a rebalance or at shutdown")
+	cli.Duration(fs, &f.recallTimeout, "send-recall-timeout", sender.DefaultRecallTimeout, "how long the sender may read back the answers of partitions it is assigned before it handles their commands (it holds the rebalance; keep it well under the group's rebalance timeout)")
 	cli.Duration(fs, &f.minBudget, "send-min-budget", sender.DefaultMinBudget, "a provider call is not started with less than this left before the command's cut-off (answered not_attempted instead of likely cut off with an unknown outcome); -1ns for none")
 	cli.Int(fs, &f.answeredMemory, "send-answered-memory", sender.DefaultAnsweredMemory, "answered commands the sender remembers and never calls a provider for again (a command consumed again after a lost commit or a replay); -1 for none")
 	cli.Duration(fs, &f.commitInterval, "send-commit-interval", sender.DefaultCommitInterval, "how often the sender commits completed offsets")
@@ -160,6 +162,7 @@ func startSender(env *runEnv, f *senderOptions, shared sharedFlags) (stageLoop, 
 		Concurrency:      f.concurrency,
 		Limit:            f.limitConfig(env),
 		DrainTimeout:     f.drainTimeout,
+		RecallTimeout:    f.recallTimeout,
 		CommitInterval:   f.commitInterval,
 		AnsweredMemory:   f.answeredMemory,
 		MinBudget:        f.minBudget,

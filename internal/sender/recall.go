@@ -19,7 +19,9 @@ import (
 // command's answers are in the partition of its own number). It reads
 // each partition's newest records, at most the partition's share of the
 // memory (Config.AnsweredMemory / Topology.Partitions), up to the end it
-// had when the read began, and takes at most Config.DrainTimeout.
+// had when the read began, and takes at most Config.RecallTimeout (its own
+// bound: a short --send-drain-timeout, which cuts calls at shutdown, must
+// not cut the read back of the answers too).
 //
 // It runs in the OnPartitionsAssigned callback, which franz-go calls
 // before it fetches the assigned partitions: no command of a partition is
@@ -33,7 +35,7 @@ func (s *Sender) recall(ctx context.Context, parts []int32) {
 	if s.cfg.AnsweredMemory <= 0 || len(parts) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.RecallTimeout)
 	defer cancel()
 	start := time.Now()
 	n, err := s.readResults(ctx, parts, int64(max(1, s.cfg.AnsweredMemory/max(1, s.cfg.Topology.Partitions))))

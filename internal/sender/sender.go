@@ -116,6 +116,7 @@ const (
 	DefaultGroup          = topology.GroupSender
 	DefaultConcurrency    = 4000
 	DefaultDrainTimeout   = 10 * time.Second
+	DefaultRecallTimeout  = 10 * time.Second
 	DefaultCommitInterval = time.Second
 	// DefaultMinBudget is the default of Config.MinBudget.
 	DefaultMinBudget = time.Second
@@ -224,8 +225,13 @@ type Config struct {
 	// DefaultAnsweredMemory, about 60 bytes each; negative: none). On
 	// every assignment it reads back each assigned partition's newest
 	// AnsweredMemory / Topology.Partitions results (recall), within
-	// DrainTimeout.
+	// RecallTimeout.
 	AnsweredMemory int
+	// RecallTimeout bounds that read back at each assignment (default
+	// DefaultRecallTimeout, 10 s). It holds the group's rebalance, so it
+	// stays well under the group's rebalance timeout; a read it cuts
+	// keeps what it read, and the idempotency key guards the rest.
+	RecallTimeout time.Duration
 	// Group is the consumer group (default DefaultGroup, herald-sender).
 	Group string
 	// Observer is told what the sender does (default: nothing).
@@ -266,6 +272,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.RecallTimeout <= 0 {
+		c.RecallTimeout = DefaultRecallTimeout
 	}
 	if c.CommitInterval <= 0 {
 		c.CommitInterval = DefaultCommitInterval
