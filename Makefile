@@ -5,10 +5,11 @@ GO       ?= go
 BIN      := bin/herald
 PKGS     := ./...
 # Go test flags for `make test`. The whole suite stays under 2 minutes on 2 cores:
-# -p 4 runs four test binaries at once, since most of a package's wall clock is spent
-# waiting on its broker and PostgreSQL rather than on the CPU; -vet=all runs the
-# whole of go vet inside go test, package by package, instead of as a step before it.
-TESTFLAGS ?= -count=1 -timeout 20m -p 4 -vet=all
+# -p 4 runs four test binaries at once and -parallel 8 eight parallel tests in each,
+# since most of a test's wall clock is spent waiting on its broker, PostgreSQL or a
+# timer rather than on the CPU; -vet=all runs the whole of go vet inside go test,
+# package by package, instead of as a step before it.
+TESTFLAGS ?= -count=1 -timeout 20m -p 4 -parallel 8 -vet=all
 
 .PHONY: all build build-loadtest run test test-short bench bench-heavy loadtest loadtest-history chaos lint fuzz proto deps clean deploy-check helm
 
