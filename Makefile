@@ -92,10 +92,12 @@ loadtest-history: deps build-loadtest
 chaos: deps build
 	HERALD_CHAOS=1 HERALD_CHAOS_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 30m -run '^TestChaos$$' -v ./internal/chaos/
 
-## lint: formatting and vet.
+## lint: formatting, vet and staticcheck (pinned, run through the Go module proxy).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 ## fuzz: fuzz the request decoder, then the decoders of the state and of Herald's records, a minute each.
 FUZZTIME ?= 60s
