@@ -147,7 +147,7 @@ func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
 			mu.Lock()
 			decoded++
 			mu.Unlock()
-		case "copied":
+		case "upserted":
 			first.Do(func() { close(writing); <-release })
 		}
 		return nil

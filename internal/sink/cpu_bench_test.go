@@ -42,7 +42,7 @@ func changelog(n int) []*kgo.Record {
 
 // BenchmarkSinkCPU is the sink's CPU per changelog record without
 // PostgreSQL's share: decoding the states and preparing the batch's rows
-// (newest version per id, checks, sort, the COPY rows), per batch size.
+// (newest version per id, checks, sort, the INSERTs' column arrays), per batch size.
 // cpu-ns/record (the process's CPU time) is the figure to compare.
 func BenchmarkSinkCPU(b *testing.B) {
 	for _, size := range []int{500, 5000, 10000} {
@@ -56,8 +56,8 @@ func BenchmarkSinkCPU(b *testing.B) {
 				if len(dead)+len(rejected) > 0 || len(items) != size/4 {
 					b.Fatalf("%d dead, %d rejected, %d rows", len(dead), len(rejected), len(items))
 				}
-				statusRows(items)
-				attemptRows(items)
+				statusArgs(items)
+				attemptArgs(items)
 			}
 			b.ReportMetric(float64((heraldtest.ProcessCPU()-cpu0).Nanoseconds())/float64(b.N*len(recs)), "cpu-ns/record")
 		})

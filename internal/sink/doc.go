@@ -15,12 +15,13 @@
 // takes what waits, up to BatchSize records and BatchInterval, so the
 // backlog is written in large batches, each collapsing the versions of a
 // notification it holds into one row. Writer.Write then keeps only the newest version of each id in the batch
-// and, in ONE transaction, COPYs the rows into temporary tables (kept per
-// connection, emptied at every commit) and runs one INSERT of the attempts
+// and, in ONE transaction of three round trips (BEGIN; both INSERTs sent
+// together in one pgx batch; COMMIT), runs one INSERT of the attempts
 // ON CONFLICT (id, attempt, at) DO NOTHING, and one INSERT ... SELECT ...
 // ON CONFLICT (id) DO UPDATE ... WHERE excluded.version >
 // dispatch_status.version, which also stamps status_synced_at when a row's
-// status changes.
+// status changes. The rows travel as one array parameter per column,
+// unnested by the INSERTs.
 //
 // # Guarantees
 //

@@ -152,12 +152,12 @@ func TestSinkReplayAndReorderKeepNewest(t *testing.T) {
 	}
 }
 
-// A sink that dies in the middle of a batch (after the COPY, before the
-// INSERT; or after PostgreSQL committed, before Kafka did) loses nothing:
+// A sink that dies in the middle of a batch (after the INSERTs, before the
+// COMMIT; or after PostgreSQL committed, before Kafka did) loses nothing:
 // the next one replays the batch.
 func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
 	t.Parallel()
-	for _, point := range []string{"copied", "pg-committed"} {
+	for _, point := range []string{"upserted", "pg-committed"} {
 		t.Run(point, func(t *testing.T) {
 			c, cl, cfg := setup(t, "")
 			all := ids("k", 150)
@@ -184,7 +184,7 @@ func TestSinkCrashMidBatchLosesNothing(t *testing.T) {
 			}
 			written := len(rows(t, cfg.Pool))
 			switch point {
-			case "copied":
+			case "upserted":
 				if written != 0 {
 					t.Fatalf("%d rows visible after a crash before the INSERT", written)
 				}

@@ -206,12 +206,13 @@ func pgText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-// pgNullText is pgText, with NULL for an empty string.
-func pgNullText(s string) any {
+// pgNullText is pgText, with NULL (nil) for an empty string.
+func pgNullText(s string) *string {
 	if s == "" {
 		return nil
 	}
-	return pgText(s)
+	t := pgText(s)
+	return &t
 }
 
 func fitsInt32(n int) bool { return n >= math.MinInt32 && n <= math.MaxInt32 }
@@ -311,28 +312,16 @@ func isDataError(err error) bool {
 	return false
 }
 
-// The temporary tables live as long as their connection and are emptied
-// at every commit (a rolled-back COPY leaves nothing either): creating and
-// dropping them in every transaction wrote PostgreSQL's catalog twice per
-// batch, most of a small batch's cost. IF NOT EXISTS makes the statement a
-// catalog lookup on a connection that has them.
-const createTemp = `CREATE TEMP TABLE IF NOT EXISTS sink_status (
-	id text, campaign text, status text, channel text, attempts integer, duplicates integer,
-	policy_id text, policy_version integer, hold_reason text, last_error text,
-	created_at timestamptz, updated_at timestamptz, sent_at timestamptz, next_attempt_at timestamptz,
-	version bigint
-) ON COMMIT DELETE ROWS`
-
-const createTempAttempts = `CREATE TEMP TABLE IF NOT EXISTS sink_attempts (
-	id text, attempt integer, campaign text, channel text, outcome text, error text, code integer, at timestamptz,
-	provider text, provider_message_id text
-) ON COMMIT DELETE ROWS`
-
-var statusColumns = []string{"id", "campaign", "status", "channel", "attempts", "duplicates",
-	"policy_id", "policy_version", "hold_reason", "last_error",
-	"created_at", "updated_at", "sent_at", "next_attempt_at", "version"}
-
-var attemptColumns = []string{"id", "attempt", "campaign", "channel", "outcome", "error", "code", "at", "provider", "provider_message_id"}
+// The rows travel as one array per column (a parameter each) and are
+// unnested by the INSERTs themselves, both statements sent together in one
+// pgx batch: a transaction is three round trips to PostgreSQL (BEGIN, the
+// two INSERTs, COMMIT) whatever the batch's size. The COPY into temporary
+// tables it replaces took about ten: a statement each for the tables, the
+// two COPYs (their rows handed in 64 KB chunks from pgx's encoding
+// goroutine to the connection's) and the two INSERTs. On a loaded process
+// each round trip and each hand-over waits for the Go scheduler, and in a
+// zero-latency burst that wait, not PostgreSQL, was most of a batch's time
+// (docs/performance.md, "What bounds the missed targets").
 
 // upsertStatus moves a row forward only: an older or equal version leaves
 // it as it is. status_synced_at moves only with the status (clock_timestamp:
@@ -343,7 +332,12 @@ const upsertStatus = `INSERT INTO dispatch_status AS d (
 	created_at, updated_at, sent_at, next_attempt_at, version, status_synced_at)
 SELECT id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
 	created_at, updated_at, sent_at, next_attempt_at, version, clock_timestamp()
-FROM sink_status ORDER BY id
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::integer[],
+	$7::text[], $8::integer[], $9::text[], $10::text[],
+	$11::timestamptz[], $12::timestamptz[], $13::timestamptz[], $14::timestamptz[], $15::bigint[])
+	AS u(id, campaign, status, channel, attempts, duplicates, policy_id, policy_version, hold_reason, last_error,
+	created_at, updated_at, sent_at, next_attempt_at, version)
+ORDER BY id
 ON CONFLICT (id) DO UPDATE SET
 	campaign = excluded.campaign, status = excluded.status, channel = excluded.channel,
 	attempts = excluded.attempts, duplicates = excluded.duplicates,
@@ -355,41 +349,65 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE excluded.version > d.version`
 
 const insertAttempts = `INSERT INTO dispatch_attempts (id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id)
-SELECT id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id FROM sink_attempts ORDER BY id, attempt
+SELECT id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id
+FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[],
+	$8::timestamptz[], $9::text[], $10::text[])
+	AS u(id, attempt, campaign, channel, outcome, error, code, at, provider, provider_message_id)
+ORDER BY id, attempt
 ON CONFLICT (id, attempt, at) DO NOTHING`
 
-// statusRows are the COPY rows of dispatch_status, one per item.
-func statusRows(items []item) [][]any {
-	rows := make([][]any, len(items))
+// statusArgs are upsertStatus's parameters: one array per column, an
+// element per item.
+func statusArgs(items []item) []any {
+	n := len(items)
+	var (
+		ids, campaigns, statuses, channels, policyIDs, holds, lastErrors = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		attempts, duplicates, policyVersions = make([]int32, n), make([]int32, n), make([]int32, n)
+		created, updated                     = make([]time.Time, n), make([]time.Time, n)
+		sent, next                           = make([]*time.Time, n), make([]*time.Time, n)
+		versions                             = make([]int64, n)
+	)
 	for i, it := range items {
 		s := it.change.State
-		rows[i] = []any{s.ID, s.Campaign, string(s.Status), string(s.Channel), int32(s.Attempts), int32(s.Duplicates),
-			policyID(s), int32(policyVersion(s)), string(s.HoldReason), pgText(s.LastError),
-			s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt, int64(s.Version)}
+		ids[i], campaigns[i], statuses[i], channels[i] = s.ID, s.Campaign, string(s.Status), string(s.Channel)
+		attempts[i], duplicates[i] = int32(s.Attempts), int32(s.Duplicates)
+		policyIDs[i], policyVersions[i] = policyID(s), int32(policyVersion(s))
+		holds[i], lastErrors[i] = string(s.HoldReason), pgText(s.LastError)
+		created[i], updated[i], sent[i], next[i] = s.FirstSeen, s.UpdatedAt, s.SentAt, s.NextAttemptAt
+		versions[i] = int64(s.Version)
 	}
-	return rows
+	return []any{ids, campaigns, statuses, channels, attempts, duplicates, policyIDs, policyVersions, holds, lastErrors,
+		created, updated, sent, next, versions}
 }
 
-// attemptRows are the COPY rows of dispatch_attempts, one per attempt of
-// every item.
-func attemptRows(items []item) [][]any {
+// attemptArgs are insertAttempts's parameters, an element per attempt of
+// every item, and the number of attempts.
+func attemptArgs(items []item) ([]any, int) {
 	n := 0
 	for _, it := range items {
 		n += len(it.attempts)
 	}
-	rows := make([][]any, 0, n)
+	var (
+		ids, campaigns, channels, outcomes, errs = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n),
+			make([]string, 0, n), make([]string, 0, n)
+		numbers, codes         = make([]int32, 0, n), make([]int32, 0, n)
+		at                     = make([]time.Time, 0, n)
+		providers, providerIDs = make([]*string, 0, n), make([]*string, 0, n)
+	)
 	for _, it := range items {
 		s := it.change.State
 		for _, a := range it.attempts {
-			rows = append(rows, []any{s.ID, int32(a.Attempt), s.Campaign, string(a.Channel), string(a.Outcome), pgText(a.Error), int32(a.Code), a.At,
-				pgNullText(a.Provider), pgNullText(a.ProviderMessageID)})
+			ids, numbers, campaigns = append(ids, s.ID), append(numbers, int32(a.Attempt)), append(campaigns, s.Campaign)
+			channels, outcomes = append(channels, string(a.Channel)), append(outcomes, string(a.Outcome))
+			errs, codes, at = append(errs, pgText(a.Error)), append(codes, int32(a.Code)), append(at, a.At)
+			providers, providerIDs = append(providers, pgNullText(a.Provider)), append(providerIDs, pgNullText(a.ProviderMessageID))
 		}
 	}
-	return rows
+	return []any{ids, numbers, campaigns, channels, outcomes, errs, codes, at, providers, providerIDs}, n
 }
 
-// tx is one transaction: COPY into temporary tables, then the two
-// INSERT ... SELECTs.
+// tx is one transaction: BEGIN, the two INSERTs in one batch, COMMIT.
 func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64, err error) {
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
@@ -397,40 +415,32 @@ func (w *Writer) tx(ctx context.Context, items []item) (applied, attempts int64,
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	attemptRows := attemptRows(items)
-	nAttempts := len(attemptRows)
-	ddl := createTemp
-	if nAttempts > 0 {
-		ddl += ";\n" + createTempAttempts
-	}
-	if _, err := tx.Exec(ctx, ddl); err != nil {
-		return 0, 0, fmt.Errorf("sink: temp tables: %w", err)
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_status"}, statusColumns, pgx.CopyFromRows(statusRows(items))); err != nil {
-		return 0, 0, fmt.Errorf("sink: copy statuses: %w", err)
-	}
-	if nAttempts > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sink_attempts"}, attemptColumns, pgx.CopyFromRows(attemptRows)); err != nil {
-			return 0, 0, fmt.Errorf("sink: copy attempts: %w", err)
-		}
-	}
-	if err := w.at("copied"); err != nil {
-		return 0, 0, err
-	}
 	// The attempts first: the statuses' status_synced_at is then stamped
 	// as near to the commit as it can be.
+	var b pgx.Batch
+	args, nAttempts := attemptArgs(items)
 	if nAttempts > 0 {
-		tag, err := tx.Exec(ctx, insertAttempts)
+		b.Queue(insertAttempts, args...)
+	}
+	b.Queue(upsertStatus, statusArgs(items)...)
+	br := tx.SendBatch(ctx, &b)
+	if nAttempts > 0 {
+		tag, err := br.Exec()
 		if err != nil {
+			br.Close()
 			return 0, 0, fmt.Errorf("sink: insert attempts: %w", err)
 		}
 		attempts = tag.RowsAffected()
 	}
-	tag, err := tx.Exec(ctx, upsertStatus)
+	tag, err := br.Exec()
 	if err != nil {
+		br.Close()
 		return 0, 0, fmt.Errorf("sink: upsert statuses: %w", err)
 	}
 	applied = tag.RowsAffected()
+	if err := br.Close(); err != nil {
+		return 0, 0, fmt.Errorf("sink: batch: %w", err)
+	}
 	if err := w.at("upserted"); err != nil {
 		return 0, 0, err
 	}

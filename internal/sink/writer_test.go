@@ -3,11 +3,16 @@ package sink
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/herald-dispatch/herald/internal/heraldtest"
 	"github.com/herald-dispatch/herald/internal/report"
@@ -332,5 +337,127 @@ func TestWriterKeepsReportsThroughRetention(t *testing.T) {
 		if got := read(); got != want {
 			t.Fatalf("after the remembered record: %+v, want %+v", got, want)
 		}
+	}
+}
+
+// roundTrips counts what a pool's connections send PostgreSQL: statements
+// on their own, pgx batches (one round trip for all their statements) and
+// COPYs.
+type roundTrips struct {
+	mu sync.Mutex
+	tripCount
+}
+
+type tripCount struct {
+	statements   []string
+	batches      int
+	batchQueries int
+	copies       int
+}
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.statements = append(r.statements, strings.ToLower(strings.TrimSpace(d.SQL)))
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.batches++
+	r.batchQueries += d.Batch.Len()
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (r *roundTrips) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.copies++
+	return ctx
+}
+func (r *roundTrips) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
+
+func (r *roundTrips) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.tripCount = tripCount{}
+}
+
+func (r *roundTrips) count() tripCount {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tripCount
+}
+
+// A batch is one transaction of three round trips whatever its size:
+// BEGIN, both INSERTs in one pgx batch (the rows as column arrays), COMMIT.
+// No COPY: each COPY and each statement on its own was a round trip, and
+// every round trip of a loaded process waits for the Go scheduler. The
+// rows still arrive whole: NULLs where a state has no time or provider.
+func TestWriterBatchIsThreeRoundTrips(t *testing.T) {
+	t.Parallel()
+	dsn := heraldtest.Postgres(t)
+	migratedPool(t, dsn)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trips := new(roundTrips)
+	cfg.ConnConfig.Tracer = trips
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w := NewWriter(pool)
+	ctx := context.Background()
+	// The first write also makes the attempts' month partition.
+	if _, err := w.Write(ctx, []Change{change(state("warm", "c1", 4))}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2000} {
+		trips.reset()
+		var batch []Change
+		for i, id := range ids(fmt.Sprintf("b%d", n), n) {
+			batch = append(batch, change(state(id, "c1", uint64(1+i%4))))
+		}
+		res, err := w.Write(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Applied != int64(n) || res.Transactions != 1 {
+			t.Fatalf("batch of %d: %+v", n, res)
+		}
+		got := trips.count()
+		wantQueries := 2 // the attempts' INSERT and the statuses'
+		if n == 1 {
+			wantQueries = 1 // a scheduled state has no attempts
+		}
+		if !slices.Equal(got.statements, []string{"begin", "commit"}) || got.batches != 1 || got.batchQueries != wantQueries || got.copies != 0 {
+			t.Fatalf("batch of %d: statements %q, %d batches of %d queries, %d COPYs; want begin and commit around one batch of %d, no COPY",
+				n, got.statements, got.batches, got.batchQueries, got.copies, wantQueries)
+		}
+	}
+	var sentNull, nextNull, sentSet, nextSet, providerNull, providerSet int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE sent_at IS NULL), count(*) FILTER (WHERE next_attempt_at IS NULL),
+		count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FILTER (WHERE next_attempt_at IS NOT NULL) FROM dispatch_status WHERE id LIKE 'b2000-%'`).
+		Scan(&sentNull, &nextNull, &sentSet, &nextSet); err != nil {
+		t.Fatal(err)
+	}
+	// Of 2,000 at versions 1-4, 500 each: 500 sent (sent_at), 500 retrying (next_attempt_at).
+	if sentSet != 500 || sentNull != 1500 || nextSet != 500 || nextNull != 1500 {
+		t.Fatalf("sent_at set %d, NULL %d; next_attempt_at set %d, NULL %d", sentSet, sentNull, nextSet, nextNull)
+	}
+	batch := []Change{change(state("prov", "c1", 4))}
+	batch[0].State.History[1].Provider, batch[0].State.History[1].ProviderMessageID = "ses", "m-1"
+	if _, err := w.Write(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE provider IS NULL AND provider_message_id IS NULL),
+		count(*) FILTER (WHERE provider = 'ses' AND provider_message_id = 'm-1') FROM dispatch_attempts WHERE id = 'prov'`).
+		Scan(&providerNull, &providerSet); err != nil || providerNull != 1 || providerSet != 1 {
+		t.Fatalf("attempts' providers: %d NULL, %d set, want 1 and 1 (%v)", providerNull, providerSet, err)
 	}
 }
