@@ -41,14 +41,16 @@ const (
 
 // throttleBackoff is what a window with a 429 multiplies the limit by,
 // and maxShrink the most one window of high latency takes off it.
-// lossBackoff is what a window in which at least lossShare of the calls
-// were lost (no answer: the call timed out or its connection broke)
-// multiplies it by, as TCP halves its window on a lost packet.
+// lossBackoff is what a window in which at least lossShare of the calls,
+// and at least lossMin calls, were lost (no answer: the call timed out or
+// its connection broke) multiplies it by, as TCP halves its window on a
+// lost packet.
 const (
 	throttleBackoff = 0.9
 	maxShrink       = 0.5
 	lossBackoff     = 0.5
 	lossShare       = 0.1
+	lossMin         = 2
 )
 
 // LimitConfig tunes the adaptive concurrency limit of each channel
@@ -131,7 +133,11 @@ func (c LimitConfig) validate() error {
 //     the provider's own slow answers to a few requests, not queueing
 //     (the load test sends 0.2% of its notifications to a provider that
 //     answers after the timeout; halving on each of those held a 1 s
-//     provider's limit at a few dozen). Only a call started after the
+//     provider's limit at a few dozen). One lost call never halves it,
+//     however few calls its window holds: a 100 ms window of a fast
+//     provider holds a handful when the limit is low, and one slow answer
+//     in it was a tenth (the zero-latency load test's limit sank to its
+//     floor of 10 that way). Only a call started after the
 //     last halving counts, so that one stall, whose timeouts come over
 //     several windows, halves the limit once (TCP's one reduction per
 //     round trip). Until Memory
@@ -236,7 +242,7 @@ func (a *adaptiveLimit) update(now time.Time) bool {
 		a.threshold = 0
 	}
 	switch {
-	case float64(a.lost) >= lossShare*float64(len(a.window)):
+	case a.lost >= lossMin && float64(a.lost) >= lossShare*float64(len(a.window)):
 		a.limit = max(a.limit*lossBackoff, float64(a.cfg.Min))
 		a.lastLoss, a.threshold = now, a.limit
 	case a.throttled:

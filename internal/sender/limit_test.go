@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"testing"
@@ -21,8 +22,9 @@ func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 // sample of a window is a 429 if throttled. A window of outliers ends
 // with that many answers of 20 s among its eleven; its answers
 // after the first are that many calls lost without an answer after
-// lostAfter (0: latency).
+// lostAfter (0: latency). A window holds calls answers (0: eleven).
 type phase struct {
+	calls     int
 	windows   int
 	latency   time.Duration
 	inFlight  func(limit int) int
@@ -32,18 +34,20 @@ type phase struct {
 	lostAfter time.Duration
 }
 
-// feedWindow gives a one window of answers: eleven, a tenth of the
-// window apart, the last of which ends it. It returns the limit after.
+// feedWindow gives a one window of answers: p.calls (eleven by default),
+// evenly apart, the last of which ends it. It returns the limit after.
 func feedWindow(t *testing.T, a *adaptiveLimit, clk *fakeClock, p phase) int {
 	t.Helper()
-	step := max(a.Base(), a.cfg.Floor) / 10
+	n := cmp.Or(p.calls, 11)
+	w := max(a.Base(), a.cfg.Floor)
+	step := (w + time.Duration(n-2)) / time.Duration(n-1) // rounded up: the last answer ends it
 	inFlight := a.Limit()
 	if p.inFlight != nil {
 		inFlight = p.inFlight(a.Limit())
 	}
-	for i := 0; i <= 10; i++ {
+	for i := range n {
 		lat, lost := p.latency, i >= 1 && i <= p.lost
-		if i >= 11-p.outliers {
+		if i >= n-p.outliers {
 			lat = 20 * time.Second
 		}
 		if lost && p.lostAfter > 0 {
@@ -51,14 +55,14 @@ func feedWindow(t *testing.T, a *adaptiveLimit, clk *fakeClock, p phase) int {
 		}
 		a.Sample(lat, p.throttle, lost, inFlight)
 		if len(a.window) == 0 {
-			if i != 10 {
-				t.Fatalf("the window ended after %d answers, want 11", i+1)
+			if i != n-1 {
+				t.Fatalf("the window ended after %d answers, want %d", i+1, n)
 			}
 			return a.Limit()
 		}
 		clk.advance(step)
 	}
-	t.Fatal("the window did not end after 11 answers a tenth of it apart")
+	t.Fatalf("the window did not end after %d answers", n)
 	return 0
 }
 
@@ -156,6 +160,20 @@ func TestAdaptiveLimit(t *testing.T) {
 			cfg:    base,
 			phases: []phase{{windows: 3, latency: 100 * ms}, {windows: 2, latency: 100 * ms, lost: 1}}, // 1 of 11
 			want:   wantLimits(160, 320),
+		},
+		{
+			// A fast provider's window holds few calls when the limit is
+			// low: one slow answer among them is not a stall.
+			name:   "one lost call does not halve it, however small its window",
+			cfg:    base,
+			phases: []phase{grown, {windows: 2, latency: 100 * ms, lost: 1, calls: 3}}, // 1 of 3
+			want:   wantLimits(1000, 1000),
+		},
+		{
+			name:   "two lost calls in a small window halve it",
+			cfg:    base,
+			phases: []phase{grown, {windows: 1, latency: 100 * ms, lost: 2, calls: 4}}, // 2 of 4
+			want:   wantLimits(500),
 		},
 		{
 			name:   "after a loss the limit grows by one a window, not by doubling",
@@ -410,15 +428,17 @@ func TestChannelLimitSlots(t *testing.T) {
 	if l, calls := c.state(); l != 4 || calls != 0 {
 		t.Fatalf("limit %d, in flight %d after unanswered releases", l, calls)
 	}
-	// A call lost without an answer halves it, once its window ends.
+	// Two calls lost without an answer halve it, once their window ends.
 	clk.advance(20 * time.Millisecond)
-	lost, _ := c.acquire(ctx)
-	c.release(lost, callOutcome{made: true, lost: true, latency: 5 * time.Millisecond})
+	for range 2 {
+		lost, _ := c.acquire(ctx)
+		c.release(lost, callOutcome{made: true, lost: true, latency: 5 * time.Millisecond})
+	}
 	clk.advance(20 * time.Millisecond)
 	next, _ := c.acquire(ctx)
 	c.release(next, callOutcome{made: true, latency: 5 * time.Millisecond})
 	if l, _ := c.state(); l != 2 || obs.limit != 2 {
-		t.Fatalf("limit %d (observer %d) after a lost call, want 2", l, obs.limit)
+		t.Fatalf("limit %d (observer %d) after two lost calls, want 2", l, obs.limit)
 	}
 }
 
