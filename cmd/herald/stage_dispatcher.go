@@ -30,6 +30,9 @@ type dispatcherOptions struct {
 	parkFor     time.Duration
 	margin      time.Duration
 	sweepEvery  time.Duration
+	// retireEvery and retireBatch: see dispatcher.Sweeper.
+	retireEvery time.Duration
+	retireBatch int
 	// stateRetention and dedupRetention: see DispatchConfig.
 	stateRetention retention
 	dedupRetention retention
@@ -70,7 +73,9 @@ func (f *dispatcherOptions) register(fs *flag.FlagSet) {
 	cli.String(fs, &f.blackoutTZ, "blackout-tz", "UTC", "time zone of the --blackout windows")
 	cli.Duration(fs, &f.sendTimeout, "send-timeout", dispatcher.DefaultSendTimeout, "the deadline of a send command, from when it is issued: no provider call for it starts or runs past it (nor past a blackout window's start or expires_at); must be longer than --provider-timeout")
 	cli.Duration(fs, &f.margin, "send-timeout-margin", dispatcher.DefaultTimeoutMargin, "the send timeout fires this long after a command's cut-off plus --provider-timeout, when no call for it can still run")
-	cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher scans its partitions for states whose wake-up is overdue, and wakes them")
+	cli.Duration(fs, &f.sweepEvery, "sweep-interval", dispatcher.DefaultSweepInterval, "how often the dispatcher reads its partitions' states in flight for those whose wake-up is overdue, and wakes them")
+	cli.Duration(fs, &f.retireEvery, "retire-interval", dispatcher.DefaultRetireInterval, "how often the sweep also reads every state of its partitions for those past --state-retention or --dedup-retention (a pass over the whole table: seconds of CPU per million states)")
+	cli.Int(fs, &f.retireBatch, "retire-batch", dispatcher.DefaultRetireBatch, "the most states one retention pass retires (the rest wait for the next pass)")
 	cli.Duration(fs, &f.parkFor, "park-for", dispatcher.DefaultParkFor, "how long a result, wake-up or cancel for an id with no state yet is kept coming back before it goes to the DLQ (reason unknown_id)")
 	f.stateRetention, f.dedupRetention = retention(dispatcher.DefaultStateRetention), retention(dispatcher.DefaultDedupRetention)
 	fs.Var(&f.stateRetention, "state-retention", cli.UsageWithEnv("state-retention", "how long a final state is kept whole after its last change (days, 35d, or a duration); then only its id, status and version are remembered, for duplicate protection"))
@@ -119,8 +124,8 @@ func startDispatcher(env *runEnv, f *dispatcherOptions, shared sharedFlags) (sta
 		return nil, err
 	}
 	obs := metrics.NewDispatch(env.Registry)
-	if f.sweepEvery <= 0 || shared.sweepGrace <= 0 {
-		return nil, fmt.Errorf("--sweep-interval and --sweep-grace must be positive")
+	if err := f.checkSweep(shared.sweepGrace); err != nil {
+		return nil, err
 	}
 	view, err := env.TableView()
 	if err != nil {
@@ -141,11 +146,20 @@ func startDispatcher(env *runEnv, f *dispatcherOptions, shared sharedFlags) (sta
 	sw := &dispatcher.Sweeper{View: view.Goka(), InFlight: view.InFlight, Fence: d.Fence, Partitions: env.Topology.Partitions,
 		Publish: dispatcher.PublishWakeups(cl), Interval: f.sweepEvery, Grace: shared.sweepGrace,
 		Log: env.Log.With("stage", "dispatcher-sweep"), Observe: obs.Swept,
-		StateRetention: cfg.StateRetention, DedupRetention: cfg.DedupRetention}
+		StateRetention: cfg.StateRetention, DedupRetention: cfg.DedupRetention,
+		RetireInterval: f.retireEvery, RetireBatch: f.retireBatch}
 	return func(ctx context.Context) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return sup.Run(gctx) })
 		g.Go(func() error { return sw.Run(gctx) })
 		return g.Wait()
 	}, nil
+}
+
+// checkSweep refuses sweep settings that are not positive.
+func (f *dispatcherOptions) checkSweep(grace time.Duration) error {
+	if f.sweepEvery <= 0 || grace <= 0 || f.retireEvery <= 0 || f.retireBatch <= 0 {
+		return fmt.Errorf("--sweep-interval, --sweep-grace, --retire-interval and --retire-batch must be positive")
+	}
+	return nil
 }

@@ -70,3 +70,31 @@ func TestProviderTimeoutReachesDispatcher(t *testing.T) {
 		t.Fatalf("a send timeout shorter than the provider timeout: %v", err)
 	}
 }
+
+// The sweep's and the retention pass's settings: their defaults, an
+// environment variable, and a value that is not positive refused.
+func TestSweepFlags(t *testing.T) {
+	parse := func(args ...string) (*dispatcherOptions, error) {
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
+		fs.SetOutput(new(bytes.Buffer))
+		f := new(dispatcherOptions)
+		f.register(fs)
+		if err := cli.Parse(fs, args); err != nil {
+			return nil, err
+		}
+		return f, f.checkSweep(time.Minute)
+	}
+	f, err := parse()
+	if err != nil || f.sweepEvery != time.Minute || f.retireEvery != time.Hour || f.retireBatch != 100_000 {
+		t.Fatalf("defaults: %+v, %v", f, err)
+	}
+	t.Setenv("HERALD_RETIRE_INTERVAL", "6h")
+	if f, err = parse("--retire-batch", "5000"); err != nil || f.retireEvery != 6*time.Hour || f.retireBatch != 5000 {
+		t.Fatalf("HERALD_RETIRE_INTERVAL=6h --retire-batch 5000: %+v, %v", f, err)
+	}
+	for _, bad := range [][]string{{"--retire-interval", "0s"}, {"--retire-batch", "-1"}, {"--sweep-interval", "0s"}} {
+		if _, err := parse(bad...); err == nil || !strings.Contains(err.Error(), "must be positive") {
+			t.Errorf("%v: %v, want a refusal", bad, err)
+		}
+	}
+}

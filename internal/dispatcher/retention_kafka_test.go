@@ -73,12 +73,13 @@ func TestRetentionShedsRemembersAndDeletes(t *testing.T) {
 		t.Fatalf("first sweep: %d, %v, retention passes %v; want none", n, err, passes)
 	}
 	// Within --state-retention: kept whole.
-	r.setNow(rigT0.Add(dispatcher.DefaultStateRetention - time.Hour))
+	within := dispatcher.DefaultStateRetention - dispatcher.DefaultRetireInterval - time.Hour
+	r.setNow(rigT0.Add(within))
 	sw2 := &dispatcher.Sweeper{View: gv, Fence: r.sup.Fence(), Partitions: 1, Publish: dispatcher.PublishWakeups(r.cl),
 		Now: r.now, StateRetention: dispatcher.DefaultStateRetention, DedupRetention: dispatcher.DefaultDedupRetention,
 		ObserveRetire: func(n int) { passes = append(passes, n) }}
 	for _, d := range []time.Duration{0, dispatcher.DefaultRetireInterval} {
-		r.setNow(rigT0.Add(dispatcher.DefaultStateRetention - time.Hour + d))
+		r.setNow(rigT0.Add(within + d))
 		if _, err := sw2.Sweep(ctx); err != nil {
 			t.Fatal(err)
 		}

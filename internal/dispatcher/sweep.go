@@ -108,10 +108,13 @@ type Sweeper struct {
 const (
 	DefaultSweepInterval  = time.Minute
 	DefaultSweepGrace     = tableview.DefaultGrace
-	DefaultRetireInterval = 10 * time.Minute
+	// DefaultRetireInterval is an hour: a retention pass iterates every
+	// state of the owned partitions (2.6 µs each, half a minute of a core
+	// over a year at the seed's volume), and retention is counted in days.
+	DefaultRetireInterval = time.Hour
 	// DefaultRetireBatch bounds a pass at 100,000 wake-ups (a few MB to
-	// publish): 600,000 an hour, far above the seed's 1,000,000 a month,
-	// and a year's backlog after an upgrade is retired within a day.
+	// publish): 2,400,000 a day, far above the seed's 1,000,000 a month,
+	// and a year's backlog after an upgrade is retired within a week.
 	DefaultRetireBatch = 100_000
 )
 
