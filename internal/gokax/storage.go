@@ -1,7 +1,11 @@
 package gokax
 
 import (
+	"fmt"
+	"path/filepath"
+
 	"github.com/lovoo/goka/storage"
+	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 )
@@ -43,8 +47,17 @@ func tableOptions() *opt.Options {
 	}
 }
 
-// Storage is the storage builder of every Goka processor and view: LevelDB
-// under dir, one database per topic-partition, sized by tableOptions.
+// Storage is the storage builder of every Goka processor and view: a
+// RecoveryStorage over LevelDB under dir, one database per topic-partition
+// in the directory Goka's own builder uses (<dir>/<topic>.<partition>),
+// sized by tableOptions.
 func Storage(dir string) storage.Builder {
-	return storage.BuilderWithOptions(dir, tableOptions())
+	return func(topic string, partition int32) (storage.Storage, error) {
+		path := filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition))
+		db, err := leveldb.OpenFile(path, tableOptions())
+		if err != nil {
+			return nil, fmt.Errorf("leveldb: open %s: %w", path, err)
+		}
+		return NewRecoveryStorage(db), nil
+	}
 }
