@@ -380,3 +380,71 @@ func sameTable(a, b map[string][]byte) bool {
 	}
 	return true
 }
+
+// newestJournal is the number of the newest LevelDB journal in dir: it
+// grows each time the database rotates its memtable (when it is full).
+func newestJournal(t *testing.T, dir string) int {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(dir, "*.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := -1
+	for _, l := range logs {
+		var i int
+		if _, err := fmt.Sscanf(filepath.Base(l), "%d.log", &i); err == nil && i > n {
+			n = i
+		}
+	}
+	if n < 0 {
+		t.Fatalf("no journal in %s: %v", dir, logs)
+	}
+	return n
+}
+
+// A storage from Storage recovers with RecoveryWriteBuffer (3 MiB of
+// writes fill no memtable) and runs with TableWriteBuffer once recovered
+// (the same 3 MiB rotate it several times), its data and offset kept
+// through the reopen.
+func TestRecoveryStorageHoldsTheLargerBufferOnlyWhileRecovering(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	st, err := Storage(dir)("table", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	path := filepath.Join(dir, "table.0")
+	value := bytes.Repeat([]byte("x"), 1000)
+	write := func(from, to int) {
+		for i := from; i < to; i++ {
+			if err := st.Set(fmt.Sprintf("k%05d", i), value); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.SetOffset(int64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	j0 := newestJournal(t, path)
+	write(0, 3000)
+	if j := newestJournal(t, path); j != j0 {
+		t.Fatalf("3 MiB recovered rotated the memtable (journal %d, then %d): not the %d-byte recovery buffer", j0, j, RecoveryWriteBuffer)
+	}
+	if err := st.MarkRecovered(); err != nil {
+		t.Fatal(err)
+	}
+	j1 := newestJournal(t, path)
+	write(3000, 6000)
+	if j := newestJournal(t, path); j <= j1+2 {
+		t.Fatalf("3 MiB written once recovered rotated the memtable %d times: not the %d-byte table buffer", j-j1, TableWriteBuffer)
+	}
+	for _, k := range []string{"k00000", "k02999", "k05999"} {
+		if v, err := st.Get(k); err != nil || !bytes.Equal(v, value) {
+			t.Fatalf("%s: %d bytes, %v", k, len(v), err)
+		}
+	}
+	if off, err := st.GetOffset(-1); err != nil || off != 5999 {
+		t.Fatalf("GetOffset = %d, %v; want 5999", off, err)
+	}
+}

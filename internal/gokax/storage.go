@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 
 	"github.com/lovoo/goka/storage"
-	"github.com/syndtr/goleveldb/leveldb"
 	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
 )
@@ -50,14 +49,9 @@ func tableOptions() *opt.Options {
 // Storage is the storage builder of every Goka processor and view: a
 // RecoveryStorage over LevelDB under dir, one database per topic-partition
 // in the directory Goka's own builder uses (<dir>/<topic>.<partition>),
-// sized by tableOptions.
+// sized by recoveryOptions while it recovers and by tableOptions after.
 func Storage(dir string) storage.Builder {
 	return func(topic string, partition int32) (storage.Storage, error) {
-		path := filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition))
-		db, err := leveldb.OpenFile(path, tableOptions())
-		if err != nil {
-			return nil, fmt.Errorf("leveldb: open %s: %w", path, err)
-		}
-		return NewRecoveryStorage(db), nil
+		return OpenRecoveryStorage(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)))
 	}
 }
