@@ -448,3 +448,65 @@ func TestRecoveryStorageHoldsTheLargerBufferOnlyWhileRecovering(t *testing.T) {
 		t.Fatalf("GetOffset = %d, %v; want 5999", off, err)
 	}
 }
+
+// The filter of written keys never says "never written" for a key that
+// was, and says it for most keys that were not.
+func TestKeyFilter(t *testing.T) {
+	t.Parallel()
+	f := newKeyFilter(128 << 10) // 1,048,576 bits
+	for i := range 100_000 {
+		f.add(fmt.Sprintf("bill-%08d", i))
+	}
+	for i := range 100_000 {
+		if !f.mayHave(fmt.Sprintf("bill-%08d", i)) {
+			t.Fatalf("bill-%08d was added, the filter says never", i)
+		}
+	}
+	fp := 0
+	for i := range 100_000 {
+		if f.mayHave(fmt.Sprintf("other-%08d", i)) {
+			fp++
+		}
+	}
+	if fp > 2_000 { // about 1% at ten bits a key
+		t.Fatalf("%d of 100,000 keys never added may be there, want about 1,000", fp)
+	}
+}
+
+// A storage that opened an empty database answers a read of a key it never
+// wrote from its filter, without LevelDB; one that opened a database with
+// data reads LevelDB; and so does any storage once recovered.
+func TestRecoveryStorageReadsOfNewKeysSkipLevelDB(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "db")
+	s := openRecovery(t, dir, 1)
+	if s.written == nil {
+		t.Fatal("an empty database at Open, but no filter of written keys")
+	}
+	if err := s.Set("mine", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	// A key in LevelDB that the storage did not write (only possible
+	// behind its back) is not seen: the read never went to LevelDB.
+	if err := s.db.Put([]byte("behind"), []byte("2"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get("behind"); err != nil || v != nil {
+		t.Fatalf("Get(behind) = %q, %v; want nil from the filter", v, err)
+	}
+	if v, err := s.Get("mine"); err != nil || string(v) != "1" {
+		t.Fatalf("Get(mine) = %q, %v", v, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openRecovery(t, dir, 1)
+	defer s.Close()
+	if s.written != nil {
+		t.Fatal("a database with data at Open got a filter of written keys")
+	}
+	if v, err := s.Get("behind"); err != nil || string(v) != "2" {
+		t.Fatalf("Get(behind) = %q, %v; want LevelDB's value", v, err)
+	}
+}
