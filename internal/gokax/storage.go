@@ -21,6 +21,9 @@ import (
 // they are written, from the write buffer or the OS page cache. The price
 // is compaction: smaller write buffers flush more often, and compaction
 // took 10-12% of the process's CPU in such a run (docs/performance.md).
+// While a database recovers, RecoveryStorage opens it with a larger write
+// buffer (RecoveryWriteBuffer) and reopens it with these options once it
+// has recovered: a recovery writes far more than a burst.
 //
 // LevelDB's buffer pool stays on: it holds at most 15 block buffers per
 // database (a few hundred KiB), and without it every block a Get or a
