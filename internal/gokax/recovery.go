@@ -122,9 +122,9 @@ func recoveryOptions() *opt.Options {
 // reads of keys never written without asking LevelDB. While recovering, the database is open with
 // RecoveryWriteBuffer; MarkRecovered closes it and opens it again with
 // tableOptions, so each database's larger memtables (up to two of 4 MiB,
-// the one being flushed included) are garbage once it is recovered. An
-// iterator opened before MarkRecovered ends with an error (leveldb:
-// closed) then; Herald's scans run once the tables are recovered.
+// the one being flushed included) are garbage once it is recovered; a
+// database with an iterator open at MarkRecovered (a scan of the view
+// while it recovers) is not reopened, and keeps the larger buffer.
 //
 // Guarantee (a crash mid-recovery): LevelDB applies a batch whole or not at
 // all (it is one journal record), and a batch ends with the offset given to
@@ -153,14 +153,15 @@ type RecoveryStorage struct {
 	batchBytes int         // RecoveryBatchBytes; tests and benchmarks vary it
 	recovered  atomic.Bool
 
-	mu      sync.RWMutex // guards what follows, and orders reads with batch writes
-	batch   leveldb.Batch
-	pending map[string]pendingWrite // the batch's writes by key, the last one of each
-	written *keyFilter              // every key Set since Open, if the database was empty then; nil otherwise
-	size    int                     // bytes of keys and values in the batch
-	offset  int64                   // the last offset SetOffset was given
-	hasOff  bool                    // SetOffset was called
-	closed  bool
+	mu        sync.RWMutex // guards what follows, and orders reads with batch writes
+	batch     leveldb.Batch
+	pending   map[string]pendingWrite // the batch's writes by key, the last one of each
+	written   *keyFilter              // every key Set since Open, if the database was empty then; nil otherwise
+	size      int                     // bytes of keys and values in the batch
+	liveIters int                     // iterators opened while recovering and not released
+	offset    int64                   // the last offset SetOffset was given
+	hasOff    bool                    // SetOffset was called
+	closed    bool
 }
 
 // pendingWrite is a write in the batch: a value, or a delete.
@@ -324,7 +325,8 @@ func (s *RecoveryStorage) putOffset(offset int64) error {
 
 // MarkRecovered writes the pending batch and its offset, reopens the
 // database with tableOptions (if OpenRecoveryStorage opened it), and from
-// then on writes every change at once. Readers wait for the reopen.
+// then on writes every change at once. Readers wait for the reopen; a
+// database with an iterator open is not reopened (see RecoveryStorage).
 func (s *RecoveryStorage) MarkRecovered() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -334,7 +336,7 @@ func (s *RecoveryStorage) MarkRecovered() error {
 	if err := s.flushLocked(); err != nil {
 		return err
 	}
-	if s.path != "" {
+	if s.path != "" && s.liveIters == 0 {
 		if err := s.db.Close(); err != nil {
 			return fmt.Errorf("leveldb: close %s to reopen it after its recovery: %w", s.path, err)
 		}
@@ -380,34 +382,43 @@ func (s *RecoveryStorage) flushLocked() error {
 // Iterator iterates over a snapshot of the whole table (the offset
 // excluded), the pending batch written first.
 func (s *RecoveryStorage) Iterator() (storage.Iterator, error) {
-	if err := s.flushPending(); err != nil {
-		return nil, err
-	}
-	return &iterator{it: s.db.NewIterator(nil, &opt.ReadOptions{DontFillCache: true})}, nil
+	return s.newIterator(nil, &opt.ReadOptions{DontFillCache: true})
 }
 
 // IteratorWithRange iterates over [start, limit), or over the keys
 // prefixed with start when limit is empty (Goka's storage does the same).
 func (s *RecoveryStorage) IteratorWithRange(start, limit []byte) (storage.Iterator, error) {
-	if err := s.flushPending(); err != nil {
-		return nil, err
-	}
 	if len(limit) > 0 {
-		return &iterator{it: s.db.NewIterator(&util.Range{Start: start, Limit: limit}, nil)}, nil
+		return s.newIterator(&util.Range{Start: start, Limit: limit}, nil)
 	}
-	return &iterator{it: s.db.NewIterator(util.BytesPrefix(start), nil)}, nil
+	return s.newIterator(util.BytesPrefix(start), nil)
 }
 
-func (s *RecoveryStorage) flushPending() error {
+// newIterator writes the pending batch and opens a LevelDB iterator. One
+// opened while recovering is counted until released: MarkRecovered does
+// not reopen a database with an iterator open (LevelDB must not be
+// closed under one), and keeps the recovery's options for it instead.
+func (s *RecoveryStorage) newIterator(slice *util.Range, ro *opt.ReadOptions) (storage.Iterator, error) {
 	if s.recovered.Load() {
-		return nil
+		return &iterator{it: s.db.NewIterator(slice, ro)}, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.batch.Len() == 0 {
-		return nil
+	if s.batch.Len() > 0 {
+		if err := s.flushLocked(); err != nil {
+			return nil, err
+		}
 	}
-	return s.flushLocked()
+	it := &iterator{it: s.db.NewIterator(slice, ro)}
+	if !s.recovered.Load() {
+		s.liveIters++
+		it.release = func() {
+			s.mu.Lock()
+			s.liveIters--
+			s.mu.Unlock()
+		}
+	}
+	return it, nil
 }
 
 // Close writes the pending batch and its offset, then closes the database.
@@ -430,7 +441,10 @@ func (s *RecoveryStorage) Close() error {
 }
 
 // iterator is a LevelDB iterator that skips offsetKey, as Goka's does.
-type iterator struct{ it ldbiter.Iterator }
+type iterator struct {
+	it      ldbiter.Iterator
+	release func() // once, at Release; nil: nothing to do
+}
 
 func (i *iterator) Next() bool {
 	next := i.it.Next()
@@ -442,5 +456,11 @@ func (i *iterator) Next() bool {
 func (i *iterator) Err() error             { return i.it.Error() }
 func (i *iterator) Key() []byte            { return i.it.Key() }
 func (i *iterator) Value() ([]byte, error) { return i.it.Value(), nil }
-func (i *iterator) Release()               { i.it.Release() }
-func (i *iterator) Seek(key []byte) bool   { return i.it.Seek(key) }
+func (i *iterator) Release() {
+	i.it.Release()
+	if r := i.release; r != nil {
+		i.release = nil
+		r()
+	}
+}
+func (i *iterator) Seek(key []byte) bool { return i.it.Seek(key) }
