@@ -34,9 +34,10 @@ const RecoveryBatchBytes = TableWriteBuffer / 2
 // recovery's random keys rewrites about all of level 1 for each handful of
 // level-0 tables, so its cost falls with the size of the tables the
 // memtable is flushed into (BenchmarkRecovery: a third less CPU a record
-// with 4 MiB than with 512 KiB, 5.9 against 8.6 µs). Options are fixed when LevelDB opens a
-// database, so MarkRecovered reopens it with tableOptions: the larger
-// buffer is held only while recovering (see RecoveryStorage).
+// with 4 MiB than with 512 KiB, 5.9 against 8.6 µs). Options are fixed
+// when LevelDB opens a database, so MarkRecovered reopens it with
+// tableOptions: the larger buffer is held only while recovering (see
+// RecoveryStorage).
 const RecoveryWriteBuffer = 8 * TableWriteBuffer
 
 // RecoveryKeyFilterBytes is the size of the filter of the keys a
@@ -72,7 +73,7 @@ func newKeyFilter(bytes int) *keyFilter {
 	return &keyFilter{bits: make([]uint64, n), mask: uint64(n)*64 - 1, seed: maphash.MakeSeed()}
 }
 
-// probes derive the filter's positions from one 64-bit hash (double
+// hashes derive the filter's positions from one 64-bit hash (double
 // hashing: h1 + i·h2).
 func (f *keyFilter) hashes(key string) (uint64, uint64) {
 	h := maphash.String(f.seed, key)
@@ -111,17 +112,18 @@ func recoveryOptions() *opt.Options {
 //
 // While a partition recovers (from Open to MarkRecovered), Goka stores every
 // changelog record through Set or Delete and then SetOffset. Goka's own
-// storage writes each record to LevelDB alone (one journal write a record,
-// a third of a recovery's CPU in BenchmarkRecovery) and keeps the offset in
+// storage writes each record to LevelDB alone (a journal write a record:
+// its Set was a third of a recovery's CPU in BenchmarkRecovery, half of
+// that the journal's write calls) and keeps the offset in
 // memory, persisting it every 30 s and at MarkRecovered. This one gathers
 // the writes in a leveldb.Batch of up to RecoveryBatchBytes and writes the
 // batch in one call, with the latest offset given to SetOffset as the
 // batch's last entry. Reads (Get, Has) see the pending writes; an iterator
 // first writes them out. If the database was empty when it opened, a
 // filter of the keys written since (RecoveryKeyFilterBytes) answers the
-// reads of keys never written without asking LevelDB. While recovering, the database is open with
-// RecoveryWriteBuffer; MarkRecovered closes it and opens it again with
-// tableOptions, so each database's larger memtables (up to two of 4 MiB,
+// reads of keys never written without asking LevelDB. While recovering,
+// the database is open with RecoveryWriteBuffer; MarkRecovered closes it
+// and opens it again with tableOptions, so each database's larger memtables (up to two of 4 MiB,
 // the one being flushed included) are garbage once it is recovered; a
 // database with an iterator open at MarkRecovered (a scan of the view
 // while it recovers) is not reopened, and keeps the larger buffer.
