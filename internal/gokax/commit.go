@@ -3,7 +3,11 @@
 // order with owner epochs (OrderedCommits, Fence: commit.go), the changelog
 // read back keeping the highest version (VersionedUpdate), a topic manager
 // that only checks (TopicChecker), view options (table.go), the processor
-// options, the slog adapter and the restart supervisor (run.go).
+// options, the slog adapter and the restart supervisor (run.go), and the
+// LevelDB storage of every table and view (Storage, storage.go), which
+// recovers a partition in batches with a larger write buffer and never
+// stores an offset ahead of the records it covers (RecoveryStorage,
+// recovery.go).
 //
 // It knows nothing of notifications: the dispatcher (internal/dispatcher)
 // builds on it, and the views read the dispatcher's table through it.

@@ -1,6 +1,9 @@
 package gokax
 
 import (
+	"fmt"
+	"path/filepath"
+
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb/filter"
 	"github.com/syndtr/goleveldb/leveldb/opt"
@@ -18,6 +21,9 @@ import (
 // they are written, from the write buffer or the OS page cache. The price
 // is compaction: smaller write buffers flush more often, and compaction
 // took 10-12% of the process's CPU in such a run (docs/performance.md).
+// While a database recovers, RecoveryStorage opens it with a larger write
+// buffer (RecoveryWriteBuffer) and reopens it with these options once it
+// has recovered: a recovery writes far more than a burst.
 //
 // LevelDB's buffer pool stays on: it holds at most 15 block buffers per
 // database (a few hundred KiB), and without it every block a Get or a
@@ -43,8 +49,12 @@ func tableOptions() *opt.Options {
 	}
 }
 
-// Storage is the storage builder of every Goka processor and view: LevelDB
-// under dir, one database per topic-partition, sized by tableOptions.
+// Storage is the storage builder of every Goka processor and view: a
+// RecoveryStorage over LevelDB under dir, one database per topic-partition
+// in the directory Goka's own builder uses (<dir>/<topic>.<partition>),
+// sized by recoveryOptions while it recovers and by tableOptions after.
 func Storage(dir string) storage.Builder {
-	return storage.BuilderWithOptions(dir, tableOptions())
+	return func(topic string, partition int32) (storage.Storage, error) {
+		return OpenRecoveryStorage(filepath.Join(dir, fmt.Sprintf("%s.%d", topic, partition)))
+	}
 }
