@@ -21,7 +21,7 @@ import (
 //
 //	HERALD_CHAOS_BIN     a herald binary to use (default: built once into <HERALD_CHAOS_DIR>/bin)
 //	HERALD_CHAOS_DIR     where runs keep their data and logs (default <repo>/data/chaos)
-//	HERALD_CHAOS_N       notifications per full run (default 20000; burst-kill publishes a quarter of it)
+//	HERALD_CHAOS_N       notifications per full run (default 20000; burst-kill publishes half of it)
 //	HERALD_CHAOS_RUNS    full runs to do, e.g. "i2-honour,broker-restart" (default all six)
 //	HERALD_CHAOS_STRICT  true (the default): a duplicate without a call in flight at a kill fails the run; false: only the count bound
 //	HERALD_CHAOS_HOG     cores the CPU hog of broker-restart spins on (default DefaultHogCores, 1; 0 for none)
@@ -182,14 +182,17 @@ func BrokerRestart(n, hogCores int) Config {
 
 // BurstKill is the burst-kill run: 2 instances with --send-concurrency 100
 // (a fixed limit), n requests published over 2 s (a backlog the senders
-// take seconds to send), and a kill -9 of instance 1 from t+3 s, once it
-// has 50 provider calls open, with a provider that ignores
+// take seconds to send: 100 calls of about 100 ms at once per instance,
+// some 2,000 a second together), and a kill -9 of instance 1 from t+1 s,
+// once it has 50 provider calls open, with a provider that ignores
 // Idempotency-Key. Only the calls in flight at the kill may be
 // made again: at most 100 notifications delivered twice, and no more than
-// the calls in flight at the kill.
+// the calls in flight at the kill. A kill that finds fewer than 50 calls
+// open fails the run (busyFailures): with 5,000 requests and a kill at
+// t+3 s, two runs of three found the burst already sent.
 func BurstKill(n int) Config {
 	return Config{Name: "burst-kill", Instances: 2, N: n, PublishFor: 2 * time.Second, Honour: false, SendConcurrency: 100,
-		Faults: []Fault{{Kind: KillInstance, At: 3 * time.Second, Instance: 0, WhenBusy: 50}}}
+		Faults: []Fault{{Kind: KillInstance, At: time.Second, Instance: 0, WhenBusy: 50}}}
 }
 
 // TestChaos is `make chaos`: 2 and 3 instances under every kind of fault,
@@ -239,7 +242,7 @@ func TestChaos(t *testing.T) {
 				Honour: honour, Faults: FullFaults(instances)})
 		}
 	}
-	runs = append(runs, BrokerRestart(n, hogCores), BurstKill(max(n/4, 1)))
+	runs = append(runs, BrokerRestart(n, hogCores), BurstKill(max(n/2, 1)))
 	var names []string
 	for i := range runs {
 		runs[i] = runs[i].withDefaults()
@@ -301,5 +304,22 @@ func TestScenarios(t *testing.T) {
 		if strings.Contains(name, ",") || name == "" {
 			t.Fatalf("run name %q cannot be named in HERALD_CHAOS_RUNS", name)
 		}
+	}
+}
+
+// A fault that waits for a send burst and strikes without one fails the
+// run; one that found its calls, or does not wait for any, does not.
+func TestBusyFailures(t *testing.T) {
+	t.Parallel()
+	t0 := time.Now()
+	kill := Fault{Kind: KillInstance, At: time.Second, Instance: 0, WhenBusy: 50}
+	events := []FaultEvent{
+		{Fault: kill, Start: t0.Add(11 * time.Second), TargetOpen: 0},
+		{Fault: kill, Start: t0.Add(2 * time.Second), TargetOpen: 73},
+		{Fault: Fault{Kind: KillBroker, At: 5 * time.Second}, Start: t0.Add(5 * time.Second)},
+	}
+	got := busyFailures(events, t0)
+	if len(got) != 1 || !strings.Contains(got[0], "0 provider calls open") || !strings.Contains(got[0], "tested nothing") {
+		t.Fatalf("busyFailures: %q, want one failure, for the kill that found no call open", got)
 	}
 }

@@ -363,6 +363,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if f := finalFailure(res, cfg.FinalTimeout); f != "" {
 		res.Verdict.Failures = append(res.Verdict.Failures, f)
 	}
+	res.Verdict.Failures = append(res.Verdict.Failures, busyFailures(res.Faults, t0)...)
 	res.Calls = len(ev.Calls)
 	res.Outcomes = map[string]int{}
 	for _, c := range ev.Calls {
@@ -677,6 +678,22 @@ func finalFailure(res *Result, bound time.Duration) string {
 		return fmt.Sprintf("all final %s after the last fault, more than the %s bound", res.ToAllFinal.Round(100*time.Millisecond), bound)
 	}
 	return ""
+}
+
+// busyFailures are the faults that waited for a send burst (WhenBusy) and
+// struck without it: a kill with fewer calls open from its target than
+// asked for tested nothing the run is for (burst-kill's kill with no call
+// in flight passes whatever the sender does), so the run fails and says
+// the fault missed, rather than pass untested.
+func busyFailures(events []FaultEvent, t0 time.Time) []string {
+	var out []string
+	for _, e := range events {
+		if e.WhenBusy > 0 && e.TargetOpen < e.WhenBusy {
+			out = append(out, fmt.Sprintf("%s struck with %d provider calls open from its target, not the %d it waited for (up to %s): the send burst was over or had not begun, so the fault tested nothing",
+				e.String(t0), e.TargetOpen, e.WhenBusy, busyWait))
+		}
+	}
+	return out
 }
 
 // endState describes each consumer group (state, members, lag by
