@@ -106,8 +106,8 @@ type Sweeper struct {
 
 // Defaults of Sweeper.
 const (
-	DefaultSweepInterval  = time.Minute
-	DefaultSweepGrace     = tableview.DefaultGrace
+	DefaultSweepInterval = time.Minute
+	DefaultSweepGrace    = tableview.DefaultGrace
 	// DefaultRetireInterval is an hour: a retention pass iterates every
 	// state of the owned partitions (2.6 µs each, half a minute of a core
 	// over a year at the seed's volume), and retention is counted in days.
