@@ -72,9 +72,10 @@ const (
 //     gokax.VersionedUpdate) reads only Version, through StateVersion;
 //   - the held gauge's scan of the table (tableview.StateView.Scan) reads only
 //     Status and HoldReason, through DecodeSummary;
-//   - the sender's stale check (sender.ViewReader) and the dispatcher's
-//     sweep read ID, Status, HoldReason, Attempts, Issue, NextAttemptAt,
-//     TimeoutAt and Version, through DecodeProgress;
+//   - the sender's stale check (tableview.StateView.Progress) and the
+//     dispatcher's sweep read ID, Status, HoldReason, Attempts, Issue,
+//     Commands, NextAttemptAt, TimeoutAt and Version, through
+//     DecodeProgress;
 //   - the dispatcher's retention pass (dispatcher.Sweeper) reads ID,
 //     Status, UpdatedAt, Version and Remembered of final states, through
 //     DecodeRetention, which skips the other fields by their length;

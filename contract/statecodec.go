@@ -208,9 +208,9 @@ func stringAfter(b []byte, key string) (string, bool) {
 
 // DecodeProgress reads where a notification stands from an encoded state,
 // without the request and the history: the returned State has only ID,
-// Status, HoldReason, Attempts, Issue, NextAttemptAt, TimeoutAt and
-// Version set. It is what the sender's stale check and the dispatcher's
-// sweep read for every command and every state.
+// Status, HoldReason, Attempts, Issue, Commands, NextAttemptAt, TimeoutAt
+// and Version set. It is what the sender's stale check and the
+// dispatcher's sweep read for every command and every state.
 func DecodeProgress(b []byte) (*State, error) {
 	enc, err := encodingOf(b)
 	if err != nil {
@@ -223,6 +223,7 @@ func DecodeProgress(b []byte) (*State, error) {
 			HoldReason    HoldReason `json:"hold_reason"`
 			Attempts      int        `json:"attempts"`
 			Issue         int        `json:"issue"`
+			Commands      int        `json:"commands"`
 			NextAttemptAt *time.Time `json:"next_attempt_at"`
 			TimeoutAt     *time.Time `json:"timeout_at"`
 			Version       uint64     `json:"version"`
@@ -231,7 +232,7 @@ func DecodeProgress(b []byte) (*State, error) {
 			return nil, fmt.Errorf("contract: state progress (JSON): %w", err)
 		}
 		return &State{ID: p.ID, Status: p.Status, HoldReason: p.HoldReason, Attempts: p.Attempts, Issue: p.Issue,
-			NextAttemptAt: p.NextAttemptAt, TimeoutAt: p.TimeoutAt, Version: p.Version}, nil
+			Commands: p.Commands, NextAttemptAt: p.NextAttemptAt, TimeoutAt: p.TimeoutAt, Version: p.Version}, nil
 	}
 	h, err := scanHead(b[1:], lastProgressField)
 	if err != nil {
@@ -239,7 +240,7 @@ func DecodeProgress(b []byte) (*State, error) {
 	}
 	s := &State{ID: string(h.ID), Status: statusEnum.from(h.Status, string(h.StatusName), &err),
 		HoldReason: holdEnum.from(h.HoldReason, string(h.HoldReasonName), &err),
-		Attempts:   int(h.Attempts), Issue: int(h.Issue), Version: h.Version}
+		Attempts:   int(h.Attempts), Issue: int(h.Issue), Commands: int(h.Commands), Version: h.Version}
 	if s.NextAttemptAt, err = subTime(h.NextAttemptAt, err); err == nil {
 		s.TimeoutAt, err = subTime(h.TimeoutAt, err)
 	}
@@ -502,7 +503,7 @@ type stateHead struct {
 	Status                     pb.Status
 	HoldReason                 pb.HoldReason
 	StatusName, HoldReasonName []byte
-	Attempts, Issue            int64
+	Attempts, Issue, Commands  int64
 	NextAttemptAt, TimeoutAt   []byte
 	UpdatedAt                  []byte
 	Remembered                 bool
@@ -525,10 +526,14 @@ var (
 	fieldNextAttempt = stateFields.ByName("next_attempt_at").Number()
 	fieldTimeoutAt   = stateFields.ByName("timeout_at").Number()
 	fieldUpdatedAt   = stateFields.ByName("updated_at").Number()
+	fieldCommands    = stateFields.ByName("commands").Number()
 	fieldRemembered  = stateFields.ByName("remembered").Number()
 
-	lastSummaryField  = max(fieldStatus, fieldHoldReason, fieldStatusName, fieldHoldName)
-	lastProgressField = max(lastSummaryField, fieldVersion, fieldID, fieldAttempts, fieldIssue, fieldNextAttempt, fieldTimeoutAt)
+	lastSummaryField = max(fieldStatus, fieldHoldReason, fieldStatusName, fieldHoldName)
+	// The progress reads up to commands (23), after a dozen small fields
+	// and before the history and the request, which are most of a state.
+	lastProgressField = max(lastSummaryField, fieldVersion, fieldID, fieldAttempts, fieldIssue, fieldNextAttempt, fieldTimeoutAt,
+		fieldCommands)
 	// The retention pass reads up to remembered, the last field: it skips
 	// the others by their length, without decoding them.
 	lastRetentionField = max(lastProgressField, fieldUpdatedAt, fieldRemembered)
@@ -552,7 +557,7 @@ func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 		b = b[n:]
 		switch {
 		case typ == protowire.VarintType && (num == fieldVersion || num == fieldStatus || num == fieldHoldReason ||
-			num == fieldAttempts || num == fieldIssue || num == fieldRemembered):
+			num == fieldAttempts || num == fieldIssue || num == fieldCommands || num == fieldRemembered):
 			var v uint64
 			v, n = protowire.ConsumeVarint(b)
 			switch num {
@@ -566,6 +571,8 @@ func scanHead(b []byte, upTo protowire.Number) (stateHead, error) {
 				h.Attempts = int64(v)
 			case fieldIssue:
 				h.Issue = int64(v)
+			case fieldCommands:
+				h.Commands = int64(v)
 			case fieldRemembered:
 				h.Remembered = v != 0
 			}

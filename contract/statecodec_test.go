@@ -120,7 +120,7 @@ func TestLightDecodersAgreeWithDecodeState(t *testing.T) {
 			}
 			p, err := DecodeProgress(b)
 			want := &State{ID: full.ID, Status: full.Status, HoldReason: full.HoldReason, Attempts: full.Attempts, Issue: full.Issue,
-				NextAttemptAt: full.NextAttemptAt, TimeoutAt: full.TimeoutAt, Version: full.Version}
+				Commands: full.Commands, NextAttemptAt: full.NextAttemptAt, TimeoutAt: full.TimeoutAt, Version: full.Version}
 			if err != nil || !sameState(p, want) {
 				t.Errorf("%q: progress %+v, %v; want %+v", b, p, err, want)
 			}
@@ -172,8 +172,8 @@ func TestStateFromThePreviousReleaseDecodes(t *testing.T) {
 // read come first.
 func TestStateFieldOrder(t *testing.T) {
 	t.Parallel()
-	if lastProgressField >= stateFields.ByName("campaign").Number() {
-		t.Errorf("the progress fields end at %d, after campaign", lastProgressField)
+	if lastProgressField >= stateFields.ByName("history").Number() {
+		t.Errorf("the progress fields end at %d, after history", lastProgressField)
 	}
 	for _, s := range trickyStates(t) {
 		s.Moved = map[string]int64{"herald.requests/1": 3, "herald.control/0": 4}

@@ -16,6 +16,7 @@ import (
 	"github.com/herald-dispatch/herald/internal/metrics"
 	"github.com/herald-dispatch/herald/internal/provider"
 	"github.com/herald-dispatch/herald/internal/sender"
+	"github.com/herald-dispatch/herald/internal/tableview"
 )
 
 // defaultProviders are the providers when no --provider is given: the
@@ -175,7 +176,7 @@ func startSender(env *runEnv, f *senderOptions, shared sharedFlags) (stageLoop, 
 		if err != nil {
 			return nil, err
 		}
-		cfg.State = sender.ViewReader{View: view.Goka()}
+		cfg.State = tableview.ProgressReader{View: view}
 	}
 	sd, err := sender.New(cfg)
 	if err != nil {

@@ -234,7 +234,7 @@ func BenchmarkHop4Sender(b *testing.B) {
 		b.Fatal(err)
 	}
 	counts := &clientCounts{in: topology.TopicSend, out: topology.TopicResults}
-	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, State: sender.ViewReader{View: view.Goka()}, Log: heraldtest.QuietLog(),
+	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, State: tableview.ProgressReader{View: view}, Log: heraldtest.QuietLog(),
 		ClientOpts: []kgo.Opt{counts.hooks()}})
 	if err != nil {
 		b.Fatal(err)

@@ -124,6 +124,33 @@ func TestSenderConcurrencyGrowsToTheCeilingForASlowProvider(t *testing.T) {
 	}
 }
 
+// Commands are polled for the calls the limits allow, not up to the
+// ceiling: with every channel's limit at 10 and a backlog of 2,000, at
+// most minInFlight (256) commands are in flight, not Concurrency's 2,000
+// (each of which waited in a goroutine for a slot). The calls still get
+// every slot.
+func TestSenderPollsForTheLimitsNotTheCeiling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	const start, ceiling, bound = 10, 2000, 256
+	c := heraldtest.StartKafka(t, heraldtest.Options{Partitions: 4})
+	p := newLatencyProvider(2 * time.Second)
+	produceEmails(t, c, "backlog", ceiling)
+	obs := &benchObserver{}
+	runSender(t, sender.Config{Topology: c.Topology, Providers: provider.Set{contract.ChannelEmail: p},
+		Concurrency: ceiling, Limit: sender.LimitConfig{Min: start, Start: start}, DrainTimeout: 200 * time.Millisecond,
+		Observer: obs, Log: quietLog()})
+	heraldtest.WaitFor(t, 10*time.Second, "the first calls", func() bool { return p.inFlight.Load() >= start })
+	time.Sleep(500 * time.Millisecond) // within the limit's first window (one latency): still at its start
+	if n := obs.inFlight.Load(); n < bound*9/10 || n > bound {
+		t.Errorf("%d commands in flight with every limit at %d, want about %d (minInFlight), not the ceiling %d", n, start, bound, ceiling)
+	}
+	if n := p.inFlight.Load(); n != start {
+		t.Errorf("%d calls in flight, want the limit of %d", n, start)
+	}
+}
+
 // A provider that slows down tenfold (100 ms, then 1 s an answer) gets
 // fewer calls at once: from the ceiling down to the floor.
 func TestSenderConcurrencyShrinksWhenTheProviderSlowsDown(t *testing.T) {

@@ -118,7 +118,7 @@ func startPipeline(t testing.TB, o pipelineOptions) *pipeline {
 		provider.Options{Concurrency: o.Concurrency, Timeout: o.ProviderTimeout})
 	obs := &benchObserver{}
 	s, err := sender.New(sender.Config{Topology: c.Topology, Providers: set, Concurrency: o.Concurrency,
-		State: sender.ViewReader{View: view.Goka()}, Log: log, Observer: obs, Now: o.Now})
+		State: tableview.ProgressReader{View: view}, Log: log, Observer: obs, Now: o.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

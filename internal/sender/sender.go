@@ -5,7 +5,14 @@
 //
 // Concurrency: every command runs in its own goroutine from poll to
 // acknowledged result, and at most Config.Concurrency of them are in
-// flight in the process, whatever the partition count. Each channel's
+// flight in the process, whatever the partition count. Fewer still are
+// polled while the channels' limits are low: at most inFlightPerSlot
+// commands per call slot of all channels together (at least
+// minInFlight). A command past that would only wait in a goroutine for a
+// slot, and it waits in Kafka instead: with a zero-latency provider the
+// limits settle near 50 calls, and the 4,000 goroutines that waited
+// beside them held stacks and timers and slowed every other goroutine of
+// the process (docs/performance.md). Each channel's
 // provider calls are held to a concurrency limit that adapts to the
 // latency the provider shows (adaptiveLimit, within Config.Concurrency):
 // a provider taking one second per attempt still sees thousands of
@@ -130,6 +137,19 @@ const (
 
 // maxPoll bounds the records one poll hands out.
 const maxPoll = 1000
+
+// The commands polled and not yet complete are held to inFlightPerSlot
+// times the call slots of every channel's limit together, and at least
+// minInFlight, within Config.Concurrency (Sender.pollBound). Four a slot
+// keep every slot's next calls polled, with room for the commands
+// publishing their results, so the bound never holds a call back; a
+// poll waits for room at most roomRecheck before it looks again (a
+// limit may have grown with no command completing).
+const (
+	inFlightPerSlot = 4
+	minInFlight     = 256
+	roomRecheck     = 50 * time.Millisecond
+)
 
 // Observer is told what the sender does, for metrics. Methods must be
 // cheap and safe for concurrent use.
@@ -257,6 +277,8 @@ type Sender struct {
 	pacers   []*providerPacer
 	members  atomic.Int32 // the sender group's members the rates are divided by
 	sem      *semaphore.Weighted
+	active   atomic.Int64  // commands polled and not complete (start to handle's end)
+	freed    chan struct{} // a command completed (capacity 1): the poll may have room
 	obs      Observer
 	log      *slog.Logger
 	now      func() time.Time
@@ -326,7 +348,7 @@ func New(cfg Config) (*Sender, error) {
 		return nil, err
 	}
 	s := &Sender{cfg: cfg, gates: map[contract.Channel]*gate{}, limits: map[contract.Channel]*channelLimit{},
-		sem: semaphore.NewWeighted(int64(cfg.Concurrency)),
+		sem: semaphore.NewWeighted(int64(cfg.Concurrency)), freed: make(chan struct{}, 1),
 		obs: cfg.Observer, log: cfg.Log, now: cfg.Now, answered: newAnswered(cfg.AnsweredMemory),
 		svc: service.Service{Name: "sender", Log: cfg.Log, Now: cfg.Now}}
 	var err error
@@ -612,11 +634,15 @@ func (ss *session) failure() error {
 func (ss *session) poll(ctx context.Context) {
 	s := ss.s
 	for {
+		room, err := s.waitRoom(ctx)
+		if err != nil {
+			return
+		}
 		if err := s.sem.Acquire(ctx, 1); err != nil {
 			return
 		}
 		n := 1
-		for n < maxPoll && s.sem.TryAcquire(1) {
+		for n < min(maxPoll, room) && s.sem.TryAcquire(1) {
 			n++
 		}
 		fetches := ss.cl.PollRecords(ctx, n)
@@ -642,6 +668,46 @@ func (ss *session) poll(ctx context.Context) {
 	}
 }
 
+// pollBound is how many commands may be in flight now: inFlightPerSlot
+// per call slot of all channels' limits, at least minInFlight, at most
+// Config.Concurrency. A channel with a failover chain has its limit fixed
+// at Concurrency (each provider adapts its own), so it lifts the bound to
+// Concurrency.
+func (s *Sender) pollBound() int {
+	slots := 0
+	for _, l := range s.limits {
+		n, _ := l.state()
+		slots += n
+	}
+	return min(s.cfg.Concurrency, max(minInFlight, inFlightPerSlot*slots))
+}
+
+// waitRoom waits until fewer commands are in flight than pollBound, and
+// returns how many more may be polled; an error once ctx ends.
+func (s *Sender) waitRoom(ctx context.Context) (int, error) {
+	var t *time.Timer
+	for {
+		if room := s.pollBound() - int(s.active.Load()); room > 0 {
+			if t != nil {
+				t.Stop()
+			}
+			return room, nil
+		}
+		if t == nil {
+			t = time.NewTimer(roomRecheck)
+		} else {
+			t.Reset(roomRecheck)
+		}
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, ctx.Err()
+		case <-s.freed:
+		case <-t.C:
+		}
+	}
+}
+
 // tracker returns the tracker of an assigned partition, making it on the
 // partition's first record.
 func (ss *session) tracker(p int32) *partitionTracker {
@@ -658,6 +724,7 @@ func (ss *session) tracker(p int32) *partitionTracker {
 func (ss *session) start(r *kgo.Record) {
 	t := ss.tracker(r.Partition)
 	t.begin(r.Offset, r.LeaderEpoch)
+	ss.s.active.Add(1)
 	ss.s.obs.InFlight(1)
 	ss.wg.Add(1)
 	go ss.handle(t, r)
@@ -669,6 +736,11 @@ func (ss *session) handle(t *partitionTracker, r *kgo.Record) {
 	defer func() {
 		t.release()
 		s.sem.Release(1)
+		s.active.Add(-1)
+		select {
+		case s.freed <- struct{}{}:
+		default:
+		}
 		s.obs.InFlight(-1)
 		ss.wg.Done()
 	}()

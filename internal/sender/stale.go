@@ -8,9 +8,12 @@ import (
 )
 
 // StateReader reads the dispatcher's current state of a notification; nil
-// when the id is unknown. A Goka view of the dispatcher table
-// (tableview.StateView) is the real one. If it also has a Recovered() bool
-// method, the sender waits for it to report true before it consumes.
+// when the id is unknown. The state needs only the fields Stale reads
+// (Status, Attempts, Issue, Commands), as contract.DecodeProgress reads
+// them. The process's view of the dispatcher table
+// (tableview.ProgressReader) is the real one. If it also has a
+// Recovered() bool method, the sender waits for it to report true before
+// it consumes.
 type StateReader interface {
 	Get(id string) (*contract.State, error)
 }
@@ -50,8 +53,7 @@ func Stale(s *contract.State, cmd *contract.SendCommand) bool {
 }
 
 // issued is how many commands s has issued (its issue numbers run from 0
-// to issued-1): Commands, or, from a light decode that leaves Commands
-// out (contract.DecodeProgress), one past a non-zero Issue.
+// to issued-1): Commands, and at least one past a non-zero Issue.
 func issued(s *contract.State) int {
 	if s.Issue > 0 {
 		return max(s.Commands, s.Issue+1)
@@ -81,50 +83,3 @@ func PastCutoff(cmd *contract.SendCommand, now time.Time, budget time.Duration) 
 	}
 	return "not attempted: the command's deadline is " + at + left
 }
-
-// TableView is the part of a Goka view of the dispatcher table (with
-// codec.Bytes values, as tableview.StateView.Goka() returns) that ViewReader
-// uses.
-type TableView interface {
-	Get(key string) (any, error)
-	Recovered() bool
-}
-
-// ViewReader is the StateReader the sender stage uses: it reads a Goka
-// view of the dispatcher table and decodes only the fields Stale looks at
-// (contract.DecodeProgress), not the whole state (request, content,
-// history), which is several times cheaper per command
-// (contract.BenchmarkDecodeProgress). A held state at issue 0 is decoded
-// whole, for its Commands (Stale).
-type ViewReader struct {
-	View TableView
-}
-
-// Get returns the status and attempt count of id's state, or nil.
-func (r ViewReader) Get(id string) (*contract.State, error) {
-	v, err := r.View.Get(id)
-	if err != nil {
-		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
-	}
-	b, _ := v.([]byte)
-	if b == nil {
-		return nil, nil
-	}
-	st, err := contract.DecodeProgress(b)
-	if err != nil {
-		return nil, fmt.Errorf("sender: state of %q: %w", id, err)
-	}
-	if st.Status != contract.StatusSending && !st.Status.Final() && st.Issue == 0 {
-		// A held state at issue 0 is before its first command or after it:
-		// only Commands tells, and the light decode leaves it out (Stale).
-		full, err := contract.DecodeState(b)
-		if err != nil {
-			return nil, fmt.Errorf("sender: state of %q: %w", id, err)
-		}
-		st.Commands = full.Commands
-	}
-	return st, nil
-}
-
-// Recovered reports whether the view has caught up once.
-func (r ViewReader) Recovered() bool { return r.View.Recovered() }

@@ -77,17 +77,6 @@ func TestStale(t *testing.T) {
 	}
 }
 
-// fakeView is a TableView over encoded states.
-type fakeView map[string][]byte
-
-func (f fakeView) Get(key string) (any, error) {
-	if b, ok := f[key]; ok {
-		return b, nil
-	}
-	return nil, nil
-}
-func (f fakeView) Recovered() bool { return true }
-
 func typicalState(t testing.TB) []byte {
 	now := time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC)
 	r, err := contract.Decode([]byte("2026-01:acct-000042:bill"), []byte(`{"schema":"herald.dispatch.v1","id":"2026-01:acct-000042:bill",
@@ -108,45 +97,45 @@ func typicalState(t testing.TB) []byte {
 	return b
 }
 
-func TestViewReader(t *testing.T) {
+// The state the sender reads is contract.DecodeProgress's (through
+// tableview.StateView.Progress), not the whole state: Stale must judge
+// both alike, a held state at issue 0 included, where only Commands tells
+// a command answered from one not issued yet.
+func TestStaleJudgesTheProgressLikeTheState(t *testing.T) {
 	t.Parallel()
 	b := typicalState(t)
-	r := ViewReader{View: fakeView{"a": b, "bad": []byte("{")}}
-	s, err := r.Get("a")
-	if err != nil || s.Attempts != 2 || s.Status != contract.StatusSending {
-		t.Fatalf("Get: %+v %v", s, err)
+	base, err := contract.DecodeState(b)
+	if err != nil {
+		t.Fatal(err)
 	}
-	full, _ := contract.DecodeState(b)
-	for _, cmd := range []*contract.SendCommand{{ID: "a", Attempt: 1}, {ID: "a", Attempt: 2}, {ID: "a", Attempt: 3}} {
-		if Stale(s, cmd) != Stale(full, cmd) {
-			t.Errorf("attempt %d: the light decode disagrees with the full state", cmd.Attempt)
+	var states []*contract.State
+	for _, st := range []contract.Status{contract.StatusSending, contract.StatusDeferred, contract.StatusRetrying, contract.StatusSent} {
+		for _, commands := range []int{0, 1, 2, 3} {
+			for _, issue := range []int{0, 1, 2} {
+				s := *base
+				s.Status, s.Issue, s.Commands = st, issue, commands
+				states = append(states, &s)
+			}
 		}
 	}
-	// A held state at issue 0 comes with its Commands, which the light
-	// decode leaves out: Stale needs it to tell "answered" from "behind".
-	for _, commands := range []int{0, 1} {
-		held, _ := contract.DecodeState(b)
-		held.Status, held.Attempts, held.Issue, held.Commands = contract.StatusDeferred, 0, 0, commands
-		hb, err := contract.EncodeState(held)
+	for _, full := range states {
+		enc, err := contract.EncodeState(full)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := ViewReader{View: fakeView{"h": hb}}.Get("h")
-		if err != nil || got.Commands != commands {
-			t.Fatalf("held state with %d commands: got %+v %v", commands, got, err)
+		light, err := contract.DecodeProgress(enc)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if Stale(got, &contract.SendCommand{ID: "h", Attempt: 1}) != (commands == 1) {
-			t.Errorf("held state with %d commands: Stale = %v", commands, commands != 1)
+		for attempt := 1; attempt <= 3; attempt++ {
+			for issue := 0; issue <= 3; issue++ {
+				cmd := &contract.SendCommand{ID: full.ID, Attempt: attempt, Issue: issue}
+				if got, want := Stale(light, cmd), Stale(full, cmd); got != want {
+					t.Errorf("%s, issue %d, %d commands; command attempt %d issue %d: Stale of the progress %v, of the state %v",
+						full.Status, full.Issue, full.Commands, attempt, issue, got, want)
+				}
+			}
 		}
-	}
-	if s, err := r.Get("unknown"); s != nil || err != nil {
-		t.Errorf("unknown id: %+v %v", s, err)
-	}
-	if _, err := r.Get("bad"); err == nil {
-		t.Error("a broken state decoded")
-	}
-	if !r.Recovered() {
-		t.Error("Recovered")
 	}
 }
 

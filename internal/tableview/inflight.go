@@ -9,13 +9,16 @@ import (
 	"github.com/lovoo/goka/storage"
 
 	"github.com/herald-dispatch/herald/contract"
+	"github.com/herald-dispatch/herald/internal/topology"
 )
 
 // inFlight is the index of the view's states: per partition, the ids
-// whose state is not final (held, queued or sending), and how many states
+// whose state is not final (held, queued or sending) with the progress of
+// each (status, attempts, issue, commands, version), and how many states
 // there are of each status and hold reason. The sweep reads the ids
-// instead of iterating the whole view (InFlight), and the held gauge the
-// counts (Counts): the table holds every notification for
+// instead of iterating the whole view (InFlight), the sender's stale check
+// the progress instead of a read of the store for every command
+// (Progress), and the held gauge the counts (Counts): the table holds every notification for
 // --dedup-retention, a year of them at the seed's volume, and a pass over
 // them every minute cost more than half a core (docs/performance.md, A
 // year of history), while the states that can be overdue are only those
@@ -34,7 +37,13 @@ import (
 //   - A value whose summary does not decode is counted under no status
 //     and stays in the set (the sweep reads the stored state again and
 //     skips what it cannot read), so the index errs on the side of being
-//     looked at.
+//     looked at. Its progress, or that of an in-flight value whose
+//     progress does not decode, is marked unreadable, and Progress reads
+//     the store for it.
+//   - A reader can see the index one stored value behind the store (the
+//     callback runs after the Put): the same as reading the store a moment
+//     earlier, which every reader of a view already allows for, since the
+//     view itself lags the changelog.
 //
 // A crash loses nothing: the index lives in memory and is rebuilt from
 // the local store at the next open.
@@ -45,27 +54,61 @@ type inFlight struct {
 
 // partIndex is one partition's part of the index.
 type partIndex struct {
-	ids    map[string]struct{}
+	ids    map[string]progress
 	status map[contract.Status]int
 	held   map[contract.HoldReason]int
 }
 
-func newPartIndex() *partIndex {
-	return &partIndex{ids: map[string]struct{}{}, status: map[contract.Status]int{}, held: map[contract.HoldReason]int{}}
+// progress is what the index keeps of a state in flight: the fields of
+// contract.DecodeProgress that the sender's stale check reads (Progress),
+// a few dozen bytes. ok is false for a state that does not decode.
+type progress struct {
+	status                    contract.Status
+	hold                      contract.HoldReason
+	attempts, issue, commands int
+	version                   uint64
+	ok                        bool
 }
 
-// add counts the encoded state b of key in (n 1) or out (n -1) of p.
-func (p *partIndex) add(key string, b []byte, n int) {
+func newPartIndex() *partIndex {
+	return &partIndex{ids: map[string]progress{}, status: map[contract.Status]int{}, held: map[contract.HoldReason]int{}}
+}
+
+// count counts a state of status s (held for hold) in (n 1) or out (n -1).
+func (p *partIndex) count(s contract.Status, hold contract.HoldReason, n int) {
+	p.status[s] += n
+	if s.Held() {
+		p.held[hold] += n
+	}
+}
+
+// remove counts the encoded state b out of p.
+func (p *partIndex) remove(b []byte) {
+	if s, err := contract.DecodeSummary(b); err == nil {
+		p.count(s.Status, s.HoldReason, -1)
+	}
+}
+
+// add counts the encoded state b of key in, and keeps its progress while
+// it is in flight.
+// It counts by the same decoder as remove (DecodeSummary), so that a
+// state counted in is counted out alike.
+func (p *partIndex) add(key string, b []byte) {
 	s, err := contract.DecodeSummary(b)
-	if err == nil {
-		p.status[s.Status] += n
-		if s.Status.Held() {
-			p.held[s.HoldReason] += n
-		}
+	if err != nil {
+		p.ids[key] = progress{}
+		return
 	}
-	if n > 0 && (err != nil || !s.Status.Final()) {
-		p.ids[key] = struct{}{}
+	p.count(s.Status, s.HoldReason, 1)
+	if s.Status.Final() {
+		return
 	}
+	var e progress
+	if st, err := contract.DecodeProgress(b); err == nil {
+		e = progress{status: st.Status, hold: st.HoldReason, attempts: st.Attempts, issue: st.Issue,
+			commands: st.Commands, version: st.Version, ok: true}
+	}
+	p.ids[key] = e
 }
 
 func newInFlight() *inFlight { return &inFlight{parts: map[int32]*partIndex{}} }
@@ -81,11 +124,11 @@ func (ix *inFlight) stored(partition int32, key string, old, value []byte) {
 		ix.parts[partition] = p
 	}
 	if old != nil {
-		p.add(key, old, -1)
+		p.remove(old)
 	}
 	delete(p.ids, key)
 	if value != nil {
-		p.add(key, value, 1)
+		p.add(key, value)
 	}
 }
 
@@ -103,7 +146,7 @@ func (ix *inFlight) seed(partition int32, st storage.Storage) error {
 			return fmt.Errorf("tableview: index partition %d: %w", partition, err)
 		}
 		if v != nil {
-			p.add(string(it.Key()), v, 1)
+			p.add(string(it.Key()), v)
 		}
 	}
 	if err := it.Err(); err != nil {
@@ -128,6 +171,23 @@ func (ix *inFlight) ids(partition int32) []string {
 	ix.mu.RUnlock()
 	slices.Sort(out)
 	return out
+}
+
+// progress returns the progress of key's state when the index holds it in
+// flight and readable, looking in the partition topology.Partition gives
+// the key among the partitions the index has seen (a view holds every
+// partition of the table). ok is false otherwise: the state is final,
+// unknown, or unreadable, and the caller reads the store.
+func (ix *inFlight) progress(key string) (p progress, ok bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if len(ix.parts) == 0 {
+		return p, false
+	}
+	if part := ix.parts[topology.Partition(key, len(ix.parts))]; part != nil {
+		p, ok = part.ids[key]
+	}
+	return p, ok && p.ok
 }
 
 // partitions returns the partitions the index has seen, sorted.

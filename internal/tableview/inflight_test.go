@@ -26,6 +26,7 @@ func stateRec(t *testing.T, id string, status contract.Status, version uint64) *
 		return rec
 	}
 	s := &contract.State{ID: id, Campaign: "c", Status: status, Version: version, Channel: contract.ChannelEmail,
+		Attempts: int(version), Issue: int(version / 2), Commands: int(version/2) + 1,
 		UpdatedAt: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC),
 		HoldReason: map[contract.Status]contract.HoldReason{contract.StatusScheduled: contract.HoldSchedule,
 			contract.StatusDeferred: contract.HoldBlackout, contract.StatusRetrying: contract.HoldBackoff}[status]}
@@ -75,6 +76,35 @@ func checkCounts(t *testing.T, v *tableview.StateView, when string) {
 	}
 }
 
+// checkProgress compares the view's Progress of each id with the progress
+// decoded from what its store holds: the index's answer for the states in
+// flight, the store's for the others, and nil for an unknown id.
+func checkProgress(t *testing.T, v *tableview.StateView, when string, ids ...string) {
+	t.Helper()
+	for _, id := range append(ids, "unknown") {
+		got, err := v.Progress(id)
+		if err != nil {
+			t.Fatalf("%s: progress of %s: %v", when, id, err)
+		}
+		raw, err := v.Goka().Get(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want *contract.State
+		if b, _ := raw.([]byte); b != nil {
+			p, err := contract.DecodeProgress(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = &contract.State{ID: p.ID, Status: p.Status, HoldReason: p.HoldReason, Attempts: p.Attempts, Issue: p.Issue,
+				Commands: p.Commands, Version: p.Version}
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: progress of %s %+v, the store's %+v", when, id, got, want)
+		}
+	}
+}
+
 // runView starts a StateView on dir and waits until it has recovered; the
 // returned stop ends it and waits for it.
 func runView(t *testing.T, c *heraldtest.Cluster, dir string) (*tableview.StateView, func()) {
@@ -121,6 +151,8 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 		t.Fatalf("in flight after recovery: %v, want %v", got, want)
 	}
 	checkCounts(t, v, "after recovery")
+	ids := []string{"scheduled", "sending", "retrying", "sent", "sent-then-sending", "deferred", "marker", "late"}
+	checkProgress(t, v, "after recovery", ids...)
 
 	c.Produce(t, cl,
 		stateRec(t, "sending", contract.StatusSent, 5),      // final now
@@ -136,6 +168,7 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 		t.Fatalf("in flight after the updates: %v, want %v", got, want)
 	}
 	checkCounts(t, v, "after the updates")
+	checkProgress(t, v, "after the updates", ids...)
 	var scanned []string
 	if err := v.ScanInFlight(context.Background(), func(b []byte) {
 		st, err := contract.DecodeState(b)
@@ -161,6 +194,7 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 		t.Fatalf("in flight after a restart on the same data dir: %v, want %v (the local store's, then the changelog's since)", got, want)
 	}
 	checkCounts(t, v, "after a restart")
+	checkProgress(t, v, "after a restart", ids...)
 }
 
 // Seeding reads a partition's store whole: many states, of which every

@@ -7,8 +7,9 @@
 // states the view keeps as it stores them, so the sweep reads the work in
 // flight and not a year of history), and which states are overdue
 // (Overdue: the dispatcher's sweep rescues them, GET /v1/stuck lists
-// them). The sender's stale check reads
-// the same view (StateView.Goka) through sender.ViewReader.
+// them). The sender's stale check reads the progress of the states
+// (Progress, ProgressReader): from the index for a state in flight,
+// from the store for any other.
 //
 // It holds no HTTP and no stage: the API (package views), the sender, the
 // dispatcher and the metrics each read the table through it, or through an
@@ -113,6 +114,46 @@ func (v *StateView) Get(id string) (*contract.State, error) {
 	}
 	return contract.DecodeState(b)
 }
+
+// Progress returns where id's state stands: a State with only ID, Status,
+// HoldReason, Attempts, Issue, Commands and Version set, as
+// contract.DecodeProgress reads them; nil when the view holds no state for
+// id. It is the sender's stale check (sender.Stale), for every command.
+// A state in flight (the index's, inflight.go) is answered from memory;
+// any other (final, unknown, unreadable in the index) is read from the
+// store and decoded. In a burst the store's read was most of the check's
+// cost, and with compactions running it waited on LevelDB's table cache
+// (docs/performance.md).
+func (v *StateView) Progress(id string) (*contract.State, error) {
+	if p, ok := v.ix.progress(id); ok {
+		return &contract.State{ID: id, Status: p.status, HoldReason: p.hold, Attempts: p.attempts, Issue: p.issue,
+			Commands: p.commands, Version: p.version}, nil
+	}
+	raw, err := v.view.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("tableview: progress of %q: %w", id, err)
+	}
+	b, _ := raw.([]byte)
+	if b == nil {
+		return nil, nil
+	}
+	st, err := contract.DecodeProgress(b)
+	if err != nil {
+		return nil, fmt.Errorf("tableview: progress of %q: %w", id, err)
+	}
+	return &contract.State{ID: st.ID, Status: st.Status, HoldReason: st.HoldReason, Attempts: st.Attempts, Issue: st.Issue,
+		Commands: st.Commands, Version: st.Version}, nil
+}
+
+// ProgressReader is v as the sender's StateReader: Get is v.Progress.
+type ProgressReader struct{ View *StateView }
+
+// Get returns v.Progress(id).
+func (r ProgressReader) Get(id string) (*contract.State, error) { return r.View.Progress(id) }
+
+// Recovered reports whether the view has caught up once: the sender waits
+// for it before it consumes.
+func (r ProgressReader) Recovered() bool { return r.View.Recovered() }
 
 // Version returns the version of id's state in the view, reading only
 // the version (contract.StateVersion); ok is false when the view has no
