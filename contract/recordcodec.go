@@ -20,18 +20,18 @@ import (
 
 // EncodeCommand encodes a send command for herald.send (recordwire.go).
 func EncodeCommand(c *SendCommand) ([]byte, error) {
-	return encodeAppended("send command", c, (*stateEncoder).command)
+	return encodeAppended("send command", c)
 }
 
 // EncodeResult encodes a send result for herald.results (recordwire.go).
 func EncodeResult(r *SendResult) ([]byte, error) {
-	return encodeAppended("send result", r, (*stateEncoder).result)
+	return encodeAppended("send result", r)
 }
 
 // EncodeWakeup encodes a wake-up for herald.wakeups or a delay tier
 // (recordwire.go).
 func EncodeWakeup(w *Wakeup) ([]byte, error) {
-	return encodeAppended("wake-up", w, (*stateEncoder).wakeup)
+	return encodeAppended("wake-up", w)
 }
 
 // EncodeCancel encodes a cancel for herald.control.

@@ -20,14 +20,24 @@ import (
 // the shape the encoders write and leave anything else to protobuf's
 // decoder, so that a record decodes the same either way (FuzzDecodeRecords).
 
-// encodeAppended writes FormatProto and v, by app, into a pooled buffer,
-// and returns a copy of the exact size (the value outlives the call: the
-// producer holds it until the broker has it).
-func encodeAppended[T any](what string, v *T, app func(*stateEncoder, *T)) ([]byte, error) {
+// encodeAppended writes FormatProto and v (a *SendCommand, *SendResult
+// or *Wakeup) into a pooled buffer, and returns a copy of the exact size
+// (the value outlives the call: the producer holds it until the broker
+// has it).
+func encodeAppended(what string, v any) ([]byte, error) {
 	bp := encodeBufs.Get().(*[]byte)
 	defer encodeBufs.Put(bp)
 	e := stateEncoder{b: append((*bp)[:0], FormatProto)}
-	app(&e, v)
+	switch v := v.(type) {
+	case *SendCommand:
+		e.command(v)
+	case *SendResult:
+		e.result(v)
+	case *Wakeup:
+		e.wakeup(v)
+	default:
+		panic(fmt.Sprintf("contract: encodeAppended of a %T", v))
+	}
 	if cap(e.b) <= maxPooledEncodeBuf {
 		*bp = e.b
 	}
