@@ -178,24 +178,30 @@ func benchRecords() (*SendCommand, *SendResult, *Wakeup) {
 }
 
 // BenchmarkRecords measures the encode and decode of the records every
-// attempt passes, a send command, its result and a send-timeout wake-up,
-// binary against the JSON of the previous release.
+// attempt passes, a send command, its result and a send-timeout wake-up:
+// binary, the same bytes through the pb messages and protobuf's
+// marshaller and decoder (binary-protobuf, as before recordwire.go), and
+// the JSON of the previous release.
 func BenchmarkRecords(b *testing.B) {
 	cmd, res, w := benchRecords()
 	key := []byte(cmd.ID)
-	run := func(name string, v any, enc func() ([]byte, error), dec func([]byte) error) {
-		for format, encode := range map[string]func() ([]byte, error){
-			"binary": enc,
-			"json":   func() ([]byte, error) { return json.Marshal(v) },
-		} {
-			raw, err := encode()
+	type codec struct {
+		enc func() ([]byte, error)
+		dec func([]byte) error
+	}
+	run := func(name string, v any, bin, viaPB codec) {
+		jsonDec := bin.dec // the decoders read JSON too
+		for _, format := range []string{"binary", "binary-protobuf", "json"} {
+			c := map[string]codec{"binary": bin, "binary-protobuf": viaPB,
+				"json": {func() ([]byte, error) { return json.Marshal(v) }, jsonDec}}[format]
+			raw, err := c.enc()
 			if err != nil {
 				b.Fatal(err)
 			}
 			b.Run(name+"/encode/"+format, func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if _, err := encode(); err != nil {
+					if _, err := c.enc(); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -204,17 +210,26 @@ func BenchmarkRecords(b *testing.B) {
 			b.Run(name+"/decode/"+format, func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
-					if err := dec(raw); err != nil {
+					if err := c.dec(raw); err != nil {
 						b.Fatal(err)
 					}
 				}
 			})
 		}
 	}
-	run("command", cmd, func() ([]byte, error) { return EncodeCommand(cmd) },
-		func(raw []byte) error { _, err := DecodeCommand(key, raw); return err })
-	run("result", res, func() ([]byte, error) { return EncodeResult(res) },
-		func(raw []byte) error { _, err := DecodeResult(key, raw); return err })
-	run("wakeup", w, func() ([]byte, error) { return EncodeWakeup(w) },
-		func(raw []byte) error { _, err := DecodeWakeup(key, raw); return err })
+	run("command", cmd,
+		codec{func() ([]byte, error) { return EncodeCommand(cmd) },
+			func(raw []byte) error { _, err := DecodeCommand(key, raw); return err }},
+		codec{func() ([]byte, error) { return commandProtoBytes(cmd) },
+			func(raw []byte) error { _, err := decodeCommandPB(key, raw); return err }})
+	run("result", res,
+		codec{func() ([]byte, error) { return EncodeResult(res) },
+			func(raw []byte) error { _, err := DecodeResult(key, raw); return err }},
+		codec{func() ([]byte, error) { return resultProtoBytes(res) },
+			func(raw []byte) error { _, err := decodeResultPB(key, raw); return err }})
+	run("wakeup", w,
+		codec{func() ([]byte, error) { return EncodeWakeup(w) },
+			func(raw []byte) error { _, err := DecodeWakeup(key, raw); return err }},
+		codec{func() ([]byte, error) { return wakeupProtoBytes(w) },
+			func(raw []byte) error { _, err := decodeWakeupPB(key, raw); return err }})
 }

@@ -18,19 +18,20 @@ import (
 // decoder's error is ErrMalformed or a *ValidationError, so that the
 // record's dead letter says why.
 
-// EncodeCommand encodes a send command for herald.send.
+// EncodeCommand encodes a send command for herald.send (recordwire.go).
 func EncodeCommand(c *SendCommand) ([]byte, error) {
-	return encodeRecord("send command", commandPB(c), nil)
+	return encodeAppended("send command", c)
 }
 
-// EncodeResult encodes a send result for herald.results.
+// EncodeResult encodes a send result for herald.results (recordwire.go).
 func EncodeResult(r *SendResult) ([]byte, error) {
-	return encodeRecord("send result", resultPB(r), nil)
+	return encodeAppended("send result", r)
 }
 
-// EncodeWakeup encodes a wake-up for herald.wakeups or a delay tier.
+// EncodeWakeup encodes a wake-up for herald.wakeups or a delay tier
+// (recordwire.go).
 func EncodeWakeup(w *Wakeup) ([]byte, error) {
-	return encodeRecord("wake-up", wakeupPB(w), nil)
+	return encodeAppended("wake-up", w)
 }
 
 // EncodeCancel encodes a cancel for herald.control.
@@ -77,12 +78,49 @@ func decodeRecord(value []byte, j any, m proto.Message, from func() error) error
 	return nil
 }
 
+// decodeTyped reads value, in either encoding: JSON into a new T; the
+// binary encoding with scan, or, where scan reports !ok (or is nil: the
+// tests' reference), through protobuf's decoder into an M, converted by
+// from. Errors as decodeRecord's.
+func decodeTyped[T, M any, PM interface {
+	*M
+	proto.Message
+}](value []byte, scan func([]byte) (*T, bool), from func(*M) (*T, error)) (*T, error) {
+	enc, err := encodingOf(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if enc == encJSON {
+		v := new(T)
+		if err := json.Unmarshal(value, v); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		return v, nil
+	}
+	if scan != nil {
+		if v, ok := scan(value[1:]); ok {
+			return v, nil
+		}
+	}
+	var m M
+	if err := unmarshalOpts.Unmarshal(value[1:], PM(&m)); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	v, err := from(&m)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return v, nil
+}
+
 // DecodeCommand reads a send command and checks what the sender relies
 // on: an id equal to the key, a known channel, an attempt of 1 or more.
 func DecodeCommand(key, value []byte) (*SendCommand, error) {
-	c := new(SendCommand)
-	var m pb.SendCommand
-	err := decodeRecord(value, c, &m, func() (err error) { c, err = fromCommandPB(&m); return err })
+	c, err := decodeTyped(value, scanCommand, fromCommandPB)
+	return checkCommand(key, c, err)
+}
+
+func checkCommand(key []byte, c *SendCommand, err error) (*SendCommand, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -107,9 +145,12 @@ func DecodeCommand(key, value []byte) (*SendCommand, error) {
 
 // DecodeResult reads a send result whose id must equal key.
 func DecodeResult(key, value []byte) (*SendResult, error) {
-	r := new(SendResult)
-	var m pb.SendResult
-	if err := decodeRecord(value, r, &m, func() (err error) { r, err = fromResultPB(&m); return err }); err != nil {
+	r, err := decodeTyped(value, scanResult, fromResultPB)
+	return checkResult(key, r, err)
+}
+
+func checkResult(key []byte, r *SendResult, err error) (*SendResult, error) {
+	if err != nil {
 		return nil, err
 	}
 	if err := checkKey(key, r.ID); err != nil {
@@ -120,9 +161,12 @@ func DecodeResult(key, value []byte) (*SendResult, error) {
 
 // DecodeWakeup reads a wake-up whose id must equal key.
 func DecodeWakeup(key, value []byte) (*Wakeup, error) {
-	w := new(Wakeup)
-	var m pb.Wakeup
-	if err := decodeRecord(value, w, &m, func() (err error) { w, err = fromWakeupPB(&m); return err }); err != nil {
+	w, err := decodeTyped(value, scanWakeup, fromWakeupPB)
+	return checkWakeup(key, w, err)
+}
+
+func checkWakeup(key []byte, w *Wakeup, err error) (*Wakeup, error) {
+	if err != nil {
 		return nil, err
 	}
 	if err := checkKey(key, w.ID); err != nil {
