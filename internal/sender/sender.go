@@ -219,7 +219,8 @@ type Config struct {
 	// of a failover chain (default: nothing).
 	ProviderObserver ProviderObserver
 	// Concurrency bounds the commands in flight (default
-	// DefaultConcurrency, 4000), and is the ceiling of each channel's
+	// DefaultConcurrency, 4000; fewer are polled while the channels'
+	// limits are low, see pollBound), and is the ceiling of each channel's
 	// adaptive concurrency limit.
 	Concurrency int
 	// Limit tunes each channel's adaptive concurrency limit (its Max is
