@@ -29,8 +29,10 @@ const (
 // Observer is told what the sink does, for metrics (internal/metrics
 // implements it). Methods must be cheap and safe for concurrent use.
 type Observer interface {
-	// Batch is called for every batch committed: its records (tombstones
-	// and dead letters included), the time from complete to committed,
+	// Batch is called for every batch written, once the commit of its
+	// offsets has run (from the committer's goroutine): its records
+	// (tombstones and dead letters included), the time from the start of
+	// its write to that commit,
 	// the dispatch_status rows inserted or moved forward, the
 	// dispatch_attempts rows inserted, and the states not written because
 	// the table held the same or a newer version.
@@ -38,8 +40,8 @@ type Observer interface {
 	// Retry is called for a write or dead-letter produce that failed and
 	// is retried.
 	Retry()
-	// CommitFailed is called when the offset commit after a written batch
-	// fails.
+	// CommitFailed is called when an offset commit (of one or more written
+	// batches) fails.
 	CommitFailed()
 	// DeadLetter is called for every record sent to the DLQ.
 	DeadLetter(reason string)
