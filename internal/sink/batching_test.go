@@ -128,48 +128,101 @@ func TestSinkBatchesAdaptToTheBacklog(t *testing.T) {
 }
 
 // The next batch is collected and decoded while the one before it is
-// written, and only one: the collector waits until the writer takes it.
-// Everything is written and committed in the end.
+// written, and only one: once complete by the policy it goes on taking
+// records while the writer is busy, up to BatchSize, and is handed over
+// when the writer is free. Everything is written and committed in the end.
 func TestSinkCollectsTheNextBatchWhileWriting(t *testing.T) {
 	t.Parallel()
 	c, cl, cfg := setup(t, "")
-	cfg.BatchMinSize, cfg.BatchSize = 1, 1000
+	cfg.BatchMinSize, cfg.BatchSize = 1, 15
+	obs := counts(cfg)
 	var (
-		mu      sync.Mutex
-		decoded int
-		writing = make(chan struct{})
-		release = make(chan struct{})
-		first   sync.Once
+		mu        sync.Mutex
+		handed    int
+		collected = make(chan int, 1000)
+		filling   = make(chan struct{}, 1000)
+		writing   = make(chan struct{})
+		release   = make(chan struct{})
+		first     sync.Once
 	)
 	hook := func(point string) error {
-		switch point {
-		case "decoded":
+		var n int
+		switch {
+		case point == "decoded":
 			mu.Lock()
-			decoded++
+			handed++
 			mu.Unlock()
-		case "upserted":
-			first.Do(func() { close(writing); <-release })
+		case point == "filling":
+			select {
+			case filling <- struct{}{}:
+			default:
+			}
+		case point == "upserted":
+			first.Do(func() {
+				close(writing)
+				select {
+				case <-release:
+				case <-time.After(60 * time.Second): // the test failed: do not hang its cleanup
+				}
+			})
+		default:
+			if _, err := fmt.Sscanf(point, "collected %d", &n); err == nil {
+				select {
+				case collected <- n:
+				default:
+				}
+			}
 		}
 		return nil
 	}
 	startSink(t, cfg, func(s *Sink) { s.hook, s.writer.hook = hook, hook })
-	count := func() int { mu.Lock(); defer mu.Unlock(); return decoded }
+	handedOver := func() int { mu.Lock(); defer mu.Unlock(); return handed }
+	await := func(what string, ch <-chan struct{}) {
+		t.Helper()
+		select {
+		case <-ch:
+		case <-time.After(30 * time.Second):
+			close(release)
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 
 	a, b, d := ids("a", 10), ids("b", 10), ids("d", 10)
 	produce(t, c, cl, a, "nov", 1)
-	<-writing // the first batch is in its transaction, held there
+	await("the first write", writing) // the first batch is in its transaction, held there
 	produce(t, c, cl, b, "nov", 1)
-	heraldtest.WaitFor(t, 30*time.Second, "the second batch decoded during the first one's write", func() bool { return count() == 2 })
+	await("the next batch complete while the first is written", filling)
 	produce(t, c, cl, d, "nov", 1)
-	time.Sleep(300 * time.Millisecond)
-	if n := count(); n != 2 {
-		t.Fatalf("%d batches decoded while the first was written, want 2 (one waiting, no more)", n)
+	full := make(chan struct{})
+	go func() {
+		for n := range collected {
+			if n == cfg.BatchSize {
+				close(full)
+				return
+			}
+		}
+	}()
+	await("the next batch filled to BatchSize while the first is written", full)
+	if n := handedOver(); n > 2 {
+		close(release)
+		t.Fatalf("%d batches collected while the first was written, want at most 2 (one written, one waiting)", n)
 	}
 	if got := rows(t, cfg.Pool); len(got) != 0 {
+		close(release)
 		t.Fatalf("%d rows visible before the first batch committed", len(got))
 	}
 	close(release)
 	want := wantAll(append(append(a, b...), d...), 1)
 	heraldtest.WaitFor(t, 30*time.Second, "every batch written", func() bool { return allAt(rows(t, cfg.Pool), want) })
 	heraldtest.WaitFor(t, 20*time.Second, "offsets committed", func() bool { return committedAll(t, admin(t, c), DefaultGroup, cfg.Topic) })
+	heraldtest.WaitFor(t, 20*time.Second, "every batch reported", func() bool { _, r := batches(cfg); return r >= 30 })
+	sizes := obs.batchSizes()
+	if len(sizes) < 2 || sizes[1] != cfg.BatchSize {
+		t.Fatalf("batch sizes %v: want the second, collected during the first's write, full at %d", sizes, cfg.BatchSize)
+	}
+	for _, n := range sizes {
+		if n > cfg.BatchSize {
+			t.Fatalf("batch sizes %v: one above BatchSize %d", sizes, cfg.BatchSize)
+		}
+	}
 }

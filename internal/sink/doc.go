@@ -23,13 +23,34 @@
 // status changes. The rows travel as one array parameter per column,
 // unnested by the INSERTs.
 //
+// Three goroutines of a session form a pipeline: the collector polls and
+// decodes the next batch while the writer writes the one before it, and a
+// committer commits the written batches' Kafka offsets while the writer
+// goes on. At most one batch is written and one collected (memory is
+// bounded by two batches of BatchSize): a collected batch that is
+// complete by the policy while the writer is busy goes on taking records,
+// up to BatchSize, and is handed over the moment the writer is free, so a
+// burst is written in full batches back to back.
+//
 // # Guarantees
 //
-//   - Nothing is lost: Kafka offsets are committed only after the
-//     PostgreSQL transaction has committed (and after any dead letters of
-//     the batch are acknowledged by the broker). A crash anywhere before the
-//     Kafka commit replays the batch from the last committed offsets; a
-//     crash before the PostgreSQL commit rolls the transaction back.
+//   - Nothing is lost: a batch's Kafka offsets are handed to the committer
+//     only after its PostgreSQL transaction has committed (and after any
+//     dead letters of the batch are acknowledged by the broker), so no
+//     offset is ever committed past a record whose rows PostgreSQL does
+//     not have. The committer (committer, in sink.go) runs one commit at a
+//     time, for the highest offset per partition of every batch handed to
+//     it so far: batches written while a commit runs are committed
+//     together by the next one, and the committed offsets of a session
+//     only move forward. A failed commit is counted and not retried; the
+//     next commit covers its partitions again. A crash anywhere before the
+//     Kafka commit (including between the PostgreSQL commit and the Kafka
+//     commit, or after a failed commit) replays the batches from the last
+//     committed offsets, and the version-guarded upsert makes that replay
+//     change nothing; a crash before the PostgreSQL commit rolls the
+//     transaction back. A shutdown waits for the batch being written (and
+//     the one collected), then commits what was written, within
+//     ShutdownGrace; what is left is replayed.
 //   - Replays and reordering are harmless: a row changes only when the
 //     incoming version is higher than the stored one, and attempts are
 //     keyed by (id, attempt). Writing the same changes twice, or an older
@@ -39,8 +60,9 @@
 //     data (connection lost, shutdown, deadlock, disk full, schema missing):
 //     the sink backs off (RetryMin doubling to RetryMax) and retries the
 //     same batch for ever, polling at most one batch more (the next batch
-//     is collected and decoded while one is written; it waits, and batches
-//     are written and committed one after the other). Lag grows on the
+//     is collected and decoded while one is written; it waits, at most
+//     BatchSize records, and batches are written and committed one after
+//     the other). Lag grows on the
 //     changelog, nothing is lost, and the sink catches up when PostgreSQL
 //     is back. Ready() is false meanwhile.
 //   - A record that can never be written does not block its partition: an

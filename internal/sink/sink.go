@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,10 @@ const (
 // Observer is told what the sink does, for metrics (internal/metrics
 // implements it). Methods must be cheap and safe for concurrent use.
 type Observer interface {
-	// Batch is called for every batch committed: its records (tombstones
-	// and dead letters included), the time from complete to committed,
+	// Batch is called for every batch written, once the commit of its
+	// offsets has run (from the committer's goroutine): its records
+	// (tombstones and dead letters included), the time from the start of
+	// its write to that commit,
 	// the dispatch_status rows inserted or moved forward, the
 	// dispatch_attempts rows inserted, and the states not written because
 	// the table held the same or a newer version.
@@ -37,8 +40,8 @@ type Observer interface {
 	// Retry is called for a write or dead-letter produce that failed and
 	// is retried.
 	Retry()
-	// CommitFailed is called when the offset commit after a written batch
-	// fails.
+	// CommitFailed is called when an offset commit (of one or more written
+	// batches) fails.
 	CommitFailed()
 	// DeadLetter is called for every record sent to the DLQ.
 	DeadLetter(reason string)
@@ -149,8 +152,13 @@ type Sink struct {
 	// hook, when set (tests only), is called at named points, from the
 	// collecting and the writing goroutine; an error from it stops Run at
 	// once with that error, as a crash would (no further write, no
-	// commit).
+	// commit). The collector also calls it, its error ignored, with
+	// "collected N" when its next batch has grown to N records and with
+	// "filling" when it polls for more while the batch before is written.
 	hook func(point string) error
+	// commitHook, when set (tests only), commits offsets instead of
+	// cl.CommitRecords.
+	commitHook func(ctx context.Context, cl *kgo.Client, recs ...*kgo.Record) error
 }
 
 // New returns a Sink; Run starts it.
@@ -170,7 +178,11 @@ func (s *Sink) Ready() bool { return s.ready.Load() }
 // client cannot be made (or a test hook simulates a crash).
 func (s *Sink) Run(ctx context.Context) error { return s.svc.Run(ctx, s.session) }
 
-// session is one membership of the group.
+// session is one membership of the group. Three goroutines share it: the
+// collector (this one) polls and decodes the next batch, the writer writes
+// one batch at a time to PostgreSQL, and the committer commits the written
+// batches' offsets to Kafka (see the package doc, "How a batch is
+// written" and "Guarantees").
 func (s *Sink) session(ctx context.Context) error {
 	c := s.cfg
 	opts := c.Topology.ConsumerOpts(topology.Consumer{Name: "sink", Group: c.Group, Topics: []string{c.Topic}})
@@ -185,16 +197,27 @@ func (s *Sink) session(ctx context.Context) error {
 	s.ready.Store(true)
 	c.Log.Info("sink consuming", "topic", c.Topic, "group", c.Group, "batching", c.Batching())
 
-	// After ctx ends, the batch being written and the one waiting for it
-	// get ShutdownGrace, together, to be written and committed.
+	// After ctx ends, the batch being written, the one waiting for it and
+	// the commit of their offsets get ShutdownGrace, together.
 	grace, cancelGrace := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelGrace()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancelGrace) })
 	defer stopGrace()
 
+	// The committer commits what the writer wrote, in order, one commit at
+	// a time; a crash (crashCommits) stops it without a further commit.
+	commitCtx, crashCommits := context.WithCancel(grace)
+	defer crashCommits()
+	cm := newCommitter(s)
+	committerDone := make(chan struct{})
+	go func() {
+		defer close(committerDone)
+		cm.run(commitCtx, cl)
+	}()
+
 	// The next batch is collected and decoded while the one before it is
-	// written: at most one batch waits, and the batches are written and
-	// their offsets committed one after the other, in order.
+	// written: at most one batch is written and one collected, and the
+	// batches are written one after the other, in order.
 	batches := make(chan batch)
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	defer stopPolling()
@@ -202,15 +225,21 @@ func (s *Sink) session(ctx context.Context) error {
 	var writeErr error
 	go func() {
 		defer close(writerDone)
-		defer stopPolling() // a writer that stops (a simulated crash) stops the polling
+		defer stopPolling() // a writer that stops (abandoned, or a simulated crash) stops the polling
 		for b := range batches {
-			if writeErr = s.flush(grace, cl, b); writeErr != nil {
+			err := s.flush(grace, cl, b, cm)
+			b.written()
+			if err != nil {
+				if !errors.Is(err, errAbandoned) {
+					writeErr = err
+				}
 				return
 			}
 		}
 	}()
-	// stop ends the writer after the batches handed to it; an error (a
-	// simulated crash) ends the session for good.
+	// stop ends the writer after the batches handed to it, then the
+	// committer after their offsets; an error (a simulated crash) ends the
+	// session for good, with no further commit.
 	stop := func(err error) error {
 		close(batches)
 		<-writerDone
@@ -218,20 +247,32 @@ func (s *Sink) session(ctx context.Context) error {
 			err = writeErr
 		}
 		if err != nil {
+			crashCommits()
+		}
+		cm.close()
+		<-committerDone
+		if err != nil {
 			return service.Permanent(err) // a simulated crash: nothing more
 		}
 		return nil
 	}
+	var (
+		next    batch
+		writing = idle // ends when the batch being written is written
+	)
 	for {
-		recs, closed := s.collect(pollCtx, cl)
-		if len(recs) > 0 {
-			changes, dead := decode(recs)
+		closed := s.collect(pollCtx, cl, &next, writing)
+		if len(next.recs) > 0 {
 			if err := s.at("decoded"); err != nil {
 				return stop(err)
 			}
+			wctx, written := context.WithCancel(context.Background())
+			next.written = written
 			select {
-			case batches <- batch{recs: recs, changes: changes, dead: dead}:
+			case batches <- next:
+				writing, next = wctx, batch{}
 			case <-writerDone: // it stopped on an error
+				written()
 				return stop(nil)
 			}
 		}
@@ -241,81 +282,126 @@ func (s *Sink) session(ctx context.Context) error {
 	}
 }
 
-// batch is a collected batch with its records decoded.
+// batch is a batch being collected or written: its records and what they
+// decoded to.
 type batch struct {
 	recs    []*kgo.Record
 	changes []Change
 	dead    []Rejection
+	// first is when its first record arrived.
+	first time.Time
+	// written is called by the writer when it is done with the batch.
+	written context.CancelFunc
 }
 
-// collect polls until the batch is complete by the Batching policy: it
-// holds every record known to be waiting (within MinSize..MaxSize), or its
-// wait after the first record is over. closed reports that the client or
+// add appends recs, decoded.
+func (b *batch) add(recs []*kgo.Record) {
+	if len(recs) == 0 {
+		return
+	}
+	if b.first.IsZero() {
+		b.first = time.Now()
+	}
+	b.recs = append(b.recs, recs...)
+	changes, dead := decode(recs)
+	b.changes = append(b.changes, changes...)
+	b.dead = append(b.dead, dead...)
+}
+
+// collect polls into b until it is complete by the Batching policy (it
+// holds every record known to be waiting, within MinSize..MaxSize, or its
+// wait after the first record is over) and the writer is free for it:
+// while the batch before it is written (until writing ends), a complete
+// batch goes on taking records, up to MaxSize, so that the next write
+// starts with what arrived meanwhile. closed reports that the client or
 // ctx ended.
-func (s *Sink) collect(ctx context.Context, cl *kgo.Client) (recs []*kgo.Record, closed bool) {
+func (s *Sink) collect(ctx context.Context, cl *kgo.Client, b *batch, writing context.Context) (closed bool) {
 	c := s.cfg
 	policy := c.Batching()
-	var first time.Time
 	// lag is, per partition read in this batch, the records after the last
 	// one taken: what the batch could still take from it.
 	lag := map[int32]int64{}
 	size, wait := policy.MinSize, policy.MinInterval
-	for len(recs) < size {
+	if len(b.recs) > 0 {
+		size, wait = policy.Limits(len(b.recs), cl.BufferedFetchRecords())
+	}
+	for {
+		complete := len(b.recs) >= size || (!b.first.IsZero() && time.Since(b.first) >= wait)
+		busy := writing.Err() == nil
 		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if !first.IsZero() {
-			left := time.Until(first.Add(wait))
-			if left <= 0 {
-				break
+		want := size - len(b.recs)
+		switch {
+		case complete && (!busy || len(b.recs) >= policy.MaxSize):
+			return false
+		case complete:
+			// The writer is busy: take what arrives until it is free.
+			if s.hook != nil {
+				_ = s.hook("filling")
 			}
-			pctx, cancel = context.WithTimeout(ctx, left)
+			wctx, wcancel := context.WithCancel(ctx)
+			stopWaiting := context.AfterFunc(writing, wcancel)
+			pctx, cancel = wctx, func() { stopWaiting(); wcancel() }
+			want = policy.MaxSize - len(b.recs)
+		case !b.first.IsZero():
+			pctx, cancel = context.WithDeadline(ctx, b.first.Add(wait))
 		}
-		fs := cl.PollRecords(pctx, size-len(recs))
+		fs := cl.PollRecords(pctx, want)
 		cancel()
 		if fs.IsClientClosed() {
-			return recs, true
+			return true
 		}
 		fs.EachError(func(topic string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				c.Log.Warn("sink: fetch error", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		n := len(recs)
+		n := len(b.recs)
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
 			if k := len(p.Records); k > 0 {
-				recs = append(recs, p.Records...)
+				b.add(p.Records)
 				lag[p.Partition] = max(p.HighWatermark-p.Records[k-1].Offset-1, 0)
 			}
 		})
-		if first.IsZero() && len(recs) > 0 {
-			first = time.Now()
+		if len(b.recs) > n && s.hook != nil {
+			_ = s.hook(fmt.Sprintf("collected %d", len(b.recs)))
 		}
 		var backlog int64
 		for _, l := range lag {
 			backlog += l
 		}
-		size, wait = policy.Limits(len(recs), max(backlog, cl.BufferedFetchRecords()))
+		size, wait = policy.Limits(len(b.recs), max(backlog, cl.BufferedFetchRecords()))
 		if ctx.Err() != nil {
-			return recs, true
+			return true
 		}
-		if len(recs) == n && first.IsZero() && len(fs.Errors()) > 0 {
+		if len(b.recs) == n && b.first.IsZero() && len(fs.Errors()) > 0 {
 			// Only errors: do not spin on a broken fetch.
 			select {
 			case <-ctx.Done():
-				return recs, true
+				return true
 			case <-time.After(time.Second):
 			}
 		}
 	}
-	return recs, false
 }
 
 // errCrash wraps a test hook's error.
 var errCrash = errors.New("sink: simulated crash")
 
-// flush writes a batch, dead-letters what cannot be written and commits
-// the offsets, retrying until it succeeds or the shutdown grace is over.
-// fctx is Run's context plus the shutdown grace.
-func (s *Sink) flush(fctx context.Context, cl *kgo.Client, b batch) error {
+// idle is the writer's state before its first batch: done.
+var idle = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// errAbandoned ends a writer whose batch could not be written before the
+// shutdown grace ran out: nothing after it is written or committed.
+var errAbandoned = errors.New("sink: batch abandoned")
+
+// flush writes a batch and dead-letters what cannot be written, retrying
+// until it succeeds or the shutdown grace is over, then hands the batch's
+// offsets to the committer. fctx is Run's context plus the shutdown grace.
+func (s *Sink) flush(fctx context.Context, cl *kgo.Client, b batch, cm *committer) error {
 	c := s.cfg
 	start := time.Now()
 	recs, changes, dead := b.recs, b.changes, b.dead
@@ -339,23 +425,18 @@ func (s *Sink) flush(fctx context.Context, cl *kgo.Client, b batch) error {
 	if err := s.at("dlq-produced"); err != nil {
 		return err
 	}
-	if err := cl.CommitRecords(fctx, recs...); err != nil {
-		// PostgreSQL has the batch: a replay of it changes nothing.
-		c.Observer.CommitFailed()
-		c.Log.Warn("sink: offset commit failed; the batch will be replayed", "records", len(recs), "err", err)
-	}
 	written := int64(res.Rows)
 	for _, r := range res.Rejected {
 		if r.Reason == ReasonRejected { // the others never counted in Rows
 			written--
 		}
 	}
-	c.Observer.Batch(len(recs), time.Since(start), res.Applied, res.Attempts, written-res.Applied)
 	for _, d := range dead {
 		c.Observer.DeadLetter(d.Reason)
 	}
 	c.Log.Debug("sink: batch written", "records", len(recs), "rows", res.Rows, "applied", res.Applied,
 		"attempts", res.Attempts, "dead_letters", len(dead), "took", time.Since(start))
+	cm.add(recs, batchReport{records: len(recs), start: start, applied: res.Applied, attempts: res.Attempts, stale: written - res.Applied})
 	return nil
 }
 
@@ -366,7 +447,117 @@ func (s *Sink) abandon(err error, n int) error {
 		return err
 	}
 	s.cfg.Log.Warn("sink: stopping with a batch not written; it will be replayed", "records", n, "err", err)
-	return nil
+	return errAbandoned
+}
+
+// batchReport is a written batch as the Observer hears of it once its offsets
+// are committed.
+type batchReport struct {
+	records                  int
+	start                    time.Time
+	applied, attempts, stale int64
+}
+
+// committer commits the offsets of written batches, off the writer's path:
+// the writer hands it each batch once PostgreSQL (and the DLQ) has it, and
+// goes on with the next batch while the commit runs. It enforces the
+// offset guarantees of the package doc: one commit in flight at a time,
+// each for the highest offset per partition of every batch handed to it
+// so far (a batch handed while a commit runs is committed by the next
+// one), so the committed offsets only move forward and never pass a
+// record whose rows are not committed in PostgreSQL. A failed commit is
+// counted (Observer.CommitFailed) and not retried: the next batch's commit
+// covers its partitions again, and what it alone held is replayed after a
+// restart or rebalance, which the version-guarded upsert makes harmless.
+type committer struct {
+	s    *Sink
+	wake chan struct{} // a token when there is something to commit or it closed
+
+	mu      sync.Mutex
+	pending map[topicPartition]*kgo.Record // the highest record handed, per partition
+	reports []batchReport
+	closed  bool
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+func newCommitter(s *Sink) *committer {
+	return &committer{s: s, wake: make(chan struct{}, 1), pending: map[topicPartition]*kgo.Record{}}
+}
+
+// add hands over the records of a batch whose rows PostgreSQL committed.
+func (cm *committer) add(recs []*kgo.Record, w batchReport) {
+	cm.mu.Lock()
+	for _, r := range recs {
+		tp := topicPartition{r.Topic, r.Partition}
+		if at, ok := cm.pending[tp]; !ok || r.Offset > at.Offset {
+			cm.pending[tp] = r
+		}
+	}
+	cm.reports = append(cm.reports, w)
+	cm.mu.Unlock()
+	cm.signal()
+}
+
+// close tells run to commit what is pending and return.
+func (cm *committer) close() {
+	cm.mu.Lock()
+	cm.closed = true
+	cm.mu.Unlock()
+	cm.signal()
+}
+
+func (cm *committer) signal() {
+	select {
+	case cm.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run commits until close (after a last commit of what is pending) or
+// ctx ends (at once: a crash, or the shutdown grace over).
+func (cm *committer) run(ctx context.Context, cl *kgo.Client) {
+	c := cm.s.cfg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cm.wake:
+		}
+		cm.mu.Lock()
+		recs := make([]*kgo.Record, 0, len(cm.pending))
+		for tp, r := range cm.pending {
+			recs = append(recs, r)
+			delete(cm.pending, tp)
+		}
+		reports, closed := cm.reports, cm.closed
+		cm.reports = nil
+		cm.mu.Unlock()
+		if len(recs) > 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			commit := cl.CommitRecords
+			if cm.s.commitHook != nil {
+				commit = func(ctx context.Context, rs ...*kgo.Record) error { return cm.s.commitHook(ctx, cl, rs...) }
+			}
+			if err := commit(ctx, recs...); err != nil {
+				// PostgreSQL has the batches: a replay of them changes nothing.
+				c.Observer.CommitFailed()
+				c.Log.Warn("sink: offset commit failed; its batches will be replayed unless a later commit covers them",
+					"batches", len(reports), "err", err)
+			}
+			for _, w := range reports {
+				c.Observer.Batch(w.records, time.Since(w.start), w.applied, w.attempts, w.stale)
+			}
+		}
+		if closed {
+			return
+		}
+	}
 }
 
 // retry runs fn until it succeeds, backing off between failures. It gives

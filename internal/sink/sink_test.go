@@ -35,9 +35,10 @@ func setup(t *testing.T, dsn string) (*heraldtest.Cluster, *kgo.Client, Config) 
 
 // testObserver counts what the sink reports.
 type testObserver struct {
-	batches, records, statusRows, stale, retries atomic.Int64
-	mu                                           sync.Mutex
-	deadLetters                                  map[string]int
+	batches, records, statusRows, stale, retries, commitFailed atomic.Int64
+	mu                                                         sync.Mutex
+	deadLetters                                                map[string]int
+	sizes                                                      []int
 }
 
 func (o *testObserver) Batch(records int, _ time.Duration, statusRows, _, staleRows int64) {
@@ -45,9 +46,19 @@ func (o *testObserver) Batch(records int, _ time.Duration, statusRows, _, staleR
 	o.records.Add(int64(records))
 	o.statusRows.Add(statusRows)
 	o.stale.Add(staleRows)
+	o.mu.Lock()
+	o.sizes = append(o.sizes, records)
+	o.mu.Unlock()
 }
 func (o *testObserver) Retry()        { o.retries.Add(1) }
-func (o *testObserver) CommitFailed() {}
+func (o *testObserver) CommitFailed() { o.commitFailed.Add(1) }
+
+// batchSizes is the records of each batch reported, in order.
+func (o *testObserver) batchSizes() []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return append([]int(nil), o.sizes...)
+}
 func (o *testObserver) DeadLetter(reason string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
