@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/lovoo/goka"
 	"github.com/lovoo/goka/storage"
 	"github.com/syndtr/goleveldb/leveldb"
+
+	"github.com/herald-dispatch/herald/contract"
 )
 
 // openRecovery opens a RecoveryStorage over a database in dir with batches
@@ -96,20 +99,99 @@ func TestRecoveryStorageKeepsTheVersionsRule(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				for k, want := range r.want {
-					got, err := st.Get(k)
-					if err != nil {
+				checkStored(t, st, r.want)
+			})
+			// The same through VersionedUpdateObserved, with an observer
+			// that holds the version of every stored value: the rule is
+			// judged by it, and the store is never read for a key it
+			// answers.
+			t.Run(bname+"/observed/"+r.name, func(t *testing.T) {
+				st := &countingStorage{Storage: open(t)}
+				defer st.Close()
+				o := &versionObserver{versions: map[string]uint64{}}
+				update := VersionedUpdateObserved(o)
+				for i, w := range r.writes {
+					if err := update(partitionCtx{}, st, w.key, w.value); err != nil {
 						t.Fatal(err)
 					}
-					if !bytes.Equal(got, want) || (got == nil) != (want == nil) {
-						t.Errorf("%s = %q, want %q", k, got, want)
-					}
-					has, err := st.Has(k)
-					if err != nil || has != (want != nil) {
-						t.Errorf("Has(%s) = %v, %v; want %v", k, has, err, want != nil)
+					if err := st.SetOffset(int64(i)); err != nil {
+						t.Fatal(err)
 					}
 				}
+				if st.gets != len(r.writes)-o.answered {
+					t.Errorf("%d reads of the store for %d records of which the observer answered %d", st.gets, len(r.writes), o.answered)
+				}
+				if o.oldWhenAnswered > 0 {
+					t.Errorf("Stored was given the replaced value %d times for a key whose version the observer answered", o.oldWhenAnswered)
+				}
+				checkStored(t, st, r.want)
 			})
+		}
+	}
+}
+
+// partitionCtx is the update context of partition 0 (DefaultUpdate reads
+// nothing else of it).
+type partitionCtx struct{ goka.UpdateContext }
+
+func (partitionCtx) Partition() int32 { return 0 }
+
+// countingStorage counts the reads of its values.
+type countingStorage struct {
+	storage.Storage
+	gets int
+}
+
+func (s *countingStorage) Get(key string) ([]byte, error) {
+	s.gets++
+	return s.Storage.Get(key)
+}
+
+// versionObserver holds the version of every value stored whose version
+// decodes, as tableview's index does for the states in flight.
+type versionObserver struct {
+	versions        map[string]uint64
+	answered        int // Version calls answered
+	last            string
+	oldWhenAnswered int // Stored calls with old set for a key just answered
+}
+
+func (o *versionObserver) Version(_ int32, key string) (uint64, bool) {
+	v, ok := o.versions[key]
+	o.last = ""
+	if ok {
+		o.answered++
+		o.last = key
+	}
+	return v, ok
+}
+
+func (o *versionObserver) Stored(_ int32, key string, old, value []byte) {
+	if old != nil && key == o.last {
+		o.oldWhenAnswered++
+	}
+	delete(o.versions, key)
+	if value != nil {
+		if v, err := contract.StateVersion(value); err == nil {
+			o.versions[key] = v
+		}
+	}
+}
+
+// checkStored compares what st holds with want (nil value: no value).
+func checkStored(t *testing.T, st storage.Storage, want map[string][]byte) {
+	t.Helper()
+	for k, w := range want {
+		got, err := st.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, w) || (got == nil) != (w == nil) {
+			t.Errorf("%s = %q, want %q", k, got, w)
+		}
+		has, err := st.Has(k)
+		if err != nil || has != (w != nil) {
+			t.Errorf("Has(%s) = %v, %v; want %v", k, has, err, w != nil)
 		}
 	}
 }

@@ -33,7 +33,11 @@ import (
 //     stored and the one it replaced, after storing it, in the partition's
 //     order: the replaced one is taken out of the counts and the set, the
 //     stored one put in. The view writes its storage through nothing
-//     else, and one goroutine writes a partition.
+//     else, and one goroutine writes a partition. For a key the index
+//     holds in flight, the callback judges the record by the index's
+//     version (Version) without reading the store, and the entry stands
+//     for the replaced value: it was put in from that value, and nothing
+//     but this partition's callback changes it.
 //   - A value whose summary does not decode is counted under no status
 //     and stays in the set (the sweep reads the stored state again and
 //     skips what it cannot read), so the index errs on the side of being
@@ -113,8 +117,29 @@ func (p *partIndex) add(key string, b []byte) {
 
 func newInFlight() *inFlight { return &inFlight{parts: map[int32]*partIndex{}} }
 
-// stored is the update callback's report: value was stored for key in
-// partition (nil: deleted) in place of old (nil: none).
+// Version is the index's side of gokax.StoreObserver: the version of
+// key's stored state in partition, when the index holds it in flight and
+// readable (the version DecodeProgress read from the stored value).
+func (ix *inFlight) Version(partition int32, key string) (uint64, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if p := ix.parts[partition]; p != nil {
+		if e, ok := p.ids[key]; ok && e.ok {
+			return e.version, true
+		}
+	}
+	return 0, false
+}
+
+// Stored is the update callback's report (gokax.StoreObserver): value was
+// stored for key in partition (nil: deleted) in place of old (nil: none,
+// or the entry the index holds for key, whose Version the update used).
+func (ix *inFlight) Stored(partition int32, key string, old, value []byte) {
+	ix.stored(partition, key, old, value)
+}
+
+// stored records that value was stored for key in partition (nil:
+// deleted) in place of old (nil: none, or the index's own entry for key).
 func (ix *inFlight) stored(partition int32, key string, old, value []byte) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
@@ -125,6 +150,10 @@ func (ix *inFlight) stored(partition int32, key string, old, value []byte) {
 	}
 	if old != nil {
 		p.remove(old)
+	} else if e, ok := p.ids[key]; ok && e.ok {
+		// The update judged the record by the entry's Version and did not
+		// read the value it replaced: the entry is its summary.
+		p.count(e.status, e.hold, -1)
 	}
 	delete(p.ids, key)
 	if value != nil {

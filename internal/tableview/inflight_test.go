@@ -160,6 +160,8 @@ func TestInFlightIndexFollowsTheTable(t *testing.T) {
 		stateRec(t, "sent", contract.StatusSending, 1),      // a lower version: dropped
 		stateRec(t, "deferred", contract.StatusDeferred, 1), // new
 		stateRec(t, "scheduled", contract.StatusSending, 2), // still in flight
+		stateRec(t, "scheduled", contract.StatusSent, 1),    // a lower version of a state in flight: dropped
+		stateRec(t, "deferred", contract.StatusDeferred, 1), // an equal version of one in flight: stored again
 		stateRec(t, "marker", contract.StatusSent, 1),       // the last record, to wait for
 	)
 	heraldtest.WaitFor(t, 30*time.Second, "the view to read the updates", func() bool { st, _ := v.Get("marker"); return st != nil })

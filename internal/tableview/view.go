@@ -64,7 +64,7 @@ func NewStateView(tc topology.Config, storageDir string, log *slog.Logger) (*Sta
 			goka.WithViewStorageBuilder(ix.builder(gokax.Storage(filepath.Clean(storageDir)))),
 			// After ViewOptions, so it replaces its VersionedUpdate: the
 			// same rule, reporting each stored value to the index.
-			goka.WithViewCallback(gokax.VersionedUpdateObserved(ix.stored)),
+			goka.WithViewCallback(gokax.VersionedUpdateObserved(ix)),
 			goka.WithViewAutoReconnect(),
 		)...)
 	if err != nil {
