@@ -204,58 +204,9 @@ func (s *Sink) session(ctx context.Context) error {
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(c.ShutdownGrace, cancelGrace) })
 	defer stopGrace()
 
-	// The committer commits what the writer wrote, in order, one commit at
-	// a time; a crash (crashCommits) stops it without a further commit.
-	commitCtx, crashCommits := context.WithCancel(grace)
-	defer crashCommits()
-	cm := newCommitter(s)
-	committerDone := make(chan struct{})
-	go func() {
-		defer close(committerDone)
-		cm.run(commitCtx, cl)
-	}()
-
-	// The next batch is collected and decoded while the one before it is
-	// written: at most one batch is written and one collected, and the
-	// batches are written one after the other, in order.
-	batches := make(chan batch)
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	defer stopPolling()
-	writerDone := make(chan struct{})
-	var writeErr error
-	go func() {
-		defer close(writerDone)
-		defer stopPolling() // a writer that stops (abandoned, or a simulated crash) stops the polling
-		for b := range batches {
-			err := s.flush(grace, cl, b, cm)
-			b.written()
-			if err != nil {
-				if !errors.Is(err, errAbandoned) {
-					writeErr = err
-				}
-				return
-			}
-		}
-	}()
-	// stop ends the writer after the batches handed to it, then the
-	// committer after their offsets; an error (a simulated crash) ends the
-	// session for good, with no further commit.
-	stop := func(err error) error {
-		close(batches)
-		<-writerDone
-		if err == nil {
-			err = writeErr
-		}
-		if err != nil {
-			crashCommits()
-		}
-		cm.close()
-		<-committerDone
-		if err != nil {
-			return service.Permanent(err) // a simulated crash: nothing more
-		}
-		return nil
-	}
+	p := s.startPipeline(grace, cl, stopPolling)
 	var (
 		next    batch
 		writing = idle // ends when the batch being written is written
@@ -264,22 +215,86 @@ func (s *Sink) session(ctx context.Context) error {
 		closed := s.collect(pollCtx, cl, &next, writing)
 		if len(next.recs) > 0 {
 			if err := s.at("decoded"); err != nil {
-				return stop(err)
+				return p.stop(err)
 			}
 			wctx, written := context.WithCancel(context.Background())
 			next.written = written
 			select {
-			case batches <- next:
+			case p.batches <- next:
 				writing, next = wctx, batch{}
-			case <-writerDone: // it stopped on an error
+			case <-p.writerDone: // it stopped on an error
 				written()
-				return stop(nil)
+				return p.stop(nil)
 			}
 		}
 		if closed || ctx.Err() != nil || pollCtx.Err() != nil {
-			return stop(nil)
+			return p.stop(nil)
 		}
 	}
+}
+
+// pipeline is a session's writer and committer goroutines. The next batch
+// is collected and decoded while the one before it is written: at most
+// one batch is written and one collected, and the batches are written one
+// after the other, in order. The committer commits what the writer wrote,
+// in order, one commit at a time; a crash (crashCommits) stops it without
+// a further commit.
+type pipeline struct {
+	s            *Sink
+	batches      chan batch
+	writerDone   chan struct{}
+	writeErr     error // the writer's error, read after writerDone
+	cm           *committer
+	committed    chan struct{} // the committer's end
+	crashCommits context.CancelFunc
+}
+
+// startPipeline starts the writer and the committer; a writer that stops
+// (abandoned, or a simulated crash) calls stopPolling.
+func (s *Sink) startPipeline(grace context.Context, cl *kgo.Client, stopPolling context.CancelFunc) *pipeline {
+	commitCtx, crashCommits := context.WithCancel(grace)
+	p := &pipeline{s: s, batches: make(chan batch), writerDone: make(chan struct{}), cm: newCommitter(s),
+		committed: make(chan struct{}), crashCommits: crashCommits}
+	go func() {
+		defer close(p.committed)
+		p.cm.run(commitCtx, cl)
+	}()
+	go func() {
+		defer close(p.writerDone)
+		defer stopPolling()
+		for b := range p.batches {
+			err := s.flush(grace, cl, b, p.cm)
+			b.written()
+			if err != nil {
+				if !errors.Is(err, errAbandoned) {
+					p.writeErr = err
+				}
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends the writer after the batches handed to it, then the committer
+// after their offsets; an error (a simulated crash) ends the session for
+// good, with no further commit.
+func (p *pipeline) stop(err error) error {
+	close(p.batches)
+	<-p.writerDone
+	if err == nil {
+		err = p.writeErr
+	}
+	if err != nil {
+		p.crashCommits()
+	}
+	p.cm.close()
+	<-p.committed
+	p.crashCommits() // release the context
+	if err != nil {
+		return service.Permanent(err) // a simulated crash: nothing more
+	}
+	return nil
 }
 
 // batch is a batch being collected or written: its records and what they
