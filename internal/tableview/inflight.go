@@ -65,13 +65,55 @@ type partIndex struct {
 
 // progress is what the index keeps of a state in flight: the fields of
 // contract.DecodeProgress that the sender's stale check reads (Progress),
-// a few dozen bytes. ok is false for a state that does not decode.
+// in 24 bytes, since a backlog puts every notification of a burst in
+// flight at once (a 1,000,000 burst held about 600,000 entries). status
+// and hold are 1 + their index in heldOrSending and holdReasons; status 0
+// marks an entry the index has no progress for (a state that does not
+// decode, a status or hold reason this version does not know, a count
+// beyond int32): Progress and Version read the store for it.
 type progress struct {
-	status                    contract.Status
-	hold                      contract.HoldReason
-	attempts, issue, commands int
 	version                   uint64
-	ok                        bool
+	attempts, issue, commands int32
+	status, hold              uint8
+}
+
+// The statuses and hold reasons an entry's progress can name (the
+// statuses of a state in flight).
+var (
+	heldOrSending = [...]contract.Status{contract.StatusScheduled, contract.StatusDeferred, contract.StatusSending,
+		contract.StatusRetrying}
+	holdReasons = [...]contract.HoldReason{"", contract.HoldSchedule, contract.HoldBlackout, contract.HoldBackoff,
+		contract.HoldRateLimit}
+)
+
+// newProgress is the entry of a state in flight whose summary is s and
+// progress st (nil: it did not decode). Status and hold reason are the
+// summary's, which counted the state in, so that the entry counts it out
+// alike.
+func newProgress(s contract.Summary, st *contract.State) progress {
+	status, hold := slices.Index(heldOrSending[:], s.Status), slices.Index(holdReasons[:], s.HoldReason)
+	if st == nil || status < 0 || hold < 0 || !fitsInt32(st.Attempts, st.Issue, st.Commands) {
+		return progress{}
+	}
+	return progress{version: st.Version, attempts: int32(st.Attempts), issue: int32(st.Issue), commands: int32(st.Commands),
+		status: uint8(status + 1), hold: uint8(hold + 1)}
+}
+
+func fitsInt32(ns ...int) bool {
+	for _, n := range ns {
+		if n != int(int32(n)) {
+			return false
+		}
+	}
+	return true
+}
+
+// ok reports whether the entry holds the state's progress.
+func (e progress) ok() bool { return e.status != 0 }
+
+// summary is the entry's status and hold reason; e.ok() must be true.
+func (e progress) summary() (contract.Status, contract.HoldReason) {
+	return heldOrSending[e.status-1], holdReasons[e.hold-1]
 }
 
 func newPartIndex() *partIndex {
@@ -107,12 +149,11 @@ func (p *partIndex) add(key string, b []byte) {
 	if s.Status.Final() {
 		return
 	}
-	var e progress
-	if st, err := contract.DecodeProgress(b); err == nil {
-		e = progress{status: st.Status, hold: st.HoldReason, attempts: st.Attempts, issue: st.Issue,
-			commands: st.Commands, version: st.Version, ok: true}
+	st, err := contract.DecodeProgress(b)
+	if err != nil {
+		st = nil
 	}
-	p.ids[key] = e
+	p.ids[key] = newProgress(s, st)
 }
 
 func newInFlight() *inFlight { return &inFlight{parts: map[int32]*partIndex{}} }
@@ -124,7 +165,7 @@ func (ix *inFlight) Version(partition int32, key string) (uint64, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	if p := ix.parts[partition]; p != nil {
-		if e, ok := p.ids[key]; ok && e.ok {
+		if e, ok := p.ids[key]; ok && e.ok() {
 			return e.version, true
 		}
 	}
@@ -150,10 +191,11 @@ func (ix *inFlight) stored(partition int32, key string, old, value []byte) {
 	}
 	if old != nil {
 		p.remove(old)
-	} else if e, ok := p.ids[key]; ok && e.ok {
+	} else if e, ok := p.ids[key]; ok && e.ok() {
 		// The update judged the record by the entry's Version and did not
 		// read the value it replaced: the entry is its summary.
-		p.count(e.status, e.hold, -1)
+		status, hold := e.summary()
+		p.count(status, hold, -1)
 	}
 	delete(p.ids, key)
 	if value != nil {
@@ -216,7 +258,7 @@ func (ix *inFlight) progress(key string) (p progress, ok bool) {
 	if part := ix.parts[topology.Partition(key, len(ix.parts))]; part != nil {
 		p, ok = part.ids[key]
 	}
-	return p, ok && p.ok
+	return p, ok && p.ok()
 }
 
 // partitions returns the partitions the index has seen, sorted.

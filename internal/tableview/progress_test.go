@@ -25,13 +25,30 @@ func TestIndexKeepsTheProgressInFlight(t *testing.T) {
 	ix := newInFlight()
 	deferred, sending, sent := enc(contract.StatusDeferred, 1), enc(contract.StatusSending, 2), enc(contract.StatusSent, 3)
 	ix.stored(0, "n1", nil, deferred)
-	if p, ok := ix.progress("n1"); !ok || p != (progress{status: contract.StatusDeferred, hold: contract.HoldBlackout, attempts: 2,
-		issue: 1, commands: 3, version: 1, ok: true}) {
+	if p, ok := ix.progress("n1"); !ok || p.attempts != 2 || p.issue != 1 || p.commands != 3 || p.version != 1 {
 		t.Fatalf("deferred: %+v %v", p, ok)
+	} else if st, hold := p.summary(); st != contract.StatusDeferred || hold != contract.HoldBlackout {
+		t.Fatalf("deferred: %s, %s", st, hold)
 	}
 	ix.stored(0, "n1", deferred, sending)
-	if p, ok := ix.progress("n1"); !ok || p.status != contract.StatusSending || p.version != 2 {
+	if p, ok := ix.progress("n1"); !ok || p.version != 2 {
 		t.Fatalf("sending: %+v %v", p, ok)
+	} else if st, hold := p.summary(); st != contract.StatusSending || hold != "" {
+		t.Fatalf("sending: %s, %s", st, hold)
+	}
+	// A status this version does not know, and a count beyond int32,
+	// keep the id in flight without progress.
+	for _, s := range []*contract.State{{ID: "n3", Status: "paused", Version: 1, UpdatedAt: at},
+		{ID: "n3", Status: contract.StatusSending, Attempts: 1 << 40, Version: 1, UpdatedAt: at}} {
+		b, err := contract.EncodeState(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.stored(0, "n3", nil, b)
+		if p, ok := ix.progress("n3"); ok {
+			t.Fatalf("%s, %d attempts: the index answered %+v", s.Status, s.Attempts, p)
+		}
+		ix.stored(0, "n3", b, nil)
 	}
 	ix.stored(0, "n1", sending, sent)
 	if p, ok := ix.progress("n1"); ok {

@@ -126,8 +126,9 @@ func (v *StateView) Get(id string) (*contract.State, error) {
 // (docs/performance.md).
 func (v *StateView) Progress(id string) (*contract.State, error) {
 	if p, ok := v.ix.progress(id); ok {
-		return &contract.State{ID: id, Status: p.status, HoldReason: p.hold, Attempts: p.attempts, Issue: p.issue,
-			Commands: p.commands, Version: p.version}, nil
+		status, hold := p.summary()
+		return &contract.State{ID: id, Status: status, HoldReason: hold, Attempts: int(p.attempts), Issue: int(p.issue),
+			Commands: int(p.commands), Version: p.version}, nil
 	}
 	raw, err := v.view.Get(id)
 	if err != nil {
